@@ -1,0 +1,69 @@
+"""High-level actions for views and frontends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .agent import ConversationAgent
+from .exceptions import ContextValidationError
+from .owners import ensure_anonymous_id, get_owner
+from .registry import registry
+from .service import ConversationService
+
+__all__ = ["start_conversation"]
+
+
+def start_conversation(
+    agent_path: str,
+    context_kwargs: dict[str, Any] | None = None,
+    request: Any = None,
+    *,
+    title: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Start a conversation with the agent at ``agent_path``.
+
+    The agent's ``create_context(request, **context_kwargs)`` builds the Context. The session
+    belongs to the request's user; an anonymous visitor gets a high-entropy anonymous id, stored in
+    their Django session and returned as ``anonymous_id`` so a stateless client can send it back.
+
+    Returns ``{"session_id", "status", "agent_path", "anonymous_id", "title", "created_at"}``.
+    """
+    agent_cls = registry.get(agent_path)
+    if context_kwargs is not None and not isinstance(context_kwargs, dict):
+        raise ContextValidationError("context_kwargs must be a dict of keyword arguments for create_context.")
+    context = _build_context(agent_cls, request, context_kwargs or {})
+    owner = get_owner(request)
+    anonymous_id = ""
+    if owner.user is None and request is not None:
+        anonymous_id = ensure_anonymous_id(request)
+    session = ConversationService.create_session(
+        agent_path,
+        user=owner.user,
+        anonymous_id=anonymous_id or None,
+        context=context,
+        title=title,
+        metadata=metadata,
+    )
+    return {
+        "session_id": str(session.pk),
+        "status": session.status,
+        "agent_path": session.agent_path,
+        "anonymous_id": anonymous_id or None,
+        "title": session.title,
+        "created_at": session.created_at.isoformat(),
+    }
+
+
+def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dict[str, Any]) -> Any:
+    try:
+        context = agent_cls.create_context(request=request, **kwargs)
+    except ValidationError as exc:
+        raise ContextValidationError(
+            f"{agent_cls.__name__}.create_context could not build its Context: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)),
+            errors=[{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors(include_url=False)],
+        ) from exc
+    return agent_cls.validate_context(context)

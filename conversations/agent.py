@@ -1,0 +1,174 @@
+"""The agent base class."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .constants import ConcurrencyPolicy
+from .exceptions import ContextValidationError, ImproperlyDeclaredAgent
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from .models import ConversationMessage, ConversationSession, File
+
+__all__ = ["ConversationAgent", "EmptyContext"]
+
+
+class EmptyContext(BaseModel):
+    """The Context of agents that declare none: keeps whatever keys it is given."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ConversationAgent:
+    """Base class of chat agents.
+
+    Override ``get_response`` (``async def`` or ``def``) to answer a message, declare an inner
+    pydantic ``Context`` for typed per-conversation state, and override ``create_context`` to build
+    it when a conversation starts. Inside ``get_response``:
+
+    - ``self.context`` is the Context instance; changes are saved when the turn succeeds;
+    - ``self.session`` is the :class:`ConversationSession`;
+    - ``self.request`` is the request of the turn when there is one (None in workers);
+    - ``self.files`` lists the :class:`File` rows attached to the message;
+    - ``self.message`` is the user's :class:`ConversationMessage`;
+    - ``self.cancelled`` turns True when someone asked to stop the turn.
+
+    Class attributes: ``concurrency`` (``"enqueue"``, ``"reject"`` or ``"interrupt"``) says what
+    happens to a message sent while a turn runs; ``turn_timeout`` (seconds) overrides the setting.
+    """
+
+    Context: ClassVar[type[BaseModel]] = EmptyContext
+    concurrency: ClassVar[str | None] = None
+    turn_timeout: ClassVar[float | None] = None
+    #: Set by registration: whether get_response is a coroutine function.
+    is_async: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        context: BaseModel | None = None,
+        session: ConversationSession | None = None,
+        request: HttpRequest | None = None,
+        files: list[File] | None = None,
+        message: ConversationMessage | None = None,
+    ):
+        self.context = context if context is not None else self.build_empty_context()
+        self.session = session
+        self.request = request
+        self.files = list(files or [])
+        self.message = message
+        self._cancel_check: Any = None
+
+    @classmethod
+    def create_context(cls, request: HttpRequest | None = None, **kwargs: Any) -> BaseModel:
+        """Build the Context when a conversation starts.
+
+        The default validates ``kwargs`` against ``Context``; override it to read the request
+        (the user, their plan, the page they came from).
+        """
+        return cls.Context(**kwargs)
+
+    async def get_response(self, message: str, request: HttpRequest | None = None, **kwargs: Any) -> str:
+        """Answer ``message``: return the text, or stream it with ResponseStream and return it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get_response(self, message, request=None, **kwargs).")
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the turn was cancelled (or timed out); stop working when it is."""
+        return bool(self._cancel_check and self._cancel_check())
+
+    @classmethod
+    def build_empty_context(cls) -> BaseModel:
+        try:
+            return cls.Context()
+        except ValidationError as exc:
+            raise ContextValidationError(
+                f"{cls.__name__}.Context has required fields and no context was given: "
+                f"{_format_errors(exc)}",
+                errors=_errors(exc),
+            ) from exc
+
+    @classmethod
+    def validate_context(cls, value: Any) -> BaseModel:
+        """Turn a Context instance or a dict into a validated Context."""
+        try:
+            if isinstance(value, cls.Context):
+                return cls.Context.model_validate(value.model_dump())
+            if isinstance(value, BaseModel):
+                value = value.model_dump()
+            if value is None:
+                value = {}
+            if not isinstance(value, dict):
+                raise ContextValidationError(
+                    f"{cls.__name__}.create_context must return a {cls.Context.__name__} "
+                    f"instance or a dict, not {type(value).__name__}."
+                )
+            return cls.Context.model_validate(value)
+        except ValidationError as exc:
+            raise ContextValidationError(
+                f"The context does not fit {cls.__name__}.Context: {_format_errors(exc)}",
+                errors=_errors(exc),
+            ) from exc
+
+    @classmethod
+    def check_declaration(cls) -> None:
+        """Raise ImproperlyDeclaredAgent naming the fix when the class is declared wrongly."""
+        name = cls.__name__
+        if not (isinstance(cls.Context, type) and issubclass(cls.Context, BaseModel)):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.Context must be a pydantic BaseModel subclass "
+                f"(class Context(BaseModel): ...), not {cls.Context!r}."
+            )
+        method = cls.__dict__.get("get_response") or getattr(cls, "get_response")
+        if method is ConversationAgent.get_response:
+            raise ImproperlyDeclaredAgent(
+                f"{name} does not define get_response. Add "
+                f"'async def get_response(self, message, request=None, **kwargs):' returning the reply text."
+            )
+        if isinstance(inspect.getattr_static(cls, "get_response"), (staticmethod, classmethod)):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.get_response must be a plain method (def get_response(self, message, request=None, **kwargs)), "
+                "not a staticmethod or classmethod."
+            )
+        try:
+            sig = inspect.signature(method)
+            sig.bind(None, "message", request=None)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyDeclaredAgent(
+                f"{name}.get_response must accept (self, message, request=None, **kwargs); "
+                f"its signature is {sig if 'sig' in locals() else '?'} ({exc})."
+            ) from exc
+        if inspect.isasyncgenfunction(method):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.get_response is an async generator. Use ResponseStream inside an "
+                "'async def get_response' and return the text instead of yielding it."
+            )
+        create = inspect.getattr_static(cls, "create_context")
+        if not isinstance(create, classmethod):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.create_context must be a classmethod: add @classmethod above "
+                "'def create_context(cls, request=None, **kwargs)'."
+            )
+        policy = cls.concurrency
+        if policy is not None and policy not in set(ConcurrencyPolicy):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.concurrency is {policy!r}; use one of "
+                f"{', '.join(repr(str(p)) for p in ConcurrencyPolicy)}."
+            )
+        cls.is_async = inspect.iscoroutinefunction(method)
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def _format_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{e['field'] or '(root)'}: {e['message']}" for e in _errors(exc))

@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ConversationsConfig(AppConfig):
+    name = "django_ai.conversations"
+    label = "conversations"
+    verbose_name = _("AI conversations")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+        from .realtime import sync
+        from .registry import registry
+
+        sync.connect()
+
+        registry.load_from_settings()

@@ -1,0 +1,159 @@
+"""Settings: one ``DJANGO_AI`` dict, read lazily, with defaults.
+
+Access values as attributes of :data:`ai_settings`, e.g. ``ai_settings.TURN_TIMEOUT``. Keys listed in
+``IMPORT_STRINGS`` hold dotted paths and are imported on first access. The object is reset when a
+test changes ``DJANGO_AI`` or ``DJANGO_AI_PUSHER`` with ``override_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # Realtime: a dotted path to a backend class, or None to choose: Pusher when PUSHER (or the
+    # seed's DJANGO_AI_PUSHER) is configured, else the in-process Local backend.
+    "REALTIME_BACKEND": None,
+    "PUSHER": {},
+    # Seconds over which chunks of one message are coalesced before sending.
+    "STREAM_COALESCE_WINDOW": 0.05,
+    # The streaming agent message row is saved at most this often (seconds) and at the end.
+    "STREAM_SAVE_INTERVAL": 1.0,
+    # Text extraction: a dotted path to an extractor class, or None to pick the best available.
+    "TEXT_EXTRACTOR": None,
+    "TIKA_SERVER_ENDPOINT": None,
+    "EXTRACTION_TIMEOUT": 120,
+    "MAX_EXTRACTED_TEXT_LENGTH": 1_000_000,
+    "MAX_UPLOAD_SIZE": 20 * 1024 * 1024,
+    "ALLOWED_UPLOAD_TYPES": [
+        "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/msword",
+        "application/rtf",
+        "application/vnd.oasis.opendocument.text",
+        "text/plain",
+        "text/markdown",
+        "text/csv",
+        "text/html",
+        "application/json",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/tiff",
+        "image/webp",
+    ],
+    "UPLOAD_TO": "django_ai/files/%Y/%m/",
+    # Turns.
+    "TASK_BACKEND": "default",
+    "TASK_QUEUE": "default",
+    "TURN_TIMEOUT": 300,
+    "STALE_TURN_TIMEOUT": 600,
+    "STALE_TURN_ACTION": "fail",
+    "TURN_HEARTBEAT_INTERVAL": 5.0,
+    "DEFAULT_CONCURRENCY_POLICY": "enqueue",
+    "GENERIC_ERROR_MESSAGE": "Sorry, something went wrong while answering. Please try again.",
+    # None follows settings.DEBUG: whether failed turns show exception details to the user.
+    "EXPOSE_ERROR_DETAILS": None,
+    # Anonymous visitors.
+    "ANONYMOUS_ID_SESSION_KEY": "django_ai_anonymous_id",
+    "ANONYMOUS_ID_HEADER": "X-Conversation-Anonymous-Id",
+    # Agents registered from settings: {"path": "dotted.path.to.Agent"}.
+    "AGENTS": {},
+    # The bridge.
+    "QUERY_DEFAULT_LIMIT": 50,
+    "QUERY_MAX_LIMIT": 200,
+    "MESSAGE_CREATE_THROTTLE_RATE": "30/min",
+    "MAX_MESSAGE_LENGTH": 32_000,
+    "BRIDGE_PERMISSION_CLASSES": [],
+}
+
+# Keys whose values are dotted paths (a string, or a list of strings) imported on access.
+IMPORT_STRINGS = frozenset({"REALTIME_BACKEND", "TEXT_EXTRACTOR", "BRIDGE_PERMISSION_CLASSES"})
+
+PUSHER_KEYS = ("APP_ID", "KEY", "SECRET", "CLUSTER", "HOST", "PORT", "SCHEME", "SSL", "TIMEOUT")
+
+
+def _import(value: Any, key: str) -> Any:
+    if value is None or not isinstance(value, (str, list, tuple)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_import(item, key) for item in value]
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"DJANGO_AI['{key}'] is {value!r}, which could not be imported ({exc}). "
+            f"Set it to the dotted path of an existing class, or remove it to use the default."
+        ) from exc
+
+
+class AISettings:
+    """Lazy view of ``settings.DJANGO_AI`` over :data:`DEFAULTS`."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None):
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+        self._user: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user is None:
+            value = getattr(settings, "DJANGO_AI", {}) or {}
+            if not isinstance(value, dict):
+                raise ImproperlyConfigured(
+                    f"settings.DJANGO_AI must be a dict, not {type(value).__name__}."
+                )
+            self._user = value
+        return self._user
+
+    def raw(self, key: str) -> Any:
+        """The configured value without importing dotted paths (used by the system checks)."""
+        if key == "PUSHER":
+            return self.pusher
+        return self.user_settings.get(key, self.defaults[key])
+
+    @property
+    def pusher(self) -> dict[str, Any]:
+        # DJANGO_AI["PUSHER"] wins over the seed's DJANGO_AI_PUSHER; keys are upper-cased.
+        merged: dict[str, Any] = {}
+        for source in (getattr(settings, "DJANGO_AI_PUSHER", None), self.user_settings.get("PUSHER")):
+            if source:
+                merged.update({str(k).upper(): v for k, v in dict(source).items()})
+        return merged
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in self.defaults:
+            raise AttributeError(f"Invalid Django AI setting: {key!r}")
+        value = self.raw(key)
+        if key in IMPORT_STRINGS:
+            value = _import(value, key)
+        self._cached.add(key)
+        setattr(self, key, value)
+        return value
+
+    def reload(self) -> None:
+        for key in self._cached:
+            delattr(self, key)
+        self._cached.clear()
+        self._user = None
+
+
+ai_settings = AISettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DJANGO_AI", "DJANGO_AI_PUSHER", "DEBUG"):
+        ai_settings.reload()
+        # Components built from settings (realtime backend, extractor) are rebuilt lazily too.
+        from .internal.cache import clear_component_caches
+
+        clear_component_caches()
+
+
+setting_changed.connect(_reload)

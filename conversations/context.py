@@ -1,0 +1,363 @@
+"""Helpers for agent code: stream a reply, show widgets, read file text.
+
+``ResponseStream`` and ``display_widget`` work inside an agent's turn (``get_response``) and raise
+:class:`~django_ai.conversations.exceptions.NoActiveConversation` elsewhere. ``get_file_text`` and
+``update_widget`` take an id and work anywhere (views, shells, workers); inside a turn they only
+reach rows of the conversation's owner.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatus
+from .exceptions import FileNotFound, NoActiveConversation, TurnCancelled
+from .internal.turn import TurnState, current_turn
+
+__all__ = [
+    "ResponseStream",
+    "display_widget",
+    "update_widget",
+    "get_file_text",
+    "wait_for_file_text",
+    "report_usage",
+    "current_session",
+]
+
+
+def _require_turn(what: str) -> TurnState:
+    state = current_turn.get()
+    if state is None:
+        raise NoActiveConversation(
+            f"{what} can only be used while an agent answers a message (inside get_response). "
+            "Use it from your agent's get_response, or from code that get_response calls."
+        )
+    return state
+
+
+def current_session() -> Any:
+    """The ConversationSession of the turn being answered."""
+    return _require_turn("current_session()").session
+
+
+def _check_cancel(state: TurnState) -> None:
+    if state.poll is not None:
+        reason = state.poll()
+        if reason:
+            state.cancel(reason)
+    if state.is_cancelled():
+        raise TurnCancelled(state.cancel_reason or "cancelled")
+
+
+def _ensure_agent_message(state: TurnState) -> Any:
+    if state.agent_message is None:
+        from .models import ConversationMessage
+
+        def create() -> ConversationMessage:
+            return ConversationMessage.objects.create(
+                session=state.session,
+                message_type=MessageType.AGENT,
+                processing_status=ProcessingStatus.STREAMING,
+                reply_to=state.user_message,
+            )
+
+        state.agent_message = state.call_db(create)
+    return state.agent_message
+
+
+def _persist_stream(state: TurnState) -> None:
+    if state.agent_message is None or state.persisted_sequence == state.sequence:
+        return
+    from .models import ConversationMessage
+
+    pk, text, seq = state.agent_message.pk, state.stream_text, state.sequence
+    state.call_db(
+        lambda: ConversationMessage.objects.filter(pk=pk).update(content=text, stream_sequence=seq)
+    )
+    state.agent_message.content = text
+    state.agent_message.stream_sequence = seq
+    state.persisted_sequence = seq
+    state.last_persist = time.monotonic()
+
+
+class ResponseStream:
+    """Stream the reply in chunks; each ``write()`` sends a ``text_chunk`` event.
+
+    ``with ResponseStream() as stream: stream.write("...")``, then ``return stream.content``.
+    The agent message row exists from the first chunk (status ``streaming``) and its text is saved
+    every ``STREAM_SAVE_INTERVAL`` seconds, so a client that joins late reads the row and applies
+    only chunks with a higher ``sequence``. A cancelled or timed-out turn stops at the next
+    ``write()``.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._state: TurnState | None = None
+        self._ended = False
+
+    def __enter__(self) -> ResponseStream:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.end()
+
+    def start(self) -> ResponseStream:
+        if self._state is not None:
+            return self
+        state = _require_turn("ResponseStream")
+        _check_cancel(state)
+        self._state = state
+        already_streaming = state.agent_message is not None
+        message = _ensure_agent_message(state)
+        if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
+            from .realtime import publish
+
+            publish(
+                EventName.STREAM_START,
+                session_id=state.session.pk,
+                message_id=message.pk,
+                sequence=state.sequence,
+                reply_to=state.user_message.pk,
+            )
+        return self
+
+    def write(self, text: Any) -> None:
+        """Append ``text`` to the reply and send it as a chunk."""
+        if self._state is None:
+            self.start()
+        state = self._state
+        assert state is not None
+        if self._ended:
+            raise RuntimeError("This ResponseStream has ended; start a new one to write more.")
+        _check_cancel(state)
+        text = "" if text is None else str(text)
+        if not text:
+            return
+        self._parts.append(text)
+        state.streamed.append(text)
+        state.sequence += 1
+        if state.first_chunk is None:
+            state.first_chunk = time.monotonic()
+        from .conf import ai_settings
+        from .realtime import publish
+
+        publish(
+            EventName.TEXT_CHUNK,
+            session_id=state.session.pk,
+            message_id=state.agent_message.pk,
+            sequence=state.sequence,
+            text=text,
+        )
+        if time.monotonic() - state.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:
+            _persist_stream(state)
+
+    def end(self) -> None:
+        """Finish this stream: save the text so far and send ``stream_end``."""
+        if self._ended or self._state is None:
+            self._ended = True
+            return
+        self._ended = True
+        state = self._state
+        _persist_stream(state)
+        from .realtime import get_backend, publish
+
+        publish(
+            EventName.STREAM_END,
+            session_id=state.session.pk,
+            message_id=state.agent_message.pk,
+            sequence=state.sequence,
+        )
+        try:
+            get_backend().flush(timeout=0)
+        except Exception:  # noqa: BLE001 - delivery problems are the backend's to log
+            pass
+
+    @property
+    def content(self) -> str:
+        """Everything written to this stream."""
+        return "".join(self._parts)
+
+    def __str__(self) -> str:
+        return self.content
+
+
+def display_widget(widget_type: str, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None) -> Any:
+    """Show a UI component in the conversation; returns the ConversationWidget row.
+
+    Saves a ``widget`` message and a ConversationWidget, and sends a ``widget`` event carrying the
+    widget id so clients can reconcile it with the synced rows.
+    """
+    state = _require_turn("display_widget()")
+    if not isinstance(widget_type, str) or not widget_type or len(widget_type) > 100:
+        raise ValueError("display_widget() needs a widget type: a non-empty string of at most 100 characters.")
+    data = _json_dict(data, "data")
+    display_data = _json_dict(display_data, "display_data")
+    from .models import ConversationMessage, ConversationWidget
+    from .realtime import publish
+
+    def create() -> ConversationWidget:
+        from django.db import transaction
+
+        with transaction.atomic():
+            message = ConversationMessage.objects.create(
+                session=state.session,
+                message_type=MessageType.WIDGET,
+                component_type=widget_type,
+                component_data=data,
+                reply_to=state.user_message,
+            )
+            return ConversationWidget.objects.create(
+                session=state.session,
+                message=message,
+                widget_type=widget_type,
+                data=data,
+                display_data=display_data,
+            )
+
+    widget = state.call_db(create)
+    state.widgets.append(widget)
+    publish(
+        EventName.WIDGET,
+        session_id=state.session.pk,
+        widget_id=widget.pk,
+        message_id=widget.message_id,
+        widget_type=widget_type,
+        data=data,
+        display_data=display_data,
+    )
+    return widget
+
+
+def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None) -> Any:
+    """Replace a widget's ``data`` and/or ``display_data``; sends ``widget_update``."""
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    from .models import ConversationWidget
+    from .realtime import publish
+
+    state = current_turn.get()
+    if data is not None:
+        data = _json_dict(data, "data")
+    if display_data is not None:
+        display_data = _json_dict(display_data, "display_data")
+
+    def save() -> ConversationWidget:
+        qs = ConversationWidget.objects.all()
+        if state is not None:
+            qs = qs.filter(session=state.session)
+        try:
+            widget = qs.get(pk=widget_id)
+        except (ConversationWidget.DoesNotExist, DjangoValidationError, ValueError) as exc:
+            raise LookupError(f"No widget {widget_id!r} in this conversation.") from exc
+        fields = ["updated_at"]
+        if data is not None:
+            widget.data = data
+            fields.append("data")
+        if display_data is not None:
+            widget.display_data = display_data
+            fields.append("display_data")
+        widget.save(update_fields=fields)
+        return widget
+
+    widget = state.call_db(save) if state is not None else save()
+    publish(
+        EventName.WIDGET_UPDATE,
+        session_id=widget.session_id,
+        widget_id=widget.pk,
+        message_id=widget.message_id,
+        widget_type=widget.widget_type,
+        data=widget.data,
+        display_data=widget.display_data,
+    )
+    return widget
+
+
+def _get_file(file_id: Any) -> Any:
+    from django.core.exceptions import ValidationError as DjangoValidationError
+    from django.db.models import Q
+
+    from .models import File
+
+    state = current_turn.get()
+    if state is not None and str(file_id) in state.files:
+        return state.files[str(file_id)]
+
+    def load() -> File:
+        qs = File.objects.all()
+        if state is not None:
+            session = state.session
+            owner = Q(user_id=session.user_id) if session.user_id else Q(user__isnull=True, anonymous_id=session.anonymous_id)
+            qs = qs.filter(owner | Q(session_id=session.pk))
+        try:
+            return qs.get(pk=file_id)
+        except (File.DoesNotExist, DjangoValidationError, ValueError) as exc:
+            raise FileNotFound(f"No file {file_id!r} is available here.") from exc
+
+    return state.call_db(load) if state is not None else load()
+
+
+def get_file_text(file_id: Any) -> str | None:
+    """The text extracted from a file; None while extraction is pending or after it failed."""
+    file = _get_file(file_id)
+    if file.extraction_status == ExtractionStatus.DONE:
+        return file.extracted_text
+    # The row may have been preloaded before extraction finished: read the current state.
+    from .models import File
+
+    state = current_turn.get()
+
+    def reload() -> Any:
+        return File.objects.filter(pk=file.pk).values_list("extraction_status", "extracted_text").first()
+
+    row = state.call_db(reload) if state is not None else reload()
+    if row and row[0] == ExtractionStatus.DONE:
+        return row[1]
+    return None
+
+
+def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float = 0.25) -> str | None:
+    """Wait up to ``timeout`` seconds for extraction to finish; the text, or None if it failed or
+    did not finish in time."""
+    from .models import File
+
+    file = _get_file(file_id)
+    state = current_turn.get()
+    deadline = time.monotonic() + timeout
+
+    def status() -> Any:
+        return File.objects.filter(pk=file.pk).values_list("extraction_status", "extracted_text").first()
+
+    while True:
+        row = state.call_db(status) if state is not None else status()
+        if row is None:
+            return None
+        if row[0] == ExtractionStatus.DONE:
+            return row[1]
+        if row[0] == ExtractionStatus.FAILED or time.monotonic() >= deadline:
+            return None
+        if state is not None:
+            _check_cancel(state)
+        time.sleep(poll_interval)
+
+
+def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: int) -> None:
+    """Add token counts for this turn; they are stored in the agent message's ``metrics``."""
+    state = _require_turn("report_usage()")
+    for key, value in {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, **other}.items():
+        if value:
+            state.usage[key] = state.usage.get(key, 0) + int(value)
+
+
+def _json_dict(value: Any, name: str) -> dict[str, Any]:
+    import json
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"Widget {name} must be a dict, not {type(value).__name__}.")
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Widget {name} must be JSON-serialisable: {exc}") from exc

@@ -1,0 +1,78 @@
+"""Realtime delivery of events: the configured backend and ``publish``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from ..constants import EventName
+from ..internal.cache import on_settings_reload
+from .base import BaseRealtimeBackend
+from .channels import owner_channel, session_channel
+from .events import build_event
+
+__all__ = [
+    "BaseRealtimeBackend",
+    "get_backend",
+    "reset_backend",
+    "publish",
+    "session_channel",
+    "owner_channel",
+    "build_event",
+]
+
+logger = logging.getLogger("django_ai.conversations.realtime")
+
+
+def _default_backend_path() -> str:
+    from ..conf import ai_settings
+
+    if ai_settings.pusher.get("KEY"):
+        return "django_ai.conversations.realtime.pusher.PusherBackend"
+    return "django_ai.conversations.realtime.local.LocalBackend"
+
+
+_backend: BaseRealtimeBackend | None = None
+_backend_lock = threading.Lock()
+
+
+def get_backend() -> BaseRealtimeBackend:
+    """The process-wide realtime backend, built on first use from ``DJANGO_AI['REALTIME_BACKEND']``."""
+    global _backend
+    if _backend is None:
+        with _backend_lock:
+            if _backend is None:
+                from django.utils.module_loading import import_string
+
+                from ..conf import ai_settings
+
+                backend_cls = ai_settings.REALTIME_BACKEND
+                if backend_cls is None:
+                    backend_cls = import_string(_default_backend_path())
+                _backend = backend_cls(options=ai_settings.pusher)
+    return _backend
+
+
+@on_settings_reload
+def reset_backend() -> None:
+    """Close the current backend; the next ``get_backend()`` builds one from the settings."""
+    global _backend
+    with _backend_lock:
+        old, _backend = _backend, None
+    if old is not None:
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001 - closing an old backend must not break a settings change
+            logger.exception("Closing the realtime backend failed")
+
+
+def publish(name: EventName | str, *, session_id: Any, channel: str | None = None, **data: Any) -> dict[str, Any]:
+    """Build an event and hand it to the backend. Never raises: failures are logged."""
+    payload = build_event(name, session_id=session_id, **data)
+    target = channel or session_channel(session_id)
+    try:
+        get_backend().send(target, str(EventName(name)), payload)
+    except Exception:  # noqa: BLE001 - delivery must never break agent code
+        logger.exception("Could not send the %s event on %s", name, target)
+    return payload

@@ -1,0 +1,31 @@
+"""The realtime backend interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BaseRealtimeBackend:
+    """Delivers events to the subscribers of a channel.
+
+    Subclass it to support another transport. ``send`` must not block agent code for long: a
+    backend that talks to a remote server queues the event and sends it from elsewhere. Failures
+    are logged, never raised into the caller.
+    """
+
+    #: Name shown by the system checks and in logs.
+    name = "base"
+
+    def __init__(self, *, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
+
+    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
+        """Queue or deliver ``payload`` as ``event`` on ``channel``."""
+        raise NotImplementedError("Realtime backends must implement send(channel, event, payload).")
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Deliver everything queued so far (called at stream end and at shutdown)."""
+
+    def close(self) -> None:
+        """Release connections and threads; the backend may be rebuilt afterwards."""
+        self.flush()

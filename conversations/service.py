@@ -1,0 +1,249 @@
+"""``ConversationService``: create sessions and run turns from Python code."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+
+from .conf import ai_settings
+from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, SessionStatus
+from .exceptions import (
+    ConversationPermissionDenied,
+    FileNotFound,
+    InvalidMessage,
+    SessionNotActive,
+    SessionNotFound,
+    TurnInProgress,
+)
+from .models import ConversationMessage, ConversationSession, File
+from .owners import Owner, get_owner, owns
+from .registry import registry
+
+__all__ = ["ConversationService"]
+
+
+def _as_uuid(value: Any, error: type[Exception], what: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise error(f"{what} {value!r} does not exist.") from exc
+
+
+class ConversationService:
+    """Server-side API for conversations. Every method validates its input and writes nothing when
+    it raises."""
+
+    @staticmethod
+    def create_session(
+        agent_path: str,
+        user: Any = None,
+        anonymous_id: str | None = None,
+        context: dict[str, Any] | Any = None,
+        *,
+        title: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> ConversationSession:
+        """Create a session for ``agent_path`` owned by ``user`` or by ``anonymous_id``.
+
+        ``context`` (a dict or a Context instance) is validated against the agent's Context; when
+        omitted the Context's defaults are used.
+        """
+        agent_cls = registry.get(agent_path)
+        path = ConversationService._registered_path(agent_path, agent_cls)
+        if user is not None and not getattr(user, "is_authenticated", False):
+            user = None
+        if anonymous_id is not None and (not isinstance(anonymous_id, str) or len(anonymous_id) > 128):
+            raise ValueError("anonymous_id must be a string of at most 128 characters.")
+        if user is not None and anonymous_id:
+            raise ValueError("A session belongs to a user or to an anonymous visitor, not both.")
+        ctx = agent_cls.validate_context(context) if context is not None else agent_cls.build_empty_context()
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError("metadata must be a dict.")
+        return ConversationSession.objects.create(
+            agent_path=path,
+            user=user,
+            anonymous_id=anonymous_id or "",
+            context=ctx.model_dump(mode="json"),
+            metadata=metadata or {},
+            title=(title or "")[:200],
+        )
+
+    @staticmethod
+    def get_session(session_id: Any, *, user: Any = None, request: Any = None) -> ConversationSession:
+        """The session, checked against the owner that ``user``/``request`` act as (when given)."""
+        pk = _as_uuid(session_id, SessionNotFound, "Conversation")
+        try:
+            session = ConversationSession.objects.get(pk=pk)
+        except ConversationSession.DoesNotExist as exc:
+            raise SessionNotFound(f"Conversation {session_id} does not exist.") from exc
+        if user is not None or request is not None:
+            owner = get_owner(request, user)
+            if not owns(owner, session):
+                raise ConversationPermissionDenied()
+        return session
+
+    @staticmethod
+    def send_message(
+        session_id: Any,
+        message: str,
+        user: Any = None,
+        request: Any = None,
+        files: Iterable[Any] | None = None,
+    ) -> dict[str, Any]:
+        """Save ``message`` as the user's, run the agent's turn inline and return
+        ``{"status": "success", "response": ..., "session_id": ...}`` (``"error"`` with a generic
+        ``error`` text when the agent fails; details go to the log)."""
+        text = ConversationService._clean_message(message)
+        session = ConversationService.get_session(session_id, user=user, request=request)
+        if session.status != SessionStatus.ACTIVE:
+            raise SessionNotActive(f"Conversation {session.pk} is {session.status}; start a new one to continue.")
+        agent_cls = registry.get(session.agent_path)
+        owner = get_owner(request, user) if (user is not None or request is not None) else Owner(session.user, session.anonymous_id)
+        file_rows = ConversationService._resolve_files(files, owner, session)
+        ConversationService.apply_concurrency_policy(session, agent_cls)
+
+        with transaction.atomic():
+            user_message = ConversationMessage(
+                session=session,
+                message_type=MessageType.USER,
+                content=text,
+                processing_status=ProcessingStatus.PENDING,
+            )
+            # Answered below, inline: the background scheduler leaves it alone.
+            user_message._django_ai_inline = True  # type: ignore[attr-defined]
+            user_message.save()
+            if file_rows:
+                user_message.files.set(file_rows)
+                File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
+
+        outcome = ConversationService._answer_inline(session, user_message, request)
+        result: dict[str, Any] = {
+            "status": "success",
+            "response": outcome.response if outcome else "",
+            "session_id": str(session.pk),
+            "user_message_id": str(user_message.pk),
+            "message_id": str(outcome.agent_message.pk) if outcome and outcome.agent_message else None,
+        }
+        if outcome is None or outcome.status == ProcessingStatus.FAILED:
+            result["status"] = "error"
+            result["response"] = ""
+            result["error"] = (
+                outcome.error_message.content if outcome and outcome.error_message else ai_settings.GENERIC_ERROR_MESSAGE
+            )
+        elif outcome.status == ProcessingStatus.CANCELLED:
+            result["status"] = "cancelled"
+        return result
+
+    @staticmethod
+    async def asend_message(session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None) -> dict[str, Any]:
+        """``send_message`` for async code: the turn runs in a worker thread, off the event loop."""
+        return await sync_to_async(ConversationService.send_message, thread_sensitive=True)(
+            session_id, message, user=user, request=request, files=files
+        )
+
+    @staticmethod
+    def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
+        """Apply the agent's policy for a message that arrives while a turn runs."""
+        policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
+        if policy == ConcurrencyPolicy.ENQUEUE:
+            return
+        busy = ConversationMessage.objects.filter(
+            session=session,
+            message_type=MessageType.USER,
+            processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
+        )
+        if policy == ConcurrencyPolicy.REJECT:
+            if busy.exists():
+                raise TurnInProgress()
+            return
+        from django.utils import timezone
+
+        busy.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+        busy.filter(processing_status=ProcessingStatus.PENDING).update(
+            processing_status=ProcessingStatus.CANCELLED, finished_at=timezone.now()
+        )
+
+    @staticmethod
+    def _answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> Any:
+        from .runner import acquire_lease, process_pending
+
+        agent_cls = registry.get(session.agent_path)
+        timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
+        deadline = time.monotonic() + float(timeout or 300) + float(ai_settings.STALE_TURN_TIMEOUT)
+        delay = 0.01
+        while True:
+            token = acquire_lease(session.pk, user_message.pk)
+            if token is not None:
+                outcomes = process_pending(
+                    session.pk, request=request, request_for=user_message.pk, until=user_message.pk, token=token
+                )
+                for outcome in outcomes:
+                    if outcome.user_message.pk == user_message.pk:
+                        return outcome
+            user_message.refresh_from_db()
+            if user_message.processing_status not in (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING):
+                # Answered elsewhere (e.g. by a worker) or cancelled by a newer message.
+                return ConversationService._outcome_from_rows(user_message)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    @staticmethod
+    def _outcome_from_rows(user_message: ConversationMessage) -> Any:
+        from .runner import TurnOutcome
+
+        replies = {m.message_type: m for m in user_message.replies.all()}
+        agent_message = replies.get(MessageType.AGENT)
+        return TurnOutcome(
+            ProcessingStatus(user_message.processing_status),
+            agent_message.content if agent_message else "",
+            user_message,
+            agent_message,
+            replies.get(MessageType.SYSTEM),
+        )
+
+    @staticmethod
+    def _clean_message(message: Any) -> str:
+        if not isinstance(message, str):
+            raise InvalidMessage(f"message must be a str, not {type(message).__name__}.", field="message")
+        if not message.strip():
+            raise InvalidMessage("message is empty.", field="message")
+        limit = ai_settings.MAX_MESSAGE_LENGTH
+        if len(message) > limit:
+            raise InvalidMessage(f"message is longer than {limit} characters.", field="message")
+        return message
+
+    @staticmethod
+    def _resolve_files(files: Iterable[Any] | None, owner: Owner, session: ConversationSession) -> list[File]:
+        if not files:
+            return []
+        rows: list[File] = []
+        for item in files:
+            pk = item.pk if isinstance(item, File) else _as_uuid(item, FileNotFound, "File")
+            try:
+                row = File.objects.get(pk=pk)
+            except (File.DoesNotExist, DjangoValidationError) as exc:
+                raise FileNotFound(f"File {pk} does not exist.", field="files") from exc
+            mine = owns(owner, row) if owner.is_known else False
+            if not mine and row.session_id != session.pk:
+                raise FileNotFound(f"File {pk} does not exist.", field="files")
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _registered_path(requested: str, agent_cls: Any) -> str:
+        if requested in registry:
+            return requested
+        for path, cls in registry.items():
+            if cls is agent_cls:
+                return path
+        return requested

@@ -1,0 +1,20 @@
+import pytest
+
+from django_ai.conversations.testing import capture_events
+
+
+@pytest.fixture
+def events():
+    """The in-memory realtime backend, capturing what a test sends."""
+    with capture_events() as capture:
+        yield capture
+
+
+@pytest.fixture(autouse=True)
+def _memory_realtime(request):
+    # Tests that need another backend (soketi, local SSE) override DJANGO_AI themselves.
+    if "events" in request.fixturenames:
+        yield
+        return
+    with capture_events():
+        yield

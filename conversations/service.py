@@ -150,6 +150,40 @@ class ConversationService:
         )
 
     @staticmethod
+    def cancel_turn(session_id: Any, *, user: Any = None, request: Any = None) -> dict[str, Any]:
+        """Ask the running turn of a session to stop, and drop its waiting messages.
+
+        The agent stops at its next ``stream.write()`` (or when it checks ``self.cancelled``); the
+        message ends ``cancelled`` with the partial text kept. With nothing running this is a no-op
+        that says so: ``{"status": "idle", "cancelled": []}``.
+        """
+        session = ConversationService.get_session(session_id, user=user, request=request)
+        cancelled = ConversationService._request_cancel(session)
+        return {"status": "cancelling" if cancelled else "idle", "cancelled": [str(pk) for pk in cancelled]}
+
+    @staticmethod
+    def _request_cancel(session: ConversationSession) -> list[Any]:
+        from django.utils import timezone
+
+        now = timezone.now()
+        with transaction.atomic():
+            busy = ConversationMessage.objects.select_for_update().filter(
+                session=session,
+                message_type=MessageType.USER,
+                processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
+            )
+            pks = list(busy.values_list("pk", flat=True))
+            if not pks:
+                return []
+            ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
+            # Waiting messages never start; the running one notices the request at its next write.
+            for message in ConversationMessage.objects.filter(pk__in=pks, processing_status=ProcessingStatus.PENDING):
+                message.processing_status = ProcessingStatus.CANCELLED
+                message.finished_at = now
+                message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+        return pks
+
+    @staticmethod
     def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
         """Apply the agent's policy for a message that arrives while a turn runs."""
         policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
@@ -164,12 +198,7 @@ class ConversationService:
             if busy.exists():
                 raise TurnInProgress()
             return
-        from django.utils import timezone
-
-        busy.filter(cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
-        busy.filter(processing_status=ProcessingStatus.PENDING).update(
-            processing_status=ProcessingStatus.CANCELLED, finished_at=timezone.now()
-        )
+        ConversationService._request_cancel(session)
 
     @staticmethod
     def _answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> Any:

@@ -44,3 +44,10 @@ def test_turns(events):
     r = ConversationService.send_message(s2.id, "x")
     assert r["response"] == "sync:x"
     assert ConversationMessage.objects.filter(session=s2).count() == 2
+
+
+@pytest.mark.django_db
+def test_cancel_idle_is_noop():
+    register_agent("sync", SyncAgent)
+    s = ConversationService.create_session("sync")
+    assert ConversationService.cancel_turn(s.id) == {"status": "idle", "cancelled": []}

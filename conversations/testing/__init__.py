@@ -5,6 +5,27 @@
 - ``FakeModel``: a scripted model that streams given text, for agent tests without network.
 """
 
+from typing import Any
+
 from .events import EventCapture, capture_events
 
-__all__ = ["EventCapture", "capture_events"]
+__all__ = [
+    "EventCapture",
+    "capture_events",
+    "UserFactory",
+    "SessionFactory",
+    "MessageFactory",
+    "WidgetFactory",
+    "FileFactory",
+]
+
+_FACTORIES = {"UserFactory", "SessionFactory", "MessageFactory", "WidgetFactory", "FileFactory"}
+
+
+def __getattr__(name: str) -> Any:
+    # Factories import the models and factory-boy: loaded on first use, not with this package.
+    if name in _FACTORIES:
+        from . import factories
+
+        return getattr(factories, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +34,10 @@ def start_conversation(
     """
     agent_cls = registry.get(agent_path)
     if context_kwargs is not None and not isinstance(context_kwargs, dict):
-        raise ContextValidationError("context_kwargs must be a dict of keyword arguments for create_context.")
+        raise ContextValidationError(
+            f"context_kwargs must be a dict of keyword arguments for create_context, not {type(context_kwargs).__name__}.",
+            field="context_kwargs",
+        )
     context = _build_context(agent_cls, request, context_kwargs or {})
     owner = get_owner(request)
     anonymous_id = ""
@@ -58,6 +62,20 @@ def start_conversation(
 
 
 def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dict[str, Any]) -> Any:
+    bad_keys = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
+    if bad_keys:
+        raise ContextValidationError(
+            f"context_kwargs keys must be valid keyword names, not {bad_keys[0]!r}.", field="context_kwargs"
+        )
+    try:
+        # Checked before the call so that a caller's unexpected keyword is a clear error, while a
+        # TypeError raised inside create_context stays the bug it is.
+        inspect.signature(agent_cls.create_context).bind(request=request, **kwargs)
+    except TypeError as exc:
+        raise ContextValidationError(
+            f"{agent_cls.__name__}.create_context does not accept these context_kwargs: {exc}.",
+            field="context_kwargs",
+        ) from exc
     try:
         context = agent_cls.create_context(request=request, **kwargs)
     except ValidationError as exc:

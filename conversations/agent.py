@@ -154,6 +154,13 @@ class ConversationAgent:
                 f"{name}.create_context must be a classmethod: add @classmethod above "
                 "'def create_context(cls, request=None, **kwargs)'."
             )
+        try:
+            create_sig = inspect.signature(cls.create_context)
+            create_sig.bind(request=None)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyDeclaredAgent(
+                f"{name}.create_context must accept (cls, request=None, **kwargs) ({exc})."
+            ) from exc
         policy = cls.concurrency
         if policy is not None and policy not in set(ConcurrencyPolicy):
             raise ImproperlyDeclaredAgent(

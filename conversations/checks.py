@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import DEFAULTS, IMPORT_STRINGS, ai_settings
 
@@ -96,7 +97,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="django_ai.E005",
             )
         )
-    pusher = ai_settings.pusher
+    errors.extend(_check_types())
+    errors.extend(_check_components(user))
+    try:
+        pusher = ai_settings.pusher
+    except ImproperlyConfigured as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="Set DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']) to a dict with APP_ID, KEY, SECRET and CLUSTER or HOST/PORT.",
+                id="django_ai.E013",
+            )
+        )
+        pusher = {}
     if pusher:
         missing = [k for k in ("APP_ID", "KEY", "SECRET") if not pusher.get(k)]
         if missing:
@@ -125,4 +138,104 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="django_ai.E012",
                 )
             )
+    return errors
+
+
+def _check_types() -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    for key in ("GENERIC_ERROR_MESSAGE", "ANONYMOUS_ID_SESSION_KEY", "ANONYMOUS_ID_HEADER", "UPLOAD_TO", "TASK_BACKEND", "TASK_QUEUE"):
+        value = ai_settings.raw(key)
+        if not isinstance(value, str) or not value.strip():
+            errors.append(
+                checks.Error(
+                    f"DJANGO_AI['{key}'] is {value!r}; it must be a non-empty string.",
+                    hint=f"Set it to a non-empty string, or remove it (default {DEFAULTS[key]!r}).",
+                    id="django_ai.E009",
+                )
+            )
+    header = ai_settings.raw("ANONYMOUS_ID_HEADER")
+    if isinstance(header, str) and header and not all(c.isascii() and (c.isalnum() or c == "-") for c in header):
+        errors.append(
+            checks.Error(
+                f"DJANGO_AI['ANONYMOUS_ID_HEADER'] is {header!r}, which is not a valid HTTP header name.",
+                hint="Use letters, digits and '-' only, e.g. 'X-Conversation-Anonymous-Id'.",
+                id="django_ai.E009",
+            )
+        )
+    expose = ai_settings.raw("EXPOSE_ERROR_DETAILS")
+    if expose is not None and not isinstance(expose, bool):
+        errors.append(
+            checks.Error(
+                f"DJANGO_AI['EXPOSE_ERROR_DETAILS'] is {expose!r}; it must be True, False or None.",
+                hint="None follows settings.DEBUG; True shows exception details of failed turns to users (development only).",
+                id="django_ai.E009",
+            )
+        )
+    default_limit, max_limit = ai_settings.raw("QUERY_DEFAULT_LIMIT"), ai_settings.raw("QUERY_MAX_LIMIT")
+    if isinstance(default_limit, int) and isinstance(max_limit, int) and default_limit > max_limit:
+        errors.append(
+            checks.Error(
+                f"DJANGO_AI['QUERY_DEFAULT_LIMIT'] ({default_limit}) is larger than DJANGO_AI['QUERY_MAX_LIMIT'] ({max_limit}).",
+                hint="Make QUERY_DEFAULT_LIMIT at most QUERY_MAX_LIMIT.",
+                id="django_ai.E008",
+            )
+        )
+    return errors
+
+
+def _check_components(user: dict[str, Any]) -> list[checks.CheckMessage]:
+    from django.apps import apps
+    from django.utils.module_loading import import_string
+
+    from .exceptions import ImproperlyDeclaredAgent
+    from .realtime.base import BaseRealtimeBackend
+    from .registry import AgentRegistry
+
+    errors: list[checks.CheckMessage] = []
+    backend = user.get("REALTIME_BACKEND")
+    if isinstance(backend, str):
+        try:
+            backend_cls = import_string(backend)
+        except ImportError:
+            backend_cls = None  # reported as E002
+        if backend_cls is not None and not (isinstance(backend_cls, type) and issubclass(backend_cls, BaseRealtimeBackend)):
+            errors.append(
+                checks.Error(
+                    f"DJANGO_AI['REALTIME_BACKEND'] = {backend!r} is not a realtime backend class.",
+                    hint="Point it at a subclass of django_ai.conversations.realtime.base.BaseRealtimeBackend, or remove it.",
+                    id="django_ai.E006",
+                )
+            )
+    agents = ai_settings.raw("AGENTS")
+    if not isinstance(agents, dict):
+        errors.append(
+            checks.Error(
+                f"DJANGO_AI['AGENTS'] must be a dict of agent path -> dotted class path, not {type(agents).__name__}.",
+                hint="e.g. DJANGO_AI = {'AGENTS': {'support': 'myapp.chat_agents.SupportAgent'}}",
+                id="django_ai.E007",
+            )
+        )
+    else:
+        scratch = AgentRegistry()
+        for path, dotted in agents.items():
+            try:
+                scratch.register(path, dotted)
+            except ImproperlyDeclaredAgent as exc:
+                errors.append(
+                    checks.Error(
+                        f"DJANGO_AI['AGENTS'][{path!r}]: {exc.message}",
+                        hint="Fix the agent path or class, or register the agent with register_agent() in AppConfig.ready().",
+                        id="django_ai.E007",
+                    )
+                )
+    if not apps.is_installed("django.contrib.sessions"):
+        errors.append(
+            checks.Warning(
+                "django.contrib.sessions is not installed: anonymous visitors cannot keep their anonymous id "
+                "between requests, so they lose access to their conversations.",
+                hint="Add 'django.contrib.sessions' to INSTALLED_APPS and SessionMiddleware to MIDDLEWARE, or have "
+                "your clients send the X-Conversation-Anonymous-Id header.",
+                id="django_ai.W002",
+            )
+        )
     return errors

@@ -70,7 +70,13 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_MAX_LIMIT": 200,
     "MESSAGE_CREATE_THROTTLE_RATE": "30/min",
     "MAX_MESSAGE_LENGTH": 32_000,
+    # Bridge permission classes (dotted paths) ANDed with every exposed model's own classes,
+    # e.g. ["django_ai.conversations.bridge.permissions.IsAuthenticated"] to close it to visitors.
     "BRIDGE_PERMISSION_CLASSES": [],
+    # Largest JSON request body the bridge views accept, in bytes (413 above it).
+    "BRIDGE_MAX_BODY_SIZE": 1024 * 1024,
+    # Most values an "__in" filter may list.
+    "QUERY_MAX_IN_VALUES": 200,
 }
 
 # Keys whose values are dotted paths (a string, or a list of strings) imported on access.
@@ -122,9 +128,19 @@ class AISettings:
     def pusher(self) -> dict[str, Any]:
         # DJANGO_AI["PUSHER"] wins over the seed's DJANGO_AI_PUSHER; keys are upper-cased.
         merged: dict[str, Any] = {}
-        for source in (getattr(settings, "DJANGO_AI_PUSHER", None), self.user_settings.get("PUSHER")):
-            if source:
-                merged.update({str(k).upper(): v for k, v in dict(source).items()})
+        sources = (
+            ("settings.DJANGO_AI_PUSHER", getattr(settings, "DJANGO_AI_PUSHER", None)),
+            ("DJANGO_AI['PUSHER']", self.user_settings.get("PUSHER")),
+        )
+        for name, source in sources:
+            if not source:
+                continue
+            if not isinstance(source, dict):
+                raise ImproperlyConfigured(
+                    f"{name} must be a dict such as {{'APP_ID': ..., 'KEY': ..., 'SECRET': ..., "
+                    f"'CLUSTER': ...}}, not {type(source).__name__}."
+                )
+            merged.update({str(k).upper(): v for k, v in source.items()})
         return merged
 
     def __getattr__(self, key: str) -> Any:

@@ -1,19 +1,23 @@
 """Helpers for agent code: stream a reply, show widgets, read file text.
 
-``ResponseStream`` and ``display_widget`` work inside an agent's turn (``get_response``) and raise
-:class:`~django_ai.conversations.exceptions.NoActiveConversation` elsewhere. ``get_file_text`` and
-``update_widget`` take an id and work anywhere (views, shells, workers); inside a turn they only
-reach rows of the conversation's owner.
+Every helper works inside an agent's turn (``get_response`` and the code it calls, on any thread
+or event loop the turn started) and raises
+:class:`~django_ai.conversations.exceptions.NoActiveConversation` elsewhere. ``update_widget`` and
+``get_file_text`` reach only rows of the conversation being answered (and, for files, of its owner).
+Outside a turn, read and write the models directly.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatus
-from .exceptions import FileNotFound, NoActiveConversation, TurnCancelled
+from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, TurnCancelled, WidgetNotFound
 from .internal.turn import TurnState, current_turn
+
+logger = logging.getLogger("django_ai.conversations.realtime")
 
 __all__ = [
     "ResponseStream",
@@ -171,8 +175,8 @@ class ResponseStream:
         )
         try:
             get_backend().flush(timeout=0)
-        except Exception:  # noqa: BLE001 - delivery problems are the backend's to log
-            pass
+        except Exception:  # noqa: BLE001 - delivery must never break agent code
+            logger.exception("Flushing realtime events at stream end failed")
 
     @property
     def content(self) -> str:
@@ -191,7 +195,11 @@ def display_widget(widget_type: str, data: dict[str, Any] | None = None, display
     """
     state = _require_turn("display_widget()")
     if not isinstance(widget_type, str) or not widget_type or len(widget_type) > 100:
-        raise ValueError("display_widget() needs a widget type: a non-empty string of at most 100 characters.")
+        raise InvalidInput(
+            "display_widget() needs a widget type: a non-empty string of at most 100 characters, "
+            f"not {widget_type!r}.",
+            field="widget_type",
+        )
     data = _json_dict(data, "data")
     display_data = _json_dict(display_data, "display_data")
     from .models import ConversationMessage, ConversationWidget
@@ -231,26 +239,28 @@ def display_widget(widget_type: str, data: dict[str, Any] | None = None, display
 
 
 def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None) -> Any:
-    """Replace a widget's ``data`` and/or ``display_data``; sends ``widget_update``."""
+    """Replace a widget's ``data`` and/or ``display_data``; sends ``widget_update``.
+
+    Only widgets of the conversation being answered can be updated; an unknown id raises
+    :class:`~django_ai.conversations.exceptions.WidgetNotFound`.
+    """
     from django.core.exceptions import ValidationError as DjangoValidationError
 
     from .models import ConversationWidget
     from .realtime import publish
 
-    state = current_turn.get()
+    state = _require_turn("update_widget()")
     if data is not None:
         data = _json_dict(data, "data")
     if display_data is not None:
         display_data = _json_dict(display_data, "display_data")
 
     def save() -> ConversationWidget:
-        qs = ConversationWidget.objects.all()
-        if state is not None:
-            qs = qs.filter(session=state.session)
+        qs = ConversationWidget.objects.filter(session=state.session)
         try:
-            widget = qs.get(pk=widget_id)
-        except (ConversationWidget.DoesNotExist, DjangoValidationError, ValueError) as exc:
-            raise LookupError(f"No widget {widget_id!r} in this conversation.") from exc
+            widget = qs.get(pk=getattr(widget_id, "pk", widget_id))
+        except (ConversationWidget.DoesNotExist, DjangoValidationError, ValueError, TypeError) as exc:
+            raise WidgetNotFound(f"No widget {widget_id!r} in this conversation.", field="widget_id") from exc
         fields = ["updated_at"]
         if data is not None:
             widget.data = data
@@ -261,7 +271,7 @@ def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_da
         widget.save(update_fields=fields)
         return widget
 
-    widget = state.call_db(save) if state is not None else save()
+    widget = state.call_db(save)
     publish(
         EventName.WIDGET_UPDATE,
         session_id=widget.session_id,
@@ -280,22 +290,25 @@ def _get_file(file_id: Any) -> Any:
 
     from .models import File
 
-    state = current_turn.get()
-    if state is not None and str(file_id) in state.files:
+    state = _require_turn("get_file_text()")
+    file_id = getattr(file_id, "pk", file_id)
+    if str(file_id) in state.files:
         return state.files[str(file_id)]
 
     def load() -> File:
-        qs = File.objects.all()
-        if state is not None:
-            session = state.session
-            owner = Q(user_id=session.user_id) if session.user_id else Q(user__isnull=True, anonymous_id=session.anonymous_id)
-            qs = qs.filter(owner | Q(session_id=session.pk))
+        session = state.session
+        if session.user_id:
+            owner = Q(user_id=session.user_id)
+        elif session.anonymous_id:
+            owner = Q(user__isnull=True, anonymous_id=session.anonymous_id)
+        else:
+            owner = Q(pk__in=[])
         try:
-            return qs.get(pk=file_id)
-        except (File.DoesNotExist, DjangoValidationError, ValueError) as exc:
-            raise FileNotFound(f"No file {file_id!r} is available here.") from exc
+            return File.objects.filter(owner | Q(session_id=session.pk)).get(pk=file_id)
+        except (File.DoesNotExist, DjangoValidationError, ValueError, TypeError) as exc:
+            raise FileNotFound(f"No file {file_id!r} is available in this conversation.", field="file_id") from exc
 
-    return state.call_db(load) if state is not None else load()
+    return state.call_db(load)
 
 
 def get_file_text(file_id: Any) -> str | None:
@@ -306,12 +319,12 @@ def get_file_text(file_id: Any) -> str | None:
     # The row may have been preloaded before extraction finished: read the current state.
     from .models import File
 
-    state = current_turn.get()
+    state = _require_turn("get_file_text()")
 
     def reload() -> Any:
         return File.objects.filter(pk=file.pk).values_list("extraction_status", "extracted_text").first()
 
-    row = state.call_db(reload) if state is not None else reload()
+    row = state.call_db(reload)
     if row and row[0] == ExtractionStatus.DONE:
         return row[1]
     return None
@@ -323,22 +336,21 @@ def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float
     from .models import File
 
     file = _get_file(file_id)
-    state = current_turn.get()
+    state = _require_turn("wait_for_file_text()")
     deadline = time.monotonic() + timeout
 
     def status() -> Any:
         return File.objects.filter(pk=file.pk).values_list("extraction_status", "extracted_text").first()
 
     while True:
-        row = state.call_db(status) if state is not None else status()
+        row = state.call_db(status)
         if row is None:
             return None
         if row[0] == ExtractionStatus.DONE:
             return row[1]
         if row[0] == ExtractionStatus.FAILED or time.monotonic() >= deadline:
             return None
-        if state is not None:
-            _check_cancel(state)
+        _check_cancel(state)
         time.sleep(poll_interval)
 
 
@@ -356,8 +368,8 @@ def _json_dict(value: Any, name: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise TypeError(f"Widget {name} must be a dict, not {type(value).__name__}.")
+        raise InvalidInput(f"Widget {name} must be a dict, not {type(value).__name__}.", field=name)
     try:
-        return json.loads(json.dumps(value))
+        return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"Widget {name} must be JSON-serialisable: {exc}") from exc
+        raise InvalidInput(f"Widget {name} must be JSON-serialisable: {exc}", field=name) from exc

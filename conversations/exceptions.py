@@ -70,9 +70,21 @@ class ContextValidationError(ConversationError, ValueError):
         super().__init__(message, **kwargs)
 
 
-class InvalidMessage(ConversationError, ValueError):
+class InvalidInput(ConversationError, ValueError):
+    """An argument of a public function is not valid; ``field`` names it when one is at fault."""
+
+    default_code = "invalid"
+
+
+class InvalidMessage(InvalidInput):
     default_code = "invalid_message"
     default_detail = "The message is not valid."
+
+
+class WidgetNotFound(ConversationError, LookupError):
+    status_code = 404
+    default_code = "widget_not_found"
+    default_detail = "The widget does not exist in this conversation."
 
 
 class SessionNotActive(ConversationError):

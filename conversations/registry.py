@@ -43,6 +43,12 @@ class AgentRegistry:
 
     def get(self, path: str) -> type[ConversationAgent]:
         """The class registered under ``path``; ``path`` may also be the class's import path."""
+        if not isinstance(path, str) or not path:
+            raise AgentNotFound(
+                f"agent_path must be the non-empty path of a registered agent (a str such as 'support'), "
+                f"not {path!r}.",
+                field="agent_path",
+            )
         agent = self._agents.get(path)
         if agent is not None:
             return agent
@@ -51,8 +57,9 @@ class AgentRegistry:
                 return cls
         known = ", ".join(sorted(self._agents)) or "none registered"
         raise AgentNotFound(
-            f"No agent is registered under {path!r} (registered: {known}). Register it with "
-            "register_agent(path, AgentClass) in your app's AppConfig.ready() or DJANGO_AI['AGENTS']."
+            f"No agent is registered under {path[:200]!r} (registered: {known}). Register it with "
+            "register_agent(path, AgentClass) in your app's AppConfig.ready() or DJANGO_AI['AGENTS'].",
+            field="agent_path",
         )
 
     def __contains__(self, path: object) -> bool:

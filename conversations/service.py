@@ -16,6 +16,7 @@ from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, Session
 from .exceptions import (
     ConversationPermissionDenied,
     FileNotFound,
+    InvalidInput,
     InvalidMessage,
     SessionNotActive,
     SessionNotFound,
@@ -28,13 +29,30 @@ from .registry import registry
 __all__ = ["ConversationService"]
 
 
-def _as_uuid(value: Any, error: type[Exception], what: str) -> uuid.UUID:
+def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
+    if value is None or value == "":
+        raise error(f"{field} is required: pass the id of an existing {what.lower()}.", field=field)
     try:
         return uuid.UUID(str(value))
     except (TypeError, ValueError, AttributeError) as exc:
-        raise error(f"{what} {value!r} does not exist.") from exc
+        raise error(f"{what} {value!r} does not exist (not a valid id).", field=field) from exc
+
+
+def _check_user(user: Any) -> Any:
+    """The authenticated user, None for an anonymous one; anything else is a caller's mistake."""
+    if user is None:
+        return None
+    if not hasattr(user, "is_authenticated"):
+        raise InvalidInput(
+            f"user must be a user instance (e.g. request.user), not {type(user).__name__}.", field="user"
+        )
+    if not user.is_authenticated:
+        return None
+    if getattr(user, "pk", None) is None:
+        raise InvalidInput("user must be a saved user (it has no primary key).", field="user")
+    return user
 
 
 class ConversationService:
@@ -58,34 +76,40 @@ class ConversationService:
         """
         agent_cls = registry.get(agent_path)
         path = ConversationService._registered_path(agent_path, agent_cls)
-        if user is not None and not getattr(user, "is_authenticated", False):
-            user = None
-        if anonymous_id is not None and (not isinstance(anonymous_id, str) or len(anonymous_id) > 128):
-            raise ValueError("anonymous_id must be a string of at most 128 characters.")
+        user = _check_user(user)
+        if anonymous_id is not None and (
+            not isinstance(anonymous_id, str) or len(anonymous_id) > 128 or "\x00" in anonymous_id
+        ):
+            raise InvalidInput("anonymous_id must be a string of at most 128 characters.", field="anonymous_id")
         if user is not None and anonymous_id:
-            raise ValueError("A session belongs to a user or to an anonymous visitor, not both.")
-        ctx = agent_cls.validate_context(context) if context is not None else agent_cls.build_empty_context()
+            raise InvalidInput(
+                "A session belongs to a user or to an anonymous visitor, not both: pass user or anonymous_id.",
+                field="anonymous_id",
+            )
+        if not isinstance(title, str) or len(title) > 200:
+            raise InvalidInput("title must be a string of at most 200 characters.", field="title")
         if metadata is not None and not isinstance(metadata, dict):
-            raise ValueError("metadata must be a dict.")
+            raise InvalidInput(f"metadata must be a dict, not {type(metadata).__name__}.", field="metadata")
+        ctx = agent_cls.validate_context(context) if context is not None else agent_cls.build_empty_context()
         return ConversationSession.objects.create(
             agent_path=path,
             user=user,
             anonymous_id=anonymous_id or "",
             context=ctx.model_dump(mode="json"),
             metadata=metadata or {},
-            title=(title or "")[:200],
+            title=title,
         )
 
     @staticmethod
     def get_session(session_id: Any, *, user: Any = None, request: Any = None) -> ConversationSession:
         """The session, checked against the owner that ``user``/``request`` act as (when given)."""
-        pk = _as_uuid(session_id, SessionNotFound, "Conversation")
+        pk = _as_uuid(session_id, SessionNotFound, "Conversation", "session_id")
         try:
             session = ConversationSession.objects.get(pk=pk)
         except ConversationSession.DoesNotExist as exc:
             raise SessionNotFound(f"Conversation {session_id} does not exist.") from exc
         if user is not None or request is not None:
-            owner = get_owner(request, user)
+            owner = get_owner(request, _check_user(user))
             if not owns(owner, session):
                 raise ConversationPermissionDenied()
         return session
@@ -249,15 +273,22 @@ class ConversationService:
         limit = ai_settings.MAX_MESSAGE_LENGTH
         if len(message) > limit:
             raise InvalidMessage(f"message is longer than {limit} characters.", field="message")
+        if "\x00" in message:
+            # PostgreSQL cannot store NUL characters in text.
+            raise InvalidMessage("message contains a NUL character.", field="message")
         return message
 
     @staticmethod
     def _resolve_files(files: Iterable[Any] | None, owner: Owner, session: ConversationSession) -> list[File]:
-        if not files:
+        if files is None:
             return []
+        if isinstance(files, (str, bytes, uuid.UUID, File)) or not isinstance(files, Iterable):
+            raise InvalidInput(
+                f"files must be a list of File rows or file ids, not {type(files).__name__}.", field="files"
+            )
         rows: list[File] = []
         for item in files:
-            pk = item.pk if isinstance(item, File) else _as_uuid(item, FileNotFound, "File")
+            pk = item.pk if isinstance(item, File) else _as_uuid(item, FileNotFound, "File", "files")
             try:
                 row = File.objects.get(pk=pk)
             except (File.DoesNotExist, DjangoValidationError) as exc:

@@ -27,6 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "TEXT_EXTRACTOR": None,
     "TIKA_SERVER_ENDPOINT": None,
     "EXTRACTION_TIMEOUT": 120,
+    # Extra JVM options for the embedded Tika extractor, e.g. ["-Xmx1g"].
+    "TIKA_JVM_ARGS": [],
+    # OCR (tesseract) for images and scanned PDFs when installed; the tesseract language(s), e.g. "eng+deu".
+    "OCR_ENABLED": True,
+    "OCR_LANGUAGE": "eng",
+    # Task queue for extraction; None uses TASK_QUEUE. A separate queue keeps slow OCR from delaying turns.
+    "EXTRACTION_QUEUE": None,
     "MAX_EXTRACTED_TEXT_LENGTH": 1_000_000,
     "MAX_UPLOAD_SIZE": 20 * 1024 * 1024,
     "ALLOWED_UPLOAD_TYPES": [

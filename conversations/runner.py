@@ -118,7 +118,13 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
     user_message.started_at = now
     _publish_status(user_message)
 
-    files = list(user_message.files.all())
+    # In the order they were attached (the through table's pk), not File's default ordering.
+    files = [
+        link.file
+        for link in ConversationMessage.files.through.objects.filter(conversationmessage_id=user_message.pk)
+        .select_related("file")
+        .order_by("pk")
+    ]
     state = TurnState(session=session, user_message=user_message, files={str(f.pk): f for f in files})
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
     if timeout:

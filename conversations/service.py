@@ -71,8 +71,14 @@ class ConversationService:
     ) -> ConversationSession:
         """Create a session for ``agent_path`` owned by ``user`` or by ``anonymous_id``.
 
+        An authenticated ``user`` owns the session (``anonymous_id`` is then ignored); for an
+        anonymous user (``AnonymousUser`` or None) ``anonymous_id`` is the owner, and it must be the
+        id the visitor's requests carry (see :func:`~django_ai.conversations.owners.get_owner`).
+        Without either the session has no owner and only server code can use it.
+
         ``context`` (a dict or a Context instance) is validated against the agent's Context; when
-        omitted the Context's defaults are used.
+        omitted the Context's defaults are used. ``create_context`` is not called: use
+        :func:`~django_ai.conversations.actions.start_conversation` for that.
         """
         agent_cls = registry.get(agent_path)
         path = ConversationService._registered_path(agent_path, agent_cls)
@@ -81,11 +87,10 @@ class ConversationService:
             not isinstance(anonymous_id, str) or len(anonymous_id) > 128 or "\x00" in anonymous_id
         ):
             raise InvalidInput("anonymous_id must be a string of at most 128 characters.", field="anonymous_id")
-        if user is not None and anonymous_id:
-            raise InvalidInput(
-                "A session belongs to a user or to an anonymous visitor, not both: pass user or anonymous_id.",
-                field="anonymous_id",
-            )
+        if user is not None:
+            # As in the seed's example (user=request.user, anonymous_id="guest_123"): the anonymous
+            # id is for anonymous visitors; a signed-in user owns the session.
+            anonymous_id = None
         if not isinstance(title, str) or len(title) > 200:
             raise InvalidInput("title must be a string of at most 200 characters.", field="title")
         if metadata is not None and not isinstance(metadata, dict):
@@ -145,7 +150,12 @@ class ConversationService:
             user_message._django_ai_inline = True  # type: ignore[attr-defined]
             user_message.save()
             if file_rows:
-                user_message.files.set(file_rows)
+                # One link per file in the caller's order (files.set() would lose the order):
+                # the agent sees self.files in that order.
+                through = ConversationMessage.files.through
+                through.objects.bulk_create(
+                    [through(conversationmessage=user_message, file=f) for f in dict.fromkeys(file_rows)]
+                )
                 File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
 
         outcome = ConversationService._answer_inline(session, user_message, request)

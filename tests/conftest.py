@@ -1,6 +1,6 @@
 import pytest
 
-from django_ai.conversations.testing import capture_events
+from django_ai.conversations.testing import capture_events, isolated_registry
 
 
 @pytest.fixture
@@ -17,4 +17,11 @@ def _memory_realtime(request):
         yield
         return
     with capture_events():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_agent_registry():
+    # Agents a test registers (or replaces, e.g. "support") do not leak into other tests.
+    with isolated_registry():
         yield

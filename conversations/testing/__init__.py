@@ -1,17 +1,20 @@
 """Public helpers for testing agents and apps built on Django AI Conversations.
 
 - factories: factory-boy factories for the four models (``SessionFactory``...);
+- ``isolated_registry()``: register agents for one test and restore the registry afterwards;
 - ``capture_events()``: swap in the in-memory realtime backend and read what was sent;
 - ``FakeModel``: a scripted model that streams given text, for agent tests without network.
 """
 
 from typing import Any
 
+from .agents import isolated_registry
 from .events import EventCapture, capture_events
 
 __all__ = [
     "EventCapture",
     "capture_events",
+    "isolated_registry",
     "UserFactory",
     "SessionFactory",
     "MessageFactory",

@@ -1,0 +1,592 @@
+"""Every example of the user's README (SEED_README.md), copied as literally as possible.
+
+The agent classes below are the README's code; only what the README leaves to the reader is filled
+in (``your_ai_function``, ``fetch_user_data``, the request). Each test runs the example through the
+public API against the real database and the in-memory realtime backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+from pydantic import BaseModel
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
+from django_ai.conversations.context import ResponseStream
+from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
+from django_ai.conversations.testing import FileFactory, UserFactory
+from tests.helpers import make_request, same_visitor
+
+pytestmark = pytest.mark.django_db
+
+
+# --- Quick Start, 1. Create a Chat Agent (your_app/chat_agents.py) ---------------------------------
+
+
+class SupportAgent(ConversationAgent):
+    """Customer support agent"""
+
+    class Context(BaseModel):
+        user_id: int = 0
+        support_tier: str = "basic"
+
+    @classmethod
+    def create_context(cls, request=None, **kwargs):
+        """Build context when session starts"""
+        user = request.user if request and request.user.is_authenticated else None
+        return cls.Context(
+            user_id=user.id if user else 0,
+            support_tier=kwargs.get('tier', 'basic')
+        )
+
+    async def get_response(self, message, request=None, **kwargs):
+        """Process user message and return response"""
+
+        # Simple response (no streaming)
+        if "hello" in message.lower():
+            return "Hello! How can I help you today?"
+
+        # Streaming response (real-time chunks via WebSocket)
+        with ResponseStream() as stream:
+            stream.write("Let me check that for you")
+            # ... process request ...
+            stream.write("Here's what I found...")
+
+        return stream.content
+
+
+# --- Context Injection ------------------------------------------------------------------------------
+
+from django_ai.conversations.decorators import with_context  # noqa: E402
+
+
+class SalesAgent(ConversationAgent):
+    class Context(BaseModel):
+        user_id: int
+        account_tier: str
+
+    @with_context()
+    def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
+        """Context parameters auto-injected - LLM only needs to provide product_id"""
+        if account_tier == "premium":
+            return f"User {user_id} can access {product_id}"
+        return "Upgrade required"
+
+    async def get_response(self, message, request=None, **kwargs):
+        # Use with LiteLLM, OpenAI, etc. - they only see product_id parameter
+        result = self.check_eligibility(product_id="pro-features")
+        return result
+
+
+def register_quick_start_agents():
+    # --- Quick Start, 2. Register Your Agent (your_app/agents.py) ---
+    from django_ai.conversations.registry import register_agent
+
+    register_agent("support", SupportAgent)
+    register_agent("sales", SalesAgent)
+
+
+@pytest.fixture
+def quick_start():
+    register_quick_start_agents()
+
+
+# --- Quick Start tests ------------------------------------------------------------------------------
+
+
+def test_register_agent_lines_register_both_paths(quick_start):
+    from django_ai.conversations.registry import registry
+
+    assert registry.get("support") is SupportAgent
+    assert registry.get("sales") is SalesAgent
+    # The import path reaches the same class.
+    assert registry.get(f"{__name__}.SupportAgent") is SupportAgent
+
+
+def test_quick_start_hello_is_a_simple_reply_without_stream_events(quick_start, events):
+    session = ConversationSession.objects.create(agent_path="support")
+    from django_ai.conversations.service import ConversationService
+
+    result = ConversationService.send_message(session_id=session.id, message="Hello there")
+
+    assert result["status"] == "success"
+    assert result["response"] == "Hello! How can I help you today?"
+    assert result["session_id"] == str(session.id)
+    assert events.of(EventName.TEXT_CHUNK) == []
+    agent = ConversationMessage.objects.get(session=session, message_type="agent")
+    assert agent.content == "Hello! How can I help you today?"
+    assert agent.processing_status == ProcessingStatus.COMPLETED
+
+
+def test_quick_start_other_messages_stream_text_chunk_events(quick_start, events):
+    from django_ai.conversations.service import ConversationService
+
+    session = ConversationSession.objects.create(agent_path="support")
+    result = ConversationService.send_message(session_id=session.id, message="My invoice is wrong")
+
+    expected = "Let me check that for youHere's what I found..."
+    assert result == {
+        **result,
+        "status": "success",
+        "response": expected,
+        "session_id": str(session.id),
+    }
+    agent = ConversationMessage.objects.get(session=session, message_type=MessageType.AGENT)
+    assert agent.content == expected
+    assert agent.stream_sequence == 2
+    chunks = events.of(EventName.TEXT_CHUNK, channel=session.channel_name)
+    assert [c["text"] for c in chunks] == ["Let me check that for you", "Here's what I found..."]
+    assert [c["sequence"] for c in chunks] == [1, 2]
+    assert {c["message_id"] for c in chunks} == {str(agent.id)}
+    names = events.names(channel=session.channel_name)
+    assert names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END)
+
+
+def test_settings_example_djangoai_pusher_is_accepted():
+    from django.core.checks import run_checks
+
+    from django_ai.conversations.conf import ai_settings
+
+    # 3. Configure Settings
+    DJANGO_AI_PUSHER = {
+        'APP_ID': 'your_pusher_app_id',
+        'KEY': 'your_pusher_key',
+        'SECRET': 'your_pusher_secret',
+        'CLUSTER': 'us2'
+    }
+    with override_settings(DJANGO_AI_PUSHER=DJANGO_AI_PUSHER):
+        assert ai_settings.pusher == DJANGO_AI_PUSHER
+        assert [m for m in run_checks() if m.id and m.id.startswith("django_ai")] == []
+
+
+class CustomExtractor:
+    """Stands for ``your_app.extractors.CustomExtractor`` of the README."""
+
+
+def test_settings_example_custom_text_extractor_path():
+    from django.core.checks import run_checks
+
+    from django_ai.conversations.conf import ai_settings
+
+    # Custom text extraction
+    DJANGO_AI = {
+        'TEXT_EXTRACTOR': f'{__name__}.CustomExtractor'
+    }
+    with override_settings(DJANGO_AI=DJANGO_AI):
+        assert ai_settings.TEXT_EXTRACTOR is CustomExtractor
+        assert [m for m in run_checks() if m.id and m.id.startswith("django_ai")] == []
+
+
+def test_use_from_your_application_authenticated(quick_start):
+    request = make_request(UserFactory())
+
+    # 4. Use from Your Application
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.service import ConversationService
+
+    # Create conversation session
+    session = start_conversation(
+        agent_path="support",
+        context_kwargs={"tier": "premium"},
+        request=request
+    )
+
+    # Send message
+    result = ConversationService.send_message(
+        session_id=session['session_id'],
+        message="I need help with billing",
+        user=request.user,
+        request=request
+    )
+
+    assert session["status"] == "active" and session["agent_path"] == "support"
+    assert result["status"] == "success"
+    assert result["response"] == "Let me check that for youHere's what I found..."
+    assert result["session_id"] == session["session_id"]
+    row = ConversationSession.objects.get(pk=session["session_id"])
+    assert row.user == request.user and row.anonymous_id == ""
+    assert row.context == {"user_id": request.user.id, "support_tier": "premium"}
+    assert list(row.messages.values_list("message_type", "content")) == [
+        ("user", "I need help with billing"),
+        ("agent", "Let me check that for youHere's what I found..."),
+    ]
+
+
+def test_use_from_your_application_anonymous_visitor(quick_start):
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.conf import ai_settings
+    from django_ai.conversations.service import ConversationService
+
+    request = make_request()
+    session = start_conversation(agent_path="support", context_kwargs={"tier": "premium"}, request=request)
+
+    anonymous_id = request.session[ai_settings.ANONYMOUS_ID_SESSION_KEY]
+    assert session["anonymous_id"] == anonymous_id
+    assert len(anonymous_id) >= 40
+    row = ConversationSession.objects.get(pk=session["session_id"])
+    assert row.user is None and row.anonymous_id == anonymous_id
+    assert row.context == {"user_id": 0, "support_tier": "premium"}
+
+    later = same_visitor(request)
+    result = ConversationService.send_message(
+        session_id=session['session_id'], message="hello", user=later.user, request=later
+    )
+    assert result["status"] == "success"
+    assert result["response"] == "Hello! How can I help you today?"
+
+
+# --- Core Features ----------------------------------------------------------------------------------
+
+
+async def your_ai_function(message):
+    return f"You asked about {message}"
+
+
+class StreamingAgent(ConversationAgent):
+    # Real-Time Streaming
+    async def get_response(self, message, request=None, **kwargs):
+        with ResponseStream() as stream:
+            stream.write("Processing your request")
+
+            # Call your AI/LLM here
+            result = await your_ai_function(message)
+
+            # Stream response word by word
+            for word in result.split():
+                stream.write(word + " ")
+
+        return stream.content  # Full accumulated response
+
+
+def test_real_time_streaming(events):
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    register_agent("streaming", StreamingAgent)
+    session = ConversationService.create_session(agent_path="streaming")
+    result = ConversationService.send_message(session_id=session.id, message="the weather")
+
+    expected = "Processing your requestYou asked about the weather "
+    assert result["response"] == expected
+    agent = session.messages.get(message_type="agent")
+    assert agent.content == expected
+    assert events.text(agent.id) == expected
+    assert len(events.of(EventName.TEXT_CHUNK)) == 6
+    end = events.of(EventName.STREAM_END)
+    assert len(end) == 1 and end[0]["sequence"] == 6 and end[0]["message_id"] == str(agent.id)
+
+
+class MyAgent(ConversationAgent):
+    # Context Management
+    class Context(BaseModel):
+        user_id: int
+        subscription_tier: str
+        conversation_count: int = 0
+
+    @classmethod
+    def create_context(cls, request=None, **kwargs):
+        """Called once per session"""
+        return cls.Context(
+            user_id=request.user.id,
+            subscription_tier=kwargs.get('tier', 'free'),
+            conversation_count=0
+        )
+
+    async def get_response(self, message, request=None, **kwargs):
+        # Access context
+        ctx = self.context
+        ctx.conversation_count += 1
+
+        return f"Message #{ctx.conversation_count} for user {ctx.user_id}"
+
+
+def test_context_management_counter_persists_across_turns():
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    register_agent("my", MyAgent)
+    user = UserFactory()
+    request = make_request(user)
+    session = start_conversation(agent_path="my", context_kwargs={"tier": "pro"}, request=request)
+
+    replies = [
+        ConversationService.send_message(session["session_id"], f"message {n}", user=user, request=request)["response"]
+        for n in range(3)
+    ]
+
+    assert replies == [f"Message #{n} for user {user.id}" for n in (1, 2, 3)]
+    row = ConversationSession.objects.get(pk=session["session_id"])
+    assert row.context == {"user_id": user.id, "subscription_tier": "pro", "conversation_count": 3}
+
+
+def test_context_injection(quick_start):
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.service import ConversationService
+
+    premium = start_conversation("sales", context_kwargs={"user_id": 7, "account_tier": "premium"})
+    basic = start_conversation("sales", context_kwargs={"user_id": 8, "account_tier": "basic"})
+
+    assert ConversationService.send_message(premium["session_id"], "can I?")["response"] == "User 7 can access pro-features"
+    assert ConversationService.send_message(basic["session_id"], "can I?")["response"] == "Upgrade required"
+
+    import inspect
+
+    # What an LLM library reads: only product_id.
+    agent = SalesAgent(context=SalesAgent.Context(user_id=1, account_tier="basic"))
+    assert list(inspect.signature(agent.check_eligibility).parameters) == ["product_id"]
+
+
+class WidgetAgent(ConversationAgent):
+    # Rich UI Widgets
+    async def get_response(self, message, request=None, **kwargs):
+        from django_ai.conversations.context import display_widget
+
+        if "book appointment" in message.lower():
+            display_widget("appointment_form", {
+                "available_slots": ["2024-01-15 10:00", "2024-01-15 14:00"],
+                "callback_url": "/api/book-appointment"
+            })
+
+            return "Please select your preferred time above."
+        return "Ask me to book an appointment."
+
+
+def test_rich_ui_widgets(events):
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    register_agent("widgets", WidgetAgent)
+    session = ConversationService.create_session(agent_path="widgets")
+    result = ConversationService.send_message(session.id, "I want to Book Appointment please")
+
+    assert result["response"] == "Please select your preferred time above."
+    data = {"available_slots": ["2024-01-15 10:00", "2024-01-15 14:00"], "callback_url": "/api/book-appointment"}
+    widget = ConversationWidget.objects.get(session=session)
+    assert widget.widget_type == "appointment_form" and widget.data == data
+    message = widget.message
+    assert message.message_type == MessageType.WIDGET
+    assert message.component_type == "appointment_form" and message.component_data == data
+    assert list(session.messages.values_list("message_type", flat=True)) == ["user", "widget", "agent"]
+    (event,) = events.of(EventName.WIDGET, channel=session.channel_name)
+    assert event["widget_id"] == str(widget.id)
+    assert event["message_id"] == str(message.id)
+    assert event["widget_type"] == "appointment_form" and event["data"] == data
+
+    # No widget when the message does not ask for one.
+    ConversationService.send_message(session.id, "hi")
+    assert ConversationWidget.objects.filter(session=session).count() == 1
+
+
+class FileAgent(ConversationAgent):
+    # File Processing
+    async def get_response(self, message, request=None, **kwargs):
+        from django_ai.conversations.context import get_file_text
+
+        if hasattr(self, 'files') and self.files:
+            results = []
+
+            for file in self.files:
+                # Automatic extraction using Apache Tika + OCR
+                text = get_file_text(file.id)
+
+                if text:
+                    results.append(f"From {file.filename}: {text[:200]}...")
+
+            return "File analysis:\n" + "\n".join(results)
+
+        return "Upload a file and I'll analyze it."
+
+
+def test_file_processing(settings, tmp_path):
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    settings.MEDIA_ROOT = tmp_path
+    register_agent("files", FileAgent)
+    user = UserFactory()
+    session = ConversationService.create_session(agent_path="files", user=user)
+    report = FileFactory(user=user, filename="report.pdf", text="Quarterly revenue grew " + "x" * 300)
+    notes = FileFactory(user=user, filename="notes.txt", text="Call Bob on Monday.")
+    scan = FileFactory(user=user, filename="scan.png")  # extraction still pending: no text yet
+
+    result = ConversationService.send_message(session.id, "What is in these?", user=user, files=[report, notes.id, str(scan.id)])
+
+    assert result["status"] == "success"
+    assert result["response"] == (
+        "File analysis:\n"
+        f"From report.pdf: {('Quarterly revenue grew ' + 'x' * 300)[:200]}...\n"
+        "From notes.txt: Call Bob on Monday...."
+    )
+    user_message = session.messages.get(message_type="user")
+    assert set(user_message.files.all()) == {report, notes, scan}
+    assert set(File.objects.filter(session=session)) == {report, notes, scan}
+
+    assert ConversationService.send_message(session.id, "and now?", user=user)["response"] == "Upload a file and I'll analyze it."
+
+
+# --- API Reference ----------------------------------------------------------------------------------
+
+
+def test_conversation_service_api_anonymous(quick_start):
+    from django_ai.conversations.conf import ai_settings
+
+    request = make_request()
+    # The application knows its guest by an id it keeps in the visitor's session.
+    request.session[ai_settings.ANONYMOUS_ID_SESSION_KEY] = "guest_123"
+
+    from django_ai.conversations.service import ConversationService
+
+    # Create session
+    session = ConversationService.create_session(
+        agent_path="support",
+        user=request.user,
+        anonymous_id="guest_123",  # For anonymous users
+        context={"custom": "data"}
+    )
+
+    # Send message
+    result = ConversationService.send_message(
+        session_id=session.id,
+        message="user message",
+        user=request.user,
+        request=request
+    )
+
+    assert session.user is None and session.anonymous_id == "guest_123"
+    # Keys the Context does not declare are dropped by its validation; its defaults fill the rest.
+    assert session.context == {"user_id": 0, "support_tier": "basic"}
+    assert result["status"] == "success" and result["session_id"] == str(session.id)
+    assert result["response"] == "Let me check that for youHere's what I found..."
+
+
+def test_conversation_service_api_signed_in_user_owns_the_session(quick_start):
+    from django_ai.conversations.service import ConversationService
+
+    request = make_request(UserFactory())
+    session = ConversationService.create_session(
+        agent_path="support",
+        user=request.user,
+        anonymous_id="guest_123",  # For anonymous users
+        context={"custom": "data"}
+    )
+    result = ConversationService.send_message(
+        session_id=session.id,
+        message="hello",
+        user=request.user,
+        request=request
+    )
+    assert session.user == request.user and session.anonymous_id == ""
+    assert result["response"] == "Hello! How can I help you today?"
+
+
+def test_actions_start_conversation(quick_start):
+    request = make_request(UserFactory())
+
+    from django_ai.conversations.actions import start_conversation
+
+    # Higher-level API
+    session = start_conversation(
+        agent_path="support",
+        context_kwargs={"tier": "premium"},
+        request=request
+    )
+
+    assert {"session_id", "status", "agent_path"} <= set(session)
+    assert session["status"] == "active" and session["agent_path"] == "support"
+    row = ConversationSession.objects.get(pk=session["session_id"])
+    assert row.context["support_tier"] == "premium"
+
+
+class UtilitiesAgent(ConversationAgent):
+    async def get_response(self, message, request=None, **kwargs):
+        from django_ai.conversations.context import (
+            ResponseStream,  # Stream response chunks
+            display_widget,  # Show UI component
+            get_file_text    # Extract text from files
+        )
+
+        # Streaming
+        with ResponseStream() as stream:
+            stream.write("chunk")
+            stream.write("another chunk")
+        # stream.content has full text
+
+        # Widgets
+        display_widget("widget_type", {"data": "here"})
+
+        # Files
+        file_id = self.files[0].id
+        text = get_file_text(file_id)
+        return f"{stream.content}|{str(stream)}|{text}"
+
+
+def test_context_utilities(events, settings, tmp_path):
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    settings.MEDIA_ROOT = tmp_path
+    register_agent("utilities", UtilitiesAgent)
+    session = ConversationService.create_session(agent_path="utilities")
+    file = FileFactory(session=session, text="file body")
+
+    result = ConversationService.send_message(session.id, "go", files=[file])
+
+    assert result["response"] == "chunkanother chunk|chunkanother chunk|file body"
+    assert events.text() == "chunkanother chunk"
+    assert ConversationWidget.objects.get(session=session).data == {"data": "here"}
+    assert len(events.of(EventName.WIDGET)) == 1
+
+
+def test_models_section(quick_start):
+    user = get_user_model().objects.create_user("modeluser")
+
+    from django_ai.conversations.models import (
+        ConversationSession,  # Conversation with an agent
+        ConversationMessage,  # Individual message
+        File                  # Uploaded file
+    )
+
+    # Sessions track conversations
+    session = ConversationSession.objects.create(
+        agent_path="support",
+        user=user,  # or None
+        context={"initial": "data"},
+        status="active"  # active/completed/archived
+    )
+
+    from django_ai.conversations.service import ConversationService
+
+    ConversationService.send_message(session.id, "hello", user=user)
+
+    # Messages are automatically created
+    message = ConversationMessage.objects.filter(
+        session=session,
+        message_type="agent"  # user/agent/system/widget
+    )
+
+    assert [m.content for m in message] == ["Hello! How can I help you today?"]
+    assert File.objects.count() == 0
+    assert [c[0] for c in ConversationSession._meta.get_field("status").choices] == ["active", "completed", "archived"]
+    assert [c[0] for c in ConversationMessage._meta.get_field("message_type").choices] == ["user", "agent", "system", "widget"]
+
+
+# --- Examples ---------------------------------------------------------------------------------------
+
+
+class EchoAgent(ConversationAgent):
+    async def get_response(self, message, request=None, **kwargs):
+        return f"You said: {message}"
+
+
+def test_basic_echo_agent():
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    register_agent("echo", EchoAgent)
+    session = ConversationService.create_session(agent_path="echo")
+    result = ConversationService.send_message(session.id, "ping")
+    assert result["status"] == "success" and result["response"] == "You said: ping"
+    assert session.messages.get(message_type="agent").content == "You said: ping"

@@ -10,11 +10,18 @@ from typing import Any
 
 from .agents import isolated_registry
 from .events import EventCapture, capture_events
+from .fake_model import FakeModel, FakeModelError, FakeReply, FakeRequest, FakeStream, FakeToolCall
 
 __all__ = [
     "EventCapture",
     "capture_events",
     "isolated_registry",
+    "FakeModel",
+    "FakeModelError",
+    "FakeReply",
+    "FakeRequest",
+    "FakeStream",
+    "FakeToolCall",
     "UserFactory",
     "SessionFactory",
     "MessageFactory",

@@ -23,6 +23,15 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_COALESCE_WINDOW": 0.05,
     # The streaming agent message row is saved at most this often (seconds) and at the end.
     "STREAM_SAVE_INTERVAL": 1.0,
+    # Events the realtime sender may hold while the server is slow or down; beyond it the oldest
+    # go (only in an outage: clients resync from the rows).
+    "REALTIME_MAX_PENDING": 10_000,
+    # Local backend (Server-Sent Events): seconds between heartbeat comments on idle streams, events
+    # kept per channel for Last-Event-ID, channels with history kept, events a slow reader may lag.
+    "SSE_HEARTBEAT_INTERVAL": 15.0,
+    "SSE_HISTORY_SIZE": 200,
+    "SSE_HISTORY_CHANNELS": 1000,
+    "SSE_CLIENT_QUEUE_SIZE": 1000,
     # Text extraction: a dotted path to an extractor class, or None to pick the best available.
     "TEXT_EXTRACTOR": None,
     "TIKA_SERVER_ENDPOINT": None,

@@ -29,3 +29,15 @@ class BaseRealtimeBackend:
     def close(self) -> None:
         """Release connections and threads; the backend may be rebuilt afterwards."""
         self.flush()
+
+    def authenticate(self, *, channel_name: str, socket_id: str) -> dict[str, Any]:
+        """The answer of ``realtime/auth/`` once the request may read ``channel_name``.
+
+        Called only after the permission check passed. Pusher answers with a signature; backends
+        whose clients need none confirm the channel. Override for another transport's handshake.
+        """
+        return {"channel_name": channel_name, "authorized": True}
+
+    def client_config(self, request: Any) -> dict[str, Any]:
+        """What ``realtime/config/`` tells clients about this backend (never secrets)."""
+        return {"backend": self.name}

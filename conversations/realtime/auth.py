@@ -1,0 +1,116 @@
+"""Who may subscribe to a channel. Used by ``realtime/auth/`` (Pusher) and ``realtime/events/`` (SSE).
+
+- ``private-conversation-session-<uuid>``: the session must be readable by the request through the
+  bridge's session permission classes (``bridge.registry.get_exposed("session").get_queryset``);
+  until the bridge is installed, only its owner (user or anonymous visitor) may read it. A session
+  that does not exist is 404; one the request may not read is 403.
+- ``private-conversation-owner-...``: only the requester's own owner channel.
+- Anything else, including malformed names: 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from ..exceptions import ConversationPermissionDenied, SessionNotFound
+from ..owners import get_owner, owns
+from .channels import ParsedChannel, owner_channel, parse_channel
+
+__all__ = [
+    "ChannelForbidden",
+    "InvalidChannel",
+    "authorize_channel",
+    "requester_owner_channel",
+    "readable_sessions",
+]
+
+_BRIDGE_REGISTRY = "django_ai.conversations.bridge.registry"
+
+
+class InvalidChannel(ConversationPermissionDenied):
+    default_code = "invalid_channel"
+    default_detail = "This is not a conversation channel."
+
+
+class ChannelForbidden(ConversationPermissionDenied):
+    default_code = "channel_forbidden"
+    default_detail = "You may not subscribe to this channel."
+
+
+def requester_owner_channel(request: Any) -> str | None:
+    """The owner channel of the user or anonymous visitor making ``request`` (None if unknown)."""
+    owner = get_owner(request)
+    if owner.user is not None:
+        return owner_channel(user_id=owner.user.pk)
+    return owner_channel(anonymous_id=owner.anonymous_id)
+
+
+def _exposed_session() -> Any:
+    try:
+        from importlib import import_module
+
+        registry = import_module(_BRIDGE_REGISTRY)
+    except ModuleNotFoundError as exc:
+        if exc.name in (_BRIDGE_REGISTRY, "django_ai.conversations.bridge"):
+            return None
+        raise
+    getter = getattr(registry, "get_exposed", None)
+    if getter is None:
+        return None
+    try:
+        return getter("session")
+    except LookupError:
+        return None
+
+
+def readable_sessions(request: Any) -> Any:
+    """The sessions ``request`` may read: the bridge's session queryset when the bridge is
+    installed, else the requester's own sessions."""
+    exposed = _exposed_session()
+    if exposed is not None:
+        return exposed.get_queryset(request)
+    from ..models import ConversationSession
+
+    owner = get_owner(request)
+    if owner.user is not None:
+        return ConversationSession.objects.filter(user_id=owner.user.pk)
+    if owner.anonymous_id:
+        return ConversationSession.objects.filter(user__isnull=True, anonymous_id=owner.anonymous_id)
+    return ConversationSession.objects.none()
+
+
+def _check_session(request: Any, session_id: str) -> None:
+    from ..models import ConversationSession
+
+    exposed = _exposed_session()
+    if exposed is not None:
+        if exposed.get_queryset(request).filter(pk=session_id).exists():
+            return
+        if ConversationSession.objects.filter(pk=session_id).exists():
+            raise ChannelForbidden("You may not read this conversation.")
+        raise SessionNotFound()
+    session = ConversationSession.objects.filter(pk=session_id).only("pk", "user_id", "anonymous_id").first()
+    if session is None:
+        raise SessionNotFound()
+    if not owns(get_owner(request), session):
+        raise ChannelForbidden("You may not read this conversation.")
+
+
+def authorize_channel(request: Any, channel_name: Any) -> ParsedChannel:
+    """Raise unless ``request`` may subscribe to ``channel_name``; returns the parsed name.
+
+    Raises :class:`InvalidChannel` (403) for names that are not ours or malformed,
+    :class:`~django_ai.conversations.exceptions.SessionNotFound` (404) for unknown sessions and
+    :class:`ChannelForbidden` (403) for channels of someone else.
+    """
+    parsed = parse_channel(channel_name)
+    if parsed is None:
+        raise InvalidChannel()
+    if parsed.kind == "session":
+        _check_session(request, parsed.value)
+        return parsed
+    own = requester_owner_channel(request)
+    if own is None or not hmac.compare_digest(own.encode(), str(channel_name).encode()):
+        raise ChannelForbidden("You may only subscribe to your own owner channel.")
+    return parsed

@@ -1,0 +1,310 @@
+"""The queue between agent code and a realtime transport: coalesces ``text_chunk`` events.
+
+:class:`Coalescer` is a plain data structure (no threads, no I/O; :mod:`.sender` drives it):
+
+- events are kept per channel, in the order they were added;
+- consecutive ``text_chunk`` events of one message on one channel merge into one *run* while the run
+  is the newest item of its channel and younger than the window; a run is sent as soon as its window
+  has passed or anything else is queued behind it (``stream_end``, a widget, a flush marker);
+- a run is turned into wire events only when the sender takes it, so a slow server makes runs longer
+  (more coalescing) instead of making the queue longer;
+- a run's text is split into several events when one would exceed ``max_event_bytes`` (Pusher
+  accepts 10 KB per event): text is never dropped because it is long;
+- every ``text_chunk`` that leaves gets ``offset`` (where its text starts in the message's streamed
+  text, in UTF-16 code units), ``first_sequence`` and ``sequence``. See docs/protocol.md, "Resuming a
+  stream", for how clients use them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from bisect import bisect_right
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..constants import EventName
+
+__all__ = ["Coalescer", "OutgoingEvent", "FlushMarker", "utf16_len", "split_text", "encoded_size"]
+
+TEXT_CHUNK = str(EventName.TEXT_CHUNK)
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units (what JavaScript's ``String.length`` counts)."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def encode(payload: dict[str, Any]) -> str:
+    """The JSON text of a payload as it goes over the wire (compact, UTF-8 friendly)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes of ``value`` once JSON-encoded and UTF-8 encoded."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+
+
+def split_text(text: str, budget: int) -> list[str]:
+    """Cut ``text`` into pieces whose JSON string encoding takes at most ``budget`` bytes each.
+
+    Cuts fall between code points, so no piece holds half a character.
+    """
+    if budget < 16:
+        raise ValueError(f"A text budget of {budget} bytes is too small to carry text.")
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        rest = len(text) - start
+        # A character takes at most 6 bytes in JSON (\u00XX escapes); start optimistic and shrink.
+        n = min(rest, budget - 2)
+        while True:
+            size = encoded_size(text[start:start + n])
+            if size <= budget:
+                break
+            n = max(1, min(n - 1, n * (budget - 2) // size))
+        pieces.append(text[start:start + n])
+        start += n
+    return pieces
+
+
+@dataclass
+class OutgoingEvent:
+    """One event ready for the transport."""
+
+    channel: str
+    event: str
+    payload: dict[str, Any]
+
+
+class FlushMarker:
+    """Queued behind everything a ``flush()`` waits for; released when the sender has sent what
+    preceded it on every channel it was placed in."""
+
+    def __init__(self, count: int, on_done: Callable[[], None]):
+        self._remaining = count
+        self._on_done = on_done
+        if count == 0:
+            on_done()
+
+    def release(self) -> None:
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._on_done()
+
+
+@dataclass
+class _Event:
+    channel: str
+    event: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class _Marker:
+    marker: FlushMarker
+
+
+@dataclass
+class _Run:
+    """Consecutive text chunks of one message."""
+
+    channel: str
+    message_id: str
+    template: dict[str, Any]
+    ready_at: float
+    first_sequence: int
+    sequence: int
+    texts: list[str] = field(default_factory=list)
+    sequences: list[int] = field(default_factory=list)
+
+
+_Item = _Event | _Marker | _Run
+
+
+class Coalescer:
+    """Per-channel queues of pending events with text coalescing. Not thread-safe: the caller
+    (the sender) holds a lock around every call.
+
+    ``max_pending`` bounds the number of queued items (runs count as one): when it is reached the
+    oldest item is dropped and counted in :attr:`dropped` (only in an outage, when nothing drains).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float,
+        max_batch: int = 10,
+        max_event_bytes: int | None = None,
+        max_pending: int = 10_000,
+        max_tracked_messages: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1.")
+        self.window = float(window)
+        self.max_batch = int(max_batch)
+        self.max_event_bytes = max_event_bytes
+        self.max_pending = int(max_pending)
+        self.max_tracked_messages = int(max_tracked_messages)
+        self.clock = clock
+        self._channels: OrderedDict[str, deque[_Item]] = OrderedDict()
+        self._count = 0
+        # Per message: UTF-16 units sent so far (the next chunk's offset). Bounded, oldest first out.
+        self._offsets: OrderedDict[str, int] = OrderedDict()
+        #: Items dropped because ``max_pending`` was reached.
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, channel: str, event: str, payload: dict[str, Any]) -> bool:
+        """Queue one event; True when the sender should wake up (something new may be due)."""
+        queue = self._channels.get(channel)
+        if event == TEXT_CHUNK and isinstance(payload.get("sequence"), int):
+            message_id = str(payload.get("message_id"))
+            text = payload.get("text") or ""
+            sequence = payload["sequence"]
+            if queue:
+                last = queue[-1]
+                if isinstance(last, _Run) and last.message_id == message_id and sequence == last.sequence + 1:
+                    last.texts.append(text)
+                    last.sequences.append(sequence)
+                    last.sequence = sequence
+                    return False
+            template = {k: v for k, v in payload.items() if k not in ("text", "sequence", "first_sequence", "offset")}
+            item: _Item = _Run(
+                channel=channel,
+                message_id=message_id,
+                template=template,
+                ready_at=self.clock() + self.window,
+                first_sequence=sequence,
+                sequence=sequence,
+                texts=[text],
+                sequences=[sequence],
+            )
+        else:
+            item = _Event(channel, event, payload)
+        self._push(channel, queue, item)
+        return True
+
+    def add_marker(self, marker_factory: Callable[[int], FlushMarker]) -> FlushMarker:
+        """Queue a flush marker behind the current tail of every channel."""
+        channels = list(self._channels)
+        marker = marker_factory(len(channels))
+        for channel in channels:
+            self._channels[channel].append(_Marker(marker))
+            self._count += 1
+        return marker
+
+    def _push(self, channel: str, queue: deque[_Item] | None, item: _Item) -> None:
+        if queue is None:
+            queue = self._channels[channel] = deque()
+        queue.append(item)
+        self._count += 1
+        while self._count > self.max_pending:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        for channel, queue in self._channels.items():
+            for index, item in enumerate(queue):
+                if isinstance(item, _Marker):
+                    continue
+                del queue[index]
+                self._count -= 1
+                self.dropped += 1
+                if isinstance(item, _Run):
+                    # Its text never goes out; later chunks keep their true offsets anyway.
+                    self._advance(item.message_id, utf16_len("".join(item.texts)))
+                if not queue:
+                    del self._channels[channel]
+                return
+        return
+
+    def next_deadline(self) -> float | None:
+        """When the next item becomes due (a clock value), or None when nothing is queued."""
+        deadline: float | None = None
+        for queue in self._channels.values():
+            head = queue[0]
+            due = head.ready_at if isinstance(head, _Run) and len(queue) == 1 else float("-inf")
+            if deadline is None or due < deadline:
+                deadline = due
+        return deadline
+
+    def take(self) -> tuple[list[OutgoingEvent], list[FlushMarker]]:
+        """Up to ``max_batch`` due events, in per-channel order, and the flush markers passed on
+        the way (release them once the events are sent). Channels take turns."""
+        now = self.clock()
+        out: list[OutgoingEvent] = []
+        markers: list[FlushMarker] = []
+        for channel in list(self._channels):
+            queue = self._channels[channel]
+            took = False
+            while queue and len(out) < self.max_batch:
+                head = queue[0]
+                if isinstance(head, _Run) and len(queue) == 1 and now < head.ready_at:
+                    break
+                queue.popleft()
+                self._count -= 1
+                took = True
+                if isinstance(head, _Marker):
+                    markers.append(head.marker)
+                elif isinstance(head, _Event):
+                    out.append(OutgoingEvent(head.channel, head.event, head.payload))
+                else:
+                    events = self._materialize(head)
+                    room = self.max_batch - len(out)
+                    out.extend(events[:room])
+                    for extra in reversed(events[room:]):
+                        queue.appendleft(_Event(extra.channel, extra.event, extra.payload))
+                        self._count += 1
+            if not queue:
+                del self._channels[channel]
+            elif took:
+                self._channels.move_to_end(channel)
+            if len(out) >= self.max_batch:
+                break
+        return out, markers
+
+    def _advance(self, message_id: str, units: int) -> int:
+        start = self._offsets.pop(message_id, 0)
+        self._offsets[message_id] = start + units
+        while len(self._offsets) > self.max_tracked_messages:
+            self._offsets.popitem(last=False)
+        return start
+
+    def _materialize(self, run: _Run) -> list[OutgoingEvent]:
+        text = "".join(run.texts)
+        offset = self._advance(run.message_id, utf16_len(text))
+
+        def event(piece: str, start: int, first: int, last: int) -> OutgoingEvent:
+            payload = dict(run.template)
+            payload.update(first_sequence=first, sequence=last, offset=start, text=piece)
+            return OutgoingEvent(run.channel, TEXT_CHUNK, payload)
+
+        if self.max_event_bytes is None:
+            return [event(text, offset, run.first_sequence, run.sequence)]
+        overhead = encoded_size({**run.template, "first_sequence": run.sequence, "sequence": run.sequence,
+                                 "offset": offset + utf16_len(text), "text": ""})
+        budget = self.max_event_bytes - overhead
+        if encoded_size(text) <= budget:
+            return [event(text, offset, run.first_sequence, run.sequence)]
+        # Where each write ends in the joined text (code points), to name the writes of each piece.
+        ends: list[int] = []
+        total = 0
+        for part in run.texts:
+            total += len(part)
+            ends.append(total)
+        events: list[OutgoingEvent] = []
+        position = 0
+        for piece in split_text(text, budget):
+            first = run.sequences[bisect_right(ends, position)]
+            last = run.sequences[bisect_right(ends, position + len(piece) - 1)]
+            events.append(event(piece, offset, first, last))
+            offset += utf16_len(piece)
+            position += len(piece)
+        return events

@@ -1,0 +1,294 @@
+"""The Local backend: an in-process broker read through Server-Sent Events (``realtime/events/``).
+
+The embedded default when Pusher is not configured. It needs no other server, works under
+``runserver`` (threaded WSGI: one thread per open stream) and under ASGI servers such as uvicorn
+(async streaming: no thread per stream). Events reach clients connected to the same process, so it
+fits one-process deployments (the demo, small sites, development); with several web processes or a
+separate task worker use the Pusher backend (hosted Pusher, or soketi).
+
+The broker keeps the last ``SSE_HISTORY_SIZE`` events of each channel, so a client that reconnects
+with ``Last-Event-ID`` gets what it missed while the broker still holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import threading
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .base import BaseRealtimeBackend
+from .coalescer import OutgoingEvent, encode
+from .sender import EventSender
+
+__all__ = ["LocalBackend", "Broker", "Subscription", "StoredEvent"]
+
+logger = logging.getLogger("django_ai.conversations.realtime")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One published event with its Server-Sent Events frame, rendered once for all readers."""
+
+    seq: int
+    channel: str
+    event: str
+    frame: str
+
+
+class Subscription:
+    """One reader's queue of events for a set of channels.
+
+    Read it from a thread with :meth:`wait` or from an event loop with :meth:`wait_async`, then
+    :meth:`drain`. A reader that falls ``max_queue`` events behind is closed (``overflowed``): its
+    client reconnects with ``Last-Event-ID`` and gets the rest from the history.
+    """
+
+    def __init__(self, broker: Broker, channels: tuple[str, ...], *, max_queue: int):
+        self.broker = broker
+        self.channels = channels
+        self.max_queue = max_queue
+        self.closed = False
+        self.overflowed = False
+        self._items: deque[StoredEvent] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_ready: asyncio.Event | None = None
+
+    def push(self, item: StoredEvent) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            if len(self._items) >= self.max_queue:
+                self.overflowed = True
+                self.closed = True
+            else:
+                self._items.append(item)
+            self._notify()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._notify()
+
+    def _notify(self) -> None:
+        self._ready.set()
+        if self._loop is not None and self._async_ready is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._async_ready.set)
+            except RuntimeError:  # the reader's loop is gone: nothing to wake
+                pass
+
+    def drain(self) -> list[StoredEvent]:
+        """The events queued since the last call."""
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._ready.clear()
+            return items
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until there is something to drain (or the subscription closed); False on timeout."""
+        return self._ready.wait(timeout)
+
+    async def wait_async(self, timeout: float | None) -> bool:
+        if self._async_ready is None:
+            self._loop = asyncio.get_running_loop()
+            self._async_ready = asyncio.Event()
+        with self._lock:
+            if self._items or self.closed:
+                return True
+            self._async_ready.clear()
+        try:
+            await asyncio.wait_for(self._async_ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Broker:
+    """Channels, their readers and a bounded history, for one process."""
+
+    def __init__(self, *, history_size: int = 200, history_channels: int = 1000, client_queue_size: int = 1000):
+        self.history_size = history_size
+        self.history_channels = history_channels
+        self.client_queue_size = client_queue_size
+        # Event ids are "<epoch>-<n>": an id from another process or an earlier run is not resumed.
+        self.epoch = secrets.token_hex(4)
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._history: OrderedDict[str, deque[StoredEvent]] = OrderedDict()
+        self._subscribers: dict[str, set[Subscription]] = {}
+        self.closed = False
+
+    def event_id(self, seq: int) -> str:
+        return f"{self.epoch}-{seq}"
+
+    def publish(self, channel: str, event: str, payload: dict[str, Any]) -> StoredEvent:
+        with self._lock:
+            self._seq += 1
+            data = encode({**payload, "channel": channel})
+            item = StoredEvent(self._seq, channel, event, f"id: {self.event_id(self._seq)}\nevent: {event}\ndata: {data}\n\n")
+            if self.history_size > 0:
+                history = self._history.get(channel)
+                if history is None:
+                    history = self._history[channel] = deque(maxlen=self.history_size)
+                    while len(self._history) > self.history_channels:
+                        self._history.popitem(last=False)
+                else:
+                    self._history.move_to_end(channel)
+                history.append(item)
+            for subscription in self._subscribers.get(channel, ()):
+                subscription.push(item)
+            return item
+
+    def subscribe(self, channels: Iterable[str], *, last_event_id: str | None = None) -> Subscription:
+        """Start reading ``channels``; with ``last_event_id``, first the held events after it."""
+        channels = tuple(dict.fromkeys(channels))
+        subscription = Subscription(self, channels, max_queue=self.client_queue_size)
+        after = self._parse_event_id(last_event_id)
+        with self._lock:
+            if self.closed:
+                subscription.close()
+                return subscription
+            if after is not None:
+                missed = sorted(
+                    (item for channel in channels for item in self._history.get(channel, ()) if item.seq > after),
+                    key=lambda item: item.seq,
+                )
+                for item in missed:
+                    subscription.push(item)
+            for channel in channels:
+                self._subscribers.setdefault(channel, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            for channel in subscription.channels:
+                readers = self._subscribers.get(channel)
+                if readers is not None:
+                    readers.discard(subscription)
+                    if not readers:
+                        del self._subscribers[channel]
+        subscription.close()
+
+    def subscriber_count(self, channel: str | None = None) -> int:
+        with self._lock:
+            if channel is not None:
+                return len(self._subscribers.get(channel, ()))
+            return len({s for readers in self._subscribers.values() for s in readers})
+
+    def close(self) -> None:
+        """End every open stream (their clients reconnect to the next broker)."""
+        with self._lock:
+            self.closed = True
+            readers = {s for group in self._subscribers.values() for s in group}
+            self._subscribers.clear()
+        for subscription in readers:
+            subscription.close()
+
+    def _parse_event_id(self, value: str | None) -> int | None:
+        if not value:
+            return None
+        epoch, _, number = str(value).strip().partition("-")
+        if epoch != self.epoch or not number.isdigit():
+            return None
+        return int(number)
+
+
+#: Sent first on every stream: the reconnection delay for EventSource, and a comment.
+STREAM_PREAMBLE = "retry: 2000\n: connected\n\n"
+HEARTBEAT = ": ping\n\n"
+
+
+def sse_frames(subscription: Subscription, *, heartbeat: float) -> Iterator[str]:
+    """Server-Sent Events text for a thread-per-request server (WSGI, runserver).
+
+    A heartbeat comment goes out after ``heartbeat`` idle seconds, which also notices a client that
+    has gone (the write fails and the server closes this generator).
+    """
+    try:
+        yield STREAM_PREAMBLE
+        while True:
+            items = subscription.drain()
+            if items:
+                yield "".join(item.frame for item in items)
+            if subscription.closed:
+                return
+            if not items and not subscription.wait(heartbeat):
+                yield HEARTBEAT
+    finally:
+        subscription.broker.unsubscribe(subscription)
+
+
+async def sse_frames_async(subscription: Subscription, *, heartbeat: float) -> AsyncIterator[str]:
+    """The same stream for ASGI servers: waits on the event loop, holds no thread."""
+    try:
+        yield STREAM_PREAMBLE
+        while True:
+            items = subscription.drain()
+            if items:
+                yield "".join(item.frame for item in items)
+            if subscription.closed:
+                return
+            if not items and not await subscription.wait_async(heartbeat):
+                yield HEARTBEAT
+    finally:
+        subscription.broker.unsubscribe(subscription)
+
+
+class LocalBackend(BaseRealtimeBackend):
+    """In-process broker plus the Server-Sent Events endpoint.
+
+    Sending goes through the same coalescing sender thread as Pusher, so clients see the same
+    ``text_chunk`` events (with ``offset``) whichever backend runs. Subclass it to change the
+    broker's limits (override :meth:`get_broker`).
+    """
+
+    name = "local"
+
+    def __init__(self, *, options: dict[str, Any] | None = None):
+        super().__init__(options=options)
+        from ..conf import ai_settings
+
+        self.heartbeat = float(ai_settings.SSE_HEARTBEAT_INTERVAL)
+        self.broker = self.get_broker()
+        self.sender = EventSender(
+            deliver=self._deliver,
+            name=self.name,
+            window=ai_settings.STREAM_COALESCE_WINDOW,
+            max_batch=100,
+            max_event_bytes=None,
+            max_pending=ai_settings.REALTIME_MAX_PENDING,
+        )
+
+    def get_broker(self) -> Broker:
+        from ..conf import ai_settings
+
+        return Broker(
+            history_size=int(ai_settings.SSE_HISTORY_SIZE),
+            history_channels=int(ai_settings.SSE_HISTORY_CHANNELS),
+            client_queue_size=int(ai_settings.SSE_CLIENT_QUEUE_SIZE),
+        )
+
+    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
+        self.sender.send(channel, event, payload)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.sender.flush(timeout)
+
+    def close(self) -> None:
+        self.sender.close()
+        self.broker.close()
+
+    def _deliver(self, events: list[OutgoingEvent]) -> None:
+        for event in events:
+            self.broker.publish(event.channel, event.event, event.payload)
+
+    def client_config(self, request: Any) -> dict[str, Any]:
+        return {"backend": self.name}

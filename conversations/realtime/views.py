@@ -1,0 +1,176 @@
+"""HTTP endpoints of the realtime layer.
+
+- ``POST realtime/auth/``: Pusher private-channel authorisation (``socket_id`` + ``channel_name``,
+  form-encoded as pusher-js sends it, or JSON).
+- ``GET realtime/events/?channel=...``: Server-Sent Events from the Local backend.
+- ``GET realtime/config/``: which backend runs and how a client reaches it.
+
+Permission checks live in :mod:`.auth`; these views only parse, call them and answer. Errors use the
+envelope ``{"errors": [{"code", "message", "field"?}]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from django.db import connections
+from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
+from django.urls import NoReverseMatch, reverse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
+from ..exceptions import ConversationError
+from . import get_backend
+from .auth import authorize_channel, requester_owner_channel
+from .local import LocalBackend, sse_frames, sse_frames_async
+
+__all__ = ["RealtimeAuthView", "RealtimeEventsView", "RealtimeConfigView"]
+
+logger = logging.getLogger("django_ai.conversations.realtime")
+
+SOCKET_ID = re.compile(r"\A\d{1,20}\.\d{1,20}\Z")
+#: Channels one Server-Sent Events stream may read.
+MAX_STREAM_CHANNELS = 10
+
+
+class InvalidRealtimeRequest(ConversationError):
+    default_code = "invalid"
+    default_detail = "The request is not valid."
+
+
+class RealtimeNotAvailable(ConversationError):
+    status_code = 404
+    default_code = "not_available"
+    default_detail = "Server-Sent Events are served by the Local realtime backend only."
+
+
+def error_response(status: int, errors: list[dict[str, Any]]) -> JsonResponse:
+    return JsonResponse({"errors": errors}, status=status)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
+    """The error envelope for the realtime views; None (a real 500) for anything unexpected."""
+    if isinstance(exc, ConversationError):
+        return error_response(exc.status_code, [exc.as_dict()])
+    if isinstance(exc, drf_exceptions.APIException):
+        detail = exc.detail
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        message = str(detail) if isinstance(detail, str) else str(exc.default_detail)
+        response = error_response(exc.status_code, [{"code": str(code), "message": message}])
+        if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
+            response["Retry-After"] = str(int(exc.wait))
+        return response
+    return None
+
+
+class RealtimeView(APIView):
+    """Base of the realtime views: the project's DRF authentication, channel checks done by
+    :func:`~.auth.authorize_channel`, errors in the envelope. Override :meth:`get_backend` to
+    serve another backend than the configured one."""
+
+    permission_classes = [AllowAny]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def get_backend(self) -> Any:
+        return get_backend()
+
+
+class RealtimeAuthView(RealtimeView):
+    """Pusher private-channel auth: ``{"auth": "<key>:<signature>"}`` for a channel the request may
+    read. With a backend that needs no signature it confirms the channel instead."""
+
+    def post(self, request: Request) -> HttpResponseBase:
+        data = request.data
+        if not hasattr(data, "get"):
+            raise InvalidRealtimeRequest("Send socket_id and channel_name as form fields or a JSON object.")
+        socket_id = data.get("socket_id")
+        channel_name = data.get("channel_name")
+        if not isinstance(channel_name, str) or not channel_name:
+            raise InvalidRealtimeRequest("channel_name is required.", code="required", field="channel_name")
+        if not isinstance(socket_id, str) or not SOCKET_ID.match(socket_id):
+            raise InvalidRealtimeRequest(
+                "socket_id must be the Pusher connection's socket id, e.g. '1234.5678'.",
+                code="invalid_socket_id",
+                field="socket_id",
+            )
+        authorize_channel(request, channel_name)
+        return JsonResponse(self.get_backend().authenticate(channel_name=channel_name, socket_id=socket_id))
+
+
+class RealtimeEventsView(RealtimeView):
+    """Server-Sent Events for one or more channels (``?channel=a&channel=b``), each checked like
+    ``realtime/auth/``. Honours ``Last-Event-ID`` (header, or ``last_event_id`` in the query) while
+    the broker still holds the events after it."""
+
+    def get(self, request: Request) -> HttpResponseBase:
+        backend = self.get_backend()
+        if not isinstance(backend, LocalBackend):
+            raise RealtimeNotAvailable(
+                f"The realtime backend is {backend.name!r}: subscribe as realtime/config/ describes."
+            )
+        channels = list(dict.fromkeys(request.query_params.getlist("channel")))
+        if not channels:
+            raise InvalidRealtimeRequest("Give at least one channel: ?channel=<name>.", code="required", field="channel")
+        if len(channels) > MAX_STREAM_CHANNELS:
+            raise InvalidRealtimeRequest(
+                f"One stream reads at most {MAX_STREAM_CHANNELS} channels.", code="too_many_channels", field="channel"
+            )
+        for channel in channels:
+            authorize_channel(request, channel)
+        last_event_id = request.META.get("HTTP_LAST_EVENT_ID") or request.query_params.get("last_event_id")
+        subscription = backend.broker.subscribe(channels, last_event_id=last_event_id)
+        if _is_asgi(request):
+            content: Any = sse_frames_async(subscription, heartbeat=backend.heartbeat)
+        else:
+            content = sse_frames(subscription, heartbeat=backend.heartbeat)
+            # The stream may stay open for hours: give the database connection back now rather
+            # than holding it idle (it is reopened if this thread needs it again).
+            for connection in connections.all(initialized_only=True):
+                if not connection.in_atomic_block:
+                    connection.close()
+        response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache, no-transform"
+        response["X-Accel-Buffering"] = "no"
+        return response
+
+
+class RealtimeConfigView(RealtimeView):
+    """What a client needs to subscribe: the backend, its public connection details, the
+    endpoints and the requester's owner channel. Also sets the CSRF cookie that
+    ``realtime/auth/`` needs for logged-in users."""
+
+    def get(self, request: Request) -> HttpResponseBase:
+        backend = self.get_backend()
+        get_token(request)
+        config: dict[str, Any] = {
+            "backend": backend.name,
+            **backend.client_config(request),
+            "auth_endpoint": _url(request, "realtime-auth"),
+            "events_endpoint": _url(request, "realtime-events") if isinstance(backend, LocalBackend) else None,
+            "session_channel_prefix": SESSION_CHANNEL_PREFIX,
+            "owner_channel_prefix": OWNER_CHANNEL_PREFIX,
+            "owner_channel": requester_owner_channel(request),
+        }
+        return JsonResponse(config)
+
+
+def _url(request: Request, name: str) -> str | None:
+    namespace = getattr(request.resolver_match, "namespace", "") or ""
+    try:
+        return reverse(f"{namespace}:{name}" if namespace else name)
+    except NoReverseMatch:
+        return None
+
+
+def _is_asgi(request: Request) -> bool:
+    from django.core.handlers.asgi import ASGIRequest
+
+    return isinstance(request._request, ASGIRequest)

@@ -163,7 +163,13 @@ class ContextInjected:
                 code="not_a_method",
             )
         fields = set(context_cls.model_fields)
-        full = inspect.signature(func)
+        try:
+            # Resolved annotations (from __future__ import annotations makes them strings) for
+            # libraries that read Parameter.annotation; names that only exist for type checkers
+            # keep the string.
+            full = inspect.signature(func, eval_str=True)
+        except Exception:  # noqa: BLE001 - any failure to evaluate leaves the strings as written
+            full = inspect.signature(func)
         params = list(full.parameters.values())
         self_param, rest = params[0], params[1:]
         if self.only is not None:

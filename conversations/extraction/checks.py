@@ -1,0 +1,83 @@
+"""System checks: which extractor will run, and what is missing for a better one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+
+
+@checks.register("django_ai")
+def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django.utils.module_loading import import_string
+
+    from ..conf import ai_settings
+    from .base import TextExtractor
+    from .embedded import EmbeddedTikaExtractor, tesseract_version
+    from .plain import PlainTextExtractor
+    from .server import TikaServerExtractor
+
+    messages: list[checks.CheckMessage] = []
+    configured = ai_settings.raw("TEXT_EXTRACTOR")
+    if configured is not None:
+        if not isinstance(configured, str):
+            return []  # reported by check_settings (django_ai.E002)
+        try:
+            cls = import_string(configured)
+        except ImportError:
+            return []  # reported by check_settings (django_ai.E002)
+        if not isinstance(cls, type) or not callable(getattr(cls, "extract", None)):
+            return [
+                checks.Error(
+                    f"DJANGO_AI['TEXT_EXTRACTOR'] = {configured!r} is not an extractor class.",
+                    hint="Point it at a subclass of django_ai.conversations.extraction.TextExtractor.",
+                    id="django_ai.E020",
+                )
+            ]
+        missing = cls.missing_requirements() if issubclass(cls, TextExtractor) else []
+        if missing:
+            messages.append(
+                checks.Error(
+                    f"DJANGO_AI['TEXT_EXTRACTOR'] is {cls.__name__}, which cannot run here: it needs "
+                    + "; ".join(missing) + ".",
+                    hint="Install what is listed, or remove TEXT_EXTRACTOR to use the best extractor available.",
+                    id="django_ai.E021",
+                )
+            )
+    else:
+        if ai_settings.raw("TIKA_SERVER_ENDPOINT"):
+            missing = TikaServerExtractor.missing_requirements()
+            if missing:
+                messages.append(
+                    checks.Error(
+                        "DJANGO_AI['TIKA_SERVER_ENDPOINT'] is set but the Tika server extractor needs "
+                        + "; ".join(missing) + ".",
+                        hint="pip install 'django-ai-first[tika-server]'",
+                        id="django_ai.E022",
+                    )
+                )
+        from . import best_available_extractor
+
+        cls = best_available_extractor()
+        if cls is PlainTextExtractor:
+            needs = EmbeddedTikaExtractor.missing_requirements()
+            messages.append(
+                checks.Warning(
+                    "No document text extractor is available: only text files (plain text, Markdown, CSV, "
+                    "JSON, HTML) will be read; PDFs, Office documents and images will fail extraction.",
+                    hint="For embedded Apache Tika install " + "; ".join(needs)
+                    + ". Or run a Tika server and set DJANGO_AI['TIKA_SERVER_ENDPOINT'] "
+                    "(pip install 'django-ai-first[tika-server]').",
+                    id="django_ai.W020",
+                )
+            )
+    if cls is EmbeddedTikaExtractor and ai_settings.raw("OCR_ENABLED") and tesseract_version() is None:
+        messages.append(
+            checks.Warning(
+                "tesseract is not installed: text in images and scanned PDFs will not be read (no OCR).",
+                hint="Install tesseract (Debian/Ubuntu: apt-get install tesseract-ocr; macOS: brew install "
+                "tesseract), or set DJANGO_AI['OCR_ENABLED'] = False to silence this.",
+                id="django_ai.W021",
+            )
+        )
+    return messages

@@ -98,9 +98,9 @@ class ConversationAgent:
         """Turn a Context instance or a dict into a validated Context."""
         try:
             if isinstance(value, cls.Context):
-                return cls.Context.model_validate(value.model_dump())
+                return cls.Context.model_validate(value.model_dump(warnings=False))
             if isinstance(value, BaseModel):
-                value = value.model_dump()
+                value = value.model_dump(warnings=False)
             if value is None:
                 value = {}
             if not isinstance(value, dict):

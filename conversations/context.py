@@ -136,7 +136,8 @@ class ResponseStream:
         if self._ended:
             raise RuntimeError("This ResponseStream has ended; start a new one to write more.")
         _check_cancel(state)
-        text = "" if text is None else str(text)
+        # NUL cannot be stored in PostgreSQL text; it has no place in a chat reply either.
+        text = "" if text is None else str(text).replace("\x00", "\ufffd")
         if not text:
             return
         self._parts.append(text)

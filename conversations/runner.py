@@ -146,6 +146,12 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
             raise TypeError(
                 f"{agent_cls.__name__}.get_response returned {type(response).__name__}; return the reply as a str."
             )
+        # PostgreSQL cannot store NUL in text.
+        response = response.replace("\x00", "\ufffd")
+        # The context the agent leaves must still fit its Context (assignments are not validated)
+        # and be JSON: otherwise this turn fails and the stored context stays as it was.
+        agent.context = agent_cls.validate_context(agent.context)
+        agent.context.model_dump(mode="json")
         if state.is_cancelled():
             raise TurnCancelled(state.cancel_reason or "cancelled")
     except TurnCancelled as exc:

@@ -78,5 +78,14 @@ class ModelOperation(StrEnum):
     DELETE = "delete"
 
 
+class BridgeAction(StrEnum):
+    """What a bridge request does to a model (permission classes and ``schema/`` use these)."""
+
+    READ = "read"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
 SESSION_CHANNEL_PREFIX = "private-conversation-session-"
 OWNER_CHANNEL_PREFIX = "private-conversation-owner-"

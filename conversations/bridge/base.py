@@ -1,0 +1,114 @@
+"""The base view of every HTTP endpoint of the app.
+
+Subclass :class:`BridgeAPIView` for a new endpoint: it answers every error with the envelope of
+:mod:`~django_ai.conversations.bridge.errors`, refuses bodies larger than
+``DJANGO_AI['BRIDGE_MAX_BODY_SIZE']`` with 413 (override :meth:`BridgeAPIView.get_max_body_size`,
+e.g. an upload view returns the upload limit), speaks JSON, and runs the CSRF check for anonymous
+visitors known by their Django session cookie (DRF's SessionAuthentication only checks it for
+authenticated users).
+
+Who may do what is decided by the bridge's permission classes, not by DRF's
+``DEFAULT_PERMISSION_CLASSES``: views set ``permission_classes = [AllowAny]`` at the DRF level so
+anonymous visitors reach them, then ask the exposed model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.middleware.csrf import CsrfViewMiddleware
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from ..conf import ai_settings
+from ..owners import get_owner
+from .errors import RequestTooLarge, exception_handler
+
+__all__ = ["BridgeAPIView", "StrictJSONParser"]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class StrictJSONParser(JSONParser):
+    """JSON only, and never more bytes than the view allows (the body is read with a cap, so a
+    missing or lying Content-Length cannot smuggle a bigger body)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        view = (parser_context or {}).get("view")
+        limit = view.get_max_body_size() if view is not None and hasattr(view, "get_max_body_size") else None
+        if limit is not None and stream is not None:
+            raw = stream.read(limit + 1)
+            if len(raw) > limit:
+                raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            import io
+
+            stream = io.BytesIO(raw)
+        return super().parse(stream, media_type, parser_context)
+
+
+class _CSRFCheck(CsrfViewMiddleware):
+    def _reject(self, request: Any, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+class BridgeAPIView(APIView):
+    """Base class of the app's API views: error envelope, body-size limit, JSON, CSRF for
+    cookie-identified anonymous visitors.
+
+    Override :meth:`get_max_body_size` for a different limit and ``parser_classes`` for other
+    content types (keep the limit in mind: multipart uploads are capped by Django's own
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` / ``FILE_UPLOAD_MAX_MEMORY_SIZE`` and by your view).
+    """
+
+    permission_classes = [AllowAny]
+    parser_classes = [StrictJSONParser]
+    renderer_classes = [JSONRenderer]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+    def get_max_body_size(self) -> int | None:
+        """Largest accepted request body in bytes (None: no limit of ours)."""
+        return ai_settings.BRIDGE_MAX_BODY_SIZE
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.check_body_size(request)
+        super().initial(request, *args, **kwargs)
+        self.enforce_anonymous_csrf(request)
+
+    def check_body_size(self, request: Request) -> None:
+        limit = self.get_max_body_size()
+        if limit is None:
+            return
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except (TypeError, ValueError) as exc:
+            raise drf_exceptions.ParseError("Content-Length is not a number.") from exc
+        if length > limit:
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+
+    def enforce_anonymous_csrf(self, request: Request) -> None:
+        """Anonymous visitors known by their Django session cookie are protected like logged-in
+        users: unsafe methods need the CSRF token. Stateless clients (header id, no cookie) are
+        not exposed to CSRF and are not checked."""
+        if request.method in SAFE_METHODS:
+            return
+        user = getattr(request, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            return  # DRF's SessionAuthentication already checked it (when that class is in use)
+        session = getattr(request._request, "session", None)
+        if session is None or not session.get(ai_settings.ANONYMOUS_ID_SESSION_KEY):
+            return
+        check = _CSRFCheck(lambda req: None)
+        check.process_request(request._request)
+        reason = check.process_view(request._request, None, (), {})
+        if reason:
+            raise drf_exceptions.PermissionDenied(f"CSRF Failed: {reason}")
+
+    def get_owner(self) -> Any:
+        """The owner (user or anonymous visitor) this request acts as."""
+        return get_owner(self.request)

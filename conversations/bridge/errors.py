@@ -1,0 +1,196 @@
+"""The error envelope of every HTTP view of the app, and the bridge's own errors.
+
+Every error answer is ``{"errors": [{"code": ..., "message": ..., "field": ...}]}`` (``field`` only
+when one field is at fault). :func:`exception_handler` builds it from
+
+- :class:`~django_ai.conversations.exceptions.ConversationError` (its ``status_code``, ``code``,
+  ``message``, ``field``),
+- Django REST framework's ``APIException`` family (validation errors become one entry per field),
+- Django's ``Http404``, ``PermissionDenied`` and ``RequestDataTooBig`` (413).
+
+Anything else is a bug: the handler returns None, DRF re-raises, and Django logs a real 500.
+Views get the handler from :class:`~django_ai.conversations.bridge.base.BridgeAPIView`; projects do
+not need to change ``REST_FRAMEWORK['EXCEPTION_HANDLER']``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from ..exceptions import ConversationError
+
+__all__ = [
+    "BridgeError",
+    "UnknownModel",
+    "ObjectNotFound",
+    "InvalidQuery",
+    "FieldNotAllowed",
+    "OperationNotAllowed",
+    "RequestTooLarge",
+    "exception_handler",
+    "error_response",
+]
+
+logger = logging.getLogger("django_ai.conversations.bridge")
+
+
+class BridgeError(ConversationError):
+    """Base class of the errors the bridge raises on purpose."""
+
+    default_code = "invalid_request"
+    default_detail = "The request is not valid."
+
+
+class UnknownModel(BridgeError, LookupError):
+    status_code = 404
+    default_code = "unknown_model"
+    default_detail = "No model is exposed under that name."
+
+
+class ObjectNotFound(BridgeError, LookupError):
+    """The row does not exist, or the caller may not see it (the two are never told apart)."""
+
+    status_code = 404
+    default_code = "not_found"
+    default_detail = "The object does not exist."
+
+
+class InvalidQuery(BridgeError, ValueError):
+    default_code = "invalid_query"
+    default_detail = "The query is not valid."
+
+
+class FieldNotAllowed(BridgeError):
+    default_code = "field_not_allowed"
+    default_detail = "This field may not be used here."
+
+
+class OperationNotAllowed(BridgeError):
+    status_code = 403
+    default_code = "permission_denied"
+    default_detail = "You may not perform this operation."
+
+
+class RequestTooLarge(BridgeError):
+    status_code = 413
+    default_code = "request_too_large"
+    default_detail = "The request body is too large."
+
+
+class MultipleErrors(BridgeError):
+    """Several errors at once (e.g. one per invalid field), all with the same status."""
+
+    def __init__(self, errors: list[ConversationError], *, status_code: int = 400):
+        self.errors = errors
+        self.status_code = status_code
+        first = errors[0] if errors else None
+        super().__init__(first.message if first else None, code=first.code if first else None)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [e.as_dict() for e in self.errors]
+
+
+def _drf_code(status_code: int) -> str:
+    return {
+        400: "invalid",
+        401: "not_authenticated",
+        403: "permission_denied",
+        404: "not_found",
+        405: "method_not_allowed",
+        406: "not_acceptable",
+        413: "request_too_large",
+        415: "unsupported_media_type",
+        429: "throttled",
+    }.get(status_code, "error")
+
+
+def _flatten(detail: Any, field: str | None, default_code: str) -> Iterator[dict[str, Any]]:
+    """Turn DRF's nested ``detail`` (dicts of lists of ErrorDetail) into envelope entries."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key in ("non_field_errors", "detail") and field is None:
+                yield from _flatten(value, None, default_code)
+            else:
+                sub = str(key) if field is None else f"{field}.{key}"
+                yield from _flatten(value, sub, default_code)
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            # A list of messages about one field stays on that field; a list of nested objects
+            # (e.g. many=True) gets the index in the path.
+            if isinstance(value, (dict, list)):
+                yield from _flatten(value, f"{field}.{index}" if field else str(index), default_code)
+            else:
+                yield from _flatten(value, field, default_code)
+    else:
+        entry: dict[str, Any] = {
+            "code": getattr(detail, "code", None) or default_code,
+            "message": str(detail),
+        }
+        if field:
+            entry["field"] = field
+        yield entry
+
+
+def error_response(errors: list[dict[str, Any]], status: int, headers: dict[str, str] | None = None) -> Response:
+    """A DRF Response carrying the envelope; use it where a view answers an error itself."""
+    return Response({"errors": errors}, status=status, headers=headers)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``-compatible: the envelope for known errors, None for bugs."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, MultipleErrors):
+        set_rollback()
+        return error_response(exc.as_dicts(), exc.status_code)
+    if isinstance(exc, ConversationError):
+        errors = [exc.as_dict()]
+        extra = getattr(exc, "errors", None)
+        if extra and isinstance(extra, list):
+            # e.g. ContextValidationError: one entry per invalid context field.
+            errors = [
+                {"code": exc.code, "message": str(item.get("message", exc.message)), "field": str(item["field"])}
+                if isinstance(item, dict) and item.get("field")
+                else {"code": exc.code, "message": str(item.get("message", exc.message)) if isinstance(item, dict) else exc.message}
+                for item in extra
+            ] or errors
+        if exc.status_code >= 500:
+            logger.error("%s answered with %s: %s", type(exc).__name__, exc.status_code, exc.message, exc_info=exc)
+        set_rollback()
+        return error_response(errors, exc.status_code)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        set_rollback()
+        return error_response([RequestTooLarge().as_dict()], 413)
+    elif isinstance(exc, TooManyFieldsSent):
+        set_rollback()
+        return error_response([{"code": "too_many_fields", "message": str(exc)}], 400)
+    if isinstance(exc, drf_exceptions.APIException):
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = "%d" % exc.wait
+        default_code = getattr(exc, "default_code", None) or _drf_code(exc.status_code)
+        if isinstance(exc, drf_exceptions.ValidationError):
+            errors = list(_flatten(exc.detail, None, default_code))
+        else:
+            # A single-message exception: its detail is one ErrorDetail (or a plain string).
+            errors = list(_flatten(exc.detail, None, default_code))
+            for entry in errors:
+                entry["code"] = exc.get_codes() if isinstance(exc.get_codes(), str) else entry["code"]
+        if not errors:
+            errors = [{"code": default_code, "message": str(exc)}]
+        set_rollback()
+        return error_response(errors, exc.status_code, headers)
+    return None

@@ -1,0 +1,173 @@
+"""Rows out (reads) and validated data in (writes).
+
+Reads: :class:`RowWriter` turns a model instance into a plain dict of the fields the caller may
+read: scalar values as they are (the JSON renderer formats dates and UUIDs), foreign keys as the
+related pk, many-to-many fields as a list of pks. It never calls ``str(obj)``.
+
+Writes: :func:`validate_write_data` refuses keys the caller may not set, then validates the rest
+with a Django REST framework ``ModelSerializer`` built for the request, whose relation fields only
+accept rows the caller may read (so a foreign key to another owner's row is "does not exist").
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import models
+from django.db.models.fields.files import FieldFile
+from rest_framework import serializers
+
+from ..constants import BridgeAction
+from .errors import FieldNotAllowed, InvalidQuery, MultipleErrors
+from .fields import pk_string
+
+if TYPE_CHECKING:
+    from .registry import ExposedModel
+
+__all__ = ["RowWriter", "validate_write_data", "split_write_data"]
+
+#: Most values a list field (e.g. a message's ``files``) may carry in one write.
+MAX_LIST_VALUES = 20
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, FieldFile):
+        return value.name or None
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    return value
+
+
+class RowWriter:
+    """Serializes instances of one exposed model for one set of fields (build once per query)."""
+
+    def __init__(self, exposed: ExposedModel, fields: Sequence[str]):
+        self.fields = list(fields)
+        opts = exposed.model._meta
+        self._getters: list[tuple[str, Callable[[models.Model], Any]]] = []
+        for name in self.fields:
+            field = opts.get_field(name)
+            self._getters.append((name, self._getter(field)))
+
+    @staticmethod
+    def _getter(field: Any) -> Callable[[models.Model], Any]:
+        if field.many_to_many:
+            name = field.name
+
+            def many(obj: models.Model) -> Any:
+                return [pk_string(row.pk) for row in getattr(obj, name).all()]
+
+            return many
+        attname = field.attname
+        if field.is_relation or field.primary_key:
+            return lambda obj: pk_string(getattr(obj, attname))
+        return lambda obj: _plain(getattr(obj, attname))
+
+    def __call__(self, obj: models.Model) -> dict[str, Any]:
+        return {name: getter(obj) for name, getter in self._getters}
+
+
+def concrete_attnames(exposed: ExposedModel, fields: Sequence[str]) -> list[str]:
+    """The columns to load for ``fields`` (for ``QuerySet.only``)."""
+    opts = exposed.model._meta
+    names = [opts.pk.attname]
+    for name in fields:
+        field = opts.get_field(name)
+        if field.concrete and not field.many_to_many and field.name not in names:
+            names.append(field.name)
+    return names
+
+
+def _relation_queryset(exposed: ExposedModel, request: Any, model: type[models.Model]) -> Any:
+    from .registry import bridge_registry
+
+    related_name = bridge_registry.name_for_model(model)
+    if related_name is None:
+        # A relation to a model the bridge does not serve cannot be set by clients.
+        return model._default_manager.none()
+    return bridge_registry.get(related_name).get_queryset(request, BridgeAction.READ)
+
+
+def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]) -> type[serializers.ModelSerializer]:
+    opts = exposed.model._meta
+    attrs: dict[str, Any] = {}
+    for name in fields:
+        field = opts.get_field(name)
+        if not field.is_relation:
+            continue
+        related_pk = field.related_model._meta.pk
+        pk_field = serializers.UUIDField() if isinstance(related_pk, models.UUIDField) else None
+        if field.many_to_many:
+            attrs[name] = serializers.PrimaryKeyRelatedField(
+                queryset=_relation_queryset(exposed, request, field.related_model),
+                many=True,
+                required=False,
+                pk_field=pk_field,
+            )
+        else:
+            attrs[name] = serializers.PrimaryKeyRelatedField(
+                queryset=_relation_queryset(exposed, request, field.related_model),
+                required=not (field.null or field.blank or field.has_default()),
+                allow_null=field.null,
+                pk_field=pk_field,
+            )
+    meta = type("Meta", (), {"model": exposed.model, "fields": list(fields)})
+    attrs["Meta"] = meta
+    return type(f"{exposed.model.__name__}BridgeSerializer", (serializers.ModelSerializer,), attrs)
+
+
+def _reject_nul(value: Any, path: str, errors: list[Any]) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            errors.append(FieldNotAllowed("Text may not contain NUL characters.", code="invalid", field=path))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, path, errors)
+            _reject_nul(item, path, errors)
+    elif isinstance(value, list):
+        for item in value:
+            _reject_nul(item, path, errors)
+
+
+def validate_write_data(
+    exposed: ExposedModel, request: Any, action: str, data: Any, *, instance: models.Model | None
+) -> dict[str, Any]:
+    """Validated values for a create (``instance`` None) or a partial update."""
+    if not isinstance(data, dict):
+        raise InvalidQuery("The request body must be a JSON object of field values.", code="invalid_body")
+    allowed = exposed.get_fields(request, action)
+    errors: list[Any] = []
+    for key in data:
+        if key not in allowed:
+            errors.append(
+                FieldNotAllowed(f"{key!s:.64} cannot be set on {action}.", field=str(key)[:64])
+            )
+    if errors:
+        raise MultipleErrors(errors)
+    for key, value in data.items():
+        _reject_nul(value, key, errors)
+        if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
+            errors.append(FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code="too_many_values", field=key))
+    if errors:
+        raise MultipleErrors(errors)
+    if action == BridgeAction.UPDATE and not data:
+        raise InvalidQuery("Nothing to change: send the fields to update.", code="empty_update")
+    serializer_cls = _serializer_class(exposed, request, allowed if action == BridgeAction.CREATE else list(data))
+    serializer = serializer_cls(instance=instance, data=data, partial=action == BridgeAction.UPDATE)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def split_write_data(exposed: ExposedModel, validated: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values for the row itself, many-to-many values set after save)."""
+    opts = exposed.model._meta
+    plain: dict[str, Any] = {}
+    many: dict[str, Any] = {}
+    for name, value in validated.items():
+        if opts.get_field(name).many_to_many:
+            many[name] = value
+        else:
+            plain[name] = value
+    return plain, many

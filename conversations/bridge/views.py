@@ -1,0 +1,170 @@
+"""HTTP views of the bridge (paths in docs/protocol.md).
+
+Each view is thin: it parses the request, asks the exposed model (permissions, fields, writes) and
+the query compiler, and answers normalized JSON. Errors are the envelope of
+:mod:`~django_ai.conversations.bridge.errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.middleware.csrf import get_token
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ..actions import start_conversation
+from ..conf import ai_settings
+from ..constants import BridgeAction, EventName
+from ..realtime.sync import operation
+from ..registry import registry as agent_registry
+from ..service import ConversationService
+from .base import BridgeAPIView
+from .errors import InvalidQuery, OperationNotAllowed
+from .permissions import resolve_permission
+from .query import run_query, serialize_instance
+from .registry import ExposedModel, bridge_registry, get_exposed
+from .throttles import MessageCreateThrottle
+
+__all__ = [
+    "BridgeAPIView",
+    "StartView",
+    "SchemaView",
+    "QueryView",
+    "ModelCreateView",
+    "ModelDetailView",
+    "CancelView",
+]
+
+OPERATION_ID_HEADER = "X-Operation-Id"
+START_KEYS = frozenset({"agent_path", "context", "title"})
+
+
+def _object_body(request: Request, *, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    data = request.data
+    if not isinstance(data, dict):
+        raise InvalidQuery("The request body must be a JSON object.", code="invalid_body")
+    if allowed is not None:
+        for key in data:
+            if key not in allowed:
+                raise InvalidQuery(f"Unknown key {str(key)[:64]!r}.", code="unknown_key", field=str(key)[:64])
+    return data
+
+
+def _operation_id(request: Request) -> str | None:
+    value = request.headers.get(OPERATION_ID_HEADER)
+    if value is None or value == "":
+        return None
+    if len(value) > 128 or not value.isascii() or not value.isprintable():
+        raise InvalidQuery(
+            f"{OPERATION_ID_HEADER} must be at most 128 printable ASCII characters.", field=OPERATION_ID_HEADER
+        )
+    return value
+
+
+class StartView(BridgeAPIView):
+    """``POST start/``: start a conversation (the agent's ``create_context`` builds its Context)."""
+
+    def post(self, request: Request) -> Response:
+        body = _object_body(request, allowed=START_KEYS)
+        agent_path = body.get("agent_path")
+        if not isinstance(agent_path, str) or not agent_path:
+            raise InvalidQuery("agent_path is required: the path an agent is registered under.", field="agent_path")
+        context = body.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise InvalidQuery("context must be an object of create_context keyword arguments.", field="context")
+        title = body.get("title", "")
+        if not isinstance(title, str) or len(title) > 200 or "\x00" in title:
+            raise InvalidQuery("title must be a string of at most 200 characters.", field="title")
+        self.check_start_permission(request)
+        with operation(_operation_id(request)):
+            result = start_conversation(agent_path, context_kwargs=context, request=request._request, title=title)
+        # Cookie clients need the CSRF token for their next writes (see docs/protocol.md).
+        get_token(request._request)
+        return Response(result, status=status.HTTP_201_CREATED)
+
+    def check_start_permission(self, request: Request) -> None:
+        """Projects close ``start/`` with ``DJANGO_AI['BRIDGE_PERMISSION_CLASSES']`` (checked for
+        ``create`` on ``session``); override for other rules."""
+        exposed = get_exposed("session")
+        for permission in ai_settings.BRIDGE_PERMISSION_CLASSES or []:
+            if not resolve_permission(permission).has_permission(request, BridgeAction.CREATE, exposed):
+                raise OperationNotAllowed("You may not start conversations.")
+
+
+class SchemaView(BridgeAPIView):
+    """``GET schema/``: the exposed models as the current caller sees them, the agents, the events."""
+
+    def get(self, request: Request) -> Response:
+        models = {name: bridge_registry.get(name).describe(request) for name in bridge_registry.names()}
+        return Response(
+            {
+                "models": models,
+                "agents": agent_registry.describe(),
+                "events": [str(e) for e in EventName],
+            }
+        )
+
+
+class _ModelView(BridgeAPIView):
+    def get_exposed(self) -> ExposedModel:
+        return get_exposed(self.kwargs["name"])
+
+
+class QueryView(_ModelView):
+    """``POST models/<name>/query/``."""
+
+    def post(self, request: Request, name: str) -> Response:
+        exposed = self.get_exposed()
+        if not exposed.has_permission(request, BridgeAction.READ):
+            raise OperationNotAllowed(f"You may not read {exposed.name} rows.")
+        return Response(run_query(exposed, request, request.data))
+
+
+class ModelCreateView(_ModelView):
+    """``POST models/<name>/``: create a row; 201 with the normalized row."""
+
+    def get_throttles(self) -> list[Any]:
+        if self.request.method == "POST" and self.kwargs.get("name") == "message":
+            return [MessageCreateThrottle()]
+        return super().get_throttles()
+
+    def post(self, request: Request, name: str) -> Response:
+        exposed = self.get_exposed()
+        data = _object_body(request)
+        with operation(_operation_id(request)):
+            instance = exposed.create(request, data)
+        return Response(serialize_instance(exposed, request, instance), status=status.HTTP_201_CREATED)
+
+
+class ModelDetailView(_ModelView):
+    """``PATCH`` / ``DELETE models/<name>/<pk>/``."""
+
+    def patch(self, request: Request, name: str, pk: str) -> Response:
+        exposed = self.get_exposed()
+        data = _object_body(request)
+        with operation(_operation_id(request)):
+            instance = exposed.update(request, pk, data)
+        return Response(serialize_instance(exposed, request, instance))
+
+    def delete(self, request: Request, name: str, pk: str) -> Response:
+        exposed = self.get_exposed()
+        with operation(_operation_id(request)):
+            exposed.delete(request, pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CancelView(BridgeAPIView):
+    """``POST cancel/`` ``{"session_id"}``: stop the running turn of a conversation of the caller."""
+
+    def post(self, request: Request) -> Response:
+        body = _object_body(request, allowed=frozenset({"session_id"}))
+        session_id = body.get("session_id")
+        if not isinstance(session_id, str):
+            raise InvalidQuery("session_id is required.", field="session_id")
+        # 404 for sessions the caller may not read: ids of other owners are never confirmed.
+        session = get_exposed("session").get_object(request, BridgeAction.READ, session_id)
+        with operation(_operation_id(request)):
+            result = ConversationService.cancel_turn(session.pk, request=request._request)
+        return Response(result)

@@ -65,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
         "image/webp",
     ],
     "UPLOAD_TO": "django_ai/files/%Y/%m/",
+    # Uploads per minute (DRF rate, e.g. "20/min") per user or anonymous visitor; None: no limit.
+    "UPLOAD_THROTTLE_RATE": "60/min",
     # Turns.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",

@@ -1,0 +1,147 @@
+/** `createClient()`: one instance per backend, no global state. */
+
+import { Conversation, type ConversationOptions } from "./conversation.js";
+import { FileManager } from "./files.js";
+import { type FetchLike, type HeaderMap, type CsrfOptions, Transport } from "./http.js";
+import { ModelManager, type ModelContext } from "./queryset.js";
+import { RealtimeHub, type RealtimeOption } from "./realtime/hub.js";
+import type {
+  AgentInfo,
+  CancelResult,
+  JsonObject,
+  MessageRow,
+  RealtimeConfig,
+  Row,
+  Schema,
+  SessionRow,
+  StartedConversation,
+  WidgetRow,
+} from "./types.js";
+
+export interface ClientOptions {
+  /** Where the host project mounts `django_ai.conversations.urls`, e.g. `"/api/conversations/"`
+   * in a page of the same site, or an absolute URL elsewhere (Node, another origin). */
+  baseUrl: string;
+  /** `"auto"` (default: follow the server), `"sse"`, `"pusher"`, `"none"`, or a factory such as
+   * `pusherRealtime({ Pusher })`. */
+  realtime?: RealtimeOption;
+  /** Headers sent with every request (e.g. `Authorization`). */
+  headers?: HeaderMap;
+  /** Headers computed per request (e.g. a fresh token). */
+  getHeaders?: () => HeaderMap | Promise<HeaderMap>;
+  /** A fetch implementation (default: the global one). Uploads then use it too (no progress). */
+  fetch?: FetchLike;
+  /** Send Django's CSRF token from its cookie on writes (default true in browsers). */
+  csrf?: boolean | CsrfOptions;
+  /** fetch credentials; default `"same-origin"` (use `"include"` for another origin). */
+  credentials?: RequestCredentials;
+  /** The anonymous visitor id of a stateless client (no cookies); `startConversation` sets it. */
+  anonymousId?: string | null;
+  /** The header the server reads the anonymous id from (`ANONYMOUS_ID_HEADER`). */
+  anonymousIdHeader?: string;
+}
+
+export interface StartOptions {
+  title?: string;
+  /** Options of the returned conversation store. */
+  conversation?: ConversationOptions;
+}
+
+export interface Client {
+  readonly sessions: ModelManager<SessionRow>;
+  readonly messages: ModelManager<MessageRow>;
+  readonly widgets: ModelManager<WidgetRow>;
+  readonly files: FileManager;
+  /** A model the project exposes itself: `client.model<MyRow>("invoice")`. */
+  model<T extends Row = Row>(name: string): ModelManager<T>;
+  /** `GET schema/`: exposed models, registered agents, event names. */
+  schema(): Promise<Schema>;
+  /** The agents a conversation can be started with. */
+  agents(): Promise<AgentInfo[]>;
+  /** `GET realtime/config/`. */
+  realtimeConfig(): Promise<RealtimeConfig>;
+  /** Start a conversation with `agentPath` (context kwargs go to the agent's `create_context`). */
+  startConversation(agentPath: string, contextKwargs?: JsonObject, options?: StartOptions): Promise<Conversation>;
+  /** The store of an existing conversation; it starts loading at once. */
+  conversation(sessionId: string, options?: ConversationOptions): Conversation;
+  /** Stop the running turn of a conversation. */
+  cancel(sessionId: string): Promise<CancelResult>;
+  /** The anonymous visitor id this client sends (stateless clients). */
+  anonymousId: string | null;
+  readonly baseUrl: string;
+  readonly realtime: RealtimeHub;
+  /** Close realtime connections. */
+  close(): void;
+}
+
+/** Create a client for one backend. */
+export function createClient(options: ClientOptions): Client {
+  if (!options || typeof options.baseUrl !== "string") {
+    throw new TypeError('createClient({ baseUrl }) needs the API base URL, e.g. createClient({ baseUrl: "/api/conversations/" }).');
+  }
+  const transport = new Transport(options);
+  const realtime = new RealtimeHub(transport, options.realtime ?? "auto");
+  const ctx: ModelContext = { transport, realtime };
+  const sessions = new ModelManager<SessionRow>(ctx, "session");
+  const messages = new ModelManager<MessageRow>(ctx, "message");
+  const widgets = new ModelManager<WidgetRow>(ctx, "widget");
+  const files = new FileManager(ctx);
+  const deps = { transport, realtime, sessions, messages, widgets, files };
+  let schemaPromise: Promise<Schema> | null = null;
+
+  const client: Client = {
+    sessions,
+    messages,
+    widgets,
+    files,
+    model<T extends Row = Row>(name: string) {
+      if (typeof name !== "string" || !name) throw new TypeError("client.model(name) needs the model's name.");
+      return new ModelManager<T>(ctx, name);
+    },
+    schema() {
+      if (!schemaPromise) {
+        schemaPromise = transport.request<Schema>("GET", "schema/");
+        schemaPromise.catch(() => {
+          schemaPromise = null;
+        });
+      }
+      return schemaPromise;
+    },
+    async agents() {
+      return (await client.schema()).agents ?? [];
+    },
+    realtimeConfig() {
+      return realtime.config();
+    },
+    async startConversation(agentPath, contextKwargs = {}, startOptions = {}) {
+      const body: Record<string, unknown> = { agent_path: agentPath, context: contextKwargs };
+      if (startOptions.title) body.title = startOptions.title;
+      const started = await transport.request<StartedConversation>("POST", "start/", { body });
+      if (started.anonymous_id && !transport.anonymousId) {
+        transport.anonymousId = started.anonymous_id;
+        // The owner channel depends on who we are.
+        realtime.resetConfig();
+      }
+      return new Conversation(started.session_id, deps, startOptions.conversation);
+    },
+    conversation(sessionId, conversationOptions) {
+      return new Conversation(sessionId, deps, conversationOptions);
+    },
+    cancel(sessionId) {
+      return transport.request<CancelResult>("POST", "cancel/", { body: { session_id: sessionId } });
+    },
+    get anonymousId() {
+      return transport.anonymousId;
+    },
+    set anonymousId(value: string | null) {
+      transport.anonymousId = value;
+      realtime.resetConfig();
+    },
+    baseUrl: transport.baseUrl,
+    realtime,
+    close() {
+      realtime.close();
+    },
+  };
+  return client;
+}

@@ -1,0 +1,763 @@
+/**
+ * One conversation as a store: persisted messages, the reply being streamed, widgets and files
+ * (with their extraction progress) merged into one immutable snapshot.
+ *
+ * How it stays correct (docs/protocol.md, "Resuming a stream"): it subscribes to the session's
+ * channel first and buffers events, then reads the rows, then applies only chunks whose `sequence`
+ * is above the row's `stream_sequence`. The same happens after every reconnect. Chunks that do
+ * not fit (a gap, or a coalesced chunk overlapping what the row holds) trigger a re-read of the
+ * row instead of a guess.
+ */
+
+import {
+  EventName,
+  FINISHED_STATUSES,
+  MessageType,
+  ModelOperation,
+  ProcessingStatus,
+  SESSION_CHANNEL_PREFIX,
+} from "./constants.js";
+import { ConversationClientError, isConversationClientError, NetworkError, ValidationError } from "./errors.js";
+import { newOperationId, type UploadProgress } from "./http.js";
+import type { FileManager } from "./files.js";
+import type { ModelManager } from "./queryset.js";
+import type { RealtimeHub } from "./realtime/hub.js";
+import type { ChannelState, Unsubscribe } from "./realtime/types.js";
+import type {
+  CancelResult,
+  FileRow,
+  JsonObject,
+  MessageRow,
+  RealtimeEvent,
+  SessionRow,
+  TextChunkEvent,
+  WidgetRow,
+} from "./types.js";
+import type { Transport } from "./http.js";
+
+/** A message as the store shows it. */
+export interface ConversationMessage extends MessageRow {
+  /** The widget of a `widget` message, once known. */
+  widget: WidgetRow | null;
+  /** The file rows of the message that the store knows. */
+  attachments: FileRow[];
+  /** True while the agent streams this message's text. */
+  streaming: boolean;
+  /** True for a user message shown before the server confirmed it. */
+  local: boolean;
+  /** Why a local message could not be sent (it stays, so nothing typed is lost). */
+  sendError: ConversationClientError | null;
+}
+
+export interface UploadState {
+  /** A local key for the upload. */
+  key: string;
+  filename: string;
+  size: number;
+  loaded: number;
+  total: number;
+  status: "uploading" | "uploaded" | "failed";
+  /** The file row once uploaded; its `extraction_status` follows the server. */
+  file: FileRow | null;
+  error: ConversationClientError | null;
+}
+
+/**
+ * - `loading`: the first read is running;
+ * - `idle`: nothing is happening;
+ * - `sending`: a message or its files are being sent;
+ * - `waiting`: the server has the message, the agent has not started streaming yet;
+ * - `streaming`: the agent is streaming its reply.
+ */
+export type ConversationPhase = "loading" | "idle" | "sending" | "waiting" | "streaming";
+
+export interface ConversationState {
+  sessionId: string;
+  session: SessionRow | null;
+  messages: ConversationMessage[];
+  widgets: Record<string, WidgetRow>;
+  files: Record<string, FileRow>;
+  uploads: UploadState[];
+  phase: ConversationPhase;
+  /** A turn is running or waiting (the stop button's condition). */
+  busy: boolean;
+  /** The agent message being streamed, if any. */
+  streamingMessageId: string | null;
+  /** The realtime state of the conversation's channel. */
+  connection: ChannelState;
+  /** The last error (loading, sending, realtime); cleared by `clearError()`. */
+  error: ConversationClientError | null;
+  loaded: boolean;
+}
+
+/** A file to send: a Blob/File to upload, or an uploaded file (row or id). */
+export type Attachment = Blob | FileRow | string;
+
+export interface SendOptions {
+  files?: Attachment[];
+  signal?: AbortSignal;
+  onUploadProgress?: (upload: UploadState) => void;
+}
+
+export interface ConversationDeps {
+  transport: Transport;
+  realtime: RealtimeHub;
+  sessions: ModelManager<SessionRow>;
+  messages: ModelManager<MessageRow>;
+  widgets: ModelManager<WidgetRow>;
+  files: FileManager;
+}
+
+export interface ConversationOptions {
+  /** How many of the latest messages are read; default 200. */
+  history?: number;
+}
+
+type Listener = (state: ConversationState) => void;
+
+interface StoredMessage extends MessageRow {
+  local?: boolean;
+  sendError?: ConversationClientError | null;
+  operationId?: string;
+}
+
+const BUSY_USER = new Set<string>([ProcessingStatus.PENDING, ProcessingStatus.PROCESSING]);
+
+export class Conversation {
+  readonly sessionId: string;
+  readonly channel: string;
+  private readonly deps: ConversationDeps;
+  private readonly history: number;
+  private readonly listeners = new Set<Listener>();
+  private readonly rows = new Map<string, StoredMessage>();
+  private readonly widgetRows = new Map<string, WidgetRow>();
+  private readonly fileRows = new Map<string, FileRow>();
+  private readonly uploadStates: UploadState[] = [];
+  private readonly myOperations = new Set<string>();
+  private readonly pendingChunks = new Map<string, TextChunkEvent[]>();
+  private readonly toFetch = { message: new Set<string>(), widget: new Set<string>(), file: new Set<string>(), session: false };
+  private fetchTimer: ReturnType<typeof setTimeout> | null = null;
+  private pollTimer: ReturnType<typeof setTimeout> | null = null;
+  private session: SessionRow | null = null;
+  private connection: ChannelState = "connecting";
+  private error: ConversationClientError | null = null;
+  private loaded = false;
+  private syncing = false;
+  private syncAgain = false;
+  private buffered: RealtimeEvent[] = [];
+  private snapshot: ConversationState | null = null;
+  private notifyScheduled = false;
+  private unsubscribe: Unsubscribe | null = null;
+  private closed = false;
+  private uploadCounter = 0;
+
+  constructor(sessionId: string, deps: ConversationDeps, options: ConversationOptions = {}) {
+    if (typeof sessionId !== "string" || !sessionId) throw new TypeError("conversation(sessionId) needs the session id.");
+    this.sessionId = sessionId;
+    this.channel = `${SESSION_CHANNEL_PREFIX}${sessionId}`;
+    this.deps = deps;
+    this.history = options.history ?? 200;
+    this.unsubscribe = deps.realtime.subscribe(this.channel, {
+      event: (event) => this.onEvent(event),
+      state: (state, error) => this.onChannelState(state, error),
+    });
+  }
+
+  /** The current snapshot (a new object after every change). */
+  getState(): ConversationState {
+    if (!this.snapshot) this.snapshot = this.build();
+    return this.snapshot;
+  }
+
+  /** Call `listener` now and after every change; returns the function that stops it. */
+  subscribe(listener: Listener): Unsubscribe {
+    this.listeners.add(listener);
+    listener(this.getState());
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Resolve once `predicate(state)` holds (checked now and after every change). */
+  waitFor(predicate: (state: ConversationState) => boolean, options: { timeout?: number } = {}): Promise<ConversationState> {
+    return new Promise((resolve, reject) => {
+      let stop: Unsubscribe | null = null;
+      let timer: ReturnType<typeof setTimeout> | null = null;
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        queueMicrotask(() => stop?.());
+        fn();
+      };
+      if (options.timeout) {
+        timer = setTimeout(
+          () => finish(() => reject(new ConversationClientError(`waitFor timed out after ${options.timeout} ms.`, { code: "timeout" }))),
+          options.timeout,
+        );
+      }
+      stop = this.subscribe((state) => {
+        if (predicate(state)) finish(() => resolve(state));
+      });
+      if (settled) stop();
+    });
+  }
+
+  /**
+   * Send a user message, uploading `files` first (progress in `state.uploads`). The message shows
+   * at once as `local`; when sending fails it stays with `sendError` so nothing is lost.
+   */
+  async send(text: string, options: SendOptions = {}): Promise<MessageRow> {
+    if (typeof text !== "string" || !text.trim()) {
+      throw new ValidationError({
+        status: 400,
+        errors: [{ code: "invalid_message", message: "Type a message first.", field: "content" }],
+        method: "LOCAL",
+        url: "",
+      });
+    }
+    const operationId = newOperationId();
+    this.myOperations.add(operationId);
+    const localId = `local-${operationId}`;
+    const local: StoredMessage = {
+      id: localId,
+      session: this.sessionId,
+      message_type: MessageType.USER,
+      content: text,
+      component_type: "",
+      component_data: {},
+      files: [],
+      processing_status: ProcessingStatus.PENDING,
+      reply_to: null,
+      stream_sequence: 0,
+      timestamp: new Date().toISOString(),
+      local: true,
+      sendError: null,
+      operationId,
+    };
+    this.rows.set(localId, local);
+    this.changed();
+    try {
+      const fileIds: string[] = [];
+      for (const item of options.files ?? []) {
+        if (typeof item === "string") fileIds.push(item);
+        else if (isRow(item)) fileIds.push(item.id);
+        else {
+          const uploadOptions: { signal?: AbortSignal; onProgress?: (u: UploadState) => void } = {};
+          if (options.signal) uploadOptions.signal = options.signal;
+          if (options.onUploadProgress) uploadOptions.onProgress = options.onUploadProgress;
+          fileIds.push((await this.upload(item, uploadOptions)).id);
+        }
+        const current = this.rows.get(localId);
+        if (current) this.rows.set(localId, { ...current, files: [...fileIds] });
+        this.changed();
+      }
+      const body: Record<string, unknown> = { session: this.sessionId, content: text };
+      if (fileIds.length) body.files = fileIds;
+      const row = await this.deps.messages.create(body as Partial<MessageRow>, {
+        operationId,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      this.rows.delete(localId);
+      this.mergeRow(row);
+      this.changed();
+      if (!this.deps.realtime.enabled || this.connection === "failed") void this.sync();
+      return row;
+    } catch (error) {
+      const wrapped = toClientError(error);
+      const current = this.rows.get(localId);
+      if (current) {
+        this.rows.set(localId, { ...current, processing_status: ProcessingStatus.FAILED, sendError: wrapped });
+      }
+      this.error = wrapped;
+      this.changed();
+      throw wrapped;
+    }
+  }
+
+  /** Upload a file into this conversation; progress and extraction show in `state.uploads`. */
+  async upload(file: Blob, options: { signal?: AbortSignal; onProgress?: (upload: UploadState) => void } = {}): Promise<FileRow> {
+    this.uploadCounter += 1;
+    const filename = (file as { name?: string }).name || `file-${this.uploadCounter}`;
+    const state: UploadState = {
+      key: `upload-${this.uploadCounter}`,
+      filename,
+      size: file.size,
+      loaded: 0,
+      total: file.size,
+      status: "uploading",
+      file: null,
+      error: null,
+    };
+    this.uploadStates.push(state);
+    this.changed();
+    const update = (patch: Partial<UploadState>) => {
+      const index = this.uploadStates.findIndex((u) => u.key === state.key);
+      if (index < 0) return;
+      const next = { ...(this.uploadStates[index] as UploadState), ...patch };
+      this.uploadStates[index] = next;
+      options.onProgress?.(next);
+      this.changed();
+    };
+    try {
+      const row = await this.deps.files.upload(file, {
+        sessionId: this.sessionId,
+        filename,
+        onProgress: (p: UploadProgress) => update({ loaded: p.loaded, total: p.total || state.size }),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      this.fileRows.set(row.id, row);
+      update({ status: "uploaded", file: row, loaded: state.size, total: state.size });
+      return row;
+    } catch (error) {
+      const wrapped = toClientError(error);
+      update({ status: "failed", error: wrapped });
+      this.error = wrapped;
+      this.changed();
+      throw wrapped;
+    }
+  }
+
+  /** Forget finished or failed uploads (e.g. once the message that used them was sent). */
+  clearUploads(options: { failedOnly?: boolean } = {}): void {
+    for (let i = this.uploadStates.length - 1; i >= 0; i--) {
+      const u = this.uploadStates[i] as UploadState;
+      if (u.status === "failed" || (!options.failedOnly && u.status === "uploaded")) this.uploadStates.splice(i, 1);
+    }
+    this.changed();
+  }
+
+  /** Remove a local message that could not be sent (after showing its error). */
+  discard(localId: string): void {
+    const row = this.rows.get(localId);
+    if (row?.local) {
+      this.rows.delete(localId);
+      this.changed();
+    }
+  }
+
+  /** Ask the agent to stop: the running turn ends `cancelled` with its partial text kept. */
+  async cancel(): Promise<CancelResult> {
+    try {
+      return await this.deps.transport.request<CancelResult>("POST", "cancel/", { body: { session_id: this.sessionId } });
+    } catch (error) {
+      this.error = toClientError(error);
+      this.changed();
+      throw this.error;
+    }
+  }
+
+  /** Change a widget's presentation state (`display_data`), e.g. the slot a person picked. */
+  async updateWidget(widgetId: string, displayData: JsonObject): Promise<WidgetRow> {
+    const row = await this.deps.widgets.update(widgetId, { display_data: displayData });
+    this.widgetRows.set(row.id, row);
+    this.changed();
+    return row;
+  }
+
+  /** Re-read everything from the server. */
+  refresh(): Promise<void> {
+    return this.sync();
+  }
+
+  clearError(): void {
+    this.error = null;
+    this.changed();
+  }
+
+  /** Stop listening; the store keeps its last state. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe?.();
+    if (this.fetchTimer) clearTimeout(this.fetchTimer);
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    this.listeners.clear();
+  }
+
+  private onChannelState(state: ChannelState, error?: ConversationClientError): void {
+    this.connection = state;
+    if (state === "subscribed" || state === "closed") void this.sync();
+    if (state === "failed") {
+      if (error) this.error = error;
+      void this.sync();
+    }
+    this.changed();
+  }
+
+  /** Read session, messages, widgets and files; buffered events are applied afterwards. */
+  private async sync(): Promise<void> {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = true;
+    try {
+      const { sessions, messages, widgets, files } = this.deps;
+      const [session, latest, widgetList, fileList] = await Promise.all([
+        sessions.get(this.sessionId),
+        messages.filter({ session: this.sessionId }).orderBy("-timestamp").limit(this.history).fetch(),
+        widgets.filter({ session: this.sessionId }).orderBy("-created_at").limit(this.history).fetch(),
+        files.filter({ session: this.sessionId }).orderBy("-created_at").limit(this.history).fetch(),
+      ]);
+      if (this.closed) return;
+      this.session = session;
+      const seen = new Set(latest.map((m) => m.id));
+      for (const [id, row] of this.rows) {
+        // Rows the server no longer returns are gone, except local ones and live streams.
+        if (!seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) this.rows.delete(id);
+      }
+      for (const row of latest) this.mergeRow(row);
+      for (const row of widgetList) this.widgetRows.set(row.id, row);
+      for (const row of fileList) this.fileRows.set(row.id, row);
+      this.loaded = true;
+      if (this.error && (isNetworkErrorLike(this.error) || this.error.code === "sync_failed")) this.error = null;
+    } catch (error) {
+      this.error = toClientError(error);
+    } finally {
+      this.syncing = false;
+      const events = this.buffered;
+      this.buffered = [];
+      for (const event of events) this.apply(event);
+      this.changed();
+      if (this.syncAgain) {
+        this.syncAgain = false;
+        void this.sync();
+      }
+      this.schedulePoll();
+    }
+  }
+
+  /** Without a working realtime channel, re-read while a turn is running. */
+  private schedulePoll(): void {
+    if (this.closed || this.pollTimer) return;
+    if (this.connection === "subscribed" || this.connection === "connecting" || this.connection === "reconnecting") return;
+    if (!this.getState().busy) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      void this.sync();
+    }, 1000);
+  }
+
+  private onEvent(event: RealtimeEvent): void {
+    if (this.closed) return;
+    if (event.payload.session_id && event.payload.session_id !== this.sessionId) return;
+    if (this.syncing) {
+      this.buffered.push(event);
+      return;
+    }
+    this.apply(event);
+    this.changed();
+  }
+
+  private apply(event: RealtimeEvent): void {
+    switch (event.name) {
+      case EventName.STREAM_START: {
+        const p = event.payload;
+        if (!this.rows.has(p.message_id)) {
+          this.rows.set(p.message_id, {
+            id: p.message_id,
+            session: this.sessionId,
+            message_type: MessageType.AGENT,
+            content: "",
+            component_type: "",
+            component_data: {},
+            files: [],
+            processing_status: ProcessingStatus.STREAMING,
+            reply_to: p.reply_to ?? null,
+            // Text before this stream is unknown until the row is read.
+            stream_sequence: p.sequence === 0 ? 0 : -1,
+            timestamp: p.timestamp,
+          });
+          if (p.sequence !== 0) this.queueFetch("message", p.message_id);
+        }
+        this.flushChunks(p.message_id);
+        break;
+      }
+      case EventName.TEXT_CHUNK:
+        this.applyChunk(event.payload);
+        break;
+      case EventName.STREAM_END:
+        this.queueFetch("message", event.payload.message_id);
+        break;
+      case EventName.MESSAGE_STATUS: {
+        const p = event.payload;
+        const row = this.rows.get(p.message_id);
+        if (row) this.rows.set(p.message_id, { ...row, processing_status: p.status });
+        if (!row || FINISHED_STATUSES.has(p.status)) this.queueFetch("message", p.message_id);
+        break;
+      }
+      case EventName.WIDGET:
+      case EventName.WIDGET_UPDATE: {
+        const p = event.payload;
+        const existing = this.widgetRows.get(p.widget_id);
+        this.widgetRows.set(p.widget_id, {
+          ...(existing ?? { created_at: p.timestamp }),
+          id: p.widget_id,
+          session: this.sessionId,
+          message: p.message_id,
+          widget_type: p.widget_type,
+          data: p.data,
+          display_data: p.display_data,
+        } as WidgetRow);
+        if (p.message_id && !this.rows.has(p.message_id)) this.queueFetch("message", p.message_id);
+        break;
+      }
+      case EventName.MODEL_CHANGE: {
+        const p = event.payload;
+        if (p.model !== "message" && p.model !== "widget" && p.model !== "file" && p.model !== "session") break;
+        if (p.model === "session") {
+          if (p.operation === ModelOperation.DELETE) {
+            this.session = null;
+          } else {
+            this.toFetch.session = true;
+            this.scheduleFetch();
+          }
+          break;
+        }
+        for (const pk of p.pks) {
+          if (p.operation === ModelOperation.DELETE) {
+            if (p.model === "message") this.rows.delete(pk);
+            else if (p.model === "widget") this.widgetRows.delete(pk);
+            else this.fileRows.delete(pk);
+          } else {
+            if (p.model === "message" && p.operation_id && this.myOperations.has(p.operation_id)) {
+              // The echo of our own send: the local copy is replaced when the row arrives.
+              this.adoptLocal(p.operation_id, pk);
+            }
+            this.queueFetch(p.model, pk);
+          }
+        }
+        break;
+      }
+    }
+  }
+
+  /** The confirmed pk of a local message: drop the local copy once the row is known. */
+  private adoptLocal(operationId: string, pk: string): void {
+    for (const [id, row] of this.rows) {
+      if (row.local && row.operationId === operationId && !row.sendError) {
+        this.pendingAdoption.set(pk, id);
+      }
+    }
+  }
+  private readonly pendingAdoption = new Map<string, string>();
+
+  private applyChunk(event: TextChunkEvent): void {
+    const row = this.rows.get(event.message_id);
+    if (!row) {
+      this.bufferChunk(event);
+      this.queueFetch("message", event.message_id);
+      return;
+    }
+    if (event.sequence <= row.stream_sequence) return;
+    const first = event.first_sequence ?? event.sequence;
+    if (row.stream_sequence >= 0 && first === row.stream_sequence + 1) {
+      const status = FINISHED_STATUSES.has(row.processing_status) ? row.processing_status : ProcessingStatus.STREAMING;
+      this.rows.set(row.id, { ...row, content: row.content + event.text, stream_sequence: event.sequence, processing_status: status });
+      return;
+    }
+    // A gap, or a coalesced chunk overlapping the row's text: re-read the row.
+    this.bufferChunk(event);
+    this.queueFetch("message", event.message_id);
+  }
+
+  private bufferChunk(event: TextChunkEvent): void {
+    const list = this.pendingChunks.get(event.message_id) ?? [];
+    if (!list.some((c) => c.sequence === event.sequence)) list.push(event);
+    this.pendingChunks.set(event.message_id, list);
+  }
+
+  /** Apply buffered chunks of a message that now fit; returns whether some still do not. */
+  private flushChunks(messageId: string): boolean {
+    const list = this.pendingChunks.get(messageId);
+    if (!list?.length) return false;
+    this.pendingChunks.delete(messageId);
+    list.sort((a, b) => (a.first_sequence ?? a.sequence) - (b.first_sequence ?? b.sequence));
+    const row = this.rows.get(messageId);
+    if (!row) {
+      this.pendingChunks.set(messageId, list);
+      return true;
+    }
+    let stuck: TextChunkEvent[] = [];
+    for (const chunk of list) {
+      const current = this.rows.get(messageId) as StoredMessage;
+      if (chunk.sequence <= current.stream_sequence) continue;
+      const first = chunk.first_sequence ?? chunk.sequence;
+      if (current.stream_sequence >= 0 && first === current.stream_sequence + 1) {
+        this.rows.set(messageId, { ...current, content: current.content + chunk.text, stream_sequence: chunk.sequence });
+      } else {
+        stuck.push(chunk);
+      }
+    }
+    stuck = stuck.filter((c) => c.sequence > (this.rows.get(messageId) as StoredMessage).stream_sequence);
+    if (stuck.length) this.pendingChunks.set(messageId, stuck);
+    return stuck.length > 0;
+  }
+
+  /** Take a row from the server, keeping streamed text that is newer than the row's. */
+  private mergeRow(row: MessageRow): void {
+    const adopted = this.pendingAdoption.get(row.id);
+    if (adopted) {
+      this.rows.delete(adopted);
+      this.pendingAdoption.delete(row.id);
+    }
+    const existing = this.rows.get(row.id);
+    if (
+      existing &&
+      existing.processing_status === ProcessingStatus.STREAMING &&
+      row.processing_status === ProcessingStatus.STREAMING &&
+      existing.stream_sequence > row.stream_sequence
+    ) {
+      this.rows.set(row.id, { ...row, content: existing.content, stream_sequence: existing.stream_sequence });
+    } else {
+      this.rows.set(row.id, { ...row });
+    }
+    if (FINISHED_STATUSES.has(row.processing_status)) {
+      this.pendingChunks.delete(row.id);
+    } else if (this.flushChunks(row.id)) {
+      // Still a gap: the row is saved at an interval; read it again shortly.
+      this.queueFetch("message", row.id, 500);
+    }
+  }
+
+  private queueFetch(model: "message" | "widget" | "file", pk: string, delay = 25): void {
+    if (pk.startsWith("local-")) return;
+    this.toFetch[model].add(pk);
+    this.scheduleFetch(delay);
+  }
+
+  private scheduleFetch(delay = 25): void {
+    if (this.fetchTimer || this.closed) return;
+    this.fetchTimer = setTimeout(() => {
+      this.fetchTimer = null;
+      void this.runFetch();
+    }, delay);
+  }
+
+  private async runFetch(): Promise<void> {
+    const messages = [...this.toFetch.message];
+    const widgets = [...this.toFetch.widget];
+    const files = [...this.toFetch.file];
+    const session = this.toFetch.session;
+    this.toFetch.message.clear();
+    this.toFetch.widget.clear();
+    this.toFetch.file.clear();
+    this.toFetch.session = false;
+    try {
+      const [messageRows, widgetRows, fileRows, sessionRow] = await Promise.all([
+        messages.length ? this.deps.messages.filter({ id__in: messages }).limit(messages.length).fetch() : [],
+        widgets.length ? this.deps.widgets.filter({ id__in: widgets }).limit(widgets.length).fetch() : [],
+        files.length ? this.deps.files.filter({ id__in: files }).limit(files.length).fetch() : [],
+        session ? this.deps.sessions.get(this.sessionId) : null,
+      ]);
+      if (this.closed) return;
+      for (const row of messageRows) {
+        if (row.session === this.sessionId) this.mergeRow(row);
+      }
+      for (const row of widgetRows) this.widgetRows.set(row.id, row);
+      for (const row of fileRows) {
+        this.fileRows.set(row.id, row);
+        const index = this.uploadStates.findIndex((u) => u.file?.id === row.id);
+        if (index >= 0) this.uploadStates[index] = { ...(this.uploadStates[index] as UploadState), file: row };
+      }
+      if (sessionRow) this.session = sessionRow;
+    } catch (error) {
+      this.error = toClientError(error);
+      // Try again later: what we show may be stale.
+      for (const pk of messages) this.toFetch.message.add(pk);
+      for (const pk of widgets) this.toFetch.widget.add(pk);
+      for (const pk of files) this.toFetch.file.add(pk);
+      this.toFetch.session ||= session;
+      this.scheduleFetch(2000);
+    }
+    this.changed();
+  }
+
+  private changed(): void {
+    this.snapshot = null;
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      if (this.closed) return;
+      const state = this.getState();
+      for (const listener of [...this.listeners]) listener(state);
+      this.schedulePoll();
+    });
+  }
+
+  private build(): ConversationState {
+    const widgetsByMessage = new Map<string, WidgetRow>();
+    for (const widget of this.widgetRows.values()) if (widget.message) widgetsByMessage.set(widget.message, widget);
+    const stored = [...this.rows.values()];
+    stored.sort((a, b) => {
+      if (!!a.local !== !!b.local) return a.local ? 1 : -1;
+      const t = Date.parse(a.timestamp) - Date.parse(b.timestamp);
+      if (t) return t;
+      return typeRank(a) - typeRank(b);
+    });
+    const messages: ConversationMessage[] = stored.map((row) => {
+      const { local, sendError, operationId: _op, ...rest } = row;
+      void _op;
+      return {
+        ...rest,
+        files: row.files ?? [],
+        widget: widgetsByMessage.get(row.id) ?? null,
+        attachments: (row.files ?? []).map((id) => this.fileRows.get(id)).filter((f): f is FileRow => !!f),
+        streaming: row.processing_status === ProcessingStatus.STREAMING,
+        local: !!local,
+        sendError: sendError ?? null,
+      };
+    });
+    const streaming = messages.find((m) => m.streaming) ?? null;
+    const waiting = messages.some((m) => m.message_type === MessageType.USER && !m.local && BUSY_USER.has(m.processing_status));
+    const sending =
+      messages.some((m) => m.local && !m.sendError) || this.uploadStates.some((u) => u.status === "uploading");
+    const phase: ConversationPhase = !this.loaded
+      ? "loading"
+      : streaming
+        ? "streaming"
+        : sending
+          ? "sending"
+          : waiting
+            ? "waiting"
+            : "idle";
+    return {
+      sessionId: this.sessionId,
+      session: this.session,
+      messages,
+      widgets: Object.fromEntries(this.widgetRows),
+      files: Object.fromEntries(this.fileRows),
+      uploads: [...this.uploadStates],
+      phase,
+      busy: !!streaming || waiting || sending,
+      streamingMessageId: streaming?.id ?? null,
+      connection: this.connection,
+      error: this.error,
+      loaded: this.loaded,
+    };
+  }
+}
+
+function typeRank(row: MessageRow): number {
+  return row.message_type === MessageType.USER ? 0 : row.message_type === MessageType.WIDGET ? 2 : 1;
+}
+
+function isRow(value: unknown): value is FileRow {
+  return typeof value === "object" && value !== null && typeof (value as { id?: unknown }).id === "string" && !(value instanceof Blob);
+}
+
+function isNetworkErrorLike(error: ConversationClientError): boolean {
+  return error instanceof NetworkError || error.code === "network_error";
+}
+
+function toClientError(error: unknown): ConversationClientError {
+  if (isConversationClientError(error)) return error;
+  if (typeof error === "object" && error && (error as { name?: string }).name === "AbortError") {
+    return new ConversationClientError("Cancelled.", { code: "aborted", cause: error });
+  }
+  return new ConversationClientError(error instanceof Error ? error.message : String(error), { code: "unexpected", cause: error });
+}

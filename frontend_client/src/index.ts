@@ -1,0 +1,108 @@
+export { createClient } from "./client.js";
+export type { Client, ClientOptions, StartOptions } from "./client.js";
+
+export { Conversation } from "./conversation.js";
+export type {
+  Attachment,
+  ConversationMessage,
+  ConversationOptions,
+  ConversationPhase,
+  ConversationState,
+  SendOptions,
+  UploadState,
+} from "./conversation.js";
+
+export { ModelManager, QuerySet } from "./queryset.js";
+export type { LiveOptions, LiveSnapshot, QueryResult, WriteOptions } from "./queryset.js";
+export { FileManager } from "./files.js";
+export type { UploadOptions } from "./files.js";
+export type { CsrfOptions, FetchLike, HeaderMap, UploadProgress } from "./http.js";
+
+export { autoRealtime, RealtimeHub } from "./realtime/hub.js";
+export type { RealtimeOption } from "./realtime/hub.js";
+export { sseRealtime, SseAdapter } from "./realtime/sse.js";
+export type { SseOptions } from "./realtime/sse.js";
+export { pusherRealtime, PusherAdapter } from "./realtime/pusher.js";
+export type { PusherAdapterOptions, PusherChannelLike, PusherConstructor, PusherLike } from "./realtime/pusher.js";
+export type {
+  ChannelListener,
+  ChannelState,
+  RealtimeAdapter,
+  RealtimeContext,
+  RealtimeFactory,
+  Unsubscribe,
+} from "./realtime/types.js";
+
+export {
+  ApiError,
+  AuthenticationError,
+  ConflictError,
+  ConversationClientError,
+  NetworkError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PermissionDeniedError,
+  RateLimitedError,
+  RealtimeError,
+  ServerError,
+  ValidationError,
+  isApiError,
+  isConflict,
+  isConversationClientError,
+  isNetworkError,
+  isNotFound,
+  isPayloadTooLarge,
+  isPermissionDenied,
+  isRateLimited,
+  isRealtimeError,
+  isServerError,
+  isValidationError,
+} from "./errors.js";
+export type { ErrorDetail } from "./errors.js";
+
+export {
+  BuiltinModel,
+  ConcurrencyPolicy,
+  EVENT_BASE_FIELDS,
+  EVENT_PAYLOAD_FIELDS,
+  EventName,
+  ExtractionStatus,
+  FINISHED_STATUSES,
+  MessageType,
+  ModelOperation,
+  OWNER_CHANNEL_PREFIX,
+  ProcessingStatus,
+  SESSION_CHANNEL_PREFIX,
+  SessionStatus,
+} from "./constants.js";
+
+export type {
+  AgentInfo,
+  BuiltinRows,
+  CancelResult,
+  EventPayloads,
+  FileRow,
+  Filter,
+  FilterScalar,
+  FilterValue,
+  Json,
+  JsonObject,
+  MessageRow,
+  MessageStatusEvent,
+  ModelChangeEvent,
+  ModelSchema,
+  Normalized,
+  QueryMeta,
+  RealtimeConfig,
+  RealtimeEvent,
+  Row,
+  Schema,
+  SessionRow,
+  StartedConversation,
+  StreamEndEvent,
+  StreamStartEvent,
+  TextChunkEvent,
+  WidgetEvent,
+  WidgetRow,
+  WidgetUpdateEvent,
+} from "./types.js";

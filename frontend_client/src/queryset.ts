@@ -1,0 +1,419 @@
+/**
+ * ORM-style access to the models the server exposes through the bridge.
+ *
+ * Querysets are immutable: each of `filter`, `exclude`, `orderBy`, `limit`, `offset`, `only`,
+ * `include` returns a new one, and nothing is sent until `fetch()`, `get()`, `count()`,
+ * `first()`, `update()`, `delete()` or `live()`.
+ */
+
+import { EventName, ModelOperation, SESSION_CHANNEL_PREFIX } from "./constants.js";
+import { ConversationClientError, NotFoundError, ValidationError } from "./errors.js";
+import { newOperationId, type Transport } from "./http.js";
+import type { RealtimeHub } from "./realtime/hub.js";
+import type { ChannelState, Unsubscribe } from "./realtime/types.js";
+import type { Filter, Normalized, QueryMeta, Row } from "./types.js";
+
+export interface QueryState {
+  filter: Filter;
+  exclude: Filter;
+  orderBy: string[];
+  limit?: number;
+  offset?: number;
+  fields?: string[];
+  include?: string[];
+}
+
+/** One page of results with the related rows the server included. */
+export interface QueryResult<T extends Row> {
+  rows: T[];
+  meta: QueryMeta & Record<string, unknown>;
+  /** Related rows by model name and pk (see `include()`). */
+  included: Record<string, Record<string, Row>>;
+}
+
+export interface LiveOptions {
+  /** The channel to listen on; default: the conversation's channel when the queryset filters on
+   * `session`, else the caller's session-list channel. */
+  channel?: string;
+  /** Called when a refetch or the realtime connection fails; the last good rows stay. */
+  onError?: (error: ConversationClientError) => void;
+  /** Milliseconds a burst of changes is gathered before one refetch; default 40. */
+  batchWindow?: number;
+}
+
+export interface LiveSnapshot<T extends Row> extends QueryResult<T> {
+  /** The realtime state of the channel the result listens on. */
+  connection: ChannelState;
+}
+
+export interface WriteOptions {
+  signal?: AbortSignal;
+  /** Sent as `X-Operation-Id`; one is generated when omitted. */
+  operationId?: string;
+}
+
+/** What the client gives a queryset. */
+export interface ModelContext {
+  transport: Transport;
+  realtime: RealtimeHub;
+}
+
+function checkFilter(filter: unknown, method: string): Filter {
+  if (!filter || typeof filter !== "object" || Array.isArray(filter)) {
+    throw new ValidationError({
+      status: 400,
+      errors: [{ code: "invalid_filter", message: `${method}() takes an object of {"path__lookup": value}.` }],
+      method: "LOCAL",
+      url: "",
+    });
+  }
+  return filter as Filter;
+}
+
+export class QuerySet<T extends Row = Row> {
+  constructor(
+    protected readonly ctx: ModelContext,
+    readonly modelName: string,
+    protected readonly state: QueryState = { filter: {}, exclude: {}, orderBy: [] },
+  ) {}
+
+  protected clone(patch: Partial<QueryState>): QuerySet<T> {
+    return new QuerySet<T>(this.ctx, this.modelName, { ...this.state, ...patch });
+  }
+
+  /** Keep rows matching every `path__lookup: value` (AND, merged with earlier filters). */
+  filter(filter: Filter): QuerySet<T> {
+    return this.clone({ filter: { ...this.state.filter, ...checkFilter(filter, "filter") } });
+  }
+
+  /** Drop rows matching every `path__lookup: value`. */
+  exclude(filter: Filter): QuerySet<T> {
+    return this.clone({ exclude: { ...this.state.exclude, ...checkFilter(filter, "exclude") } });
+  }
+
+  /** Order by declared fields; `-` for descending: `orderBy("-timestamp")`. */
+  orderBy(...fields: string[]): QuerySet<T> {
+    return this.clone({ orderBy: fields });
+  }
+
+  limit(limit: number): QuerySet<T> {
+    return this.clone({ limit });
+  }
+
+  offset(offset: number): QuerySet<T> {
+    return this.clone({ offset });
+  }
+
+  /** Ask for these fields only. */
+  only(...fields: string[]): QuerySet<T> {
+    return this.clone({ fields });
+  }
+
+  /** Include declared related rows in `QueryResult.included` (one query per relation). */
+  include(...relations: string[]): QuerySet<T> {
+    return this.clone({ include: relations });
+  }
+
+  /** The query as the bridge receives it. */
+  toJSON(): Record<string, unknown> {
+    const body: Record<string, unknown> = {
+      filter: this.state.filter,
+      exclude: this.state.exclude,
+      order_by: this.state.orderBy,
+    };
+    if (this.state.limit !== undefined) body.limit = this.state.limit;
+    if (this.state.offset !== undefined) body.offset = this.state.offset;
+    if (this.state.fields) body.fields = this.state.fields;
+    if (this.state.include) body.include = this.state.include;
+    return body;
+  }
+
+  private get path(): string {
+    return `models/${encodeURIComponent(this.modelName)}/`;
+  }
+
+  /** One page of rows with `meta` (limit, offset, has_more) and included related rows. */
+  async fetchPage(options: { signal?: AbortSignal; count?: boolean } = {}): Promise<QueryResult<T>> {
+    const body = this.toJSON();
+    if (options.count) body.count = true;
+    const answer = await this.ctx.transport.request<Normalized<string[]>>("POST", `${this.path}query/`, {
+      body,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return rowsOf<T>(answer, this.modelName);
+  }
+
+  /** The rows. */
+  async fetch(options: { signal?: AbortSignal } = {}): Promise<T[]> {
+    return (await this.fetchPage(options)).rows;
+  }
+
+  /** The first row, or null. */
+  async first(options: { signal?: AbortSignal } = {}): Promise<T | null> {
+    return (await this.limit(1).fetch(options))[0] ?? null;
+  }
+
+  /** The only row matching (optionally after one more filter); NotFoundError when none, a
+   * ValidationError (`multiple_objects`) when several. */
+  async get(filter?: Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
+    const qs = filter ? this.filter(filter) : this;
+    const rows = await qs.limit(2).fetch(options);
+    if (rows.length === 0) {
+      throw new NotFoundError({
+        status: 404,
+        errors: [{ code: "not_found", message: `No ${this.modelName} matches the query.` }],
+        method: "POST",
+        url: this.ctx.transport.url(`${this.path}query/`),
+      });
+    }
+    if (rows.length > 1) {
+      throw new ValidationError({
+        status: 400,
+        errors: [{ code: "multiple_objects", message: `More than one ${this.modelName} matches the query.` }],
+        method: "POST",
+        url: this.ctx.transport.url(`${this.path}query/`),
+      });
+    }
+    return rows[0] as T;
+  }
+
+  /** How many rows match (ignores limit and offset). */
+  async count(options: { signal?: AbortSignal } = {}): Promise<number> {
+    const page = await this.clone({ limit: 1, offset: 0, fields: ["id"] }).fetchPage({ ...options, count: true });
+    const count = page.meta.count;
+    if (typeof count !== "number") {
+      throw new ConversationClientError("The server did not return a count.", { code: "count_unsupported" });
+    }
+    return count;
+  }
+
+  /** Update every row of this queryset (as fetched with its limit) with `values`; the new rows. */
+  async update(values: Partial<T> & Record<string, unknown>, options: WriteOptions = {}): Promise<T[]> {
+    const rows = await this.only("id").fetch(options.signal ? { signal: options.signal } : {});
+    const operationId = options.operationId ?? newOperationId();
+    const out: T[] = [];
+    for (const row of rows) out.push(await updateRow<T>(this.ctx, this.modelName, row.id, values, { ...options, operationId }));
+    return out;
+  }
+
+  /** Delete every row of this queryset (as fetched with its limit); how many were deleted. */
+  async delete(options: WriteOptions = {}): Promise<number> {
+    const rows = await this.only("id").fetch(options.signal ? { signal: options.signal } : {});
+    const operationId = options.operationId ?? newOperationId();
+    for (const row of rows) await deleteRow(this.ctx, this.modelName, row.id, { ...options, operationId });
+    return rows.length;
+  }
+
+  /**
+   * Keep the result current: `listener` gets the rows now and again after every committed change
+   * to this model on the channel (bursts are gathered into one refetch, permissions apply on every
+   * read). Returns the function that stops it.
+   */
+  live(listener: (snapshot: LiveSnapshot<T>) => void, options: LiveOptions = {}): Unsubscribe {
+    return new LiveQuery<T>(this, this.ctx.realtime, listener, options).start();
+  }
+
+  /** The channel `live()` listens on by default. */
+  async defaultChannel(): Promise<string | null> {
+    const session = this.state.filter.session ?? this.state.filter.session_id ?? this.state.filter["session__id"];
+    if (typeof session === "string") return `${SESSION_CHANNEL_PREFIX}${session}`;
+    if (this.modelName === "session" && typeof this.state.filter.id === "string") {
+      return `${SESSION_CHANNEL_PREFIX}${this.state.filter.id}`;
+    }
+    return this.ctx.realtime.ownerChannel();
+  }
+}
+
+/** `client.sessions`, `client.messages`...: a queryset over all rows plus single-row writes. */
+export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<T> {
+  constructor(ctx: ModelContext, modelName: string) {
+    super(ctx, modelName);
+  }
+
+  /** All rows (the caller may see). */
+  all(): QuerySet<T> {
+    return new QuerySet<T>(this.ctx, this.modelName, this.state);
+  }
+
+  /** The row with this pk, or the only row matching a filter. */
+  override async get(pkOrFilter?: string | Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
+    if (typeof pkOrFilter === "string") return super.get({ id: pkOrFilter }, options);
+    return super.get(pkOrFilter, options);
+  }
+
+  /** Create a row; the new row as the server stored it. */
+  async create(values: C & Record<string, unknown>, options: WriteOptions = {}): Promise<T> {
+    const answer = await this.ctx.transport.request<Normalized<string>>("POST", `models/${encodeURIComponent(this.modelName)}/`, {
+      body: values,
+      operationId: options.operationId ?? newOperationId(),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return singleRow<T>(answer, this.modelName);
+  }
+
+  /** Update one row by pk (or, without a pk, every row of the queryset). */
+  override update(values: Partial<T> & Record<string, unknown>, options?: WriteOptions): Promise<T[]>;
+  override update(pk: string, values: Partial<T> & Record<string, unknown>, options?: WriteOptions): Promise<T>;
+  override update(a: unknown, b?: unknown, c?: unknown): Promise<T> | Promise<T[]> {
+    if (typeof a === "string") {
+      return updateRow<T>(this.ctx, this.modelName, a, b as Record<string, unknown>, (c as WriteOptions) ?? {});
+    }
+    return super.update(a as Record<string, unknown> & Partial<T>, (b as WriteOptions) ?? {});
+  }
+
+  /** Delete one row by pk (or, without a pk, every row of the queryset). */
+  override delete(options?: WriteOptions): Promise<number>;
+  override delete(pk: string, options?: WriteOptions): Promise<number>;
+  override async delete(a?: unknown, b?: unknown): Promise<number> {
+    if (typeof a === "string") {
+      await deleteRow(this.ctx, this.modelName, a, (b as WriteOptions) ?? {});
+      return 1;
+    }
+    return super.delete((a as WriteOptions) ?? {});
+  }
+}
+
+async function updateRow<T extends Row>(
+  ctx: ModelContext,
+  model: string,
+  pk: string,
+  values: Record<string, unknown>,
+  options: WriteOptions,
+): Promise<T> {
+  const answer = await ctx.transport.request<Normalized<string>>(
+    "PATCH",
+    `models/${encodeURIComponent(model)}/${encodeURIComponent(pk)}/`,
+    { body: values, operationId: options.operationId ?? newOperationId(), ...(options.signal ? { signal: options.signal } : {}) },
+  );
+  return singleRow<T>(answer, model);
+}
+
+async function deleteRow(ctx: ModelContext, model: string, pk: string, options: WriteOptions): Promise<void> {
+  await ctx.transport.request<void>("DELETE", `models/${encodeURIComponent(model)}/${encodeURIComponent(pk)}/`, {
+    operationId: options.operationId ?? newOperationId(),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+}
+
+/** Rows of a normalized list answer, in the server's order. */
+export function rowsOf<T extends Row>(answer: Normalized<string[]>, model: string): QueryResult<T> {
+  const table = answer.included?.[model] ?? {};
+  const pks = Array.isArray(answer.data) ? answer.data : [];
+  const rows: T[] = [];
+  for (const pk of pks) {
+    const row = table[String(pk)];
+    if (row) rows.push(row as T);
+  }
+  return { rows, meta: answer.meta ?? {}, included: answer.included ?? {} };
+}
+
+/** The row of a normalized single-row answer. */
+export function singleRow<T extends Row>(answer: Normalized<string>, model: string): T {
+  const row = answer?.included?.[model]?.[String(answer.data)];
+  if (!row) {
+    throw new ConversationClientError(`The server's answer does not include the ${model} row.`, { code: "malformed_answer" });
+  }
+  return row as T;
+}
+
+class LiveQuery<T extends Row> {
+  private stopped = false;
+  private unsubscribe: Unsubscribe | null = null;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private inFlight = false;
+  private again = false;
+  private connection: ChannelState = "connecting";
+  private last: QueryResult<T> | null = null;
+  private controller = new AbortController();
+
+  constructor(
+    private readonly qs: QuerySet<T>,
+    private readonly hub: RealtimeHub,
+    private readonly listener: (snapshot: LiveSnapshot<T>) => void,
+    private readonly options: LiveOptions,
+  ) {}
+
+  start(): Unsubscribe {
+    void this.connect();
+    return () => this.stop();
+  }
+
+  private async connect(): Promise<void> {
+    let channel: string | null = this.options.channel ?? null;
+    if (!channel && this.hub.enabled) {
+      try {
+        channel = await this.qs.defaultChannel();
+      } catch (error) {
+        this.fail(error);
+      }
+    }
+    if (this.stopped) return;
+    if (!channel) {
+      this.connection = "closed";
+      this.schedule(0);
+      return;
+    }
+    this.unsubscribe = this.hub.subscribe(channel, {
+      event: (event) => {
+        if (event.name !== EventName.MODEL_CHANGE || event.payload.model !== this.qs.modelName) return;
+        if (!Object.values(ModelOperation).includes(event.payload.operation)) return;
+        this.schedule(this.options.batchWindow ?? 40);
+      },
+      state: (state, error) => {
+        this.connection = state;
+        // (Re)subscribed: events may have been missed; fetch now.
+        if (state === "subscribed" || state === "closed") this.schedule(0);
+        if (state === "failed") {
+          if (error) this.options.onError?.(error);
+          this.schedule(0);
+        }
+      },
+    });
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    if (this.inFlight) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.refetch();
+    }, delay);
+  }
+
+  private async refetch(): Promise<void> {
+    if (this.stopped) return;
+    this.inFlight = true;
+    this.again = false;
+    try {
+      const result = await this.qs.fetchPage({ signal: this.controller.signal });
+      if (this.stopped) return;
+      this.last = result;
+      this.listener({ ...result, connection: this.connection });
+    } catch (error) {
+      if (!this.stopped) this.fail(error);
+    } finally {
+      this.inFlight = false;
+      if (this.again && !this.stopped) this.schedule(this.options.batchWindow ?? 40);
+    }
+  }
+
+  private fail(error: unknown): void {
+    if (error instanceof ConversationClientError) this.options.onError?.(error);
+    else if (this.options.onError) {
+      this.options.onError(new ConversationClientError(String(error), { code: "live_query_failed", cause: error }));
+    }
+    void this.last;
+  }
+
+  private stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.controller.abort();
+    this.unsubscribe?.();
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * The client's realtime hub: reads the server's realtime config once, builds the adapter, and shares
+ * one adapter subscription per channel between any number of listeners.
+ */
+
+import { RealtimeError } from "../errors.js";
+import type { Transport } from "../http.js";
+import type { RealtimeConfig, RealtimeEvent } from "../types.js";
+import { pusherRealtime, type PusherConstructor } from "./pusher.js";
+import { sseRealtime } from "./sse.js";
+import type { ChannelListener, ChannelState, RealtimeAdapter, RealtimeFactory, Unsubscribe } from "./types.js";
+
+/**
+ * `"auto"` (default) follows the server: pusher-js when it uses Pusher, Server-Sent Events for
+ * the Local backend. `"none"` (or `false`) turns realtime off: conversations then refresh after
+ * your own writes only.
+ */
+export type RealtimeOption = "auto" | "sse" | "pusher" | "none" | false | RealtimeFactory;
+
+/** Follow the server's config: pusher-js (with this constructor when given) or Server-Sent Events. */
+export function autoRealtime(options: { Pusher?: PusherConstructor } = {}): RealtimeFactory {
+  return (context) =>
+    context.config.backend === "pusher"
+      ? pusherRealtime(options.Pusher ? { Pusher: options.Pusher } : {})(context)
+      : sseRealtime()(context);
+}
+
+interface Entry {
+  listeners: Set<ChannelListener>;
+  state: ChannelState;
+  error: RealtimeError | undefined;
+  stop: Unsubscribe | null;
+  cancelled: boolean;
+}
+
+export class RealtimeHub {
+  private configPromise: Promise<RealtimeConfig> | null = null;
+  private adapterPromise: Promise<RealtimeAdapter | null> | null = null;
+  private readonly channels = new Map<string, Entry>();
+  private closed = false;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly option: RealtimeOption = "auto",
+  ) {}
+
+  get enabled(): boolean {
+    return this.option !== "none" && this.option !== false;
+  }
+
+  /** `GET realtime/config/`, fetched once (again after a failure). */
+  config(): Promise<RealtimeConfig> {
+    if (!this.configPromise) {
+      this.configPromise = this.transport.request<RealtimeConfig>("GET", "realtime/config/");
+      this.configPromise.catch(() => {
+        this.configPromise = null;
+      });
+    }
+    return this.configPromise;
+  }
+
+  /** The channel of the caller's live session list (`owner_channel` of the config). */
+  async ownerChannel(): Promise<string | null> {
+    return (await this.config()).owner_channel ?? null;
+  }
+
+  /** Forget the config (e.g. after signing in: the owner channel changes). */
+  resetConfig(): void {
+    this.configPromise = null;
+  }
+
+  adapter(): Promise<RealtimeAdapter | null> {
+    if (!this.enabled) return Promise.resolve(null);
+    if (!this.adapterPromise) {
+      this.adapterPromise = (async () => {
+        const config = await this.config();
+        const factory = this.factoryFor(config);
+        return await factory({ transport: this.transport, config });
+      })();
+      this.adapterPromise.catch(() => {
+        this.adapterPromise = null;
+      });
+    }
+    return this.adapterPromise;
+  }
+
+  private factoryFor(_config: RealtimeConfig): RealtimeFactory {
+    const option = this.option;
+    if (typeof option === "function") return option;
+    if (option === "sse") return sseRealtime();
+    if (option === "pusher") return pusherRealtime();
+    return autoRealtime();
+  }
+
+  /** Listen to `channel`; the listener's `state` is told the channel's current state at once. */
+  subscribe(channel: string, listener: ChannelListener): Unsubscribe {
+    if (this.closed) throw new RealtimeError("This client was closed.", { code: "client_closed" });
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { listeners: new Set(), state: "connecting", error: undefined, stop: null, cancelled: false };
+      this.channels.set(channel, entry);
+      this.open(channel, entry);
+    }
+    entry.listeners.add(listener);
+    listener.state?.(entry.state, entry.error);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const current = this.channels.get(channel);
+      if (!current) return;
+      current.listeners.delete(listener);
+      if (current.listeners.size === 0) {
+        current.cancelled = true;
+        current.stop?.();
+        this.channels.delete(channel);
+      }
+    };
+  }
+
+  private open(channel: string, entry: Entry): void {
+    const setState = (state: ChannelState, error?: RealtimeError) => {
+      entry.state = state;
+      entry.error = error;
+      for (const l of [...entry.listeners]) l.state?.(state, error);
+    };
+    if (!this.enabled) {
+      setState("closed");
+      return;
+    }
+    this.adapter().then(
+      (adapter) => {
+        if (entry.cancelled || !adapter) return;
+        entry.stop = adapter.subscribe(channel, {
+          event: (event: RealtimeEvent) => {
+            for (const l of [...entry.listeners]) l.event(event);
+          },
+          state: (state, error) => {
+            if (!entry.cancelled) setState(state, error);
+          },
+        });
+      },
+      (error: unknown) => {
+        if (entry.cancelled) return;
+        const wrapped =
+          error instanceof RealtimeError
+            ? error
+            : new RealtimeError("Could not start the realtime connection.", { channel, cause: error, code: "realtime_unavailable" });
+        setState("failed", wrapped);
+        // Let a later subscribe() try again.
+        this.channels.delete(channel);
+      },
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const entry of this.channels.values()) {
+      entry.cancelled = true;
+      entry.stop?.();
+    }
+    this.channels.clear();
+    this.adapterPromise?.then((a) => a?.close(), () => undefined);
+    this.adapterPromise = null;
+  }
+}

@@ -1,0 +1,231 @@
+/** Rows of the built-in models and realtime event payloads, as the server sends them. */
+
+import type {
+  EVENT_BASE_FIELDS,
+  EVENT_PAYLOAD_FIELDS,
+  EventName,
+  ExtractionStatus,
+  MessageType,
+  ModelOperation,
+  ProcessingStatus,
+  SessionStatus,
+} from "./constants.js";
+
+/** A JSON value. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+export type JsonObject = { [key: string]: Json };
+
+/** Any row: fields the caller may read, keyed by name; foreign keys are the related pk. */
+export interface Row {
+  id: string;
+  [field: string]: unknown;
+}
+
+/** `session` rows. Fields the bridge does not expose to the caller are absent. */
+export interface SessionRow extends Row {
+  agent_path: string;
+  title: string;
+  status: SessionStatus;
+  created_at: string;
+  updated_at: string;
+  last_message_at: string | null;
+  metadata?: JsonObject;
+}
+
+/** `message` rows. */
+export interface MessageRow extends Row {
+  session: string;
+  message_type: MessageType;
+  content: string;
+  component_type: string;
+  component_data: JsonObject;
+  files: string[];
+  processing_status: ProcessingStatus;
+  reply_to: string | null;
+  stream_sequence: number;
+  timestamp: string;
+  updated_at?: string;
+  metrics?: JsonObject;
+  metadata?: JsonObject;
+}
+
+/** `widget` rows. `display_data` is presentation state a client may change. */
+export interface WidgetRow extends Row {
+  session: string;
+  message: string | null;
+  widget_type: string;
+  data: JsonObject;
+  display_data: JsonObject;
+  created_at: string;
+  updated_at?: string;
+}
+
+/** `file` rows. */
+export interface FileRow extends Row {
+  session: string | null;
+  filename: string;
+  content_type: string;
+  size: number;
+  extraction_status: ExtractionStatus;
+  extraction_error?: string;
+  extracted_text?: string;
+  extracted_text_truncated?: boolean;
+  extractor?: string;
+  extraction_duration_ms?: number | null;
+  created_at: string;
+  updated_at?: string;
+}
+
+/** Row types of the built-in models, by model name. */
+export interface BuiltinRows {
+  session: SessionRow;
+  message: MessageRow;
+  widget: WidgetRow;
+  file: FileRow;
+}
+
+/** A normalized answer of the bridge. */
+export interface Normalized<D = string | string[]> {
+  data: D;
+  included: Record<string, Record<string, Row>>;
+  meta: QueryMeta & Record<string, unknown>;
+}
+
+export interface QueryMeta {
+  limit?: number;
+  offset?: number;
+  has_more?: boolean;
+  count?: number;
+}
+
+/** Scalar filter values, or lists of them for `__in`. */
+export type FilterScalar = string | number | boolean | null;
+export type FilterValue = FilterScalar | FilterScalar[];
+export type Filter = Record<string, FilterValue>;
+
+/** What `POST start/` answers. */
+export interface StartedConversation {
+  session_id: string;
+  status: SessionStatus;
+  agent_path: string;
+  anonymous_id: string | null;
+  title: string;
+  created_at: string;
+}
+
+export interface AgentInfo {
+  path: string;
+  name: string;
+  description: string;
+}
+
+/** One exposed model in `GET schema/`; the exact shape is the bridge's, kept open here. */
+export interface ModelSchema {
+  fields?: Record<string, unknown>;
+  filters?: unknown;
+  orderings?: string[];
+  operations?: Record<string, boolean> | string[];
+  [key: string]: unknown;
+}
+
+export interface Schema {
+  models: Record<string, ModelSchema>;
+  agents: AgentInfo[];
+  events: string[];
+}
+
+/** What `GET realtime/config/` answers. */
+export interface RealtimeConfig {
+  backend: "pusher" | "local";
+  key?: string;
+  cluster?: string;
+  host?: string;
+  port?: number;
+  scheme?: string;
+  auth_endpoint: string;
+  events_endpoint?: string;
+  session_channel_prefix: string;
+  owner_channel: string | null;
+}
+
+/** What `POST cancel/` answers. */
+export interface CancelResult {
+  status: "cancelling" | "idle";
+  cancelled: string[];
+}
+
+interface BaseEvent {
+  id: string;
+  session_id: string | null;
+  timestamp: string;
+}
+
+export interface StreamStartEvent extends BaseEvent {
+  message_id: string;
+  sequence: number;
+  reply_to: string;
+}
+
+export interface TextChunkEvent extends BaseEvent {
+  message_id: string;
+  /** The last sequence number this event covers. */
+  sequence: number;
+  text: string;
+  /** Present when the sender coalesced several chunks: the first sequence covered. */
+  first_sequence?: number;
+}
+
+export interface StreamEndEvent extends BaseEvent {
+  message_id: string;
+  sequence: number;
+}
+
+export interface WidgetEvent extends BaseEvent {
+  widget_id: string;
+  message_id: string | null;
+  widget_type: string;
+  data: JsonObject;
+  display_data: JsonObject;
+}
+
+export type WidgetUpdateEvent = WidgetEvent;
+
+export interface MessageStatusEvent extends BaseEvent {
+  message_id: string;
+  message_type: MessageType;
+  status: ProcessingStatus;
+  reason?: string;
+}
+
+export interface ModelChangeEvent extends BaseEvent {
+  model: string;
+  operation: ModelOperation;
+  pks: string[];
+  operation_id: string | null;
+}
+
+/** Payload type of each event name. */
+export interface EventPayloads {
+  stream_start: StreamStartEvent;
+  text_chunk: TextChunkEvent;
+  stream_end: StreamEndEvent;
+  widget: WidgetEvent;
+  widget_update: WidgetUpdateEvent;
+  message_status: MessageStatusEvent;
+  model_change: ModelChangeEvent;
+}
+
+/** An event as adapters deliver it: its name, its payload and the channel it came on. */
+export type RealtimeEvent = {
+  [N in EventName]: { name: N; channel: string; payload: EventPayloads[N] };
+}[EventName];
+
+// Compile-time proof that the payload interfaces and EVENT_PAYLOAD_FIELDS list the same fields.
+type Fields<N extends EventName> =
+  | (typeof EVENT_PAYLOAD_FIELDS)[N]["required"][number]
+  | (typeof EVENT_PAYLOAD_FIELDS)[N]["optional"][number]
+  | (typeof EVENT_BASE_FIELDS)[number];
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type AllSame = false extends { [N in EventName]: Same<keyof EventPayloads[N], Fields<N>> }[EventName] ? false : true;
+const _eventFieldsMatch: AllSame = true;
+void _eventFieldsMatch;

@@ -1,0 +1,117 @@
+"""Shared helpers of the bridge tests: a JSON client, owners, and an agent to talk to."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.bridge.registry import bridge_registry
+from django_ai.conversations.owners import new_anonymous_id
+from django_ai.conversations.registry import register_agent
+
+API = "/api/conversations/"
+
+
+class EchoAgent(ConversationAgent):
+    """Answers with the message."""
+
+    async def get_response(self, message, request=None, **kwargs):
+        return f"echo: {message}"
+
+
+class RejectAgent(ConversationAgent):
+    """Refuses a message while a turn runs."""
+
+    concurrency = "reject"
+
+    async def get_response(self, message, request=None, **kwargs):
+        return "ok"
+
+
+class Api:
+    """A test client speaking JSON to the bridge as one caller."""
+
+    def __init__(self, client: Client | None = None, *, anonymous_id: str | None = None):
+        self.client = client or Client()
+        self.headers: dict[str, str] = {}
+        if anonymous_id:
+            self.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"] = anonymous_id
+
+    def _send(self, method: str, path: str, body: Any = None, *, raw: str | bytes | None = None, **extra: Any) -> Any:
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        kwargs: dict[str, Any] = {**self.headers, **extra}
+        if data is not None:
+            kwargs.setdefault("content_type", "application/json")
+            return getattr(self.client, method)(API + path, data, **kwargs)
+        return getattr(self.client, method)(API + path, **kwargs)
+
+    def query(self, name: str, body: Any = None, **extra: Any) -> Any:
+        return self._send("post", f"models/{name}/query/", body if body is not None else {}, **extra)
+
+    def create(self, name: str, body: Any, **extra: Any) -> Any:
+        return self._send("post", f"models/{name}/", body, **extra)
+
+    def update(self, name: str, pk: Any, body: Any, **extra: Any) -> Any:
+        return self._send("patch", f"models/{name}/{pk}/", body, **extra)
+
+    def delete(self, name: str, pk: Any, **extra: Any) -> Any:
+        return self._send("delete", f"models/{name}/{pk}/", **extra)
+
+    def post(self, path: str, body: Any = None, **extra: Any) -> Any:
+        return self._send("post", path, body, **extra)
+
+    def get(self, path: str, **extra: Any) -> Any:
+        return self._send("get", path, **extra)
+
+
+def user_api(user: Any, **kwargs: Any) -> Api:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return Api(client)
+
+
+def anonymous_api(anonymous_id: str | None = None) -> Api:
+    return Api(anonymous_id=anonymous_id or new_anonymous_id())
+
+
+def rows(response: Any, name: str) -> list[dict[str, Any]]:
+    """The rows of a normalized answer, in ``data`` order."""
+    body = response.json()
+    assert response.status_code == 200, body
+    bucket = body["included"].get(name, {})
+    return [bucket[str(pk)] for pk in body["data"]]
+
+
+def error_codes(response: Any) -> list[str]:
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    for error in body["errors"]:
+        assert isinstance(error["code"], str) and error["code"]
+        assert isinstance(error["message"], str) and error["message"]
+        assert set(error) <= {"code", "message", "field"}
+    return [e["code"] for e in body["errors"]]
+
+
+def error_fields(response: Any) -> list[str | None]:
+    return [e.get("field") for e in response.json()["errors"]]
+
+
+@pytest.fixture
+def echo_agent():
+    register_agent("test-agent", EchoAgent)
+    return EchoAgent
+
+
+@pytest.fixture
+def fresh_bridge():
+    """Registrations a test adds (or replaces) are forgotten afterwards."""
+    bridge_registry.reset()
+    cache.clear()
+    yield bridge_registry
+    bridge_registry.reset()
+    cache.clear()

@@ -158,25 +158,41 @@ def test_settings_example_djangoai_pusher_is_accepted():
     }
     with override_settings(DJANGO_AI_PUSHER=DJANGO_AI_PUSHER):
         assert ai_settings.pusher == DJANGO_AI_PUSHER
-        assert [m for m in run_checks() if m.id and m.id.startswith("django_ai")] == []
+        assert [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")] == []
 
 
-class CustomExtractor:
-    """Stands for ``your_app.extractors.CustomExtractor`` of the README."""
+from django_ai.conversations.extraction import ExtractionResult, TextExtractor  # noqa: E402
 
 
-def test_settings_example_custom_text_extractor_path():
+class CustomExtractor(TextExtractor):
+    """Stands for ``your_app.extractors.CustomExtractor`` of the README: upper-cases text files."""
+
+    name = "custom-upper"
+
+    def extract(self, source, *, timeout, max_length):
+        return ExtractionResult(text=source.read().decode().upper()[:max_length])
+
+
+def test_settings_example_custom_text_extractor_path(settings, tmp_path):
     from django.core.checks import run_checks
 
     from django_ai.conversations.conf import ai_settings
+    from django_ai.conversations.extraction.tasks import run_extraction
 
+    settings.MEDIA_ROOT = tmp_path
     # Custom text extraction
     DJANGO_AI = {
         'TEXT_EXTRACTOR': f'{__name__}.CustomExtractor'
     }
     with override_settings(DJANGO_AI=DJANGO_AI):
         assert ai_settings.TEXT_EXTRACTOR is CustomExtractor
-        assert [m for m in run_checks() if m.id and m.id.startswith("django_ai")] == []
+        assert [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")] == []
+        file = FileFactory(content=b"invoice 42\n")
+        run_extraction(file.pk)
+
+    file.refresh_from_db()
+    assert file.extraction_status == "done" and file.extractor == "custom-upper"
+    assert file.extracted_text.strip() == "INVOICE 42"
 
 
 def test_use_from_your_application_authenticated(quick_start):

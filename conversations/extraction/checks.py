@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 
 @checks.register("django_ai")
@@ -18,7 +19,10 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     from .server import TikaServerExtractor
 
     messages: list[checks.CheckMessage] = []
-    configured = ai_settings.raw("TEXT_EXTRACTOR")
+    try:
+        configured = ai_settings.raw("TEXT_EXTRACTOR")
+    except ImproperlyConfigured:
+        return []  # DJANGO_AI is not a dict: reported by check_settings (django_ai.E001)
     if configured is not None:
         if not isinstance(configured, str):
             return []  # reported by check_settings (django_ai.E002)

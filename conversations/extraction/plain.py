@@ -33,12 +33,14 @@ def decode_text(data: bytes) -> str:
     """Decode bytes of unknown encoding: a byte-order mark, else UTF-8, else Windows-1252."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return data.decode(encoding, errors="replace")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        # cp1252 leaves five bytes undefined; those become U+FFFD rather than failing.
-        text = data.decode("cp1252", errors="replace")
+            text = data.decode(encoding, errors="replace")
+            break
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            # cp1252 leaves five bytes undefined; those become U+FFFD rather than failing.
+            text = data.decode("cp1252", errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 

@@ -137,9 +137,16 @@ class AISettings:
         return self._user
 
     def raw(self, key: str) -> Any:
-        """The configured value without importing dotted paths (used by the system checks)."""
+        """The configured value without importing dotted paths (used by the system checks).
+
+        When ``DJANGO_AI`` is not a dict this gives the default, so that every check can run;
+        ``check_settings`` reports the broken setting itself (django_ai.E001).
+        """
         if key == "PUSHER":
             return self.pusher
+        value = getattr(settings, "DJANGO_AI", None)
+        if value is not None and not isinstance(value, dict):
+            return self.defaults[key]
         return self.user_settings.get(key, self.defaults[key])
 
     @property
@@ -164,7 +171,7 @@ class AISettings:
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_") or key not in self.defaults:
             raise AttributeError(f"Invalid Django AI setting: {key!r}")
-        value = self.raw(key)
+        value = self.pusher if key == "PUSHER" else self.user_settings.get(key, self.defaults[key])
         if key in IMPORT_STRINGS:
             value = _import(value, key)
         self._cached.add(key)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 
 
 @checks.register("django_ai")
@@ -19,10 +19,9 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     from .server import TikaServerExtractor
 
     messages: list[checks.CheckMessage] = []
-    try:
-        configured = ai_settings.raw("TEXT_EXTRACTOR")
-    except ImproperlyConfigured:
-        return []  # DJANGO_AI is not a dict: reported by check_settings (django_ai.E001)
+    if not isinstance(getattr(settings, "DJANGO_AI", None) or {}, dict):
+        return []  # reported by check_settings (django_ai.E001)
+    configured = ai_settings.raw("TEXT_EXTRACTOR")
     if configured is not None:
         if not isinstance(configured, str):
             return []  # reported by check_settings (django_ai.E002)

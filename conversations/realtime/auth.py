@@ -69,7 +69,9 @@ def readable_sessions(request: Any) -> Any:
     installed, else the requester's own sessions."""
     exposed = _exposed_session()
     if exposed is not None:
-        return exposed.get_queryset(request)
+        from ..constants import BridgeAction
+
+        return exposed.get_queryset(request, BridgeAction.READ)
     from ..models import ConversationSession
 
     owner = get_owner(request)
@@ -85,7 +87,10 @@ def _check_session(request: Any, session_id: str) -> None:
 
     exposed = _exposed_session()
     if exposed is not None:
-        if exposed.get_queryset(request).filter(pk=session_id).exists():
+        from ..constants import BridgeAction
+
+        row = exposed.get_queryset(request, BridgeAction.READ).filter(pk=session_id).first()
+        if row is not None and exposed.has_object_permission(request, BridgeAction.READ, row):
             return
         if ConversationSession.objects.filter(pk=session_id).exists():
             raise ChannelForbidden("You may not read this conversation.")

@@ -237,36 +237,39 @@ class Coalescer:
 
     def take(self) -> tuple[list[OutgoingEvent], list[FlushMarker]]:
         """Up to ``max_batch`` due events, in per-channel order, and the flush markers passed on
-        the way (release them once the events are sent). Channels take turns."""
+        the way (release them once the events are sent). Channels take turns, one item each."""
         now = self.clock()
         out: list[OutgoingEvent] = []
         markers: list[FlushMarker] = []
-        for channel in list(self._channels):
-            queue = self._channels[channel]
-            took = False
-            while queue and len(out) < self.max_batch:
-                head = queue[0]
-                if isinstance(head, _Run) and len(queue) == 1 and now < head.ready_at:
+        while len(out) < self.max_batch:
+            progressed = False
+            for channel in list(self._channels):
+                if len(out) >= self.max_batch:
                     break
-                queue.popleft()
-                self._count -= 1
-                took = True
-                if isinstance(head, _Marker):
-                    markers.append(head.marker)
-                elif isinstance(head, _Event):
-                    out.append(OutgoingEvent(head.channel, head.event, head.payload))
-                else:
-                    events = self._materialize(head)
-                    room = self.max_batch - len(out)
-                    out.extend(events[:room])
-                    for extra in reversed(events[room:]):
-                        queue.appendleft(_Event(extra.channel, extra.event, extra.payload))
-                        self._count += 1
-            if not queue:
-                del self._channels[channel]
-            elif took:
-                self._channels.move_to_end(channel)
-            if len(out) >= self.max_batch:
+                queue = self._channels[channel]
+                while queue and isinstance(queue[0], _Marker):
+                    markers.append(queue.popleft().marker)  # type: ignore[union-attr]
+                    self._count -= 1
+                    progressed = True
+                if queue and not (isinstance(queue[0], _Run) and len(queue) == 1 and now < queue[0].ready_at):
+                    head = queue.popleft()
+                    self._count -= 1
+                    progressed = True
+                    if isinstance(head, _Event):
+                        out.append(OutgoingEvent(head.channel, head.event, head.payload))
+                    else:
+                        assert isinstance(head, _Run)
+                        events = self._materialize(head)
+                        room = self.max_batch - len(out)
+                        out.extend(events[:room])
+                        for extra in reversed(events[room:]):
+                            queue.appendleft(_Event(extra.channel, extra.event, extra.payload))
+                            self._count += 1
+                    # The next item of this channel waits until the others had their turn.
+                    self._channels.move_to_end(channel)
+                if not queue:
+                    del self._channels[channel]
+            if not progressed:
                 break
         return out, markers
 

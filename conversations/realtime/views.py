@@ -6,7 +6,7 @@
 - ``GET realtime/config/``: which backend runs and how a client reaches it.
 
 Permission checks live in :mod:`.auth`; these views only parse, call them and answer. Errors use the
-envelope ``{"errors": [{"code", "message", "field"?}]}``.
+envelope ``{"errors": [{"code", "message", "field"?}]}`` of the bridge's views.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from django.db import connections
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
-from rest_framework import exceptions as drf_exceptions
-from rest_framework.permissions import AllowAny
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
-from rest_framework.views import APIView
 
+from ..bridge.base import BridgeAPIView, StrictJSONParser
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
 from ..exceptions import ConversationError
 from . import get_backend
@@ -50,34 +49,11 @@ class RealtimeNotAvailable(ConversationError):
     default_detail = "Server-Sent Events are served by the Local realtime backend only."
 
 
-def error_response(status: int, errors: list[dict[str, Any]]) -> JsonResponse:
-    return JsonResponse({"errors": errors}, status=status)
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
-    """The error envelope for the realtime views; None (a real 500) for anything unexpected."""
-    if isinstance(exc, ConversationError):
-        return error_response(exc.status_code, [exc.as_dict()])
-    if isinstance(exc, drf_exceptions.APIException):
-        detail = exc.detail
-        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
-        message = str(detail) if isinstance(detail, str) else str(exc.default_detail)
-        response = error_response(exc.status_code, [{"code": str(code), "message": message}])
-        if isinstance(exc, drf_exceptions.Throttled) and exc.wait:
-            response["Retry-After"] = str(int(exc.wait))
-        return response
-    return None
-
-
-class RealtimeView(APIView):
-    """Base of the realtime views: the project's DRF authentication, channel checks done by
-    :func:`~.auth.authorize_channel`, errors in the envelope. Override :meth:`get_backend` to
-    serve another backend than the configured one."""
-
-    permission_classes = [AllowAny]
-
-    def get_exception_handler(self) -> Any:
-        return exception_handler
+class RealtimeView(BridgeAPIView):
+    """Base of the realtime views: the app's error envelope, body limit and CSRF rules
+    (:class:`~django_ai.conversations.bridge.base.BridgeAPIView`); channel checks are done by
+    :func:`~.auth.authorize_channel`. Override :meth:`get_backend` to serve another backend than
+    the configured one."""
 
     def get_backend(self) -> Any:
         return get_backend()
@@ -86,6 +62,9 @@ class RealtimeView(APIView):
 class RealtimeAuthView(RealtimeView):
     """Pusher private-channel auth: ``{"auth": "<key>:<signature>"}`` for a channel the request may
     read. With a backend that needs no signature it confirms the channel instead."""
+
+    # pusher-js posts a urlencoded form; FormData (multipart) and JSON work too.
+    parser_classes = [FormParser, MultiPartParser, StrictJSONParser]
 
     def post(self, request: Request) -> HttpResponseBase:
         data = request.data

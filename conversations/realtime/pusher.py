@@ -1,0 +1,150 @@
+"""The Pusher backend: hosted Pusher Channels, or any server that speaks the Pusher protocol
+(soketi, a self-hosted Pusher-compatible server).
+
+Settings (``DJANGO_AI_PUSHER``, or ``DJANGO_AI["PUSHER"]``):
+
+- hosted: ``APP_ID``, ``KEY``, ``SECRET``, ``CLUSTER``;
+- self-hosted: ``APP_ID`` (numeric), ``KEY``, ``SECRET``, ``HOST``, ``PORT`` and ``SCHEME``
+  (``"http"``/``"https"``) or ``SSL`` (bool);
+- optional: ``TIMEOUT`` (seconds per HTTP request, default 5), ``WS_HOST`` / ``WS_PORT`` (where
+  browsers connect when it differs from where the server sends, e.g. behind a proxy),
+  ``MAX_EVENT_BYTES`` (default 10240, Pusher's limit) and ``BATCH_SIZE`` (default 10, Pusher's limit).
+
+Events leave through the coalescing sender thread (:mod:`.sender`): one ``trigger_batch`` request
+carries up to ``BATCH_SIZE`` events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import BaseRealtimeBackend
+from .coalescer import OutgoingEvent, encode
+from .sender import EventSender
+
+__all__ = ["PusherBackend"]
+
+logger = logging.getLogger("django_ai.conversations.realtime")
+
+MAX_EVENT_BYTES = 10 * 1024
+MAX_BATCH = 10
+
+
+def _import_pusher() -> Any:
+    try:
+        import pusher
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            "The Pusher realtime backend needs the 'pusher' package: pip install 'django-ai-first[pusher]'."
+        ) from exc
+    return pusher
+
+
+class PusherBackend(BaseRealtimeBackend):
+    """Sends events through Pusher's HTTP API and signs private-channel subscriptions.
+
+    Override :meth:`get_client` to build the ``pusher.Pusher`` client differently (another HTTP
+    backend, extra options).
+    """
+
+    name = "pusher"
+
+    def __init__(self, *, options: dict[str, Any] | None = None):
+        super().__init__(options=options)
+        from ..conf import ai_settings
+
+        missing = [key for key in ("APP_ID", "KEY", "SECRET") if not self.options.get(key)]
+        if missing:
+            raise ImproperlyConfigured(
+                f"DJANGO_AI_PUSHER is missing {', '.join(missing)}: copy them from your Pusher app "
+                "(or your soketi configuration), with CLUSTER for hosted Pusher or HOST/PORT for your own server."
+            )
+        self.key = str(self.options["KEY"])
+        self.secret = str(self.options["SECRET"])
+        self.max_event_bytes = int(self.options.get("MAX_EVENT_BYTES") or MAX_EVENT_BYTES)
+        self.client = self.get_client()
+        self.sender = EventSender(
+            deliver=self._deliver,
+            name=self.name,
+            window=ai_settings.STREAM_COALESCE_WINDOW,
+            max_batch=int(self.options.get("BATCH_SIZE") or MAX_BATCH),
+            max_event_bytes=self.max_event_bytes,
+            max_pending=ai_settings.REALTIME_MAX_PENDING,
+        )
+
+    @property
+    def ssl(self) -> bool:
+        if self.options.get("SSL") is not None:
+            return bool(self.options["SSL"])
+        scheme = str(self.options.get("SCHEME") or "").lower()
+        if scheme:
+            if scheme not in ("http", "https"):
+                raise ImproperlyConfigured(f"DJANGO_AI_PUSHER['SCHEME'] is {scheme!r}; use 'http' or 'https'.")
+            return scheme == "https"
+        return True
+
+    def get_client(self) -> Any:
+        pusher = _import_pusher()
+        options = self.options
+        app_id = str(options["APP_ID"])
+        if not app_id.isdigit():
+            raise ImproperlyConfigured(
+                f"DJANGO_AI_PUSHER['APP_ID'] is {app_id!r}; Pusher app ids are numeric (set SOKETI_DEFAULT_APP_ID to a number for soketi)."
+            )
+        port = options.get("PORT")
+        return pusher.Pusher(
+            app_id=app_id,
+            key=self.key,
+            secret=self.secret,
+            cluster=options.get("CLUSTER") or None,
+            host=options.get("HOST") or None,
+            port=int(port) if port else None,
+            ssl=self.ssl,
+            timeout=float(options.get("TIMEOUT") or 5),
+        )
+
+    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
+        self.sender.send(channel, event, payload)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.sender.flush(timeout)
+
+    def close(self) -> None:
+        self.sender.close()
+
+    def _deliver(self, events: list[OutgoingEvent]) -> None:
+        batch = []
+        for event in events:
+            data = encode(event.payload)
+            if len(data.encode("utf-8")) > self.max_event_bytes:
+                # Text is split before it gets here; other events (a widget's data) cannot be.
+                logger.error(
+                    "A %s event for %s is larger than Pusher's %d bytes and was not sent; clients read it from the rows.",
+                    event.event,
+                    event.channel,
+                    self.max_event_bytes,
+                )
+                continue
+            batch.append({"channel": event.channel, "name": event.event, "data": data})
+        if batch:
+            self.client.trigger_batch(batch, already_encoded=True)
+
+    def authenticate(self, *, channel_name: str, socket_id: str) -> dict[str, Any]:
+        """``{"auth": "<key>:<hmac-sha256 of 'socket_id:channel_name'>"}`` as Pusher expects."""
+        signature = hmac.new(self.secret.encode(), f"{socket_id}:{channel_name}".encode(), hashlib.sha256).hexdigest()
+        return {"auth": f"{self.key}:{signature}"}
+
+    def client_config(self, request: Any) -> dict[str, Any]:
+        options = self.options
+        config: dict[str, Any] = {"key": self.key, "cluster": options.get("CLUSTER") or None}
+        host = options.get("WS_HOST") or options.get("HOST")
+        if host:
+            port = options.get("WS_PORT") or options.get("PORT")
+            config.update(host=host, port=int(port) if port else None, scheme="https" if self.ssl else "http")
+        config["force_tls"] = self.ssl
+        return config

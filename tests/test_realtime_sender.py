@@ -1,0 +1,180 @@
+"""The sender thread: non-blocking ``send``, ``flush`` semantics, failures logged once per outage,
+bounded memory while delivery is slow. ``deliver`` here is a plain function standing for the
+transport (the Pusher and SSE paths are tested end to end in test_realtime_pusher/_sse)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django_ai.conversations.realtime.coalescer import OutgoingEvent
+from django_ai.conversations.realtime.sender import EventSender
+
+CH = "private-conversation-session-00000000-0000-0000-0000-000000000001"
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.batches: list[list[OutgoingEvent]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail = False
+        self.lock = threading.Lock()
+
+    def __call__(self, events: list[OutgoingEvent]) -> None:
+        self.entered.set()
+        assert self.gate.wait(20), "test gate never opened"
+        if self.fail:
+            raise ConnectionError("server unreachable")
+        with self.lock:
+            self.batches.append(list(events))
+
+    @property
+    def events(self) -> list[OutgoingEvent]:
+        with self.lock:
+            return [e for batch in self.batches for e in batch]
+
+
+def chunk(seq: int, text: str) -> dict:
+    return {"message_id": "m1", "sequence": seq, "text": text}
+
+
+def make(transport: Transport, **kwargs) -> EventSender:
+    kwargs.setdefault("window", 0.05)
+    kwargs.setdefault("outage_backoff", 0.0)
+    kwargs.setdefault("retry_delay", 0.0)
+    return EventSender(deliver=transport, name="test", **kwargs)
+
+
+def test_flush_sends_before_the_window_and_waits_for_delivery():
+    transport = Transport()
+    sender = make(transport, window=30)  # without flush these would wait 30 s
+    try:
+        sender.send(CH, "text_chunk", chunk(1, "a"))
+        sender.send(CH, "text_chunk", chunk(2, "b"))
+        assert sender.flush(timeout=10) is True
+        assert [(e.event, e.payload["text"], e.payload["sequence"]) for e in transport.events] == [("text_chunk", "ab", 2)]
+        assert sender.pending() == 0
+    finally:
+        sender.close()
+
+
+def test_flush_with_zero_timeout_does_not_wait_for_a_stuck_server():
+    transport = Transport()
+    sender = make(transport)
+    try:
+        transport.gate.clear()
+        sender.send(CH, "widget", {"n": 1})
+        assert transport.entered.wait(10)
+        assert sender.flush(timeout=0) is False  # returns at once: delivery is still in flight
+        assert sender.flush(timeout=0.05) is False
+        transport.gate.set()
+        assert sender.flush(timeout=10) is True
+        assert [e.payload for e in transport.events] == [{"n": 1}]
+    finally:
+        transport.gate.set()
+        sender.close()
+
+
+def test_send_returns_while_delivery_is_blocked_and_chunks_coalesce_meanwhile():
+    transport = Transport()
+    sender = make(transport)
+    try:
+        transport.gate.clear()
+        sender.send(CH, "stream_start", {"message_id": "m1", "sequence": 0})
+        assert transport.entered.wait(10)  # the sender thread is now stuck in deliver()
+        for seq in range(1, 20_001):
+            sender.send(CH, "text_chunk", chunk(seq, "x"))
+        # 20 000 writes while the server hangs: one pending run, not 20 000 items.
+        assert sender.pending() == 1
+        transport.gate.set()
+        assert sender.flush(timeout=10)
+        chunks = [e.payload for e in transport.events if e.event == "text_chunk"]
+        assert "".join(p["text"] for p in chunks) == "x" * 20_000
+        assert chunks[-1]["sequence"] == 20_000 and len(chunks) < 10
+    finally:
+        transport.gate.set()
+        sender.close()
+
+
+def test_per_channel_order_is_kept_across_batches():
+    transport = Transport()
+    sender = make(transport, window=0.0, max_batch=10)
+    other = CH.replace("0001", "0002")
+    expected: dict[str, list] = {CH: [], other: []}
+    try:
+        for n in range(300):
+            channel = CH if n % 3 else other
+            sender.send(channel, "widget", {"n": n})
+            expected[channel].append(n)
+            if n % 7 == 0:
+                # A widget sits between any two chunks, so chunks never merge here.
+                sender.send(CH, "text_chunk", chunk(n // 7 + 1, f"<{n}>"))
+                expected[CH].append(f"<{n}>")
+        assert sender.flush(timeout=10)
+        assert all(len(batch) <= 10 for batch in transport.batches)
+        for channel, items in expected.items():
+            got = [e.payload.get("n", e.payload.get("text")) for e in transport.events if e.channel == channel]
+            assert got == items
+    finally:
+        sender.close()
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog):
+    transport = Transport()
+    sender = make(transport, window=0.0, retries=1)
+    caplog.set_level(logging.DEBUG, logger="django_ai.conversations.realtime")
+    try:
+        transport.fail = True
+        for n in range(50):
+            sender.send(CH, "widget", {"n": n})
+            sender.flush(timeout=5)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "failed" in errors[0].getMessage() and errors[0].exc_info is not None
+        assert sender.failures >= 50
+        assert sender.lost == 50
+        transport.fail = False
+        sender.send(CH, "widget", {"n": "back"})
+        assert sender.flush(timeout=5)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "50 event(s) were lost" in warnings[0].getMessage()
+        assert [e.payload["n"] for e in transport.events] == ["back"]
+    finally:
+        sender.close()
+
+
+def test_a_transient_failure_is_retried_without_losing_events(caplog):
+    transport = Transport()
+    calls = {"n": 0}
+
+    def flaky(events: list[OutgoingEvent]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("blip")
+        transport(events)
+
+    sender = EventSender(deliver=flaky, name="test", window=0.0, retries=1, retry_delay=0.0)
+    try:
+        sender.send(CH, "widget", {"n": 1})
+        assert sender.flush(timeout=5)
+        assert [e.payload for e in transport.events] == [{"n": 1}]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert sender.lost == 0
+    finally:
+        sender.close()
+
+
+def test_close_delivers_what_is_queued_and_refuses_more():
+    transport = Transport()
+    sender = make(transport, window=30)
+    sender.send(CH, "text_chunk", chunk(1, "bye"))
+    sender.close()
+    assert [e.payload["text"] for e in transport.events] == ["bye"]
+    try:
+        sender.send(CH, "widget", {})
+    except RuntimeError as exc:
+        assert "closed" in str(exc)
+    else:
+        raise AssertionError("send after close must fail loudly")

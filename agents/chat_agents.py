@@ -1,25 +1,89 @@
-"""Example agents of the demo."""
+"""Example agents of the demo: the seed README's agents, made real.
 
-from pydantic import BaseModel
+- ``echo``: ``EchoAgent`` repeats what you say (no streaming).
+- ``support``: ``SupportAgent`` streams its answers, keeps a typed Context, and books appointments
+  through the ``appointment_form`` widget whose slots answer back.
+- ``files``: ``FileAnalystAgent`` reads attached files with ``get_file_text`` / ``wait_for_file_text``.
+- ``writer``: ``StorytellerAgent`` streams a long story slowly (try the stop button).
+- ``sales``: ``SalesAgent`` (in :mod:`agents.sales`) calls tools through an LLM, offline by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
 
 from django_ai.conversations import ConversationAgent
-from django_ai.conversations.context import ResponseStream, display_widget
+from django_ai.conversations.constants import ExtractionStatus
+from django_ai.conversations.context import (
+    ResponseStream,
+    display_widget,
+    get_file_text,
+    update_widget,
+    wait_for_file_text,
+)
+
+#: Seconds between streamed words: slow enough to see the stream in the demo.
+WORD_DELAY = 0.03
 
 
 class EchoAgent(ConversationAgent):
     """Repeats what you say."""
 
+    display_name = "Echo"
+
     async def get_response(self, message, request=None, **kwargs):
         return f"You said: {message}"
+
+
+SUPPORT_ANSWERS = {
+    ("bill", "invoice", "charge", "payment"): (
+        "Invoices are in Settings → Billing. Each charge links to its PDF invoice, and a wrong "
+        "charge can be disputed from there within 60 days."
+    ),
+    ("password", "login", "sign in", "locked"): (
+        "Use “Forgot password” on the sign-in page: the reset link is valid for one hour. After five "
+        "failed attempts the account locks for 15 minutes."
+    ),
+    ("refund", "cancel", "money back"): (
+        "Refunds for annual plans are pro-rated within the first 30 days. Monthly plans can be "
+        "cancelled at any time and stay active until the end of the period."
+    ),
+    ("ship", "deliver", "order", "track"): (
+        "Orders ship within two working days; the tracking link arrives by e-mail as soon as the "
+        "parcel leaves the warehouse."
+    ),
+}
+
+
+def upcoming_slots(now: datetime | None = None) -> list[str]:
+    """Three appointment slots on the next working days."""
+    day = (now or datetime.now()).date()
+    slots: list[str] = []
+    while len(slots) < 3:
+        day += timedelta(days=1)
+        if day.weekday() >= 5:
+            continue
+        for hour in ("10:00", "14:00") if not slots else ("11:30",):
+            slots.append(f"{day.isoformat()} {hour}")
+    return slots[:3]
 
 
 class SupportAgent(ConversationAgent):
     """Customer support: streams its answers and books appointments."""
 
+    display_name = "Support"
+
     class Context(BaseModel):
         user_id: int = 0
         support_tier: str = "basic"
         message_count: int = 0
+        offered_slots: list[str] = Field(default_factory=list)
+        appointment_widget: str = ""
+        booked_slot: str = ""
 
     @classmethod
     def create_context(cls, request=None, **kwargs):
@@ -27,17 +91,116 @@ class SupportAgent(ConversationAgent):
         return cls.Context(user_id=user.id if user else 0, support_tier=kwargs.get("tier", "basic"))
 
     async def get_response(self, message, request=None, **kwargs):
-        self.context.message_count += 1
-        if "hello" in message.lower():
+        ctx = self.context
+        ctx.message_count += 1
+        text = message.lower()
+
+        slot = next((s for s in ctx.offered_slots if s in message), None)
+        if slot:
+            ctx.booked_slot = slot
+            if ctx.appointment_widget:
+                update_widget(ctx.appointment_widget, display_data={"selected_slot": slot, "confirmed": True})
+            return f"Done! Your call with support is booked for {slot}. You'll get a calendar invite by e-mail."
+
+        if re.search(r"\b(hello|hi|hey)\b", text):
             return "Hello! How can I help you today?"
-        if "appointment" in message.lower() or "book" in message.lower():
-            display_widget(
+
+        if "appointment" in text or "book" in text or "call" in text:
+            slots = upcoming_slots()
+            ctx.offered_slots = slots
+            widget = display_widget(
                 "appointment_form",
-                {"available_slots": ["2024-01-15 10:00", "2024-01-15 14:00"], "callback_url": "/api/book-appointment"},
+                {
+                    "title": "Book a call with support",
+                    "available_slots": slots,
+                    # The demo page sends this message when a slot is picked.
+                    "answer_template": "Book {slot}",
+                },
             )
+            ctx.appointment_widget = str(widget.pk)
             return "Please select your preferred time above."
+
+        answer = next((a for keys, a in SUPPORT_ANSWERS.items() if any(k in text for k in keys)), None)
         with ResponseStream() as stream:
             stream.write("Let me check that for you. ")
-            for word in f"As a {self.context.support_tier} customer, here is what I found about: {message}".split():
+            await asyncio.sleep(WORD_DELAY * 5)
+            intro = f"As a {ctx.support_tier} customer, here is what I found about “{message.strip()}”: "
+            body = answer or (
+                "I couldn't find an article on that yet. Ask me about billing, passwords, refunds or "
+                "shipping, or type “book a call” to talk to a person."
+            )
+            for word in (intro + body).split(" "):
                 stream.write(word + " ")
-        return stream.content
+                await asyncio.sleep(WORD_DELAY)
+        return stream.content.strip()
+
+
+class FileAnalystAgent(ConversationAgent):
+    """Reads the files you attach (PDF, Word, images with text) and answers about them."""
+
+    display_name = "File analyst"
+
+    # A plain ``def``: it waits for extraction with wait_for_file_text, which blocks.
+    def get_response(self, message, request=None, **kwargs):
+        if not self.files:
+            return "Attach a file (a PDF, a Word document, a photo of a page…) and I'll read it for you."
+        with ResponseStream() as stream:
+            for file in self.files:
+                text = get_file_text(file.id)
+                if text is None and file.extraction_status != ExtractionStatus.FAILED:
+                    stream.write(f"Reading {file.filename}… ")
+                    text = wait_for_file_text(file.id, timeout=90)
+                if not text or not text.strip():
+                    stream.write(f"I couldn't find any text in {file.filename}.\n\n")
+                    continue
+                words = text.split()
+                excerpt = " ".join(words[:60]) + (" …" if len(words) > 60 else "")
+                stream.write(f"{file.filename}: {len(words)} words. It reads: “{excerpt}”\n\n")
+                hits = _matching_lines(text, message)
+                if hits:
+                    stream.write("Lines that match your question:\n")
+                    for line in hits:
+                        stream.write(f"• {line}\n")
+        return stream.content.strip()
+
+
+def _matching_lines(text: str, question: str, limit: int = 3) -> list[str]:
+    keywords = {w for w in re.findall(r"[a-zA-Z]{4,}", question.lower())} - {
+        "what", "which", "does", "this", "that", "file", "about", "please", "there", "with", "read", "tell",
+    }
+    if not keywords:
+        return []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return [line[:200] for line in lines if any(k in line.lower() for k in keywords)][:limit]
+
+
+STORY = (
+    "Once upon a time, in a city of glass towers and quiet gardens, there lived a small robot called "
+    "Pim who collected forgotten words. Every morning Pim rolled through the market listening for "
+    "words nobody used any more: lantern-maker, moonlit, hearthstone. It wrote each one on a paper "
+    "slip and kept it in a tin box. One evening the box was full, and Pim wondered what the words "
+    "would say if they were read together. So it climbed to the roof of the tallest tower, opened the "
+    "tin, and let the wind carry the slips over the city. People looked up. A baker caught "
+    "“hearthstone” and remembered her grandmother's kitchen. A boy caught “moonlit” and decided to "
+    "walk home the long way. An old clockmaker caught “lantern-maker”, smiled, and lit the lamp in "
+    "his window for the first time in years. By midnight the city glowed with small lights, and Pim "
+    "understood that words are only forgotten until someone hands them back. The next morning it "
+    "bought a bigger tin box, and started again, listening more carefully than ever, because now it "
+    "knew what the words were for."
+)
+
+
+class StorytellerAgent(ConversationAgent):
+    """Tells a long story, word by word (try the stop button)."""
+
+    display_name = "Storyteller"
+
+    async def get_response(self, message, request=None, **kwargs):
+        topic = message.strip().rstrip(".!?")
+        with ResponseStream() as stream:
+            stream.write(f"A story about “{topic}”.\n\n")
+            for word in STORY.split(" "):
+                # write() raises when someone pressed stop: the partial text is kept.
+                stream.write(word + " ")
+                await asyncio.sleep(WORD_DELAY * 2)
+        return stream.content.strip()

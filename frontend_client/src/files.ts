@@ -27,7 +27,7 @@ export class FileManager extends ModelManager<FileRow> {
     const form = new FormData();
     const name = options.filename ?? (file as { name?: string }).name ?? "upload";
     form.append("file", file, name);
-    if (options.sessionId) form.append("session_id", options.sessionId);
+    if (options.sessionId) form.append("session", options.sessionId);
     const answer = await this.ctx.transport.upload<Normalized<string>>("files/", form, {
       total: file.size,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),

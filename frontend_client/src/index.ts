@@ -82,6 +82,7 @@ export type {
   CancelResult,
   EventPayloads,
   FileRow,
+  FieldSchema,
   Filter,
   FilterScalar,
   FilterValue,

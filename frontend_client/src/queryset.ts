@@ -179,7 +179,7 @@ export class QuerySet<T extends Row = Row> {
 
   /** How many rows match (ignores limit and offset). */
   async count(options: { signal?: AbortSignal } = {}): Promise<number> {
-    const page = await this.clone({ limit: 1, offset: 0, fields: ["id"] }).fetchPage({ ...options, count: true });
+    const page = await this.clone({ limit: 0, offset: 0, fields: ["id"] }).fetchPage({ ...options, count: true });
     const count = page.meta.count;
     if (typeof count !== "number") {
       throw new ConversationClientError("The server did not return a count.", { code: "count_unsupported" });
@@ -323,7 +323,6 @@ class LiveQuery<T extends Row> {
   private inFlight = false;
   private again = false;
   private connection: ChannelState = "connecting";
-  private last: QueryResult<T> | null = null;
   private controller = new AbortController();
 
   constructor(
@@ -333,12 +332,26 @@ class LiveQuery<T extends Row> {
     private readonly options: LiveOptions,
   ) {}
 
+  private stopIdentity: Unsubscribe | null = null;
+
   start(): Unsubscribe {
+    if (!this.options.channel) {
+      // The default channel may be the owner's, which changes when the caller becomes known.
+      this.stopIdentity = this.hub.onIdentityChange(() => {
+        if (this.stopped) return;
+        this.unsubscribe?.();
+        this.unsubscribe = null;
+        void this.connect();
+      });
+    }
     void this.connect();
     return () => this.stop();
   }
 
+  private generation = 0;
+
   private async connect(): Promise<void> {
+    const generation = ++this.generation;
     let channel: string | null = this.options.channel ?? null;
     if (!channel && this.hub.enabled) {
       try {
@@ -347,7 +360,7 @@ class LiveQuery<T extends Row> {
         this.fail(error);
       }
     }
-    if (this.stopped) return;
+    if (this.stopped || generation !== this.generation) return;
     if (!channel) {
       this.connection = "closed";
       this.schedule(0);
@@ -391,7 +404,6 @@ class LiveQuery<T extends Row> {
     try {
       const result = await this.qs.fetchPage({ signal: this.controller.signal });
       if (this.stopped) return;
-      this.last = result;
       this.listener({ ...result, connection: this.connection });
     } catch (error) {
       if (!this.stopped) this.fail(error);
@@ -406,7 +418,6 @@ class LiveQuery<T extends Row> {
     else if (this.options.onError) {
       this.options.onError(new ConversationClientError(String(error), { code: "live_query_failed", cause: error }));
     }
-    void this.last;
   }
 
   private stop(): void {
@@ -415,5 +426,6 @@ class LiveQuery<T extends Row> {
     if (this.timer) clearTimeout(this.timer);
     this.controller.abort();
     this.unsubscribe?.();
+    this.stopIdentity?.();
   }
 }

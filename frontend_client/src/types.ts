@@ -119,12 +119,35 @@ export interface AgentInfo {
   description: string;
 }
 
-/** One exposed model in `GET schema/`; the exact shape is the bridge's, kept open here. */
+/** A field of an exposed model in `GET schema/`. */
+export interface FieldSchema {
+  type: string;
+  null: boolean;
+  primary_key?: boolean;
+  max_length?: number;
+  choices?: string[];
+  /** For relations: the related model's name. */
+  related?: string;
+  [key: string]: unknown;
+}
+
+/** One exposed model in `GET schema/`, as the current caller sees it. */
 export interface ModelSchema {
-  fields?: Record<string, unknown>;
-  filters?: unknown;
-  orderings?: string[];
-  operations?: Record<string, boolean> | string[];
+  primary_key: string;
+  fields: Record<string, FieldSchema>;
+  default_fields: string[];
+  create_fields: string[];
+  update_fields: string[];
+  /** Filterable paths and their lookups. */
+  filters: Record<string, string[]>;
+  orderings: string[];
+  default_ordering: string[];
+  /** Includable relations and the model they lead to. */
+  relations: Record<string, string>;
+  default_limit: number;
+  max_limit: number;
+  /** What the caller may do: `read`, `create`, `update`, `delete`. */
+  actions: string[];
   [key: string]: unknown;
 }
 
@@ -143,8 +166,10 @@ export interface RealtimeConfig {
   port?: number;
   scheme?: string;
   auth_endpoint: string;
-  events_endpoint?: string;
+  events_endpoint?: string | null;
   session_channel_prefix: string;
+  owner_channel_prefix?: string;
+  /** The caller's session-list channel; null until the caller is known (signed in or started a conversation). */
   owner_channel: string | null;
 }
 

@@ -64,10 +64,22 @@ export class RealtimeHub {
     return (await this.config()).owner_channel ?? null;
   }
 
-  /** Forget the config (e.g. after signing in: the owner channel changes). */
+  /** Forget the config (e.g. after signing in: the owner channel changes); live results that
+   * follow the owner channel move to the new one. */
   resetConfig(): void {
     this.configPromise = null;
+    for (const listener of [...this.identityListeners]) listener();
   }
+
+  /** Called after `resetConfig()`; returns the function that stops it. */
+  onIdentityChange(listener: () => void): Unsubscribe {
+    this.identityListeners.add(listener);
+    return () => {
+      this.identityListeners.delete(listener);
+    };
+  }
+
+  private readonly identityListeners = new Set<() => void>();
 
   adapter(): Promise<RealtimeAdapter | null> {
     if (!this.enabled) return Promise.resolve(null);

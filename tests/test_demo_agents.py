@@ -1,0 +1,179 @@
+"""The demo agents (agents/), each answering through a real turn (SQLite / PostgreSQL, in-memory
+realtime backend to read the events)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents import chat_agents
+from agents.sales import CATALOGUE, SalesAgent, offline_brain
+from django_ai.conversations.actions import start_conversation
+from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
+from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget
+from django_ai.conversations.service import ConversationService
+from django_ai.conversations.testing import FakeRequest, FakeToolCall
+from django_ai.conversations.testing.factories import FileFactory
+
+pytestmark = pytest.mark.django_db
+
+ANON = "anon_" + "d" * 43
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    monkeypatch.setattr(chat_agents, "WORD_DELAY", 0)
+
+
+def send(session, text, **kwargs):
+    return ConversationService.send_message(session_id=session.id, message=text, **kwargs)
+
+
+def test_echo_repeats():
+    session = ConversationService.create_session("echo", anonymous_id=ANON)
+    assert send(session, "ping")["response"] == "You said: ping"
+
+
+def test_support_streams_with_its_context(events):
+    session = ConversationService.create_session("support", anonymous_id=ANON, context={"support_tier": "premium"})
+    result = send(session, "I was charged twice on my invoice")
+    assert result["status"] == "success"
+    assert "As a premium customer" in result["response"] and "Settings → Billing" in result["response"]
+    # Streamed: many chunks whose text is the reply, and the row holds it too.
+    chunks = events.of(EventName.TEXT_CHUNK)
+    assert len(chunks) > 5
+    assert events.text().strip() == result["response"]
+    session.refresh_from_db()
+    assert session.context["message_count"] == 1
+    assert ConversationMessage.objects.get(pk=result["message_id"]).content == result["response"]
+
+
+def test_support_says_hello_without_streaming(events):
+    session = ConversationService.create_session("support", anonymous_id=ANON)
+    assert send(session, "Hello there")["response"] == "Hello! How can I help you today?"
+    assert events.of(EventName.TEXT_CHUNK) == []
+
+
+def test_support_appointment_slots_answer_back(events):
+    session = ConversationService.create_session("support", anonymous_id=ANON)
+    result = send(session, "Can I book a call?")
+    assert result["response"] == "Please select your preferred time above."
+    widget = ConversationWidget.objects.get(session=session)
+    slots = widget.data["available_slots"]
+    assert widget.widget_type == "appointment_form" and len(slots) == 3
+    assert widget.data["answer_template"] == "Book {slot}"
+    [event] = events.of(EventName.WIDGET)
+    assert event["widget_id"] == str(widget.pk) and event["data"]["available_slots"] == slots
+
+    # The page answers with the template filled in: the agent books that slot.
+    answer = send(session, widget.data["answer_template"].format(slot=slots[1]))
+    assert answer["response"].startswith(f"Done! Your call with support is booked for {slots[1]}")
+    widget.refresh_from_db()
+    assert widget.display_data == {"selected_slot": slots[1], "confirmed": True}
+    assert events.of(EventName.WIDGET_UPDATE)[-1]["display_data"]["selected_slot"] == slots[1]
+    session.refresh_from_db()
+    assert session.context["booked_slot"] == slots[1]
+
+
+def test_support_ignores_slots_it_never_offered():
+    session = ConversationService.create_session("support", anonymous_id=ANON)
+    result = send(session, "Book 2031-01-01 10:00")
+    # Not a booking: a slot it did not offer starts a new appointment form instead.
+    assert "booked" not in result["response"]
+    assert ConversationWidget.objects.filter(session=session, widget_type="appointment_form").count() == 1
+
+
+def test_upcoming_slots_skip_weekends():
+    from datetime import datetime
+
+    slots = chat_agents.upcoming_slots(datetime(2030, 1, 4, 9, 0))  # a Friday
+    assert slots == ["2030-01-07 10:00", "2030-01-07 14:00", "2030-01-08 11:30"]
+
+
+def test_file_analyst_reads_attached_files():
+    session = ConversationService.create_session("files", anonymous_id=ANON)
+    text = "Invoice 4711\nTotal due: 120 EUR\nPayable within 30 days"
+    file = FileFactory(anonymous_id=ANON, session=session, filename="invoice.txt", text=text)
+    result = send(session, "What is the total?", files=[file.pk])
+    assert result["status"] == "success"
+    assert "invoice.txt: 10 words" in result["response"]
+    assert "Invoice 4711 Total due: 120 EUR" in result["response"]
+    assert "• Total due: 120 EUR" in result["response"]
+
+
+def test_file_analyst_without_files_and_with_a_failed_extraction():
+    session = ConversationService.create_session("files", anonymous_id=ANON)
+    assert send(session, "hi")["response"].startswith("Attach a file")
+    broken = FileFactory(anonymous_id=ANON, session=session, filename="scan.pdf", failed=True)
+    result = send(session, "read it", files=[broken.pk])
+    assert result["response"] == "I couldn't find any text in scan.pdf."
+
+
+def test_storyteller_streams_a_long_story(events):
+    session = ConversationService.create_session("writer", anonymous_id=ANON)
+    result = send(session, "a lighthouse")
+    assert result["response"].startswith("A story about “a lighthouse”.")
+    assert len(result["response"].split()) > 150
+    assert len(events.of(EventName.TEXT_CHUNK)) > 20
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected"),
+    [("premium", "can access pro-features"), ("basic", "Upgrade required: pro-features needs the premium plan")],
+)
+def test_sales_agent_calls_tools_with_context_injected(rf, tier, expected):
+    request = rf.post("/")
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    started = start_conversation("sales", context_kwargs={"tier": tier}, request=request)
+    session = ConversationSession.objects.get(pk=started["session_id"])
+    result = ConversationService.send_message(session.id, "Can I use pro-features?", request=request)
+    assert result["status"] == "success"
+    assert expected in result["response"]
+    widget = ConversationWidget.objects.get(session=session, widget_type="tool_call")
+    # The model supplied only product_id; user_id and account_tier came from the Context.
+    assert widget.data["name"] == "check_eligibility"
+    assert widget.data["arguments"] == {"product_id": "pro-features"}
+    agent = ConversationMessage.objects.get(pk=result["message_id"])
+    assert agent.message_type == MessageType.AGENT and agent.processing_status == ProcessingStatus.COMPLETED
+    assert agent.metrics.get("completion_tokens", 0) > 0
+
+
+def test_sales_agent_searches_the_catalogue():
+    session = ConversationService.create_session("sales", anonymous_id=ANON)
+    result = send(session, "What products do you sell?")
+    for product in CATALOGUE.values():
+        assert product["name"] in result["response"]
+    assert ConversationWidget.objects.get(session=session).data["name"] == "search_products"
+
+
+def test_sales_tool_schema_hides_context_parameters():
+    from django_ai.conversations.tools import tool_schema
+
+    schema = tool_schema(SalesAgent().check_eligibility)
+    assert list(schema["function"]["parameters"]["properties"]) == ["product_id"]
+
+
+def test_offline_brain_answers_without_tools_when_nothing_matches():
+    request = FakeRequest(model="x", messages=[{"role": "user", "content": "Tell me a joke"}], tools=None, stream=True, kwargs={})
+    assert "look through our products" in offline_brain(request)
+    request.messages[0]["content"] = "is team seats available?"
+    assert offline_brain(request) == FakeToolCall("check_eligibility", {"product_id": "team-seats"})
+
+
+def test_sales_agent_uses_litellm_when_a_model_is_configured(monkeypatch):
+    """The real-LLM path, with litellm's acompletion replaced by the scripted FakeModel (no network
+    or key here): the agent must call litellm with the configured model name."""
+    pytest.importorskip("litellm")
+    from django_ai.conversations.testing import FakeModel
+
+    monkeypatch.setenv("DJANGO_AI_DEMO_MODEL", "gpt-4o-mini")
+    model = FakeModel(replies=[FakeToolCall("search_products", {"query": "support"}), "Priority support it is."])
+    session = ConversationService.create_session("sales", anonymous_id=ANON)
+    with model.patch("litellm"):
+        result = send(session, "I need help faster")
+    assert result["response"] == "Priority support it is."
+    assert [r.model for r in model.requests] == ["gpt-4o-mini", "gpt-4o-mini"]
+    assert model.requests[0].tool_names == ["search_products", "check_eligibility"]

@@ -39,6 +39,7 @@ class Api:
     def __init__(self, client: Client | None = None, *, anonymous_id: str | None = None):
         self.client = client or Client()
         self.headers: dict[str, str] = {}
+        self.user: Any = None
         if anonymous_id:
             self.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"] = anonymous_id
 
@@ -72,7 +73,9 @@ class Api:
 def user_api(user: Any, **kwargs: Any) -> Api:
     client = Client(**kwargs)
     client.force_login(user)
-    return Api(client)
+    api = Api(client)
+    api.user = user
+    return api
 
 
 def anonymous_api(anonymous_id: str | None = None) -> Api:
@@ -108,8 +111,10 @@ def echo_agent():
 
 
 @pytest.fixture
-def fresh_bridge():
-    """Registrations a test adds (or replaces) are forgotten afterwards."""
+def fresh_bridge(settings):
+    """Registrations a test adds (or replaces) are forgotten afterwards; users get a fast password
+    hasher (the default one costs most of a test's time)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     bridge_registry.reset()
     cache.clear()
     yield bridge_registry

@@ -224,20 +224,21 @@ def _make_wrapper(
     injected_set = frozenset(injected)
     params = list(original.parameters.values())
 
-    def prepare(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        given = injected_set.intersection(kwargs)
-        if given:
-            raise ContextInjectionError(
-                f"{qualname}() got a value for {', '.join(sorted(given))}, which "
-                f"{'is' if len(given) == 1 else 'are'} injected from the context. Set it on "
-                "self.context instead (or call the undecorated function via __wrapped__ in tests).",
-                code="context_parameter_given",
-            )
-        try:
-            bound = visible.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{qualname}(): {exc}") from None
-        values = dict(bound.arguments)
+    # Most methods have only plain and keyword-only parameters: then everything is passed by
+    # name and Python itself reports missing or unexpected arguments, which avoids the cost of
+    # Signature.bind() on every call (see tests/bench/bench_tools.py).
+    simple = all(p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY, _P.VAR_KEYWORD) for p in params)
+    positional_names = tuple(p.name for p in visible.parameters.values() if p.kind == _P.POSITIONAL_OR_KEYWORD)
+
+    def refuse(given: set[str] | frozenset[str]) -> ContextInjectionError:
+        return ContextInjectionError(
+            f"{qualname}() got a value for {', '.join(sorted(given))}, which "
+            f"{'is' if len(given) == 1 else 'are'} injected from the context. Set it on "
+            "self.context instead (or call the undecorated function via __wrapped__ in tests).",
+            code="context_parameter_given",
+        )
+
+    def inject(self: Any, values: dict[str, Any]) -> None:
         context = getattr(self, "context", None)
         for name in injected:
             try:
@@ -248,6 +249,29 @@ def _make_wrapper(
                     f"({type(context).__name__}) has no such attribute.",
                     code="context_field_missing",
                 ) from None
+
+    def prepare(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if not injected_set.isdisjoint(kwargs):
+            raise refuse(injected_set.intersection(kwargs))
+        if simple:
+            if args:
+                if len(args) > len(positional_names):
+                    raise TypeError(
+                        f"{qualname}(): too many positional arguments ({len(args)} given, "
+                        f"at most {len(positional_names)})"
+                    )
+                for name, value in zip(positional_names, args):
+                    if name in kwargs:
+                        raise TypeError(f"{qualname}(): multiple values for argument {name!r}")
+                    kwargs[name] = value
+            inject(self, kwargs)
+            return (), kwargs
+        try:
+            bound = visible.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{qualname}(): {exc}") from None
+        values = dict(bound.arguments)
+        inject(self, values)
         return _arrange(params, values)
 
     if inspect.iscoroutinefunction(func):

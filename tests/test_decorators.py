@@ -146,6 +146,8 @@ def test_missing_and_unexpected_visible_arguments_raise_type_error():
         agent.check_eligibility(product_id="x", colour="red")
     with pytest.raises(TypeError, match="too many positional arguments"):
         agent.check_eligibility("x", "y")
+    with pytest.raises(TypeError, match="multiple values for argument 'product_id'"):
+        agent.check_eligibility("x", product_id="y")
 
 
 def test_context_without_the_field_at_call_time_is_a_clear_error():

@@ -91,3 +91,13 @@ class FileAdmin(admin.ModelAdmin):
     search_fields = ("id", "filename", "sha256")
     raw_id_fields = ("user", "session")
     readonly_fields = ("id", "sha256", "size", "extracted_at", "extraction_duration_ms", "created_at", "updated_at")
+    actions = ["reextract_selected"]
+
+    @admin.action(description="Extract the text of the selected files again", permissions=["change"])
+    def reextract_selected(self, request, queryset):  # type: ignore[no-untyped-def]
+        from django.contrib import messages
+
+        from .extraction.tasks import reextract
+
+        count = reextract(queryset)
+        self.message_user(request, f"Text extraction of {count} file(s) was queued again.", messages.SUCCESS)

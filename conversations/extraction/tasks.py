@@ -22,7 +22,14 @@ from ..internal.tasks_compat import task
 from ..models import File
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor
 
-__all__ = ["extract_file_task", "run_extraction", "schedule_extraction", "source_for", "reset_for_reextraction"]
+__all__ = [
+    "extract_file_task",
+    "reextract",
+    "reset_for_reextraction",
+    "run_extraction",
+    "schedule_extraction",
+    "source_for",
+]
 
 logger = logging.getLogger("django_ai.conversations.extraction")
 
@@ -212,3 +219,21 @@ def reset_for_reextraction(file: File) -> File:
         ]
     )
     return file
+
+
+def reextract(files: Any, *, now: bool = False) -> int:
+    """Reset each File of ``files`` (a queryset or iterable) to pending and extract it again:
+    enqueued when the transaction commits, or right here with ``now=True``. The count."""
+    count = 0
+    for file in files:
+        with transaction.atomic():
+            locked = File.objects.select_for_update().filter(pk=file.pk).first()
+            if locked is None:
+                continue
+            reset_for_reextraction(locked)
+            if not now:
+                schedule_extraction(locked.pk)
+        if now:
+            run_extraction(locked.pk)
+        count += 1
+    return count

@@ -25,3 +25,13 @@ def _isolated_agent_registry():
     # Agents a test registers (or replaces, e.g. "support") do not leak into other tests.
     with isolated_registry():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    # Django's default PBKDF2 takes about a second per password on this machine; tests that create
+    # users (UserFactory) do not test hashing.
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield

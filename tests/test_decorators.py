@@ -406,3 +406,43 @@ def test_injection_inside_a_real_sync_turn_reads_the_saved_context():
     result = ConversationService.send_message(session_id=session.id, message="exports")
 
     assert result == {**result, "status": "success", "response": "User 5 can access exports"}
+
+
+def test_docstring_stripping_handles_sphinx_and_numpy_styles():
+    class Agent(ConversationAgent):
+        class Context(BaseModel):
+            user_id: int = 1
+
+        @with_context()
+        def sphinx(self, query: str, user_id: int):
+            """Search.
+
+            :param query: What to find.
+            :param user_id: Whose data,
+                continued.
+            :type user_id: int
+            :returns: rows.
+            """
+
+        @with_context()
+        def numpy(self, query: str, user_id: int):
+            """Search.
+
+            Parameters
+            ----------
+            user_id : int
+                Whose data.
+            query : str
+                What to find.
+
+            Returns
+            -------
+            list
+            """
+
+    sphinx = Agent().sphinx.__doc__
+    assert "user_id" not in sphinx and "continued" not in sphinx
+    assert ":param query: What to find." in sphinx and ":returns: rows." in sphinx
+    numpy = Agent().numpy.__doc__
+    assert "user_id" not in numpy and "Whose data" not in numpy
+    assert "query : str" in numpy and "What to find." in numpy and "Returns" in numpy

@@ -7,6 +7,8 @@ public API against the real database and the in-memory realtime backend.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
@@ -606,3 +608,67 @@ def test_basic_echo_agent():
     result = ConversationService.send_message(session.id, "ping")
     assert result["status"] == "success" and result["response"] == "You said: ping"
     assert session.messages.get(message_type="agent").content == "You said: ping"
+
+
+# Function Calling with Context. ``litellm`` is the real package, bound at test time (it takes
+# seconds to import); FakeModel.patch("litellm") replaces litellm.completion with a scripted model,
+# so no provider is called. tests/test_litellm_example.py runs this example through litellm's own
+# mock_response as well.
+litellm: Any = None
+
+
+def fetch_user_data(user_id, org_id):
+    # Left to the reader in the README.
+    return {"user_id": user_id, "org_id": org_id}
+
+
+class SmartAgent(ConversationAgent):
+    class Context(BaseModel):
+        user_id: int
+        org_id: int
+
+    @with_context()
+    def get_user_data(self, user_id: int, org_id: int):
+        """Context injected automatically"""
+        return fetch_user_data(user_id, org_id)
+
+    async def get_response(self, message, request=None, **kwargs):
+        # Use with LLM function calling
+        tools = [self.get_user_data]
+        response = litellm.completion(
+            model="gpt-4",
+            messages=[{"role": "user", "content": message}],
+            tools=tools
+        )
+        # Context injected when LLM calls the function
+        return response.choices[0].message.content
+
+
+def test_function_calling_with_context(monkeypatch):
+    import os
+    import sys
+
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+    from django_ai.conversations.testing import FakeModel
+    from django_ai.conversations.tools import dispatch_tool_call
+
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "True"))
+    monkeypatch.setattr(sys.modules[__name__], "litellm", pytest.importorskip("litellm"))
+    register_agent("smart", SmartAgent)
+    session = start_conversation("smart", context_kwargs={"user_id": 3, "org_id": 77})
+    model = FakeModel(replies=["You are user 3 of organisation 77."])
+
+    with model.patch("litellm"):
+        result = ConversationService.send_message(session["session_id"], "Who am I?")
+
+    assert result["status"] == "success"
+    assert result["response"] == "You are user 3 of organisation 77."
+    (request,) = model.requests
+    assert request.tool_names == ["get_user_data"]
+    # The model is offered no parameters: user_id and org_id come from the context.
+    assert request.tools[0]["function"]["parameters"]["properties"] == {}
+    agent = SmartAgent(context=SmartAgent.Context(user_id=3, org_id=77))
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}
+    assert dispatch_tool_call([agent.get_user_data], call).result == {"user_id": 3, "org_id": 77}

@@ -27,6 +27,12 @@ INSTALLED_APPS = [
     "django_ai.conversations",
     "agents",
 ]
+try:  # The database task backend (the 'worker' extra): `manage.py db_worker` runs turns.
+    import django_tasks_db  # noqa: F401
+
+    INSTALLED_APPS.append("django_tasks_db")
+except ImportError:
+    pass
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -69,6 +75,9 @@ def _database() -> dict:
         db = {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "demo.sqlite3"}
         # Concurrent readers and one writer without "database is locked" under light load.
         db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        # The test database is a file (one per test run), not memory: other threads and processes
+        # (a task worker started by a test) must see it.
+        db["TEST"] = {"NAME": str(VAR_DIR / f"test_{os.getpid()}.sqlite3")}
     test_name = os.environ.get("DJANGO_TEST_DB_NAME")
     if test_name:
         db["TEST"] = {"NAME": test_name}

@@ -70,10 +70,32 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     filter_horizontal = ("files",)
     readonly_fields = ("id", "timestamp", "updated_at", "metrics_view", "started_at", "finished_at", "attempts", "cancel_requested_at")
     date_hierarchy = "timestamp"
+    actions = ["rerun_failed"]
+
+    def get_changeform_initial_data(self, request):  # type: ignore[no-untyped-def]
+        # A user message added here is answered by the agent (enqueued on save): start it pending.
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("message_type", "user")
+        initial.setdefault("processing_status", "pending")
+        return initial
 
     @admin.display(description="metrics")
     def metrics_view(self, obj: ConversationMessage) -> str:
         return _pretty_json(obj.metrics)
+
+    @admin.action(description="Re-run the selected failed messages", permissions=["change"])
+    def rerun_failed(self, request, queryset):  # type: ignore[no-untyped-def]
+        from django.contrib import messages
+
+        from .tasks.recovery import rerun_messages
+
+        requeued = rerun_messages(queryset)
+        if requeued:
+            self.message_user(request, f"{len(requeued)} message(s) queued to be answered again.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request, "None of the selected messages failed (or answers a failed message): nothing to re-run.", messages.WARNING
+            )
 
 
 @admin.register(ConversationWidget)

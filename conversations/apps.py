@@ -16,4 +16,8 @@ class ConversationsConfig(AppConfig):
 
         sync.connect()
 
+        from . import tasks
+
+        tasks.setup()  # enqueue turns on commit; stale-turn sweep in worker processes
+
         registry.load_from_settings()

@@ -67,13 +67,27 @@ DEFAULTS: dict[str, Any] = {
     "UPLOAD_TO": "django_ai/files/%Y/%m/",
     # Uploads per minute (DRF rate, e.g. "20/min") per user or anonymous visitor; None: no limit.
     "UPLOAD_THROTTLE_RATE": "60/min",
-    # Turns.
+    # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",
+    # Seconds an agent may take to answer (the agent's ``turn_timeout`` wins); 0 = no limit.
     "TURN_TIMEOUT": 300,
-    "STALE_TURN_TIMEOUT": 600,
-    "STALE_TURN_ACTION": "fail",
+    # Seconds a cancelled or timed-out agent gets to stop before its turn ends without it.
+    "TURN_CANCEL_GRACE": 5.0,
+    # A running turn renews its lease this often (seconds), whether or not the agent writes...
     "TURN_HEARTBEAT_INTERVAL": 5.0,
+    # ...and a lease not renewed for this long (seconds) belongs to a dead worker: its turn is
+    # recovered with STALE_TURN_ACTION: "fail" (failed + a notice) or "retry" (answered again).
+    "STALE_TURN_TIMEOUT": 60,
+    "STALE_TURN_ACTION": "fail",
+    # A turn is started at most this many times (retries after crashes included).
+    "MAX_TURN_ATTEMPTS": 3,
+    # How often (seconds) task workers look for stale turns; 0 turns the periodic sweep off.
+    "TURN_RECOVERY_INTERVAL": 30.0,
+    # With a task backend that runs tasks in the caller (Django's ImmediateBackend, the default),
+    # turns run in this many background threads of the web process, so a request does not wait
+    # for the agent; 0 runs them in the thread that saved the message, right after its commit.
+    "IN_PROCESS_TURN_THREADS": 4,
     "DEFAULT_CONCURRENCY_POLICY": "enqueue",
     "GENERIC_ERROR_MESSAGE": "Sorry, something went wrong while answering. Please try again.",
     # None follows settings.DEBUG: whether failed turns show exception details to the user.

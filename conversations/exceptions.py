@@ -101,6 +101,17 @@ class TurnInProgress(ConversationError):
     default_detail = "The agent is still answering the previous message."
 
 
+class TurnInterrupted(ConversationError):
+    """A turn's worker died (no heartbeat for ``STALE_TURN_TIMEOUT``) and crash recovery failed it.
+
+    Not raised: passed as ``exception`` to the ``turn_failed`` signal and named in the logs.
+    """
+
+    status_code = 500
+    default_code = "turn_interrupted"
+    default_detail = "The worker answering this message stopped before it finished."
+
+
 class NoActiveConversation(ConversationError, RuntimeError):
     """A helper of ``django_ai.conversations.context`` was called outside an agent's turn."""
 

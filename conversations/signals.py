@@ -1,13 +1,28 @@
-"""Django signals for telemetry, and the handlers that keep clients in sync.
+"""Django signals of the turn, for your own telemetry (metrics, tracing, alerts).
 
-``turn_started(sender=AgentClass, session, user_message)``
-``turn_finished(sender=AgentClass, session, user_message, agent_message, status, metrics)``
-``turn_failed(sender=AgentClass, session, user_message, exception)``
+The sender is the agent class (``ConversationAgent`` when the session's agent is not registered).
+Receivers run in the thread that runs the turn (a task worker, usually); one that raises is logged
+and never breaks the turn. Keep them quick: the conversation waits for them.
+
+``turn_started(sender, session, user_message)``
+    The agent is about to answer ``user_message`` (now ``processing``).
+
+``turn_finished(sender, session, user_message, agent_message, status, metrics)``
+    Every turn ends with it: ``status`` is ``completed``, ``failed`` or ``cancelled``;
+    ``agent_message`` may be None (the agent failed before writing); ``metrics`` is the dict also
+    stored on the agent message: ``queue_wait_ms``, ``first_chunk_ms``, ``total_ms``, ``chunks``,
+    ``attempt``, token counts reported with ``context.report_usage`` and, for a turn that was
+    stopped, ``stopped`` (``"cancelled"``, ``"timeout"``, ``"interrupted"``).
+
+``turn_failed(sender, session, user_message, exception)``
+    Sent before ``turn_finished`` when a turn fails: the agent raised ``exception``, timed out
+    (``TurnCancelled("timeout")``), or its worker died (``TurnInterrupted``).
 """
 
 from django.dispatch import Signal
 
+__all__ = ["turn_started", "turn_finished", "turn_failed"]
+
 turn_started = Signal()
 turn_finished = Signal()
 turn_failed = Signal()
-

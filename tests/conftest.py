@@ -27,6 +27,16 @@ def _isolated_agent_registry():
         yield
 
 
+@pytest.fixture(autouse=True)
+def _background_turns_finish():
+    # A committed user message is answered in a background thread (in-process tasks): let those
+    # turns end before the test's database and agents are torn down.
+    yield
+    from django_ai.conversations.testing import wait_for_turns
+
+    wait_for_turns(30)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing():
     # Django's default PBKDF2 takes about a second per password on this machine; tests that create

@@ -3,7 +3,9 @@
 - factories: factory-boy factories for the four models (``SessionFactory``...);
 - ``isolated_registry()``: register agents for one test and restore the registry afterwards;
 - ``capture_events()``: swap in the in-memory realtime backend and read what was sent;
-- ``FakeModel``: a scripted model that streams given text, for agent tests without network.
+- ``FakeModel``: a scripted model that streams given text, for agent tests without network;
+- ``wait_for_turns()``, ``wait_until()``: wait for background turns; ``task_worker()``: run real
+  ``db_worker`` processes against the test database.
 """
 
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from .agents import isolated_registry
 from .events import EventCapture, capture_events
 from .fake_model import FakeModel, FakeModelError, FakeReply, FakeRequest, FakeStream, FakeToolCall
+from .turns import TaskWorker, task_worker, wait_for_turns, wait_until
 
 __all__ = [
     "EventCapture",
@@ -22,6 +25,10 @@ __all__ = [
     "FakeRequest",
     "FakeStream",
     "FakeToolCall",
+    "TaskWorker",
+    "task_worker",
+    "wait_for_turns",
+    "wait_until",
     "UserFactory",
     "SessionFactory",
     "MessageFactory",

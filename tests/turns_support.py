@@ -1,0 +1,219 @@
+"""Agents and helpers shared by the tests of turns (tests/test_turns_*.py).
+
+The agents live in an importable module so that a real task worker process can load them too
+(``DJANGO_AI['AGENTS']`` in the worker's settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.test import override_settings
+from pydantic import BaseModel
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.constants import MessageType, ProcessingStatus
+from django_ai.conversations.context import ResponseStream, report_usage
+from django_ai.conversations.models import ConversationMessage, ConversationSession
+
+#: Opened by tests to let the CounterAgent's "hold" message finish.
+GATE = threading.Event()
+#: Set by tests (teardown) to let abandoned hanging agents end.
+RELEASE = threading.Event()
+#: Threads that ran agents' get_response, by message content.
+SEEN_THREADS: dict[str, str] = {}
+
+
+class EchoAgent(ConversationAgent):
+    """Answers at once."""
+
+    async def get_response(self, message, request=None, **kwargs):
+        return f"echo: {message}"
+
+
+class CounterAgent(ConversationAgent):
+    """Counts its turns in the Context; the message "hold" waits for GATE before answering."""
+
+    class Context(BaseModel):
+        count: int = 0
+        seen: list[str] = []
+
+    def get_response(self, message, request=None, **kwargs):
+        if message == "hold":
+            if not GATE.wait(20):
+                raise RuntimeError("GATE was never opened")
+            return "held"
+        count = self.context.count
+        time.sleep(0.005)  # widen the window a lost update would need
+        self.context.count = count + 1
+        self.context.seen = [*self.context.seen, message]
+        return f"#{self.context.count}"
+
+
+class SlowStreamAgent(ConversationAgent):
+    """Streams a dot every 50 ms for the number of seconds in the message ("slow 3"); on a retry
+    (attempt > 1) it answers at once."""
+
+    def get_response(self, message, request=None, **kwargs):
+        SEEN_THREADS[message] = threading.current_thread().name
+        if self.message.attempts > 1:
+            return f"answered on attempt {self.message.attempts}"
+        seconds = float(message.split()[-1])
+        with ResponseStream() as stream:
+            stream.write("working")
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(0.05)
+                stream.write(".")
+        return stream.content
+
+
+class AsyncSlowStreamAgent(ConversationAgent):
+    """SlowStreamAgent's async twin."""
+
+    async def get_response(self, message, request=None, **kwargs):
+        seconds = float(message.split()[-1])
+        with ResponseStream() as stream:
+            stream.write("working")
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                await asyncio.sleep(0.05)
+                stream.write(".")
+        return stream.content
+
+
+class SilentSyncAgent(ConversationAgent):
+    """Sleeps the seconds in the message without writing anything, then answers."""
+
+    def get_response(self, message, request=None, **kwargs):
+        SEEN_THREADS[message] = threading.current_thread().name
+        time.sleep(float(message.split()[-1]))
+        return "slept"
+
+
+class HangingSyncAgent(ConversationAgent):
+    """Blocks (no writes, never checks self.cancelled) until RELEASE, then tries to write."""
+
+    turn_timeout = 0.4
+
+    def get_response(self, message, request=None, **kwargs):
+        if message == "quick":
+            return "quick answer"
+        SEEN_THREADS[message] = threading.current_thread().name
+        RELEASE.wait(30)
+        with ResponseStream() as stream:  # too late: the turn has ended
+            stream.write("late text")
+        return "late answer"
+
+
+class HangingAsyncAgent(ConversationAgent):
+    turn_timeout = 0.4
+
+    async def get_response(self, message, request=None, **kwargs):
+        await asyncio.sleep(60)
+        return "never"
+
+
+class PoliteSyncAgent(ConversationAgent):
+    """Works until told to stop (self.cancelled), keeping what it wrote."""
+
+    def get_response(self, message, request=None, **kwargs):
+        with ResponseStream() as stream:
+            stream.write("partial")
+            while not self.cancelled:
+                time.sleep(0.01)
+        return stream.content
+
+
+class UsageAgent(ConversationAgent):
+    """Streams three chunks and reports token usage."""
+
+    async def get_response(self, message, request=None, **kwargs):
+        report_usage(prompt_tokens=12, completion_tokens=3)
+        with ResponseStream() as stream:
+            for word in ("one ", "two ", "three"):
+                stream.write(word)
+        report_usage(completion_tokens=2)
+        return stream.content
+
+
+class FailingAgent(ConversationAgent):
+    def get_response(self, message, request=None, **kwargs):
+        with ResponseStream() as stream:
+            stream.write("half an answer")
+            raise ValueError("the model is down")
+
+
+AGENTS = {
+    "echo": EchoAgent,
+    "counter": CounterAgent,
+    "slow": SlowStreamAgent,
+    "async-slow": AsyncSlowStreamAgent,
+    "silent": SilentSyncAgent,
+    "hang-sync": HangingSyncAgent,
+    "hang-async": HangingAsyncAgent,
+    "polite": PoliteSyncAgent,
+    "usage": UsageAgent,
+    "failing": FailingAgent,
+}
+AGENT_PATHS = {path: f"{__name__}.{cls.__name__}" for path, cls in AGENTS.items()}
+
+
+@contextmanager
+def ai_settings(**values: Any):
+    """Override DJANGO_AI keys, keeping the others (e.g. the memory realtime backend of conftest)."""
+    current = dict(getattr(settings, "DJANGO_AI", {}) or {})
+    with override_settings(DJANGO_AI={**current, **values}):
+        yield
+
+
+class Background(threading.Thread):
+    """Runs ``func`` in a thread with its own database connection (closed at the end); ``result``
+    holds what it returned and ``error`` what it raised."""
+
+    def __init__(self, func, name: str = "test-background"):
+        super().__init__(name=name, daemon=True)
+        self.func = func
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from django.db import connections
+
+        try:
+            self.result = self.func()
+        except BaseException as exc:  # noqa: BLE001 - checked by the test
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def outcome(self, timeout: float = 20.0) -> Any:
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.name} did not finish within {timeout} s"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def post(session: ConversationSession, text: str, **fields: Any) -> ConversationMessage:
+    """A user message saved through the ORM, as the bridge or the admin saves it."""
+    return ConversationMessage.objects.create(
+        session=session,
+        message_type=MessageType.USER,
+        content=text,
+        processing_status=ProcessingStatus.PENDING,
+        **fields,
+    )
+
+
+def reply_to(message: ConversationMessage, message_type: str = MessageType.AGENT) -> ConversationMessage | None:
+    return ConversationMessage.objects.filter(reply_to=message, message_type=message_type).order_by("timestamp").last()
+
+
+def status_of(message: ConversationMessage) -> str:
+    return ConversationMessage.objects.values_list("processing_status", flat=True).get(pk=message.pk)

@@ -71,6 +71,12 @@ class Subscription:
                 self._items.append(item)
             self._notify()
 
+    def preload(self, items: list[StoredEvent]) -> None:
+        """Queue replayed history (already bounded by the history size, so not by ``max_queue``)."""
+        with self._lock:
+            self._items.extend(items)
+            self._notify()
+
     def close(self) -> None:
         with self._lock:
             self.closed = True
@@ -161,8 +167,7 @@ class Broker:
                     (item for channel in channels for item in self._history.get(channel, ()) if item.seq > after),
                     key=lambda item: item.seq,
                 )
-                for item in missed:
-                    subscription.push(item)
+                subscription.preload(missed)
             for channel in channels:
                 self._subscribers.setdefault(channel, set()).add(subscription)
         return subscription

@@ -20,6 +20,7 @@ from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from ..bridge.base import BridgeAPIView, StrictJSONParser
@@ -88,6 +89,12 @@ class RealtimeEventsView(RealtimeView):
     """Server-Sent Events for one or more channels (``?channel=a&channel=b``), each checked like
     ``realtime/auth/``. Honours ``Last-Event-ID`` (header, or ``last_event_id`` in the query) while
     the broker still holds the events after it."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        # The stream is written by this view itself; DRF only renders errors, always as JSON
+        # (an EventSource asks for text/event-stream, which no DRF renderer offers).
+        renderer = JSONRenderer()
+        return renderer, renderer.media_type
 
     def get(self, request: Request) -> HttpResponseBase:
         backend = self.get_backend()

@@ -1,0 +1,184 @@
+"""Uploaded files reach their owner's agent, and never anyone else.
+
+End to end on the real stack: upload through ``POST files/`` (embedded Tika extracts the text),
+then read, attach and extract through the bridge, ``ConversationService`` and agent turns.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.context import get_file_text, wait_for_file_text
+from django_ai.conversations.exceptions import FileNotFound
+from django_ai.conversations.models import File
+from django_ai.conversations.owners import new_anonymous_id
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.service import ConversationService
+from django_ai.conversations.testing import FileFactory, UserFactory
+from tests.bridge_support import API, Api, error_codes, error_fields, rows, user_api
+from tests.fixtures.files import generate
+
+FILES = Path(generate.__file__).parent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class SeedFileAgent(ConversationAgent):
+    """The README's file-processing example, word for word."""
+
+    async def get_response(self, message, request=None, **kwargs):
+        if hasattr(self, 'files') and self.files:
+            results = []
+
+            for file in self.files:
+                # Automatic extraction using Apache Tika + OCR
+                text = get_file_text(file.id)
+
+                if text:
+                    results.append(f"From {file.filename}: {text[:200]}...")
+
+            return "File analysis:\n" + "\n".join(results)
+
+        return "Upload a file and I'll analyze it."
+
+
+class PeekingAgent(ConversationAgent):
+    """Tries to read a file by id (the id is the message)."""
+
+    def get_response(self, message, request=None, **kwargs):
+        try:
+            return f"text: {get_file_text(message)}"
+        except FileNotFound as exc:
+            return f"refused: {exc.code}"
+
+
+@pytest.fixture(autouse=True)
+def setup(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    cache.clear()
+    register_agent("files", SeedFileAgent)
+    register_agent("peek", PeekingAgent)
+    yield
+    cache.clear()
+
+
+def upload(api: Api, name: str) -> File:
+    response = api.client.post(API + "files/", {"file": SimpleUploadedFile(name, (FILES / name).read_bytes())}, **api.headers)
+    assert response.status_code == 201, response.json()
+    return File.objects.get(pk=response.json()["data"])
+
+
+def test_the_readme_agent_reads_uploaded_files_including_ocr():
+    alice = UserFactory()
+    api = user_api(alice)
+    pdf, image, broken = upload(api, "report.pdf"), upload(api, "invoice.png"), upload(api, "corrupt.pdf")
+    assert broken.extraction_status == "failed"
+    session = ConversationService.create_session("files", user=alice)
+    result = ConversationService.send_message(session.pk, "What is in these?", user=alice, files=[pdf.pk, image.pk, broken.pk])
+    # The broken file does not break the turn: it simply has no text.
+    assert result["status"] == "success"
+    assert result["response"].startswith("File analysis:\nFrom report.pdf: ")
+    assert "seventeen percent" in result["response"]
+    assert "From invoice.png: " in result["response"] and "4711" in result["response"]
+    assert "corrupt.pdf" not in result["response"]
+    # Attaching links the files to the conversation.
+    assert set(File.objects.filter(session=session).values_list("pk", flat=True)) == {pdf.pk, image.pk, broken.pk}
+
+
+def test_another_users_file_is_never_reachable():
+    alice, bob = UserFactory(), UserFactory()
+    secret = upload(user_api(alice), "report.pdf")
+    assert secret.extraction_status == "done"
+    bob_api = user_api(bob)
+
+    # Reading through the bridge: not listed, not found by id, text not searchable.
+    assert rows(bob_api.query("file"), "file") == []
+    assert rows(bob_api.query("file", {"filter": {"id": str(secret.pk)}}), "file") == []
+    assert rows(user_api(alice).query("file", {"filter": {"id": str(secret.pk)}}), "file")[0]["id"] == str(secret.pk)
+
+    # Attaching through the bridge.
+    bob_session = ConversationService.create_session("peek", user=bob)
+    response = bob_api.create("message", {"session": str(bob_session.pk), "content": "mine now", "files": [str(secret.pk)]})
+    assert response.status_code == 400 and error_fields(response) == ["files"]
+
+    # Attaching through the service.
+    with pytest.raises(FileNotFound):
+        ConversationService.send_message(bob_session.pk, "mine now", user=bob, files=[secret.pk])
+    assert not File.objects.get(pk=secret.pk).messages.exists()
+
+    # Reading the text inside Bob's turn, by id.
+    result = ConversationService.send_message(bob_session.pk, str(secret.pk), user=bob)
+    assert result["response"] == "refused: file_not_found"
+    alice_session = ConversationService.create_session("peek", user=alice)
+    result = ConversationService.send_message(alice_session.pk, str(secret.pk), user=alice)
+    assert "seventeen percent" in result["response"]
+
+    # Deleting through the bridge.
+    response = bob_api.delete("file", secret.pk)
+    assert response.status_code == 404 and error_codes(response) == ["not_found"]
+    assert File.objects.filter(pk=secret.pk).exists()
+
+
+def test_another_visitors_file_is_never_reachable():
+    visitor, stranger = Api(anonymous_id=new_anonymous_id()), Api(anonymous_id=new_anonymous_id())
+    secret = upload(visitor, "notes.docx")
+    assert secret.anonymous_id == visitor.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"]
+    assert rows(stranger.query("file", {"filter": {"id": str(secret.pk)}}), "file") == []
+    assert rows(visitor.query("file", {"filter": {"id": str(secret.pk)}}), "file")[0]["filename"] == "notes.docx"
+    stranger_session = ConversationService.create_session("peek", anonymous_id=stranger.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"])
+    response = stranger.create("message", {"session": str(stranger_session.pk), "content": "x", "files": [str(secret.pk)]})
+    assert response.status_code == 400 and error_fields(response) == ["files"]
+    result = ConversationService.send_message(stranger_session.pk, str(secret.pk))
+    assert result["response"] == "refused: file_not_found"
+    # A logged-in user is not an anonymous visitor either.
+    assert rows(user_api(UserFactory()).query("file"), "file") == []
+
+
+class WaitingAgent(ConversationAgent):
+    """Waits briefly for the text of the file whose id is the message."""
+
+    def get_response(self, message, request=None, **kwargs):
+        started = time.monotonic()
+        text = wait_for_file_text(message, timeout=0.3, poll_interval=0.05)
+        return f"{text!r} after {time.monotonic() - started:.1f}s"
+
+
+def test_wait_for_file_text_in_a_turn():
+    register_agent("wait", WaitingAgent)
+    alice = UserFactory()
+    api = user_api(alice)
+    done, failed = upload(api, "notes.docx"), upload(api, "encrypted.pdf")
+    pending = FileFactory(user=alice, content=b"not extracted yet")
+    session = ConversationService.create_session("wait", user=alice)
+
+    def ask(file):
+        text, _, seconds = ConversationService.send_message(session.pk, str(file.pk), user=alice)["response"].rpartition(" after ")
+        return text, float(seconds.rstrip("s"))
+
+    text, seconds = ask(done)
+    assert generate.DOCX_TEXT in text and seconds < 0.25  # already there: no waiting
+    assert ask(failed)[0] == "None" and ask(failed)[1] < 0.25  # failed: no point in waiting
+    # Still pending when the wait ends: None, after about the timeout.
+    text, seconds = ask(pending)
+    assert text == "None" and 0.25 <= seconds < 3
+
+
+def test_upload_answer_is_the_bridge_row_of_the_caller():
+    client = Client()
+    client.force_login(UserFactory())
+    response = client.post(API + "files/", {"file": SimpleUploadedFile("hours.txt", (FILES / "hours.txt").read_bytes())})
+    body = response.json()
+    row = body["included"]["file"][body["data"]]
+    assert row["extraction_status"] == "done"
+    assert "extracted_text" not in row  # large: read it with a query that names it in ``fields``
+    text_rows = rows(
+        Api(client).query("file", {"filter": {"id": body["data"]}, "fields": ["id", "extracted_text"]}), "file"
+    )
+    assert text_rows[0]["extracted_text"] == generate.TXT_TEXT.strip()

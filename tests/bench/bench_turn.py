@@ -1,0 +1,136 @@
+"""Turn overhead: one full turn through ``ConversationService.send_message`` against a baseline
+that only saves the two message rows (the user's and the agent's), on the same database.
+
+Rows:
+- baseline: ``ConversationMessage.objects.create`` twice in one transaction (the app's post-save
+  hooks, which queue ``model_change`` events, run here too);
+- the README's async EchoAgent; the same echo as a sync agent; an async agent that streams its
+  reply in 5 chunks.
+
+Each row runs ``--turns`` turns (default 200) in a fresh session, three rounds, interleaved with
+the baseline so drift hits all rows alike; the table shows the median per-turn time of the rounds,
+the ratio to the baseline and the SQL queries of one turn (CaptureQueriesContext).
+
+``./dev bench turn`` (SQLite file database); ``DATABASE_URL=postgres://... ./dev bench turn`` for
+PostgreSQL. ``--turns=50`` for a quick look.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import django
+
+
+def _arg(argv: list[str], name: str, default: int) -> int:
+    for arg in argv:
+        if arg.startswith(f"--{name}="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
+def main(argv: list[str]) -> None:
+    django.setup()
+    from tests.bench.db import bench_database
+
+    turns = _arg(argv, "turns", 200)
+    rounds = 3
+    with bench_database() as label:
+        _run(label, turns, rounds)
+
+
+def _run(label: str, turns: int, rounds: int) -> None:
+    import platform
+
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from django_ai.conversations import ConversationAgent
+    from django_ai.conversations.context import ResponseStream
+    from django_ai.conversations.models import ConversationMessage
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    class EchoAgent(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            return f"You said: {message}"
+
+    class SyncEchoAgent(ConversationAgent):
+        def get_response(self, message, request=None, **kwargs):
+            return f"You said: {message}"
+
+    class StreamingEchoAgent(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            with ResponseStream() as stream:
+                for word in f"You said: {message} !".split():
+                    stream.write(word + " ")
+            return stream.content
+
+    register_agent("bench/echo", EchoAgent)
+    register_agent("bench/sync-echo", SyncEchoAgent)
+    register_agent("bench/stream-echo", StreamingEchoAgent)
+
+    def baseline_turn(session: Any, text: str) -> None:
+        with transaction.atomic():
+            user = ConversationMessage.objects.create(session=session, message_type="user", content=text)
+            ConversationMessage.objects.create(session=session, message_type="agent", content=f"You said: {text}", reply_to=user)
+
+    def service_turn(session: Any, text: str) -> None:
+        result = ConversationService.send_message(session.pk, text)
+        if result["status"] != "success":
+            raise RuntimeError(f"benchmark turn failed: {result}")
+
+    rows: list[tuple[str, str | None, Callable[[Any, str], None]]] = [
+        ("baseline: save 2 message rows", None, baseline_turn),
+        ("send_message, async echo (README)", "bench/echo", service_turn),
+        ("send_message, sync echo", "bench/sync-echo", service_turn),
+        ("send_message, async, 5 chunks streamed", "bench/stream-echo", service_turn),
+    ]
+
+    def new_session(path: str | None) -> Any:
+        return ConversationService.create_session(path or "bench/echo")
+
+    # Warm up every path (imports, prepared statements, the realtime backend).
+    for _, path, func in rows:
+        session = new_session(path)
+        for n in range(5):
+            func(session, f"warm-up {n}")
+
+    timings: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    for _ in range(rounds):
+        for name, path, func in rows:
+            session = new_session(path)
+            started = time.perf_counter()
+            for n in range(turns):
+                func(session, f"message {n}")
+            timings[name].append((time.perf_counter() - started) / turns)
+
+    queries: dict[str, list[str]] = {}
+    for name, path, func in rows:
+        session = new_session(path)
+        func(session, "first")
+        with CaptureQueriesContext(connection) as captured:
+            func(session, "second")
+        queries[name] = [q["sql"] for q in captured.captured_queries]
+
+    base = statistics.median(timings[rows[0][0]])
+    print(f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
+          f"{turns} turns x {rounds} rounds per row\n")
+    print("| turn | ms/turn (median of rounds) | ratio to baseline | SQL queries/turn | of which |")
+    print("|---|---:|---:|---:|---|")
+    for name, _, _ in rows:
+        per_turn = statistics.median(timings[name])
+        kinds = Counter(_kind(sql) for sql in queries[name])
+        detail = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        print(f"| {name} | {per_turn * 1000:.2f} | {per_turn / base:.1f}x | {len(queries[name])} | {detail} |")
+
+
+def _kind(sql: str) -> str:
+    word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "?"
+    if word in ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"):
+        return "transaction"
+    return word

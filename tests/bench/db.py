@@ -1,0 +1,38 @@
+"""A throw-away database for a benchmark: created (and migrated) on entry, dropped on exit.
+
+SQLite runs in a file (``var/bench.sqlite3``), not in memory, so writes cost what they cost in a
+real deployment; with ``DATABASE_URL`` set, the PostgreSQL test database is used
+(``DJANGO_TEST_DB_NAME`` names it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """Yield a label such as ``"sqlite 3.45.1 (file)"`` or ``"postgresql 16.4"``."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    if connection.vendor == "sqlite":
+        settings.DATABASES["default"].setdefault("TEST", {})
+        settings.DATABASES["default"]["TEST"]["NAME"] = str(settings.VAR_DIR / "bench.sqlite3")
+    setup_test_environment(debug=False)
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        if connection.vendor == "sqlite":
+            import sqlite3
+
+            label = f"SQLite {sqlite3.sqlite_version} (file, WAL)"
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW server_version")
+                label = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
+        yield label
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()

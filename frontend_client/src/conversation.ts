@@ -485,8 +485,13 @@ export class Conversation {
       case EventName.MESSAGE_STATUS: {
         const p = event.payload;
         const row = this.rows.get(p.message_id);
-        if (row) this.rows.set(p.message_id, { ...row, processing_status: p.status });
-        if (!row || FINISHED_STATUSES.has(p.status)) this.queueFetch("message", p.message_id);
+        if (!row || FINISHED_STATUSES.has(p.status)) {
+          // A finished message's final text and status arrive together with its row: until then
+          // the store keeps showing it as running, so nobody reads a half-final state.
+          this.queueFetch("message", p.message_id, 0);
+        } else {
+          this.rows.set(p.message_id, { ...row, processing_status: p.status });
+        }
         break;
       }
       case EventName.WIDGET:

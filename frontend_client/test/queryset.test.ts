@@ -1,0 +1,259 @@
+/** Querysets, writes, live results and errors against the real demo server (no mocked fetch). */
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import {
+  createClient,
+  isApiError,
+  isConflict,
+  isNetworkError,
+  isNotFound,
+  isRateLimited,
+  isValidationError,
+  NotFoundError,
+  RateLimitedError,
+  type Client,
+  type LiveSnapshot,
+  type MessageRow,
+  type SessionRow,
+} from "../src/index.js";
+import { demoServer, freePort, type DemoServer } from "./helpers/server.js";
+
+let server: DemoServer;
+const clients: Client[] = [];
+
+function client(options: Partial<Parameters<typeof createClient>[0]> = {}): Client {
+  const c = createClient({ baseUrl: server.api, ...options });
+  clients.push(c);
+  return c;
+}
+
+async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, what: string, timeout = 20_000): Promise<T> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}; last value: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  server = await demoServer();
+});
+
+after(async () => {
+  for (const c of clients) c.close();
+  await server.stop();
+});
+
+describe("querysets", () => {
+  test("filter, exclude, orderBy, limit, fetch, get and count", async () => {
+    const c = client();
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    const session = conversation.sessionId;
+    assert.match(c.anonymousId ?? "", /^anon_/);
+
+    for (const text of ["one", "two", "three"]) {
+      await c.messages.create({ session, content: text });
+    }
+    const all = c.messages.filter({ session });
+    await until(() => all.count(), (n) => n === 6, "three echo replies");
+
+    const latestUser = await all.filter({ message_type: "user" }).orderBy("-timestamp").limit(2).fetch();
+    assert.deepEqual(latestUser.map((m) => m.content), ["three", "two"]);
+
+    const replies = await all.exclude({ message_type: "user" }).orderBy("timestamp").fetch();
+    assert.deepEqual(replies.map((m) => m.content), ["You said: one", "You said: two", "You said: three"]);
+    assert.ok(replies.every((m: MessageRow) => m.processing_status === "completed" && m.session === session));
+
+    const page = await all.orderBy("timestamp").limit(4).offset(4).fetchPage();
+    assert.equal(page.rows.length, 2);
+    assert.equal(page.meta.has_more, false);
+
+    const row = await c.sessions.get(session);
+    assert.equal(row.agent_path, "echo");
+    assert.equal(row.status, "active");
+    const first = await c.messages.filter({ session }).orderBy("timestamp").first();
+    assert.equal(first?.content, "one");
+
+    const included = await c.messages.filter({ session }).include("session").limit(1).fetchPage();
+    assert.equal((included.included.session?.[session] as SessionRow | undefined)?.agent_path, "echo");
+
+    // client.model(name) reaches the same rows by name.
+    assert.equal((await c.model<SessionRow>("session").get(session)).id, session);
+  });
+
+  test("update, queryset update, delete; writes refused with the envelope", async () => {
+    const c = client();
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    const session = conversation.sessionId;
+
+    const renamed = await c.sessions.update(session, { title: "Renamed" });
+    assert.equal(renamed.title, "Renamed");
+
+    // Context is not writable: a 400 naming the field, nothing changed.
+    await assert.rejects(c.sessions.update(session, { context: { hacked: true } }), (error: unknown) => {
+      assert.ok(isValidationError(error) || (isApiError(error) && error.status === 403), String(error));
+      return true;
+    });
+
+    const archived = await c.sessions.filter({ id: session }).update({ status: "archived" });
+    assert.deepEqual(archived.map((s) => s.status), ["archived"]);
+    await assert.rejects(c.messages.create({ session, content: "still there?" }), (error: unknown) => {
+      assert.ok(isConflict(error));
+      assert.equal(error.code, "session_not_active");
+      return true;
+    });
+
+    const file = await c.files.upload(new File(["some notes"], "notes.txt", { type: "text/plain" }));
+    assert.equal(file.filename, "notes.txt");
+    assert.equal(await c.files.filter({ id: file.id }).count(), 1);
+    assert.equal(await c.files.delete(file.id), 1);
+    await assert.rejects(c.files.get(file.id), NotFoundError);
+  });
+
+  test("bad queries are 400s that name the field; unknown models 404", async () => {
+    const c = client();
+    await assert.rejects(c.messages.filter({ secret__startswith: "x" }).fetch(), (error: unknown) => {
+      assert.ok(isValidationError(error), String(error));
+      assert.ok(error.errors.length >= 1);
+      assert.ok(error.errors.some((e) => typeof e.field === "string" && e.field.length > 0));
+      return true;
+    });
+    await assert.rejects(c.sessions.orderBy("context").fetch(), (error: unknown) => isValidationError(error));
+    await assert.rejects(c.model("no_such_model").fetch(), (error: unknown) => isNotFound(error));
+    await assert.rejects(c.messages.get({ session: "00000000-0000-0000-0000-000000000000" }), NotFoundError);
+    await assert.rejects(c.startConversation("no-such-agent"), (error: unknown) => {
+      assert.ok(isNotFound(error));
+      assert.equal(error.code, "agent_not_found");
+      return true;
+    });
+  });
+
+  test("another visitor sees nothing of the first one's conversations", async () => {
+    const alice = client();
+    const bob = client();
+    const conversation = await alice.startConversation("echo");
+    conversation.close();
+    await alice.messages.create({ session: conversation.sessionId, content: "private" });
+    await bob.startConversation("echo").then((c) => c.close());
+
+    const bobs = await bob.sessions.fetch();
+    assert.ok(!bobs.some((s) => s.id === conversation.sessionId));
+    assert.equal(await bob.messages.filter({ session: conversation.sessionId }).count(), 0);
+    await assert.rejects(bob.sessions.get(conversation.sessionId), NotFoundError);
+    await assert.rejects(bob.messages.create({ session: conversation.sessionId, content: "hi" }), (error: unknown) =>
+      isApiError(error) && [400, 403, 404].includes(error.status),
+    );
+    await assert.rejects(bob.cancel(conversation.sessionId), NotFoundError);
+  });
+
+  test("live() follows changes, batches bursts, and stops when unsubscribed", async () => {
+    const c = client();
+    const first = await c.startConversation("echo");
+    first.close();
+    const snapshots: LiveSnapshot<SessionRow>[] = [];
+    const errors: unknown[] = [];
+    const stop = c.sessions.orderBy("-created_at").live((s) => snapshots.push(s), { onError: (e) => errors.push(e) });
+    await until(async () => snapshots.at(-1)?.rows.length ?? 0, (n) => n === 1, "the first snapshot");
+
+    const second = await c.startConversation("echo", {}, { title: "Second" });
+    second.close();
+    const latest = await until(
+      async () => snapshots.at(-1),
+      (s) => (s?.rows.length ?? 0) === 2,
+      "the new session in the live result",
+    );
+    assert.equal(latest?.rows[0]?.title, "Second");
+    assert.equal(latest?.connection, "subscribed");
+
+    // A burst of five renames is gathered into few refetches, and the result ends current.
+    const before = snapshots.length;
+    await Promise.all([1, 2, 3, 4, 5].map((n) => c.sessions.update(second.sessionId, { title: `Burst ${n}` })));
+    await until(async () => snapshots.at(-1)?.rows[0]?.title ?? "", (t) => t.startsWith("Burst"), "the renames");
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(snapshots.length - before < 5, `a burst of 5 changes caused ${snapshots.length - before} refetches`);
+    const finalTitle = (await c.sessions.get(second.sessionId)).title;
+    assert.equal(snapshots.at(-1)?.rows[0]?.title, finalTitle);
+
+    stop();
+    const count = snapshots.length;
+    await c.startConversation("echo").then((x) => x.close());
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(snapshots.length, count, "no update after unsubscribing");
+    assert.deepEqual(errors, []);
+  });
+
+  test("live() on a conversation's messages sees new messages", async () => {
+    const c = client();
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    const seen: string[][] = [];
+    const stop = c.messages
+      .filter({ session: conversation.sessionId })
+      .orderBy("timestamp")
+      .live((s) => seen.push(s.rows.map((m) => m.content)));
+    await until(async () => seen.length, (n) => n >= 1, "the first snapshot");
+    await c.messages.create({ session: conversation.sessionId, content: "hello live" });
+    await until(async () => seen.at(-1) ?? [], (rows) => rows.includes("You said: hello live"), "the echo reply");
+    stop();
+  });
+});
+
+describe("transport", () => {
+  test("headers and getHeaders go with every request, through the given fetch", async () => {
+    const sent: Headers[] = [];
+    const c = client({
+      headers: { "X-Static": "one" },
+      getHeaders: async () => ({ "X-Dynamic": "two" }),
+      fetch: (url, init) => {
+        sent.push(new Headers(init?.headers));
+        return fetch(url, init);
+      },
+    });
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    await c.sessions.fetch();
+    assert.ok(sent.length >= 2);
+    assert.ok(sent.every((h) => h.get("X-Static") === "one" && h.get("X-Dynamic") === "two"));
+    // After start, a stateless client sends its anonymous id back.
+    assert.equal(sent.at(-1)?.get("X-Conversation-Anonymous-Id"), c.anonymousId);
+  });
+
+  test("a server that is down is a NetworkError", async () => {
+    const port = await freePort();
+    const c = createClient({ baseUrl: `http://127.0.0.1:${port}/api/conversations/`, realtime: "none" });
+    await assert.rejects(c.sessions.fetch(), (error: unknown) => {
+      assert.ok(isNetworkError(error));
+      assert.equal(error.code, "network_error");
+      return true;
+    });
+  });
+
+  test("message bursts are rate limited with a RateLimitedError", async () => {
+    const c = client();
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    let limited: unknown = null;
+    for (let i = 0; i < 40 && !limited; i++) {
+      try {
+        await c.messages.create({ session: conversation.sessionId, content: `message ${i}` });
+      } catch (error) {
+        limited = error;
+      }
+    }
+    assert.ok(isRateLimited(limited), `expected a 429, got ${String(limited)}`);
+    assert.ok(limited instanceof RateLimitedError);
+    assert.equal(limited.status, 429);
+    assert.ok((limited.retryAfter ?? 0) > 0);
+    assert.ok(limited.message.length > 0);
+  });
+
+  test("a relative baseUrl outside a page is refused with a clear message", () => {
+    assert.throws(() => createClient({ baseUrl: "/api/conversations/" }), /relative/);
+  });
+});

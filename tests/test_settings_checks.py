@@ -197,3 +197,21 @@ def test_missing_sessions_app_is_a_warning():
         messages = [m for m in run_checks() if m.id == "django_ai.W002"]
     assert messages and "anonymous" in messages[0].msg and "X-Conversation-Anonymous-Id" in messages[0].hint
     assert "django_ai.W002" not in ids(ours())
+
+
+# --- The reference stays complete -------------------------------------------------------------------
+
+
+def test_every_setting_and_check_id_is_in_the_settings_reference():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    reference = (root / "docs" / "settings.md").read_text()
+    missing_keys = [key for key in DEFAULTS if f"| `{key}` |" not in reference]
+    assert missing_keys == [], f"add these DJANGO_AI keys to docs/settings.md: {missing_keys}"
+    source = "\n".join(p.read_text() for p in (root / "conversations").rglob("*.py"))
+    check_ids = sorted(set(re.findall(r'id="(django_ai\.[EW]\d+)"', source)))
+    assert check_ids, "no check ids found in the source"
+    missing_ids = [check_id for check_id in check_ids if f"`{check_id}`" not in reference]
+    assert missing_ids == [], f"add these system check ids to docs/settings.md: {missing_ids}"

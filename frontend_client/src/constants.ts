@@ -64,6 +64,14 @@ export const ModelOperation = {
 } as const;
 export type ModelOperation = (typeof ModelOperation)[keyof typeof ModelOperation];
 
+export const BridgeAction = {
+  READ: "read",
+  CREATE: "create",
+  UPDATE: "update",
+  DELETE: "delete",
+} as const;
+export type BridgeAction = (typeof BridgeAction)[keyof typeof BridgeAction];
+
 /** Statuses after which a message no longer changes (Python: `FINISHED_STATUSES`). */
 export const FINISHED_STATUSES: ReadonlySet<ProcessingStatus> = new Set<ProcessingStatus>([
   ProcessingStatus.COMPLETED,

@@ -61,6 +61,7 @@ export {
 export type { ErrorDetail } from "./errors.js";
 
 export {
+  BridgeAction,
   BuiltinModel,
   ConcurrencyPolicy,
   EVENT_BASE_FIELDS,

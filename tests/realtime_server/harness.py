@@ -73,6 +73,7 @@ class Soketi:
             "SOKETI_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB": "10",
             "SOKETI_DEFAULT_APP_MAX_EVENT_BATCH_SIZE": "10",
             "SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES": "false",
+            "SOKETI_SHUTDOWN_GRACE_PERIOD": "100",
         }
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"soketi-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()

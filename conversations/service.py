@@ -199,6 +199,8 @@ class ConversationService:
     def _request_cancel(session: ConversationSession) -> list[Any]:
         from django.utils import timezone
 
+        from .runner import publish_status
+
         now = timezone.now()
         with transaction.atomic():
             busy = ConversationMessage.objects.select_for_update().filter(
@@ -210,11 +212,13 @@ class ConversationService:
             if not pks:
                 return []
             ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
-            # Waiting messages never start; the running one notices the request at its next write.
+            # Waiting messages never start; the running one notices the request within half a
+            # second (its turn's thread polls) and stops at the agent's next write.
             for message in ConversationMessage.objects.filter(pk__in=pks, processing_status=ProcessingStatus.PENDING):
                 message.processing_status = ProcessingStatus.CANCELLED
                 message.finished_at = now
                 message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+                transaction.on_commit(lambda m=message: publish_status(m, reason="cancelled"))
         return pks
 
     @staticmethod

@@ -657,3 +657,50 @@ def test_report_usage_lands_in_the_agent_message_metrics():
     metrics = session.messages.get(message_type="agent").metrics
     assert metrics["prompt_tokens"] == 15 and metrics["completion_tokens"] == 3
     assert metrics["chunks"] == 0 and metrics["total_ms"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_and_async_agents_outside_a_transaction(events):
+    """The production path: no transaction is open around send_message, so the agent runs in a
+    helper thread with its own database connection (tests wrapped in a transaction run sync
+    agents in the caller's thread instead)."""
+    seen: dict[str, Any] = {}
+
+    class SyncCounter(ConversationAgent):
+        class Context(BaseModel):
+            n: int = 0
+
+        def get_response(self, message, request=None, **kwargs):
+            try:
+                asyncio.get_running_loop()
+                seen["sync_loop"] = True
+            except RuntimeError:
+                seen["sync_loop"] = False
+            seen["rows"] = ConversationMessage.objects.filter(session_id=self.session.pk).count()
+            self.context.n += 1
+            with ResponseStream() as stream:
+                stream.write(f"sync {self.context.n}")
+            return stream.content
+
+    class AsyncCounter(SyncCounter):
+        async def get_response(self, message, request=None, **kwargs):
+            seen["async_loop"] = asyncio.get_running_loop() is not None
+            self.context.n += 1
+            display_widget("counter", {"n": self.context.n})
+            return f"async {self.context.n}"
+
+    register_agent("sync-counter", SyncCounter)
+    register_agent("async-counter", AsyncCounter)
+    sync_session = ConversationService.create_session("sync-counter")
+    async_session = ConversationService.create_session("async-counter")
+    sync_replies = [ConversationService.send_message(sync_session.id, "x")["response"] for _ in range(2)]
+    async_replies = [ConversationService.send_message(async_session.id, "x")["response"] for _ in range(2)]
+
+    assert sync_replies == ["sync 1", "sync 2"] and async_replies == ["async 1", "async 2"]
+    assert seen == {"sync_loop": False, "rows": 3, "async_loop": True}
+    sync_session.refresh_from_db()
+    async_session.refresh_from_db()
+    assert sync_session.context == {"n": 2} and async_session.context == {"n": 2}
+    assert ConversationWidget.objects.filter(session=async_session).count() == 2
+    agent_ids = sync_session.messages.filter(message_type="agent").values_list("pk", flat=True)
+    assert sorted(events.text(pk) for pk in agent_ids) == ["sync 1", "sync 2"]

@@ -147,7 +147,7 @@ def test_cancel_drops_the_waiting_messages_too(events):
 
 @pytest.mark.django_db(transaction=True)
 def test_cancelling_an_idle_or_finished_conversation_is_a_clear_no_op():
-    session = ConversationService.create_session("echo")
+    session = ConversationService.create_session("quick-echo")
     assert ConversationService.cancel_turn(session.pk) == {"status": "idle", "cancelled": []}
     result = ConversationService.send_message(session.pk, "hi")
     assert ConversationService.cancel_turn(session.pk) == {"status": "idle", "cancelled": []}

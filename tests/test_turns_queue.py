@@ -49,7 +49,7 @@ def recorder():
         yield backend
 
 
-def _session(path="echo"):
+def _session(path="quick-echo"):
     return ConversationService.create_session(path)
 
 
@@ -128,7 +128,7 @@ def test_in_process_without_threads_answers_after_commit_in_the_saving_thread():
     transaction has committed (the agent, in its own connection, can read the message row)."""
     seen = {}
 
-    class Probe(AGENTS["echo"]):
+    class Probe(AGENTS["quick-echo"]):
         def get_response(self, message, request=None, **kwargs):
             seen["thread"] = threading.current_thread().name
             seen["visible"] = ConversationMessage.objects.filter(pk=self.message.pk).exists()

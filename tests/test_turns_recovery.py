@@ -162,7 +162,7 @@ def test_a_waiting_message_whose_task_was_lost_is_enqueued_again_once():
         from django_ai.conversations.internal.tasks_compat import task_backends
 
         recorder = task_backends["recorder"]
-        session = ConversationService.create_session("echo")
+        session = ConversationService.create_session("quick-echo")
         message = post(session, "hello")
         old = timezone.now() - timedelta(seconds=600)
         ConversationMessage.objects.filter(pk=message.pk).update(timestamp=old, updated_at=old)
@@ -190,7 +190,7 @@ def test_recover_turns_command():
         call_command("recover_turns", "--stale-after", "-1")
 
 
-def _failed_message(path="echo"):
+def _failed_message(path="quick-echo"):
     session = ConversationService.create_session(path)
     result = ConversationService.send_message(session.pk, "hello")
     message = ConversationMessage.objects.get(pk=result["user_message_id"])
@@ -202,7 +202,7 @@ def _failed_message(path="echo"):
 @pytest.mark.django_db(transaction=True)
 def test_rerun_messages_command():
     session, failed = _failed_message()
-    ok_session = ConversationService.create_session("echo")
+    ok_session = ConversationService.create_session("quick-echo")
     ok = ConversationMessage.objects.get(pk=ConversationService.send_message(ok_session.pk, "fine")["user_message_id"])
     out = StringIO()
     call_command("rerun_messages", "--failed", "--dry-run", stdout=out)

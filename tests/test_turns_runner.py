@@ -205,7 +205,7 @@ def test_signals_and_a_broken_receiver_does_not_break_the_turn(caplog):
     turn_finished.connect(finished)
     turn_failed.connect(failed)
     try:
-        ok = ConversationService.send_message(ConversationService.create_session("echo").pk, "hi")
+        ok = ConversationService.send_message(ConversationService.create_session("quick-echo").pk, "hi")
         bad = ConversationService.send_message(ConversationService.create_session("failing").pk, "hi")
     finally:
         turn_started.disconnect(started)
@@ -258,7 +258,7 @@ def test_unknown_agent_fails_the_message_with_a_clear_code(caplog):
 
 @pytest.mark.django_db
 def test_a_message_cancelled_after_being_picked_does_not_start():
-    session = ConversationService.create_session("echo")
+    session = ConversationService.create_session("quick-echo")
     message = _waiting(session, "hi")
     token = acquire_lease(session.pk, message.pk)
     ConversationMessage.objects.filter(pk=message.pk).update(processing_status=ProcessingStatus.CANCELLED)
@@ -271,7 +271,7 @@ def test_a_message_cancelled_after_being_picked_does_not_start():
 def test_agent_helpers_refuse_work_after_the_turn_closed():
     from django_ai.conversations.internal.turn import TurnExecutor, TurnState
 
-    session = ConversationService.create_session("echo")
+    session = ConversationService.create_session("quick-echo")
     message = _waiting(session, "hi")
     state = TurnState(session=session, user_message=message)
     state.cancel("timeout")

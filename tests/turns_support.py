@@ -150,7 +150,7 @@ class FailingAgent(ConversationAgent):
 
 
 AGENTS = {
-    "echo": EchoAgent,
+    "quick-echo": EchoAgent,
     "counter": CounterAgent,
     "slow": SlowStreamAgent,
     "async-slow": AsyncSlowStreamAgent,

@@ -132,6 +132,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="django_ai.E011",
                 )
             )
+        errors.extend(_check_pusher_values(pusher))
         try:
             import pusher as _pusher  # noqa: F401
         except ImportError:
@@ -243,3 +244,30 @@ def _check_components(user: dict[str, Any]) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+def _check_pusher_values(pusher: dict[str, Any]) -> list[checks.CheckMessage]:
+    """Values the Pusher backend would refuse when it is first used (django_ai.E014)."""
+    problems = []
+    app_id = pusher.get("APP_ID")
+    if app_id and not str(app_id).isdigit():
+        problems.append(f"APP_ID is {app_id!r}, not a number (Pusher app ids are numeric; so must soketi's be)")
+    scheme = pusher.get("SCHEME")
+    if scheme and str(scheme).lower() not in ("http", "https"):
+        problems.append(f"SCHEME is {scheme!r}, not 'http' or 'https'")
+    for key in ("PORT", "WS_PORT"):
+        port = pusher.get(key)
+        if port not in (None, "") and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
+            problems.append(f"{key} is {port!r}, not a port number")
+    for key in ("MAX_EVENT_BYTES", "BATCH_SIZE"):
+        value = pusher.get(key)
+        if value not in (None, "") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"{key} is {value!r}, not a positive integer")
+    return [
+        checks.Error(
+            f"DJANGO_AI_PUSHER: {problem}.",
+            hint="Fix the value in DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']); see docs/realtime.md.",
+            id="django_ai.E014",
+        )
+        for problem in problems
+    ]

@@ -114,7 +114,10 @@ DEFAULTS: dict[str, Any] = {
 # Keys whose values are dotted paths (a string, or a list of strings) imported on access.
 IMPORT_STRINGS = frozenset({"REALTIME_BACKEND", "TEXT_EXTRACTOR", "BRIDGE_PERMISSION_CLASSES"})
 
-PUSHER_KEYS = ("APP_ID", "KEY", "SECRET", "CLUSTER", "HOST", "PORT", "SCHEME", "SSL", "TIMEOUT")
+PUSHER_KEYS = (
+    "APP_ID", "KEY", "SECRET", "CLUSTER", "HOST", "PORT", "SCHEME", "SSL", "TIMEOUT",
+    "WS_HOST", "WS_PORT", "MAX_EVENT_BYTES", "BATCH_SIZE",
+)
 
 
 def _import(value: Any, key: str) -> Any:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import pytest
+
 from django_ai.conversations.realtime.coalescer import OutgoingEvent
 from django_ai.conversations.realtime.sender import EventSender
 
@@ -178,3 +180,44 @@ def test_close_delivers_what_is_queued_and_refuses_more():
         assert "closed" in str(exc)
     else:
         raise AssertionError("send after close must fail loudly")
+
+
+@pytest.mark.django_db
+def test_a_backend_that_cannot_be_built_is_reported_once_and_the_turn_completes(caplog):
+    from django.test import override_settings
+
+    from django_ai.conversations import ConversationAgent
+    from django_ai.conversations.context import ResponseStream
+    from django_ai.conversations.realtime import reset_backend
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    class Chatty(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            with ResponseStream() as stream:
+                for n in range(30):
+                    stream.write(f"{n} ")
+            return stream.content
+
+    register_agent("chatty", Chatty)
+    broken = {"APP_ID": "not-a-number", "KEY": "k", "SECRET": "s", "HOST": "127.0.0.1", "PORT": 9}
+    caplog.set_level(logging.DEBUG, logger="django_ai.conversations.realtime")
+    with override_settings(DJANGO_AI={"PUSHER": broken}):
+        reset_backend()
+        session = ConversationService.create_session("chatty", anonymous_id="")
+        result = ConversationService.send_message(session_id=session.pk, message="hi")
+    reset_backend()
+    assert result["status"] == "success" and result["response"] == "".join(f"{n} " for n in range(30))
+    # The 30 writes and the other events of the turn: one error for all of them ...
+    sending = [r for r in caplog.records if r.levelno >= logging.ERROR and r.getMessage().startswith("Could not send")]
+    assert len(sending) == 1, [r.getMessage() for r in sending]
+    assert "APP_ID" in str(sending[0].exc_info[1])
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG and "Could not send" in r.getMessage()]) > 30
+    # ... besides the turn's own flush calls reporting it (once per turn, not per chunk).
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) <= 3
+    # And the system check names the problem before any turn runs.
+    from django.core.checks import run_checks
+
+    with override_settings(DJANGO_AI={"PUSHER": broken}):
+        ids = {m.id for m in run_checks(tags=["django_ai"])}
+    assert "django_ai.E014" in ids

@@ -67,12 +67,32 @@ def reset_backend() -> None:
             logger.exception("Closing the realtime backend failed")
 
 
+#: The failure being reported (a backend that cannot be built or refuses events), so that it is
+#: logged once, not once per chunk.
+_failing: str | None = None
+
+
 def publish(name: EventName | str, *, session_id: Any, channel: str | None = None, **data: Any) -> dict[str, Any]:
-    """Build an event and hand it to the backend. Never raises: failures are logged."""
+    """Build an event and hand it to the backend. Never raises: failures are logged, once per
+    distinct failure until sending works again."""
+    global _failing
     payload = build_event(name, session_id=session_id, **data)
     target = channel or session_channel(session_id)
     try:
         get_backend().send(target, str(EventName(name)), payload)
-    except Exception:  # noqa: BLE001 - delivery must never break agent code
-        logger.exception("Could not send the %s event on %s", name, target)
+    except Exception as exc:  # noqa: BLE001 - delivery must never break agent code
+        failure = f"{type(exc).__name__}: {exc}"
+        if failure != _failing:
+            _failing = failure
+            logger.exception(
+                "Could not send the %s event on %s; the same failure is not logged again until sending works.",
+                name,
+                target,
+            )
+        else:
+            logger.debug("Could not send the %s event on %s: %s", name, target, failure)
+    else:
+        if _failing is not None:
+            _failing = None
+            logger.warning("Realtime events can be sent again.")
     return payload

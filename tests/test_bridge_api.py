@@ -173,19 +173,23 @@ class TestWrites:
         api = user_api(user)
         with django_capture_on_commit_callbacks(execute=True):
             response = api.create(
-                "message", {"session": str(session.pk), "content": "Hello", "files": [str(f.pk)]}, HTTP_X_OPERATION_ID="op-1"
+                "message", {"session": str(session.pk), "content": "    Hello\n", "files": [str(f.pk)]}, HTTP_X_OPERATION_ID="op-1"
             )
         assert response.status_code == 201, response.json()
         body = response.json()
         pk = body["data"]
         row = body["included"]["message"][pk]
-        assert row["message_type"] == "user" and row["content"] == "Hello" and row["files"] == [str(f.pk)]
+        # Stored as sent (indentation kept), typed and queued whatever the client could have said.
+        assert row["message_type"] == "user" and row["content"] == "    Hello\n" and row["files"] == [str(f.pk)]
+        assert row["processing_status"] in {s.value for s in ProcessingStatus}
         message = ConversationMessage.objects.get(pk=pk)
         assert message.message_type == MessageType.USER and message.session_id == session.pk
         f.refresh_from_db()
         assert f.session_id == session.pk  # an unattached file joins the conversation
         changes = [p for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "message" and p["pks"] == [pk]]
         assert changes and changes[0]["operation"] == "create" and changes[0]["operation_id"] == "op-1"
+        file_changes = [p for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "file" and p["pks"] == [str(f.pk)]]
+        assert file_changes and file_changes[0]["operation_id"] == "op-1"
 
     def test_message_validation_errors_per_field(self):
         user = UserFactory()

@@ -177,7 +177,11 @@ class ExposedMessage(ExposedModel):
         files = many.get("files") or []
         if files:
             instance.files.set(files)
-            File.objects.filter(pk__in=[f.pk for f in files], session__isnull=True).update(session=session)
+            for row in files:
+                if row.session_id is None:
+                    # Saved one by one (at most 20) so each sends its model_change after commit.
+                    row.session = session
+                    row.save(update_fields=["session", "updated_at"])
 
 
 class ExposedWidget(ExposedModel):

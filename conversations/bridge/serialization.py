@@ -113,7 +113,15 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
                 allow_null=field.null,
                 pk_field=pk_field,
             )
-    meta = type("Meta", (), {"model": exposed.model, "fields": list(fields)})
+    # Text is stored as sent: DRF would strip leading/trailing whitespace (indented code, poems).
+    extra_kwargs = {
+        name: {"trim_whitespace": False}
+        for name in fields
+        if isinstance(opts.get_field(name), (models.CharField, models.TextField))
+        and not opts.get_field(name).choices
+        and name not in attrs
+    }
+    meta = type("Meta", (), {"model": exposed.model, "fields": list(fields), "extra_kwargs": extra_kwargs})
     attrs["Meta"] = meta
     return type(f"{exposed.model.__name__}BridgeSerializer", (serializers.ModelSerializer,), attrs)
 

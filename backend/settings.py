@@ -94,6 +94,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The demo page's files, and the SDK's browser bundle (built by ./dev demo) under static/sdk/.
+STATICFILES_DIRS = [BASE_DIR / "backend" / "static"]
+if (BASE_DIR / "frontend_client" / "dist" / "browser").is_dir():
+    STATICFILES_DIRS.append(("sdk", BASE_DIR / "frontend_client" / "dist" / "browser"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

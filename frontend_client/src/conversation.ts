@@ -291,6 +291,7 @@ export class Conversation {
       error: null,
     };
     this.uploadStates.push(state);
+    options.onProgress?.(state);
     this.changed();
     const update = (patch: Partial<UploadState>) => {
       const index = this.uploadStates.findIndex((u) => u.key === state.key);

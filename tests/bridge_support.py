@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.bridge.registry import bridge_registry
@@ -70,6 +71,12 @@ class Api:
         return self._send("get", path, **extra)
 
 
+def ai(**values: Any) -> Any:
+    """override_settings for DJANGO_AI keys, keeping the others (the memory realtime backend)."""
+    current = dict(getattr(django_settings, "DJANGO_AI", {}) or {})
+    return override_settings(DJANGO_AI={**current, **values})
+
+
 def user_api(user: Any, **kwargs: Any) -> Api:
     client = Client(**kwargs)
     client.force_login(user)
@@ -115,6 +122,9 @@ def fresh_bridge(settings):
     """Registrations a test adds (or replaces) are forgotten afterwards; users get a fast password
     hasher (the default one costs most of a test's time)."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # A committed user message is answered right after its commit, in the test's thread (no
+    # background thread reading a test transaction it cannot see).
+    settings.DJANGO_AI = {**(getattr(settings, "DJANGO_AI", {}) or {}), "IN_PROCESS_TURN_THREADS": 0}
     bridge_registry.reset()
     cache.clear()
     yield bridge_registry

@@ -9,7 +9,6 @@ import django_filters
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -27,7 +26,7 @@ from django_ai.conversations.testing.factories import (
     WidgetFactory,
 )
 
-from .bridge_support import API, RejectAgent, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import ai, API, RejectAgent, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
@@ -155,7 +154,7 @@ class TestQuery:
         user = UserFactory()
         _messages(SessionFactory(user=user), 5)
         api = user_api(user)
-        with override_settings(DJANGO_AI={"QUERY_DEFAULT_LIMIT": 2, "QUERY_MAX_LIMIT": 3}):
+        with ai(QUERY_DEFAULT_LIMIT=2, QUERY_MAX_LIMIT=3):
             assert api.query("message").json()["meta"]["limit"] == 2
             assert len(rows(api.query("message", {"limit": 3}), "message")) == 3
             response = api.query("message", {"limit": 4})
@@ -197,7 +196,7 @@ class TestWrites:
         api = user_api(user)
         response = api.create("message", {"session": str(session.pk), "content": "   "})
         assert response.status_code == 400 and error_fields(response) == ["content"]
-        with override_settings(DJANGO_AI={"MAX_MESSAGE_LENGTH": 10}):
+        with ai(MAX_MESSAGE_LENGTH=10):
             response = api.create("message", {"session": str(session.pk), "content": "x" * 11})
         assert response.status_code == 400 and error_fields(response) == ["content"]
         response = api.create("message", {"content": "hi"})
@@ -330,7 +329,7 @@ class TestEndpoints:
         user = UserFactory()
         session = SessionFactory(user=user)
         api = user_api(user)
-        with override_settings(DJANGO_AI={"MESSAGE_CREATE_THROTTLE_RATE": "2/min"}):
+        with ai(MESSAGE_CREATE_THROTTLE_RATE="2/min"):
             codes = [api.create("message", {"session": str(session.pk), "content": f"m{i}"}).status_code for i in range(2)]
             response = api.create("message", {"session": str(session.pk), "content": "m3"})
             other = user_api(UserFactory())  # another user has their own budget
@@ -343,7 +342,7 @@ class TestEndpoints:
     def test_request_size_limit_is_413(self):
         user = UserFactory()
         session = SessionFactory(user=user)
-        with override_settings(DJANGO_AI={"BRIDGE_MAX_BODY_SIZE": 1000}):
+        with ai(BRIDGE_MAX_BODY_SIZE=1000):
             response = user_api(user).create("message", {"session": str(session.pk), "content": "x" * 2000})
         assert response.status_code == 413 and error_codes(response) == ["request_too_large"]
         assert not ConversationMessage.objects.exists()
@@ -436,9 +435,28 @@ class TestRegistration:
     def test_global_permission_classes_close_the_bridge_to_visitors(self):
         anon = anonymous_api()
         SessionFactory(anonymous_id=anon.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"])
-        with override_settings(
-            DJANGO_AI={"BRIDGE_PERMISSION_CLASSES": ["django_ai.conversations.bridge.permissions.IsAuthenticated"]}
-        ):
+        with ai(BRIDGE_PERMISSION_CLASSES=["django_ai.conversations.bridge.permissions.IsAuthenticated"]):
             assert anon.query("session").status_code == 403
             assert anon.post("start/", {"agent_path": "test-agent"}).status_code == 403
         assert len(rows(anon.query("session"), "session")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_created_through_the_bridge_is_answered():
+    """The production path: the request commits, the turn runs in a background thread of the
+    in-process task runner, the reply is read back through the bridge."""
+    from django_ai.conversations.testing import wait_for_turns, wait_until
+
+    user = UserFactory()
+    session = SessionFactory(user=user)
+    api = user_api(user)
+    with ai(IN_PROCESS_TURN_THREADS=2):
+        response = api.create("message", {"session": str(session.pk), "content": "ping"})
+        assert response.status_code == 201, response.json()
+        pk = response.json()["data"]
+        wait_for_turns(15)
+    reply = wait_until(
+        lambda: rows(api.query("message", {"filter": {"reply_to": pk, "message_type": "agent"}}), "message"), 10
+    )
+    assert reply[0]["content"] == "echo: ping" and reply[0]["processing_status"] == "completed"
+    assert rows(api.query("message", {"filter": {"id": pk}}), "message")[0]["processing_status"] == "completed"

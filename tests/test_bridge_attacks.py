@@ -22,7 +22,7 @@ from django_ai.conversations.testing.factories import (
     WidgetFactory,
 )
 
-from .bridge_support import API, Api, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import ai, API, Api, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
@@ -412,7 +412,7 @@ class TestMalformedInput:
 
         api = user_api(victim["user"])
         body = json.dumps({"session": str(victim["session"].pk), "content": "y" * 5000})
-        with override_settings(DJANGO_AI={"BRIDGE_MAX_BODY_SIZE": 1000}):
+        with ai(BRIDGE_MAX_BODY_SIZE=1000):
             response = api.client.generic(
                 "POST", API + "models/message/", body, content_type="application/json", CONTENT_LENGTH="10"
             )

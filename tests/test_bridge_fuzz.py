@@ -14,7 +14,7 @@ from django.test import override_settings
 from django_ai.conversations.bridge.builtins import MessageFilterSet
 from django_ai.conversations.testing.factories import FileFactory, MessageFactory, SessionFactory, UserFactory
 
-from .bridge_support import anonymous_api, echo_agent, fresh_bridge, user_api  # noqa: F401
+from .bridge_support import ai, anonymous_api, echo_agent, fresh_bridge, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
@@ -103,7 +103,7 @@ def test_raw_bytes_never_fail(world, raw):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.one_of(JSON, st.dictionaries(st.sampled_from(["session", "content", "files", "message_type", "id"]), VALUES, max_size=4)))
 def test_message_create_never_fails(world, body):
-    with override_settings(DJANGO_AI={"MESSAGE_CREATE_THROTTLE_RATE": None}):
+    with ai(MESSAGE_CREATE_THROTTLE_RATE=None):
         _create(world, body)
 
 

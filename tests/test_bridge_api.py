@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_ai.conversations.bridge import expose, get_exposed
+from django_ai.conversations.bridge.builtins import MessageFilterSet
 from django_ai.conversations.bridge.errors import UnknownModel
 from django_ai.conversations.bridge.permissions import AllowAny, IsOwner, IsStaff, ReadOnly
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus, SessionStatus
@@ -401,6 +402,52 @@ class TestRegistration:
         ]
         response = api.query("group", {"filter": {"permissions__codename": "x"}})
         assert response.status_code == 400 and error_codes(response) == ["unknown_filter"]
+
+    def test_to_many_filter_paths_do_not_repeat_rows(self):
+        from django.contrib.auth.models import Permission
+
+        class ByPermission(django_filters.FilterSet):
+            class Meta:
+                model = Group
+                fields = {"permissions__codename": ["exact", "in"]}
+
+        expose(Group, name="group", permission_classes=[AllowAny], read_fields=["name"], filterset_class=ByPermission,
+               orderings=["name"], default_ordering=["name"])
+        group = Group.objects.create(name="editors")
+        group.permissions.set(Permission.objects.filter(codename__in=["add_group", "change_group"]))
+        Group.objects.create(name="readers")
+        got = rows(anonymous_api().query("group", {"filter": {"permissions__codename__in": ["add_group", "change_group"]}, "count": True}), "group")
+        assert [r["name"] for r in got] == ["editors"]
+        got = rows(anonymous_api().query("group", {"exclude": {"permissions__codename": "add_group"}}), "group")
+        assert [r["name"] for r in got] == ["readers"]
+
+    def test_a_hook_refusing_rolls_the_write_back(self):
+        from django_ai.conversations.exceptions import ConversationError
+
+        def refuse(*, operation, instance, request, phase):
+            if phase == "after" and instance.name == "forbidden":
+                raise ConversationError("Not that name.", code="name_refused", field="name")
+
+        expose(Group, name="group", permission_classes=[AllowAny], read_fields=["name"], create_fields=["name"], hooks=[refuse])
+        response = anonymous_api().create("group", {"name": "forbidden"})
+        assert response.status_code == 400 and error_codes(response) == ["name_refused"]
+        assert not Group.objects.filter(name="forbidden").exists()
+
+    def test_bad_declarations_fail_at_registration(self):
+        from django.core.exceptions import ImproperlyConfigured
+
+        for options in (
+            {"read_fields": ["nope"]},
+            {"create_fields": ["id"]},
+            {"orderings": ["permissions__codename"]},
+            {"orderings": ["nope"]},
+            {"orderings": ["name"], "default_ordering": ["-id"]},
+            {"relations": {"user": "user"}},
+            {"relations": {"nope": "user"}},
+            {"filterset_class": MessageFilterSet},
+        ):
+            with pytest.raises(ImproperlyConfigured):
+                expose(Group, name="group", permission_classes=[AllowAny], read_fields=options.pop("read_fields", ["name"]), **options)
 
     def test_no_permission_classes_means_no_access(self):
         expose(Group, name="group", read_fields=["name"], create_fields=["name"])

@@ -34,7 +34,7 @@ from django.db.models import ForeignObjectRel, QuerySet
 
 from ..conf import ai_settings
 from ..constants import BridgeAction
-from .errors import ObjectNotFound, OperationNotAllowed, UnknownModel
+from .errors import FieldNotAllowed, ObjectNotFound, OperationNotAllowed, UnknownModel
 from .fields import describe_field, resolve_path
 from .permissions import And, BasePermission, resolve_permission
 
@@ -143,14 +143,20 @@ class ExposedModel:
         if self.default_fields is not None and not set(self.default_fields) <= set(self.read_fields):
             raise ImproperlyConfigured(f"{label}: default_fields must be a subset of read_fields.")
         for path in (*self.orderings, *(o.lstrip("-") for o in self.default_ordering)):
-            resolved = resolve_path(self.model, path)
+            try:
+                resolved = resolve_path(self.model, path)
+            except FieldNotAllowed as exc:
+                raise ImproperlyConfigured(f"{label}: ordering {path!r} is not a field path.") from exc
             if resolved.many or resolved.last.is_relation and not resolved.last.concrete:
                 raise ImproperlyConfigured(f"{label}: ordering {path!r} crosses a to-many relation.")
         for o in self.default_ordering:
             if o.lstrip("-") not in self.orderings:
                 raise ImproperlyConfigured(f"{label}: default_ordering {o!r} is not in orderings.")
         for field_name in self.relations:
-            field = opts.get_field(field_name)
+            try:
+                field = opts.get_field(field_name)
+            except Exception as exc:
+                raise ImproperlyConfigured(f"{label}: relation {field_name!r} is not a field.") from exc
             if not field.is_relation or isinstance(field, ForeignObjectRel):
                 raise ImproperlyConfigured(f"{label}: relation {field_name!r} must be a forward relation field.")
         if self.filterset_class is not None:

@@ -27,7 +27,7 @@ from django_ai.conversations.testing.factories import (
     WidgetFactory,
 )
 
-from .bridge_support import ai, API, RejectAgent, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import ai, RejectAgent, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 

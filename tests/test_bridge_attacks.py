@@ -22,7 +22,7 @@ from django_ai.conversations.testing.factories import (
     WidgetFactory,
 )
 
-from .bridge_support import ai, API, Api, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import ai, API, Api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
@@ -408,8 +408,6 @@ class TestMalformedInput:
         assert response.status_code == 415 and error_codes(response) == ["unsupported_media_type"]
 
     def test_lying_content_length_is_still_capped(self, victim):
-        from django.test import override_settings
-
         api = user_api(victim["user"])
         body = json.dumps({"session": str(victim["session"].pk), "content": "y" * 5000})
         with ai(BRIDGE_MAX_BODY_SIZE=1000):

@@ -9,7 +9,6 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from django.test import override_settings
 
 from django_ai.conversations.bridge.builtins import MessageFilterSet
 from django_ai.conversations.testing.factories import FileFactory, MessageFactory, SessionFactory, UserFactory

@@ -43,21 +43,33 @@ def runs_in_caller(backend: Any) -> bool:
     return isinstance(backend, ImmediateBackend)
 
 
-def _configured(task: Task, queue_name: str | None) -> Task:
+def _improperly_configured(exc: Exception, queue: str | None = None) -> ImproperlyConfigured:
     alias = ai_settings.TASK_BACKEND
-    queue = queue_name or ai_settings.TASK_QUEUE
-    try:
-        return task.using(backend=alias, queue_name=queue)
-    except InvalidTaskBackend as exc:
-        raise ImproperlyConfigured(
+    queue = queue or ai_settings.TASK_QUEUE
+    if isinstance(exc, InvalidTaskBackend):
+        return ImproperlyConfigured(
             f"DJANGO_AI['TASK_BACKEND'] is {alias!r}, which is not an alias of settings.TASKS ({exc}). "
             "Set it to one of the aliases in TASKS (usually 'default')."
-        ) from exc
-    except InvalidTask as exc:
-        raise ImproperlyConfigured(
-            f"The task backend {alias!r} refuses the turn task on queue {queue!r}: {exc}. "
-            "Set DJANGO_AI['TASK_QUEUE'] to a queue listed in that backend's QUEUES."
-        ) from exc
+        )
+    return ImproperlyConfigured(
+        f"The task backend {alias!r} refuses the turn task on queue {queue!r}: {exc}. "
+        "Set DJANGO_AI['TASK_QUEUE'] to a queue listed in that backend's QUEUES."
+    )
+
+
+def _configured(task: Task, queue_name: str | None) -> Task:
+    try:
+        return task.using(backend=ai_settings.TASK_BACKEND, queue_name=queue_name or ai_settings.TASK_QUEUE)
+    except (InvalidTaskBackend, InvalidTask) as exc:
+        raise _improperly_configured(exc, queue_name) from exc
+
+
+def _turn_task() -> Task:
+    try:
+        from .tasks.turns import answer_pending
+    except (InvalidTaskBackend, InvalidTask) as exc:  # declared on the configured backend and queue
+        raise _improperly_configured(exc) from exc
+    return answer_pending
 
 
 def _mode(task: Task, using: str | None = None) -> str:
@@ -92,9 +104,7 @@ def schedule_session(session_id: Any) -> Any:
     Safe to call any number of times: a task that finds the conversation busy (or nothing
     waiting) returns at once. Returns the TaskResult when the backend gives one.
     """
-    from .tasks.turns import answer_pending
-
-    configured = _configured(answer_pending, None)
+    configured = _configured(_turn_task(), None)
     mode = _mode(configured)
     if mode == IN_PROCESS:
         from .tasks.inprocess import in_process_runner

@@ -9,7 +9,16 @@ from ..internal.tasks_compat import task
 __all__ = ["answer_pending"]
 
 
-@task()
+def _configured_target() -> dict[str, str]:
+    from ..conf import ai_settings
+
+    return {"backend": ai_settings.TASK_BACKEND, "queue_name": ai_settings.TASK_QUEUE}
+
+
+# Django validates a task against its backend and queue when it is declared, so it is declared on
+# the configured ones (a backend limited to QUEUES=["turns"] would refuse the "default" queue).
+# Every enqueue targets the settings of the moment again (dispatch.enqueue_task).
+@task(**_configured_target())
 def answer_pending(session_id: str, drain: bool = False) -> dict[str, Any]:
     """Answer the oldest waiting user message of conversation ``session_id`` (all of them, in
     arrival order, when ``drain``), under the conversation's lease.

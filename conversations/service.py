@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -14,6 +15,8 @@ from django.db import transaction
 from .conf import ai_settings
 from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, SessionStatus
 from .exceptions import (
+    ContextValidationError,
+    ConversationError,
     ConversationPermissionDenied,
     FileNotFound,
     InvalidInput,
@@ -38,6 +41,27 @@ def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.
         return uuid.UUID(str(value))
     except (TypeError, ValueError, AttributeError) as exc:
         raise error(f"{what} {value!r} does not exist (not a valid id).", field=field) from exc
+
+
+def _check_json(value: Any, error: type[ConversationError], field: str) -> None:
+    """Refuse what a JSONField cannot store everywhere: non-JSON values, NaN, and NUL characters
+    (PostgreSQL's jsonb rejects them)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{field} must be JSON-serialisable: {exc}", field=field) from exc
+    if _has_nul(value):
+        raise error(f"{field} contains a NUL character, which cannot be stored.", field=field)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_user(user: Any) -> Any:
@@ -91,16 +115,22 @@ class ConversationService:
             # As in the seed's example (user=request.user, anonymous_id="guest_123"): the anonymous
             # id is for anonymous visitors; a signed-in user owns the session.
             anonymous_id = None
-        if not isinstance(title, str) or len(title) > 200:
+        if not isinstance(title, str) or len(title) > 200 or "\x00" in title:
             raise InvalidInput("title must be a string of at most 200 characters.", field="title")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput(f"metadata must be a dict, not {type(metadata).__name__}.", field="metadata")
+        _check_json(metadata, InvalidInput, "metadata")
         ctx = agent_cls.validate_context(context) if context is not None else agent_cls.build_empty_context()
+        try:
+            context_data = ctx.model_dump(mode="json")
+        except (TypeError, ValueError) as exc:  # pydantic's serialization error is a ValueError
+            raise ContextValidationError(f"The context cannot be stored as JSON: {exc}", field="context") from exc
+        _check_json(context_data, ContextValidationError, "context")
         return ConversationSession.objects.create(
             agent_path=path,
             user=user,
             anonymous_id=anonymous_id or "",
-            context=ctx.model_dump(mode="json"),
+            context=context_data,
             metadata=metadata or {},
             title=title,
         )

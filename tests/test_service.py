@@ -170,10 +170,26 @@ def test_create_session_required_context_fields_without_context():
         ({"title": "t" * 201}, "title"),
         ({"title": None}, "title"),
         ({"metadata": ["not", "a", "dict"]}, "metadata"),
+        ({"metadata": {"when": object()}}, "metadata"),
+        ({"metadata": {"ratio": float("nan")}}, "metadata"),
+        ({"metadata": {"note": ["a\x00b"]}}, "metadata"),
+        ({"title": "a\x00b"}, "title"),
     ],
 )
 def test_create_session_bad_arguments(kwargs, field):
     refused(InvalidInput, lambda: ConversationService.create_session("echo", **kwargs), field=field)
+
+
+def test_create_session_context_that_cannot_be_stored():
+    class Free(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            return "x"
+
+    register_agent("free", Free)
+    refused(ContextValidationError, lambda: ConversationService.create_session("free", context={"when": object()}), field="context", match="JSON")
+    refused(ContextValidationError, lambda: ConversationService.create_session("echo", context={"plan": "a\x00b"}), field="context", match="NUL")
+    # Stored fine on SQLite and PostgreSQL alike once valid.
+    assert ConversationService.create_session("free", context={"nested": {"list": [1, "two", None]}}).context == {"nested": {"list": [1, "two", None]}}
 
 
 def test_create_session_anonymous_user_without_id_has_no_owner():

@@ -203,6 +203,14 @@ def test_plain_text_extractor_refuses_documents_with_reason():
     assert info.value.message == "This server can read text only from text files, not from PDF files."
 
 
+def test_plain_text_extractor_honours_the_timeout():
+    page = "<div><p>" + "word " * 200 + "</p></div>\n"
+    big = ExtractionSource.from_bytes((page * 4000).encode(), filename="big.html", content_type="text/html")
+    with pytest.raises(ExtractionError) as info:
+        PlainTextExtractor().extract(big, timeout=0.001, max_length=10)
+    assert info.value.code == "timeout"
+
+
 def test_decode_text_handles_boms_and_legacy_encodings():
     assert decode_text("Grüße\r\n".encode("utf-16")) == "Grüße\n"
     assert decode_text("Grüße".encode("utf-8-sig")) == "Grüße"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 import sys
+import time
 from html.parser import HTMLParser
 from typing import ClassVar
 
@@ -84,16 +85,29 @@ class _TextCollector(HTMLParser):
             self.parts.append(data)
 
 
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML document (title first), without scripts and styles."""
+def html_to_text(html: str, *, deadline: float | None = None) -> str:
+    """The visible text of an HTML document (title first), without scripts and styles.
+
+    With ``deadline`` (a ``time.monotonic()`` value) it stops with a ``timeout`` ExtractionError
+    when parsing runs past it."""
     collector = _TextCollector()
-    collector.feed(html)
+    step = 256 * 1024
+    for start in range(0, len(html), step):
+        if deadline is not None and time.monotonic() > deadline:
+            raise _timeout()
+        collector.feed(html[start : start + step])
     collector.close()
     body = "".join(collector.parts)
     lines = [re.sub(r"[ \t\f\v]+", " ", line).strip() for line in body.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     title = " ".join("".join(collector.title).split())
     return f"{title}\n\n{text}" if title and not text.startswith(title) else text
+
+
+def _timeout() -> ExtractionError:
+    return ExtractionError(
+        "Reading the text took too long and was stopped. Try a smaller file.", code="timeout"
+    )
 
 
 class PlainTextExtractor(TextExtractor):
@@ -115,8 +129,11 @@ class PlainTextExtractor(TextExtractor):
                 f"This server can read text only from text files, not from {describe_type(content_type)} files.",
                 code="unsupported",
             )
+        deadline = time.monotonic() + timeout
         text = decode_text(source.read())
         if content_type in ("text/html", "application/xhtml+xml"):
-            text = html_to_text(text)
+            text = html_to_text(text, deadline=deadline)
+        elif time.monotonic() > deadline:
+            raise _timeout()
         truncated = len(text) > max_length
         return ExtractionResult(text=text[:max_length], truncated=truncated, metadata={"content_type": content_type})

@@ -14,6 +14,7 @@ anonymous visitors reach them, then ask the exposed model.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.middleware.csrf import CsrfViewMiddleware
@@ -44,8 +45,6 @@ class StrictJSONParser(JSONParser):
             raw = stream.read(limit + 1)
             if len(raw) > limit:
                 raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-            import io
-
             stream = io.BytesIO(raw)
         return super().parse(stream, media_type, parser_context)
 

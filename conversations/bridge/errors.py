@@ -140,6 +140,19 @@ def _flatten(detail: Any, field: str | None, default_code: str) -> Iterator[dict
         yield entry
 
 
+def _detailed_errors(exc: ConversationError) -> list[dict[str, Any]]:
+    """One entry per item of ``exc.errors`` when it has them (e.g. ContextValidationError)."""
+    entries = []
+    for item in getattr(exc, "errors", None) or []:
+        if not isinstance(item, dict):
+            continue
+        entry: dict[str, Any] = {"code": exc.code, "message": str(item.get("message") or exc.message)}
+        if item.get("field"):
+            entry["field"] = str(item["field"])
+        entries.append(entry)
+    return entries
+
+
 def error_response(errors: list[dict[str, Any]], status: int, headers: dict[str, str] | None = None) -> Response:
     """A DRF Response carrying the envelope; use it where a view answers an error itself."""
     return Response({"errors": errors}, status=status, headers=headers)
@@ -152,16 +165,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         set_rollback()
         return error_response(exc.as_dicts(), exc.status_code)
     if isinstance(exc, ConversationError):
-        errors = [exc.as_dict()]
-        extra = getattr(exc, "errors", None)
-        if extra and isinstance(extra, list):
-            # e.g. ContextValidationError: one entry per invalid context field.
-            errors = [
-                {"code": exc.code, "message": str(item.get("message", exc.message)), "field": str(item["field"])}
-                if isinstance(item, dict) and item.get("field")
-                else {"code": exc.code, "message": str(item.get("message", exc.message)) if isinstance(item, dict) else exc.message}
-                for item in extra
-            ] or errors
+        errors = _detailed_errors(exc) or [exc.as_dict()]
         if exc.status_code >= 500:
             logger.error("%s answered with %s: %s", type(exc).__name__, exc.status_code, exc.message, exc_info=exc)
         set_rollback()
@@ -182,13 +186,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if getattr(exc, "wait", None):
             headers["Retry-After"] = "%d" % exc.wait
         default_code = getattr(exc, "default_code", None) or _drf_code(exc.status_code)
-        if isinstance(exc, drf_exceptions.ValidationError):
-            errors = list(_flatten(exc.detail, None, default_code))
-        else:
-            # A single-message exception: its detail is one ErrorDetail (or a plain string).
-            errors = list(_flatten(exc.detail, None, default_code))
-            for entry in errors:
-                entry["code"] = exc.get_codes() if isinstance(exc.get_codes(), str) else entry["code"]
+        # ErrorDetail strings carry their own code; validation errors become one entry per field.
+        errors = list(_flatten(exc.detail, None, default_code))
         if not errors:
             errors = [{"code": default_code, "message": str(exc)}]
         set_rollback()

@@ -208,7 +208,11 @@ def test_projects_can_close_uploads_with_bridge_permissions(media):
 
 def test_corrupt_and_encrypted_uploads_end_failed_with_a_reason(media):
     client = user_client()
-    corrupt = File.objects.get(pk=the_row(upload(client, "corrupt.pdf"))["id"])
+    corrupt_row = the_row(upload(client, "corrupt.pdf"))
+    # The reason reaches the client with the row.
+    assert corrupt_row["extraction_status"] == "failed"
+    assert corrupt_row["extraction_error"].startswith("The file seems to be damaged")
+    corrupt = File.objects.get(pk=corrupt_row["id"])
     encrypted = File.objects.get(pk=the_row(upload(client, "encrypted.pdf"))["id"])
     assert corrupt.extraction_status == ExtractionStatus.FAILED
     assert corrupt.extraction_error == "The file seems to be damaged or is not a valid PDF file, so its text cannot be read."

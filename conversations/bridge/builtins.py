@@ -212,6 +212,7 @@ class ExposedFile(ExposedModel):
         "content_type",
         "size",
         "extraction_status",
+        "extraction_error",
         "extracted_text",
         "extracted_text_truncated",
         "extracted_at",
@@ -226,6 +227,8 @@ class ExposedFile(ExposedModel):
         "content_type",
         "size",
         "extraction_status",
+        # Why extraction failed, in words a person understands (empty otherwise).
+        "extraction_error",
         "extracted_text_truncated",
         "extracted_at",
         "created_at",

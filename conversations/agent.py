@@ -116,6 +116,27 @@ class ConversationAgent:
             ) from exc
 
     @classmethod
+    def dump_context(cls, value: Any) -> dict[str, Any]:
+        """Validate ``value`` (a Context or a dict) and return the JSON stored on the session.
+
+        Raises ContextValidationError when it does not fit ``Context`` or cannot be stored (values
+        JSON cannot encode, NUL characters).
+        """
+        from .internal.jsonsafe import json_problem
+
+        context = cls.validate_context(value)
+        try:
+            data = context.model_dump(mode="json")
+        except (TypeError, ValueError) as exc:  # pydantic's serialisation error is a ValueError
+            raise ContextValidationError(
+                f"The context of {cls.__name__} cannot be stored as JSON: {exc}", field="context"
+            ) from exc
+        problem = json_problem(data)
+        if problem:
+            raise ContextValidationError(f"The context of {cls.__name__} cannot be stored: {problem}.", field="context")
+        return data
+
+    @classmethod
     def check_declaration(cls) -> None:
         """Raise ImproperlyDeclaredAgent naming the fix when the class is declared wrongly."""
         name = cls.__name__

@@ -214,7 +214,7 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         # The context the agent leaves must still fit its Context (assignments are not validated)
         # and be JSON: otherwise this turn fails and the stored context stays as it was.
         agent.context = agent_cls.validate_context(agent.context)
-        agent.context.model_dump(mode="json")
+        agent_cls.dump_context(agent.context)
         if state.is_cancelled():
             raise TurnCancelled(state.cancel_reason or "cancelled")
     except TurnCancelled as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -15,8 +14,6 @@ from django.db import transaction
 from .conf import ai_settings
 from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, SessionStatus
 from .exceptions import (
-    ContextValidationError,
-    ConversationError,
     ConversationPermissionDenied,
     FileNotFound,
     InvalidInput,
@@ -25,6 +22,7 @@ from .exceptions import (
     SessionNotFound,
     TurnInProgress,
 )
+from .internal.jsonsafe import json_problem
 from .models import ConversationMessage, ConversationSession, File
 from .owners import Owner, get_owner, owns
 from .registry import registry
@@ -43,25 +41,6 @@ def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.
         raise error(f"{what} {value!r} does not exist (not a valid id).", field=field) from exc
 
 
-def _check_json(value: Any, error: type[ConversationError], field: str) -> None:
-    """Refuse what a JSONField cannot store everywhere: non-JSON values, NaN, and NUL characters
-    (PostgreSQL's jsonb rejects them)."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise error(f"{field} must be JSON-serialisable: {exc}", field=field) from exc
-    if _has_nul(value):
-        raise error(f"{field} contains a NUL character, which cannot be stored.", field=field)
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _check_user(user: Any) -> Any:
@@ -119,13 +98,11 @@ class ConversationService:
             raise InvalidInput("title must be a string of at most 200 characters.", field="title")
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidInput(f"metadata must be a dict, not {type(metadata).__name__}.", field="metadata")
-        _check_json(metadata, InvalidInput, "metadata")
+        problem = json_problem(metadata)
+        if problem:
+            raise InvalidInput(f"metadata cannot be stored: {problem}.", field="metadata")
         ctx = agent_cls.validate_context(context) if context is not None else agent_cls.build_empty_context()
-        try:
-            context_data = ctx.model_dump(mode="json")
-        except (TypeError, ValueError) as exc:  # pydantic's serialization error is a ValueError
-            raise ContextValidationError(f"The context cannot be stored as JSON: {exc}", field="context") from exc
-        _check_json(context_data, ContextValidationError, "context")
+        context_data = agent_cls.dump_context(ctx)
         return ConversationSession.objects.create(
             agent_path=path,
             user=user,

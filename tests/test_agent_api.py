@@ -407,6 +407,22 @@ def test_context_left_invalid_fails_the_turn_and_keeps_the_stored_context():
 
 
 @pytest.mark.django_db
+def test_context_that_cannot_be_stored_fails_the_turn():
+    class Storing(ConversationAgent):
+        class Context(BaseModel):
+            note: str = ""
+
+        def get_response(self, message, request=None, **kwargs):
+            self.context.note = message.replace("NUL", "\x00")
+            return "noted"
+
+    session, results = run(Storing, "plain", "with NUL inside", "plain again")
+    assert [r["status"] for r in results] == ["success", "error", "success"]
+    assert session.context == {"note": "plain again"}
+    assert session.messages.get(message_type="system").metadata == {"code": "invalid_context"}
+
+
+@pytest.mark.django_db
 def test_stored_context_that_no_longer_fits_fails_with_invalid_context_code():
     class Strict(ConversationAgent):
         class Context(BaseModel):

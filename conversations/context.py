@@ -370,7 +370,9 @@ def _json_dict(value: Any, name: str) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput(f"Widget {name} must be a dict, not {type(value).__name__}.", field=name)
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"Widget {name} must be JSON-serialisable: {exc}", field=name) from exc
+    from .internal.jsonsafe import json_problem
+
+    problem = json_problem(value)
+    if problem:
+        raise InvalidInput(f"Widget {name} cannot be stored: {problem}.", field=name)
+    return json.loads(json.dumps(value))

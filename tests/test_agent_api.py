@@ -587,6 +587,7 @@ def test_update_widget_cannot_reach_another_conversations_widget():
         (("card", ["not", "a", "dict"]), "data"),
         (("card", {"when": object()}), "data"),
         (("card", {"n": float("nan")}), "data"),
+        (("card", {"text": "a\x00b"}), "data"),
         (("card", {}, "open"), "display_data"),
     ],
 )

@@ -184,6 +184,28 @@ def test_forked_child_refuses_the_inherited_jvm(tika):
     assert "forked" in cause and "TIKA_SERVER_ENDPOINT" in cause
 
 
+def test_a_jvm_that_cannot_start_fails_with_a_reason():
+    """In a fresh process (this one's JVM is running): a bad option in TIKA_JVM_ARGS."""
+    import subprocess
+    import sys
+
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import override_settings\n"
+        "from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource\n"
+        "with override_settings(DJANGO_AI={'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest']}):\n"
+        "    try:\n"
+        "        EmbeddedTikaExtractor().extract(ExtractionSource.from_bytes(b'x'), timeout=5, max_length=10)\n"
+        "    except ExtractionError as exc:\n"
+        "        print('code=' + exc.code)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert "code=extractor_unavailable" in out.stdout, out.stderr
+    assert "Could not start the JVM for embedded Tika" in out.stderr
+
+
 def test_plain_text_extractor_reads_text_formats():
     plain = PlainTextExtractor()
     result = plain.extract(source("hours.txt", "text/plain"), timeout=5, max_length=1000)

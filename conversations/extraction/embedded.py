@@ -93,7 +93,13 @@ def ensure_jvm(extra_args: list[str] | tuple[str, ...] = ()) -> None:
                 )
             return
         args = ["-Djava.awt.headless=true", *extra_args]
-        jpype.startJVM(*args, classpath=[tika_jar_path()], convertStrings=False)
+        try:
+            jpype.startJVM(*args, classpath=[tika_jar_path()], convertStrings=False)
+        except Exception as exc:  # no JVM found, a bad option in TIKA_JVM_ARGS, a missing jar ...
+            logger.error("Could not start the JVM for embedded Tika (options %s): %s", args, exc)
+            raise ExtractionError(
+                "Text extraction is not available on this server.", code="extractor_unavailable"
+            ) from exc
         _jvm_pid = os.getpid()
         if not any("log4j" in arg for arg in extra_args):
             _quiet_java_logging()

@@ -160,6 +160,10 @@ def test_settings_example_djangoai_pusher_is_accepted():
     }
     with override_settings(DJANGO_AI_PUSHER=DJANGO_AI_PUSHER):
         assert ai_settings.pusher == DJANGO_AI_PUSHER
+        serious = [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")]
+        # The structure is accepted; only the placeholder app id is named (Pusher's are numeric).
+        assert [(m.id, "APP_ID is 'your_pusher_app_id'" in m.msg) for m in serious] == [("django_ai.E014", True)]
+    with override_settings(DJANGO_AI_PUSHER={**DJANGO_AI_PUSHER, 'APP_ID': '1234567'}):
         assert [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")] == []
 
 

@@ -34,30 +34,43 @@ def make(**kwargs) -> tuple[Coalescer, Clock]:
     return Coalescer(clock=clock, **kwargs), clock
 
 
-def test_chunks_of_one_message_coalesce_within_the_window():
+def test_the_first_write_leaves_at_once_and_later_ones_coalesce_within_the_window():
     queue, clock = make()
-    for seq, text in enumerate(["Hel", "lo ", "world"], start=1):
-        queue.add(CH, "text_chunk", chunk(seq, text))
-    assert len(queue) == 1
-    assert queue.take() == ([], [])  # the window has not passed
-    clock.now += 0.05
-    events, _ = queue.take()
-    assert [e.payload for e in events] == [
-        {"id": "e1", "session_id": "s", "timestamp": "t", "message_id": "m1", "first_sequence": 1, "sequence": 3, "offset": 0, "text": "Hello world"}
+    queue.add(CH, "text_chunk", chunk(1, "Hel"))
+    first, _ = queue.take()  # the channel was quiet: no waiting
+    assert [e.payload for e in first] == [
+        {"id": "e1", "session_id": "s", "timestamp": "t", "message_id": "m1", "first_sequence": 1, "sequence": 1, "offset": 0, "text": "Hel"}
     ]
+    clock.now += 0.01
+    queue.add(CH, "text_chunk", chunk(2, "lo "))
+    queue.add(CH, "text_chunk", chunk(3, "world"))
+    assert len(queue) == 1
+    assert queue.take() == ([], [])  # within the window of the last text event
+    assert queue.next_deadline() == pytest.approx(100.05)
+    clock.now = 100.05
+    events, _ = queue.take()
+    assert [(e.payload["first_sequence"], e.payload["sequence"], e.payload["offset"], e.payload["text"]) for e in events] == [
+        (2, 3, 3, "lo world")
+    ]
+    clock.now += 1  # quiet again: the next write leaves at once
+    queue.add(CH, "text_chunk", chunk(4, "!"))
+    assert [e.payload["text"] for e in queue.take()[0]] == ["!"]
     assert len(queue) == 0 and queue.next_deadline() is None
 
 
 def test_an_event_behind_a_run_makes_it_due_and_keeps_channel_order():
     queue, _ = make(window=60)
     queue.add(CH, "text_chunk", chunk(1, "a"))
+    assert len(queue.take()[0]) == 1
     queue.add(CH, "text_chunk", chunk(2, "b"))
-    queue.add(CH, "stream_end", {"message_id": "m1", "sequence": 2})
-    queue.add(CH, "text_chunk", chunk(3, "c"))  # after stream_end: a new run, not merged across it
+    queue.add(CH, "text_chunk", chunk(3, "c"))
+    assert queue.take() == ([], [])
+    queue.add(CH, "stream_end", {"message_id": "m1", "sequence": 3})
+    queue.add(CH, "text_chunk", chunk(4, "d"))  # after stream_end: a new run, not merged across it
     assert queue.next_deadline() == float("-inf")
     events, _ = queue.take()
-    assert [(e.event, e.payload.get("text")) for e in events] == [("text_chunk", "ab"), ("stream_end", None)]
-    assert len(queue) == 1  # "c" waits for its own window
+    assert [(e.event, e.payload.get("text")) for e in events] == [("text_chunk", "bc"), ("stream_end", None)]
+    assert len(queue) == 1  # "d" waits for the window
 
 
 def test_offsets_continue_across_runs_and_count_utf16_units():

@@ -4,8 +4,10 @@
 
 - events are kept per channel, in the order they were added;
 - consecutive ``text_chunk`` events of one message on one channel merge into one *run* while the run
-  is the newest item of its channel and younger than the window; a run is sent as soon as its window
-  has passed or anything else is queued behind it (``stream_end``, a widget, a flush marker);
+  waits: a channel sends at most one text event per window. The first write of a burst leaves at
+  once (its channel sent no text within the window); later ones wait until the window since the
+  last text event has passed, or until anything else is queued behind them (``stream_end``, a
+  widget, a flush marker);
 - a run is turned into wire events only when the sender takes it, so a slow server makes runs longer
   (more coalescing) instead of making the queue longer;
 - a run's text is split into several events when one would exceed ``max_event_bytes`` (Pusher
@@ -156,6 +158,8 @@ class Coalescer:
         self._count = 0
         # Per message: UTF-16 units sent so far (the next chunk's offset). Bounded, oldest first out.
         self._offsets: OrderedDict[str, int] = OrderedDict()
+        # Per channel: when its last text event left (recent ones only), for the leading edge.
+        self._text_sent: OrderedDict[str, float] = OrderedDict()
         #: Items dropped because ``max_pending`` was reached.
         self.dropped = 0
 
@@ -181,7 +185,7 @@ class Coalescer:
                 channel=channel,
                 message_id=message_id,
                 template=template,
-                ready_at=self.clock() + self.window,
+                ready_at=self._ready_at(channel),
                 first_sequence=sequence,
                 sequence=sequence,
                 texts=[text],
@@ -191,6 +195,18 @@ class Coalescer:
             item = _Event(channel, event, payload)
         self._push(channel, queue, item)
         return True
+
+    def _ready_at(self, channel: str) -> float:
+        """A run is due at once when its channel sent no text within the window (the first write
+        of a burst leaves immediately), else when the window since that text has passed."""
+        now = self.clock()
+        while self._text_sent:
+            oldest, at = next(iter(self._text_sent.items()))
+            if at > now - self.window:
+                break
+            del self._text_sent[oldest]
+        last = self._text_sent.get(channel)
+        return now if last is None else last + self.window
 
     def add_marker(self, marker_factory: Callable[[int], FlushMarker]) -> FlushMarker:
         """Queue a flush marker behind the current tail of every channel."""
@@ -281,6 +297,8 @@ class Coalescer:
         return start
 
     def _materialize(self, run: _Run) -> list[OutgoingEvent]:
+        self._text_sent.pop(run.channel, None)
+        self._text_sent[run.channel] = self.clock()
         text = "".join(run.texts)
         offset = self._advance(run.message_id, utf16_len(text))
 

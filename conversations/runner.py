@@ -34,7 +34,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -78,26 +79,36 @@ class TurnOutcome:
     lease_lost: bool = False
 
 
+def stale_before(seconds: float) -> ExpressionWrapper:
+    """The database's clock minus ``seconds``.
+
+    Heartbeats are written and compared with the database's time (``Now()``), not the workers':
+    workers on several machines need not agree on the time for one to tell another's lease stale.
+    """
+    return ExpressionWrapper(
+        Now() - Value(timedelta(seconds=float(seconds)), output_field=DurationField()),
+        output_field=DateTimeField(),
+    )
+
+
 def acquire_lease(session_id: Any, message_id: Any) -> str | None:
     """Take the session's turn lease for ``message_id``; the token, or None when a live turn holds it."""
     token = uuid.uuid4().hex
-    now = timezone.now()
-    stale = now - timedelta(seconds=ai_settings.STALE_TURN_TIMEOUT)
     taken = (
         ConversationSession.objects.filter(pk=session_id)
-        .filter(Q(turn_token="") | Q(turn_heartbeat_at__lt=stale) | Q(turn_heartbeat_at__isnull=True))
-        .update(turn_token=token, active_turn=message_id, turn_heartbeat_at=now)
+        .filter(
+            Q(turn_token="")
+            | Q(turn_heartbeat_at__lt=stale_before(ai_settings.STALE_TURN_TIMEOUT))
+            | Q(turn_heartbeat_at__isnull=True)
+        )
+        .update(turn_token=token, active_turn=message_id, turn_heartbeat_at=Now())
     )
     return token if taken else None
 
 
 def renew_lease(session_id: Any, token: str) -> bool:
     """Heartbeat: False when the lease is no longer ``token``'s."""
-    return bool(
-        ConversationSession.objects.filter(pk=session_id, turn_token=token).update(
-            turn_heartbeat_at=timezone.now()
-        )
-    )
+    return bool(ConversationSession.objects.filter(pk=session_id, turn_token=token).update(turn_heartbeat_at=Now()))
 
 
 def release_lease(session_id: Any, token: str) -> None:
@@ -541,7 +552,7 @@ def process_pending(
                 return outcomes
             continue  # re-read the queue under the lease
         moved = ConversationSession.objects.filter(pk=session_id, turn_token=token).update(
-            active_turn=message.pk, turn_heartbeat_at=timezone.now()
+            active_turn=message.pk, turn_heartbeat_at=Now()
         )
         if not moved:
             return outcomes  # the lease was taken over: its new holder carries on

@@ -30,6 +30,7 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..conf import ai_settings
@@ -76,15 +77,17 @@ def recover_stale_turns(*, stale_after: float | None = None, action: str | None 
     done: list[RecoveredTurn] = []
     reschedule: set[Any] = set()
 
+    from ..runner import stale_before
+
     stale_leases = (
         ConversationSession.objects.exclude(turn_token="")
-        .filter(Q(turn_heartbeat_at__lt=cutoff) | Q(turn_heartbeat_at__isnull=True))
+        .filter(Q(turn_heartbeat_at__lt=stale_before(stale_after)) | Q(turn_heartbeat_at__isnull=True))
         .values_list("pk", "turn_token", "active_turn")[:limit]
     )
     for session_id, old_token, message_id in stale_leases:
         token = uuid.uuid4().hex
         taken = ConversationSession.objects.filter(pk=session_id, turn_token=old_token).update(
-            turn_token=token, turn_heartbeat_at=timezone.now()
+            turn_token=token, turn_heartbeat_at=Now()
         )
         if not taken:
             continue  # the turn finished, or another process recovered it

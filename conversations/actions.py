@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -13,7 +13,19 @@ from .owners import ensure_anonymous_id, get_owner
 from .registry import registry
 from .service import ConversationService
 
-__all__ = ["start_conversation"]
+__all__ = ["start_conversation", "StartedConversation"]
+
+
+class StartedConversation(TypedDict):
+    """What ``start_conversation`` returns (the seed's three keys first)."""
+
+    session_id: str
+    status: str
+    agent_path: str
+    #: The anonymous visitor's id (also stored in their Django session); None for users.
+    anonymous_id: str | None
+    title: str
+    created_at: str
 
 
 def start_conversation(
@@ -23,7 +35,7 @@ def start_conversation(
     *,
     title: str = "",
     metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> StartedConversation:
     """Start a conversation with the agent at ``agent_path``.
 
     The agent's ``create_context(request, **context_kwargs)`` builds the Context. The session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -27,7 +27,20 @@ from .models import ConversationMessage, ConversationSession, File
 from .owners import Owner, get_owner, owns
 from .registry import registry
 
-__all__ = ["ConversationService"]
+__all__ = ["ConversationService", "SendMessageResult"]
+
+
+class SendMessageResult(TypedDict):
+    """What ``send_message`` returns: the seed's ``status``/``response``/``session_id`` plus ids."""
+
+    status: Literal["success", "error", "cancelled"]
+    response: str
+    session_id: str
+    user_message_id: str
+    #: The agent message (None when the agent failed before writing anything).
+    message_id: str | None
+    #: Only with status "error": the generic text shown to the user.
+    error: NotRequired[str]
 
 
 def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.UUID:
@@ -133,7 +146,7 @@ class ConversationService:
         user: Any = None,
         request: Any = None,
         files: Iterable[Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SendMessageResult:
         """Save ``message`` as the user's, run the agent's turn inline and return
         ``{"status": "success", "response": ..., "session_id": ...}`` (``"error"`` with a generic
         ``error`` text when the agent fails; details go to the log)."""
@@ -166,7 +179,7 @@ class ConversationService:
                 File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
 
         outcome = ConversationService._answer_inline(session, user_message, request)
-        result: dict[str, Any] = {
+        result: SendMessageResult = {
             "status": "success",
             "response": outcome.response if outcome else "",
             "session_id": str(session.pk),
@@ -184,7 +197,7 @@ class ConversationService:
         return result
 
     @staticmethod
-    async def asend_message(session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None) -> dict[str, Any]:
+    async def asend_message(session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None) -> SendMessageResult:
         """``send_message`` for async code: the turn runs in a worker thread, off the event loop."""
         return await sync_to_async(ConversationService.send_message, thread_sensitive=True)(
             session_id, message, user=user, request=request, files=files

@@ -1,0 +1,169 @@
+/**
+ * The demo page in a real browser: Debian's Chromium driven by playwright-core, against the demo
+ * backend (runserver, temporary SQLite, Local realtime over Server-Sent Events, embedded Tika +
+ * tesseract for the PNG). A screenshot of the finished conversation goes to artifacts/.
+ */
+
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+
+import { demoServer, repoRoot, type DemoServer } from "../test/helpers/server.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = join(repoRoot, "artifacts");
+
+let server: DemoServer;
+let browser: Browser;
+let alice: BrowserContext;
+let page: Page;
+let supportSession = "";
+
+async function openAgent(p: Page, agent: string): Promise<string> {
+  const before = p.url();
+  await p.click(`#agent-list button[data-agent="${agent}"]`);
+  await p.waitForFunction((old) => location.href !== old && /#\/c\/[0-9a-f-]{36}$/.test(location.hash), before);
+  await p.waitForSelector("#connection[data-state='subscribed']");
+  return p.url().split("#/c/")[1] as string;
+}
+
+async function send(p: Page, text: string): Promise<void> {
+  await p.fill("#input", text);
+  await p.press("#input", "Enter");
+}
+
+function lastAgentText(p: Page): Promise<string> {
+  return p.locator(".message.agent:not(.typing) .bubble").last().innerText();
+}
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `Chromium is missing at ${CHROMIUM}: install Debian's chromium (scripts/apt-packages.txt) or set CHROMIUM_PATH.`);
+  server = await demoServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"],
+  });
+  alice = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  page = await alice.newPage();
+  page.setDefaultTimeout(20_000);
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  await page.goto(server.origin + "/");
+  await page.waitForSelector(".agent-card[data-agent='support']");
+  assert.deepEqual(errors, []);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+describe("the demo page", () => {
+  test("start a conversation, see the reply stream in, then pick a widget slot", async () => {
+    supportSession = await openAgent(page, "support");
+    // An empty conversation offers suggestions.
+    await page.waitForSelector("#suggestions button");
+    assert.equal(await page.locator("#messages .message").count(), 0);
+
+    await send(page, "How do refunds work?");
+    await page.waitForSelector(".message.user .bubble >> text=How do refunds work?");
+    // While it streams: a growing partial text with the caret, and the stop button.
+    await page.waitForSelector(".message.agent.streaming");
+    const lengths: number[] = [];
+    while (await page.locator(".message.agent.streaming").count()) {
+      lengths.push((await lastAgentText(page)).length);
+      await page.waitForTimeout(40);
+    }
+    assert.ok(new Set(lengths.filter((n) => n > 0)).size >= 3, `saw only ${JSON.stringify(lengths)} while streaming`);
+    await page.waitForSelector(".message.agent.completed");
+    assert.match(await lastAgentText(page), /Refunds for annual plans are pro-rated/);
+    assert.equal(await page.isVisible("#stop"), false);
+    // The live session list picked the conversation up, titled from its first message.
+    await page.waitForSelector(`#session-list li.active[data-session="${supportSession}"] >> text=How do refunds work?`);
+
+    await send(page, "I'd like to book a call");
+    const slot = page.locator(".widget-card.appointment .slot").nth(1);
+    await slot.waitFor();
+    await page.waitForSelector(".slot:not([disabled])");
+    const value = (await slot.getAttribute("data-slot")) as string;
+    await slot.click();
+    await page.waitForSelector(`.message.user .bubble >> text=Book ${value}`);
+    await page.waitForFunction((v) => {
+      const agents = [...document.querySelectorAll(".message.agent:not(.typing) .bubble")];
+      return agents.at(-1)?.textContent?.includes(`booked for ${v}`);
+    }, value);
+    await page.waitForSelector(".widget-card.appointment .confirmed");
+    assert.equal(await page.locator(".slot.selected").getAttribute("data-slot"), value);
+    assert.equal(await page.locator(".slot:not([disabled])").count(), 0, "a booked form takes no second pick");
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.waitForTimeout(300); // let the last message's entrance animation end
+    await page.screenshot({ path: join(ARTIFACTS, "demo-conversation.png") });
+  });
+
+  test("upload a PNG and get its text (OCR) used in the answer", async () => {
+    await openAgent(page, "files");
+    // A PNG made by the page's own canvas: black text on white, read back by tesseract.
+    const png = await page.evaluate(async () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 900;
+      canvas.height = 220;
+      const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.fillStyle = "#000";
+      ctx.font = "bold 64px sans-serif";
+      ctx.fillText("INVOICE 4711", 40, 100);
+      ctx.font = "48px sans-serif";
+      ctx.fillText("Total due 120 EUR", 40, 180);
+      const blob: Blob = await new Promise((resolve) => canvas.toBlob((b) => resolve(b as Blob), "image/png"));
+      return [...new Uint8Array(await blob.arrayBuffer())];
+    });
+    await page.setInputFiles("#file-input", { name: "scan.png", mimeType: "image/png", buffer: Buffer.from(png) });
+    await page.waitForSelector(".attachment >> text=scan.png");
+    await page.waitForSelector(".attachment[data-status='done']", { timeout: 60_000 });
+    await send(page, "What is the invoice number?");
+    await page.waitForSelector(".message.user .chip[data-status='done'] >> text=scan.png");
+    await page.waitForSelector(".message.agent.completed", { timeout: 60_000 });
+    const answer = await lastAgentText(page);
+    assert.match(answer, /scan\.png/);
+    assert.match(answer, /4711/);
+    assert.match(answer, /INVOICE/i);
+  });
+
+  test("stop a long reply: the partial text stays", async () => {
+    await openAgent(page, "writer");
+    await send(page, "A story about a dragon");
+    await page.waitForFunction(() => (document.querySelector(".message.agent.streaming .bubble")?.textContent?.length ?? 0) > 80);
+    assert.equal(await page.isVisible("#stop"), true);
+    await page.click("#stop");
+    await page.waitForSelector(".message.agent.cancelled");
+    const text = await lastAgentText(page);
+    assert.ok(text.length > 80);
+    assert.ok(!text.includes("knew what the words were for"), "the story was cut short");
+    await page.waitForSelector("#stop", { state: "hidden" });
+    assert.equal(await page.isVisible("#send"), true);
+  });
+
+  test("another visitor cannot see the first visitor's conversations", async () => {
+    const bob = await browser.newContext({ viewport: { width: 390, height: 800 } });
+    try {
+      const other = await bob.newPage();
+      await other.goto(server.origin + "/");
+      await other.waitForSelector("#no-sessions", { state: "visible" });
+      assert.equal(await other.locator("#session-list li").count(), 0);
+      // Even with the link to Alice's conversation.
+      await other.goto(`${server.origin}/#/c/${supportSession}`);
+      await other.waitForSelector("#banner:not([hidden])");
+      await other.waitForSelector("#connection[data-state='failed']");
+      assert.equal(await other.locator("#messages .message").count(), 0);
+      assert.equal(await other.locator("text=How do refunds work?").count(), 0);
+      // Alice still sees hers.
+      assert.equal(await page.locator(`#session-list li[data-session="${supportSession}"]`).count(), 1);
+    } finally {
+      await bob.close();
+    }
+  });
+});

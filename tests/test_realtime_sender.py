@@ -51,12 +51,18 @@ def make(transport: Transport, **kwargs) -> EventSender:
 
 def test_flush_sends_before_the_window_and_waits_for_delivery():
     transport = Transport()
-    sender = make(transport, window=30)  # without flush these would wait 30 s
+    sender = make(transport, window=30)
     try:
-        sender.send(CH, "text_chunk", chunk(1, "a"))
-        sender.send(CH, "text_chunk", chunk(2, "b"))
+        sender.send(CH, "text_chunk", chunk(1, "a"))  # the first write of a burst leaves at once
         assert sender.flush(timeout=10) is True
-        assert [(e.event, e.payload["text"], e.payload["sequence"]) for e in transport.events] == [("text_chunk", "ab", 2)]
+        sender.send(CH, "text_chunk", chunk(2, "b"))  # these would wait 30 s for the window
+        sender.send(CH, "text_chunk", chunk(3, "c"))
+        assert sender.pending() == 1
+        assert sender.flush(timeout=10) is True
+        assert [(e.payload["text"], e.payload["first_sequence"], e.payload["sequence"]) for e in transport.events] == [
+            ("a", 1, 1),
+            ("bc", 2, 3),
+        ]
         assert sender.pending() == 0
     finally:
         sender.close()
@@ -221,3 +227,38 @@ def test_a_backend_that_cannot_be_built_is_reported_once_and_the_turn_completes(
     with override_settings(DJANGO_AI={"PUSHER": broken}):
         ids = {m.id for m in run_checks(tags=["django_ai"])}
     assert "django_ai.E014" in ids
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_gets_its_own_queue_and_thread():
+    """A preforking server may fork after the backend was built: the child must still deliver."""
+    import os
+
+    transport = Transport()
+    sender = make(transport, window=0.0)
+    try:
+        sender.send(CH, "widget", {"who": "parent"})
+        assert sender.flush(timeout=5)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what its own sender delivered, then leave at once
+            code = 1
+            try:
+                os.close(read_end)
+                got: list = []
+                sender.deliver = lambda events: got.extend(e.payload["who"] for e in events)
+                sender.send(CH, "widget", {"who": "child"})
+                ok = sender.flush(timeout=5)
+                os.write(write_end, f"{ok}:{','.join(got)}".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert report == "True:child"
+        assert [e.payload["who"] for e in transport.events] == ["parent"]
+    finally:
+        sender.close()

@@ -155,8 +155,7 @@ class ConversationService:
         if session.status != SessionStatus.ACTIVE:
             raise SessionNotActive(f"Conversation {session.pk} is {session.status}; start a new one to continue.")
         agent_cls = registry.get(session.agent_path)
-        owner = get_owner(request, user) if (user is not None or request is not None) else Owner(session.user, session.anonymous_id)
-        file_rows = ConversationService._resolve_files(files, owner, session)
+        file_rows = ConversationService._resolve_files(files, session, user=user, request=request)
         ConversationService.apply_concurrency_policy(session, agent_cls)
 
         with transaction.atomic():
@@ -313,13 +312,21 @@ class ConversationService:
         return message
 
     @staticmethod
-    def _resolve_files(files: Iterable[Any] | None, owner: Owner, session: ConversationSession) -> list[File]:
+    def _resolve_files(files: Iterable[Any] | None, session: ConversationSession, *, user: Any, request: Any) -> list[File]:
         if files is None:
             return []
         if isinstance(files, (str, bytes, uuid.UUID, File)) or not isinstance(files, Iterable):
             raise InvalidInput(
                 f"files must be a list of File rows or file ids, not {type(files).__name__}.", field="files"
             )
+        files = list(files)
+        if not files:
+            return []
+        # Files of the caller's owner; server code (no user, no request) acts as the session's.
+        if user is not None or request is not None:
+            owner = get_owner(request, _check_user(user))
+        else:
+            owner = Owner(session.user, session.anonymous_id)
         rows: list[File] = []
         for item in files:
             pk = item.pk if isinstance(item, File) else _as_uuid(item, FileNotFound, "File", "files")

@@ -153,9 +153,10 @@ export class QuerySet<T extends Row = Row> {
     return (await this.limit(1).fetch(options))[0] ?? null;
   }
 
-  /** The only row matching (optionally after one more filter); NotFoundError when none, a
-   * ValidationError (`multiple_objects`) when several. */
-  async get(filter?: Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
+  /** The row with this pk, or the only row matching (optionally after one more filter);
+   * NotFoundError when none, a ValidationError (`multiple_objects`) when several. */
+  async get(pkOrFilter?: string | Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
+    const filter = typeof pkOrFilter === "string" ? { id: pkOrFilter } : pkOrFilter;
     const qs = filter ? this.filter(filter) : this;
     const rows = await qs.limit(2).fetch(options);
     if (rows.length === 0) {
@@ -233,12 +234,6 @@ export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<
   /** All rows (the caller may see). */
   all(): QuerySet<T> {
     return new QuerySet<T>(this.ctx, this.modelName, this.state);
-  }
-
-  /** The row with this pk, or the only row matching a filter. */
-  override async get(pkOrFilter?: string | Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
-    if (typeof pkOrFilter === "string") return super.get({ id: pkOrFilter }, options);
-    return super.get(pkOrFilter, options);
   }
 
   /** Create a row; the new row as the server stored it. */

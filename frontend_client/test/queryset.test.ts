@@ -111,6 +111,13 @@ describe("querysets", () => {
 
     const file = await c.files.upload(new File(["some notes"], "notes.txt", { type: "text/plain" }));
     assert.equal(file.filename, "notes.txt");
+    assert.equal(file.extracted_text, undefined, "the text is sent only when asked for");
+    const withText = await until(
+      () => c.files.only("id", "extraction_status", "extracted_text").get(file.id),
+      (row) => row.extraction_status === "done",
+      "the extraction",
+    );
+    assert.equal(withText.extracted_text?.trim(), "some notes");
     assert.equal(await c.files.filter({ id: file.id }).count(), 1);
     assert.equal(await c.files.delete(file.id), 1);
     await assert.rejects(c.files.get(file.id), NotFoundError);

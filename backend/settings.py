@@ -130,6 +130,7 @@ if os.environ.get("PUSHER_KEY"):
         "CLUSTER": os.environ.get("PUSHER_CLUSTER", ""),
         "HOST": os.environ.get("PUSHER_HOST", ""),
         "PORT": int(os.environ.get("PUSHER_PORT", "0") or 0) or None,
+        "SCHEME": os.environ.get("PUSHER_SCHEME", ""),
     }
 
 LOGGING = {

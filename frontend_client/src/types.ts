@@ -165,6 +165,7 @@ export interface RealtimeConfig {
   host?: string;
   port?: number;
   scheme?: string;
+  force_tls?: boolean;
   auth_endpoint: string;
   events_endpoint?: string | null;
   session_channel_prefix: string;

@@ -74,7 +74,7 @@ export class PusherAdapter implements RealtimeAdapter {
   ) {
     const config = context.config;
     if (!config.key) throw new RealtimeError("The server's realtime config has no Pusher key.", { code: "pusher_misconfigured" });
-    const secure = config.scheme ? ["https", "wss"].includes(config.scheme) : true;
+    const secure = config.force_tls ?? (config.scheme ? ["https", "wss"].includes(config.scheme) : true);
     const options: Record<string, unknown> = {
       cluster: config.cluster || "mt1",
       forceTLS: secure,

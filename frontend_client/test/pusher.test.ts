@@ -1,0 +1,155 @@
+/**
+ * The SDK over Pusher: a real Pusher-protocol server (soketi, from tests/realtime_server) and a demo
+ * server configured to publish to it; the client follows `realtime/config/` to pusher-js, whose
+ * private channels are authorised by the project's `realtime/auth/`.
+ */
+
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { createClient, isRealtimeError, type Client, type Conversation, type ConversationState } from "../src/index.js";
+import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
+
+const SOKETI_DIR = join(repoRoot, "tests", "realtime_server");
+const SOKETI_BIN = join(SOKETI_DIR, "node_modules", "@soketi", "soketi", "bin", "server.js");
+const KEY = "sdk-key";
+
+let soketi: ChildProcess | null = null;
+let server: DemoServer | null = null;
+const clients: Client[] = [];
+const conversations: Conversation[] = [];
+const missing = existsSync(SOKETI_BIN) ? null : `soketi is not installed in ${SOKETI_DIR} (CI installs it: scripts/npm-dirs.txt)`;
+
+async function startSoketi(): Promise<number> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [SOKETI_BIN, "start"], {
+    cwd: SOKETI_DIR,
+    env: {
+      ...process.env,
+      SOKETI_HOST: "127.0.0.1",
+      SOKETI_PORT: String(port),
+      SOKETI_METRICS_ENABLED: "false",
+      SOKETI_METRICS_SERVER_PORT: String(await freePort()),
+      SOKETI_DEFAULT_APP_ID: "4243",
+      SOKETI_DEFAULT_APP_KEY: KEY,
+      SOKETI_DEFAULT_APP_SECRET: "sdk-secret",
+      SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES: "false",
+      SOKETI_SHUTDOWN_GRACE_PERIOD: "100",
+    },
+    stdio: "ignore",
+    detached: true,
+  });
+  soketi = child;
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/`)).ok) return port;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("soketi did not start within 30 s");
+}
+
+before(async () => {
+  if (missing) return;
+  const port = await startSoketi();
+  server = await startDemoServer({
+    PUSHER_APP_ID: "4243",
+    PUSHER_KEY: KEY,
+    PUSHER_SECRET: "sdk-secret",
+    PUSHER_HOST: "127.0.0.1",
+    PUSHER_PORT: String(port),
+    PUSHER_SCHEME: "http",
+  });
+});
+
+after(async () => {
+  for (const c of conversations) c.close();
+  for (const c of clients) c.close();
+  await server?.stop();
+  if (soketi?.pid) {
+    try {
+      process.kill(-soketi.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+});
+
+function client(): Client {
+  const c = createClient({ baseUrl: (server as DemoServer).api });
+  clients.push(c);
+  return c;
+}
+
+const lastAgent = (s: ConversationState) => [...s.messages].reverse().find((m) => m.message_type === "agent");
+
+describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
+  test("the config leads to pusher-js, and a streamed reply arrives through it", async () => {
+    const c = client();
+    const config = await c.realtimeConfig();
+    assert.equal(config.backend, "pusher");
+    assert.equal(config.key, KEY);
+
+    const conversation = await c.startConversation("support");
+    conversations.push(conversation);
+    await conversation.waitFor((s) => s.loaded && s.connection === "subscribed", { timeout: 15_000 });
+    const adapter = await c.realtime.adapter();
+    assert.equal(adapter?.name, "pusher");
+
+    const partial: number[] = [];
+    conversation.subscribe((s) => {
+      const agent = lastAgent(s);
+      if (agent?.streaming && agent.content) partial.push(agent.content.length);
+    });
+    await conversation.send("Where is my order?");
+    const state = await conversation.waitFor((s) => !s.busy && lastAgent(s)?.processing_status === "completed", { timeout: 20_000 });
+    const stored = await c.messages.get(lastAgent(state)?.id as string);
+    assert.equal(lastAgent(state)?.content, stored.content);
+    assert.match(stored.content, /Orders ship within two working days/);
+    assert.ok(new Set(partial).size >= 3, `streamed in ${new Set(partial).size} steps`);
+  });
+
+  test("live() follows the owner's channel through pusher-js", async () => {
+    const c = client();
+    const first = await c.startConversation("echo");
+    conversations.push(first);
+    const counts: number[] = [];
+    const stop = c.sessions.live((s) => counts.push(s.rows.length));
+    const deadline = Date.now() + 15_000;
+    while (!counts.includes(1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    conversations.push(await c.startConversation("echo"));
+    while (!counts.includes(2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    stop();
+    assert.deepEqual([...new Set(counts)], [1, 2]);
+  });
+
+  test("another visitor's subscription is refused by realtime/auth/", async () => {
+    const alice = client();
+    const conversation = await alice.startConversation("echo");
+    conversations.push(conversation);
+    const mallory = client();
+    conversations.push(await mallory.startConversation("echo"));
+    const refused = await new Promise<unknown>((resolve) => {
+      mallory.realtime.subscribe(conversation.channel, {
+        event: () => resolve(new Error("an event reached the intruder")),
+        state: (state, error) => {
+          if (state === "failed") resolve(error);
+        },
+      });
+    });
+    assert.ok(isRealtimeError(refused), String(refused));
+    assert.equal(refused.channel, conversation.channel);
+    assert.ok(refused.status === 403 || refused.status === 404, `status ${refused.status}`);
+    // The conversation store shows nothing of it either.
+    const intruder = mallory.conversation(conversation.sessionId);
+    conversations.push(intruder);
+    const state = await intruder.waitFor((s) => s.connection === "failed", { timeout: 15_000 });
+    assert.equal(state.messages.length, 0);
+  });
+});

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import uuid
 
 import pytest
 import requests
@@ -203,8 +204,6 @@ def test_a_subscriber_joining_mid_stream_rebuilds_the_text_from_the_row_and_late
 def test_unauthorised_subscribers_are_refused_and_receive_nothing(soketi, realtime, live_server):
     session, visitor = start_session("streamer", Streamer)
     channel = session_channel(session.pk)
-    import uuid
-
     unknown = session_channel(uuid.uuid4())
     owner = subscriber(soketi, live_server, [channel], headers={HEADER: visitor})
     stranger = subscriber(soketi, live_server, [channel, unknown, "private-conversation-session-nope"], headers={HEADER: new_anonymous_id()})

@@ -11,7 +11,6 @@ envelope ``{"errors": [{"code", "message", "field"?}]}`` of the bridge's views.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -32,9 +31,7 @@ from .local import LocalBackend, sse_frames, sse_frames_async
 
 __all__ = ["RealtimeAuthView", "RealtimeEventsView", "RealtimeConfigView"]
 
-logger = logging.getLogger("django_ai.conversations.realtime")
-
-SOCKET_ID = re.compile(r"\A\d{1,20}\.\d{1,20}\Z")
+SOCKET_ID = re.compile(r"\A[0-9]{1,20}\.[0-9]{1,20}\Z")
 #: Channels one Server-Sent Events stream may read.
 MAX_STREAM_CHANNELS = 10
 

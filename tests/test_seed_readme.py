@@ -649,6 +649,9 @@ class SmartAgent(ConversationAgent):
 
 
 def test_function_calling_with_context(monkeypatch):
+    """The README's SmartAgent as written. Its module-level ``litellm`` is the real package, but
+    ``litellm.completion`` is replaced by the scripted FakeModel of conversations.testing (no
+    provider can be called here); the request the agent sends is real and checked."""
     import os
     import sys
 

@@ -103,6 +103,7 @@ class Soketi:
                 self.process.wait(5)
         if getattr(self, "_log", None):
             self._log.close()
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Soketi:
         return self.start()

@@ -133,6 +133,32 @@ describe("the demo page", () => {
     assert.match(answer, /INVOICE/i);
   });
 
+  test("a refused file says why, and the typed message is kept", async () => {
+    await openAgent(page, "files");
+    // An executable is refused whatever its name says.
+    const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(120)]);
+    await page.setInputFiles("#file-input", { name: "photo.png", mimeType: "image/png", buffer: elf });
+    await page.waitForSelector(".attachment[data-status='failed']");
+    assert.match(await page.locator(".attachment[data-status='failed'] .state").innerText(), /File refused/);
+    await page.waitForSelector("#banner:not([hidden])");
+    assert.match(await page.locator("#banner-text").innerText(), /File refused/);
+    assert.equal(await page.locator("#messages .message").count(), 0, "nothing was sent");
+  });
+
+  test("the server being down is said plainly", async () => {
+    const offline = await browser.newContext();
+    try {
+      const p = await offline.newPage();
+      // The page loads, then every API call fails as if the server had stopped.
+      await p.route("**/api/conversations/**", (route) => route.abort("connectionrefused"));
+      await p.goto(server.origin + "/");
+      await p.waitForSelector("#fatal:not([hidden])");
+      assert.match(await p.locator("#fatal h1").innerText(), /Can’t reach the server/);
+    } finally {
+      await offline.close();
+    }
+  });
+
   test("stop a long reply: the partial text stays", async () => {
     await openAgent(page, "writer");
     await send(page, "A story about a dragon");

@@ -193,7 +193,7 @@ export class Conversation {
       };
       if (options.timeout) {
         timer = setTimeout(
-          () => finish(() => reject(new ConversationClientError(`waitFor timed out after ${options.timeout} ms.`, { code: "timeout" }))),
+          () => finish(() => reject(new ConversationClientError(`waitFor timed out after ${options.timeout} ms; ${summarize(this.getState())}.`, { code: "timeout" }))),
           options.timeout,
         );
       }
@@ -308,7 +308,7 @@ export class Conversation {
         onProgress: (p: UploadProgress) => update({ loaded: p.loaded, total: p.total || state.size }),
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      this.fileRows.set(row.id, row);
+      if (isNotOlder(row, this.fileRows.get(row.id))) this.fileRows.set(row.id, row);
       update({ status: "uploaded", file: row, loaded: state.size, total: state.size });
       return row;
     } catch (error) {
@@ -352,7 +352,7 @@ export class Conversation {
   /** Change a widget's presentation state (`display_data`), e.g. the slot a person picked. */
   async updateWidget(widgetId: string, displayData: JsonObject): Promise<WidgetRow> {
     const row = await this.deps.widgets.update(widgetId, { display_data: displayData });
-    this.widgetRows.set(row.id, row);
+    if (isNotOlder(row, this.widgetRows.get(row.id))) this.widgetRows.set(row.id, row);
     this.changed();
     return row;
   }
@@ -395,6 +395,8 @@ export class Conversation {
       return;
     }
     this.syncing = true;
+    // Rows that arrive while this read runs (from a refetch) are newer than it: keep them.
+    const before = new Set(this.rows.keys());
     try {
       const { sessions, messages, widgets, files } = this.deps;
       const [session, latest, widgetList, fileList] = await Promise.all([
@@ -404,15 +406,15 @@ export class Conversation {
         files.filter({ session: this.sessionId }).orderBy("-created_at").limit(this.history).fetch(),
       ]);
       if (this.closed) return;
-      this.session = session;
+      if (isNotOlder(session, this.session)) this.session = session;
       const seen = new Set(latest.map((m) => m.id));
       for (const [id, row] of this.rows) {
         // Rows the server no longer returns are gone, except local ones and live streams.
-        if (!seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) this.rows.delete(id);
+        if (before.has(id) && !seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) this.rows.delete(id);
       }
       for (const row of latest) this.mergeRow(row);
-      for (const row of widgetList) this.widgetRows.set(row.id, row);
-      for (const row of fileList) this.fileRows.set(row.id, row);
+      for (const row of widgetList) if (isNotOlder(row, this.widgetRows.get(row.id))) this.widgetRows.set(row.id, row);
+      for (const row of fileList) if (isNotOlder(row, this.fileRows.get(row.id))) this.fileRows.set(row.id, row);
       this.loaded = true;
       if (this.error && (isNetworkErrorLike(this.error) || this.error.code === "sync_failed")) this.error = null;
     } catch (error) {
@@ -507,6 +509,8 @@ export class Conversation {
           widget_type: p.widget_type,
           data: p.data,
           display_data: p.display_data,
+          // Sent after the row was saved: a read that started earlier cannot undo it.
+          updated_at: p.timestamp,
         } as WidgetRow);
         if (p.message_id && !this.rows.has(p.message_id)) this.queueFetch("message", p.message_id);
         break;
@@ -611,6 +615,7 @@ export class Conversation {
       this.pendingAdoption.delete(row.id);
     }
     const existing = this.rows.get(row.id);
+    if (existing && !existing.local && !isNotOlder(row, existing)) return;
     if (
       existing &&
       existing.processing_status === ProcessingStatus.STREAMING &&
@@ -663,13 +668,14 @@ export class Conversation {
       for (const row of messageRows) {
         if (row.session === this.sessionId) this.mergeRow(row);
       }
-      for (const row of widgetRows) this.widgetRows.set(row.id, row);
+      for (const row of widgetRows) if (isNotOlder(row, this.widgetRows.get(row.id))) this.widgetRows.set(row.id, row);
       for (const row of fileRows) {
+        if (!isNotOlder(row, this.fileRows.get(row.id))) continue;
         this.fileRows.set(row.id, row);
         const index = this.uploadStates.findIndex((u) => u.file?.id === row.id);
         if (index >= 0) this.uploadStates[index] = { ...(this.uploadStates[index] as UploadState), file: row };
       }
-      if (sessionRow) this.session = sessionRow;
+      if (sessionRow && isNotOlder(sessionRow, this.session)) this.session = sessionRow;
     } catch (error) {
       this.error = toClientError(error);
       // Try again later: what we show may be stale.
@@ -746,6 +752,24 @@ export class Conversation {
       loaded: this.loaded,
     };
   }
+}
+
+/**
+ * Whether `row` may replace `existing`: reads can finish out of order (a refetch started before a
+ * change may answer after one started after it), so an older copy never replaces a newer one.
+ */
+function isNotOlder(row: { updated_at?: unknown }, existing: { updated_at?: unknown } | undefined | null): boolean {
+  if (!existing || typeof existing.updated_at !== "string" || typeof row.updated_at !== "string") return true;
+  return Date.parse(row.updated_at) >= Date.parse(existing.updated_at);
+}
+
+/** A one-line picture of a state, for timeouts and logs. */
+function summarize(state: ConversationState): string {
+  const messages = state.messages
+    .map((m) => `${m.message_type}:${m.processing_status}${m.local ? ":local" : ""}${m.widget ? `:${m.widget.widget_type}` : ""}(${m.content.length})`)
+    .join(" ");
+  const uploads = state.uploads.map((u) => `${u.filename}:${u.status}:${u.file?.extraction_status ?? "-"}`).join(" ");
+  return `phase=${state.phase} busy=${state.busy} connection=${state.connection} error=${state.error?.code ?? "none"} messages=[${messages}] uploads=[${uploads}]`;
 }
 
 function typeRank(row: MessageRow): number {

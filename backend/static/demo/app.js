@@ -361,8 +361,9 @@ function renderComposer(state) {
     const upload = state.uploads.find((u) => u.key === item.key) ?? item.upload;
     if (!upload) continue;
     const file = upload.file ? state.files[upload.file.id] ?? upload.file : null;
-    const status = upload.status === "failed" ? "failed" : file ? file.extraction_status : "uploading";
     const percent = upload.total ? Math.round((100 * upload.loaded) / upload.total) : 0;
+    // All bytes sent and no answer yet: the server is storing the file and starting extraction.
+    const status = upload.status === "failed" ? "failed" : file ? file.extraction_status : percent >= 100 ? "processing" : "uploading";
     const label = {
       uploading: `Uploading… ${percent}%`,
       pending: "Extracting text…",

@@ -535,6 +535,7 @@ def process_pending(
     agent for the message ``request_for`` only. ``token`` is a lease the caller already holds.
     """
     outcomes: list[TurnOutcome] = []
+    leased_for: Any = None  # the message the lease already names as active_turn
     while True:
         message = next_pending(session_id)
         if message is None:
@@ -550,12 +551,15 @@ def process_pending(
             token = acquire_lease(session_id, message.pk)
             if token is None:
                 return outcomes
+            leased_for = message.pk
             continue  # re-read the queue under the lease
-        moved = ConversationSession.objects.filter(pk=session_id, turn_token=token).update(
-            active_turn=message.pk, turn_heartbeat_at=Now()
-        )
-        if not moved:
-            return outcomes  # the lease was taken over: its new holder carries on
+        if message.pk != leased_for:
+            moved = ConversationSession.objects.filter(pk=session_id, turn_token=token).update(
+                active_turn=message.pk, turn_heartbeat_at=Now()
+            )
+            if not moved:
+                return outcomes  # the lease was taken over: its new holder carries on
+        leased_for = None
         outcome = run_turn(message, token=token, request=request if message.pk == request_for else None)
         outcomes.append(outcome)
         if outcome.lease_lost:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db import close_old_connections, connections
 
 __all__ = ["InProcessRunner", "in_process_runner"]
 
@@ -52,6 +52,9 @@ class InProcessRunner:
     def _work(self) -> None:
         while True:
             func = self._queue.get()
+            if func is _STOP:
+                connections.close_all()
+                return
             with self._lock:
                 self._busy += 1
             try:
@@ -59,8 +62,8 @@ class InProcessRunner:
             except Exception:  # noqa: BLE001 - a failed job must not kill the thread; it is logged
                 logger.exception("A background task of this process failed")
             finally:
-                # Each job gets fresh connections: nothing stays open between turns.
-                connections.close_all()
+                # As after a request: connections past CONN_MAX_AGE (or broken) are closed.
+                close_old_connections()
                 with self._lock:
                     self._busy -= 1
                     self._unfinished -= 1
@@ -72,9 +75,23 @@ class InProcessRunner:
         with self._idle:
             return self._idle.wait_for(lambda: self._unfinished == 0, timeout)
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Let the queued jobs finish, then end the threads and close their database connections
+        (with ``CONN_MAX_AGE`` they stay open between jobs). Later submissions start new threads."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+        for _ in threads:
+            self._queue.put(_STOP)
+        for thread in threads:
+            thread.join(timeout)
+
     @property
     def unfinished(self) -> int:
         return self._unfinished
+
+
+def _STOP() -> None:  # a marker: the thread that takes it exits
+    pass
 
 
 _runner = InProcessRunner()

@@ -3,8 +3,9 @@ with the in-process backend (Django's ImmediateBackend, IN_PROCESS_TURN_THREADS 
 threads) and with the worker backend (django-tasks-db, real ``db_worker`` processes), against
 the baseline of answering inline (``ConversationService.send_message``, no queue).
 
-Table 1, throughput: ``--messages`` (default 200) messages spread over 20 conversations, all saved
-at once through the ORM (as the bridge saves them); the clock stops when the last one is answered.
+Table 1, throughput: ``--messages`` (default 200) messages, one per conversation, all saved at
+once through the ORM (as the bridge saves them); the clock stops when the last one is answered.
+Best of 2 rounds per row (the machine may be shared).
 Table 2, latency as load grows: bursts where 1, 10 and 100 conversations each get one message at
 the same moment; per-message latency percentiles.
 
@@ -67,6 +68,7 @@ def _run(label: str, total: int) -> None:
     from django.test import override_settings
 
     from django_ai.conversations.internal.tasks_compat import task_backends
+    from django_ai.conversations.tasks.inprocess import in_process_runner
     from django_ai.conversations.testing import task_worker
 
     immediate = {"default": {"BACKEND": settings.TASKS["default"]["BACKEND"]}}
@@ -76,7 +78,7 @@ def _run(label: str, total: int) -> None:
     ai = {**settings.DJANGO_AI, "AGENTS": {AGENT: "tests.bench.bench_tasks.EchoAgent"}, "IN_PROCESS_TURN_THREADS": 4}
 
     print(f"{label}; Python {platform.python_version()}, Django {django.get_version()}; "
-          f"{total} messages over 20 conversations; echo agent; db_worker --interval {WORKER_INTERVAL}\n")
+          f"{total} messages, one per conversation; echo agent; db_worker --interval {WORKER_INTERVAL}\n")
 
     rows: list[tuple[str, dict[str, float]]] = []
     bursts: list[tuple[str, int, dict[str, float]]] = []
@@ -84,19 +86,24 @@ def _run(label: str, total: int) -> None:
         from django_ai.conversations.registry import register_agent
 
         register_agent(AGENT, EchoAgent)
-        rows.append(("inline send_message (baseline, no queue)", _inline(total)))
+        rows.append(("inline send_message (baseline, no queue)", _best(_inline, total)))
         with override_settings(TASKS=immediate):
             task_backends["default"]  # noqa: B018 - built before the clock starts
-            rows.append(("in-process: ImmediateBackend + 4 threads", _queued(total, 20)))
-            for conversations in (1, 10, 100):
-                bursts.append(("in-process, 4 threads", conversations, _bursts(conversations)))
+            rows.append(("in-process: ImmediateBackend + 4 threads", _best(_queued, total)))
+            with _conn_max_age(60):
+                name = "in-process, 4 threads, CONN_MAX_AGE=60"
+                rows.append((name, _best(_queued, total)))
+                for conversations in (1, 10, 100):
+                    bursts.append((name, conversations, _bursts(conversations)))
+                in_process_runner().stop(10)  # closes the threads' kept connections
         with override_settings(TASKS=database):
-            for workers in (1, 2):
-                with _workers(task_worker, workers):
-                    rows.append((f"db_worker x{workers} (django-tasks-db)", _queued(total, 20)))
-                    if workers == 2:
+            for workers, max_age in ((1, 0), (2, 0), (2, 60)):
+                with _workers(task_worker, workers, max_age):
+                    name = f"db_worker x{workers}" + (f", CONN_MAX_AGE={max_age}" if max_age else "")
+                    rows.append((name, _best(_queued, total)))
+                    if max_age:
                         for conversations in (1, 10, 100):
-                            bursts.append(("db_worker x2", conversations, _bursts(conversations)))
+                            bursts.append((name, conversations, _bursts(conversations)))
 
     base = rows[0][1]["turns_per_s"]
     print("| backend | turns/s | ratio to inline | queue latency p50 ms | p95 ms |")
@@ -116,11 +123,30 @@ def _run(label: str, total: int) -> None:
 
 
 @contextmanager
-def _workers(task_worker: Callable[..., Any], count: int) -> Iterator[None]:
-    with task_worker(interval=WORKER_INTERVAL, queue="default") as start:
+def _conn_max_age(seconds: int) -> Iterator[None]:
+    """CONN_MAX_AGE for the threads of this process and the workers started inside (they copy this
+    process's database settings). 0 closes the connection after every task."""
+    from django.db import connection
+
+    saved = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = seconds  # the dict every thread's connection shares
+    try:
+        yield
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = saved
+
+
+@contextmanager
+def _workers(task_worker: Callable[..., Any], count: int, conn_max_age: int) -> Iterator[None]:
+    with _conn_max_age(conn_max_age), task_worker(interval=WORKER_INTERVAL, queue="default") as start:
         for _ in range(count):
             start()
         yield
+
+
+def _best(measure: Callable[[int], dict[str, float]], total: int, rounds: int = 2) -> dict[str, float]:
+    """The round with the highest throughput: other jobs on a shared machine only slow runs down."""
+    return max((measure(total) for _ in range(rounds)), key=lambda r: r["turns_per_s"])
 
 
 def _sessions(count: int) -> list[Any]:
@@ -132,10 +158,10 @@ def _sessions(count: int) -> list[Any]:
 def _inline(total: int) -> dict[str, float]:
     from django_ai.conversations.service import ConversationService
 
-    sessions = _sessions(20)
+    sessions = _sessions(total)
     started = time.perf_counter()
     for i in range(total):
-        ConversationService.send_message(sessions[i % 20].pk, f"message {i}")
+        ConversationService.send_message(sessions[i].pk, f"message {i}")
     return {"turns_per_s": total / (time.perf_counter() - started)}
 
 
@@ -164,10 +190,10 @@ def _latencies(ids: list[Any]) -> list[float]:
     return [(started - saved).total_seconds() * 1000 for saved, started in rows]
 
 
-def _queued(total: int, conversations: int) -> dict[str, float]:
-    sessions = _sessions(conversations)
+def _queued(total: int) -> dict[str, float]:
+    sessions = _sessions(total)
     started = time.perf_counter()
-    ids = [_post(sessions[i % conversations], f"message {i}").pk for i in range(total)]
+    ids = [_post(sessions[i], f"message {i}").pk for i in range(total)]
     _wait_answered(ids)
     elapsed = time.perf_counter() - started
     latencies = _latencies(ids)

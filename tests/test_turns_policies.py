@@ -83,10 +83,10 @@ def test_enqueue_policy_keeps_the_message_and_answers_it_after_the_running_turn(
 
 @pytest.mark.django_db(transaction=True)
 def test_interrupt_cancels_the_running_turn_and_answers_the_new_message(events):
-    session, first = _running("interrupt", "slow 10")
+    session, first = _running("interrupt", "slow 30")
     started = time.monotonic()
     result = ConversationService.send_message(session.pk, "slow 0")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # not the 30 s the first turn would take
     assert result["status"] == "success" and result["response"] == "working"
     first.refresh_from_db()
     assert first.processing_status == ProcessingStatus.CANCELLED
@@ -100,11 +100,9 @@ def test_interrupt_cancels_the_running_turn_and_answers_the_new_message(events):
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_from_python_stops_a_streaming_sync_agent_and_keeps_its_text():
-    session, message = _running("slow", "slow 10")
-    started = time.monotonic()
+    session, message = _running("slow", "slow 30")
     assert ConversationService.cancel_turn(session.pk) == {"status": "cancelling", "cancelled": [str(message.pk)]}
-    wait_until(lambda: status_of(message) == ProcessingStatus.CANCELLED, 5)
-    assert time.monotonic() - started < 2
+    wait_until(lambda: status_of(message) == ProcessingStatus.CANCELLED, 15)  # not the 30 s of the turn
     wait_for_turns(5)
     answer = reply_to(message)
     assert answer.processing_status == ProcessingStatus.CANCELLED
@@ -117,10 +115,8 @@ def test_cancel_from_python_stops_a_streaming_sync_agent_and_keeps_its_text():
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_a_silent_async_agent_at_once():
     session, message = _running("silent-async", "wait")
-    started = time.monotonic()
     ConversationService.cancel_turn(session.pk)
-    wait_until(lambda: status_of(message) == ProcessingStatus.CANCELLED, 5)
-    assert time.monotonic() - started < 2
+    wait_until(lambda: status_of(message) == ProcessingStatus.CANCELLED, 15)  # it would sleep 30 s
 
 
 @pytest.mark.django_db(transaction=True)
@@ -134,7 +130,7 @@ def test_cancel_reaches_a_sync_agent_that_checks_self_cancelled():
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_drops_the_waiting_messages_too(events):
-    session, running = _running("slow", "slow 10")
+    session, running = _running("slow", "slow 30")
     waiting = [post(session, "slow 0"), post(session, "slow 0")]
     result = ConversationService.cancel_turn(session.pk)
     assert sorted(result["cancelled"]) == sorted(str(m.pk) for m in [running, *waiting])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-import time
 
 import pytest
 from django.core import checks
@@ -23,6 +22,7 @@ from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
 
+from . import turns_support as support
 from .turns_support import AGENTS, ai_settings, post, reply_to, status_of
 
 TASKS_PKG = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
@@ -108,18 +108,17 @@ def test_send_message_answers_inline_without_a_task(recorder):
 
 @pytest.mark.django_db(transaction=True)
 def test_in_process_default_answers_in_background_and_the_save_returns_first():
-    """ImmediateBackend with background threads: saving returns while the agent still works."""
+    """ImmediateBackend with background threads: saving returns while the agent still works (the
+    agent waits for GATE, which only this test opens after the save returned)."""
+    support.GATE.clear()
     with override_settings(TASKS=IMMEDIATE), ai_settings(IN_PROCESS_TURN_THREADS=2):
-        session = _session("slow")
-        started = time.monotonic()
-        message = post(session, "slow 0.6")
-        assert time.monotonic() - started < 0.5
-        assert status_of(message) in (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING)
-        wait_for_turns(10)
+        session = _session("counter")
+        message = post(session, "hold")
+        wait_until(lambda: status_of(message) == ProcessingStatus.PROCESSING, 10)
+        support.GATE.set()
+        wait_for_turns(30)
     assert status_of(message) == ProcessingStatus.COMPLETED
-    answer = reply_to(message)
-    assert answer.processing_status == ProcessingStatus.COMPLETED
-    assert answer.content.startswith("working.")
+    assert reply_to(message).content == "held"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -55,7 +55,7 @@ def _agent_threads() -> list[threading.Thread]:
 def test_heartbeats_continue_while_a_sync_agent_is_silent():
     with ai_settings(TURN_HEARTBEAT_INTERVAL=0.1):
         session = ConversationService.create_session("silent")
-        message = _waiting(session, "silent 1.2")
+        message = _waiting(session, "silent 1.5")
         turn = Background(lambda: process_pending(session.pk))
         turn.start()
         beats = set()
@@ -66,8 +66,8 @@ def test_heartbeats_continue_while_a_sync_agent_is_silent():
         outcomes = turn.outcome()
     assert outcomes[0].status == ProcessingStatus.COMPLETED
     beats.discard(None)
-    assert len(beats) >= 5, beats  # ~1.2 s / 0.1 s, while the agent wrote nothing
-    assert support.SEEN_THREADS["silent 1.2"].startswith("django-ai-agent-")
+    assert len(beats) >= 4, beats  # every 0.1 s for 1.5 s, while the agent wrote nothing
+    assert support.SEEN_THREADS["silent 1.5"].startswith("django-ai-agent-")
 
 
 @pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_hanging_async_agent_is_cancelled_at_the_turn_timeout():
     session = ConversationService.create_session("hang-async")
     started = time.monotonic()
     result = ConversationService.send_message(session.pk, "hang")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 20  # bounded by the 0.4 s timeout, not the agent's 60 s sleep
     assert result["status"] == "error"
     user_message = ConversationMessage.objects.get(pk=result["user_message_id"])
     assert user_message.processing_status == ProcessingStatus.FAILED
@@ -145,7 +145,7 @@ def test_hanging_sync_agent_is_left_behind_and_the_conversation_goes_on():
         started = time.monotonic()
         outcomes = process_pending(session.pk)
         elapsed = time.monotonic() - started
-    assert elapsed < 3, elapsed
+    assert elapsed < 20, elapsed  # bounded by timeout + grace, not by the agent (30 s)
     assert [o.status for o in outcomes] == [ProcessingStatus.FAILED, ProcessingStatus.COMPLETED]
     assert reply_to(first, MessageType.SYSTEM).metadata["code"] == "turn_timeout"
     assert reply_to(second).content == "quick answer"

@@ -16,7 +16,6 @@ from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
 from django_ai.conversations.exceptions import TurnInProgress
 from django_ai.conversations.models import ConversationMessage
-from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
 

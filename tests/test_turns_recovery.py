@@ -22,7 +22,7 @@ from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished
 from django_ai.conversations.tasks import recovery
 from django_ai.conversations.tasks.recovery import RecoveredTurn, recover_stale_turns, rerun_messages
-from django_ai.conversations.testing import isolated_registry, wait_for_turns
+from django_ai.conversations.testing import isolated_registry
 
 from .test_turns_queue import DUMMY, IMMEDIATE
 from .turns_support import AGENTS, ai_settings, post, reply_to, status_of

@@ -19,7 +19,6 @@ saved to the moment a turn started answering it (task enqueue, pickup, lease, st
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

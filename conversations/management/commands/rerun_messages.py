@@ -50,6 +50,9 @@ class Command(BaseCommand):
             missing = {str(self._uuid(v, "message id")) for v in ids} - {str(m.pk) for m in messages}
             if missing:
                 raise CommandError(f"No message with id {', '.join(sorted(missing))}.")
+        if not messages:
+            self.stdout.write("No failed messages match.")
+            return
         if dry_run:
             for message in messages:
                 self.stdout.write(f"would re-run: message {message.reply_to_id or message.pk} ({message.processing_status})")

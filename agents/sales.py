@@ -105,7 +105,9 @@ class SalesAgent(ConversationAgent):
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": message},
         ]
-        with ResponseStream() as stream:
+        # The stream opens with the first text, so tool calls made before it show above the answer.
+        stream: ResponseStream | None = None
+        try:
             for _ in range(MAX_TOOL_ROUNDS):
                 response = await acompletion(model=model, messages=messages, tools=schemas, stream=True)
                 collector = ToolCallCollector()
@@ -115,6 +117,8 @@ class SalesAgent(ConversationAgent):
                         continue
                     delta = chunk.choices[0].delta
                     if getattr(delta, "content", None):
+                        if stream is None:
+                            stream = ResponseStream().start()
                         stream.write(delta.content)
                         text.append(delta.content)
                     collector.add(delta)
@@ -138,7 +142,10 @@ class SalesAgent(ConversationAgent):
                         {"name": done.name, "arguments": done.arguments, "result": done.result},
                     )
                     messages.append(done.as_message())
-        return stream.content
+        finally:
+            if stream is not None:
+                stream.end()
+        return stream.content if stream is not None else "I have nothing to add."
 
 
 def offline_brain(request: FakeRequest) -> Any:

@@ -138,6 +138,8 @@ def test_sales_agent_calls_tools_with_context_injected(rf, tier, expected):
     assert widget.data["arguments"] == {"product_id": "pro-features"}
     agent = ConversationMessage.objects.get(pk=result["message_id"])
     assert agent.message_type == MessageType.AGENT and agent.processing_status == ProcessingStatus.COMPLETED
+    # The tool call shows above the answer it led to.
+    assert widget.message.timestamp < agent.timestamp
     assert agent.metrics.get("completion_tokens", 0) > 0
 
 
@@ -166,6 +168,8 @@ def test_offline_brain_answers_without_tools_when_nothing_matches():
 def test_sales_agent_uses_litellm_when_a_model_is_configured(monkeypatch):
     """The real-LLM path, with litellm's acompletion replaced by the scripted FakeModel (no network
     or key here): the agent must call litellm with the configured model name."""
+    # litellm fetches a price list at import unless told to use its bundled copy (no network here).
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     pytest.importorskip("litellm")
     from django_ai.conversations.testing import FakeModel
 

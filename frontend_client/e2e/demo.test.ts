@@ -173,6 +173,25 @@ describe("the demo page", () => {
     assert.equal(await page.isVisible("#send"), true);
   });
 
+  test("a signed-in user chats too (session cookie + CSRF token through the SDK)", async () => {
+    const signedIn = await browser.newContext();
+    try {
+      const p = await signedIn.newPage();
+      await p.goto(`${server.origin}/admin/login/?next=/`);
+      await p.fill("#id_username", "demo");
+      await p.fill("#id_password", "demo");
+      await p.click("input[type=submit]");
+      await p.waitForURL(`${server.origin}/`);
+      await p.waitForSelector(".account >> text=Signed in as");
+      await openAgent(p, "echo");
+      await send(p, "hello from demo");
+      await p.waitForSelector(".message.agent.completed >> text=You said: hello from demo");
+      await p.waitForSelector("#session-list li >> text=hello from demo");
+    } finally {
+      await signedIn.close();
+    }
+  });
+
   test("another visitor cannot see the first visitor's conversations", async () => {
     const bob = await browser.newContext({ viewport: { width: 390, height: 800 } });
     try {

@@ -295,8 +295,8 @@ function fileChip(file) {
   const status = file.extraction_status;
   const label = { pending: "extracting text…", processing: "extracting text…", done: "text extracted", failed: "unreadable" }[status] ?? status;
   return el("span", { class: "chip", dataset: { status, file: file.id } },
-    status === "pending" || status === "processing" ? el("span", { class: "spinner" }) : (status === "done" ? "✓" : "!"),
-    `${file.filename} · ${label}`);
+    status === "pending" || status === "processing" ? el("span", { class: "spinner" }) : el("span", { text: status === "done" ? "✓" : "!" }),
+    el("span", { text: `${file.filename} · ${label}` }));
 }
 
 function renderWidget(message, state) {

@@ -73,6 +73,8 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
   // A temporary SQLite database, whatever the surrounding run uses.
   delete childEnv.DATABASE_URL;
   execFileSync(python(), ["manage.py", "migrate", "--noinput", "-v", "0"], { cwd: repoRoot, env: childEnv, stdio: "inherit" });
+  // The demo login (demo / demo), as ./dev demo creates it.
+  execFileSync(python(), ["manage.py", "demo_setup"], { cwd: repoRoot, env: childEnv, stdio: "ignore" });
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const child = spawn(python(), ["manage.py", "runserver", `127.0.0.1:${port}`, "--noreload"], {

@@ -130,6 +130,45 @@ describe("conversation store", () => {
     assert.ok(stored.content.endsWith("knew what the words were for."));
   });
 
+  test("a dropped realtime connection reconnects and the reply still ends whole", async () => {
+    // The network (not the server) fails: the first event stream is cut after a few kilobytes.
+    let cut = false;
+    const flaky = async (input: string, init?: RequestInit): Promise<Response> => {
+      const response = await fetch(input, init);
+      if (cut || !input.includes("realtime/events/") || !response.body) return response;
+      let seen = 0;
+      const reader = response.body.getReader();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const { value, done } = await reader.read();
+          if (done) return controller.close();
+          seen += value.byteLength;
+          controller.enqueue(value);
+          if (seen > 3000 && !cut) {
+            cut = true;
+            controller.error(new TypeError("network connection lost"));
+            void reader.cancel();
+          }
+        },
+      });
+      return new Response(body, { status: response.status, headers: response.headers });
+    };
+    const c = createClient({ baseUrl: server.api, fetch: flaky });
+    clients.push(c);
+    const conversation = await start(c, "writer");
+    const states: string[] = [];
+    conversation.subscribe((s) => states.push(s.connection));
+    await conversation.send("a lost umbrella");
+    const done = await conversation.waitFor(finished, { timeout: 40_000 });
+    assert.ok(cut, "the stream was cut");
+    assert.ok(states.includes("reconnecting"), `connection states: ${[...new Set(states)].join(", ")}`);
+    assert.equal(done.connection, "subscribed");
+    const reply = lastAgent(done);
+    const stored = await c.messages.get(reply?.id as string);
+    assert.equal(reply?.content, stored.content);
+    assert.ok(stored.content.endsWith("knew what the words were for."));
+  });
+
   test("cancel() stops a long reply and keeps its partial text", async () => {
     const c = client();
     const conversation = await start(c, "writer");

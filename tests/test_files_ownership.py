@@ -21,7 +21,7 @@ from django_ai.conversations.models import File
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
-from django_ai.conversations.testing import FileFactory, UserFactory
+from django_ai.conversations.testing import FileFactory, UserFactory, wait_for_turns
 from tests.bridge_support import API, Api, error_codes, error_fields, rows, user_api
 from tests.fixtures.files import generate
 
@@ -72,6 +72,8 @@ def setup(settings, tmp_path):
 def upload(api: Api, name: str) -> File:
     response = api.client.post(API + "files/", {"file": SimpleUploadedFile(name, (FILES / name).read_bytes())}, **api.headers)
     assert response.status_code == 201, response.json()
+    # Extraction runs on the process's background task threads; the upload answered before it.
+    wait_for_turns(timeout=60)
     return File.objects.get(pk=response.json()["data"])
 
 
@@ -176,7 +178,8 @@ def test_upload_answer_is_the_bridge_row_of_the_caller():
     response = client.post(API + "files/", {"file": SimpleUploadedFile("hours.txt", (FILES / "hours.txt").read_bytes())})
     body = response.json()
     row = body["included"]["file"][body["data"]]
-    assert row["extraction_status"] == "done"
+    assert row["extraction_status"] == "pending"  # extraction runs after the answer
+    wait_for_turns(timeout=60)
     assert "extracted_text" not in row  # large: read it with a query that names it in ``fields``
     text_rows = rows(
         Api(client).query("file", {"filter": {"id": body["data"]}, "fields": ["id", "extracted_text"]}), "file"

@@ -18,7 +18,7 @@ from django.test import Client, override_settings
 
 from django_ai.conversations.constants import EventName, ExtractionStatus
 from django_ai.conversations.models import File
-from django_ai.conversations.testing import SessionFactory, UserFactory
+from django_ai.conversations.testing import SessionFactory, UserFactory, wait_for_turns
 from django_ai.conversations.uploads import is_allowed_type, sniff_content_type
 from tests.bridge_support import API, error_codes, error_fields
 from tests.fixtures.files import generate
@@ -44,7 +44,10 @@ def stored_files(media: Path) -> list[Path]:
 def upload(client: Client, name: str, data: bytes | None = None, *, content_type: str = "application/octet-stream", **fields):
     data = (FILES / name).read_bytes() if data is None else data
     body = {"file": SimpleUploadedFile(name, data, content_type=content_type), **fields}
-    return client.post(API + "files/", body, **fields.pop("extra", {}))
+    response = client.post(API + "files/", body, **fields.pop("extra", {}))
+    # The upload answers at once; extraction runs on the in-process task threads after it.
+    wait_for_turns(timeout=60)
+    return response
 
 
 def the_row(response) -> dict:
@@ -77,7 +80,7 @@ def test_user_uploads_a_pdf_and_its_text_is_extracted(media, events):
     # Stored through the storage API under a random name, not the client's.
     assert file.file.name.endswith(".pdf") and "Q3" not in file.file.name
     assert file.file.read() == data
-    # The in-process task backend ran extraction when the upload committed.
+    # The in-process task backend ran extraction after the upload committed.
     assert file.extraction_status == ExtractionStatus.DONE
     assert generate.PDF_TEXT in " ".join(file.extracted_text.split())
     assert file.extractor == "tika-embedded" and file.extractor_version.startswith("3.")
@@ -110,6 +113,7 @@ def test_stateless_client_uses_its_header_id(media):
         {"file": SimpleUploadedFile("notes.docx", (FILES / "notes.docx").read_bytes())},
         HTTP_X_CONVERSATION_ANONYMOUS_ID=anonymous_id,
     )
+    wait_for_turns(timeout=60)
     file = File.objects.get(pk=the_row(response)["id"])
     assert file.anonymous_id == anonymous_id
     assert file.content_type == DOCX
@@ -209,7 +213,10 @@ def test_projects_can_close_uploads_with_bridge_permissions(media):
 def test_corrupt_and_encrypted_uploads_end_failed_with_a_reason(media):
     client = user_client()
     corrupt_row = the_row(upload(client, "corrupt.pdf"))
-    # The reason reaches the client with the row.
+    # The upload answered before extraction; the reason reaches the client with the row.
+    assert corrupt_row["extraction_status"] == "pending"
+    query = client.post(API + "models/file/query/", {"filter": {"id": corrupt_row["id"]}}, content_type="application/json")
+    corrupt_row = query.json()["included"]["file"][corrupt_row["id"]]
     assert corrupt_row["extraction_status"] == "failed"
     assert corrupt_row["extraction_error"].startswith("The file seems to be damaged")
     corrupt = File.objects.get(pk=corrupt_row["id"])

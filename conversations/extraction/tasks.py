@@ -179,7 +179,16 @@ def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> F
         raise
 
 
-@task()
+def _configured_target() -> dict[str, str]:
+    return {
+        "backend": ai_settings.TASK_BACKEND,
+        "queue_name": ai_settings.EXTRACTION_QUEUE or ai_settings.TASK_QUEUE,
+    }
+
+
+# Declared on the configured backend and queue: Django validates a task against them when it is
+# declared (a backend limited to QUEUES=["files"] would refuse the "default" queue).
+@task(**_configured_target())
 def extract_file_task(file_id: str) -> dict[str, Any]:
     """Background task: extract the text of one File (see :func:`run_extraction`)."""
     file = run_extraction(file_id)
@@ -189,9 +198,13 @@ def extract_file_task(file_id: str) -> dict[str, Any]:
 
 
 def _enqueue(file_id: str) -> None:
+    from ..dispatch import enqueue_task
+
     queue = ai_settings.EXTRACTION_QUEUE or ai_settings.TASK_QUEUE
     try:
-        extract_file_task.using(backend=ai_settings.TASK_BACKEND, queue_name=queue).enqueue(file_id)
+        # With an in-process backend this runs on the process's background threads, so an upload
+        # answers at once instead of waiting for Tika and OCR.
+        enqueue_task(extract_file_task, file_id, queue_name=queue)
     except Exception:
         # The File stays pending; `manage.py reextract_files --pending` enqueues it again.
         logger.exception("Could not enqueue text extraction for file %s", file_id)

@@ -116,3 +116,44 @@ def test_real_payloads_match_the_ts_event_table(events, monkeypatch):
         assert keys <= required | optional, f"{captured.event} has fields the SDK does not type: {keys - required - optional}"
         seen.add(captured.event)
     assert seen == {str(e) for e in EventName}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_payloads_on_the_wire_match_the_ts_event_table(monkeypatch):
+    """What a real transport carries (the Local backend's Server-Sent Events, through the same
+    coalescing sender as Pusher) fits the table too, and every ``text_chunk`` there has the
+    ``offset`` and ``first_sequence`` that the SDK's stream assembly relies on."""
+    import json
+
+    from django.test import override_settings
+
+    from agents import chat_agents
+    from django_ai.conversations.realtime import get_backend, reset_backend
+    from django_ai.conversations.realtime.channels import session_channel
+
+    monkeypatch.setattr(chat_agents, "WORD_DELAY", 0)
+    with override_settings(DJANGO_AI={"REALTIME_BACKEND": "django_ai.conversations.realtime.local.LocalBackend"}):
+        reset_backend()
+        try:
+            backend = get_backend()
+            session = ConversationService.create_session("support", anonymous_id="anon_" + "d" * 43)
+            subscription = backend.broker.subscribe([session_channel(session.pk)])
+            ConversationService.send_message(session_id=session.id, message="How do refunds work?")
+            backend.flush(timeout=5)
+            frames = subscription.drain()
+        finally:
+            reset_backend()
+    table = ts_event_fields()
+    chunks = []
+    for frame in frames:
+        data = next(line[len("data: "):] for line in frame.frame.splitlines() if line.startswith("data: "))
+        payload = json.loads(data)
+        payload.pop("channel")  # added by the SSE stream, not part of the payload
+        required, optional = table[frame.event]
+        assert required <= set(payload) <= required | optional, (frame.event, sorted(payload))
+        if frame.event == EventName.TEXT_CHUNK:
+            chunks.append(payload)
+    assert chunks, "the turn streamed no text"
+    assert all({"offset", "first_sequence"} <= set(c) for c in chunks)
+    units = [len(c["text"].encode("utf-16-le")) // 2 for c in chunks]
+    assert [c["offset"] for c in chunks] == [sum(units[:i]) for i in range(len(chunks))]

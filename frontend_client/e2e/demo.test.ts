@@ -138,10 +138,13 @@ describe("the demo page", () => {
     // An executable is refused whatever its name says.
     const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(120)]);
     await page.setInputFiles("#file-input", { name: "photo.png", mimeType: "image/png", buffer: elf });
-    await page.waitForSelector(".attachment[data-status='failed']");
-    assert.match(await page.locator(".attachment[data-status='failed'] .state").innerText(), /File refused/);
+    // 415: the tray and the banner say the kind of file is not accepted, with the detected type.
+    await page.waitForSelector(".attachment[data-status='failed'][data-code='unsupported_file_type']");
+    const reason = await page.locator(".attachment[data-status='failed'] .state").innerText();
+    assert.match(reason, /File refused, this kind of file is not accepted\. Files of type \S+ are not accepted here\./);
+    assert.doesNotMatch(reason, /image\/png/, "the type comes from the bytes, not the name");
     await page.waitForSelector("#banner:not([hidden])");
-    assert.match(await page.locator("#banner-text").innerText(), /File refused/);
+    assert.equal(await page.locator("#banner-text").innerText(), reason);
     assert.equal(await page.locator("#messages .message").count(), 0, "nothing was sent");
   });
 

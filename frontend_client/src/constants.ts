@@ -89,7 +89,7 @@ export const OWNER_CHANNEL_PREFIX = "private-conversation-owner-";
  */
 export const EVENT_PAYLOAD_FIELDS = {
   stream_start: { required: ["message_id", "sequence", "reply_to"], optional: [] },
-  text_chunk: { required: ["message_id", "sequence", "text"], optional: ["first_sequence"] },
+  text_chunk: { required: ["message_id", "sequence", "text"], optional: ["first_sequence", "offset"] },
   stream_end: { required: ["message_id", "sequence"], optional: [] },
   widget: { required: ["widget_id", "message_id", "widget_type", "data", "display_data"], optional: [] },
   widget_update: { required: ["widget_id", "message_id", "widget_type", "data", "display_data"], optional: [] },

@@ -3,10 +3,11 @@
  * (with their extraction progress) merged into one immutable snapshot.
  *
  * How it stays correct (docs/protocol.md, "Resuming a stream"): it subscribes to the session's
- * channel first and buffers events, then reads the rows, then applies only chunks whose `sequence`
- * is above the row's `stream_sequence`. The same happens after every reconnect. Chunks that do
- * not fit (a gap, or a coalesced chunk overlapping what the row holds) trigger a re-read of the
- * row instead of a guess.
+ * channel first and buffers events, then reads the rows, then rebuilds each streaming message from
+ * its row and its `text_chunk` events by `offset` (a `StreamAssembler` per message): known text is
+ * dropped, text that extends it is appended (cut where the row ends), and a chunk beyond the known
+ * text (a gap) is held while the row is read again, every `GAP_RETRY_DELAY` ms, until it catches
+ * up. The same happens after every reconnect. A finished row is the whole truth.
  */
 
 import {
@@ -19,6 +20,7 @@ import {
 } from "./constants.js";
 import { ConversationClientError, isConversationClientError, NetworkError, ValidationError } from "./errors.js";
 import { newOperationId, type UploadProgress } from "./http.js";
+import { StreamAssembler } from "./stream.js";
 import type { FileManager } from "./files.js";
 import type { ModelManager } from "./queryset.js";
 import type { RealtimeHub } from "./realtime/hub.js";
@@ -123,6 +125,13 @@ interface StoredMessage extends MessageRow {
 
 const BUSY_USER = new Set<string>([ProcessingStatus.PENDING, ProcessingStatus.PROCESSING]);
 
+/**
+ * Milliseconds between re-reads of a streaming row while chunks wait for text that only the row
+ * can give (a gap). The server saves the row every `STREAM_SAVE_INTERVAL` (1 s by default) and at
+ * the end of each stream, so a gap closes within a few retries.
+ */
+const GAP_RETRY_DELAY = 500;
+
 export class Conversation {
   readonly sessionId: string;
   readonly channel: string;
@@ -134,9 +143,11 @@ export class Conversation {
   private readonly fileRows = new Map<string, FileRow>();
   private readonly uploadStates: UploadState[] = [];
   private readonly myOperations = new Set<string>();
-  private readonly pendingChunks = new Map<string, TextChunkEvent[]>();
+  /** Streaming messages (and chunks of messages not read yet), rebuilt by offset. */
+  private readonly streams = new Map<string, StreamAssembler>();
   private readonly toFetch = { message: new Set<string>(), widget: new Set<string>(), file: new Set<string>(), session: false };
   private fetchTimer: ReturnType<typeof setTimeout> | null = null;
+  private fetchDue = 0;
   private pollTimer: ReturnType<typeof setTimeout> | null = null;
   private session: SessionRow | null = null;
   private connection: ChannelState = "connecting";
@@ -410,7 +421,10 @@ export class Conversation {
       const seen = new Set(latest.map((m) => m.id));
       for (const [id, row] of this.rows) {
         // Rows the server no longer returns are gone, except local ones and live streams.
-        if (before.has(id) && !seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) this.rows.delete(id);
+        if (before.has(id) && !seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) {
+          this.rows.delete(id);
+          this.streams.delete(id);
+        }
       }
       for (const row of latest) this.mergeRow(row);
       for (const row of widgetList) if (isNotOlder(row, this.widgetRows.get(row.id))) this.widgetRows.set(row.id, row);
@@ -470,13 +484,14 @@ export class Conversation {
             files: [],
             processing_status: ProcessingStatus.STREAMING,
             reply_to: p.reply_to ?? null,
-            // Text before this stream is unknown until the row is read.
-            stream_sequence: p.sequence === 0 ? 0 : -1,
+            stream_sequence: 0,
             timestamp: p.timestamp,
           });
+          // Text written before this stream (another stream of the turn) is in the row: its
+          // chunks start beyond the empty text, so they wait for it.
           if (p.sequence !== 0) this.queueFetch("message", p.message_id);
+          this.showStream(p.message_id);
         }
-        this.flushChunks(p.message_id);
         break;
       }
       case EventName.TEXT_CHUNK:
@@ -529,8 +544,10 @@ export class Conversation {
         }
         for (const pk of p.pks) {
           if (p.operation === ModelOperation.DELETE) {
-            if (p.model === "message") this.rows.delete(pk);
-            else if (p.model === "widget") this.widgetRows.delete(pk);
+            if (p.model === "message") {
+              this.rows.delete(pk);
+              this.streams.delete(pk);
+            } else if (p.model === "widget") this.widgetRows.delete(pk);
             else this.fileRows.delete(pk);
           } else {
             if (p.model === "message" && p.operation_id && this.myOperations.has(p.operation_id)) {
@@ -557,54 +574,32 @@ export class Conversation {
 
   private applyChunk(event: TextChunkEvent): void {
     const row = this.rows.get(event.message_id);
-    if (!row) {
-      this.bufferChunk(event);
-      this.queueFetch("message", event.message_id);
-      return;
-    }
-    if (event.sequence <= row.stream_sequence) return;
-    const first = event.first_sequence ?? event.sequence;
-    if (row.stream_sequence >= 0 && first === row.stream_sequence + 1) {
-      const status = FINISHED_STATUSES.has(row.processing_status) ? row.processing_status : ProcessingStatus.STREAMING;
-      this.rows.set(row.id, { ...row, content: row.content + event.text, stream_sequence: event.sequence, processing_status: status });
-      return;
-    }
-    // A gap, or a coalesced chunk overlapping the row's text: re-read the row.
-    this.bufferChunk(event);
-    this.queueFetch("message", event.message_id);
+    // A finished row is the whole truth: later chunks (a late transport) change nothing.
+    if (row && FINISHED_STATUSES.has(row.processing_status)) return;
+    const stream = this.stream(event.message_id);
+    stream.applyChunk(event);
+    if (row) this.showStream(event.message_id);
+    // Not read yet, or a gap: the row gives what came before.
+    if (!row) this.queueFetch("message", event.message_id);
+    else if (stream.needsRow) this.queueFetch("message", event.message_id, GAP_RETRY_DELAY);
   }
 
-  private bufferChunk(event: TextChunkEvent): void {
-    const list = this.pendingChunks.get(event.message_id) ?? [];
-    if (!list.some((c) => c.sequence === event.sequence)) list.push(event);
-    this.pendingChunks.set(event.message_id, list);
+  private stream(messageId: string): StreamAssembler {
+    let stream = this.streams.get(messageId);
+    if (!stream) {
+      stream = new StreamAssembler(messageId);
+      this.streams.set(messageId, stream);
+    }
+    return stream;
   }
 
-  /** Apply buffered chunks of a message that now fit; returns whether some still do not. */
-  private flushChunks(messageId: string): boolean {
-    const list = this.pendingChunks.get(messageId);
-    if (!list?.length) return false;
-    this.pendingChunks.delete(messageId);
-    list.sort((a, b) => (a.first_sequence ?? a.sequence) - (b.first_sequence ?? b.sequence));
+  /** Copy a message's assembled text into its row (the row is streaming while it streams). */
+  private showStream(messageId: string): void {
     const row = this.rows.get(messageId);
-    if (!row) {
-      this.pendingChunks.set(messageId, list);
-      return true;
-    }
-    let stuck: TextChunkEvent[] = [];
-    for (const chunk of list) {
-      const current = this.rows.get(messageId) as StoredMessage;
-      if (chunk.sequence <= current.stream_sequence) continue;
-      const first = chunk.first_sequence ?? chunk.sequence;
-      if (current.stream_sequence >= 0 && first === current.stream_sequence + 1) {
-        this.rows.set(messageId, { ...current, content: current.content + chunk.text, stream_sequence: chunk.sequence });
-      } else {
-        stuck.push(chunk);
-      }
-    }
-    stuck = stuck.filter((c) => c.sequence > (this.rows.get(messageId) as StoredMessage).stream_sequence);
-    if (stuck.length) this.pendingChunks.set(messageId, stuck);
-    return stuck.length > 0;
+    const stream = this.streams.get(messageId);
+    if (!row || !stream || FINISHED_STATUSES.has(row.processing_status)) return;
+    if (row.content === stream.text && row.stream_sequence === stream.sequence) return;
+    this.rows.set(messageId, { ...row, content: stream.text, stream_sequence: stream.sequence, processing_status: ProcessingStatus.STREAMING });
   }
 
   /** Take a row from the server, keeping streamed text that is newer than the row's. */
@@ -616,22 +611,17 @@ export class Conversation {
     }
     const existing = this.rows.get(row.id);
     if (existing && !existing.local && !isNotOlder(row, existing)) return;
-    if (
-      existing &&
-      existing.processing_status === ProcessingStatus.STREAMING &&
-      row.processing_status === ProcessingStatus.STREAMING &&
-      existing.stream_sequence > row.stream_sequence
-    ) {
-      this.rows.set(row.id, { ...row, content: existing.content, stream_sequence: existing.stream_sequence });
-    } else {
-      this.rows.set(row.id, { ...row });
+    this.rows.set(row.id, { ...row });
+    if (row.processing_status !== ProcessingStatus.STREAMING) {
+      // Finished (the whole truth), or not streaming at all.
+      this.streams.delete(row.id);
+      return;
     }
-    if (FINISHED_STATUSES.has(row.processing_status)) {
-      this.pendingChunks.delete(row.id);
-    } else if (this.flushChunks(row.id)) {
-      // Still a gap: the row is saved at an interval; read it again shortly.
-      this.queueFetch("message", row.id, 500);
-    }
+    const stream = this.stream(row.id);
+    stream.applyRow(row);
+    this.showStream(row.id);
+    // Still a gap: the row is saved at an interval; read it again shortly.
+    if (stream.needsRow) this.queueFetch("message", row.id, GAP_RETRY_DELAY);
   }
 
   private queueFetch(model: "message" | "widget" | "file", pk: string, delay = 25): void {
@@ -641,7 +631,14 @@ export class Conversation {
   }
 
   private scheduleFetch(delay = 25): void {
-    if (this.fetchTimer || this.closed) return;
+    if (this.closed) return;
+    const due = Date.now() + delay;
+    if (this.fetchTimer) {
+      // One timer for every pending read; a sooner request (a finished message) moves it earlier.
+      if (due >= this.fetchDue) return;
+      clearTimeout(this.fetchTimer);
+    }
+    this.fetchDue = due;
     this.fetchTimer = setTimeout(() => {
       this.fetchTimer = null;
       void this.runFetch();

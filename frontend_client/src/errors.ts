@@ -71,6 +71,12 @@ export class NotFoundError extends ApiError {}
 export class ConflictError extends ApiError {}
 /** 413: the upload or request is too large. */
 export class PayloadTooLargeError extends ApiError {}
+/**
+ * 415: an upload whose content is not an accepted type (code `unsupported_file_type`). The server
+ * decides from the bytes, not the name: an executable named `photo.png` is refused. `message`
+ * names the detected type, e.g. "Files of type application/x-executable are not accepted here."
+ */
+export class UnsupportedFileTypeError extends ApiError {}
 /** 429: too many requests; `retryAfter` is in seconds when the server said. */
 export class RateLimitedError extends ApiError {
   readonly retryAfter: number | undefined;
@@ -109,6 +115,7 @@ const BY_STATUS: Record<number, typeof ApiError> = {
   404: NotFoundError,
   409: ConflictError,
   413: PayloadTooLargeError,
+  415: UnsupportedFileTypeError,
 };
 
 /** Build the right `ApiError` subclass from a status and a parsed body (envelope or not). */
@@ -151,6 +158,7 @@ function parseEnvelope(body: unknown, status: number): ErrorDetail[] {
     403: "You are not allowed to do this.",
     404: "Not found.",
     413: "The request is too large.",
+    415: "Files of this type are not accepted.",
     429: "Too many requests; wait a moment and try again.",
   };
   return [
@@ -191,6 +199,9 @@ export function isConflict(value: unknown): value is ConflictError {
 }
 export function isPayloadTooLarge(value: unknown): value is PayloadTooLargeError {
   return isApiError(value) && value.status === 413;
+}
+export function isUnsupportedFileType(value: unknown): value is UnsupportedFileTypeError {
+  return isApiError(value) && value.status === 415;
 }
 export function isRateLimited(value: unknown): value is RateLimitedError {
   return isApiError(value) && value.status === 429;

@@ -45,6 +45,7 @@ export {
   RateLimitedError,
   RealtimeError,
   ServerError,
+  UnsupportedFileTypeError,
   ValidationError,
   isApiError,
   isConflict,
@@ -56,9 +57,13 @@ export {
   isRateLimited,
   isRealtimeError,
   isServerError,
+  isUnsupportedFileType,
   isValidationError,
 } from "./errors.js";
 export type { ErrorDetail } from "./errors.js";
+
+export { StreamAssembler } from "./stream.js";
+export type { StreamChunk, StreamRow } from "./stream.js";
 
 export {
   BridgeAction,

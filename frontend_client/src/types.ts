@@ -67,7 +67,9 @@ export interface FileRow extends Row {
   content_type: string;
   size: number;
   extraction_status: ExtractionStatus;
-  extraction_error?: string;
+  /** Why extraction failed, in words a person understands; empty unless `extraction_status` is `failed`. */
+  extraction_error: string;
+  extracted_at?: string | null;
   extracted_text?: string;
   extracted_text_truncated?: boolean;
   extractor?: string;
@@ -192,13 +194,24 @@ export interface StreamStartEvent extends BaseEvent {
   reply_to: string;
 }
 
+/**
+ * Text of one or more writes of the agent, or part of one long write (docs/protocol.md, "Text
+ * chunks"). Order and deduplicate by `offset`, never by `sequence`: the events cut from one long
+ * write share `first_sequence` and `sequence`.
+ */
 export interface TextChunkEvent extends BaseEvent {
   message_id: string;
-  /** The last sequence number this event covers. */
+  /** The write where `text` ends. */
   sequence: number;
   text: string;
-  /** Present when the sender coalesced several chunks: the first sequence covered. */
+  /** The write where `text` starts (absent from the Memory backend's one-write events). */
   first_sequence?: number;
+  /**
+   * Where `text` starts in the message's streamed text, in UTF-16 code units (`String.length`).
+   * Always sent by the Pusher and Local backends; absent only from events recorded by the Memory
+   * backend in Python tests (one write each: apply them by `sequence`).
+   */
+  offset?: number;
 }
 
 export interface StreamEndEvent extends BaseEvent {

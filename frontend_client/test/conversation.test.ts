@@ -9,13 +9,16 @@ import {
   isApiError,
   isPayloadTooLarge,
   isRealtimeError,
+  isUnsupportedFileType,
   isValidationError,
+  UnsupportedFileTypeError,
   type Client,
   type Conversation,
   type ConversationMessage,
   type ConversationState,
 } from "../src/index.js";
 import { demoServer, type DemoServer } from "./helpers/server.js";
+import { firstNotPrefix, joinMidStream } from "./helpers/streams.js";
 
 let server: DemoServer;
 const clients: Client[] = [];
@@ -130,6 +133,22 @@ describe("conversation store", () => {
     assert.ok(stored.content.endsWith("knew what the words were for."));
   });
 
+  test("a client joining while writes are coalesced rebuilds the streamed text exactly (offsets, row cut mid-event)", async () => {
+    const alice = client();
+    const conversation = await start(alice, "stream-test");
+    const seen = await joinMidStream(alice, client(alice.anonymousId ?? undefined), conversation);
+
+    assert.equal(seen.stored.processing_status, "completed");
+    assert.ok(seen.savedWhenJoining.length > 0 && seen.savedWhenJoining.length < seen.stored.content.length);
+    assert.equal(seen.firstLoaded?.streaming, true, "joined while the reply was streaming");
+    for (const [who, message, texts] of [["owner", seen.ownerAtEnd, seen.ownerTexts], ["late tab", seen.lateAtEnd, seen.lateTexts]] as const) {
+      assert.equal(message?.streaming, true, `${who}: stream_end was applied before the finished row`);
+      assert.equal(message?.content.length, seen.stored.content.length, `${who}: length at stream_end`);
+      assert.ok(message?.content === seen.stored.content, `${who}: the streamed text equals the agent's text`);
+      assert.equal(firstNotPrefix(texts, seen.stored.content), null, `${who}: every streamed state was a prefix`);
+    }
+  });
+
   test("a dropped realtime connection reconnects and the reply still ends whole", async () => {
     // The network (not the server) fails: the first event stream is cut after a few kilobytes.
     let cut = false;
@@ -217,9 +236,13 @@ describe("conversation store", () => {
     const elf = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, ...new Array(120).fill(0)]);
     const file = new File([elf], "photo.png", { type: "image/png" });
     await assert.rejects(conversation.send("Look at this", { files: [file] }), (error: unknown) => {
-      assert.ok(isApiError(error), String(error));
+      assert.ok(isUnsupportedFileType(error), String(error));
+      assert.ok(error instanceof UnsupportedFileTypeError && isApiError(error));
       assert.equal(error.status, 415);
       assert.equal(error.code, "unsupported_file_type");
+      assert.equal(error.field, "file");
+      assert.match(error.message, /^Files of type \S+ are not accepted here\.$/);
+      assert.doesNotMatch(error.message, /image\/png/, "decided from the bytes, not the name or header");
       return true;
     });
     const state = conversation.getState();
@@ -230,6 +253,7 @@ describe("conversation store", () => {
     assert.equal(state.error?.code, "unsupported_file_type");
     assert.equal(state.busy, false);
     assert.ok(!isPayloadTooLarge(state.error));
+    assert.ok(isUnsupportedFileType(state.uploads[0]?.error));
     // Nothing reached the server.
     assert.equal(await c.messages.filter({ session: conversation.sessionId }).count(), 0);
     conversation.discard(local?.id as string);

@@ -1,7 +1,8 @@
 /**
- * The SDK over Pusher: a real Pusher-protocol server (soketi, from tests/realtime_server) and a demo
- * server configured to publish to it; the client follows `realtime/config/` to pusher-js, whose
- * private channels are authorised by the project's `realtime/auth/`.
+ * The SDK over Pusher: a real Pusher-protocol server (soketi, from tests/realtime_server, with
+ * hosted Pusher's limits: 10 KB per event, 10 events per batch) and a demo server configured to
+ * publish to it; the client follows `realtime/config/` to pusher-js, whose private channels are
+ * authorised by the project's `realtime/auth/`.
  */
 
 import assert from "node:assert/strict";
@@ -10,8 +11,16 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
-import { createClient, isRealtimeError, type Client, type Conversation, type ConversationState } from "../src/index.js";
+import {
+  createClient,
+  isRealtimeError,
+  type Client,
+  type Conversation,
+  type ConversationState,
+  type TextChunkEvent,
+} from "../src/index.js";
 import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
+import { firstNotPrefix, joinMidStream, messageAtStreamEnd, recordStreamedTexts } from "./helpers/streams.js";
 
 const SOKETI_DIR = join(repoRoot, "tests", "realtime_server");
 const SOKETI_BIN = join(SOKETI_DIR, "node_modules", "@soketi", "soketi", "bin", "server.js");
@@ -37,6 +46,9 @@ async function startSoketi(): Promise<number> {
       SOKETI_DEFAULT_APP_KEY: KEY,
       SOKETI_DEFAULT_APP_SECRET: "sdk-secret",
       SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES: "false",
+      // Hosted Pusher's limits: a larger event is refused, so the server must split long text.
+      SOKETI_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB: "10",
+      SOKETI_DEFAULT_APP_MAX_EVENT_BATCH_SIZE: "10",
       SOKETI_SHUTDOWN_GRACE_PERIOD: "100",
     },
     stdio: "ignore",
@@ -81,8 +93,8 @@ after(async () => {
   }
 });
 
-function client(): Client {
-  const c = createClient({ baseUrl: (server as DemoServer).api });
+function client(anonymousId?: string | null): Client {
+  const c = createClient({ baseUrl: (server as DemoServer).api, ...(anonymousId ? { anonymousId } : {}) });
   clients.push(c);
   return c;
 }
@@ -113,6 +125,55 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
     assert.equal(lastAgent(state)?.content, stored.content);
     assert.match(stored.content, /Orders ship within two working days/);
     assert.ok(new Set(partial).size >= 3, `streamed in ${new Set(partial).size} steps`);
+  });
+
+  test("one write of 30,000 characters, cut into events under 10 KB that share its sequence, arrives whole", async () => {
+    const c = client();
+    const conversation = await c.startConversation("stream-test");
+    conversations.push(conversation);
+    await conversation.waitFor((s) => s.loaded && s.connection === "subscribed", { timeout: 15_000 });
+    const chunks: TextChunkEvent[] = [];
+    c.realtime.subscribe(conversation.channel, { event: (e) => void (e.name === "text_chunk" && chunks.push(e.payload)) });
+    const texts = recordStreamedTexts(conversation);
+    const atEnd = messageAtStreamEnd(c, conversation);
+
+    await conversation.send("long 30000");
+    const streamed = await atEnd;
+    const done = await conversation.waitFor((s) => !s.busy && lastAgent(s)?.processing_status === "completed", { timeout: 20_000 });
+    const stored = await c.messages.get(lastAgent(done)?.id as string);
+
+    // The agent's text: the finished row (the agent returns exactly what it streamed).
+    assert.ok(stored.content.length >= 30_000, `${stored.content.length} characters`);
+    assert.ok(stored.content.includes("😀") && stored.content.includes("Grüße") && stored.content.includes("日本語"));
+    // The server cut the one write into several events, all carrying sequence 1.
+    assert.ok(chunks.length >= 4, `${chunks.length} events`);
+    assert.deepEqual([...new Set(chunks.map((e) => `${e.first_sequence}-${e.sequence}`))], ["1-1"]);
+    assert.deepEqual(chunks.map((e) => e.offset), chunks.map((_, i) => chunks.slice(0, i).reduce((n, e) => n + e.text.length, 0)));
+    // At stream_end, before the finished row arrived, the store had assembled all of it.
+    assert.equal(streamed?.streaming, true, "stream_end was applied before the finished row");
+    assert.equal(streamed?.content.length, stored.content.length);
+    assert.ok(streamed?.content === stored.content, "the streamed text equals the agent's text");
+    assert.equal(firstNotPrefix(texts, stored.content), null, "every streamed state was a prefix of the reply");
+    assert.equal(lastAgent(done)?.content, stored.content);
+  });
+
+  test("a second client joining while writes are coalesced and split rebuilds the streamed text exactly", async () => {
+    const alice = client();
+    const conversation = await alice.startConversation("stream-test");
+    conversations.push(conversation);
+    await conversation.waitFor((s) => s.loaded && s.connection === "subscribed", { timeout: 15_000 });
+    const tab = client(alice.anonymousId);
+    const seen = await joinMidStream(alice, tab, conversation);
+
+    assert.equal(seen.stored.processing_status, "completed");
+    assert.ok(seen.savedWhenJoining.length > 0 && seen.savedWhenJoining.length < seen.stored.content.length);
+    assert.equal(seen.firstLoaded?.streaming, true, "joined while the reply was streaming");
+    for (const [who, message, texts] of [["owner", seen.ownerAtEnd, seen.ownerTexts], ["late tab", seen.lateAtEnd, seen.lateTexts]] as const) {
+      assert.equal(message?.streaming, true, `${who}: stream_end was applied before the finished row`);
+      assert.equal(message?.content.length, seen.stored.content.length, `${who}: length at stream_end`);
+      assert.ok(message?.content === seen.stored.content, `${who}: the streamed text equals the agent's text`);
+      assert.equal(firstNotPrefix(texts, seen.stored.content), null, `${who}: every streamed state was a prefix`);
+    }
   });
 
   test("live() follows the owner's channel through pusher-js", async () => {

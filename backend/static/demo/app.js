@@ -77,7 +77,8 @@ function describeError(error) {
     return { kind: "warn", text: `You’re sending messages too fast. Try again in ${wait}.` };
   }
   if (sdk.isPayloadTooLarge(error)) return { kind: "error", text: `File refused: ${error.message}` };
-  if (sdk.isApiError(error) && error.status === 415) return { kind: "error", text: `File refused: ${error.message}` };
+  // 415: the server looked at the bytes (not the name) and does not accept this kind of file.
+  if (sdk.isUnsupportedFileType(error)) return { kind: "error", text: `File refused, this kind of file is not accepted. ${error.message}` };
   if (sdk.isRealtimeError(error)) return { kind: "warn", text: "Live updates are unavailable; replies will appear when they finish." };
   if (sdk.isApiError(error) && error.status >= 500) return { kind: "error", text: "The server failed. Try again in a moment." };
   return { kind: "error", text: error.message || "Something went wrong." };
@@ -294,7 +295,9 @@ function fileChip(file) {
   if (!file) return el("span", { class: "chip", text: "file" });
   const status = file.extraction_status;
   const label = { pending: "extracting text…", processing: "extracting text…", done: "text extracted", failed: "unreadable" }[status] ?? status;
-  return el("span", { class: "chip", dataset: { status, file: file.id } },
+  // Why extraction failed, in the server's words (the file row's extraction_error).
+  const title = status === "failed" && file.extraction_error ? file.extraction_error : undefined;
+  return el("span", { class: "chip", dataset: { status, file: file.id }, title },
     status === "pending" || status === "processing" ? el("span", { class: "spinner" }) : el("span", { text: status === "done" ? "✓" : "!" }),
     el("span", { text: `${file.filename} · ${label}` }));
 }
@@ -369,9 +372,11 @@ function renderComposer(state) {
       pending: "Extracting text…",
       processing: "Extracting text…",
       done: "Text extracted",
-      failed: upload.error ? describeError(upload.error).text : "Could not read this file",
+      failed: upload.error ? describeError(upload.error).text : file?.extraction_error || "Could not read this file",
     }[status];
-    tray.append(el("li", { class: "attachment", dataset: { status } },
+    // data-code: why an upload was refused (e.g. unsupported_file_type), for styling and tests.
+    const dataset = upload.error?.code ? { status, code: upload.error.code } : { status };
+    tray.append(el("li", { class: "attachment", dataset },
       el("header", {},
         el("span", { class: "name", text: upload.filename }),
         el("button", { type: "button", class: "icon-button", "aria-label": `Remove ${upload.filename}`, onclick: () => removeDraft(item) }, "✕")),

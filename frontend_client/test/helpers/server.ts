@@ -68,6 +68,8 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
     DJANGO_AI_VAR_DIR: dir,
     DJANGO_DEBUG: "1",
     PYTHONUNBUFFERED: "1",
+    // The test-only agents of agents/test_agents.py (e.g. "stream-test").
+    DJANGO_AI_TEST_AGENTS: "1",
     ...env,
   };
   // A temporary SQLite database, whatever the surrounding run uses.

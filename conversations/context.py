@@ -86,13 +86,15 @@ def _persist_stream(state: TurnState) -> None:
 
 
 class ResponseStream:
-    """Stream the reply in chunks; each ``write()`` sends a ``text_chunk`` event.
+    """Stream the reply in chunks; each ``write()`` is sent as ``text_chunk`` text.
 
     ``with ResponseStream() as stream: stream.write("...")``, then ``return stream.content``.
-    The agent message row exists from the first chunk (status ``streaming``) and its text is saved
-    every ``STREAM_SAVE_INTERVAL`` seconds, so a client that joins late reads the row and applies
-    only chunks with a higher ``sequence``. A cancelled or timed-out turn stops at the next
-    ``write()``.
+    ``write()`` never waits for the network: the realtime sender coalesces writes and splits long
+    text into events that carry their ``offset`` in the streamed text. The agent message row exists
+    from the first chunk (status ``streaming``) and its text is saved every
+    ``STREAM_SAVE_INTERVAL`` seconds, so a client that joins late reads the row and applies only
+    the text past it (docs/protocol.md, "Resuming a stream"). A cancelled or timed-out turn stops
+    at the next ``write()``.
     """
 
     def __init__(self) -> None:

@@ -679,3 +679,85 @@ def test_function_calling_with_context(monkeypatch):
     agent = SmartAgent(context=SmartAgent.Context(user_id=3, org_id=77))
     call = {"id": "call_1", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}
     assert dispatch_tool_call([agent.get_user_data], call).result == {"user_id": 3, "org_id": 77}
+
+
+# --- API Reference, ConversationAgent Base Class ----------------------------------------------------
+
+
+class YourAgent(ConversationAgent):
+    class Context(BaseModel):
+        """Define your context structure"""
+        pass
+
+    @classmethod
+    def create_context(cls, request=None, **kwargs):
+        """Create context when session starts"""
+        return cls.Context()  # the README's ``cls.Context(...)``: "..." stands for your fields
+
+    async def get_response(self, message, request=None, **kwargs):
+        """Main handler - return string response"""
+        return "response"
+
+
+def test_api_reference_conversation_agent_base_class():
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.registry import register_agent, registry
+    from django_ai.conversations.service import ConversationService
+
+    register_agent("your-agent", YourAgent)
+    assert registry.get("your-agent") is YourAgent
+    request = make_request(UserFactory())
+    session = start_conversation(agent_path="your-agent", request=request)
+    result = ConversationService.send_message(
+        session_id=session["session_id"], message="anything", user=request.user, request=request
+    )
+
+    assert result["status"] == "success" and result["response"] == "response"
+    row = ConversationSession.objects.get(pk=session["session_id"])
+    assert row.context == {}
+    assert [m.content for m in row.messages.filter(message_type="agent")] == ["response"]
+
+
+# --- Configuration: Required Settings, Optional Settings --------------------------------------------
+
+
+def test_configuration_required_and_optional_settings(settings, tmp_path):
+    from django.apps import apps
+    from django.core.checks import run_checks
+
+    from django_ai.conversations.conf import ai_settings
+    from django_ai.conversations.extraction.tasks import run_extraction
+
+    # Required Settings: the app is installed under that name (the test project's INSTALLED_APPS).
+    INSTALLED_APPS = [
+        'django_ai.conversations',
+    ]
+    assert all(apps.is_installed(app) for app in INSTALLED_APPS)
+
+    settings.MEDIA_ROOT = tmp_path
+
+    # Optional Settings, as written
+    # Enable real-time streaming (requires Pusher account)
+    DJANGO_AI_PUSHER = {
+        'APP_ID': 'your_app_id',
+        'KEY': 'your_key',
+        'SECRET': 'your_secret',
+        'CLUSTER': 'us2'
+    }
+
+    # Custom text extraction
+    DJANGO_AI = {
+        'TEXT_EXTRACTOR': f'{__name__}.CustomExtractor'
+    }
+
+    with override_settings(DJANGO_AI_PUSHER=DJANGO_AI_PUSHER, DJANGO_AI=DJANGO_AI):
+        assert ai_settings.pusher == DJANGO_AI_PUSHER
+        assert ai_settings.TEXT_EXTRACTOR is CustomExtractor
+        serious = [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")]
+        # Both dicts are accepted; only the placeholder app id is named (Pusher's are numeric).
+        assert [(m.id, "APP_ID is 'your_app_id'" in m.msg) for m in serious] == [("django_ai.E014", True)]
+        file = FileFactory(content=b"optional settings\n")
+        run_extraction(file.pk)
+
+    file.refresh_from_db()
+    assert file.extractor == "custom-upper" and file.extracted_text.strip() == "OPTIONAL SETTINGS"

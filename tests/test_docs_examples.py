@@ -121,3 +121,42 @@ def test_widget_example_from_agents_doc(events):
     session = ConversationService.create_session("booking")
     assert [ConversationService.send_message(session.id, m)["response"] for m in ("book", "10:00")] == ["Pick a time.", "Booked."]
     assert [e["display_data"] for e in events.of("widget_update")] == [{"open": False, "picked": "10:00"}]
+
+
+def test_tools_doc_schema_example():
+    """docs/tools.md: the SalesAgent of its first example gives the schema the page prints."""
+    from django_ai.conversations.decorators import with_context
+    from django_ai.conversations.tools import tool_schema, tool_schemas
+
+    class SalesAgent(ConversationAgent):
+        class Context(BaseModel):
+            user_id: int
+            account_tier: str
+
+        @with_context()
+        def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
+            """Whether the user may use a product.
+
+            Args:
+                product_id: The product to check.
+                user_id: Injected.
+            """
+            if account_tier == "premium":
+                return f"User {user_id} can access {product_id}"
+            return "Upgrade required"
+
+        async def get_response(self, message, request=None, **kwargs):
+            return self.check_eligibility(product_id="pro-features")
+
+    agent = SalesAgent(context=SalesAgent.Context(user_id=7, account_tier="premium"))
+    printed = {"type": "function",
+               "function": {"name": "check_eligibility",
+                            "description": "Whether the user may use a product.",
+                            "parameters": {"type": "object",
+                                           "properties": {"product_id": {"type": "string",
+                                                                         "description": "The product to check."}},
+                                           "required": ["product_id"],
+                                           "additionalProperties": False}}}
+    assert tool_schema(agent.check_eligibility) == printed
+    assert tool_schemas([agent.check_eligibility]) == [printed]
+    assert agent.check_eligibility(product_id="pro") == "User 7 can access pro"

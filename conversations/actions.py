@@ -82,7 +82,13 @@ def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dic
     try:
         # Checked before the call so that a caller's unexpected keyword is a clear error, while a
         # TypeError raised inside create_context stays the bug it is.
-        inspect.signature(agent_cls.create_context).bind(request=request, **kwargs)
+        # Bound to the class: the signature hides ``cls``, which a client could otherwise send.
+        method = agent_cls.create_context
+        function = getattr(method, "__func__", None)
+        if function is not None:
+            inspect.signature(function).bind(agent_cls, request=request, **kwargs)
+        else:
+            inspect.signature(method).bind(request=request, **kwargs)
     except TypeError as exc:
         raise ContextValidationError(
             f"{agent_cls.__name__}.create_context does not accept these context_kwargs: {exc}.",

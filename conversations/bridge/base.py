@@ -46,7 +46,32 @@ class StrictJSONParser(JSONParser):
             if len(raw) > limit:
                 raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
             stream = io.BytesIO(raw)
-        return super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise drf_exceptions.ParseError("JSON parse error - the body is nested too deeply.") from exc
+        _reject_lone_surrogates(data)
+        return data
+
+
+def _reject_lone_surrogates(data: Any) -> None:
+    """Refuse text no database can store: lone UTF-16 surrogates such as ``"\\ud800"``, which
+    JSON escapes allow (a parse error here rather than a UnicodeEncodeError, 500, further down)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise drf_exceptions.ParseError(
+                    "JSON parse error - text contains a lone surrogate escape (e.g. \\ud800), which is not valid Unicode."
+                ) from exc
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 class _CSRFCheck(CsrfViewMiddleware):

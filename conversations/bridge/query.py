@@ -163,6 +163,11 @@ def clean_value(model_field: Any, value: Any, where: str, *, text_lookup: bool =
                 raise InvalidQuery("Expected an ISO 8601 date-time.", field=where)
             if timezone.is_naive(parsed):
                 parsed = timezone.make_aware(parsed, datetime.UTC)
+            try:
+                # The database compares in UTC: a value at the ends of the calendar may not fit.
+                parsed.astimezone(datetime.UTC)
+            except OverflowError as exc:
+                raise InvalidQuery("The date-time is out of range.", field=where) from exc
             return parsed
         if isinstance(model_field, (models.DateField, models.TimeField, models.DurationField)):
             if not isinstance(value, str):

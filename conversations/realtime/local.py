@@ -201,7 +201,8 @@ class Broker:
         if not value:
             return None
         epoch, _, number = str(value).strip().partition("-")
-        if epoch != self.epoch or not number.isdigit():
+        # ASCII digits only (str.isdigit also accepts "²", which int() refuses), and a sane length.
+        if epoch != self.epoch or not (number.isascii() and number.isdigit()) or len(number) > 20:
             return None
         return int(number)
 

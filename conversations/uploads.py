@@ -293,6 +293,10 @@ class UploadView(BridgeAPIView):
     def get_owner_for_upload(self, request: Request) -> Owner:
         owner = get_owner(request)
         if not owner.is_known:
+            # This upload would give the browser an anonymous id in its session cookie: the same
+            # protection as a cookie visitor's writes, or a cross-site form could plant a file in
+            # a victim's session (a multipart POST needs no CORS preflight).
+            self.check_csrf(request)
             owner = Owner(anonymous_id=ensure_anonymous_id(request._request))
         return owner
 

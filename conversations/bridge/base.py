@@ -127,6 +127,10 @@ class BridgeAPIView(APIView):
         session = getattr(request._request, "session", None)
         if session is None or not session.get(ai_settings.ANONYMOUS_ID_SESSION_KEY):
             return
+        self.check_csrf(request)
+
+    def check_csrf(self, request: Request) -> None:
+        """Django's CSRF check for this request; PermissionDenied (403) when it fails."""
         check = _CSRFCheck(lambda req: None)
         check.process_request(request._request)
         reason = check.process_view(request._request, None, (), {})

@@ -215,10 +215,14 @@ describe("conversation store", () => {
     await conversation.send("What is the total due?", { files: [file], onUploadProgress: (u) => progress.push(u.loaded) });
     assert.equal(progress.at(-1), file.size);
 
-    const state = await conversation.waitFor(finished, { timeout: 30_000 });
-    const upload = state.uploads[0];
+    const finishedState = await conversation.waitFor(finished, { timeout: 30_000 });
+    const upload = finishedState.uploads[0];
     assert.equal(upload?.status, "uploaded");
-    const row = state.files[upload?.file?.id as string];
+    // Extraction runs in the background: the file row's "done" arrives by its own model_change,
+    // which may come after the reply's.
+    const fileId = upload?.file?.id as string;
+    const state = await conversation.waitFor((s) => s.files[fileId]?.extraction_status === "done", { timeout: 30_000 });
+    const row = state.files[fileId];
     assert.equal(row?.filename, "invoice.txt");
     assert.equal(row?.extraction_status, "done");
     const user = state.messages.find((m) => m.message_type === "user");

@@ -101,6 +101,10 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_DEFAULT_LIMIT": 50,
     "QUERY_MAX_LIMIT": 200,
     "MESSAGE_CREATE_THROTTLE_RATE": "30/min",
+    # Conversations a user or visitor may start through start/ (DRF rate syntax; None: no limit).
+    "SESSION_START_THROTTLE_RATE": "30/min",
+    # All anonymous writes (start/, messages, uploads) from one client address together.
+    "ANONYMOUS_ADDRESS_THROTTLE_RATE": "300/min",
     "MAX_MESSAGE_LENGTH": 32_000,
     # Bridge permission classes (dotted paths) ANDed with every exposed model's own classes,
     # e.g. ["django_ai.conversations.bridge.permissions.IsAuthenticated"] to close it to visitors.

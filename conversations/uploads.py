@@ -37,7 +37,7 @@ from rest_framework.response import Response
 
 from .bridge.base import BridgeAPIView
 from .bridge.errors import OperationNotAllowed
-from .bridge.throttles import MessageCreateThrottle
+from .bridge.throttles import AnonymousAddressThrottle, MessageCreateThrottle
 from .conf import ai_settings
 from .constants import BridgeAction
 from .exceptions import ConversationError, SessionNotFound
@@ -265,7 +265,7 @@ class UploadView(BridgeAPIView):
     """
 
     parser_classes = [MultiPartParser]
-    throttle_classes = [UploadThrottle]
+    throttle_classes = [UploadThrottle, AnonymousAddressThrottle]
 
     def get_max_body_size(self) -> int | None:
         return int(ai_settings.MAX_UPLOAD_SIZE) + MULTIPART_OVERHEAD

@@ -45,3 +45,13 @@ def _fast_password_hashing():
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    # Throttle counts live in the default cache and every test client has the address 127.0.0.1:
+    # each test starts with none, so the per-address limit sees one test's requests only.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

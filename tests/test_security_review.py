@@ -193,3 +193,47 @@ def test_a_cross_site_upload_cannot_plant_a_file_in_a_new_visitors_session(tmp_p
     )
     assert ok.status_code == 201, ok.json()
     assert File.objects.count() == 2
+
+
+def test_starting_conversations_is_throttled_per_visitor(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.DJANGO_AI = {**settings.DJANGO_AI, "SESSION_START_THROTTLE_RATE": "2/min"}
+    client = Client()
+    body = json.dumps({"agent_path": "test-agent"})
+    # The first start gives the visitor its id (that request is counted under its address); from
+    # then on the visitor's own count applies.
+    answers = [client.post(API + "start/", body, content_type="application/json").status_code for _ in range(4)]
+    assert answers == [201, 201, 201, 429]
+    assert ConversationSession.objects.count() == 3
+    # Another visitor has a count of its own.
+    assert Client().post(API + "start/", body, content_type="application/json").status_code == 201
+    cache.clear()
+
+
+def test_fresh_anonymous_ids_do_not_escape_the_per_address_limit(settings):
+    """The header id is the client's to choose: one machine presenting a new id with every
+    request is still bounded by ANONYMOUS_ADDRESS_THROTTLE_RATE."""
+    from django.core.cache import cache
+
+    from django_ai.conversations.owners import new_anonymous_id
+
+    cache.clear()
+    settings.DJANGO_AI = {
+        **settings.DJANGO_AI, "SESSION_START_THROTTLE_RATE": "100/min", "ANONYMOUS_ADDRESS_THROTTLE_RATE": "3/min",
+    }
+    body = json.dumps({"agent_path": "test-agent"})
+    answers = []
+    for _ in range(4):
+        response = Client().post(
+            API + "start/", body, content_type="application/json", **{HEADER: new_anonymous_id()}
+        )
+        answers.append(response.status_code)
+    assert answers == [201, 201, 201, 429]
+    assert ConversationSession.objects.count() == 3
+    # Signed-in users are counted per user, not per address.
+    user_client = Client()
+    user_client.force_login(UserFactory())
+    assert user_client.post(API + "start/", body, content_type="application/json").status_code == 201
+    cache.clear()

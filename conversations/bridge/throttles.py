@@ -15,7 +15,7 @@ from ..conf import ai_settings
 from ..owners import get_owner
 from ..realtime.channels import anonymous_digest
 
-__all__ = ["MessageCreateThrottle"]
+__all__ = ["AnonymousAddressThrottle", "MessageCreateThrottle", "SessionStartThrottle"]
 
 
 class MessageCreateThrottle(SimpleRateThrottle):
@@ -35,3 +35,33 @@ class MessageCreateThrottle(SimpleRateThrottle):
         else:
             ident = f"addr-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class SessionStartThrottle(MessageCreateThrottle):
+    """``DJANGO_AI['SESSION_START_THROTTLE_RATE']``: conversations started through ``start/``."""
+
+    scope = "django_ai_session_start"
+
+    def get_rate(self) -> str | None:
+        return ai_settings.SESSION_START_THROTTLE_RATE or None
+
+
+class AnonymousAddressThrottle(SimpleRateThrottle):
+    """``DJANGO_AI['ANONYMOUS_ADDRESS_THROTTLE_RATE']``: all anonymous writes (conversations
+    started, messages, uploads) from one client address together.
+
+    A visitor may present a fresh anonymous id with every request (the header is the client's to
+    choose), so the per-visitor counts alone do not bound what one machine can send. Keep this
+    rate well above the per-visitor ones: visitors behind one NAT share an address. Behind a
+    proxy, set DRF's ``NUM_PROXIES`` so the address is the client's.
+    """
+
+    scope = "django_ai_anonymous_address"
+
+    def get_rate(self) -> str | None:
+        return ai_settings.ANONYMOUS_ADDRESS_THROTTLE_RATE or None
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if get_owner(request).user is not None:
+            return None  # signed-in users are counted per user by the other throttles
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

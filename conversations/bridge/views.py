@@ -25,7 +25,7 @@ from .errors import InvalidQuery, OperationNotAllowed
 from .permissions import resolve_permission
 from .query import run_query, serialize_instance
 from .registry import ExposedModel, bridge_registry, get_exposed
-from .throttles import MessageCreateThrottle
+from .throttles import AnonymousAddressThrottle, MessageCreateThrottle, SessionStartThrottle
 
 __all__ = [
     "BridgeAPIView",
@@ -65,6 +65,8 @@ def _operation_id(request: Request) -> str | None:
 
 class StartView(BridgeAPIView):
     """``POST start/``: start a conversation (the agent's ``create_context`` builds its Context)."""
+
+    throttle_classes = [SessionStartThrottle, AnonymousAddressThrottle]
 
     def post(self, request: Request) -> Response:
         body = _object_body(request, allowed=START_KEYS)
@@ -127,7 +129,7 @@ class ModelCreateView(_ModelView):
 
     def get_throttles(self) -> list[Any]:
         if self.request.method == "POST" and self.kwargs.get("name") == "message":
-            return [MessageCreateThrottle()]
+            return [MessageCreateThrottle(), AnonymousAddressThrottle()]
         return super().get_throttles()
 
     def post(self, request: Request, name: str) -> Response:

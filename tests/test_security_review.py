@@ -237,3 +237,22 @@ def test_fresh_anonymous_ids_do_not_escape_the_per_address_limit(settings):
     user_client.force_login(UserFactory())
     assert user_client.post(API + "start/", body, content_type="application/json").status_code == 201
     cache.clear()
+
+
+def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
+    """Depth is checked before the parser runs: on some Python versions a deeply nested body
+    overflows the C stack (a crash) instead of raising RecursionError."""
+    from django_ai.conversations.bridge.base import MAX_JSON_DEPTH
+
+    def send(levels: int):
+        value = "[" * levels + "]" * levels
+        return _send(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % value)
+
+    inside = send(MAX_JSON_DEPTH - 2)  # plus the two objects around it
+    assert inside.status_code == 200, inside.content
+    too_deep = send(MAX_JSON_DEPTH)
+    assert too_deep.status_code == 400 and error_codes(too_deep) == ["parse_error"]
+    assert b"nested more than" in too_deep.content
+    # Brackets inside strings are text, not nesting.
+    text = _send(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": {"a": "[" * 500}}))
+    assert text.status_code == 200, text.content

@@ -41,10 +41,11 @@ class StrictJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         view = (parser_context or {}).get("view")
         limit = view.get_max_body_size() if view is not None and hasattr(view, "get_max_body_size") else None
-        if limit is not None and stream is not None:
-            raw = stream.read(limit + 1)
-            if len(raw) > limit:
+        if stream is not None:
+            raw = stream.read(limit + 1) if limit is not None else stream.read()
+            if limit is not None and len(raw) > limit:
                 raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            _reject_deep_nesting(raw)
             stream = io.BytesIO(raw)
         try:
             data = super().parse(stream, media_type, parser_context)
@@ -52,6 +53,37 @@ class StrictJSONParser(JSONParser):
             raise drf_exceptions.ParseError("JSON parse error - the body is nested too deeply.") from exc
         _reject_lone_surrogates(data)
         return data
+
+
+#: Deepest array/object nesting a request body may have. The bridge's own bodies need a handful of
+#: levels; the JSON parser recurses per level, and on some Python versions a deep enough body
+#: overflows the C stack (a crash, not a RecursionError), so depth is checked before parsing.
+MAX_JSON_DEPTH = 64
+
+
+def _reject_deep_nesting(raw: bytes) -> None:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return  # too few brackets to nest that deep: no need to walk the body
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise drf_exceptions.ParseError(
+                    f"JSON parse error - the body is nested more than {MAX_JSON_DEPTH} levels deep."
+                )
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
 
 
 def _reject_lone_surrogates(data: Any) -> None:

@@ -21,12 +21,14 @@ Decisions:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
 import subprocess
 import threading
 import time
+import weakref
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -93,6 +95,14 @@ def ensure_jvm(extra_args: list[str] | tuple[str, ...] = ()) -> None:
                 )
             return
         args = ["-Djava.awt.headless=true", *extra_args]
+        # JPype shuts the JVM down at interpreter exit. That waits for, and can crash on, Java
+        # threads still working (a parse left behind after a timeout) or Python threads attached to
+        # the JVM that never end (task worker threads). Nothing of ours needs a clean JVM shutdown:
+        # the JVM ends with the process.
+        import jpype.config
+
+        jpype.config.onexit = False
+        atexit.register(_wait_for_parses_left_behind)
         try:
             jpype.startJVM(*args, classpath=[tika_jar_path()], convertStrings=False)
         except Exception as exc:  # no JVM found, a bad option in TIKA_JVM_ARGS, a missing jar ...
@@ -103,6 +113,24 @@ def ensure_jvm(extra_args: list[str] | tuple[str, ...] = ()) -> None:
         _jvm_pid = os.getpid()
         if not any("log4j" in arg for arg in extra_args):
             _quiet_java_logging()
+
+
+#: Parse threads still alive (a parse stops being waited for at its timeout, not stopped).
+_parse_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+#: How long the process waits at exit for parses left behind after a timeout.
+EXIT_GRACE_SECONDS = 10.0
+
+
+def _wait_for_parses_left_behind() -> None:
+    # A process that exits while a Java thread is mid-parse can abort in the JVM's teardown; give
+    # such parses a bounded time to end first.
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    for thread in list(_parse_threads):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        thread.join(remaining)
 
 
 def _quiet_java_logging() -> None:
@@ -201,6 +229,7 @@ class _Engine:
                 done.set()
 
         thread = threading.Thread(target=run, name="django-ai-tika", daemon=True)
+        _parse_threads.add(thread)
         thread.start()
         if not done.wait(timeout):
             global _abandoned

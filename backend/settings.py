@@ -4,6 +4,7 @@ Embedded defaults: SQLite, the in-process realtime backend and in-process tasks.
 (e.g. postgres://127.0.0.1:5432/test) to use another database.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -120,7 +121,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
 }
 
-DJANGO_AI: dict = {}
+# DJANGO_AI_SETTINGS_JSON='{"QUERY_DEFAULT_LIMIT": 10}' tries DJANGO_AI keys without editing this file.
+DJANGO_AI: dict = json.loads(os.environ.get("DJANGO_AI_SETTINGS_JSON") or "{}")
 
 if os.environ.get("PUSHER_KEY"):
     DJANGO_AI_PUSHER = {

@@ -188,21 +188,48 @@ export class QuerySet<T extends Row = Row> {
     return count;
   }
 
-  /** Update every row of this queryset (as fetched with its limit) with `values`; the new rows. */
+  /**
+   * The pks of every row of this queryset: all pages when no `limit()` was set (collected before
+   * any write, so writes that move rows out of the filter skip none), else that one page.
+   */
+  async pks(options: { signal?: AbortSignal } = {}): Promise<string[]> {
+    const ids = this.only("id");
+    if (this.state.limit !== undefined) return (await ids.fetch(options)).map((row) => row.id);
+    // Pages of the server's default size; it ends every ordering with the pk, so pages neither
+    // overlap nor skip rows.
+    const out: string[] = [];
+    const seen = new Set<string>();
+    let offset = this.state.offset ?? 0;
+    for (;;) {
+      const page = await ids.offset(offset).fetchPage(options);
+      for (const row of page.rows) {
+        if (!seen.has(row.id)) {
+          seen.add(row.id);
+          out.push(row.id);
+        }
+      }
+      if (!page.meta.has_more || page.rows.length === 0) return out;
+      offset += page.rows.length;
+    }
+  }
+
+  /** Update every row of this queryset (every page, or the page of its `limit()`) with
+   * `values`, one request per row under one operation id; the new rows. */
   async update(values: Partial<T> & Record<string, unknown>, options: WriteOptions = {}): Promise<T[]> {
-    const rows = await this.only("id").fetch(options.signal ? { signal: options.signal } : {});
+    const pks = await this.pks(options.signal ? { signal: options.signal } : {});
     const operationId = options.operationId ?? newOperationId();
     const out: T[] = [];
-    for (const row of rows) out.push(await updateRow<T>(this.ctx, this.modelName, row.id, values, { ...options, operationId }));
+    for (const pk of pks) out.push(await updateRow<T>(this.ctx, this.modelName, pk, values, { ...options, operationId }));
     return out;
   }
 
-  /** Delete every row of this queryset (as fetched with its limit); how many were deleted. */
+  /** Delete every row of this queryset (every page, or the page of its `limit()`), one
+   * request per row under one operation id; how many were deleted. */
   async delete(options: WriteOptions = {}): Promise<number> {
-    const rows = await this.only("id").fetch(options.signal ? { signal: options.signal } : {});
+    const pks = await this.pks(options.signal ? { signal: options.signal } : {});
     const operationId = options.operationId ?? newOperationId();
-    for (const row of rows) await deleteRow(this.ctx, this.modelName, row.id, { ...options, operationId });
-    return rows.length;
+    for (const pk of pks) await deleteRow(this.ctx, this.modelName, pk, { ...options, operationId });
+    return pks.length;
   }
 
   /**

@@ -18,7 +18,7 @@ import {
   type MessageRow,
   type SessionRow,
 } from "../src/index.js";
-import { demoServer, freePort, type DemoServer } from "./helpers/server.js";
+import { demoServer, freePort, startDemoServer, type DemoServer } from "./helpers/server.js";
 
 let server: DemoServer;
 const clients: Client[] = [];
@@ -121,6 +121,38 @@ describe("querysets", () => {
     assert.equal(await c.files.filter({ id: file.id }).count(), 1);
     assert.equal(await c.files.delete(file.id), 1);
     await assert.rejects(c.files.get(file.id), NotFoundError);
+  });
+
+  test("queryset update() and delete() reach every page, not only the first", async () => {
+    // A server of its own whose pages hold two rows, so five rows span three pages.
+    const small = await startDemoServer({ DJANGO_AI_SETTINGS_JSON: JSON.stringify({ QUERY_DEFAULT_LIMIT: 2 }) });
+    const c = createClient({ baseUrl: small.api });
+    try {
+      const sessions: string[] = [];
+      for (let n = 0; n < 5; n++) {
+        const conversation = await c.startConversation("echo");
+        conversation.close();
+        sessions.push(conversation.sessionId);
+      }
+      const firstPage = await c.sessions.fetchPage();
+      assert.equal(firstPage.rows.length, 2);
+      assert.equal(firstPage.meta.has_more, true);
+      // The update moves every row out of the filter: all five are still reached.
+      const archived = await c.sessions.filter({ status: "active" }).update({ status: "archived" });
+      assert.deepEqual(archived.map((s) => s.id).sort(), [...sessions].sort());
+      assert.equal(await c.sessions.filter({ status: "archived" }).count(), 5);
+      // An explicit limit is one page only.
+      assert.equal((await c.sessions.orderBy("created_at").limit(1).update({ title: "Only me" })).length, 1);
+      assert.equal(await c.sessions.filter({ title: "Only me" }).count(), 1);
+
+      for (let n = 0; n < 5; n++) await c.files.upload(new File([`note ${n}`], `note-${n}.txt`, { type: "text/plain" }));
+      assert.equal(await c.files.count(), 5);
+      assert.equal(await c.files.delete(), 5);
+      assert.equal(await c.files.count(), 0);
+    } finally {
+      c.close();
+      await small.stop();
+    }
   });
 
   test("bad queries are 400s that name the field; unknown models 404", async () => {

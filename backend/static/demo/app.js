@@ -71,7 +71,7 @@ function formatSlot(slot) {
 // Errors -> one sentence a person understands.
 function describeError(error) {
   if (!error) return null;
-  if (sdk.isNetworkError(error)) return { kind: "error", text: "Can’t reach the server. Is ./dev demo still running? Retrying automatically…" };
+  if (sdk.isNetworkError(error)) return { kind: "error", text: "Can’t reach the server. Is ./dev demo still running?" };
   if (sdk.isRateLimited(error)) {
     const wait = error.retryAfter ? `${Math.ceil(error.retryAfter)} s` : "a moment";
     return { kind: "warn", text: `You’re sending messages too fast. Try again in ${wait}.` };

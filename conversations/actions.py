@@ -44,6 +44,12 @@ def start_conversation(
 
     Returns ``{"session_id", "status", "agent_path", "anonymous_id", "title", "created_at"}``.
     """
+    if request is not None and not hasattr(request, "META"):
+        # A stray positional argument (a user, a dict) would otherwise start an ownerless conversation.
+        raise TypeError(
+            f"start_conversation(request=...) takes the visitor's HttpRequest (or DRF Request), not {type(request).__name__}; "
+            "pass None when there is no request."
+        )
     agent_cls = registry.get(agent_path)
     if context_kwargs is not None and not isinstance(context_kwargs, dict):
         raise ContextValidationError(

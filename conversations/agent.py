@@ -39,12 +39,15 @@ class ConversationAgent:
     - ``self.cancelled`` turns True when someone asked to stop the turn.
 
     Class attributes: ``concurrency`` (``"enqueue"``, ``"reject"`` or ``"interrupt"``) says what
-    happens to a message sent while a turn runs; ``turn_timeout`` (seconds) overrides the setting.
+    happens to a message sent while a turn runs; ``turn_timeout`` (seconds) overrides the setting;
+    ``file_wait_timeout`` (seconds) overrides ``FILE_WAIT_TIMEOUT``, how long the turn waits for the
+    text of attached files still being extracted before ``get_response`` runs (0: do not wait).
     """
 
     Context: ClassVar[type[BaseModel]] = EmptyContext
     concurrency: ClassVar[str | None] = None
     turn_timeout: ClassVar[float | None] = None
+    file_wait_timeout: ClassVar[float | None] = None
     #: Set by registration: whether get_response is a coroutine function.
     is_async: ClassVar[bool] = False
 

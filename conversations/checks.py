@@ -69,6 +69,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "MAX_TURN_ATTEMPTS": (1, 100),
         "IN_PROCESS_TURN_THREADS": (0, 256),
         "EXTRACTION_TIMEOUT": (1, 86400),
+        "FILE_WAIT_TIMEOUT": (0, 86400),
         "MAX_EXTRACTED_TEXT_LENGTH": (1, 10**10),
         "MAX_UPLOAD_SIZE": (1, 10**12),
         "QUERY_DEFAULT_LIMIT": (1, 10**6),

@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "TEXT_EXTRACTOR": None,
     "TIKA_SERVER_ENDPOINT": None,
     "EXTRACTION_TIMEOUT": 120,
+    # Seconds a turn waits, before its agent runs, for the text of the files attached to its
+    # message while their extraction is still pending or running (the agent's
+    # ``file_wait_timeout`` wins); 0 = the agent runs at once and sees None for such files.
+    "FILE_WAIT_TIMEOUT": 60,
     # Extra JVM options for the embedded Tika extractor, e.g. ["-Xmx1g"].
     "TIKA_JVM_ARGS": [],
     # OCR (tesseract) for images and scanned PDFs when installed; the tesseract language(s), e.g. "eng+deu".

@@ -357,6 +357,43 @@ def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float
         time.sleep(poll_interval)
 
 
+def _wait_for_attached_files(state: TurnState, files: list[Any], timeout: float) -> float:
+    """Before the agent runs: wait up to ``timeout`` seconds until no attached file is still being
+    extracted, then bring the agent's File objects up to date. Returns the seconds waited."""
+    from .models import File
+
+    waiting = {str(f.pk): f for f in files if f.extraction_status in (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING)}
+    if not waiting or timeout <= 0:
+        return 0.0
+    started = time.monotonic()
+    deadline = started + timeout
+    pause = 0.05
+    fields = (
+        "extraction_status", "extraction_error", "extracted_text", "extracted_text_truncated", "extractor",
+        "extractor_version", "extraction_duration_ms", "extracted_at", "metadata",
+    )
+    while True:
+        rows = state.call_db(lambda: list(File.objects.filter(pk__in=list(waiting)).values("pk", *fields)))
+        for gone in set(waiting) - {str(row["pk"]) for row in rows}:  # deleted meanwhile
+            waiting.pop(gone)
+        for row in rows:
+            file = waiting[str(row["pk"])]
+            for name in fields:
+                setattr(file, name, row[name])
+            if row["extraction_status"] not in (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING):
+                waiting.pop(str(row["pk"]))
+        if not waiting or time.monotonic() >= deadline:
+            if waiting:
+                logger.info(
+                    "Turn for message %s starts with %d file(s) still being extracted after %.0f s",
+                    state.user_message.pk, len(waiting), timeout,
+                )
+            return time.monotonic() - started
+        _check_cancel(state)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.5)
+
+
 def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: int) -> None:
     """Add token counts for this turn; they are stored in the agent message's ``metrics``."""
     state = _require_turn("report_usage()")

@@ -251,6 +251,7 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         "total_ms": _ms(state.started, ended),
         "chunks": state.sequence,
         "attempt": user_message.attempts,
+        **({"file_wait_ms": state.file_wait_ms} if state.file_wait_ms is not None else {}),
         **state.usage,
     }
     if error is None:
@@ -286,10 +287,23 @@ def _call_agent(agent: Any, state: TurnState, message: str, request: Any, token:
         state.poll = _make_poller(state, token)
         reset = current_turn.set(state)
         try:
+            _wait_for_files(agent, state)
             return agent.get_response(message, request=request)
         finally:
             current_turn.reset(reset)
     return _run_in_helper_thread(agent, state, message, request, token)
+
+
+def _wait_for_files(agent: Any, state: TurnState) -> None:
+    # On the agent's thread, so the turn's thread keeps renewing the lease and watching for
+    # cancel requests and the timeout while extraction finishes.
+    from .context import _wait_for_attached_files
+
+    timeout = type(agent).file_wait_timeout
+    timeout = float(ai_settings.FILE_WAIT_TIMEOUT if timeout is None else timeout)
+    waited = _wait_for_attached_files(state, agent.files, timeout)
+    if waited:
+        state.file_wait_ms = int(waited * 1000)
 
 
 def _make_poller(state: TurnState, token: str) -> Any:
@@ -339,6 +353,7 @@ def _run_in_helper_thread(agent: Any, state: TurnState, message: str, request: A
     def target() -> None:
         current_turn.set(state)
         try:
+            _wait_for_files(agent, state)
             if is_async:
                 result["value"] = asyncio.run(run_async())
             else:

@@ -7,6 +7,7 @@ public API against the real database and the in-memory realtime backend.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
 from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
+from django_ai.conversations.extraction.plain import PlainTextExtractor
 from django_ai.conversations.testing import FileFactory, UserFactory
 from tests.helpers import make_request, same_visitor
 
@@ -432,7 +434,9 @@ def test_file_processing(settings, tmp_path):
     session = ConversationService.create_session(agent_path="files", user=user)
     report = FileFactory(user=user, filename="report.pdf", text="Quarterly revenue grew " + "x" * 300)
     notes = FileFactory(user=user, filename="notes.txt", text="Call Bob on Monday.")
-    scan = FileFactory(user=user, filename="scan.png")  # extraction still pending: no text yet
+    scan = FileFactory(user=user, filename="scan.png")  # extraction never runs: no text
+    # The turn waits this long for the pending scan, then the agent runs without its text.
+    settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "FILE_WAIT_TIMEOUT": 0.3}
 
     result = ConversationService.send_message(session.id, "What is in these?", user=user, files=[report, notes.id, str(scan.id)])
 
@@ -447,6 +451,49 @@ def test_file_processing(settings, tmp_path):
     assert set(File.objects.filter(session=session)) == {report, notes, scan}
 
     assert ConversationService.send_message(session.id, "and now?", user=user)["response"] == "Upload a file and I'll analyze it."
+
+
+class SlowPlainText(PlainTextExtractor):
+    """The real plain-text extractor, a second slower: the message is sent while it runs."""
+
+    def extract(self, source, *, timeout, max_length):
+        time.sleep(1.0)
+        return super().extract(source, timeout=timeout, max_length=max_length)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_file_processing_right_after_an_upload(settings, tmp_path):
+    """The README's FileAgent gets the text of a file uploaded a moment before, while its
+    extraction is still running: the turn waits for attached files (FILE_WAIT_TIMEOUT)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+    from django_ai.conversations.testing import wait_for_turns
+
+    settings.MEDIA_ROOT = tmp_path
+    settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "TEXT_EXTRACTOR": f"{__name__}.SlowPlainText"}
+    register_agent("files", FileAgent)
+    user = UserFactory()
+    client = Client()
+    client.force_login(user)
+    upload = client.post(
+        "/api/conversations/files/",
+        {"file": SimpleUploadedFile("notes.txt", b"Call Bob on Monday.", content_type="text/plain")},
+    )
+    assert upload.status_code == 201, upload.content
+    file_id = upload.json()["data"]
+    assert File.objects.get(pk=file_id).extraction_status in ("pending", "processing")
+    session = ConversationService.create_session(agent_path="files", user=user)
+
+    result = ConversationService.send_message(session.id, "What is in this?", user=user, files=[file_id])
+
+    assert result["status"] == "success"
+    assert result["response"] == "File analysis:\nFrom notes.txt: Call Bob on Monday....", result
+    reply = session.messages.get(message_type="agent")
+    assert reply.metrics["file_wait_ms"] > 0
+    wait_for_turns(timeout=30)
 
 
 # --- API Reference ----------------------------------------------------------------------------------

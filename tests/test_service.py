@@ -243,6 +243,13 @@ def test_start_conversation_bad_input(agent_path, context_kwargs, error, match):
     refused(error, lambda: start_conversation(agent_path, context_kwargs=context_kwargs, request=request), match=match)
 
 
+@pytest.mark.parametrize("request_arg", ["x", {"user": 1}, 42])
+def test_start_conversation_refuses_what_is_not_a_request(request_arg):
+    with pytest.raises(TypeError, match="takes the visitor's HttpRequest"):
+        start_conversation("echo", request=request_arg)
+    assert not ConversationSession.objects.exists()
+
+
 def test_start_conversation_create_context_returning_the_wrong_type():
     class Wrong(ConversationAgent):
         @classmethod

@@ -52,6 +52,8 @@ class TurnState:
     cancel_reason: str | None = None
     widgets: list[Any] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
+    #: Milliseconds the turn waited for attached files' extraction before the agent ran.
+    file_wait_ms: int | None = None
     owner_thread: threading.Thread = field(default_factory=threading.current_thread)
     closed: bool = False
     _calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = field(

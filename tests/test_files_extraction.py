@@ -130,6 +130,36 @@ def test_timeout_stops_waiting(tika):
     assert generate.PDF_TEXT in words(result.text)
 
 
+def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkeypatch):
+    import time
+
+    import jpype
+
+    J = jpype.JClass
+    monkeypatch.setattr(embedded, "MAX_LEFT_BEHIND", 1)
+    # A real Java thread standing for a parse still running after its timeout: it sleeps 1.5 s.
+    sleep = J("java.lang.invoke.MethodHandles").publicLookup().findStatic(
+        J("java.lang.Thread"), "sleep", J("java.lang.invoke.MethodType").methodType(J("java.lang.Void").TYPE, J("java.lang.Long").TYPE)
+    )
+    runnable = J("java.lang.invoke.MethodHandleProxies").asInterfaceInstance(
+        J("java.lang.Runnable"), J("java.lang.invoke.MethodHandles").insertArguments(sleep, 0, J("java.lang.Long")(1500))
+    )
+    stuck = J("java.lang.Thread")(runnable)
+    stuck.setDaemon(True)
+    stuck.start()
+    monkeypatch.setattr(embedded, "_left_behind", {stuck})
+    with pytest.raises(ExtractionError) as info:
+        tika.extract(source("report.pdf", "application/pdf"), timeout=60, max_length=1000)
+    assert info.value.code == "extractor_busy"
+    assert "busy" in info.value.message
+    deadline = time.monotonic() + 30
+    while stuck.isAlive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = tika.extract(source("report.pdf", "application/pdf"), timeout=60, max_length=1000)
+    assert generate.PDF_TEXT in words(result.text)
+    assert embedded._left_behind == set()
+
+
 def test_image_without_ocr_fails_with_reason(tika):
     with override_settings(DJANGO_AI={"OCR_ENABLED": False}):
         with pytest.raises(ExtractionError) as info:

@@ -139,6 +139,26 @@ def _wait_for_parses_left_behind() -> None:
     _stop_reference_queue()
 
 
+#: Parses left behind after their timeout that may still run before new parses are refused: each
+#: holds a CPU and memory, and a stream of pathological uploads must not pile them up.
+MAX_LEFT_BEHIND = 4
+
+
+def _refuse_when_too_many_left_behind(filename: str) -> None:
+    for thread in list(_left_behind):
+        if not thread.isAlive():
+            _left_behind.discard(thread)
+    if len(_left_behind) >= MAX_LEFT_BEHIND:
+        logger.error(
+            "Embedded Tika refused %r: %d earlier parses are still running after their timeout",
+            filename, len(_left_behind),
+        )
+        raise ExtractionError(
+            "The text extraction service is busy with other files right now. Try again later.",
+            code="extractor_busy",
+        )
+
+
 def _poll(done: Any, timeout: float) -> bool:
     # Polled from Python with short Java calls, never one long blocking call: a Python thread
     # inside a Java call when the interpreter finalizes aborts the process as it comes back.
@@ -291,14 +311,12 @@ class _Engine:
         pdf.setOcrStrategy(J("org.apache.tika.parser.pdf.PDFParserConfig$OCR_STRATEGY").AUTO)
         context.set(J("org.apache.tika.parser.pdf.PDFParserConfig"), pdf)
 
+        _refuse_when_too_many_left_behind(filename)
         stream = J("org.apache.tika.io.TikaInputStream").get(J("java.nio.file.Paths").get(path), metadata)
         task, thread = self._start_parse(stream, handler, metadata, context)
         if not _poll(task.isDone, timeout):
             global _abandoned
             _abandoned += 1
-            for earlier in list(_left_behind):
-                if not earlier.isAlive():
-                    _left_behind.discard(earlier)
             _left_behind.add(thread)
             task.cancel(True)  # interrupts the parse thread (tesseract waits, blocking reads)
             try:
@@ -444,9 +462,9 @@ class EmbeddedTikaExtractor(TextExtractor):
         return version[:50]
 
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
+        started = time.monotonic()  # starting the JVM (the first time) counts against the timeout
         engine = _get_engine()
         ocr_ready = bool(engine.ocr_version and ai_settings.OCR_ENABLED)
-        started = time.monotonic()
         with source.local_path() as path:
             remaining = max(0.5, timeout - (time.monotonic() - started))
             result = engine.parse(

@@ -86,7 +86,8 @@ export class QuerySet<T extends Row = Row> {
     return this.clone({ filter: { ...this.state.filter, ...checkFilter(filter, "filter") } });
   }
 
-  /** Drop rows matching every `path__lookup: value`. */
+  /** Drop rows matching every `path__lookup: value` (merged with earlier excludes into one
+   * condition, like Django's `.exclude(a=1, b=2)`, not its chained `.exclude(a=1).exclude(b=2)`). */
   exclude(filter: Filter): QuerySet<T> {
     return this.clone({ exclude: { ...this.state.exclude, ...checkFilter(filter, "exclude") } });
   }

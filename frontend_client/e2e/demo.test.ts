@@ -68,6 +68,14 @@ describe("the demo page", () => {
     await page.waitForSelector("#suggestions button");
     assert.equal(await page.locator("#messages .message").count(), 0);
 
+    // Whether the typing indicator showed at any moment before the first words (however brief).
+    await page.evaluate(() => {
+      const w = window as unknown as { sawTyping: boolean };
+      w.sawTyping = false;
+      new MutationObserver(() => {
+        if (document.querySelector("#messages .message.agent.typing")) w.sawTyping = true;
+      }).observe(document.getElementById("messages") as HTMLElement, { childList: true, subtree: true });
+    });
     await send(page, "How do refunds work?");
     await page.waitForSelector(".message.user .bubble >> text=How do refunds work?");
     // While it streams: a growing partial text with the caret, and the stop button.
@@ -80,6 +88,8 @@ describe("the demo page", () => {
     assert.ok(new Set(lengths.filter((n) => n > 0)).size >= 3, `saw only ${JSON.stringify(lengths)} while streaming`);
     await page.waitForSelector(".message.agent.completed");
     assert.match(await lastAgentText(page), /Refunds for annual plans are pro-rated/);
+    assert.equal(await page.evaluate(() => (window as unknown as { sawTyping: boolean }).sawTyping), true, "no typing indicator");
+    assert.equal(await page.locator("#messages .message.agent.typing").count(), 0, "the typing indicator went away");
     assert.equal(await page.isVisible("#stop"), false);
     // The live session list picked the conversation up, titled from its first message.
     await page.waitForSelector(`#session-list li.active[data-session="${supportSession}"] >> text=How do refunds work?`);

@@ -15,6 +15,12 @@ rule is about (the defaults allow everything, like DRF's ``BasePermission``):
     Which fields may it read / set? ``None`` means "no opinion"; a collection narrows the exposed
     model's own field lists (results are intersected, never widened).
 
+Reads honour ``has_object_permission`` too: a class that overrides it is asked about every row a
+query, an ``include`` or a write's answer would return, and rows it refuses are left out, unless the
+class declares ``scope_matches_object_permission = True`` (its ``scope_queryset`` keeps exactly the
+rows its object check allows for ``read``, as ``IsOwner`` does), which lets the database do all the
+work. See :meth:`BasePermission.reads_need_object_check`.
+
 Classes (or instances) compose like DRF's: ``IsOwner & ~ReadOnly``, ``IsOwner | IsStaff``.
 
 - ``A & B``: both must allow; scopes are applied one after the other; field lists intersect.
@@ -72,6 +78,43 @@ class _ComposableMeta(type):
 
 class BasePermission(metaclass=_ComposableMeta):
     """Base class of bridge permissions. Override the methods your rule is about."""
+
+    #: Set to True when, for ``read``, ``scope_queryset`` keeps exactly the rows
+    #: ``has_object_permission`` allows (both test the same rule). Reads then skip the per-row
+    #: check. Leave it False when unsure: the check is then run on every row read. The declaration
+    #: covers only the methods of the class that makes it (or its bases): a subclass overriding
+    #: either method again must declare it again.
+    scope_matches_object_permission: bool = False
+
+    def _overrides_object_check(self) -> bool:
+        return type(self).has_object_permission is not BasePermission.has_object_permission
+
+    def _declares_matching_scope(self) -> bool:
+        if not self.scope_matches_object_permission:
+            return False
+        if "scope_matches_object_permission" in vars(self):
+            return True
+        mro = type(self).__mro__
+
+        def defined_at(attr: str) -> int:
+            return next(i for i, cls in enumerate(mro) if attr in vars(cls))
+
+        flag = defined_at("scope_matches_object_permission")
+        return flag <= defined_at("has_object_permission") and flag <= defined_at("scope_queryset")
+
+    def reads_need_object_check(self) -> bool:
+        """Whether rows of the read scope must still pass ``has_object_permission`` one by one.
+
+        True when the class overrides ``has_object_permission`` without declaring
+        ``scope_matches_object_permission``. Override only in a composing permission."""
+        return self._overrides_object_check() and not self._declares_matching_scope()
+
+    def read_scope_is_exact(self) -> bool:
+        """Whether the read scope is exactly the rows ``has_object_permission`` allows (what
+        ``~`` needs to invert a scope without checking rows). Override only in a composing permission."""
+        if self._declares_matching_scope():
+            return True
+        return not self._overrides_object_check() and type(self).scope_queryset is BasePermission.scope_queryset
 
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return True
@@ -135,6 +178,14 @@ class And(BasePermission):
     def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return all(op.has_object_permission(request, action, obj, exposed) for op in self.operands)
 
+    def reads_need_object_check(self) -> bool:
+        # A row in the chained scope is in every operand's scope: each operand whose scope is
+        # sound passes it, so only the others need asking.
+        return any(op.reads_need_object_check() for op in self.operands)
+
+    def read_scope_is_exact(self) -> bool:
+        return all(op.read_scope_is_exact() for op in self.operands)
+
     def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
         result: set[str] | None = None
         for op in self.operands:
@@ -172,6 +223,14 @@ class Or(BasePermission):
             for op in self._allowing(request, action, exposed)
         )
 
+    def reads_need_object_check(self) -> bool:
+        # A row of the united scope is in the scope of one allowing operand, which passes it when
+        # that operand's scope is sound.
+        return any(op.reads_need_object_check() for op in self.operands)
+
+    def read_scope_is_exact(self) -> bool:
+        return all(op.read_scope_is_exact() for op in self.operands)
+
     def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
         result: set[str] = set()
         for op in self._allowing(request, action, exposed):
@@ -199,6 +258,14 @@ class Not(BasePermission):
     def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return not self.operand.has_object_permission(request, action, obj, exposed)
 
+    def reads_need_object_check(self) -> bool:
+        # Rows outside the operand's scope may still pass its object check (and so fail this one)
+        # unless the operand's scope is exactly what its check allows.
+        return not self.operand.read_scope_is_exact()
+
+    def read_scope_is_exact(self) -> bool:
+        return self.operand.read_scope_is_exact()
+
     def __repr__(self) -> str:
         return f"~{self.operand!r}"
 
@@ -208,6 +275,7 @@ class AllowAny(BasePermission):
 
 
 class DenyAll(BasePermission):
+    scope_matches_object_permission = True
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return False
 
@@ -235,6 +303,8 @@ class IsStaff(BasePermission):
     Not part of any built-in registration: staff see only their own conversations unless a project
     adds this class (see docs/bridge.md)."""
 
+    scope_matches_object_permission = True
+
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         user = getattr(request, "user", None)
         return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
@@ -249,6 +319,8 @@ class IsStaff(BasePermission):
 class ReadOnly(BasePermission):
     """Allows only ``read``."""
 
+    scope_matches_object_permission = True
+
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return action == BridgeAction.READ
 
@@ -261,6 +333,8 @@ class ReadOnly(BasePermission):
 
 class OnlyActions(BasePermission):
     """Allows only the listed actions: ``OnlyActions("read", "update")``."""
+
+    scope_matches_object_permission = True
 
     def __init__(self, *actions: str):
         self.actions = frozenset(str(BridgeAction(a)) for a in actions)
@@ -285,6 +359,9 @@ class IsOwner(BasePermission):
     ``""`` for sessions and files (they carry them), ``"session"`` for messages and widgets.
     Reads by a visitor without any id see nothing; writes need a known owner.
     """
+
+    #: The scope filters on the same owner columns ``has_object_permission`` compares.
+    scope_matches_object_permission = True
 
     def __init__(self, path: str = ""):
         self.path = path

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from ..conf import ai_settings
@@ -69,13 +69,19 @@ class Query:
 
 
 def filter_specs(exposed: ExposedModel) -> dict[str, set[str]]:
-    """Filterable path -> lookups, as declared by the exposed model's FilterSet."""
+    """Filter key -> lookups, as the query accepts them: a query filters with ``key`` for the
+    ``exact`` lookup and ``key__lookup`` for the others. Keys are the FilterSet's filter names (a
+    filter called ``title__icontains`` is ``title: [icontains]``; one called ``q`` that looks up
+    ``title__icontains`` is ``q: [icontains]``), never the model field behind them."""
     specs: dict[str, set[str]] = {}
     for name, flt in _filters(exposed).items():
         if flt.method is not None:
             specs.setdefault(name, set()).add("exact")
-        else:
-            specs.setdefault(flt.field_name, set()).add(flt.lookup_expr)
+            continue
+        lookup = flt.lookup_expr
+        suffix = f"__{lookup}"
+        key = name[: -len(suffix)] if lookup != "exact" and name.endswith(suffix) else name
+        specs.setdefault(key, set()).add(lookup)
     return specs
 
 
@@ -89,10 +95,13 @@ def _filters(exposed: ExposedModel) -> dict[str, Any]:
 def _lookup_filter(exposed: ExposedModel, key: str) -> Any:
     filters = _filters(exposed)
     found = filters.get(key)
-    if found is None and key.endswith("__exact"):
-        found = filters.get(key[: -len("__exact")])
-        if found is not None and (found.method is not None or found.lookup_expr != "exact"):
-            found = None
+    if found is None and "__" in key:
+        # ``name__lookup`` names the filter ``name`` when that is its own lookup (``title__exact``
+        # for ``title``; ``q__icontains`` for ``q = CharFilter(lookup_expr="icontains")``), as
+        # ``schema/`` lists it.
+        for name, flt in filters.items():
+            if flt.method is None and key == f"{name}__{flt.lookup_expr}":
+                return flt
     return found
 
 
@@ -276,6 +285,15 @@ def _names(raw: Any, name: str, errors: list[BridgeError], *, limit: int = 100) 
     return raw
 
 
+def _bind_methods(exposed: ExposedModel, request: Any, conditions: list[Condition]) -> list[Condition]:
+    """Filters with ``method="name"`` find that method on their FilterSet: give them one (bound
+    to the request, as django-filter does), not the unbound class-level filter."""
+    if not any(c.filter.method is not None for c in conditions):
+        return conditions
+    filterset = exposed.filterset_class(queryset=exposed.model._default_manager.none(), request=request)
+    return [replace(c, filter=filterset.filters[c.key]) if c.filter.method is not None else c for c in conditions]
+
+
 def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
     """Validate a query body; every problem is reported (MultipleErrors), nothing is run."""
     if body is None:
@@ -287,8 +305,8 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
         if key not in QUERY_KEYS:
             errors.append(InvalidQuery(f"Unknown query key {str(key)[:64]!r}.", code="unknown_key", field=str(key)[:64]))
     query = Query(limit=exposed.get_default_limit())
-    query.filter = _conditions(exposed, body.get("filter"), "filter", errors)
-    query.exclude = _conditions(exposed, body.get("exclude"), "exclude", errors)
+    query.filter = _bind_methods(exposed, request, _conditions(exposed, body.get("filter"), "filter", errors))
+    query.exclude = _bind_methods(exposed, request, _conditions(exposed, body.get("exclude"), "exclude", errors))
     query.distinct = any(c.path is not None and c.path.many for c in [*query.filter, *query.exclude])
 
     order_by = body.get("order_by")
@@ -397,21 +415,69 @@ def _prefetches(exposed: ExposedModel, request: Any, fields: list[str]) -> list[
                 if related is not None
                 else field.related_model._default_manager.all()
             )
-            result.append(Prefetch(name, queryset=queryset.only("pk")))
+            if related is None or related.get_read_check(request) is None:
+                # Only the ids travel; rows the read check looks at are loaded whole.
+                queryset = queryset.only("pk")
+            result.append(Prefetch(name, queryset=queryset))
     return result
+
+
+def _related_checks(exposed: ExposedModel, request: Any, fields: list[str]) -> dict[str, Any]:
+    """Many-to-many field -> the read check its related rows must pass to be listed."""
+    checks = {}
+    for name in fields:
+        if exposed.model._meta.get_field(name).many_to_many:
+            related = _related(exposed, name)
+            check = related.get_read_check(request) if related is not None else None
+            if check is not None:
+                checks[name] = check
+    return checks
+
+
+#: Rows fetched per round trip when reads scan rows through a per-row object check.
+CHECKED_SCAN_CHUNK_SIZE = 500
+
+
+def _checked_rows(
+    exposed: ExposedModel, request: Any, query: Query, queryset: QuerySet, check: Any
+) -> tuple[list[models.Model], bool, int | None]:
+    """The page when reads need the per-row object check: the ordered scope is read in one
+    streaming query and rows count only once they pass, so ``offset``, ``has_more`` and ``count``
+    are about rows the caller may read and never reveal how many were refused. The price: the
+    scan reads every row up to the end of the page (with ``count``, every row of the scope)."""
+    page: list[models.Model] = []
+    passed = 0
+    end = query.offset + query.limit
+    for obj in queryset.iterator(chunk_size=CHECKED_SCAN_CHUNK_SIZE):
+        if not check(obj):
+            continue
+        passed += 1
+        if passed > end:
+            if not query.count:
+                break
+        elif passed > query.offset:
+            page.append(obj)
+    prefetches = _prefetches(exposed, request, query.fields)
+    if prefetches and page:
+        prefetch_related_objects(page, *prefetches)
+    return page, passed > end, passed if query.count else None
 
 
 def scoped_rows(exposed: ExposedModel, request: Any, query: Query) -> tuple[list[models.Model], bool, int | None]:
     """(rows of the page, has_more, count or None)."""
     queryset = _apply(exposed.get_queryset(request, BridgeAction.READ), query)
-    count = queryset.count() if query.count else None
-    if query.limit == 0:
-        return [], query.offset < (count or 0) if count is not None else False, count
     pk_name = exposed.model._meta.pk.name
     ordering = list(query.order_by)
     if not any(o.lstrip("-") in (pk_name, "pk") for o in ordering):
         # A stable order makes limit/offset pages not overlap.
         ordering.append("-pk" if ordering and ordering[-1].startswith("-") else "pk")
+    check = exposed.get_read_check(request)
+    if check is not None:
+        # Whole rows: the check may look at any column (no deferred load per row).
+        return _checked_rows(exposed, request, query, queryset.order_by(*ordering), check)
+    count = queryset.count() if query.count else None
+    if query.limit == 0:
+        return [], query.offset < (count or 0) if count is not None else False, count
     queryset = queryset.order_by(*ordering).only(*concrete_attnames(exposed, query.fields))
     prefetches = _prefetches(exposed, request, query.fields)
     if prefetches:
@@ -427,7 +493,8 @@ def normalized(data: Any, included: dict[str, dict[str, Any]], meta: dict[str, A
 
 def include_rows(exposed: ExposedModel, request: Any, rows: list[models.Model], names: list[str], included: dict[str, dict[str, Any]]) -> None:
     """Add the related rows of ``names`` to ``included``: one query per relation, scoped by the
-    related model's permissions (rows the caller may not read are left out)."""
+    related model's permissions and passing its read check (rows the caller may not read are
+    left out)."""
     for name in names:
         related = _related(exposed, name)
         if related is None:
@@ -445,22 +512,25 @@ def include_rows(exposed: ExposedModel, request: Any, rows: list[models.Model], 
             continue
         fields = [f for f in (related.default_fields or related.get_fields(request, BridgeAction.READ))
                   if f in related.get_fields(request, BridgeAction.READ)]
+        check = related.get_read_check(request)
         queryset = related.get_queryset(request, BridgeAction.READ).filter(pk__in=pks)
-        queryset = queryset.only(*concrete_attnames(related, fields))
+        if check is None:
+            queryset = queryset.only(*concrete_attnames(related, fields))
         prefetches = _prefetches(related, request, fields)
         if prefetches:
             queryset = queryset.prefetch_related(*prefetches)
-        writer = RowWriter(related, fields)
+        writer = RowWriter(related, fields, related_checks=_related_checks(related, request, fields))
         bucket = included.setdefault(related.name, {})
         for obj in queryset:
-            bucket[str(pk_string(obj.pk))] = writer(obj)
+            if check is None or check(obj):
+                bucket[str(pk_string(obj.pk))] = writer(obj)
 
 
 def run_query(exposed: ExposedModel, request: Any, body: Any) -> dict[str, Any]:
     """Parse, check and run a query; the normalized answer."""
     query = parse_query(exposed, request, body)
     rows, has_more, count = scoped_rows(exposed, request, query)
-    writer = RowWriter(exposed, query.fields)
+    writer = RowWriter(exposed, query.fields, related_checks=_related_checks(exposed, request, query.fields))
     bucket: dict[str, Any] = {}
     data = []
     for obj in rows:
@@ -497,8 +567,11 @@ def serialize_instance(exposed: ExposedModel, request: Any, instance: models.Mod
     if prefetches:
         obj = obj.prefetch_related(*prefetches)
     row = obj.first()
+    check = exposed.get_read_check(request)
+    if row is not None and check is not None and not check(row):
+        row = None  # written, but not readable by the caller: the answer carries only the id
     key = pk_string(instance.pk)
     included: dict[str, dict[str, Any]] = {exposed.name: {}}
     if row is not None:
-        included[exposed.name][str(key)] = RowWriter(exposed, fields)(row)
+        included[exposed.name][str(key)] = RowWriter(exposed, fields, related_checks=_related_checks(exposed, request, fields))(row)
     return normalized(key, included)

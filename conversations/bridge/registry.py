@@ -191,6 +191,19 @@ class ExposedModel:
             and combined.has_object_permission(request, action, obj, self)
         )
 
+    def get_read_check(self, request: Any) -> Callable[[models.Model], bool] | None:
+        """The object check every row read must pass, or None when ``scope_queryset`` alone
+        decides reads (each permission's scope matches its object check, as the built-ins'
+        do). Rows failing it are left out of query answers, ``include`` and write answers."""
+        combined = self._combined()
+        if combined is None or not combined.reads_need_object_check():
+            return None
+
+        def check(obj: models.Model) -> bool:
+            return combined.has_object_permission(request, BridgeAction.READ, obj, self)
+
+        return check
+
     def get_base_queryset(self) -> QuerySet:
         """Everything, before permissions. Override to add ``select_related`` or a soft-delete filter."""
         return self.model._default_manager.all()

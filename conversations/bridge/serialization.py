@@ -12,7 +12,7 @@ accept rows the caller may read (so a foreign key to another owner's row is "doe
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
@@ -43,21 +43,29 @@ def _plain(value: Any) -> Any:
 class RowWriter:
     """Serializes instances of one exposed model for one set of fields (build once per query)."""
 
-    def __init__(self, exposed: ExposedModel, fields: Sequence[str]):
+    def __init__(
+        self,
+        exposed: ExposedModel,
+        fields: Sequence[str],
+        *,
+        related_checks: Mapping[str, Callable[[models.Model], bool]] | None = None,
+    ):
         self.fields = list(fields)
         opts = exposed.model._meta
+        checks = related_checks or {}
         self._getters: list[tuple[str, Callable[[models.Model], Any]]] = []
         for name in self.fields:
             field = opts.get_field(name)
-            self._getters.append((name, self._getter(field)))
+            self._getters.append((name, self._getter(field, checks.get(name))))
 
     @staticmethod
-    def _getter(field: Any) -> Callable[[models.Model], Any]:
+    def _getter(field: Any, check: Callable[[models.Model], bool] | None = None) -> Callable[[models.Model], Any]:
         if field.many_to_many:
             name = field.name
 
             def many(obj: models.Model) -> Any:
-                return [pk_string(row.pk) for row in getattr(obj, name).all()]
+                # ``check``: the related model's read check (its rows the caller may not read are left out).
+                return [pk_string(row.pk) for row in getattr(obj, name).all() if check is None or check(row)]
 
             return many
         attname = field.attname
@@ -80,14 +88,65 @@ def concrete_attnames(exposed: ExposedModel, fields: Sequence[str]) -> list[str]
     return names
 
 
-def _relation_queryset(exposed: ExposedModel, request: Any, model: type[models.Model]) -> Any:
+def _relation_target(request: Any, model: type[models.Model]) -> tuple[Any, Callable[[models.Model], bool] | None]:
+    """(the rows a relation field may point to, the read check they must pass too)."""
     from .registry import bridge_registry
 
     related_name = bridge_registry.name_for_model(model)
     if related_name is None:
         # A relation to a model the bridge does not serve cannot be set by clients.
-        return model._default_manager.none()
-    return bridge_registry.get(related_name).get_queryset(request, BridgeAction.READ)
+        return model._default_manager.none(), None
+    related = bridge_registry.get(related_name)
+    return related.get_queryset(request, BridgeAction.READ), related.get_read_check(request)
+
+
+class _ReadableRelatedField(serializers.PrimaryKeyRelatedField):
+    """A primary key of a row the caller may read: in the related model's read scope and, when
+    its permissions need it, passing their object check (else "does not exist", like any id)."""
+
+    def __init__(self, *, read_check: Callable[[models.Model], bool] | None = None, **kwargs: Any):
+        self.read_check = read_check
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        obj = super().to_internal_value(data)
+        if self.read_check is not None and not self.read_check(obj):
+            self.fail("does_not_exist", pk_value=data)
+        return obj
+
+
+class _TextOnly:
+    """Text fields take JSON strings only: DRF's ``CharField`` would store ``5`` as ``"5"``."""
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid")  # type: ignore[attr-defined]
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+_TEXT_ONLY_CLASSES: dict[type, type] = {}
+
+
+def _text_only(field_class: type) -> type:
+    found = _TEXT_ONLY_CLASSES.get(field_class)
+    if found is None:
+        found = type(f"TextOnly{field_class.__name__}", (_TextOnly, field_class), {})
+        _TEXT_ONLY_CLASSES[field_class] = found
+    return found
+
+
+class _BridgeModelSerializer(serializers.ModelSerializer):
+    """The base of the write serializers: every text column of every exposed model refuses
+    non-string values (numbers, booleans) with a 400 on that field."""
+
+    def build_standard_field(self, field_name: str, model_field: Any) -> tuple[type, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        text_column = isinstance(model_field, (models.CharField, models.TextField))
+        if issubclass(field_class, serializers.CharField) or (text_column and issubclass(field_class, serializers.ChoiceField)):
+            field_class = _text_only(field_class)
+        return field_class, kwargs
 
 
 def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]) -> type[serializers.ModelSerializer]:
@@ -99,16 +158,19 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
             continue
         related_pk = field.related_model._meta.pk
         pk_field = serializers.UUIDField() if isinstance(related_pk, models.UUIDField) else None
+        queryset, read_check = _relation_target(request, field.related_model)
         if field.many_to_many:
-            attrs[name] = serializers.PrimaryKeyRelatedField(
-                queryset=_relation_queryset(exposed, request, field.related_model),
+            attrs[name] = _ReadableRelatedField(
+                queryset=queryset,
+                read_check=read_check,
                 many=True,
                 required=False,
                 pk_field=pk_field,
             )
         else:
-            attrs[name] = serializers.PrimaryKeyRelatedField(
-                queryset=_relation_queryset(exposed, request, field.related_model),
+            attrs[name] = _ReadableRelatedField(
+                queryset=queryset,
+                read_check=read_check,
                 required=not (field.null or field.blank or field.has_default()),
                 allow_null=field.null,
                 pk_field=pk_field,
@@ -123,7 +185,7 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
     }
     meta = type("Meta", (), {"model": exposed.model, "fields": list(fields), "extra_kwargs": extra_kwargs})
     attrs["Meta"] = meta
-    return type(f"{exposed.model.__name__}BridgeSerializer", (serializers.ModelSerializer,), attrs)
+    return type(f"{exposed.model.__name__}BridgeSerializer", (_BridgeModelSerializer,), attrs)
 
 
 def _reject_nul(value: Any, path: str, errors: list[Any]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.middleware.csrf import get_token
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,6 +36,7 @@ __all__ = [
     "ModelCreateView",
     "ModelDetailView",
     "CancelView",
+    "NotFoundView",
 ]
 
 OPERATION_ID_HEADER = "X-Operation-Id"
@@ -170,3 +172,11 @@ class CancelView(BridgeAPIView):
         with operation(_operation_id(request)):
             result = ConversationService.cancel_turn(session.pk, request=request._request)
         return Response(result)
+
+
+class NotFoundView(BridgeAPIView):
+    """Any path under the app's prefix that is none of its endpoints: 404 in the error envelope,
+    whatever the method (before authentication, throttling or parsing: there is nothing here)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        raise drf_exceptions.NotFound("There is no endpoint at this path; see docs/protocol.md for the paths.")

@@ -4,6 +4,7 @@ reassembly algorithm that its ``offset``/``sequence`` fields are made for."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,8 +39,8 @@ def test_the_first_write_leaves_at_once_and_later_ones_coalesce_within_the_windo
     queue, clock = make()
     queue.add(CH, "text_chunk", chunk(1, "Hel"))
     first, _ = queue.take()  # the channel was quiet: no waiting
-    assert [e.payload for e in first] == [
-        {"id": "e1", "session_id": "s", "timestamp": "t", "message_id": "m1", "first_sequence": 1, "sequence": 1, "offset": 0, "text": "Hel"}
+    assert [{**e.payload, "id": "-", "timestamp": "-"} for e in first] == [
+        {"id": "-", "session_id": "s", "timestamp": "-", "message_id": "m1", "first_sequence": 1, "sequence": 1, "offset": 0, "text": "Hel"}
     ]
     clock.now += 0.01
     queue.add(CH, "text_chunk", chunk(2, "lo "))
@@ -132,6 +133,28 @@ def test_long_text_is_split_under_the_event_size_limit_and_never_dropped():
         assert following.payload["offset"] == event.payload["offset"] + utf16_len(event.payload["text"])
     assert events[0].payload["first_sequence"] == 1 and events[-1].payload["sequence"] == 4
     assert all(e.payload["first_sequence"] <= e.payload["sequence"] for e in events)
+
+
+def test_every_event_that_leaves_has_its_own_id_and_a_timestamp_of_when_it_was_built():
+    """Coalesced and split events must not share the first write's id: a client that de-duplicates
+    by id (natural after a Pusher reconnect) would drop the later ones and lose their text."""
+    queue, clock = make(window=60, max_event_bytes=1024)
+    queue.add(CH, "text_chunk", chunk(1, "alone"))
+    alone, _ = queue.take()
+    for seq, text in enumerate(["x" * 1500, "y" * 1500, "z"], start=2):
+        queue.add(CH, "text_chunk", chunk(seq, text))  # one run, cut into several events
+    queue.add(CH, "stream_end", {"id": "end", "message_id": "m1", "sequence": 4})
+    before = datetime.now(UTC)
+    events = alone + [e for e in queue.take()[0] if e.event == "text_chunk"]
+    assert len(events) >= 4
+    assert "".join(e.payload["text"] for e in events) == "alone" + "x" * 1500 + "y" * 1500 + "z"
+    ids = [e.payload["id"] for e in events]
+    assert len(set(ids)) == len(ids)
+    assert not set(ids) & {f"e{seq}" for seq in range(1, 5)}  # not a write's id either
+    assert all(isinstance(i, str) and len(i) == 32 for i in ids)
+    for event in events[1:]:
+        assert before <= datetime.fromisoformat(event.payload["timestamp"]) <= datetime.now(UTC)
+        assert encoded_size(event.payload) <= 1024
 
 
 def test_split_text_cuts_between_code_points():

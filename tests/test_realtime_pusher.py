@@ -5,6 +5,7 @@ authenticate through the project's ``realtime/auth/`` endpoint served by ``live_
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import uuid
@@ -118,6 +119,8 @@ def test_pusher_js_receives_a_full_streamed_turn_in_order_with_no_gaps(soketi, r
     assert names.index(EventName.STREAM_END) < names.index(EventName.WIDGET) < names.index(EventName.WIDGET_UPDATE)
     for event in received:
         assert {"id", "session_id", "timestamp"} <= set(event["data"]) and event["data"]["session_id"] == str(session.pk)
+    ids = [e["data"]["id"] for e in received]
+    assert len(set(ids)) == len(ids)  # coalesced chunks too: de-duplicating by id loses nothing
 
     agent_message = ConversationMessage.objects.get(pk=result["message_id"])
     chunks = [e["data"] for e in received if e["event"] == EventName.TEXT_CHUNK]
@@ -274,7 +277,52 @@ def test_long_text_is_split_to_fit_pushers_event_limit(soketi, realtime, live_se
     chunks = [e["data"] for e in sub.events(EventName.TEXT_CHUNK)]
     assert len(chunks) > len(LongWriter.writes)
     assert "".join(c["text"] for c in chunks) == "".join(LongWriter.writes)
+    ids = [c["id"] for c in chunks]
+    assert len(set(ids)) == len(ids)  # each piece of a split write has its own id
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+
+
+class BigWidget(ConversationAgent):
+    """Shows a widget whose data is far above Pusher's 10 KB event limit, then updates it."""
+
+    rows = [{"n": n, "label": f"row {n} é😀"} for n in range(600)]
+
+    async def get_response(self, message, request=None, **kwargs):
+        widget = display_widget("table", {"rows": self.rows})
+        update_widget(widget.pk, data={"rows": self.rows[::-1]}, display_data={"page": 2})
+        return "done"
+
+
+def test_a_widget_event_over_the_limit_is_sent_truncated_and_the_row_has_the_data(soketi, realtime, live_server):
+    session, visitor = start_session("big-widget", BigWidget)
+    assert len(json.dumps({"rows": BigWidget.rows}).encode()) > 10 * 1024
+    with subscriber(soketi, live_server, [session_channel(session.pk)], headers={HEADER: visitor}) as sub:
+        sub.wait_subscribed()
+        ConversationService.send_message(session_id=session.pk, message="table please")
+        realtime.flush(timeout=5)
+        sub.wait_for(lambda s: bool(s.events(EventName.WIDGET_UPDATE)), what="widget_update")
+    widget = ConversationWidget.objects.get(session=session)
+    shown = next(e["data"] for e in sub.events(EventName.WIDGET))
+    updated = next(e["data"] for e in sub.events(EventName.WIDGET_UPDATE))
+    for event in (shown, updated):
+        assert event.pop("id") and event.pop("timestamp")
+        assert event == {
+            "session_id": str(session.pk),
+            "widget_id": str(widget.pk),
+            "message_id": str(widget.message_id),
+            "widget_type": "table",
+            "truncated": True,
+        }
+    # The full data is in the row, read through the bridge as the SDK does.
+    response = requests.post(
+        live_server.url + "/api/conversations/models/widget/query/",
+        json={"filter": {"id": str(widget.pk)}},
+        headers={HEADER: visitor},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    row = response.json()["included"]["widget"][str(widget.pk)]
+    assert (row["data"], row["display_data"]) == ({"rows": BigWidget.rows[::-1]}, {"page": 2})
 
 
 class SlowStreamer(ConversationAgent):

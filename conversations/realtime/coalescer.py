@@ -14,7 +14,10 @@
   accepts 10 KB per event): text is never dropped because it is long;
 - every ``text_chunk`` that leaves gets ``offset`` (where its text starts in the message's streamed
   text, in UTF-16 code units), ``first_sequence`` and ``sequence``. See docs/protocol.md, "Resuming a
-  stream", for how clients use them.
+  stream", for how clients use them;
+- every ``text_chunk`` that leaves also gets its own ``id`` and a ``timestamp`` of when it was
+  built: the writes it carries had ids of their own, but several events cut from one run must not
+  share one (a client that de-duplicates by ``id`` would lose text).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import EventName
+from .events import event_timestamp, new_event_id
 
 __all__ = ["Coalescer", "OutgoingEvent", "FlushMarker", "utf16_len", "split_text", "encoded_size"]
 
@@ -304,13 +308,14 @@ class Coalescer:
 
         def event(piece: str, start: int, first: int, last: int) -> OutgoingEvent:
             payload = dict(run.template)
-            payload.update(first_sequence=first, sequence=last, offset=start, text=piece)
+            payload.update(id=new_event_id(), timestamp=event_timestamp(), first_sequence=first, sequence=last, offset=start, text=piece)
             return OutgoingEvent(run.channel, TEXT_CHUNK, payload)
 
         if self.max_event_bytes is None:
             return [event(text, offset, run.first_sequence, run.sequence)]
-        overhead = encoded_size({**run.template, "first_sequence": run.sequence, "sequence": run.sequence,
-                                 "offset": offset + utf16_len(text), "text": ""})
+        # Sized with the longest id and timestamp an event gets (an ISO time with microseconds).
+        overhead = encoded_size({**run.template, "id": "0" * 32, "timestamp": "0" * 32, "first_sequence": run.sequence,
+                                 "sequence": run.sequence, "offset": offset + utf16_len(text), "text": ""})
         budget = self.max_event_bytes - overhead
         if encoded_size(text) <= budget:
             return [event(text, offset, run.first_sequence, run.sequence)]

@@ -11,7 +11,8 @@ Settings (``DJANGO_AI_PUSHER``, or ``DJANGO_AI["PUSHER"]``):
   ``MAX_EVENT_BYTES`` (default 10240, Pusher's limit) and ``BATCH_SIZE`` (default 10, Pusher's limit).
 
 Events leave through the coalescing sender thread (:mod:`.sender`): one ``trigger_batch`` request
-carries up to ``BATCH_SIZE`` events.
+carries up to ``BATCH_SIZE`` events. Long text is split to fit ``MAX_EVENT_BYTES``; any other event
+that does not fit goes out trimmed, with ``"truncated": true`` (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
+from .events import truncated_event
 from .sender import EventSender
 
 __all__ = ["PusherBackend"]
@@ -120,19 +122,39 @@ class PusherBackend(BaseRealtimeBackend):
     def _deliver(self, events: list[OutgoingEvent]) -> None:
         batch = []
         for event in events:
-            data = encode(event.payload)
-            if len(data.encode("utf-8")) > self.max_event_bytes:
-                # Text is split before it gets here; other events (a widget's data) cannot be.
-                logger.error(
-                    "A %s event for %s is larger than Pusher's %d bytes and was not sent; clients read it from the rows.",
-                    event.event,
-                    event.channel,
-                    self.max_event_bytes,
-                )
-                continue
-            batch.append({"channel": event.channel, "name": event.event, "data": data})
+            data = self.encode_event(event)
+            if data is not None:
+                batch.append({"channel": event.channel, "name": event.event, "data": data})
         if batch:
             self.client.trigger_batch(batch, already_encoded=True)
+
+    def encode_event(self, event: OutgoingEvent) -> str | None:
+        """The JSON text sent for ``event``, or None when it cannot be sent at all.
+
+        Text is split to fit before it gets here; another event larger than ``MAX_EVENT_BYTES``
+        (a widget with large ``data``) is sent trimmed to its envelope and ids with
+        ``"truncated": true``, and clients read the full row through the bridge. Override to
+        shrink such events differently.
+        """
+        data = encode(event.payload)
+        if len(data.encode("utf-8")) <= self.max_event_bytes:
+            return data
+        data = encode(truncated_event(event.payload))
+        if len(data.encode("utf-8")) <= self.max_event_bytes:
+            logger.info(
+                "A %s event for %s is larger than Pusher's %d bytes; it was sent truncated (clients read the row).",
+                event.event,
+                event.channel,
+                self.max_event_bytes,
+            )
+            return data
+        logger.error(
+            "A %s event for %s is larger than Pusher's %d bytes even when truncated and was not sent.",
+            event.event,
+            event.channel,
+            self.max_event_bytes,
+        )
+        return None
 
     def authenticate(self, *, channel_name: str, socket_id: str) -> dict[str, Any]:
         """``{"auth": "<key>:<hmac-sha256 of 'socket_id:channel_name'>"}`` as Pusher expects."""

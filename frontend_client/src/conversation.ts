@@ -515,6 +515,12 @@ export class Conversation {
       case EventName.WIDGET:
       case EventName.WIDGET_UPDATE: {
         const p = event.payload;
+        if (p.truncated) {
+          // Too large for the transport: the event names the widget, its row has the data.
+          this.queueFetch("widget", p.widget_id, 0);
+          if (p.message_id && !this.rows.has(p.message_id)) this.queueFetch("message", p.message_id);
+          break;
+        }
         const existing = this.widgetRows.get(p.widget_id);
         this.widgetRows.set(p.widget_id, {
           ...(existing ?? { created_at: p.timestamp }),

@@ -183,9 +183,17 @@ export interface CancelResult {
 }
 
 interface BaseEvent {
+  /** Unique per event (every coalesced or split `text_chunk` too): safe to de-duplicate by. */
   id: string;
   session_id: string | null;
   timestamp: string;
+  /**
+   * Set by a transport with a size limit (Pusher: 10 KB per event) on an event it could not carry
+   * whole: only the envelope and the ids are left (for widgets: `widget_id`, `message_id`,
+   * `widget_type`; no `data` or `display_data`). Read the row it names through the bridge
+   * (docs/protocol.md, "Truncated events"); the conversation store does.
+   */
+  truncated?: true;
 }
 
 export interface StreamStartEvent extends BaseEvent {
@@ -223,7 +231,9 @@ export interface WidgetEvent extends BaseEvent {
   widget_id: string;
   message_id: string | null;
   widget_type: string;
+  /** Absent when `truncated`: read the widget row. */
   data: JsonObject;
+  /** Absent when `truncated`: read the widget row. */
   display_data: JsonObject;
 }
 
@@ -265,6 +275,7 @@ type Fields<N extends EventName> =
   | (typeof EVENT_PAYLOAD_FIELDS)[N]["optional"][number]
   | (typeof EVENT_BASE_FIELDS)[number];
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-type AllSame = false extends { [N in EventName]: Same<keyof EventPayloads[N], Fields<N>> }[EventName] ? false : true;
+// `truncated` is the transport's marker on a trimmed event of any kind, not a field of one event.
+type AllSame = false extends { [N in EventName]: Same<Exclude<keyof EventPayloads[N], "truncated">, Fields<N>> }[EventName] ? false : true;
 const _eventFieldsMatch: AllSame = true;
 void _eventFieldsMatch;

@@ -18,6 +18,7 @@ import {
   type Conversation,
   type ConversationState,
   type TextChunkEvent,
+  type WidgetEvent,
 } from "../src/index.js";
 import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
 import { firstNotPrefix, joinMidStream, messageAtStreamEnd, recordStreamedTexts } from "./helpers/streams.js";
@@ -28,6 +29,7 @@ const KEY = "sdk-key";
 
 let soketi: ChildProcess | null = null;
 let server: DemoServer | null = null;
+let pusherEnv: Record<string, string> = {};
 const clients: Client[] = [];
 const conversations: Conversation[] = [];
 const missing = existsSync(SOKETI_BIN) ? null : `soketi is not installed in ${SOKETI_DIR} (CI installs it: scripts/npm-dirs.txt)`;
@@ -70,14 +72,15 @@ async function startSoketi(): Promise<number> {
 before(async () => {
   if (missing) return;
   const port = await startSoketi();
-  server = await startDemoServer({
+  pusherEnv = {
     PUSHER_APP_ID: "4243",
     PUSHER_KEY: KEY,
     PUSHER_SECRET: "sdk-secret",
     PUSHER_HOST: "127.0.0.1",
     PUSHER_PORT: String(port),
     PUSHER_SCHEME: "http",
-  });
+  };
+  server = await startDemoServer(pusherEnv);
 });
 
 after(async () => {
@@ -173,6 +176,42 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
       assert.equal(message?.content.length, seen.stored.content.length, `${who}: length at stream_end`);
       assert.ok(message?.content === seen.stored.content, `${who}: the streamed text equals the agent's text`);
       assert.equal(firstNotPrefix(texts, seen.stored.content), null, `${who}: every streamed state was a prefix`);
+    }
+  });
+
+  test("a widget event over the server's event limit arrives truncated, and the store reads the widget row", async () => {
+    // A second demo server on the same soketi whose events may carry 400 bytes: the appointment
+    // widget's event (about 450) does not fit, text is split to fit.
+    const small = await startDemoServer({
+      ...pusherEnv,
+      DJANGO_AI_SETTINGS_JSON: JSON.stringify({ PUSHER: { MAX_EVENT_BYTES: 400 } }),
+    });
+    try {
+      const c = createClient({ baseUrl: small.api });
+      clients.push(c);
+      const conversation = await c.startConversation("support");
+      conversations.push(conversation);
+      await conversation.waitFor((s) => s.loaded && s.connection === "subscribed", { timeout: 15_000 });
+      const widgetEvents: WidgetEvent[] = [];
+      c.realtime.subscribe(conversation.channel, { event: (e) => void (e.name === "widget" && widgetEvents.push(e.payload)) });
+
+      await conversation.send("book a call");
+      const state = await conversation.waitFor(
+        (s) => !s.busy && s.messages.some((m) => m.widget?.widget_type === "appointment_form" && Array.isArray(m.widget.data.available_slots)),
+        { timeout: 20_000 },
+      );
+      assert.equal(widgetEvents.length, 1);
+      const [event] = widgetEvents as [WidgetEvent];
+      assert.equal(event.truncated, true);
+      assert.equal(event.data, undefined);
+      const widget = state.widgets[event.widget_id];
+      assert.ok(widget, "the store has the widget the event named");
+      const row = await c.widgets.get(event.widget_id);
+      assert.deepEqual(widget.data, row.data);
+      assert.equal((widget.data.available_slots as string[]).length, 3);
+      assert.equal(state.messages.find((m) => m.widget)?.widget?.id, event.widget_id);
+    } finally {
+      await small.stop();
     }
   });
 

@@ -9,7 +9,9 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import F
+from django.db.transaction import TransactionManagementError
 
 from .conf import ai_settings
 from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, SessionStatus
@@ -156,9 +158,11 @@ class ConversationService:
             raise SessionNotActive(f"Conversation {session.pk} is {session.status}; start a new one to continue.")
         agent_cls = registry.get(session.agent_path)
         file_rows = ConversationService._resolve_files(files, session, user=user, request=request)
-        ConversationService.apply_concurrency_policy(session, agent_cls)
 
         with transaction.atomic():
+            # In the transaction that saves the message: the policy holds the session's row lock
+            # until the commit, so two messages sent at once are checked one after the other.
+            ConversationService.apply_concurrency_policy(session, agent_cls)
             user_message = ConversationMessage(
                 session=session,
                 message_type=MessageType.USER,
@@ -242,10 +246,18 @@ class ConversationService:
 
     @staticmethod
     def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
-        """Apply the agent's policy for a message that arrives while a turn runs."""
+        """Apply the agent's policy for a message that arrives while a turn runs.
+
+        Call it inside the transaction that saves the message, just before the save (as the bridge
+        and ``send_message`` do). For ``reject`` and ``interrupt`` it locks the session's row until
+        that transaction ends, so messages posted at the same moment are checked one after the
+        other: a ``reject`` agent accepts exactly one of them and refuses the others with
+        ``TurnInProgress``. Outside a transaction it raises ``TransactionManagementError``.
+        """
         policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
         if policy == ConcurrencyPolicy.ENQUEUE:
             return
+        ConversationService._lock_session(session)
         busy = ConversationMessage.objects.filter(
             session=session,
             message_type=MessageType.USER,
@@ -256,6 +268,25 @@ class ConversationService:
                 raise TurnInProgress()
             return
         ConversationService._request_cancel(session)
+
+    @staticmethod
+    def _lock_session(session: ConversationSession) -> None:
+        using = router.db_for_write(ConversationSession, instance=session)
+        connection = transaction.get_connection(using)
+        if not connection.in_atomic_block:
+            raise TransactionManagementError(
+                "apply_concurrency_policy() must run inside the transaction that saves the message: "
+                "call it and save the message within one transaction.atomic() block."
+            )
+        rows = ConversationSession.objects.using(using).filter(pk=session.pk)
+        if connection.features.has_select_for_update:
+            # A short lock: turns hold the session through its lease (turn_token), not a lock.
+            list(rows.select_for_update().values_list("pk", flat=True))
+        else:
+            # SQLite has no row locks; a write takes the database's write lock until the commit
+            # (with transaction_mode "IMMEDIATE" BEGIN has taken it already). The other posters
+            # wait for this commit (busy timeout), then see its message.
+            rows.update(turn_token=F("turn_token"))
 
     @staticmethod
     def _answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> Any:

@@ -38,6 +38,19 @@ def _background_turns_finish():
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_recovery_sweeps_in_the_test_process():
+    # Tests build stale turns on purpose and recover them when they choose; the recovery loop that
+    # a web process starts at its first request (live_server requests included) would race them.
+    # Servers that tests start as subprocesses keep it (tests/test_turns_web_recovery.py).
+    from django.core.signals import request_started
+
+    from django_ai.conversations.tasks.recovery import WEB_RECOVERY_UID
+
+    request_started.disconnect(dispatch_uid=WEB_RECOVERY_UID)
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _fast_password_hashing():
     # Django's default PBKDF2 takes about a second per password on this machine; tests that create
     # users (UserFactory) do not test hashing.

@@ -171,7 +171,9 @@ class ExposedMessage(ExposedModel):
         from ..service import ConversationService
 
         session = instance.session
-        # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is written.
+        # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is
+        # written. ExposedModel.create runs this in one transaction: the policy's lock on the
+        # session's row is held until the message is committed.
         ConversationService.apply_concurrency_policy(session, agent_registry.get(session.agent_path))
         instance.save()
         files = many.get("files") or []

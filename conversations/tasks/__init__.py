@@ -10,10 +10,12 @@ __all__ = ["setup"]
 
 def setup() -> None:
     """Connect the enqueue-on-commit hook, register the checks and, in task worker processes,
-    start the stale-turn sweep."""
+    start the stale-turn sweep (in a web process whose turns run in-process it starts with the
+    first request)."""
     from . import checks  # noqa: F401  (registers the system checks)
+    from . import recovery
     from .hooks import connect
-    from .recovery import autostart
 
     connect()
-    autostart()
+    recovery.connect()
+    recovery.autostart()

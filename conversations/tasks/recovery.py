@@ -10,9 +10,12 @@ starts in all) or marks it ``failed`` with a notice (``"fail"``). It also enqueu
 the commit and the enqueue).
 
 It runs: in task worker processes, at start and every ``TURN_RECOVERY_INTERVAL`` seconds
-(:func:`autostart`, from the app's ``ready()``); in any process that runs turn tasks, at most once
-per ``TURN_RECOVERY_INTERVAL`` (:func:`maybe_recover`, which covers in-process tasks); and on demand
-with ``manage.py recover_turns``. Running it in several processes at once is safe: every step is a
+(:func:`autostart`, from the app's ``ready()``); in a web process whose turns run in-process (a
+task backend that runs tasks in the caller), from its first request on, at the same pace
+(:func:`recover_from_web_process`, a ``request_started`` receiver), so turns a restart cut off are
+recovered without waiting for a new message; in any process that runs turn tasks, at most once
+per ``TURN_RECOVERY_INTERVAL`` (:func:`maybe_recover`); and on demand with ``manage.py
+recover_turns``. Running it in several processes at once is safe: every step is a
 compare-and-set on the lease or on the message's status.
 """
 
@@ -45,6 +48,7 @@ __all__ = [
     "maybe_recover",
     "start_recovery_loop",
     "autostart",
+    "recover_from_web_process",
     "WORKER_COMMANDS",
 ]
 
@@ -271,34 +275,88 @@ def maybe_recover() -> None:
 
 
 _loop_thread: threading.Thread | None = None
+_loop_lock = threading.Lock()
 
 
 def start_recovery_loop(interval: float | None = None) -> threading.Thread | None:
     """Start (once per process) a daemon thread that sweeps at once and then every ``interval``
     seconds (``TURN_RECOVERY_INTERVAL``). Call it from a custom worker's entry point; workers
     started with one of :data:`WORKER_COMMANDS` get it automatically."""
+    return _start_loop(interval, lambda: True)
+
+
+def _start_loop(interval: float | None, should_sweep: Any) -> threading.Thread:
     global _loop_thread
-    if _loop_thread is not None and _loop_thread.is_alive():
+    with _loop_lock:
+        if _loop_thread is not None and _loop_thread.is_alive():
+            return _loop_thread
+
+        def loop() -> None:
+            from django.apps import apps
+
+            while not apps.ready:  # started from ready(): wait until every app is loaded
+                time.sleep(0.05)
+            while True:
+                period = float(ai_settings.TURN_RECOVERY_INTERVAL if interval is None else interval)
+                try:
+                    if should_sweep():
+                        recover_stale_turns()
+                except Exception:  # noqa: BLE001 - e.g. the database is briefly away; try again later
+                    logger.exception("Looking for stale turns failed")
+                finally:
+                    connections.close_all()
+                time.sleep(period if period > 0 else 60)
+
+        _loop_thread = threading.Thread(target=loop, name="django-ai-turn-recovery", daemon=True)
+        _loop_thread.start()
         return _loop_thread
 
-    def loop() -> None:
-        from django.apps import apps
 
-        while not apps.ready:  # started from ready(): wait until every app is loaded
-            time.sleep(0.05)
-        while True:
-            period = float(ai_settings.TURN_RECOVERY_INTERVAL if interval is None else interval)
-            try:
-                recover_stale_turns()
-            except Exception:  # noqa: BLE001 - e.g. the database is briefly away; try again later
-                logger.exception("Looking for stale turns failed")
-            finally:
-                connections.close_all()
-            time.sleep(period if period > 0 else 60)
+def turns_run_in_process() -> bool:
+    """Whether this process answers its own turns: the configured task backend runs tasks in the
+    caller (Django's ImmediateBackend, the default), so no worker process sweeps for it."""
+    from ..dispatch import _configured, _turn_task, runs_in_caller
 
-    _loop_thread = threading.Thread(target=loop, name="django-ai-turn-recovery", daemon=True)
-    _loop_thread.start()
-    return _loop_thread
+    return runs_in_caller(_configured(_turn_task(), None).get_backend())
+
+
+def _sweeps_in_web_process() -> bool:
+    # Checked before every sweep: a process switched to a worker backend leaves it to the workers.
+    return float(ai_settings.TURN_RECOVERY_INTERVAL) > 0 and turns_run_in_process()
+
+
+def recover_from_web_process(sender: Any, **kwargs: Any) -> None:
+    """``request_started`` receiver (connected by ``tasks.setup()``): on a process's first request,
+    when its turns run in-process, start the recovery loop, then disconnect.
+
+    Started on a request, not in ``ready()``: ``migrate`` and the other management commands load
+    the apps too and must not start threads; a process that serves requests is the one that runs
+    in-process turns (the demo, ``runserver``, a WSGI/ASGI server without task workers).
+    """
+    from django.core.signals import request_started
+
+    if getattr(sender, "__module__", "").startswith("django.test"):
+        # Django's test client: tests decide when recovery runs, a sweep thread would race the
+        # stale rows they build. (A server, live_server included, does start it.)
+        return
+    request_started.disconnect(dispatch_uid=WEB_RECOVERY_UID)
+    try:
+        if not _sweeps_in_web_process():
+            return
+    except Exception:  # noqa: BLE001 - a bad task setting is reported by the system checks
+        logger.exception("Could not tell whether turns run in this process; not sweeping for stale turns")
+        return
+    _start_loop(None, _sweeps_in_web_process)
+
+
+#: dispatch_uid of :func:`recover_from_web_process` on ``request_started``.
+WEB_RECOVERY_UID = "django_ai_recover_from_web_process"
+
+
+def connect() -> None:
+    from django.core.signals import request_started
+
+    request_started.connect(recover_from_web_process, dispatch_uid=WEB_RECOVERY_UID)
 
 
 def is_worker_process(argv: list[str] | None = None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -611,6 +612,8 @@ def test_get_file_text_is_none_while_pending_or_failed(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
 
     class Reader(ConversationAgent):
+        file_wait_timeout = 0  # runs at once: the pending file is never extracted here
+
         async def get_response(self, message, request=None, **kwargs):
             return repr([get_file_text(f.id) for f in self.files])
 
@@ -628,6 +631,8 @@ def test_get_file_text_sees_extraction_that_finished_during_the_turn(settings, t
     from django_ai.conversations.models import File
 
     class Late(ConversationAgent):
+        file_wait_timeout = 0  # runs while the file is pending; the agent finishes its extraction
+
         def get_response(self, message, request=None, **kwargs):
             file = self.files[0]
             before = get_file_text(file.id)
@@ -639,6 +644,28 @@ def test_get_file_text_sees_extraction_that_finished_during_the_turn(settings, t
     session = ConversationService.create_session("under-test", user=user)
     file = FileFactory(user=user)
     assert ConversationService.send_message(session.id, "x", user=user, files=[file])["response"] == "None|arrived|arrived"
+
+
+def test_the_wait_for_attached_files_ends_at_the_turn_timeout(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    calls = []
+
+    class Patient(ConversationAgent):
+        turn_timeout = 0.5  # far below FILE_WAIT_TIMEOUT (60 s): the turn's timeout ends the wait
+
+        async def get_response(self, message, request=None, **kwargs):
+            calls.append(message)
+            return "never"
+
+    user = UserFactory()
+    register_agent("under-test", Patient)
+    session = ConversationService.create_session("under-test", user=user)
+    started = time.monotonic()
+    result = ConversationService.send_message(session.id, "read", user=user, files=[FileFactory(user=user)])
+    assert time.monotonic() - started < 30
+    assert result["status"] == "error" and calls == []
+    notice = session.messages.get(message_type="system")
+    assert notice.metadata["code"] == "turn_timeout"
 
 
 @pytest.mark.django_db

@@ -169,7 +169,7 @@ class TestWrites:
     def test_create_user_message_forces_type_and_status(self, django_capture_on_commit_callbacks, events):
         user = UserFactory()
         session = SessionFactory(user=user)
-        f = FileFactory(user=user)
+        f = FileFactory(user=user, text="notes")  # extracted: the turn does not wait for it
         api = user_api(user)
         with django_capture_on_commit_callbacks(execute=True):
             response = api.create(

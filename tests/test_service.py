@@ -396,7 +396,7 @@ def test_send_message_files(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     owner, stranger = UserFactory(), UserFactory()
     session = ConversationService.create_session("echo", user=owner)
-    mine = FileFactory(user=owner)
+    mine = FileFactory(user=owner, text="notes")  # extracted: the echo turn does not wait for it
     theirs = FileFactory(user=stranger)
     anonymous = FileFactory(anonymous_id="anon_someone_else_entirely_0123456789")
 

@@ -40,6 +40,7 @@ class StubTikaServer:
         self.requests: list[dict[str, Any]] = []
         self.override: tuple[int, str] | None = None
         self.delay = 0.0
+        self.trickle = 0.0  # seconds between the answer's bytes (each read well within the timeout)
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,6 +85,15 @@ class StubTikaServer:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
+                if stub.trickle and method == "PUT":
+                    for n in range(len(payload)):
+                        try:
+                            self.wfile.write(payload[n : n + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            return
+                        time.sleep(stub.trickle)
+                    return
                 self.wfile.write(payload)
 
             def do_GET(self) -> None:
@@ -204,6 +214,16 @@ def test_slow_server_times_out(stub):
         extract(stub.url, "report.pdf", "application/pdf", timeout=0.3)
     assert info.value.code == "timeout"
     assert time.monotonic() - started < 1.4
+
+
+def test_a_server_that_trickles_its_answer_times_out_in_all(stub):
+    # Every byte comes within the read timeout, the whole answer would take minutes.
+    stub.trickle = 0.05
+    started = time.monotonic()
+    with pytest.raises(ExtractionError) as info:
+        extract(stub.url, "report.pdf", "application/pdf", timeout=1)
+    assert info.value.code == "timeout"
+    assert time.monotonic() - started < 10
 
 
 def test_text_longer_than_the_limit_is_cut(stub):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -31,6 +32,33 @@ def tika_client() -> Any:
 
     client.TikaClientOnly = True
     return client
+
+
+def _within(timeout: float, call: Any) -> Any:
+    """``call()`` on a daemon thread, waited for at most ``timeout`` seconds in all.
+
+    requests' read timeout applies to each read of the socket, so a server that sends its answer
+    slowly, a little at a time, could take far longer than ``timeout``; this is the total limit.
+    A call still running then is left to end at its next read timeout.
+    """
+    import requests
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="django-ai-tika-server", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise requests.Timeout(f"the Tika server's answer took longer than {timeout:g} s in all")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class TikaServerExtractor(TextExtractor):
@@ -94,15 +122,18 @@ class TikaServerExtractor(TextExtractor):
             headers["Content-Type"] = source.content_type
         try:
             with source.open() as body:
-                status, raw = client.callServer(
-                    "put",
-                    endpoint,
-                    "/rmeta/text",
-                    body,
-                    {**headers, "Accept": "application/json"},
-                    False,
-                    rawResponse=True,
-                    requestOptions={"timeout": (min(10.0, timeout), timeout), "verify": True},
+                status, raw = _within(
+                    timeout,
+                    lambda: client.callServer(
+                        "put",
+                        endpoint,
+                        "/rmeta/text",
+                        body,
+                        {**headers, "Accept": "application/json"},
+                        False,
+                        rawResponse=True,
+                        requestOptions={"timeout": (min(10.0, timeout), timeout), "verify": True},
+                    ),
                 )
         except requests.Timeout as exc:
             raise ExtractionError(

@@ -57,6 +57,11 @@ before(async () => {
 });
 
 after(async () => {
+  // The page as the run left it, whatever failed (the first test saves the finished conversation).
+  if (page && !page.isClosed()) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: join(ARTIFACTS, "demo-last-state.png") }).catch(() => undefined);
+  }
   await browser?.close();
   await server?.stop();
 });

@@ -169,7 +169,7 @@ def _poll(done: Any, timeout: float) -> bool:
         if remaining <= 0:
             return False
         time.sleep(min(pause, remaining))
-        pause = min(pause * 2, 0.05)
+        pause = min(pause * 2, 0.005)
     return True
 
 

@@ -68,3 +68,15 @@ def _fresh_throttle_counts():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def soketi():
+    """A real soketi (Pusher-protocol server) on loopback, shared by the realtime tests."""
+    from tests.realtime_server.harness import Soketi, node_available
+
+    reason = node_available()
+    if reason:
+        pytest.skip(f"soketi/pusher-js cannot run: {reason}; CI installs them (scripts/npm-dirs.txt)")
+    with Soketi() as server:
+        yield server

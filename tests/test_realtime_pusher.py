@@ -27,22 +27,13 @@ from django_ai.conversations.realtime.resume import StreamAssembler
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import UserFactory
-from tests.realtime_server.harness import NodeSubscriber, Soketi, free_port, node_available
+from tests.realtime_server.harness import NodeSubscriber, free_port
 
 AUTH = "/api/conversations/realtime/auth/"
 CONFIG = "/api/conversations/realtime/config/"
 HEADER = "X-Conversation-Anonymous-Id"
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def soketi():
-    reason = node_available()
-    if reason:
-        pytest.skip(f"soketi/pusher-js cannot run: {reason}; CI installs them (scripts/npm-dirs.txt)")
-    with Soketi() as server:
-        yield server
 
 
 def use_pusher(soketi_settings: dict, **extra):

@@ -20,7 +20,7 @@ from django_ai.conversations.realtime import reset_backend
 from django_ai.conversations.realtime.channels import session_channel
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
-from tests.realtime_server.harness import NodeSubscriber, Soketi, node_available
+from tests.realtime_server.harness import NodeSubscriber, Soketi
 from tests.test_realtime_pusher import Streamer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +47,6 @@ PUBLISHER = textwrap.dedent(
     print(json.dumps({"pending": get_backend().sender.pending()}), flush=True)
     """
 )
-
-
-@pytest.fixture(scope="module")
-def soketi():
-    reason = node_available()
-    if reason:
-        pytest.skip(f"soketi/pusher-js cannot run: {reason}; CI installs them (scripts/npm-dirs.txt)")
-    with Soketi() as server:
-        yield server
 
 
 @pytest.fixture

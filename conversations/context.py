@@ -384,7 +384,7 @@ def _wait_for_attached_files(state: TurnState, files: list[Any], timeout: float)
                 waiting.pop(str(row["pk"]))
         if not waiting or time.monotonic() >= deadline:
             if waiting:
-                logger.info(
+                logging.getLogger("django_ai.conversations.turns").info(
                     "Turn for message %s starts with %d file(s) still being extracted after %.0f s",
                     state.user_message.pk, len(waiting), timeout,
                 )

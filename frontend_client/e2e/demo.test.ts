@@ -77,8 +77,12 @@ describe("the demo page", () => {
     await page.evaluate(() => {
       const w = window as unknown as { sawTyping: boolean };
       w.sawTyping = false;
-      new MutationObserver(() => {
-        if (document.querySelector("#messages .message.agent.typing")) w.sawTyping = true;
+      new MutationObserver((records) => {
+        for (const record of records) {
+          for (const node of record.addedNodes) {
+            if (node instanceof HTMLElement && node.matches(".message.agent.typing")) w.sawTyping = true;
+          }
+        }
       }).observe(document.getElementById("messages") as HTMLElement, { childList: true, subtree: true });
     });
     await send(page, "How do refunds work?");

@@ -239,7 +239,9 @@ function renderConversation(state) {
     }
   }
   const streaming = state.messages.find((m) => m.streaming);
-  const typing = state.phase === "waiting" || (streaming && !streaming.content);
+  // The dots show from the moment a message is sent until the reply's first words arrive.
+  const sent = state.messages.some((m) => m.local && !m.sendError && m.message_type === "user");
+  const typing = sent || state.phase === "waiting" || (streaming && !streaming.content);
   let indicator = list.querySelector(".typing");
   if (typing && !indicator) {
     indicator = el("li", { class: "message agent typing", "aria-label": "The agent is typing" },

@@ -72,6 +72,12 @@ def _turn_task() -> Task:
     return answer_pending
 
 
+def turns_run_in_process() -> bool:
+    """Whether this process answers its own turns: the configured task backend runs tasks in the
+    caller (Django's ImmediateBackend, the default), so no worker process sweeps for it."""
+    return runs_in_caller(_configured(_turn_task(), None).get_backend())
+
+
 def _mode(task: Task, using: str | None = None) -> str:
     if not runs_in_caller(task.get_backend()):
         return QUEUE

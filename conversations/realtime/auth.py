@@ -22,7 +22,6 @@ __all__ = [
     "InvalidChannel",
     "authorize_channel",
     "requester_owner_channel",
-    "readable_sessions",
 ]
 
 _BRIDGE_REGISTRY = "django_ai.conversations.bridge.registry"
@@ -62,24 +61,6 @@ def _exposed_session() -> Any:
         return getter("session")
     except LookupError:
         return None
-
-
-def readable_sessions(request: Any) -> Any:
-    """The sessions ``request`` may read: the bridge's session queryset when the bridge is
-    installed, else the requester's own sessions."""
-    exposed = _exposed_session()
-    if exposed is not None:
-        from ..constants import BridgeAction
-
-        return exposed.get_queryset(request, BridgeAction.READ)
-    from ..models import ConversationSession
-
-    owner = get_owner(request)
-    if owner.user is not None:
-        return ConversationSession.objects.filter(user_id=owner.user.pk)
-    if owner.anonymous_id:
-        return ConversationSession.objects.filter(user__isnull=True, anonymous_id=owner.anonymous_id)
-    return ConversationSession.objects.none()
 
 
 def _check_session(request: Any, session_id: str) -> None:

@@ -312,16 +312,10 @@ def _start_loop(interval: float | None, should_sweep: Any) -> threading.Thread:
         return _loop_thread
 
 
-def turns_run_in_process() -> bool:
-    """Whether this process answers its own turns: the configured task backend runs tasks in the
-    caller (Django's ImmediateBackend, the default), so no worker process sweeps for it."""
-    from ..dispatch import _configured, _turn_task, runs_in_caller
-
-    return runs_in_caller(_configured(_turn_task(), None).get_backend())
-
-
 def _sweeps_in_web_process() -> bool:
     # Checked before every sweep: a process switched to a worker backend leaves it to the workers.
+    from ..dispatch import turns_run_in_process
+
     return float(ai_settings.TURN_RECOVERY_INTERVAL) > 0 and turns_run_in_process()
 
 

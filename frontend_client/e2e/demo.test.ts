@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
-import { demoServer, repoRoot, type DemoServer } from "../test/helpers/server.js";
+import { demoServer, repoRoot, startDemoServer, type DemoServer } from "../test/helpers/server.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(repoRoot, "artifacts");
@@ -178,6 +178,42 @@ describe("the demo page", () => {
       assert.match(await p.locator("#fatal h1").innerText(), /Can’t reach the server/);
     } finally {
       await offline.close();
+    }
+  });
+
+  test("sending too fast is said plainly, and the refused message can be sent again", async () => {
+    // A server of its own with a tight rate on message creation (two a minute per visitor).
+    const strict = await startDemoServer({ DJANGO_AI_SETTINGS_JSON: JSON.stringify({ MESSAGE_CREATE_THROTTLE_RATE: "2/min" }) });
+    const visitor = await browser.newContext();
+    try {
+      const p = await visitor.newPage();
+      await p.goto(strict.origin + "/");
+      await openAgent(p, "echo");
+      for (const text of ["one", "two"]) {
+        await send(p, text);
+        await p.waitForSelector(`.message.agent.completed >> text=You said: ${text}`);
+      }
+      await send(p, "three");
+      // The third is refused with a 429: the banner says so with the server's Retry-After, and the
+      // message stays on the page, marked not sent, with Retry and Discard.
+      await p.waitForSelector("#banner:not([hidden])");
+      assert.equal(await p.getAttribute("#banner", "data-kind"), "warn");
+      assert.match(await p.locator("#banner-text").innerText(), /You’re sending messages too fast\. Try again in \d+ s\./);
+      const refused = p.locator(".message.user.failed");
+      await refused.waitFor();
+      assert.equal(await refused.locator(".bubble").innerText(), "three");
+      assert.match(await refused.locator(".status .bad").innerText(), /^Not sent: You’re sending messages too fast/);
+      assert.equal(await refused.locator("button >> text=Retry").count(), 1);
+      assert.equal(await p.locator(".message.agent >> text=You said: three").count(), 0, "nothing answered it");
+      // The composer is free again: no turn is running.
+      assert.equal(await p.isVisible("#send"), true);
+      // Discard removes it from the page; the server never had it.
+      await refused.locator("button >> text=Discard").click();
+      await p.waitForSelector(".message.user.failed", { state: "detached" });
+      assert.deepEqual(await p.locator(".message.user .bubble").allInnerTexts(), ["one", "two"]);
+    } finally {
+      await visitor.close();
+      await strict.stop();
     }
   });
 

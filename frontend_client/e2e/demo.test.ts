@@ -152,6 +152,46 @@ describe("the demo page", () => {
     assert.match(answer, /INVOICE/i);
   });
 
+  test("a large upload shows its progress rising, then extraction, then the text is used", async () => {
+    const slow = await browser.newContext();
+    try {
+      const p = await slow.newPage();
+      await p.goto(server.origin + "/");
+      await openAgent(p, "files");
+      // Chromium's own network throttling (DevTools protocol): about 1 MB/s up, so the XHR's
+      // progress events have time to report between the first and the last byte.
+      const cdp = await slow.newCDPSession(p);
+      await cdp.send("Network.enable");
+      await cdp.send("Network.emulateNetworkConditions", {
+        offline: false, latency: 5, downloadThroughput: -1, uploadThroughput: 1024 * 1024,
+      });
+      await p.evaluate(() => {
+        const w = window as unknown as { labels: string[] };
+        w.labels = [];
+        new MutationObserver(() => {
+          const label = document.querySelector("#attachments .attachment .state")?.textContent;
+          if (label && label !== w.labels.at(-1)) w.labels.push(label);
+        }).observe(document.getElementById("attachments") as HTMLElement, { childList: true, subtree: true, characterData: true });
+      });
+      const line = "Order 9182 shipped to Lisbon on the third of March.\n";
+      const body = Buffer.from(line.repeat(Math.ceil((2 * 1024 * 1024) / line.length)));
+      await p.setInputFiles("#file-input", { name: "orders.txt", mimeType: "text/plain", buffer: body });
+      await p.waitForSelector(".attachment[data-status='done'] >> text=Text extracted", { timeout: 60_000 });
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+      const labels = await p.evaluate(() => (window as unknown as { labels: string[] }).labels);
+      const percents = labels.map((l) => /^Uploading… (\d+)%$/.exec(l)?.[1]).filter((n): n is string => !!n).map(Number);
+      const between = percents.filter((n) => n > 0 && n < 100);
+      assert.ok(new Set(between).size >= 3, `progress seen: ${JSON.stringify(labels)}`);
+      assert.deepEqual([...percents].sort((a, b) => a - b), percents, "progress never goes back");
+      assert.ok(labels.indexOf("Text extracted") > labels.findIndex((l) => l.startsWith("Uploading…")));
+      await send(p, "Where was order 9182 shipped?");
+      await p.waitForSelector(".message.agent.completed >> text=orders.txt", { timeout: 30_000 });
+      assert.match(await lastAgentText(p), /Lisbon/);
+    } finally {
+      await slow.close();
+    }
+  });
+
   test("a refused file says why, and the typed message is kept", async () => {
     await openAgent(page, "files");
     // An executable is refused whatever its name says.

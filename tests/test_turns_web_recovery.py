@@ -2,8 +2,9 @@
 the process recovers the turns the previous one left behind from its first request on, without
 waiting for a new message in those conversations.
 
-Real parts: ``manage.py runserver --noreload`` as a subprocess with the demo settings
-(ImmediateBackend, in-process turn threads) on a SQLite file of its own; the rows a killed process
+Real parts: ``manage.py runserver --noreload`` and ``uvicorn backend.asgi:application`` as
+subprocesses with the demo settings (ImmediateBackend, in-process turn threads) on a SQLite file
+of its own; the rows a killed process
 leaves behind (a lease nobody renews over a ``processing`` message, a ``pending`` message whose
 task was lost); one unrelated HTTP request.
 """
@@ -95,8 +96,17 @@ def _status(db: Path, message_id: str) -> str:
     return _rows(db, "SELECT processing_status FROM conversations_conversationmessage WHERE id = ?", message_id.replace("-", ""))[0][0]
 
 
+SERVERS = {
+    "runserver": lambda port: [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+    "uvicorn": lambda port: [
+        sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ],
+}
+
+
 @pytest.mark.slow
-def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_request(demo_env, tmp_path):
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_request(demo_env, tmp_path, kind):
     env, db = demo_env
     made = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", LEFT_BEHIND], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=120
@@ -105,17 +115,14 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
     assert _status(db, ids["running"]) == "processing" and _status(db, ids["waiting"]) == "pending"
 
     port = _port()
-    log = tmp_path / "runserver.log"
+    log = tmp_path / f"{kind}.log"
     with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+        server = subprocess.Popen(SERVERS[kind](port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while not _listening(port):  # a TCP connect only: no request yet
             assert server.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "runserver did not listen within 60 s"
+            assert time.monotonic() < deadline, f"{kind} did not listen within 60 s"
             time.sleep(0.1)
         time.sleep(1.0)
         # Nothing happens before a request: the process does not sweep at start-up (nor would

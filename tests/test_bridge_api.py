@@ -71,6 +71,12 @@ class TestQuery:
         # exclude is NOT (a AND b): rows matching only one condition stay
         got = rows(api.query("message", {"exclude": {"message_type": "user", "timestamp__lt": cut}}), "message")
         assert [r["content"] for r in got] == ["m2", "m3", "m4", "m5"]
+        # a list of exclude objects drops each one: NOT (a) AND NOT (b), as chained .exclude() calls
+        got = rows(api.query("message", {"exclude": [{"message_type": "agent"}, {"timestamp__lt": cut}]}), "message")
+        assert [r["content"] for r in got] == ["m2", "m3", "m4"]
+        got = rows(api.query("message", {"exclude": [{"message_type": "user", "timestamp__lt": cut}, {"id": str(msgs[4].pk)}]}), "message")
+        assert [r["content"] for r in got] == ["m2", "m3", "m5"]
+        assert [r["content"] for r in rows(api.query("message", {"exclude": []}), "message")] == [f"m{i}" for i in range(6)]
         got = rows(api.query("message", {"filter": {"reply_to__isnull": True, "session__status": "active"}}), "message")
         assert len(got) == 6
         assert rows(api.query("message", {"filter": {"session__status": "archived"}}), "message") == []

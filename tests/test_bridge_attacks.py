@@ -363,6 +363,10 @@ class TestMalformedInput:
             {"filter": []},
             {"filter": "id=1"},
             {"exclude": [["id", 1]]},
+            {"exclude": "id=1"},
+            {"exclude": [{"message_type": "user"}] * 11},
+            {"exclude": [{"message_type": "user"}, {"nope": 1}]},
+            {"exclude": [{"message_type": 5}]},
             {"unknown": 1},
             {"filter": {"timestamp__gte": 123}},
             {"filter": {"timestamp__gte": "yesterday"}},
@@ -393,6 +397,8 @@ class TestMalformedInput:
     def test_errors_are_collected_per_field(self, victim):
         response = user_api(victim["user"]).query("message", {"limit": -1, "offset": -1, "filter": {"nope": 1}})
         assert sorted(error_fields(response)) == ["filter.nope", "limit", "offset"]
+        response = user_api(victim["user"]).query("message", {"exclude": [{"message_type": "user"}, {"nope": 1, "session__user": 1}]})
+        assert sorted(error_fields(response)) == ["exclude[1].nope", "exclude[1].session__user"]
 
     @pytest.mark.parametrize("raw", ["{bad", "{\"filter\": }", "\xff\xfe", "[1,", "NaN", "{\"limit\": Infinity}", "{\"a\":1}{"])
     def test_malformed_json(self, victim, raw):

@@ -36,6 +36,7 @@ QUERY_KEYS = frozenset({"filter", "exclude", "order_by", "limit", "offset", "fie
 #: Deep pagination is slow on every database; page with a filter on the ordering field instead.
 MAX_OFFSET = 100_000
 MAX_ORDER_BY = 5
+MAX_EXCLUDE_GROUPS = 10
 SCALAR_LOOKUPS = frozenset(
     {"exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "gt", "gte", "lt", "lte"}
 )
@@ -58,7 +59,9 @@ class Condition:
 @dataclass
 class Query:
     filter: list[Condition] = field(default_factory=list)
-    exclude: list[Condition] = field(default_factory=list)
+    # One group per exclude object: a row is dropped when it matches every condition of a group
+    # (Django's ``.exclude(a=1, b=2)``); several groups drop each (``.exclude(a=1).exclude(b=2)``).
+    exclude: list[list[Condition]] = field(default_factory=list)
     order_by: list[str] = field(default_factory=list)
     limit: int = 50
     offset: int = 0
@@ -263,6 +266,28 @@ def _conditions(exposed: ExposedModel, raw: Any, name: str, errors: list[BridgeE
     return result
 
 
+def _exclude_groups(exposed: ExposedModel, request: Any, raw: Any, errors: list[BridgeError]) -> list[list[Condition]]:
+    """``exclude``: one object of conditions, or a list of them (each excluded on its own)."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        groups = [("exclude", raw)]
+    elif isinstance(raw, list):
+        if len(raw) > MAX_EXCLUDE_GROUPS:
+            errors.append(InvalidQuery(f"exclude has too many objects ({MAX_EXCLUDE_GROUPS} at most).", field="exclude"))
+            return []
+        groups = [(f"exclude[{i}]", item) for i, item in enumerate(raw)]
+    else:
+        errors.append(InvalidQuery("exclude must be an object of path__lookup: value, or a list of them.", field="exclude"))
+        return []
+    result = []
+    for name, item in groups:
+        conditions = _bind_methods(exposed, request, _conditions(exposed, item, name, errors))
+        if conditions:
+            result.append(conditions)
+    return result
+
+
 def _int(raw: Any, name: str, *, low: int, high: int, errors: list[BridgeError]) -> int | None:
     if isinstance(raw, bool) or not isinstance(raw, int):
         errors.append(InvalidQuery(f"{name} must be an integer.", field=name))
@@ -306,8 +331,10 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
             errors.append(InvalidQuery(f"Unknown query key {str(key)[:64]!r}.", code="unknown_key", field=str(key)[:64]))
     query = Query(limit=exposed.get_default_limit())
     query.filter = _bind_methods(exposed, request, _conditions(exposed, body.get("filter"), "filter", errors))
-    query.exclude = _bind_methods(exposed, request, _conditions(exposed, body.get("exclude"), "exclude", errors))
-    query.distinct = any(c.path is not None and c.path.many for c in [*query.filter, *query.exclude])
+    query.exclude = _exclude_groups(exposed, request, body.get("exclude"), errors)
+    query.distinct = any(
+        c.path is not None and c.path.many for c in [*query.filter, *(c for group in query.exclude for c in group)]
+    )
 
     order_by = body.get("order_by")
     if order_by is not None:
@@ -373,25 +400,31 @@ def _apply(queryset: QuerySet, query: Query) -> QuerySet:
             plain_filter &= cond.q()
     if plain_filter:
         queryset = queryset.filter(plain_filter)
-    plain_exclude = Q()
-    custom_exclude = []
-    for cond in query.exclude:
-        if cond.path is None:
-            custom_exclude.append(cond)
-        else:
-            plain_exclude &= cond.q()
-    if custom_exclude:
-        matching = queryset.model._default_manager.all()
-        if plain_exclude:
-            matching = matching.filter(plain_exclude)
-        for cond in custom_exclude:
-            matching = cond.filter.filter(matching, cond.value)
-        queryset = queryset.exclude(pk__in=matching.values("pk"))
-    elif plain_exclude:
-        queryset = queryset.exclude(plain_exclude)
+    for group in query.exclude:
+        queryset = _exclude(queryset, group)
     if query.distinct:
         queryset = queryset.distinct()
     return queryset
+
+
+def _exclude(queryset: QuerySet, group: list[Condition]) -> QuerySet:
+    """Drop the rows that match every condition of ``group``."""
+    plain = Q()
+    custom = []
+    for cond in group:
+        if cond.path is None:
+            custom.append(cond)
+        else:
+            plain &= cond.q()
+    if not custom:
+        return queryset.exclude(plain)
+    # A filter with a method runs on a queryset: collect the matching pks, then exclude them.
+    matching = queryset.model._default_manager.all()
+    if plain:
+        matching = matching.filter(plain)
+    for cond in custom:
+        matching = cond.filter.filter(matching, cond.value)
+    return queryset.exclude(pk__in=matching.values("pk"))
 
 
 def _related(exposed: ExposedModel, field_name: str) -> ExposedModel | None:

@@ -15,7 +15,8 @@ import type { Filter, Normalized, QueryMeta, Row } from "./types.js";
 
 export interface QueryState {
   filter: Filter;
-  exclude: Filter;
+  /** One object per `exclude()` call, each dropped on its own. */
+  exclude: Filter[];
   orderBy: string[];
   limit?: number;
   offset?: number;
@@ -74,7 +75,7 @@ export class QuerySet<T extends Row = Row> {
   constructor(
     protected readonly ctx: ModelContext,
     readonly modelName: string,
-    protected readonly state: QueryState = { filter: {}, exclude: {}, orderBy: [] },
+    protected readonly state: QueryState = { filter: {}, exclude: [], orderBy: [] },
   ) {}
 
   protected clone(patch: Partial<QueryState>): QuerySet<T> {
@@ -86,10 +87,10 @@ export class QuerySet<T extends Row = Row> {
     return this.clone({ filter: { ...this.state.filter, ...checkFilter(filter, "filter") } });
   }
 
-  /** Drop rows matching every `path__lookup: value` (merged with earlier excludes into one
-   * condition, like Django's `.exclude(a=1, b=2)`, not its chained `.exclude(a=1).exclude(b=2)`). */
+  /** Drop rows matching every `path__lookup: value` of this object (Django's `.exclude(a=1, b=2)`).
+   * Chained calls each drop their own rows, as Django's `.exclude(a=1).exclude(b=2)` does. */
   exclude(filter: Filter): QuerySet<T> {
-    return this.clone({ exclude: { ...this.state.exclude, ...checkFilter(filter, "exclude") } });
+    return this.clone({ exclude: [...this.state.exclude, checkFilter(filter, "exclude")] });
   }
 
   /** Order by declared fields; `-` for descending: `orderBy("-timestamp")`. */
@@ -119,7 +120,8 @@ export class QuerySet<T extends Row = Row> {
   toJSON(): Record<string, unknown> {
     const body: Record<string, unknown> = {
       filter: this.state.filter,
-      exclude: this.state.exclude,
+      // One object as is; chained excludes as a list of objects (the bridge takes both).
+      exclude: this.state.exclude.length === 1 ? this.state.exclude[0] : this.state.exclude.length ? this.state.exclude : {},
       order_by: this.state.orderBy,
     };
     if (this.state.limit !== undefined) body.limit = this.state.limit;

@@ -69,6 +69,17 @@ describe("querysets", () => {
     assert.deepEqual(replies.map((m) => m.content), ["You said: one", "You said: two", "You said: three"]);
     assert.ok(replies.every((m: MessageRow) => m.processing_status === "completed" && m.session === session));
 
+    // Chained excludes drop each their own rows (Django's .exclude(a).exclude(b)); one object drops
+    // only the rows matching all of it (Django's .exclude(a, b)).
+    const ids = new Map((await all.fetch()).map((m) => [m.content, m.id]));
+    const [oneId, twoId] = [ids.get("one") as string, ids.get("two") as string];
+    const chained = await all.exclude({ message_type: "agent" }).exclude({ id: oneId }).fetch();
+    assert.deepEqual(chained.map((m) => m.content).sort(), ["three", "two"]);
+    const merged = await all.exclude({ message_type: "user", id: twoId }).fetch();
+    assert.deepEqual(merged.map((m) => m.content).sort(), ["You said: one", "You said: three", "You said: two", "one", "three"]);
+    assert.deepEqual(all.exclude({ id: oneId }).exclude({ id: twoId }).toJSON().exclude, [{ id: oneId }, { id: twoId }]);
+    assert.deepEqual(all.exclude({ id: oneId }).toJSON().exclude, { id: oneId });
+
     const page = await all.orderBy("timestamp").limit(4).offset(4).fetchPage();
     assert.equal(page.rows.length, 2);
     assert.equal(page.meta.has_more, false);

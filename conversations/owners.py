@@ -10,9 +10,12 @@ from typing import Any
 
 from .conf import ai_settings
 
-__all__ = ["Owner", "get_owner", "new_anonymous_id", "ensure_anonymous_id", "owns"]
+__all__ = ["Owner", "get_owner", "new_anonymous_id", "ensure_anonymous_id", "owns", "valid_anonymous_id"]
 
 ANONYMOUS_ID_PREFIX = "anon_"
+#: What may follow the prefix: URL-safe base64, as ``secrets.token_urlsafe`` writes it. ASCII only
+#: (``str.isalnum`` would also accept letters and digits of every other script).
+_ANONYMOUS_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,32 @@ def new_anonymous_id() -> str:
 
 
 def valid_anonymous_id(value: Any) -> bool:
+    """Whether ``value`` has the format of the ids this app issues (``anon_`` and URL-safe
+    base64, 32 to 128 characters in all)."""
     return (
         isinstance(value, str)
         and value.startswith(ANONYMOUS_ID_PREFIX)
         and 32 <= len(value) <= 128
-        and all(c.isalnum() or c in "-_" for c in value[len(ANONYMOUS_ID_PREFIX):])
+        and all(c in _ANONYMOUS_ID_CHARS for c in value[len(ANONYMOUS_ID_PREFIX):])
     )
+
+
+def header_anonymous_id(request: Any) -> str:
+    """The raw value of the ``ANONYMOUS_ID_HEADER`` the request carries ('' when none), valid or not."""
+    header = ai_settings.ANONYMOUS_ID_HEADER
+    meta_key = "HTTP_" + header.upper().replace("-", "_")
+    value = getattr(request, "META", {}).get(meta_key, "")
+    return value if isinstance(value, str) else ""
+
+
+def session_anonymous_id(request: Any) -> str:
+    """The anonymous id kept in the request's Django session, or ''."""
+    session = getattr(request, "session", None) if request is not None else None
+    if session is None:
+        return ""
+    value = session.get(ai_settings.ANONYMOUS_ID_SESSION_KEY)
+    # Written by the server only: any non-empty id is trusted.
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else ""
 
 
 def _authenticated_user(request: Any) -> Any:
@@ -54,16 +77,12 @@ def request_anonymous_id(request: Any) -> str:
     """The anonymous id the request carries (Django session first, then the header), or ''."""
     if request is None:
         return ""
-    session = getattr(request, "session", None)
-    if session is not None:
-        value = session.get(ai_settings.ANONYMOUS_ID_SESSION_KEY)
-        # Written by the server only: any non-empty id is trusted.
-        if isinstance(value, str) and 0 < len(value) <= 128:
-            return value
-    header = ai_settings.ANONYMOUS_ID_HEADER
-    meta_key = "HTTP_" + header.upper().replace("-", "_")
-    value = getattr(request, "META", {}).get(meta_key, "")
-    # Sent by the client: only ids in the format this app issues (256 random bits) are accepted.
+    stored = session_anonymous_id(request)
+    if stored:
+        return stored
+    value = header_anonymous_id(request)
+    # Sent by the client: only ids in the format this app issues (256 random bits) are accepted
+    # (the app's views answer any other value with 400 invalid_anonymous_id, see BridgeAPIView).
     return value if valid_anonymous_id(value) else ""
 
 

@@ -39,8 +39,8 @@ from .bridge.base import BridgeAPIView
 from .bridge.errors import OperationNotAllowed
 from .bridge.throttles import AnonymousAddressThrottle, MessageCreateThrottle
 from .conf import ai_settings
-from .constants import BridgeAction
-from .exceptions import ConversationError, SessionNotFound
+from .constants import BridgeAction, SessionStatus
+from .exceptions import ConversationError, SessionNotActive, SessionNotFound
 from .models import ConversationSession, File
 from .owners import Owner, ensure_anonymous_id, get_owner, owns
 
@@ -314,6 +314,12 @@ class UploadView(BridgeAPIView):
         # Another owner's conversation is reported exactly like a missing one.
         if session is None or not owns(owner, session):
             raise SessionNotFound("The conversation does not exist.", field="session")
+        if session.status != SessionStatus.ACTIVE:
+            # As for messages: nothing joins a conversation that is over (its file could never be
+            # attached to a message there).
+            raise SessionNotActive(
+                f"This conversation is {session.status}; start a new one to continue.", field="session"
+            )
         return session
 
     def post(self, request: Request) -> Response:

@@ -13,7 +13,7 @@ from django.test import Client
 
 from django_ai.conversations.constants import MessageType, ProcessingStatus, SessionStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
-from django_ai.conversations.owners import new_anonymous_id
+from django_ai.conversations.owners import new_anonymous_id, valid_anonymous_id
 from django_ai.conversations.testing.factories import (
     FileFactory,
     MessageFactory,
@@ -306,8 +306,13 @@ class TestAnonymousVisitors:
         ):
             api = Api(anonymous_id=forged) if forged else Api()
             response = api.query("message")
-            assert rows(response, "message") == [], forged
-            assert api.update("session", session.pk, {"title": "x"}).status_code in (403, 404)
+            if forged and not valid_anonymous_id(forged):
+                # Not an id this server issues: refused as such, never taken for a new visitor.
+                assert response.status_code == 400 and error_codes(response) == ["invalid_anonymous_id"], forged
+                assert "visitor secret" not in response.content.decode()
+            else:
+                assert rows(response, "message") == [], forged
+            assert api.update("session", session.pk, {"title": "x"}).status_code in (400, 403, 404)
             assert api.create("message", {"session": str(session.pk), "content": "x"}).status_code in (400, 403)
         assert [r["content"] for r in rows(Api(anonymous_id=visitor).query("message"), "message")] == ["visitor secret"]
 

@@ -26,8 +26,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from ..conf import ai_settings
-from ..owners import get_owner
-from .errors import RequestTooLarge, exception_handler
+from ..owners import get_owner, header_anonymous_id, session_anonymous_id, valid_anonymous_id
+from .errors import InvalidAnonymousId, RequestTooLarge, exception_handler
 
 __all__ = ["BridgeAPIView", "StrictJSONParser"]
 
@@ -134,6 +134,7 @@ class BridgeAPIView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.check_body_size(request)
         super().initial(request, *args, **kwargs)
+        self.check_anonymous_id_header(request)
         self.enforce_anonymous_csrf(request)
 
     def check_body_size(self, request: Request) -> None:
@@ -146,6 +147,26 @@ class BridgeAPIView(APIView):
             raise drf_exceptions.ParseError("Content-Length is not a number.") from exc
         if length > limit:
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+
+    def check_anonymous_id_header(self, request: Request) -> None:
+        """400 ``invalid_anonymous_id`` when the request would be identified by its anonymous id
+        header (no signed-in user, no id in the Django session) and the header holds something
+        this app never issued (too long, too short, other characters). Ignoring it would make the
+        caller a new visitor without a word: its conversations would seem gone."""
+        value = header_anonymous_id(request._request)
+        if not value or valid_anonymous_id(value):
+            return
+        user = getattr(request, "user", None)
+        if user is not None and getattr(user, "is_authenticated", False):
+            return
+        if session_anonymous_id(request._request):
+            return
+        header = ai_settings.ANONYMOUS_ID_HEADER
+        raise InvalidAnonymousId(
+            f"{header} must be the anonymous_id that start/ returned ('anon_' and 27 to 123 letters, "
+            "digits, '-' or '_'); send none to be a new visitor.",
+            field=header,
+        )
 
     def enforce_anonymous_csrf(self, request: Request) -> None:
         """Anonymous visitors known by their Django session cookie are protected like logged-in

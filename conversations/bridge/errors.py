@@ -6,7 +6,9 @@ when one field is at fault). :func:`exception_handler` builds it from
 - :class:`~django_ai.conversations.exceptions.ConversationError` (its ``status_code``, ``code``,
   ``message``, ``field``),
 - Django REST framework's ``APIException`` family (validation errors become one entry per field),
-- Django's ``Http404``, ``PermissionDenied`` and ``RequestDataTooBig`` (413).
+- Django's ``Http404``, ``PermissionDenied``, ``RequestDataTooBig`` (413), ``TooManyFieldsSent`` /
+  ``TooManyFilesSent`` and the other malformed-request errors (``BadRequest``,
+  ``SuspiciousOperation``: 400, the latter logged on ``django.security.<name>`` as Django does).
 
 Anything else is a bug: the handler returns None, DRF re-raises, and Django logs a real 500.
 Views get the handler from :class:`~django_ai.conversations.bridge.base.BridgeAPIView`; projects do
@@ -19,8 +21,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -36,6 +39,7 @@ __all__ = [
     "FieldNotAllowed",
     "OperationNotAllowed",
     "RequestTooLarge",
+    "InvalidAnonymousId",
     "exception_handler",
     "error_response",
 ]
@@ -84,6 +88,14 @@ class RequestTooLarge(BridgeError):
     status_code = 413
     default_code = "request_too_large"
     default_detail = "The request body is too large."
+
+
+class InvalidAnonymousId(BridgeError):
+    """The anonymous id header is not an id this app issued: refused rather than ignored, so a
+    client that lost or mangled its id is told so instead of silently becoming a new visitor."""
+
+    default_code = "invalid_anonymous_id"
+    default_detail = "The anonymous id header does not hold an id issued by this server."
 
 
 class MultipleErrors(BridgeError):
@@ -180,6 +192,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, TooManyFieldsSent):
         set_rollback()
         return error_response([{"code": "too_many_fields", "message": str(exc)}], 400)
+    elif isinstance(exc, TooManyFilesSent):
+        set_rollback()
+        message = f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files; send one file per upload."
+        return error_response([{"code": "too_many_files", "message": message}], 400)
+    elif isinstance(exc, (BadRequest, SuspiciousOperation)):
+        # Raised while Django reads a malformed body (e.g. a form in a charset other than UTF-8,
+        # a multipart body that makes its parser loop): a 400 like Django's own, in the envelope.
+        if isinstance(exc, SuspiciousOperation):
+            logging.getLogger(f"django.security.{type(exc).__name__}").error(str(exc))
+        set_rollback()
+        return error_response([{"code": "bad_request", "message": "The request is malformed: " + str(exc)[:200]}], 400)
     if isinstance(exc, drf_exceptions.APIException):
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header

@@ -510,7 +510,10 @@ def scoped_rows(exposed: ExposedModel, request: Any, query: Query) -> tuple[list
         return _checked_rows(exposed, request, query, queryset.order_by(*ordering), check)
     count = queryset.count() if query.count else None
     if query.limit == 0:
-        return [], query.offset < (count or 0) if count is not None else False, count
+        # No rows, but has_more still says whether any row follows the offset (as with a page).
+        if count is not None:
+            return [], query.offset < count, count
+        return [], queryset.order_by()[query.offset : query.offset + 1].exists(), None
     queryset = queryset.order_by(*ordering).only(*concrete_attnames(exposed, query.fields))
     prefetches = _prefetches(exposed, request, query.fields)
     if prefetches:

@@ -115,6 +115,16 @@ class _ReadableRelatedField(serializers.PrimaryKeyRelatedField):
         return obj
 
 
+class _StrictUUIDField(serializers.UUIDField):
+    """A UUID sent as a JSON string: DRF's UUIDField would read ``5`` (or ``true``) as
+    ``00000000-0000-0000-0000-000000000005`` and answer that such a row does not exist."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 class _TextOnly:
     """Text fields take JSON strings only: DRF's ``CharField`` would store ``5`` as ``"5"``."""
 
@@ -157,7 +167,7 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
         if not field.is_relation:
             continue
         related_pk = field.related_model._meta.pk
-        pk_field = serializers.UUIDField() if isinstance(related_pk, models.UUIDField) else None
+        pk_field = _StrictUUIDField() if isinstance(related_pk, models.UUIDField) else None
         queryset, read_check = _relation_target(request, field.related_model)
         if field.many_to_many:
             attrs[name] = _ReadableRelatedField(

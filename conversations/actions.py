@@ -108,4 +108,13 @@ def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dic
             + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)),
             errors=[{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors(include_url=False)],
         ) from exc
+    if not isinstance(context, (agent_cls.Context, dict)):
+        # None is a create_context that forgot its ``return``; another model would lose the
+        # fields the two do not share.
+        raise ContextValidationError(
+            f"{agent_cls.__name__}.create_context must return a {agent_cls.Context.__name__} instance or a dict, "
+            f"not {type(context).__name__}"
+            + (" (did it forget to 'return' the Context?)." if context is None else "."),
+            field="context_kwargs",
+        )
     return agent_cls.validate_context(context)

@@ -98,20 +98,24 @@ class ConversationAgent:
 
     @classmethod
     def validate_context(cls, value: Any) -> BaseModel:
-        """Turn a Context instance or a dict into a validated Context."""
+        """Turn a Context instance or a dict into a validated Context.
+
+        Anything else (None, another pydantic model, a str...) raises ContextValidationError:
+        converting another model would silently drop the fields the two do not share. Dicts are
+        read by field name or by alias, so a Context whose fields have aliases (``Field(alias=
+        "userId")``) round-trips through the JSON stored on the session, which uses field names.
+        """
+        if isinstance(value, cls.Context):
+            # Re-validated (pydantic does not validate attribute assignment by default).
+            value = value.model_dump(warnings=False)
+        elif not isinstance(value, dict):
+            raise ContextValidationError(
+                f"The context of {cls.__name__} must be a {cls.Context.__name__} instance or a dict, "
+                f"not {type(value).__name__}.",
+                field="context",
+            )
         try:
-            if isinstance(value, cls.Context):
-                return cls.Context.model_validate(value.model_dump(warnings=False))
-            if isinstance(value, BaseModel):
-                value = value.model_dump(warnings=False)
-            if value is None:
-                value = {}
-            if not isinstance(value, dict):
-                raise ContextValidationError(
-                    f"{cls.__name__}.create_context must return a {cls.Context.__name__} "
-                    f"instance or a dict, not {type(value).__name__}."
-                )
-            return cls.Context.model_validate(value)
+            return cls.Context.model_validate(value, **_BY_NAME_AND_ALIAS)
         except ValidationError as exc:
             raise ContextValidationError(
                 f"The context does not fit {cls.__name__}.Context: {_format_errors(exc)}",
@@ -192,6 +196,13 @@ class ConversationAgent:
                 f"{', '.join(repr(str(p)) for p in ConcurrencyPolicy)}."
             )
         cls.is_async = inspect.iscoroutinefunction(method)
+
+
+#: pydantic 2.11+ validates by field name and by alias when asked; older ones only by alias (or
+#: by name too with ``populate_by_name=True`` in the Context's model_config).
+_BY_NAME_AND_ALIAS: dict[str, bool] = (
+    {"by_alias": True, "by_name": True} if "by_name" in inspect.signature(BaseModel.model_validate).parameters else {}
+)
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:

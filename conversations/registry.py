@@ -6,6 +6,7 @@ import re
 import threading
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .agent import ConversationAgent
@@ -85,8 +86,21 @@ class AgentRegistry:
     def load_from_settings(self) -> None:
         from .conf import ai_settings
 
-        for path, dotted in (ai_settings.AGENTS or {}).items():
-            self.register(path, dotted)
+        agents = ai_settings.AGENTS or {}
+        if not isinstance(agents, dict):
+            raise ImproperlyConfigured(
+                f"DJANGO_AI['AGENTS'] must be a dict of agent path -> dotted class path, not {type(agents).__name__}: "
+                "e.g. DJANGO_AI = {'AGENTS': {'support': 'myapp.chat_agents.SupportAgent'}}."
+            )
+        for path, dotted in agents.items():
+            try:
+                self.register(path, dotted)
+            except ImproperlyDeclaredAgent as exc:
+                # At start-up (AppConfig.ready()): name the setting to fix, not just the class.
+                raise ImproperlyConfigured(
+                    f"DJANGO_AI['AGENTS'][{path!r}] = {dotted!r}: {exc.message} Fix the entry in settings.DJANGO_AI, "
+                    "or remove it and call register_agent() in your AppConfig.ready()."
+                ) from exc
 
     @staticmethod
     def _resolve(agent: type[ConversationAgent] | str) -> type[ConversationAgent]:

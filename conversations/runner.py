@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import threading
 import time
@@ -196,6 +197,8 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
     except AgentNotFound as exc:
         # E.g. the agent is registered in the web process but not in the worker's.
         logger.error("Cannot answer message %s: %s", user_message.pk, exc)
+        # Paired with the turn_finished below, as for every turn (receivers count turns in flight).
+        send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
         metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
         return _finish(
             state, token, ConversationAgent, status=ProcessingStatus.FAILED, text="", metrics=metrics,
@@ -208,14 +211,23 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
     send_turn_signal(turn_started, agent_cls, session=session, user_message=user_message)
     response: str | None = None
     error: BaseException | None = None
+    reraise: BaseException | None = None
     try:
-        context = agent_cls.validate_context(session.context)
+        # A JSON null written by hand stands for "no state yet", as an empty dict does.
+        context = agent_cls.validate_context({} if session.context is None else session.context)
         agent = agent_cls(context=context, session=session, request=request, files=files, message=user_message)
         agent._cancel_check = state.check_cancelled
         state.agent = agent
         response = _call_agent(agent, state, user_message.content, request, token)
         if response is None:
             response = state.stream_text
+        if inspect.isawaitable(response):
+            if inspect.iscoroutine(response):
+                response.close()  # no "coroutine was never awaited" warning on top of this error
+            raise TypeError(
+                f"{agent_cls.__name__}.get_response returned an awaitable ({type(response).__name__}) instead of "
+                "the reply: 'await' it (e.g. 'return await self.helper(...)')."
+            )
         if not isinstance(response, str):
             raise TypeError(
                 f"{agent_cls.__name__}.get_response returned {type(response).__name__}; return the reply as a str."
@@ -230,12 +242,27 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
             raise TurnCancelled(state.cancel_reason or "cancelled")
     except TurnCancelled as exc:
         error = exc
-    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - any agent failure ends the turn as failed
-        if state.cancel_reason is not None and isinstance(exc, asyncio.CancelledError):
+    except BaseException as exc:  # noqa: BLE001 - any agent failure ends the turn as failed
+        # Not only Exception: a BaseException of the agent's (pytest.fail(), a library's timeout,
+        # KeyboardInterrupt) must not leave the message "processing" and the lease held; the
+        # ones that stop the process are raised again once the turn is recorded.
+        if state.cancel_reason is not None:
+            # The agent was being stopped: whatever it raised on the way out (CancelledError, an
+            # error in its cleanup) is the stop, and the turn ends as cancelled (or timed out).
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.warning(
+                    "Agent %s raised while being stopped (%s) in the turn of message %s",
+                    session.agent_path, state.cancel_reason, user_message.pk, exc_info=(type(exc), exc, exc.__traceback__),
+                )
             error = TurnCancelled(state.cancel_reason)
+            error.__cause__ = exc
         else:
             error = exc
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            reraise = exc
     finally:
+        # Before the flush: total_ms is the agent's time, not the delivery of its last events.
+        ended = time.monotonic()
         state.close()
         from .realtime import get_backend
 
@@ -244,7 +271,6 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         except Exception:  # noqa: BLE001 - delivery problems must not change the turn's outcome
             logger.exception("Flushing realtime events failed")
 
-    ended = time.monotonic()
     metrics: dict[str, Any] = {
         "queue_wait_ms": queue_wait_ms,
         "first_chunk_ms": _ms(state.started, state.first_chunk),
@@ -254,6 +280,23 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         **({"file_wait_ms": state.file_wait_ms} if state.file_wait_ms is not None else {}),
         **state.usage,
     }
+    outcome = _conclude(state, token, agent_cls, response=response, error=error, metrics=metrics, timeout=timeout)
+    if reraise is not None:
+        raise reraise  # recorded as failed; the process is stopping
+    return outcome
+
+
+def _conclude(
+    state: TurnState,
+    token: str,
+    agent_cls: Any,
+    *,
+    response: str | None,
+    error: BaseException | None,
+    metrics: dict[str, Any],
+    timeout: Any,
+) -> TurnOutcome:
+    session, user_message = state.session, state.user_message
     if error is None:
         return _finish(
             state, token, agent_cls, status=ProcessingStatus.COMPLETED, text=response or "", metrics=metrics,
@@ -575,7 +618,16 @@ def process_pending(
             if not moved:
                 return outcomes  # the lease was taken over: its new holder carries on
         leased_for = None
-        outcome = run_turn(message, token=token, request=request if message.pk == request_for else None)
+        try:
+            outcome = run_turn(message, token=token, request=request if message.pk == request_for else None)
+        except BaseException:
+            # The turn is recorded (a KeyboardInterrupt raised again) or the database failed:
+            # either way, do not leave the conversation leased until STALE_TURN_TIMEOUT.
+            try:
+                release_lease(session_id, token)
+            except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
+                logger.exception("Could not release the lease of conversation %s", session_id)
+            raise
         outcomes.append(outcome)
         if outcome.lease_lost:
             return outcomes

@@ -5,7 +5,8 @@ Receivers run in the thread that runs the turn (a task worker, usually); one tha
 and never breaks the turn. Keep them quick: the conversation waits for them.
 
 ``turn_started(sender, session, user_message)``
-    The agent is about to answer ``user_message`` (now ``processing``).
+    The agent is about to answer ``user_message`` (now ``processing``). Sent once per turn that
+    starts, always followed by one ``turn_finished`` (by this process, or by crash recovery).
 
 ``turn_finished(sender, session, user_message, agent_message, status, metrics)``
     Every turn ends with it: ``status`` is ``completed``, ``failed`` or ``cancelled``;

@@ -394,12 +394,36 @@ def _wait_for_attached_files(state: TurnState, files: list[Any], timeout: float)
         pause = min(pause * 1.5, 0.5)
 
 
-def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: int) -> None:
-    """Add token counts for this turn; they are stored in the agent message's ``metrics``."""
+def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: Any) -> None:
+    """Add token counts (or costs) for this turn; they are summed into the agent message's ``metrics``.
+
+    Takes an LLM client's usage object as it dumps itself, e.g. ``report_usage(**usage.model_dump())``:
+    ``None`` values are skipped and nested dicts are flattened to dotted keys
+    (``prompt_tokens_details.cached_tokens``). Anything but numbers is refused with ``InvalidInput``.
+    """
     state = _require_turn("report_usage()")
-    for key, value in {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, **other}.items():
+    counts: dict[str, int | float] = {}
+    _usage_numbers(counts, "", {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, **other})
+    for key, value in counts.items():
         if value:
-            state.usage[key] = state.usage.get(key, 0) + int(value)
+            state.usage[key] = state.usage.get(key, 0) + value
+
+
+def _usage_numbers(into: dict[str, int | float], prefix: str, values: dict[Any, Any]) -> None:
+    import math
+
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            _usage_numbers(into, key + ".", value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidInput(
+                f"report_usage() takes numbers (token counts, costs); {key}={value!r} is not one.", field=key
+            )
+        else:
+            into[key] = value
 
 
 def _json_dict(value: Any, name: str) -> dict[str, Any]:

@@ -703,6 +703,40 @@ def test_report_usage_lands_in_the_agent_message_metrics():
     assert metrics["chunks"] == 0 and metrics["total_ms"] >= 0
 
 
+@pytest.mark.django_db
+def test_report_usage_takes_an_llm_usage_dump_and_refuses_what_is_not_a_number():
+    # The shape litellm / OpenAI usage objects dump to: totals, None, nested details, a cost.
+    usage = {
+        "prompt_tokens": 120,
+        "completion_tokens": 30,
+        "total_tokens": 150,
+        "completion_tokens_details": {"reasoning_tokens": 8, "audio_tokens": None},
+        "prompt_tokens_details": {"cached_tokens": 100},
+        "cost": 0.0015,
+    }
+    refused: list[str] = []
+
+    class Reporting(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            report_usage(**usage)
+            report_usage(**usage)
+            for bad in ({"model": "gpt"}, {"total_tokens": True}, {"cost": float("nan")}, {"details": {"x": "1"}}):
+                try:
+                    report_usage(**bad)
+                except InvalidInput as exc:
+                    refused.append(exc.field)
+            return "ok"
+
+    session, _ = run(Reporting, "x")
+    metrics = session.messages.get(message_type="agent").metrics
+    assert metrics["prompt_tokens"] == 240 and metrics["completion_tokens"] == 60 and metrics["total_tokens"] == 300
+    assert metrics["completion_tokens_details.reasoning_tokens"] == 16
+    assert "completion_tokens_details.audio_tokens" not in metrics
+    assert metrics["prompt_tokens_details.cached_tokens"] == 200
+    assert metrics["cost"] == pytest.approx(0.003)
+    assert refused == ["model", "total_tokens", "cost", "details.x"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_sync_and_async_agents_outside_a_transaction(events):
     """The production path: no transaction is open around send_message, so the agent runs in a

@@ -65,6 +65,28 @@ def test_lone_surrogate_escapes_are_a_parse_error_not_a_500(owner):
     assert owner["widget"].display_data == {"open": True}
 
 
+def test_numbers_out_of_the_double_range_are_a_parse_error_not_infinity(owner):
+    """``1e400`` parses as ``float("inf")``, which no JSON column stores (PostgreSQL refuses
+    ``Infinity``; SQLite would keep text that is not JSON)."""
+    s, w = owner["session"].pk, owner["widget"].pk
+    before = (ConversationSession.objects.count(), ConversationMessage.objects.count())
+    for method, path, raw in [
+        ("post", "start/", '{"agent_path": "test-agent", "context": {"x": 1e400}}'),
+        ("post", "start/", '{"agent_path": "test-agent", "context": {"x": [-1e400]}}'),
+        ("patch", f"models/widget/{w}/", '{"display_data": {"n": 1e999}}'),
+        ("post", "models/message/query/", '{"filter": {"session": "%s"}, "limit": 1e400}' % s),
+    ]:
+        response = _send(owner["client"], method, path, raw)
+        assert response.status_code == 400, (path, raw, response.content)
+        assert error_codes(response) == ["parse_error"], (path, raw)
+    assert (ConversationSession.objects.count(), ConversationMessage.objects.count()) == before
+    owner["widget"].refresh_from_db()
+    assert owner["widget"].display_data == {"open": True}
+    # Large but finite numbers are fine.
+    response = _send(owner["client"], "patch", f"models/widget/{w}/", '{"display_data": {"n": 1e300}}')
+    assert response.status_code == 200, response.content
+
+
 def test_valid_astral_characters_still_work(owner):
     """A proper surrogate *pair* is one real character (an emoji): still accepted."""
     response = _send(owner["client"], "patch", f"models/session/{owner['session'].pk}/", '{"title": "\\ud83d\\ude00"}')

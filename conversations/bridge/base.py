@@ -15,6 +15,7 @@ anonymous visitors reach them, then ask the exposed model.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from django.middleware.csrf import CsrfViewMiddleware
@@ -51,7 +52,7 @@ class StrictJSONParser(JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
             raise drf_exceptions.ParseError("JSON parse error - the body is nested too deeply.") from exc
-        _reject_lone_surrogates(data)
+        _reject_unstorable(data)
         return data
 
 
@@ -86,12 +87,15 @@ def _reject_deep_nesting(raw: bytes) -> None:
             depth -= 1
 
 
-def _reject_lone_surrogates(data: Any) -> None:
-    """Refuse text no database can store: lone UTF-16 surrogates such as ``"\\ud800"``, which
-    JSON escapes allow (a parse error here rather than a UnicodeEncodeError, 500, further down)."""
+def _reject_unstorable(data: Any) -> None:
+    """Refuse values no database can store: lone UTF-16 surrogates such as ``"\\ud800"``, which
+    JSON escapes allow, and numbers too large for a float (``1e400`` parses as infinity, which JSON
+    columns refuse): a parse error here rather than a 500 further down."""
     stack = [data]
     while stack:
         value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise drf_exceptions.ParseError("JSON parse error - a number is too large (out of the range of a double).")
         if isinstance(value, str):
             try:
                 value.encode("utf-8")

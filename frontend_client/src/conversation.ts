@@ -18,8 +18,9 @@ import {
   ProcessingStatus,
   SESSION_CHANNEL_PREFIX,
 } from "./constants.js";
-import { ConversationClientError, isConversationClientError, NetworkError, ValidationError } from "./errors.js";
+import { ConversationClientError, isConversationClientError, isRealtimeError, NetworkError, ValidationError } from "./errors.js";
 import { newOperationId, type UploadProgress } from "./http.js";
+import { callListener } from "./internal/report.js";
 import { StreamAssembler } from "./stream.js";
 import type { FileManager } from "./files.js";
 import type { ModelManager } from "./queryset.js";
@@ -123,6 +124,14 @@ interface StoredMessage extends MessageRow {
   operationId?: string;
 }
 
+interface PendingSend {
+  controller: AbortController;
+  /** The create request is on its way: the server may have the message already. */
+  creating: boolean;
+  /** Resolves when the send is over, whatever its outcome. */
+  settled: Promise<void>;
+}
+
 const BUSY_USER = new Set<string>([ProcessingStatus.PENDING, ProcessingStatus.PROCESSING]);
 
 /**
@@ -138,11 +147,16 @@ export class Conversation {
   private readonly deps: ConversationDeps;
   private readonly history: number;
   private readonly listeners = new Set<Listener>();
+  /** Pending `waitFor()` calls, rejected by `close()`. */
+  private readonly waiters = new Set<() => void>();
   private readonly rows = new Map<string, StoredMessage>();
   private readonly widgetRows = new Map<string, WidgetRow>();
   private readonly fileRows = new Map<string, FileRow>();
   private readonly uploadStates: UploadState[] = [];
   private readonly myOperations = new Set<string>();
+  /** Sends not finished yet, for cancel(); `sendQueue` keeps their creates in call order. */
+  private readonly pendingSends = new Set<PendingSend>();
+  private sendQueue: Promise<void> = Promise.resolve();
   /** Streaming messages (and chunks of messages not read yet), rebuilt by offset. */
   private readonly streams = new Map<string, StreamAssembler>();
   private readonly toFetch = { message: new Set<string>(), widget: new Set<string>(), file: new Set<string>(), session: false };
@@ -180,38 +194,63 @@ export class Conversation {
     return this.snapshot;
   }
 
-  /** Call `listener` now and after every change; returns the function that stops it. */
+  /**
+   * Call `listener` now and after every change; returns the function that stops it. A listener
+   * that throws is reported (`reportError`, else `console.error`) and does not keep the other
+   * listeners from running; one that throws on this first call is not subscribed.
+   */
   subscribe(listener: Listener): Unsubscribe {
     this.listeners.add(listener);
-    listener(this.getState());
+    try {
+      listener(this.getState());
+    } catch (error) {
+      this.listeners.delete(listener);
+      throw error;
+    }
     return () => {
       this.listeners.delete(listener);
     };
   }
 
-  /** Resolve once `predicate(state)` holds (checked now and after every change). */
+  /**
+   * Resolve once `predicate(state)` holds (checked now and after every change). Rejects with the
+   * predicate's error if it throws, with code `timeout` after `timeout` ms, and with code `closed`
+   * when the store is closed first.
+   */
   waitFor(predicate: (state: ConversationState) => boolean, options: { timeout?: number } = {}): Promise<ConversationState> {
     return new Promise((resolve, reject) => {
-      let stop: Unsubscribe | null = null;
       let timer: ReturnType<typeof setTimeout> | null = null;
       let settled = false;
       const finish = (fn: () => void) => {
         if (settled) return;
         settled = true;
         if (timer) clearTimeout(timer);
-        queueMicrotask(() => stop?.());
+        this.listeners.delete(check);
+        this.waiters.delete(onClose);
         fn();
       };
+      const onClose = () => finish(() => reject(closedError()));
+      function check(state: ConversationState): void {
+        let holds: boolean;
+        try {
+          holds = predicate(state);
+        } catch (error) {
+          finish(() => reject(error));
+          return;
+        }
+        if (holds) finish(() => resolve(state));
+      }
+      check(this.getState());
+      if (settled) return;
+      if (this.closed) return onClose();
+      this.waiters.add(onClose);
+      this.listeners.add(check);
       if (options.timeout) {
         timer = setTimeout(
           () => finish(() => reject(new ConversationClientError(`waitFor timed out after ${options.timeout} ms; ${summarize(this.getState())}.`, { code: "timeout" }))),
           options.timeout,
         );
       }
-      stop = this.subscribe((state) => {
-        if (predicate(state)) finish(() => resolve(state));
-      });
-      if (settled) stop();
     });
   }
 
@@ -231,6 +270,18 @@ export class Conversation {
     const operationId = newOperationId();
     this.myOperations.add(operationId);
     const localId = `local-${operationId}`;
+    // Messages reach the server in the order send() was called, whatever each one uploads first:
+    // this one's create waits for the creates of the sends before it.
+    const previous = this.sendQueue;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.sendQueue = previous.then(() => mine);
+    const pending: PendingSend = { controller: new AbortController(), creating: false, settled: mine };
+    const signal = pending.controller.signal;
+    const unlink = linkSignal(pending.controller, options.signal);
+    this.pendingSends.add(pending);
     const local: StoredMessage = {
       id: localId,
       session: this.sessionId,
@@ -255,8 +306,7 @@ export class Conversation {
         if (typeof item === "string") fileIds.push(item);
         else if (isRow(item)) fileIds.push(item.id);
         else {
-          const uploadOptions: { signal?: AbortSignal; onProgress?: (u: UploadState) => void } = {};
-          if (options.signal) uploadOptions.signal = options.signal;
+          const uploadOptions: { signal?: AbortSignal; onProgress?: (u: UploadState) => void } = { signal };
           if (options.onUploadProgress) uploadOptions.onProgress = options.onUploadProgress;
           fileIds.push((await this.upload(item, uploadOptions)).id);
         }
@@ -264,8 +314,12 @@ export class Conversation {
         if (current) this.rows.set(localId, { ...current, files: [...fileIds] });
         this.changed();
       }
+      await previous;
+      if (signal.aborted) throw new DOMException("The message was not sent.", "AbortError");
       const body: Record<string, unknown> = { session: this.sessionId, content: text };
       if (fileIds.length) body.files = fileIds;
+      // From here on cancel() waits for the answer and then cancels the stored message.
+      pending.creating = true;
       const row = await this.deps.messages.create(body as Partial<MessageRow>, {
         operationId,
         ...(options.signal ? { signal: options.signal } : {}),
@@ -281,9 +335,14 @@ export class Conversation {
       if (current) {
         this.rows.set(localId, { ...current, processing_status: ProcessingStatus.FAILED, sendError: wrapped });
       }
-      this.error = wrapped;
+      // Stopped on purpose (cancel() or the caller's signal): the message says so, it is no error.
+      if (wrapped.code !== "aborted") this.error = wrapped;
       this.changed();
       throw wrapped;
+    } finally {
+      this.pendingSends.delete(pending);
+      unlink();
+      done();
     }
   }
 
@@ -302,14 +361,18 @@ export class Conversation {
       error: null,
     };
     this.uploadStates.push(state);
-    options.onProgress?.(state);
+    // The caller's progress callback: what it throws is reported and does not fail the upload.
+    const progress = (upload: UploadState) => {
+      if (options.onProgress) callListener(options.onProgress, upload);
+    };
+    progress(state);
     this.changed();
     const update = (patch: Partial<UploadState>) => {
       const index = this.uploadStates.findIndex((u) => u.key === state.key);
       if (index < 0) return;
       const next = { ...(this.uploadStates[index] as UploadState), ...patch };
       this.uploadStates[index] = next;
-      options.onProgress?.(next);
+      progress(next);
       this.changed();
     };
     try {
@@ -325,7 +388,7 @@ export class Conversation {
     } catch (error) {
       const wrapped = toClientError(error);
       update({ status: "failed", error: wrapped });
-      this.error = wrapped;
+      if (wrapped.code !== "aborted") this.error = wrapped;
       this.changed();
       throw wrapped;
     }
@@ -349,8 +412,16 @@ export class Conversation {
     }
   }
 
-  /** Ask the agent to stop: the running turn ends `cancelled` with its partial text kept. */
+  /**
+   * Ask the agent to stop: the running turn ends `cancelled` with its partial text kept. Messages
+   * still being sent are stopped too: one still uploading (or waiting for an earlier one) is not
+   * sent (it stays with `sendError` code `aborted`, and its send() rejects); one the server is
+   * already storing is cancelled once it is stored.
+   */
   async cancel(): Promise<CancelResult> {
+    const pending = [...this.pendingSends];
+    for (const send of pending) if (!send.creating) send.controller.abort();
+    await Promise.all(pending.map((send) => send.settled));
     try {
       return await this.deps.transport.request<CancelResult>("POST", "cancel/", { body: { session_id: this.sessionId } });
     } catch (error) {
@@ -378,7 +449,10 @@ export class Conversation {
     this.changed();
   }
 
-  /** Stop listening; the store keeps its last state. */
+  /**
+   * Stop listening; the store keeps its last state. Pending `waitFor()` calls reject (code
+   * `closed`); requests already sent still finish but change nothing anyone sees.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -386,11 +460,16 @@ export class Conversation {
     if (this.fetchTimer) clearTimeout(this.fetchTimer);
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.listeners.clear();
+    for (const onClose of [...this.waiters]) onClose();
   }
 
   private onChannelState(state: ChannelState, error?: ConversationClientError): void {
     this.connection = state;
-    if (state === "subscribed" || state === "closed") void this.sync();
+    // Not connected yet (the realtime connection cannot start or keeps dropping): still show the
+    // conversation; the rows are read again once it is subscribed.
+    if (state === "subscribed" || state === "closed" || (state === "reconnecting" && !this.loaded)) void this.sync();
+    if (state === "reconnecting" && error) this.error = error;
+    if (state === "subscribed" && this.error && isRealtimeError(this.error)) this.error = null;
     if (state === "failed") {
       if (error) this.error = error;
       void this.sync();
@@ -447,10 +526,13 @@ export class Conversation {
     }
   }
 
-  /** Without a working realtime channel, re-read while a turn is running. */
+  /**
+   * Without a working realtime channel, re-read while a turn is running. That includes a channel
+   * that is reconnecting: its events are lost until it is back, which can take many seconds.
+   */
   private schedulePoll(): void {
     if (this.closed || this.pollTimer) return;
-    if (this.connection === "subscribed" || this.connection === "connecting" || this.connection === "reconnecting") return;
+    if (this.connection === "subscribed" || this.connection === "connecting") return;
     if (!this.getState().busy) return;
     this.pollTimer = setTimeout(() => {
       this.pollTimer = null;
@@ -568,10 +650,14 @@ export class Conversation {
     }
   }
 
-  /** The confirmed pk of a local message: drop the local copy once the row is known. */
+  /**
+   * The confirmed pk of a local message: drop the local copy once the row is known. A copy marked
+   * failed is adopted too: its answer was lost (the connection dropped) after the server stored
+   * it, and keeping it would show the message twice and offer to send it again.
+   */
   private adoptLocal(operationId: string, pk: string): void {
     for (const [id, row] of this.rows) {
-      if (row.local && row.operationId === operationId && !row.sendError) {
+      if (row.local && row.operationId === operationId) {
         this.pendingAdoption.set(pk, id);
       }
     }
@@ -699,7 +785,10 @@ export class Conversation {
       this.notifyScheduled = false;
       if (this.closed) return;
       const state = this.getState();
-      for (const listener of [...this.listeners]) listener(state);
+      for (const listener of [...this.listeners]) {
+        // One that an earlier listener unsubscribed (or closed the store) is not called any more.
+        if (this.listeners.has(listener)) callListener(listener, state);
+      }
       this.schedulePoll();
     });
   }
@@ -764,6 +853,19 @@ export class Conversation {
 function isNotOlder(row: { updated_at?: unknown }, existing: { updated_at?: unknown } | undefined | null): boolean {
   if (!existing || typeof existing.updated_at !== "string" || typeof row.updated_at !== "string") return true;
   return Date.parse(row.updated_at) >= Date.parse(existing.updated_at);
+}
+
+/** Abort `own` with the caller's `signal` too; returns the function that unlinks them. */
+function linkSignal(own: AbortController, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => undefined;
+  const abort = () => own.abort(signal.reason);
+  if (signal.aborted) abort();
+  else signal.addEventListener("abort", abort, { once: true });
+  return () => signal.removeEventListener("abort", abort);
+}
+
+function closedError(): ConversationClientError {
+  return new ConversationClientError("The conversation was closed.", { code: "closed" });
 }
 
 /** A one-line picture of a state, for timeouts and logs. */

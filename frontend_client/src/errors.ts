@@ -25,7 +25,8 @@ export class ConversationClientError extends Error {
 
   constructor(message: string, options: { code: string; cause?: unknown }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = new.target.name;
+    // `name` comes from the prototype (set below by a string, not the class's own name, which
+    // minifiers rename): isRealtimeError() and logs keep working in production bundles.
     this.code = options.code;
   }
 }
@@ -106,6 +107,25 @@ export class RealtimeError extends ConversationClientError {
     this.channel = options.channel;
     this.status = options.status;
   }
+}
+
+// The names by string keys (kept by every minifier), on the prototypes.
+for (const [name, cls] of Object.entries({
+  ConversationClientError,
+  ApiError,
+  ValidationError,
+  AuthenticationError,
+  PermissionDeniedError,
+  NotFoundError,
+  ConflictError,
+  PayloadTooLargeError,
+  UnsupportedFileTypeError,
+  RateLimitedError,
+  ServerError,
+  NetworkError,
+  RealtimeError,
+})) {
+  Object.defineProperty(cls.prototype, "name", { value: name, writable: true, configurable: true, enumerable: false });
 }
 
 const BY_STATUS: Record<number, typeof ApiError> = {

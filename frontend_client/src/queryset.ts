@@ -349,6 +349,8 @@ class LiveQuery<T extends Row> {
   private again = false;
   private connection: ChannelState = "connecting";
   private controller = new AbortController();
+  /** The listener had rows at least once. */
+  private delivered = false;
 
   constructor(
     private readonly qs: QuerySet<T>,
@@ -401,6 +403,8 @@ class LiveQuery<T extends Row> {
         this.connection = state;
         // (Re)subscribed: events may have been missed; fetch now.
         if (state === "subscribed" || state === "closed") this.schedule(0);
+        // The channel cannot start yet (the hub tries again): show the rows meanwhile.
+        if (state === "reconnecting" && !this.delivered) this.schedule(0);
         if (state === "failed") {
           if (error) this.options.onError?.(error);
           this.schedule(0);
@@ -429,6 +433,7 @@ class LiveQuery<T extends Row> {
     try {
       const result = await this.qs.fetchPage({ signal: this.controller.signal });
       if (this.stopped) return;
+      this.delivered = true;
       this.listener({ ...result, connection: this.connection });
     } catch (error) {
       if (!this.stopped) this.fail(error);

@@ -3,7 +3,8 @@
  * one adapter subscription per channel between any number of listeners.
  */
 
-import { RealtimeError } from "../errors.js";
+import { isApiError, isNetworkError, RealtimeError } from "../errors.js";
+import { callListener } from "../internal/report.js";
 import type { Transport } from "../http.js";
 import type { RealtimeConfig, RealtimeEvent } from "../types.js";
 import { pusherRealtime, type PusherConstructor } from "./pusher.js";
@@ -31,6 +32,19 @@ interface Entry {
   error: RealtimeError | undefined;
   stop: Unsubscribe | null;
   cancelled: boolean;
+  /** A new attempt to start the adapter after a transient failure. */
+  retry: ReturnType<typeof setTimeout> | null;
+  retryDelay: number;
+}
+
+/** First and longest wait (ms) before starting the realtime connection again after a transient failure. */
+const START_RETRY_DELAY = 500;
+const MAX_START_RETRY_DELAY = 10_000;
+
+/** Whether starting the adapter may work later: the server was unreachable or answered 5xx/429. */
+function isTransient(error: unknown): boolean {
+  if (isNetworkError(error)) return true;
+  return isApiError(error) && (error.status >= 500 || error.status === 429 || error.status === 408);
 }
 
 export class RealtimeHub {
@@ -109,12 +123,12 @@ export class RealtimeHub {
     if (this.closed) throw new RealtimeError("This client was closed.", { code: "client_closed" });
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { listeners: new Set(), state: "connecting", error: undefined, stop: null, cancelled: false };
+      entry = { listeners: new Set(), state: "connecting", error: undefined, stop: null, cancelled: false, retry: null, retryDelay: START_RETRY_DELAY };
       this.channels.set(channel, entry);
       this.open(channel, entry);
     }
     entry.listeners.add(listener);
-    listener.state?.(entry.state, entry.error);
+    if (listener.state) callListener(listener.state.bind(listener), entry.state, entry.error);
     let done = false;
     return () => {
       if (done) return;
@@ -124,6 +138,7 @@ export class RealtimeHub {
       current.listeners.delete(listener);
       if (current.listeners.size === 0) {
         current.cancelled = true;
+        if (current.retry) clearTimeout(current.retry);
         current.stop?.();
         this.channels.delete(channel);
       }
@@ -131,10 +146,13 @@ export class RealtimeHub {
   }
 
   private open(channel: string, entry: Entry): void {
+    // A listener that throws is reported and does not keep the others (a conversation store on
+    // the same channel) from their events, nor tear the connection down. One unsubscribed by an
+    // earlier listener is not called any more.
     const setState = (state: ChannelState, error?: RealtimeError) => {
       entry.state = state;
       entry.error = error;
-      for (const l of [...entry.listeners]) l.state?.(state, error);
+      for (const l of [...entry.listeners]) if (entry.listeners.has(l) && l.state) callListener(l.state.bind(l), state, error);
     };
     if (!this.enabled) {
       setState("closed");
@@ -145,7 +163,7 @@ export class RealtimeHub {
         if (entry.cancelled || !adapter) return;
         entry.stop = adapter.subscribe(channel, {
           event: (event: RealtimeEvent) => {
-            for (const l of [...entry.listeners]) l.event(event);
+            for (const l of [...entry.listeners]) if (entry.listeners.has(l)) callListener(l.event.bind(l), event);
           },
           state: (state, error) => {
             if (!entry.cancelled) setState(state, error);
@@ -157,7 +175,23 @@ export class RealtimeHub {
         const wrapped =
           error instanceof RealtimeError
             ? error
-            : new RealtimeError("Could not start the realtime connection.", { channel, cause: error, code: "realtime_unavailable" });
+            : new RealtimeError("Could not start the realtime connection.", {
+                channel,
+                cause: error,
+                code: "realtime_unavailable",
+                ...(isApiError(error) ? { status: error.status } : {}),
+              });
+        if (isTransient(error) && !this.closed) {
+          // The server could not be reached (down, restarting, offline): try again, like an
+          // adapter reconnects, rather than leave this channel dead for good.
+          setState("reconnecting", wrapped);
+          entry.retry = setTimeout(() => {
+            entry.retry = null;
+            if (!entry.cancelled && !this.closed) this.open(channel, entry);
+          }, entry.retryDelay);
+          entry.retryDelay = Math.min(entry.retryDelay * 2, MAX_START_RETRY_DELAY);
+          return;
+        }
         setState("failed", wrapped);
         // Let a later subscribe() try again.
         this.channels.delete(channel);
@@ -169,6 +203,7 @@ export class RealtimeHub {
     this.closed = true;
     for (const entry of this.channels.values()) {
       entry.cancelled = true;
+      if (entry.retry) clearTimeout(entry.retry);
       entry.stop?.();
     }
     this.channels.clear();

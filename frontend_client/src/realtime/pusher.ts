@@ -9,6 +9,7 @@
 
 import { EventName } from "../constants.js";
 import { isApiError, RealtimeError } from "../errors.js";
+import { callListener } from "../internal/report.js";
 import type { RealtimeEvent } from "../types.js";
 import type { ChannelListener, ChannelState, RealtimeAdapter, RealtimeContext, RealtimeFactory, Unsubscribe } from "./types.js";
 
@@ -146,7 +147,7 @@ export class PusherAdapter implements RealtimeAdapter {
           );
         }
       } else if (KNOWN_EVENTS.has(event) && data && typeof data === "object") {
-        listener.event({ name: event, channel, payload: data } as RealtimeEvent);
+        callListener(listener.event.bind(listener), { name: event, channel, payload: data } as RealtimeEvent);
       }
     };
     const sub = this.pusher.subscribe(channel);

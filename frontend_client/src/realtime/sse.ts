@@ -9,6 +9,7 @@
 import { EventName } from "../constants.js";
 import { isApiError, RealtimeError } from "../errors.js";
 import { isAbort } from "../http.js";
+import { callListener } from "../internal/report.js";
 import type { RealtimeEvent } from "../types.js";
 import type { ChannelListener, RealtimeAdapter, RealtimeContext, RealtimeFactory, Unsubscribe } from "./types.js";
 
@@ -167,7 +168,8 @@ class SseConnection {
     } catch {
       return;
     }
-    this.listener.event({ name, channel: this.channel, payload } as RealtimeEvent);
+    // The listener's own error must not end the connection (and lose the events after it).
+    callListener(this.listener.event.bind(this.listener), { name, channel: this.channel, payload } as RealtimeEvent);
   }
 }
 

@@ -124,6 +124,9 @@ class ConversationMessage(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0, editable=False)
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The ``X-Operation-Id`` of the bridge request that created this user message: a client that
+    #: sends it again (a retry after a lost answer) gets this row back instead of a second message.
+    client_operation_id = models.CharField(max_length=128, blank=True, default="", editable=False)
 
     class Meta:
         verbose_name = _("conversation message")
@@ -135,6 +138,13 @@ class ConversationMessage(models.Model):
                 fields=["processing_status", "updated_at"],
                 name="convmsg_unfinished",
                 condition=Q(processing_status__in=["pending", "processing", "streaming"]),
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "client_operation_id"],
+                condition=~Q(client_operation_id=""),
+                name="convmsg_unique_client_operation",
             ),
         ]
 

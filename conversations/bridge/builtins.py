@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
 
 from ..constants import BridgeAction, MessageType, ProcessingStatus, SessionStatus
-from ..exceptions import InvalidMessage, SessionNotActive
+from ..exceptions import InvalidMessage, SessionNotActive, TurnInProgress
 from ..models import ConversationMessage, ConversationSession, ConversationWidget, File
-from .errors import FieldNotAllowed
+from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
 from .permissions import IsOwner, OnlyActions
 from .registry import ExposedModel
 
@@ -166,10 +167,70 @@ class ExposedMessage(ExposedModel):
             raise InvalidMessage(exc.message.replace("message", "content", 1), field="content") from exc
         return data
 
+    def create(self, request: Any, data: Any) -> Any:
+        """Create a user message; idempotent on the request's ``X-Operation-Id``.
+
+        A client whose create answer was lost (a dropped connection) sends the same request again
+        with the same operation id: it gets the message stored the first time (status 200, and
+        no second turn) instead of a duplicate. The same id with other content is a 409.
+        """
+        from ..realtime.sync import current_operation_id
+
+        operation_id = current_operation_id.get()
+        if operation_id:
+            replayed = self._replayed(request, data, operation_id)
+            if replayed is not None:
+                return replayed
+        try:
+            return super().create(request, data)
+        except (IntegrityError, TurnInProgress):
+            # Two requests with the same id at the same moment: the other one stored it first
+            # (seen as the unique constraint, or as the turn it started under a reject policy).
+            replayed = self._replayed(request, data, operation_id) if operation_id else None
+            if replayed is None:
+                raise
+            return replayed
+
+    def _replayed(self, request: Any, data: Any, operation_id: str) -> Any:
+        from ..service import ConversationService
+
+        session = data.get("session") if isinstance(data, dict) else None
+        if not isinstance(session, str):
+            return None
+        try:
+            existing = ConversationMessage.objects.filter(
+                session_id=session, client_operation_id=operation_id, message_type=MessageType.USER
+            ).first()
+        except (ValueError, DjangoValidationError):
+            return None  # not a uuid: the normal validation says so
+        if existing is None:
+            return None
+        # The same visitor's conversation only: for anyone else the create goes on and is refused
+        # as it would be without the id (they learn nothing about it).
+        try:
+            existing = self.get_object(request, BridgeAction.READ, str(existing.pk))
+        except ObjectNotFound:
+            return None
+        try:
+            content = ConversationService._clean_message(data.get("content", ""))
+        except InvalidMessage:
+            content = None
+        files = data.get("files") or []
+        same_files = isinstance(files, list) and sorted(map(str, files)) == sorted(str(pk) for pk in existing.files.values_list("pk", flat=True))
+        if content != existing.content or not same_files:
+            raise OperationIdReused(
+                "This X-Operation-Id was already used for another message in this conversation; "
+                "use a new id for a new message.",
+            )
+        existing._bridge_replayed = True
+        return existing
+
     def perform_create(self, request: Any, instance: Any, many: dict[str, Any]) -> None:
+        from ..realtime.sync import current_operation_id
         from ..registry import registry as agent_registry
         from ..service import ConversationService
 
+        instance.client_operation_id = current_operation_id.get() or ""
         session = instance.session
         # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is
         # written. ExposedModel.create runs this in one transaction: the policy's lock on the

@@ -40,6 +40,7 @@ __all__ = [
     "OperationNotAllowed",
     "RequestTooLarge",
     "InvalidAnonymousId",
+    "OperationIdReused",
     "exception_handler",
     "error_response",
 ]
@@ -96,6 +97,14 @@ class InvalidAnonymousId(BridgeError):
 
     default_code = "invalid_anonymous_id"
     default_detail = "The anonymous id header does not hold an id issued by this server."
+
+
+class OperationIdReused(BridgeError):
+    """An ``X-Operation-Id`` already used for a different write: a retry must repeat its request."""
+
+    status_code = 409
+    default_code = "operation_id_reused"
+    default_detail = "This X-Operation-Id was already used for another request."
 
 
 class MultipleErrors(BridgeError):

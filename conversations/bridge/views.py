@@ -139,7 +139,12 @@ class ModelCreateView(_ModelView):
         data = _object_body(request)
         with operation(_operation_id(request)):
             instance = exposed.create(request, data)
-        return Response(serialize_instance(exposed, request, instance), status=status.HTTP_201_CREATED)
+        # 200 when a model's create is idempotent and this request repeated an earlier one
+        # (the message model, on X-Operation-Id): the row stored the first time.
+        replayed = getattr(instance, "_bridge_replayed", False)
+        return Response(
+            serialize_instance(exposed, request, instance), status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
+        )
 
 
 class ModelDetailView(_ModelView):

@@ -122,6 +122,8 @@ interface StoredMessage extends MessageRow {
   local?: boolean;
   sendError?: ConversationClientError | null;
   operationId?: string;
+  /** What `retry()` sends again: the attachments, uploaded ones by their id. */
+  attachmentsToSend?: Attachment[];
 }
 
 interface PendingSend {
@@ -259,6 +261,25 @@ export class Conversation {
    * at once as `local`; when sending fails it stays with `sendError` so nothing is lost.
    */
   async send(text: string, options: SendOptions = {}): Promise<MessageRow> {
+    return this.deliver(text, options, newOperationId());
+  }
+
+  /**
+   * Send again a message that could not be sent (its `sendError` is set), under the operation id
+   * of its first try: when the server did store it (only its answer was lost), the bridge answers
+   * with that message instead of storing a second one, and no second turn starts. Files already
+   * uploaded are not uploaded again.
+   */
+  async retry(localId: string, options: Omit<SendOptions, "files"> = {}): Promise<MessageRow> {
+    const row = this.rows.get(localId);
+    if (!row?.local || !row.sendError || !row.operationId) {
+      throw new ConversationClientError(`No message that could not be sent has the id ${localId}.`, { code: "not_found" });
+    }
+    this.rows.delete(localId);
+    return this.deliver(row.content, { ...options, files: row.attachmentsToSend ?? row.files }, row.operationId);
+  }
+
+  private async deliver(text: string, options: SendOptions, operationId: string): Promise<MessageRow> {
     if (typeof text !== "string" || !text.trim()) {
       throw new ValidationError({
         status: 400,
@@ -267,7 +288,6 @@ export class Conversation {
         url: "",
       });
     }
-    const operationId = newOperationId();
     this.myOperations.add(operationId);
     const localId = `local-${operationId}`;
     // Messages reach the server in the order send() was called, whatever each one uploads first:
@@ -302,16 +322,24 @@ export class Conversation {
     this.changed();
     try {
       const fileIds: string[] = [];
-      for (const item of options.files ?? []) {
+      // Kept on the local row for retry(): the uploaded files by id, the others as given.
+      const toSend: Attachment[] = [...(options.files ?? [])];
+      const keep = () => {
+        const current = this.rows.get(localId);
+        if (current) this.rows.set(localId, { ...current, files: [...fileIds], attachmentsToSend: [...toSend] });
+      };
+      keep();
+      for (const [index, item] of (options.files ?? []).entries()) {
         if (typeof item === "string") fileIds.push(item);
         else if (isRow(item)) fileIds.push(item.id);
         else {
           const uploadOptions: { signal?: AbortSignal; onProgress?: (u: UploadState) => void } = { signal };
           if (options.onUploadProgress) uploadOptions.onProgress = options.onUploadProgress;
-          fileIds.push((await this.upload(item, uploadOptions)).id);
+          const uploaded = await this.upload(item, uploadOptions);
+          fileIds.push(uploaded.id);
+          toSend[index] = uploaded.id;
         }
-        const current = this.rows.get(localId);
-        if (current) this.rows.set(localId, { ...current, files: [...fileIds] });
+        keep();
         this.changed();
       }
       await previous;
@@ -799,13 +827,14 @@ export class Conversation {
     const stored = [...this.rows.values()];
     stored.sort((a, b) => {
       if (!!a.local !== !!b.local) return a.local ? 1 : -1;
-      const t = Date.parse(a.timestamp) - Date.parse(b.timestamp);
+      const t = microseconds(a.timestamp) - microseconds(b.timestamp);
       if (t) return t;
       return typeRank(a) - typeRank(b);
     });
     const messages: ConversationMessage[] = stored.map((row) => {
-      const { local, sendError, operationId: _op, ...rest } = row;
+      const { local, sendError, operationId: _op, attachmentsToSend: _files, ...rest } = row;
       void _op;
+      void _files;
       return {
         ...rest,
         files: row.files ?? [],
@@ -853,6 +882,16 @@ export class Conversation {
 function isNotOlder(row: { updated_at?: unknown }, existing: { updated_at?: unknown } | undefined | null): boolean {
   if (!existing || typeof existing.updated_at !== "string" || typeof row.updated_at !== "string") return true;
   return Date.parse(row.updated_at) >= Date.parse(existing.updated_at);
+}
+
+/**
+ * An ISO timestamp in microseconds since the epoch: the server keeps microseconds, and two
+ * messages of one turn are often less than a millisecond apart (Date.parse stops at milliseconds).
+ */
+function microseconds(iso: string): number {
+  const ms = Date.parse(iso);
+  const fraction = /T[\d:]+\.(\d+)/.exec(iso)?.[1] ?? "";
+  return ms * 1000 + Number((fraction.slice(3, 6) || "0").padEnd(3, "0"));
 }
 
 /** Abort `own` with the caller's `signal` too; returns the function that unlinks them. */

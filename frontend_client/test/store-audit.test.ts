@@ -380,6 +380,78 @@ describe("sending", () => {
   });
 });
 
+describe("retry", () => {
+  test("retry() of a message the server stored but whose answer was lost stores nothing twice", async () => {
+    // No realtime: the store cannot learn from an echo that the message was stored; only the
+    // bridge's idempotent create (same X-Operation-Id) keeps the retry from storing it twice.
+    const operationIds: string[] = [];
+    let failCreate = true;
+    const lossy: FetchLike = async (input, init) => {
+      if (isMessageCreate(input, init)) {
+        operationIds.push(new Headers(init?.headers).get("X-Operation-Id") ?? "");
+        if (failCreate) {
+          failCreate = false;
+          await fetch(input, init);
+          throw new TypeError("fetch failed: connection reset");
+        }
+      }
+      return fetch(input, init);
+    };
+    const c = client({ fetch: lossy, realtime: false });
+    const conversation = await c.startConversation("echo");
+    conversations.push(conversation);
+    await conversation.waitFor((s) => s.loaded, { timeout: 15_000 });
+    await assert.rejects(conversation.send("only once"), (error: unknown) => isNetworkError(error));
+    const failed = conversation.getState().messages.find((m) => m.local && m.sendError);
+    assert.ok(failed, "the message shows as not sent");
+    await assert.rejects(conversation.retry("local-nope"), /No message that could not be sent/);
+
+    const row = await conversation.retry(failed.id);
+    assert.equal(operationIds.length, 2);
+    assert.equal(operationIds[0], operationIds[1], "the retry repeats the first try's operation id");
+    const stored = await c.messages.filter({ session: conversation.sessionId, message_type: "user" }).fetch();
+    assert.deepEqual(stored.map((m) => [m.id, m.content]), [[row.id, "only once"]]);
+    const state = await conversation.waitFor(replied, { timeout: 20_000 });
+    assert.deepEqual(
+      state.messages.map((m) => [m.message_type, m.local]),
+      [
+        ["user", false],
+        ["agent", false],
+      ],
+    );
+    assert.equal(lastAgent(state)?.content, "You said: only once");
+    assert.equal(await c.messages.filter({ session: conversation.sessionId }).count(), 2, "one turn, one reply");
+  });
+
+  test("retry() after a refused upload sends the files again, without uploading twice the ones that made it", async () => {
+    const uploads: string[] = [];
+    let refuseSecond = true;
+    const flaky: FetchLike = async (input, init) => {
+      if (isUpload(input, init)) {
+        const name = ((init?.body as FormData).get("file") as File).name;
+        uploads.push(name);
+        if (name === "b.txt" && refuseSecond) {
+          refuseSecond = false;
+          throw new TypeError("fetch failed: connection reset");
+        }
+      }
+      return fetch(input, init);
+    };
+    const c = client({ fetch: flaky });
+    const conversation = await start(c, "files");
+    const files = [new File(["alpha text"], "a.txt", { type: "text/plain" }), new File(["beta text"], "b.txt", { type: "text/plain" })];
+    await assert.rejects(conversation.send("read both", { files }), (error: unknown) => isNetworkError(error));
+    const failed = conversation.getState().messages.find((m) => m.local && m.sendError);
+    assert.ok(failed);
+    const row = await conversation.retry(failed.id);
+    assert.deepEqual(uploads, ["a.txt", "b.txt", "b.txt"], "a.txt was not uploaded again");
+    assert.equal(row.files.length, 2);
+    const state = await conversation.waitFor(replied, { timeout: 30_000 });
+    assert.match(lastAgent(state)?.content ?? "", /a\.txt/);
+    assert.match(lastAgent(state)?.content ?? "", /b\.txt/);
+  });
+});
+
 describe("realtime", () => {
   test("while the realtime connection is down and reconnecting, a turn still shows its reply", async () => {
     let down = false;

@@ -446,8 +446,8 @@ async function send(text, files) {
 }
 
 function retry(message) {
-  current.conversation.discard(message.id);
-  send(message.content, message.files);
+  // Under the first try's operation id: a message the server did store is not stored twice.
+  current.conversation.retry(message.id).catch(() => undefined); // a new failure shows on the message
 }
 
 // Composer wiring.

@@ -45,7 +45,9 @@ class StreamTestAgent(ConversationAgent):
     - ``burst <rounds>``: ``rounds`` rounds of three small writes 20 ms apart (the sender coalesces
       several writes into one event), with a 12,000-character write every 40 rounds; with the
       default ``STREAM_SAVE_INTERVAL`` the row is saved several times in between, at write
-      boundaries inside coalesced events.
+      boundaries inside coalesced events;
+    - ``fail <n>``: streams ``n`` characters (40 by default), then raises: the turn ends
+      ``failed`` with the generic system message.
     """
 
     display_name = "Stream test"
@@ -56,6 +58,11 @@ class StreamTestAgent(ConversationAgent):
         with ResponseStream() as stream:
             if command == "long":
                 stream.write(mixed_text(count))
+            elif command == "fail":
+                # Part of a reply, then an error: the turn ends failed with the generic notice.
+                stream.write(mixed_text(count or 40))
+                await asyncio.sleep(0.1)
+                raise RuntimeError("stream-test was asked to fail")
             elif command == "burst":
                 for n in range(count):
                     for k in range(3):
@@ -64,6 +71,6 @@ class StreamTestAgent(ConversationAgent):
                         stream.write(mixed_text(12_000, start=n))
                     await asyncio.sleep(0.02)
             else:
-                stream.write(f"Unknown command {command!r}: say 'long <n>' or 'burst <rounds>'.")
+                stream.write(f"Unknown command {command!r}: say 'long <n>', 'burst <rounds>' or 'fail <n>'.")
         await asyncio.sleep(END_PAUSE)
         return stream.content

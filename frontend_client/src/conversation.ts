@@ -493,6 +493,11 @@ export class Conversation {
 
   private onChannelState(state: ChannelState, error?: ConversationClientError): void {
     this.connection = state;
+    if (state === "closed" && this.deps.realtime.isClosed) {
+      // The client was closed: say so, and read nothing more.
+      this.changed();
+      return;
+    }
     // Not connected yet (the realtime connection cannot start or keeps dropping): still show the
     // conversation; the rows are read again once it is subscribed.
     if (state === "subscribed" || state === "closed" || (state === "reconnecting" && !this.loaded)) void this.sync();

@@ -401,6 +401,7 @@ class LiveQuery<T extends Row> {
       },
       state: (state, error) => {
         this.connection = state;
+        if (state === "closed" && this.hub.isClosed) return; // the client was closed
         // (Re)subscribed: events may have been missed; fetch now.
         if (state === "subscribed" || state === "closed") this.schedule(0);
         // The channel cannot start yet (the hub tries again): show the rows meanwhile.

@@ -188,6 +188,33 @@ describe("conversation store", () => {
     assert.ok(stored.content.endsWith("knew what the words were for."));
   });
 
+  test("a turn that fails mid-stream ends failed with the server's notice, and the conversation goes on", async () => {
+    const c = client();
+    const conversation = await start(c, "stream-test");
+    await conversation.send("fail 60");
+    const state = await conversation.waitFor(
+      (s) => !s.busy && s.messages.some((m) => m.message_type === "system"),
+      { timeout: 20_000 },
+    );
+    const [user, agent, notice] = state.messages;
+    assert.deepEqual(state.messages.map((m) => m.message_type), ["user", "agent", "system"]);
+    assert.equal(user?.processing_status, "failed");
+    assert.equal(agent?.processing_status, "failed");
+    assert.equal(agent?.streaming, false);
+    assert.ok((agent?.content.length ?? 0) >= 60, "the partial text stays");
+    // The test server runs with DEBUG, so EXPOSE_ERROR_DETAILS adds the error to the notice.
+    assert.equal(notice?.content, "Sorry, something went wrong while answering. Please try again.\n\nRuntimeError: stream-test was asked to fail");
+    assert.equal(state.phase, "idle");
+    assert.equal(state.error, null, "a failed turn is shown by its messages, not as a client error");
+    // The same as the rows the server stored.
+    const rows = await c.messages.filter({ session: conversation.sessionId }).orderBy("timestamp").fetch();
+    assert.deepEqual(rows.map((m) => [m.message_type, m.processing_status, m.content]), state.messages.map((m) => [m.message_type, m.processing_status, m.content]));
+
+    await conversation.send("long 30");
+    const next = await conversation.waitFor(finished, { timeout: 20_000 });
+    assert.equal(lastAgent(next)?.processing_status, "completed");
+  });
+
   test("cancel() stops a long reply and keeps its partial text", async () => {
     const c = client();
     const conversation = await start(c, "writer");

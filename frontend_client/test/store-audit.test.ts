@@ -453,6 +453,24 @@ describe("retry", () => {
 });
 
 describe("realtime", () => {
+  test("client.close() tells the stores their connection is closed, and they read nothing more", async () => {
+    let requests = 0;
+    const counting: FetchLike = (input, init) => {
+      requests += 1;
+      return fetch(input, init);
+    };
+    const c = createClient({ baseUrl: server.api, fetch: counting });
+    const conversation = await start(c, "echo");
+    const states: string[] = [];
+    conversation.subscribe((s) => states.push(s.connection));
+    const before = requests;
+    c.close();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(conversation.getState().connection, "closed");
+    assert.equal(states.at(-1), "closed");
+    assert.equal(requests, before, "no request after the client was closed");
+  });
+
   test("while the realtime connection is down and reconnecting, a turn still shows its reply", async () => {
     let down = false;
     const cuts: (() => void)[] = [];

@@ -58,6 +58,11 @@ export class RealtimeHub {
     private readonly option: RealtimeOption = "auto",
   ) {}
 
+  /** `close()` was called (the client was closed): no channel delivers anything any more. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   get enabled(): boolean {
     return this.option !== "none" && this.option !== false;
   }
@@ -202,6 +207,10 @@ export class RealtimeHub {
   close(): void {
     this.closed = true;
     for (const entry of this.channels.values()) {
+      // Listeners (conversation stores, live querysets) learn that nothing more will arrive.
+      entry.state = "closed";
+      entry.error = undefined;
+      for (const l of [...entry.listeners]) if (l.state) callListener(l.state.bind(l), "closed", undefined);
       entry.cancelled = true;
       if (entry.retry) clearTimeout(entry.retry);
       entry.stop?.();

@@ -71,6 +71,15 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
     // The test-only agents of agents/test_agents.py (e.g. "stream-test").
     DJANGO_AI_TEST_AGENTS: "1",
     ...env,
+    // Every test of the run is a new anonymous visitor from 127.0.0.1: the per-address bounds
+    // (anonymous writes, 300/min by default, and the conversations new visitors start, counted
+    // per address until they have an id, 30/min; the Python suite covers both) would throttle
+    // the suite itself. The per-visitor rates stay as configured.
+    DJANGO_AI_SETTINGS_JSON: JSON.stringify({
+      ANONYMOUS_ADDRESS_THROTTLE_RATE: "100000/min",
+      SESSION_START_THROTTLE_RATE: "100000/min",
+      ...(JSON.parse(env.DJANGO_AI_SETTINGS_JSON ?? "{}") as Record<string, unknown>),
+    }),
   };
   // A temporary SQLite database, whatever the surrounding run uses.
   delete childEnv.DATABASE_URL;

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from django_ai.conversations.constants import SessionStatus
@@ -13,20 +10,10 @@ from django_ai.conversations.models import File
 from django_ai.conversations.testing.factories import SessionFactory, UserFactory
 
 from .bridge_support import API, error_codes, error_fields, user_api
+from .test_files_upload import media  # noqa: F401 - the autouse fixture: MEDIA_ROOT in tmp, throttles reset
+from .test_files_upload import stored_files as stored
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()  # throttle counts
-    yield tmp_path / "media"
-    cache.clear()
-
-
-def stored(media: Path) -> list[Path]:
-    return [p for p in media.rglob("*") if p.is_file()] if media.exists() else []
 
 
 def test_more_files_than_django_accepts_is_an_envelope_400(media, settings):

@@ -150,15 +150,19 @@ export class RealtimeHub {
     };
   }
 
+  /**
+   * Record a channel's state and tell its listeners. A listener that throws is reported and does
+   * not keep the others (a conversation store on the same channel) from their events, nor tear the
+   * connection down. One unsubscribed by an earlier listener is not called any more.
+   */
+  private setState(entry: Entry, state: ChannelState, error?: RealtimeError): void {
+    entry.state = state;
+    entry.error = error;
+    for (const l of [...entry.listeners]) if (entry.listeners.has(l) && l.state) callListener(l.state.bind(l), state, error);
+  }
+
   private open(channel: string, entry: Entry): void {
-    // A listener that throws is reported and does not keep the others (a conversation store on
-    // the same channel) from their events, nor tear the connection down. One unsubscribed by an
-    // earlier listener is not called any more.
-    const setState = (state: ChannelState, error?: RealtimeError) => {
-      entry.state = state;
-      entry.error = error;
-      for (const l of [...entry.listeners]) if (entry.listeners.has(l) && l.state) callListener(l.state.bind(l), state, error);
-    };
+    const setState = (state: ChannelState, error?: RealtimeError) => this.setState(entry, state, error);
     if (!this.enabled) {
       setState("closed");
       return;
@@ -208,9 +212,7 @@ export class RealtimeHub {
     this.closed = true;
     for (const entry of this.channels.values()) {
       // Listeners (conversation stores, live querysets) learn that nothing more will arrive.
-      entry.state = "closed";
-      entry.error = undefined;
-      for (const l of [...entry.listeners]) if (l.state) callListener(l.state.bind(l), "closed", undefined);
+      this.setState(entry, "closed");
       entry.cancelled = true;
       if (entry.retry) clearTimeout(entry.retry);
       entry.stop?.();

@@ -10,6 +10,7 @@ class ConversationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .bridge import checks as _bridge_checks  # noqa: F401
         from .extraction import checks as _extraction_checks  # noqa: F401
         from .realtime import sync
         from .registry import registry

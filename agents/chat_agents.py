@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -39,24 +40,39 @@ class EchoAgent(ConversationAgent):
         return f"You said: {message}"
 
 
+#: What support knows, by topic: the words that lead to it (matched at the start of a word, so
+#: "refunds" finds "refund" and "recall" does not find "call"), and the answer.
 SUPPORT_ANSWERS = {
-    ("bill", "invoice", "charge", "payment"): (
+    "billing": (
+        ("bill", "invoice", "charge", "payment", "pay"),
         "Invoices are in Settings → Billing. Each charge links to its PDF invoice, and a wrong "
-        "charge can be disputed from there within 60 days."
+        "charge can be disputed from there within 60 days.",
     ),
-    ("password", "login", "sign in", "locked"): (
+    "signing in": (
+        ("password", "login", "log in", "sign in", "signin", "locked"),
         "Use “Forgot password” on the sign-in page: the reset link is valid for one hour. After five "
-        "failed attempts the account locks for 15 minutes."
+        "failed attempts the account locks for 15 minutes.",
     ),
-    ("refund", "cancel", "money back"): (
+    "refunds and cancellations": (
+        ("refund", "cancel", "money back"),
         "Refunds for annual plans are pro-rated within the first 30 days. Monthly plans can be "
-        "cancelled at any time and stay active until the end of the period."
+        "cancelled at any time and stay active until the end of the period.",
     ),
-    ("ship", "deliver", "order", "track"): (
+    "orders and shipping": (
+        ("ship", "deliver", "order", "track", "parcel"),
         "Orders ship within two working days; the tracking link arrives by e-mail as soon as the "
-        "parcel leaves the warehouse."
+        "parcel leaves the warehouse.",
     ),
 }
+
+GREETING = re.compile(r"^\W*(hello|hi|hey|good (morning|afternoon|evening))\b[\s\w]{0,20}\W*$", re.IGNORECASE)
+THANKS = re.compile(r"^\W*(thanks|thank you|thx|cheers)\b[\s\w]{0,20}\W*$", re.IGNORECASE)
+BOOKING_WORDS = ("appointment", "book", "call", "talk to a person", "human", "agent")
+
+
+def _mentions(text: str, keys: tuple[str, ...]) -> bool:
+    """Whether ``text`` has one of ``keys`` at the start of a word (``text`` in lower case)."""
+    return any(re.search(r"\b" + re.escape(key), text) for key in keys)
 
 
 def upcoming_slots(now: datetime | None = None) -> list[str]:
@@ -85,6 +101,12 @@ class SupportAgent(ConversationAgent):
         appointment_widget: str = ""
         booked_slot: str = ""
 
+    class StartParams(BaseModel):
+        """What the page may choose when it starts a conversation (the demo's plan selector).
+        The user id is never among them: create_context reads it from the request."""
+
+        tier: Literal["basic", "premium"] = "basic"
+
     @classmethod
     def create_context(cls, request=None, **kwargs):
         user = request.user if request and request.user.is_authenticated else None
@@ -102,10 +124,8 @@ class SupportAgent(ConversationAgent):
                 update_widget(ctx.appointment_widget, display_data={"selected_slot": slot, "confirmed": True})
             return f"Done! Your call with support is booked for {slot}. You'll get a calendar invite by e-mail."
 
-        if re.search(r"\b(hello|hi|hey)\b", text):
-            return "Hello! How can I help you today?"
-
-        if "appointment" in text or "book" in text or "call" in text:
+        topics = [(topic, answer) for topic, (keys, answer) in SUPPORT_ANSWERS.items() if _mentions(text, keys)]
+        if not topics and _mentions(text, BOOKING_WORDS):
             slots = upcoming_slots()
             ctx.offered_slots = slots
             widget = display_widget(
@@ -120,16 +140,27 @@ class SupportAgent(ConversationAgent):
             ctx.appointment_widget = str(widget.pk)
             return "Please select your preferred time above."
 
-        answer = next((a for keys, a in SUPPORT_ANSWERS.items() if any(k in text for k in keys)), None)
+        if not topics:
+            # Only a greeting or a thank-you is answered as one: "Hi, I was charged twice" is a question.
+            if GREETING.match(message):
+                return "Hello! How can I help you today?"
+            if THANKS.match(message):
+                return "You're welcome! Anything else I can help with?"
+
         with ResponseStream() as stream:
             stream.write("Let me check that for you. ")
             await asyncio.sleep(WORD_DELAY * 5)
-            intro = f"As a {ctx.support_tier} customer, here is what I found about “{message.strip()}”: "
-            body = answer or (
-                "I couldn't find an article on that yet. Ask me about billing, passwords, refunds or "
-                "shipping, or type “book a call” to talk to a person."
-            )
-            for word in (intro + body).split(" "):
+            if topics:
+                names = " and ".join(topic for topic, _ in topics[:2])
+                text = f"As a {ctx.support_tier} customer, here is what I know about {names}: " + " ".join(
+                    answer for _, answer in topics[:2]
+                )
+            else:
+                text = (
+                    "I couldn't find an article on that yet. Ask me about billing, passwords, refunds or "
+                    "shipping, or type “book a call” to talk to a person."
+                )
+            for word in text.split(" "):
                 stream.write(word + " ")
                 await asyncio.sleep(WORD_DELAY)
         return stream.content.strip()

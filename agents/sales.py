@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel
@@ -50,6 +50,11 @@ class SalesAgent(ConversationAgent):
     class Context(BaseModel):
         user_id: int = 0
         account_tier: str = "basic"
+
+    class StartParams(BaseModel):
+        """The demo page's plan selector; the user id comes from the request, never the client."""
+
+        tier: Literal["basic", "premium"] = "basic"
 
     @classmethod
     def create_context(cls, request=None, **kwargs):

@@ -38,6 +38,11 @@ class ConversationAgent:
     - ``self.message`` is the user's :class:`ConversationMessage`;
     - ``self.cancelled`` turns True when someone asked to stop the turn.
 
+    ``StartParams`` (a pydantic model, None by default) declares the start parameters a *client*
+    may send (``start/``'s ``context``); anything else a client sends is refused, because the
+    Context often holds values the agent trusts (the user id, the plan). Python callers
+    (``start_conversation(context_kwargs=...)``) are trusted and may pass any keyword.
+
     Class attributes: ``concurrency`` (``"enqueue"``, ``"reject"`` or ``"interrupt"``) says what
     happens to a message sent while a turn runs; ``turn_timeout`` (seconds) overrides the setting;
     ``file_wait_timeout`` (seconds) overrides ``FILE_WAIT_TIMEOUT``, how long the turn waits for the
@@ -45,6 +50,8 @@ class ConversationAgent:
     """
 
     Context: ClassVar[type[BaseModel]] = EmptyContext
+    #: The start parameters a client may send, as a pydantic model; None: clients send none.
+    StartParams: ClassVar[type[BaseModel] | None] = None
     concurrency: ClassVar[str | None] = None
     turn_timeout: ClassVar[float | None] = None
     file_wait_timeout: ClassVar[float | None] = None
@@ -75,6 +82,53 @@ class ConversationAgent:
         (the user, their plan, the page they came from).
         """
         return cls.Context(**kwargs)
+
+    @classmethod
+    def validate_start_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Check the start parameters a client sent (``start/``'s ``context``) against
+        ``StartParams`` and return the keyword arguments for ``create_context``: only the keys the
+        client sent, validated and coerced.
+
+        Raises ContextValidationError naming the field: ``start_param_not_allowed`` for a key
+        ``StartParams`` does not declare (every key, when it is None), ``invalid_context`` for a
+        value that does not validate. Override it for rules a model cannot say.
+        """
+        declared = cls.StartParams
+        if not params:
+            return {}
+        allowed: set[str] = set()
+        if declared is not None:
+            for name, field in declared.model_fields.items():
+                allowed.add(name)
+                if field.alias:
+                    allowed.add(field.alias)
+        extra_allowed = declared is not None and declared.model_config.get("extra") == "allow"
+        refused = [key for key in params if key not in allowed and not extra_allowed]
+        if refused:
+            accepted = ", ".join(sorted(declared.model_fields)) if declared is not None else ""
+            message = (
+                f"{cls.__name__} accepts only these start parameters from clients: {accepted}."
+                if accepted
+                else f"{cls.__name__} accepts no start parameters from clients (it declares no StartParams)."
+            )
+            raise ContextValidationError(
+                f"Start parameter {str(refused[0])[:64]!r} is not allowed. {message}",
+                code="start_param_not_allowed",
+                field=f"context.{str(refused[0])[:64]}",
+                errors=[
+                    {"field": f"context.{str(key)[:64]}", "message": f"Start parameter {str(key)[:64]!r} is not allowed. {message}"}
+                    for key in refused
+                ],
+            )
+        assert declared is not None  # every key was refused otherwise
+        try:
+            validated = declared.model_validate(params, **_BY_NAME_AND_ALIAS)
+        except ValidationError as exc:
+            raise ContextValidationError(
+                f"The start parameters do not fit {cls.__name__}.StartParams: {_format_errors(exc)}",
+                errors=[{**e, "field": f"context.{e['field']}" if e["field"] else "context"} for e in _errors(exc)],
+            ) from exc
+        return validated.model_dump(exclude_unset=True)
 
     async def get_response(self, message: str, request: HttpRequest | None = None, **kwargs: Any) -> str:
         """Answer ``message``: return the text, or stream it with ResponseStream and return it."""
@@ -151,6 +205,12 @@ class ConversationAgent:
             raise ImproperlyDeclaredAgent(
                 f"{name}.Context must be a pydantic BaseModel subclass "
                 f"(class Context(BaseModel): ...), not {cls.Context!r}."
+            )
+        params = cls.StartParams
+        if params is not None and not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise ImproperlyDeclaredAgent(
+                f"{name}.StartParams must be a pydantic BaseModel subclass listing the start parameters "
+                f"clients may send (class StartParams(BaseModel): tier: str = 'basic'), or None; not {params!r}."
             )
         method = cls.__dict__.get("get_response") or getattr(cls, "get_response")
         if method is ConversationAgent.get_response:

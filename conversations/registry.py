@@ -79,6 +79,8 @@ class AgentRegistry:
                 "path": path,
                 "name": getattr(cls, "display_name", None) or cls.__name__,
                 "description": (cls.__doc__ or "").strip().split("\n")[0],
+                # JSON Schema of the start parameters a client may send (None: none).
+                "start_params": cls.StartParams.model_json_schema() if cls.StartParams is not None else None,
             }
             for path, cls in self.items()
         ]

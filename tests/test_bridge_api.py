@@ -304,7 +304,7 @@ class TestEndpoints:
         assert "context" not in body["models"]["session"]["fields"]
         assert body["models"]["session"]["actions"] == ["read", "update"]
         assert body["models"]["file"]["actions"] == ["read", "delete"]
-        assert {"path": "test-agent", "name": "EchoAgent", "description": "Answers with the message."} in body["agents"]
+        assert {"path": "test-agent", "name": "EchoAgent", "description": "Answers with the message.", "start_params": None} in body["agents"]
         assert body["events"] == [str(e) for e in EventName]
 
     def test_start_validates_its_body(self):

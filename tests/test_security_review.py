@@ -143,13 +143,20 @@ def test_extreme_but_representable_date_times_still_filter(owner):
 @pytest.mark.parametrize("key", ["cls"])
 def test_a_context_key_named_like_the_hidden_class_argument_is_400(key):
     """``create_context`` is a classmethod: ``cls`` is not in its bound signature, so the check
-    let it through and the call itself failed with a TypeError (500)."""
+    let it through and the call itself failed with a TypeError (500). From a client it is now an
+    undeclared start parameter; from Python it is still a clear error."""
+    from django_ai.conversations.actions import start_conversation
+    from django_ai.conversations.exceptions import ContextValidationError
+
     client = Client(raise_request_exception=False)
     response = client.post(
         API + "start/", {"agent_path": "test-agent", "context": {key: 1}}, content_type="application/json"
     )
     assert response.status_code == 400, response.content
-    assert error_codes(response) == ["invalid_context"]
+    assert error_codes(response) == ["start_param_not_allowed"]
+    with pytest.raises(ContextValidationError) as raised:
+        start_conversation("test-agent", context_kwargs={key: 1})
+    assert raised.value.code == "invalid_context"
     assert ConversationSession.objects.count() == 0
 
 

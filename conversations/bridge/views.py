@@ -66,7 +66,11 @@ def _operation_id(request: Request) -> str | None:
 
 
 class StartView(BridgeAPIView):
-    """``POST start/``: start a conversation (the agent's ``create_context`` builds its Context)."""
+    """``POST start/``: start a conversation (the agent's ``create_context`` builds its Context).
+
+    ``context`` holds start parameters from the client: the agent's ``validate_start_params``
+    lets through only what its ``StartParams`` declares (docs/security.md).
+    """
 
     throttle_classes = [SessionStartThrottle, AnonymousAddressThrottle]
 
@@ -82,8 +86,10 @@ class StartView(BridgeAPIView):
         if not isinstance(title, str) or len(title) > 200 or "\x00" in title:
             raise InvalidQuery("title must be a string of at most 200 characters.", field="title")
         self.check_start_permission(request)
+        # The client's context is untrusted: only the agent's declared StartParams get through.
+        context_kwargs = agent_registry.get(agent_path).validate_start_params(context or {})
         with operation(_operation_id(request)):
-            result = start_conversation(agent_path, context_kwargs=context, request=request._request, title=title)
+            result = start_conversation(agent_path, context_kwargs=context_kwargs, request=request._request, title=title)
         # Cookie clients need the CSRF token for their next writes (see docs/protocol.md).
         get_token(request._request)
         return Response(result, status=status.HTTP_201_CREATED)

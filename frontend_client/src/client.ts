@@ -60,8 +60,10 @@ export interface Client {
   agents(): Promise<AgentInfo[]>;
   /** `GET realtime/config/`. */
   realtimeConfig(): Promise<RealtimeConfig>;
-  /** Start a conversation with `agentPath` (context kwargs go to the agent's `create_context`). */
-  startConversation(agentPath: string, contextKwargs?: JsonObject, options?: StartOptions): Promise<Conversation>;
+  /** Start a conversation with `agentPath`. `startParams` are the start parameters the agent declares
+   * (its `StartParams`, listed as `start_params` by `agents()`); any other key is refused (400
+   * `start_param_not_allowed`). They reach the agent's `create_context`. */
+  startConversation(agentPath: string, startParams?: JsonObject, options?: StartOptions): Promise<Conversation>;
   /** The store of an existing conversation; it starts loading at once. */
   conversation(sessionId: string, options?: ConversationOptions): Conversation;
   /** Stop the running turn of a conversation. */
@@ -113,8 +115,8 @@ export function createClient(options: ClientOptions): Client {
     realtimeConfig() {
       return realtime.config();
     },
-    async startConversation(agentPath, contextKwargs = {}, startOptions = {}) {
-      const body: Record<string, unknown> = { agent_path: agentPath, context: contextKwargs };
+    async startConversation(agentPath, startParams = {}, startOptions = {}) {
+      const body: Record<string, unknown> = { agent_path: agentPath, context: startParams };
       if (startOptions.title) body.title = startOptions.title;
       const started = await transport.request<StartedConversation>("POST", "start/", { body });
       if (started.anonymous_id && !transport.anonymousId) {

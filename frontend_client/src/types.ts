@@ -119,6 +119,8 @@ export interface AgentInfo {
   path: string;
   name: string;
   description: string;
+  /** JSON Schema of the start parameters a client may send to `start/` (null: none). */
+  start_params: Record<string, unknown> | null;
 }
 
 /** A field of an exposed model in `GET schema/`. */

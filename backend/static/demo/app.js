@@ -164,7 +164,10 @@ function followSessions() {
 async function startConversation(path) {
   closeMenu();
   try {
-    const conversation = await client.startConversation(path, { tier: $("plan").value });
+    // Only agents that declare a "tier" start parameter take the plan (others refuse unknown keys).
+    const agent = agents.find((a) => a.path === path);
+    const params = agent?.start_params?.properties?.tier ? { tier: $("plan").value } : {};
+    const conversation = await client.startConversation(path, params);
     openConversation(conversation.sessionId, conversation);
     $("input").focus();
   } catch (error) {

@@ -58,3 +58,35 @@ def test_missing_bundle_says_how_to_build_it(client, monkeypatch):
     assert "The SDK bundle is not built" in body
     assert "npm run build" in body
     assert "demo/app.js" not in body
+
+
+def test_debug_is_off_unless_asked_for():
+    """An error page under DEBUG shows settings and code; the demo turns it on only with
+    DJANGO_DEBUG=1."""
+    import os
+    import subprocess
+    import sys
+
+    def debug_with(value: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_DEBUG"}
+        if value is not None:
+            env["DJANGO_DEBUG"] = value
+        code = "import backend.settings as s; print(s.DEBUG)"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert debug_with(None) == "False"
+    assert debug_with("0") == "False"
+    assert debug_with("1") == "True"
+
+
+def test_the_page_and_its_files_are_served_with_debug_off(client, settings):
+    settings.DEBUG = False
+    page = client.get("/")
+    assert page.status_code == 200
+    for url in ("/static/demo/app.js", "/static/demo/app.css", page_config(page)["sdk"]):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert b"".join(response.streaming_content)
+    # No path escapes the static folders.
+    for path in ("/static/../backend/settings.py", "/static/demo/../../backend/settings.py", "/static/demo/%2e%2e/%2e%2e/settings.py"):
+        assert client.get(path).status_code in (400, 404), path

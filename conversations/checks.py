@@ -75,9 +75,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "QUERY_DEFAULT_LIMIT": (1, 10**6),
         "QUERY_MAX_LIMIT": (1, 10**6),
         "MAX_MESSAGE_LENGTH": (1, 10**8),
+        "SSE_MAX_STREAMS_PER_VISITOR": (1, 10**6),
+        "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS": (1, 10**6),
     }
+    no_limit_allowed = {"SSE_MAX_STREAMS_PER_VISITOR", "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS"}
     for key, (low, high) in numbers.items():
         value = ai_settings.raw(key)
+        if value is None and key in no_limit_allowed:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             errors.append(
                 checks.Error(

@@ -32,6 +32,11 @@ DEFAULTS: dict[str, Any] = {
     "SSE_HISTORY_SIZE": 200,
     "SSE_HISTORY_CHANNELS": 1000,
     "SSE_CLIENT_QUEUE_SIZE": 1000,
+    # Event streams one visitor (user or anonymous id) may hold open at once in a process, and
+    # anonymous visitors' streams per client address together (a client can mint visitors);
+    # beyond them realtime/events/ answers 429 too_many_streams. None: no limit.
+    "SSE_MAX_STREAMS_PER_VISITOR": 10,
+    "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS": 100,
     # Text extraction: a dotted path to an extractor class, or None to pick the best available.
     "TEXT_EXTRACTOR": None,
     "TIKA_SERVER_ENDPOINT": None,

@@ -1,14 +1,18 @@
 """The Local backend end to end: Server-Sent Events under Django's threaded WSGI server (the server
 ``runserver`` uses, via pytest-django's ``live_server``) and under uvicorn (ASGI), fed by real
-turns; Last-Event-ID, heartbeats, disconnect cleanup; the broker's bounds."""
+turns; Last-Event-ID, heartbeats, disconnect cleanup; the broker's bounds; the cap on open streams
+per visitor and per client address."""
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 from django.core.asgi import get_asgi_application
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName
@@ -17,10 +21,11 @@ from django_ai.conversations.models import ConversationMessage, ConversationWidg
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.realtime import get_backend, reset_backend
 from django_ai.conversations.realtime.channels import session_channel
-from django_ai.conversations.realtime.local import Broker, LocalBackend
+from django_ai.conversations.realtime.local import Broker, LocalBackend, TooManyStreams
 from django_ai.conversations.realtime.resume import StreamAssembler
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
+from django_ai.conversations.testing import UserFactory
 from tests.realtime_server.harness import SSEReader, UvicornThread
 
 EVENTS = "/api/conversations/realtime/events/"
@@ -42,13 +47,14 @@ class StreamingAgent(ConversationAgent):
         return stream.content
 
 
-@pytest.fixture
-def local():
+@contextmanager
+def local_backend(**settings):
     with override_settings(
         DJANGO_AI={
             "REALTIME_BACKEND": "django_ai.conversations.realtime.local.LocalBackend",
             "SSE_HEARTBEAT_INTERVAL": 0.2,
             "STREAM_COALESCE_WINDOW": 0.02,
+            **settings,
         }
     ):
         reset_backend()
@@ -56,6 +62,19 @@ def local():
         assert isinstance(backend, LocalBackend)
         yield backend
     reset_backend()
+
+
+@pytest.fixture
+def local():
+    with local_backend() as backend:
+        yield backend
+
+
+@pytest.fixture
+def capped():
+    """Two streams per visitor, three for anonymous visitors per client address."""
+    with local_backend(SSE_MAX_STREAMS_PER_VISITOR=2, SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS=3) as backend:
+        yield backend
 
 
 @pytest.fixture
@@ -224,3 +243,118 @@ def test_a_reader_that_falls_too_far_behind_is_closed_not_buffered_forever():
     # Its client reconnects with Last-Event-ID and gets the rest from the history.
     again = broker.subscribe(["a"], last_event_id=broker.event_id(3))
     assert [item.seq for item in again.drain()] == list(range(4, 11))
+
+
+def _refusal(reader: SSEReader) -> dict:
+    assert reader.status == 429, (reader.status, reader.body)
+    errors = json.loads(reader.body)["errors"]
+    assert [e["code"] for e in errors] == ["too_many_streams"], errors
+    return errors[0]
+
+
+@pytest.mark.parametrize("server", ["wsgi", "asgi"])
+def test_open_streams_are_capped_per_visitor_and_per_address_and_freed_on_close(capped, live_server, asgi_server, server):
+    base = live_server.url if server == "wsgi" else asgi_server.url
+    register_agent("sse-streamer", StreamingAgent)
+    visitors = [new_anonymous_id() for _ in range(3)]
+    sessions = [ConversationService.create_session("sse-streamer", anonymous_id=v) for v in visitors]
+    first, second, third = ({HEADER: v} for v in visitors)
+    readers = []
+    try:
+        readers += [SSEReader(base, path(sessions[0]), headers=first) for _ in range(2)]
+        assert [r.status for r in readers] == [200, 200]
+        refused = _refusal(SSEReader(base, path(sessions[0]), headers=first))
+        assert "per visitor" in refused["message"]
+
+        readers.append(SSEReader(base, path(sessions[1]), headers=second))  # another visitor counts apart
+        assert readers[-1].status == 200
+        # Three anonymous streams from this address: a fourth visitor's first stream is refused too.
+        refused = _refusal(SSEReader(base, path(sessions[2]), headers=third))
+        assert "per address" in refused["message"]
+
+        # A signed-in user counts per user only, not under the address.
+        user = UserFactory()
+        mine = ConversationService.create_session("sse-streamer", user=user)
+        client = Client()
+        client.force_login(user)
+        cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+        readers += [SSEReader(base, path(mine), headers=cookie) for _ in range(2)]
+        assert [r.status for r in readers[-2:]] == [200, 200]
+        _refusal(SSEReader(base, path(mine), headers=cookie))
+
+        # A stream the client closes frees its place (the server notices at its next heartbeat).
+        readers[0].close()
+        wait_until(lambda: capped.broker.subscriber_count() == 4, what="the closed stream to be released")
+        again = SSEReader(base, path(sessions[0]), headers=first)
+        readers.append(again)
+        assert again.status == 200, again.body
+        _refusal(SSEReader(base, path(sessions[0]), headers=first))
+    finally:
+        for reader in readers:
+            reader.close()
+    wait_until(lambda: capped.broker.subscriber_count() == 0, what="every stream to be released")
+    assert capped.broker._held == {}
+
+
+def test_concurrent_opens_by_one_visitor_get_exactly_the_allowed_streams(capped, live_server, conversation):
+    session, visitor = conversation
+    barrier = threading.Barrier(6)
+    readers: list[SSEReader] = []
+    lock = threading.Lock()
+
+    def open_stream() -> None:
+        barrier.wait()
+        reader = SSEReader(live_server.url, path(session), headers={HEADER: visitor})
+        with lock:
+            readers.append(reader)
+
+    threads = [threading.Thread(target=open_stream) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert sorted(r.status for r in readers) == [200, 200, 429, 429, 429, 429]
+    finally:
+        for reader in readers:
+            reader.close()
+    wait_until(lambda: capped.broker.subscriber_count() == 0, what="every stream to be released")
+    assert capped.broker._held == {}
+
+
+def test_broker_counts_holders_exactly_under_concurrent_subscribes():
+    broker = Broker()
+    limits = {"visitor:a": 5, "address:x": None}
+    barrier = threading.Barrier(16)
+    taken: list = []
+    lock = threading.Lock()
+
+    def subscribe() -> None:
+        barrier.wait()
+        try:
+            subscription = broker.subscribe(["a"], limits=limits)
+        except TooManyStreams:
+            subscription = None
+        with lock:
+            taken.append(subscription)
+
+    threads = [threading.Thread(target=subscribe) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    opened = [s for s in taken if s is not None]
+    assert len(taken) == 16 and len(opened) == 5
+    assert broker.held("visitor:a") == broker.held("address:x") == 5
+
+    # Released from several threads, each twice (the stream's end and the response's close).
+    threads = [threading.Thread(target=broker.unsubscribe, args=(s,)) for s in opened * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert broker.held("visitor:a") == broker.held("address:x") == 0
+    assert broker.subscriber_count() == 0
+    assert len([broker.subscribe(["a"], limits=limits) for _ in range(5)]) == 5
+    with pytest.raises(TooManyStreams):
+        broker.subscribe(["b"], limits=limits)

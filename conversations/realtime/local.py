@@ -7,7 +7,9 @@ fits one-process deployments (the demo, small sites, development); with several 
 separate task worker use the Pusher backend (hosted Pusher, or soketi).
 
 The broker keeps the last ``SSE_HISTORY_SIZE`` events of each channel, so a client that reconnects
-with ``Last-Event-ID`` gets what it missed while the broker still holds it.
+with ``Last-Event-ID`` gets what it missed while the broker still holds it. It also counts open
+subscriptions per holder (a visitor, a client address) so the events view can cap them
+(``SSE_MAX_STREAMS_PER_VISITOR``): under WSGI every open stream holds a thread.
 """
 
 from __future__ import annotations
@@ -17,17 +19,26 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..exceptions import ConversationError
 from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
 from .sender import EventSender
 
-__all__ = ["LocalBackend", "Broker", "Subscription", "StoredEvent"]
+__all__ = ["LocalBackend", "Broker", "Subscription", "StoredEvent", "TooManyStreams"]
 
 logger = logging.getLogger("django_ai.conversations.realtime")
+
+
+class TooManyStreams(ConversationError):
+    """A holder (visitor, client address) already has as many open streams as it may."""
+
+    status_code = 429
+    default_code = "too_many_streams"
+    default_detail = "Too many event streams are open; close one before opening another."
 
 
 @dataclass(frozen=True)
@@ -130,6 +141,9 @@ class Broker:
         self._lock = threading.Lock()
         self._history: OrderedDict[str, deque[StoredEvent]] = OrderedDict()
         self._subscribers: dict[str, set[Subscription]] = {}
+        # Open subscriptions per holder key, and the keys each subscription counts under.
+        self._held: dict[str, int] = {}
+        self._holders: dict[Subscription, tuple[str, ...]] = {}
         self.closed = False
 
     def event_id(self, seq: int) -> str:
@@ -153,15 +167,39 @@ class Broker:
                 subscription.push(item)
             return item
 
-    def subscribe(self, channels: Iterable[str], *, last_event_id: str | None = None) -> Subscription:
-        """Start reading ``channels``; with ``last_event_id``, first the held events after it."""
+    def subscribe(
+        self,
+        channels: Iterable[str],
+        *,
+        last_event_id: str | None = None,
+        limits: Mapping[str, int | None] | None = None,
+    ) -> Subscription:
+        """Start reading ``channels``; with ``last_event_id``, first the held events after it.
+
+        ``limits`` maps holder keys (``"<kind>:<id>"``, e.g. ``"visitor:user-5"``) to the most
+        open subscriptions each may have (None: no limit); the new one counts under every key
+        until :meth:`unsubscribe`. :class:`TooManyStreams` when one of them is full; nothing is
+        counted then.
+        """
         channels = tuple(dict.fromkeys(channels))
         subscription = Subscription(self, channels, max_queue=self.client_queue_size)
         after = self._parse_event_id(last_event_id)
+        limits = dict(limits or {})
         with self._lock:
             if self.closed:
                 subscription.close()
                 return subscription
+            for key, most in limits.items():
+                if most is not None and self._held.get(key, 0) >= most:
+                    kind = key.partition(":")[0]
+                    raise TooManyStreams(
+                        f"At most {most} event streams may be open at once per {kind}; close one, or read "
+                        "several channels on one stream (?channel=a&channel=b)."
+                    )
+            for key in limits:
+                self._held[key] = self._held.get(key, 0) + 1
+            if limits:
+                self._holders[subscription] = tuple(limits)
             if after is not None:
                 missed = sorted(
                     (item for channel in channels for item in self._history.get(channel, ()) if item.seq > after),
@@ -173,6 +211,8 @@ class Broker:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop ``subscription`` and free its place under its holders; calling it again does
+        nothing."""
         with self._lock:
             for channel in subscription.channels:
                 readers = self._subscribers.get(channel)
@@ -180,7 +220,18 @@ class Broker:
                     readers.discard(subscription)
                     if not readers:
                         del self._subscribers[channel]
+            for key in self._holders.pop(subscription, ()):
+                left = self._held[key] - 1
+                if left:
+                    self._held[key] = left
+                else:
+                    del self._held[key]
         subscription.close()
+
+    def held(self, key: str) -> int:
+        """Open subscriptions counted under the holder ``key``."""
+        with self._lock:
+            return self._held.get(key, 0)
 
     def subscriber_count(self, channel: str | None = None) -> int:
         with self._lock:
@@ -194,6 +245,8 @@ class Broker:
             self.closed = True
             readers = {s for group in self._subscribers.values() for s in group}
             self._subscribers.clear()
+            self._held.clear()
+            self._holders.clear()
         for subscription in readers:
             subscription.close()
 

@@ -2,7 +2,10 @@
 
 - ``POST realtime/auth/``: Pusher private-channel authorisation (``socket_id`` + ``channel_name``,
   form-encoded as pusher-js sends it, or JSON).
-- ``GET realtime/events/?channel=...``: Server-Sent Events from the Local backend.
+- ``GET realtime/events/?channel=...``: Server-Sent Events from the Local backend, at most
+  ``SSE_MAX_STREAMS_PER_VISITOR`` open at once per visitor (and
+  ``SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS`` for anonymous visitors per client address): 429
+  ``too_many_streams`` beyond.
 - ``GET realtime/config/``: which backend runs and how a client reaches it.
 
 Permission checks live in :mod:`.auth`; these views only parse, call them and answer. Errors use the
@@ -23,13 +26,17 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from ..bridge.base import BridgeAPIView, StrictJSONParser
+from ..bridge.throttles import client_address
+from ..conf import ai_settings
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
 from ..exceptions import ConversationError
+from ..owners import get_owner
 from . import get_backend
 from .auth import authorize_channel, requester_owner_channel
-from .local import LocalBackend, sse_frames, sse_frames_async
+from .channels import anonymous_digest
+from .local import LocalBackend, Subscription, sse_frames, sse_frames_async
 
-__all__ = ["RealtimeAuthView", "RealtimeEventsView", "RealtimeConfigView"]
+__all__ = ["EventStreamResponse", "RealtimeAuthView", "RealtimeEventsView", "RealtimeConfigView"]
 
 SOCKET_ID = re.compile(r"\A[0-9]{1,20}\.[0-9]{1,20}\Z")
 #: Channels one Server-Sent Events stream may read.
@@ -109,7 +116,7 @@ class RealtimeEventsView(RealtimeView):
         for channel in channels:
             authorize_channel(request, channel)
         last_event_id = request.META.get("HTTP_LAST_EVENT_ID") or request.query_params.get("last_event_id")
-        subscription = backend.broker.subscribe(channels, last_event_id=last_event_id)
+        subscription = backend.broker.subscribe(channels, last_event_id=last_event_id, limits=self.get_stream_limits(request))
         if _is_asgi(request):
             content: Any = sse_frames_async(subscription, heartbeat=backend.heartbeat)
         else:
@@ -119,10 +126,40 @@ class RealtimeEventsView(RealtimeView):
             for connection in connections.all(initialized_only=True):
                 if not connection.in_atomic_block:
                     connection.close()
-        response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+        response = EventStreamResponse(content, subscription=subscription)
         response["Cache-Control"] = "no-cache, no-transform"
         response["X-Accel-Buffering"] = "no"
         return response
+
+    def get_stream_limits(self, request: Request) -> dict[str, int | None]:
+        """The holders this stream counts under, each with the most open streams it may have
+        (None: no limit): the visitor (``SSE_MAX_STREAMS_PER_VISITOR``) and, for anonymous
+        visitors, which any client can mint, their client address
+        (``SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS``). Override to cap differently (e.g. per
+        plan); keys are ``"<kind>:<id>"``, the kind is named in the 429's message."""
+        owner = get_owner(request)
+        per_visitor = ai_settings.SSE_MAX_STREAMS_PER_VISITOR
+        if owner.user is not None:
+            return {f"visitor:user-{owner.user.pk}": per_visitor}
+        limits = {f"address:{client_address(request)}": ai_settings.SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS}
+        if owner.anonymous_id:
+            limits[f"visitor:anon-{anonymous_digest(owner.anonymous_id)}"] = per_visitor
+        return limits
+
+
+class EventStreamResponse(StreamingHttpResponse):
+    """A ``text/event-stream`` response that ends its subscription when the server closes it,
+    so the stream's place under its holders is freed even if the stream never started."""
+
+    def __init__(self, content: Any, *, subscription: Subscription):
+        super().__init__(content, content_type="text/event-stream; charset=utf-8")
+        self.subscription = subscription
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.subscription.broker.unsubscribe(self.subscription)
 
 
 class RealtimeConfigView(RealtimeView):

@@ -74,10 +74,13 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
     // Every test of the run is a new anonymous visitor from 127.0.0.1: the per-address bounds
     // (anonymous writes, 300/min by default, and the conversations new visitors start, counted
     // per address until they have an id, 30/min; the Python suite covers both) would throttle
-    // the suite itself. The per-visitor rates stay as configured.
+    // the suite itself; so would the cap on anonymous visitors' open event streams per address
+    // (100), with streams of finished tests not yet noticed as closed. The per-visitor rates and
+    // stream cap stay as configured.
     DJANGO_AI_SETTINGS_JSON: JSON.stringify({
       ANONYMOUS_ADDRESS_THROTTLE_RATE: "100000/min",
       SESSION_START_THROTTLE_RATE: "100000/min",
+      SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS: null,
       ...(JSON.parse(env.DJANGO_AI_SETTINGS_JSON ?? "{}") as Record<string, unknown>),
     }),
   };

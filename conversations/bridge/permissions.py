@@ -36,6 +36,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db.models import Model, QuerySet
 
 from ..constants import BridgeAction
@@ -128,6 +130,11 @@ class BasePermission(metaclass=_ComposableMeta):
     def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
         return None
 
+    def check_model(self, exposed: ExposedModel) -> None:
+        """Called when a model is exposed with this permission: raise ImproperlyConfigured naming
+        the fix when the permission cannot work on ``exposed.model`` (a field path it needs that the
+        model lacks), so the mistake shows at start-up, not at the first request."""
+
     def __and__(self, other: Any) -> And:
         return And(self, resolve_permission(other))
 
@@ -167,6 +174,10 @@ class And(BasePermission):
     def __init__(self, *operands: BasePermission):
         self.operands = operands
 
+    def check_model(self, exposed: ExposedModel) -> None:
+        for op in self.operands:
+            op.check_model(exposed)
+
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return all(op.has_permission(request, action, exposed) for op in self.operands)
 
@@ -201,6 +212,10 @@ class And(BasePermission):
 class Or(BasePermission):
     def __init__(self, *operands: BasePermission):
         self.operands = operands
+
+    def check_model(self, exposed: ExposedModel) -> None:
+        for op in self.operands:
+            op.check_model(exposed)
 
     def _allowing(self, request: Any, action: str, exposed: ExposedModel) -> list[BasePermission]:
         return [op for op in self.operands if op.has_permission(request, action, exposed)]
@@ -247,6 +262,9 @@ class Or(BasePermission):
 class Not(BasePermission):
     def __init__(self, operand: BasePermission):
         self.operand = operand
+
+    def check_model(self, exposed: ExposedModel) -> None:
+        self.operand.check_model(exposed)
 
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return not self.operand.has_permission(request, action, exposed)
@@ -355,9 +373,16 @@ class OnlyActions(BasePermission):
 class IsOwner(BasePermission):
     """Rows owned by the request's owner: a user, or an anonymous visitor by their id.
 
-    ``path`` leads from the exposed model to the row carrying ``user`` and ``anonymous_id``:
-    ``""`` for sessions and files (they carry them), ``"session"`` for messages and widgets.
-    Reads by a visitor without any id see nothing; writes need a known owner.
+    ``path`` leads, through foreign keys (``__`` between hops), from the exposed model to either
+
+    - the user who owns the row: ``IsOwner(path="owner")`` for ``owner = ForeignKey(User)``
+      (``path=""`` on the user model itself: each user reads their own row). Anonymous visitors
+      own no such rows;
+    - or a row carrying ``user`` and ``anonymous_id``, as conversations do: ``""`` for sessions
+      and files, ``"session"`` for messages, widgets and models of yours that point to a session.
+
+    The path is checked when the model is exposed (ImproperlyConfigured naming the fix). Reads by a
+    visitor without any id see nothing; writes need a known owner.
     """
 
     #: The scope filters on the same owner columns ``has_object_permission`` compares.
@@ -365,32 +390,101 @@ class IsOwner(BasePermission):
 
     def __init__(self, path: str = ""):
         self.path = path
+        self._resolved: dict[type[Model], tuple[bool, tuple[Any, ...]]] = {}
 
-    def _prefix(self) -> str:
-        return f"{self.path}__" if self.path else ""
+    def check_model(self, exposed: ExposedModel) -> None:
+        self._resolve(exposed.model)
+
+    def _resolve(self, model: type[Model]) -> tuple[bool, tuple[Any, ...]]:
+        """``(to_user, hops)``: whether the path ends at the user model, and its fields."""
+        cached = self._resolved.get(model)
+        if cached is not None:
+            return cached
+        user_model = get_user_model()
+        hops: list[Any] = []
+        current = model
+        for part in self.path.split("__") if self.path else []:
+            try:
+                field = current._meta.get_field(part)
+            except FieldDoesNotExist:
+                raise self._improper(model, f"{current._meta.label} has no field {part!r}") from None
+            if not (field.concrete and (field.many_to_one or field.one_to_one)):
+                raise self._improper(model, f"{current._meta.label}.{part} is not a foreign key or one-to-one field")
+            hops.append(field)
+            current = field.related_model
+        if issubclass(current, user_model):
+            resolved = (True, tuple(hops))
+        else:
+            names = {f.name for f in current._meta.get_fields()}
+            user_field = current._meta.get_field("user") if "user" in names else None
+            if not (
+                user_field is not None
+                and user_field.many_to_one
+                and issubclass(user_field.related_model, user_model)
+                and "anonymous_id" in names
+            ):
+                where = f"the path {self.path!r} ends at {current._meta.label}" if self.path else f"{current._meta.label} itself"
+                raise self._improper(model, f"{where}, which is neither the user model nor a model with `user` and `anonymous_id` fields")
+            resolved = (False, tuple(hops))
+        self._resolved[model] = resolved
+        return resolved
+
+    def _improper(self, model: type[Model], reason: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(
+            f"{self!r} cannot find who owns a {model._meta.label} row: {reason}. Give the path of "
+            f"foreign keys from {model.__name__} to the user who owns a row (e.g. IsOwner(path=\"owner\") "
+            "for owner = models.ForeignKey(settings.AUTH_USER_MODEL, ...)), or to a model with `user` and "
+            "`anonymous_id` fields such as a conversation session (IsOwner(path=\"session\"))."
+        )
+
+    def _lookup(self, to_user: bool, suffix: str) -> str:
+        if to_user:
+            return self.path or "pk"
+        return f"{self.path}__{suffix}" if self.path else suffix
 
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return action == BridgeAction.READ or get_owner(request).is_known
 
     def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+        to_user, _ = self._resolve(queryset.model)
         owner = get_owner(request)
-        prefix = self._prefix()
         if owner.user is not None:
-            return queryset.filter(**{f"{prefix}user": owner.user.pk})
-        if owner.anonymous_id:
-            return queryset.filter(**{f"{prefix}user__isnull": True, f"{prefix}anonymous_id": owner.anonymous_id})
+            return queryset.filter(**{self._lookup(to_user, "user"): owner.user.pk})
+        if owner.anonymous_id and not to_user:
+            return queryset.filter(**{self._lookup(False, "user__isnull"): True, self._lookup(False, "anonymous_id"): owner.anonymous_id})
         return queryset.none()
 
     def owning_row(self, obj: Model) -> Any:
+        """The row carrying ``user`` and ``anonymous_id`` that ``obj`` belongs to (None when the
+        path ends at the user model: see :meth:`owning_user_id`)."""
+        to_user, hops = self._resolve(type(obj))
+        if to_user:
+            return None
         target: Any = obj
-        for part in self.path.split("__") if self.path else []:
-            target = getattr(target, part, None)
+        for field in hops:
+            target = getattr(target, field.name, None)
             if target is None:
                 return None
         return target
 
+    def owning_user_id(self, obj: Model) -> Any:
+        """The pk of the user who owns ``obj`` when the path ends at the user model."""
+        _, hops = self._resolve(type(obj))
+        if not hops:
+            return obj.pk
+        target: Any = obj
+        for field in hops[:-1]:
+            target = getattr(target, field.name, None)
+            if target is None:
+                return None
+        return getattr(target, hops[-1].attname, None)
+
     def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
         owner = get_owner(request)
+        to_user, _ = self._resolve(type(obj))
+        if to_user:
+            user_id = self.owning_user_id(obj)
+            return owner.user is not None and user_id is not None and user_id == owner.user.pk
         row = self.owning_row(obj)
         return row is not None and owner.is_known and owns(owner, row)
 

@@ -121,6 +121,8 @@ class ExposedModel:
             self.max_limit = max_limit
         self._permissions = [resolve_permission(p) for p in self.permission_classes]
         self.check()
+        for permission in self._permissions:
+            permission.check_model(self)
 
     # Declaration checks: fail at registration, naming the fix.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypedDict
 
+from django.http import HttpRequest
 from pydantic import ValidationError
 
 from .agent import ConversationAgent
@@ -33,6 +34,7 @@ def start_conversation(
     context_kwargs: dict[str, Any] | None = None,
     request: Any = None,
     *,
+    user: Any = None,
     title: str = "",
     metadata: dict[str, Any] | None = None,
 ) -> StartedConversation:
@@ -42,14 +44,27 @@ def start_conversation(
     belongs to the request's user; an anonymous visitor gets a high-entropy anonymous id, stored in
     their Django session and returned as ``anonymous_id`` so a stateless client can send it back.
 
-    Returns ``{"session_id", "status", "agent_path", "anonymous_id", "title", "created_at"}``.
+    Without a request (the shell, a task, a management command), ``user=`` says who owns the
+    conversation; ``create_context`` then gets a bare ``HttpRequest`` whose ``user`` is that user,
+    so agents that read ``request.user`` work unchanged. Without either, the conversation has no
+    owner (only Python code can reach it).
+
+    Returns ``{"session_id", "status", "agent_path", "anonymous_id", "title", "created_at"}``, plain
+    JSON-ready values.
     """
     if request is not None and not hasattr(request, "META"):
         # A stray positional argument (a user, a dict) would otherwise start an ownerless conversation.
         raise TypeError(
             f"start_conversation(request=...) takes the visitor's HttpRequest (or DRF Request), not {type(request).__name__}; "
-            "pass None when there is no request."
+            "pass None when there is no request, and user=... to say who owns the conversation."
         )
+    if user is not None:
+        if not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
+            raise TypeError(f"start_conversation(user=...) takes a saved user, not {user!r}.")
+        if request is None:
+            request = _request_for(user)
+        elif getattr(get_owner(request).user, "pk", None) != user.pk:
+            raise TypeError("start_conversation() got a request of another user than user=...: pass one of them.")
     agent_cls = registry.get(agent_path)
     if context_kwargs is not None and not isinstance(context_kwargs, dict):
         raise ContextValidationError(
@@ -71,12 +86,21 @@ def start_conversation(
     )
     return {
         "session_id": str(session.pk),
-        "status": session.status,
+        "status": str(session.status),
         "agent_path": session.agent_path,
         "anonymous_id": anonymous_id or None,
         "title": session.title,
         "created_at": session.created_at.isoformat(),
     }
+
+
+def _request_for(user: Any) -> HttpRequest:
+    """A bare request standing for ``user`` when code without one starts a conversation: what
+    ``create_context`` reads (``request.user``) is there; it has no session and no headers."""
+    request = HttpRequest()
+    request.user = user
+    request.method = "POST"
+    return request
 
 
 def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dict[str, Any]) -> Any:

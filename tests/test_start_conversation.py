@@ -1,0 +1,73 @@
+"""``start_conversation()`` from code without a request (the shell, a task, a command): who owns the
+conversation, what ``create_context`` sees, and the plain values it returns. Real database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.actions import start_conversation
+from django_ai.conversations.models import ConversationSession
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.testing import UserFactory
+from tests.helpers import make_request
+
+pytestmark = pytest.mark.django_db
+
+
+class ReadmeSupportAgent(ConversationAgent):
+    """The README's create_context: reads the user from the request."""
+
+    class Context(BaseModel):
+        user_id: int = 0
+        support_tier: str = "basic"
+
+    @classmethod
+    def create_context(cls, request=None, **kwargs):
+        user = request.user if request and request.user.is_authenticated else None
+        return cls.Context(user_id=user.id if user else 0, support_tier=kwargs.get("tier", "basic"))
+
+    async def get_response(self, message, request=None, **kwargs):
+        return "ok"
+
+
+@pytest.fixture(autouse=True)
+def agent():
+    register_agent("readme-support", ReadmeSupportAgent)
+
+
+def test_a_user_without_a_request_owns_the_conversation_and_reaches_create_context():
+    user = UserFactory()
+    started = start_conversation("readme-support", context_kwargs={"tier": "premium"}, user=user)
+    session = ConversationSession.objects.get(pk=started["session_id"])
+    assert session.user == user and not session.anonymous_id
+    assert session.context == {"user_id": user.pk, "support_tier": "premium"}
+    assert started["anonymous_id"] is None
+
+
+def test_the_answer_is_plain_json_values():
+    started = start_conversation("readme-support", user=UserFactory())
+    assert type(started["status"]) is str and started["status"] == "active"
+    assert json.loads(json.dumps(started)) == started
+    assert all(type(value) in (str, type(None)) for value in started.values())
+
+
+def test_user_and_request_must_agree():
+    alice, bob = UserFactory(), UserFactory()
+    started = start_conversation("readme-support", request=make_request(alice), user=alice)
+    assert ConversationSession.objects.get(pk=started["session_id"]).user == alice
+    with pytest.raises(TypeError, match="another user"):
+        start_conversation("readme-support", request=make_request(alice), user=bob)
+    with pytest.raises(TypeError, match="saved user"):
+        start_conversation("readme-support", user="alice")
+    assert ConversationSession.objects.count() == 1
+
+
+def test_without_request_or_user_the_conversation_has_no_owner():
+    started = start_conversation("readme-support")
+    session = ConversationSession.objects.get(pk=started["session_id"])
+    assert session.user is None and not session.anonymous_id
+    assert session.context == {"user_id": 0, "support_tier": "basic"}

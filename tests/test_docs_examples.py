@@ -160,3 +160,22 @@ def test_tools_doc_schema_example():
     assert tool_schema(agent.check_eligibility) == printed
     assert tool_schemas([agent.check_eligibility]) == [printed]
     assert agent.check_eligibility(product_id="pro") == "User 7 can access pro"
+
+
+def test_installation_doc_lists_every_url_name_of_the_namespace():
+    """docs/installation.md's table of URL names is the urlconf's, and each reverses to its path."""
+    import re
+    from pathlib import Path
+
+    from django.urls import reverse
+
+    from django_ai.conversations import urls
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "installation.md").read_text()
+    documented = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)` \| ([^|]*)\|$", text, re.M)
+    named = {p.name for p in urls.urlpatterns if getattr(p, "name", None) and p.name != "not-found"}
+    assert {name for name, _, _ in documented} == named
+    for name, path, args in documented:
+        kwargs = {arg.strip("` "): "x" for arg in args.split(",") if arg.strip()}
+        expected = "/api/conversations/" + re.sub(r"<(\w+)>", "x", path)
+        assert reverse(f"django_ai_conversations:{name}", kwargs=kwargs) == expected

@@ -172,6 +172,8 @@ def test_installation_doc_lists_every_url_name_of_the_namespace():
     from django_ai.conversations import urls
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "installation.md").read_text()
+    text = text[text.index("The URLs live in the namespace"):]
+    text = text[: text.index("```")]
     documented = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)` \| ([^|]*)\|$", text, re.M)
     named = {p.name for p in urls.urlpatterns if getattr(p, "name", None) and p.name != "not-found"}
     assert {name for name, _, _ in documented} == named

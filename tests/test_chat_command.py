@@ -1,11 +1,21 @@
-"""``manage.py chat``: scripted sessions through call_command, and one real interactive process."""
+"""``manage.py chat``: scripted sessions through call_command, and real processes in a terminal
+(a pseudo-terminal of a set width, Ctrl-C sent as SIGINT)."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import pty
+import re
+import select
+import signal
+import sqlite3
+import struct
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +23,7 @@ from django.core.management import CommandError, call_command
 
 from agents import chat_agents
 from django_ai.conversations.constants import EventName
+from django_ai.conversations.internal.wrap import StreamWrapper, cell_width
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +130,175 @@ def test_a_real_terminal_process(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Chatting with Echo (echo)" in done.stdout
     assert "echo › You said: hello there" in done.stdout
+
+
+class Terminal:
+    """``manage.py chat`` in its own process on a pseudo-terminal ``columns`` wide, with a fresh
+    SQLite database in ``var_dir`` (read back with :meth:`rows`)."""
+
+    PROMPT = "you › "
+
+    def __init__(self, var_dir: Path, *args: str, columns: int = 80):
+        env = {**os.environ, "DJANGO_AI_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "backend.settings"}
+        for name in ("DATABASE_URL", "COLUMNS", "LINES"):
+            env.pop(name, None)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
+        self.database = var_dir / "demo.sqlite3"
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "chat", *args, "--no-color"],
+            cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+        )
+        os.close(slave)
+        self.output = ""
+        self._raw = b""
+
+    def read(self, wait: float = 0.2) -> None:
+        ready, _, _ = select.select([self.master], [], [], wait)
+        if ready:
+            try:
+                self._raw += os.read(self.master, 65536)
+            except OSError:  # the process is gone and the terminal closed
+                return
+            self.output = self._raw.decode(errors="replace").replace("\r\n", "\n")
+
+    def wait_for(self, predicate, what: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.output):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; the terminal shows:\n{self.output}")
+            self.read()
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b"\n")
+
+    def interrupt(self) -> None:
+        os.kill(self.process.pid, signal.SIGINT)
+
+    def exit_code(self, timeout: float = 90) -> int:
+        code = self.process.wait(timeout=timeout)
+        for _ in range(5):
+            self.read(0.05)
+        return code
+
+    def rows(self, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.database) as db:
+            return db.execute(sql).fetchall()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(tmp_path):
+    opened: list[Terminal] = []
+
+    def start(*args: str, columns: int = 80) -> Terminal:
+        opened.append(Terminal(tmp_path, *args, columns=columns))
+        return opened[-1]
+
+    yield start
+    for term in opened:
+        term.close()
+
+
+def reply_after(output: str, label: str) -> str:
+    """The text after the last ``label › `` (empty before the reply starts)."""
+    before, prompt, reply = output.rpartition(f"{label} › ")
+    return reply if prompt else ""
+
+
+MESSAGES = "SELECT message_type, processing_status, content FROM conversations_conversationmessage ORDER BY timestamp"
+
+
+def test_ctrl_c_stops_the_streaming_reply_and_ctrl_c_at_the_prompt_leaves(terminal):
+    """As the stop button: the turn ends cancelled with the text streamed so far, then the prompt."""
+    term = terminal("writer")
+    term.wait_for(lambda out: out.endswith(Terminal.PROMPT), "the prompt")
+    term.type("a lighthouse keeper")
+    term.wait_for(lambda out: len(reply_after(out, "writer").split()) > 12, "the story to stream")
+    term.interrupt()
+    term.wait_for(lambda out: "(stopped)" in out and out.endswith(Terminal.PROMPT), "the stopped reply and a new prompt")
+    assert "Traceback" not in term.output
+    (_, user_status, _), (_, agent_status, partial) = term.rows(MESSAGES)
+    assert (user_status, agent_status) == ("cancelled", "cancelled")
+    # The partial text is kept, and it is what the terminal showed.
+    assert len(partial.split()) > 12 and not partial.endswith("The end.")
+    shown = " ".join(reply_after(term.output, "writer").split("(stopped)")[0].split())
+    assert shown.startswith(" ".join(partial.split()[:12]))
+
+    term.interrupt()
+    assert term.exit_code() == 0
+    assert "Traceback" not in term.output and "KeyboardInterrupt" not in term.output
+
+
+def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
+    term = terminal("writer")
+    term.wait_for(lambda out: out.endswith(Terminal.PROMPT), "the prompt")
+    term.type("a lost umbrella")
+    term.wait_for(lambda out: len(reply_after(out, "writer").split()) > 5, "the story to stream")
+    term.interrupt()
+    # The first Ctrl-C has reached the turn when the message records the cancel request.
+    deadline = time.monotonic() + 90
+    while not term.rows("SELECT 1 FROM conversations_conversationmessage WHERE cancel_requested_at IS NOT NULL"):
+        assert time.monotonic() < deadline, term.output
+        term.read()
+    term.interrupt()
+    assert term.exit_code() == 0, term.output
+    assert "Traceback" not in term.output and "KeyboardInterrupt" not in term.output
+    assert [status for _, status, _ in term.rows(MESSAGES)] == ["cancelled", "cancelled"]
+
+
+def test_replies_wrap_at_word_boundaries_to_the_terminal_width(terminal):
+    term = terminal("support", "--context", '{"tier": "premium"}', "-m", "How do refunds work, and where is my invoice?", columns=50)
+    assert term.exit_code() == 0, term.output
+    [(reply,)] = term.rows("SELECT content FROM conversations_conversationmessage WHERE message_type = 'agent'")
+    shown = term.output.partition("support › ")[2].rstrip("\n").split("\n")
+    assert len(shown) > 4
+    # One column spare: some terminals add a blank line after a line that fills them exactly.
+    assert all(cell_width(line) <= 49 for line in shown), shown
+    # Continuation lines hang under the reply, and no word is cut: the lines are the reply's words.
+    assert all(line.startswith(" " * len("support › ")) for line in shown[1:])
+    assert [line.split() for line in shown] and sum((line.split() for line in shown), []) == reply.split()
+
+
+def _wrapped(pieces, **kwargs):
+    out: list[str] = []
+    wrapper = StreamWrapper(out.append, **kwargs)
+    for piece in pieces:
+        wrapper.feed(piece)
+    wrapper.finish()
+    return "".join(out)
+
+
+def test_stream_wrapper_breaks_between_words_whatever_the_pieces():
+    text = "Once upon a time, in a city of glass towers and quiet gardens, there lived a robot.\n\nThe end."
+    expected = "Once upon a time, in a\ncity of glass towers and\nquiet gardens, there\nlived a robot.\n\nThe end."
+    assert _wrapped([text], width=24) == expected
+    # Pieces cut mid-word (as a stream delivers them) wrap the same.
+    assert _wrapped(re.findall(r".{1,5}", text, re.S), width=24) == expected
+    assert _wrapped([text], width=None) == text
+
+
+def test_stream_wrapper_writes_each_word_as_soon_as_it_ends():
+    out: list[str] = []
+    wrapper = StreamWrapper(out.append, width=40, column=9, indent=9)
+    wrapper.feed("Hello wor")
+    assert "".join(out) == "Hello"  # "wor" may still grow
+    wrapper.feed("ld ")
+    assert "".join(out) == "Hello world"
+    wrapper.finish()
+
+
+def test_stream_wrapper_cuts_words_longer_than_a_line_and_counts_wide_characters():
+    assert _wrapped(["x" * 25 + " end"], width=10) == "xxxxxxxxxx\nxxxxxxxxxx\nxxxxx end"
+    # Each of these takes two columns.
+    assert _wrapped(["日本語 日本語 日本語"], width=14) == "日本語 日本語\n日本語"
+    # A hanging indent under a prompt of 9 columns.
+    assert _wrapped(["aaaa bbbb cccc dddd eeee ffff"], width=29, column=9, indent=9) == (
+        "aaaa bbbb cccc dddd\n         eeee ffff"
+    )

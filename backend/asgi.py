@@ -1,6 +1,17 @@
+"""The demo's ASGI application (``uvicorn backend.asgi:application``).
+
+Django's application wrapped in :class:`~django_ai.conversations.asgi.BodySizeLimitMiddleware`,
+so bodies over the app's limits are refused before Django stores them (docs/deployment.md).
+"""
+
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
-application = get_asgi_application()
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()
+
+from django_ai.conversations.asgi import BodySizeLimitMiddleware  # noqa: E402
+
+application = BodySizeLimitMiddleware(django_application)

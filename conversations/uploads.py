@@ -270,6 +270,9 @@ class UploadView(BridgeAPIView):
     def get_max_body_size(self) -> int | None:
         return int(ai_settings.MAX_UPLOAD_SIZE) + MULTIPART_OVERHEAD
 
+    def get_body_too_large_error(self) -> ConversationError:
+        return _too_large(int(ai_settings.MAX_UPLOAD_SIZE))
+
     def check_body_size(self, request: Request) -> None:
         limit = int(ai_settings.MAX_UPLOAD_SIZE)
         try:
@@ -277,7 +280,7 @@ class UploadView(BridgeAPIView):
         except (TypeError, ValueError) as exc:
             raise InvalidUpload("Content-Length is not a number.") from exc
         if length > limit + MULTIPART_OVERHEAD:
-            raise _too_large(limit)
+            raise self.get_body_too_large_error()
         # Stop a body that grows past the limit while it is read (no or a wrong Content-Length).
         request._request.upload_handlers.insert(0, _SizeLimitHandler(request._request, limit))
 

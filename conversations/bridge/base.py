@@ -7,6 +7,13 @@ e.g. an upload view returns the upload limit), speaks JSON, and runs the CSRF ch
 visitors known by their Django session cookie (DRF's SessionAuthentication only checks it for
 authenticated users).
 
+JSON bodies are UTF-8 (RFC 8259): a ``charset`` other than UTF-8 is refused with 415 rather than
+decoded, and the nesting limit is measured on the decoded text, so no encoding can hide brackets
+from it. Under ASGI, Django stores the whole body before any view runs: the size limit is applied
+before that by :class:`django_ai.conversations.asgi.BodySizeLimitMiddleware`, which asks the view
+resolved for the path (:meth:`BridgeAPIView.get_max_body_size`,
+:meth:`BridgeAPIView.get_body_too_large_error`); without it a warning is logged once.
+
 Who may do what is decided by the bridge's permission classes, not by DRF's
 ``DEFAULT_PERMISSION_CLASSES``: views set ``permission_classes = [AllowAny]`` at the DRF level so
 anonymous visitors reach them, then ask the exposed model.
@@ -15,10 +22,13 @@ anonymous visitors reach them, then ask the exposed model.
 from __future__ import annotations
 
 import io
+import logging
 import math
+import re
 from typing import Any
 
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.http import parse_header_parameters
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
@@ -27,29 +37,52 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from ..conf import ai_settings
+from ..exceptions import ConversationError
 from ..owners import get_owner, header_anonymous_id, session_anonymous_id, valid_anonymous_id
 from .errors import InvalidAnonymousId, RequestTooLarge, exception_handler
 
-__all__ = ["BridgeAPIView", "StrictJSONParser"]
+__all__ = ["ASGI_LIMIT_SCOPE_KEY", "BridgeAPIView", "StrictJSONParser"]
+
+logger = logging.getLogger("django_ai.conversations.bridge")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
+#: Set in the ASGI scope by :class:`django_ai.conversations.asgi.BodySizeLimitMiddleware`: the
+#: body was counted against the view's limit before Django stored it.
+ASGI_LIMIT_SCOPE_KEY = "django_ai.body_size_limited"
+_warned_unlimited_asgi = False
+
 
 class StrictJSONParser(JSONParser):
-    """JSON only, and never more bytes than the view allows (the body is read with a cap, so a
-    missing or lying Content-Length cannot smuggle a bigger body)."""
+    """JSON in UTF-8 only, never more bytes than the view allows, never nested deeper than
+    :data:`MAX_JSON_DEPTH`.
+
+    The body is read with a cap (a missing or lying Content-Length cannot smuggle a bigger body),
+    a ``charset`` other than UTF-8 is refused (415) instead of decoded, and the nesting is measured
+    on the decoded text before the JSON parser, which recurses per level, sees it."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
-        view = (parser_context or {}).get("view")
+        parser_context = parser_context or {}
+        _require_utf8(media_type)
+        view = parser_context.get("view")
         limit = view.get_max_body_size() if view is not None and hasattr(view, "get_max_body_size") else None
+        raw = b""
         if stream is not None:
             raw = stream.read(limit + 1) if limit is not None else stream.read()
-            if limit is not None and len(raw) > limit:
-                raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-            _reject_deep_nesting(raw)
-            stream = io.BytesIO(raw)
+        if limit is not None and len(raw) > limit:
+            if hasattr(view, "get_body_too_large_error"):
+                raise view.get_body_too_large_error()
+            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
         try:
-            data = super().parse(stream, media_type, parser_context)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise drf_exceptions.ParseError(
+                f"JSON parse error - the body is not valid UTF-8 (byte {exc.start})."
+            ) from exc
+        _reject_deep_nesting(text)
+        try:
+            # DRF decodes again, as UTF-8 whatever the request said (the charset was checked above).
+            data = super().parse(io.BytesIO(raw), media_type, {**parser_context, "encoding": "utf-8"})
         except RecursionError as exc:
             raise drf_exceptions.ParseError("JSON parse error - the body is nested too deeply.") from exc
         _reject_unstorable(data)
@@ -61,29 +94,39 @@ class StrictJSONParser(JSONParser):
 #: overflows the C stack (a crash, not a RecursionError), so depth is checked before parsing.
 MAX_JSON_DEPTH = 64
 
+#: A JSON string (whose brackets do not nest anything) or one bracket. Unrolled and possessive,
+#: so a long string is one linear match.
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]', re.DOTALL)
 
-def _reject_deep_nesting(raw: bytes) -> None:
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+
+def _require_utf8(media_type: str | None) -> None:
+    """415 for a declared charset other than UTF-8. JSON exchanged between systems is UTF-8
+    (RFC 8259, section 8.1); decoding whatever a client names (cp037, UTF-16, codecs that are not
+    text encodings at all) would only widen what a body can do."""
+    _, params = parse_header_parameters(media_type or "")
+    charset = params.get("charset")
+    if charset is None or charset.strip().lower().replace("_", "-") in ("utf-8", "utf8"):
+        return
+    raise drf_exceptions.UnsupportedMediaType(
+        media_type,
+        detail=f"JSON bodies must be UTF-8; charset={charset[:40]!r} is not accepted. "
+        "Send UTF-8, with 'charset=utf-8' or no charset.",
+    )
+
+
+def _reject_deep_nesting(text: str) -> None:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return  # too few brackets to nest that deep: no need to walk the body
     depth = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
             depth += 1
             if depth > MAX_JSON_DEPTH:
                 raise drf_exceptions.ParseError(
                     f"JSON parse error - the body is nested more than {MAX_JSON_DEPTH} levels deep."
                 )
-        elif byte in (0x5D, 0x7D):  # ] }
+        elif token in ("]", "}"):
             depth -= 1
 
 
@@ -132,10 +175,21 @@ class BridgeAPIView(APIView):
         return exception_handler
 
     def get_max_body_size(self) -> int | None:
-        """Largest accepted request body in bytes (None: no limit of ours)."""
+        """Largest accepted request body in bytes (None: no limit of ours).
+
+        Also asked by :class:`django_ai.conversations.asgi.BodySizeLimitMiddleware` before the
+        request exists: an override may use ``self.args`` / ``self.kwargs`` (the URL's), not
+        ``self.request``."""
         return ai_settings.BRIDGE_MAX_BODY_SIZE
 
+    def get_body_too_large_error(self) -> ConversationError:
+        """The 413 for a body over :meth:`get_max_body_size` (the ASGI middleware answers it too,
+        so both say the same). Like :meth:`get_max_body_size`, it may not use ``self.request``."""
+        return RequestTooLarge(f"The request body is larger than {self.get_max_body_size()} bytes.")
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if self.get_max_body_size() is not None:
+            _warn_if_asgi_body_unlimited(request)
         self.check_body_size(request)
         super().initial(request, *args, **kwargs)
         self.check_anonymous_id_header(request)
@@ -150,7 +204,7 @@ class BridgeAPIView(APIView):
         except (TypeError, ValueError) as exc:
             raise drf_exceptions.ParseError("Content-Length is not a number.") from exc
         if length > limit:
-            raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
+            raise self.get_body_too_large_error()
 
     def check_anonymous_id_header(self, request: Request) -> None:
         """400 ``invalid_anonymous_id`` when the request would be identified by its anonymous id
@@ -197,3 +251,19 @@ class BridgeAPIView(APIView):
     def get_owner(self) -> Any:
         """The owner (user or anonymous visitor) this request acts as."""
         return get_owner(self.request)
+
+
+def _warn_if_asgi_body_unlimited(request: Request) -> None:
+    """Once per process: this ASGI request reached a limited view without the body-size
+    middleware, so Django stored its whole body before the limit could apply."""
+    global _warned_unlimited_asgi
+    scope = getattr(request._request, "scope", None)
+    if _warned_unlimited_asgi or not isinstance(scope, dict) or scope.get(ASGI_LIMIT_SCOPE_KEY):
+        return
+    _warned_unlimited_asgi = True
+    logger.warning(
+        "This ASGI application does not limit request bodies before Django stores them: a body of "
+        "any size is written to a temporary file before the django_ai views can refuse it. Wrap the "
+        "application in your asgi.py: application = BodySizeLimitMiddleware(get_asgi_application()), "
+        "from django_ai.conversations.asgi (docs/deployment.md)."
+    )

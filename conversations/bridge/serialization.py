@@ -20,6 +20,7 @@ from django.db.models.fields.files import FieldFile
 from rest_framework import serializers
 
 from ..constants import BridgeAction
+from .base import MAX_JSON_DEPTH
 from .errors import FieldNotAllowed, InvalidQuery, MultipleErrors
 from .fields import pk_string
 
@@ -198,17 +199,26 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
     return type(f"{exposed.model.__name__}BridgeSerializer", (_BridgeModelSerializer,), attrs)
 
 
-def _reject_nul(value: Any, path: str, errors: list[Any]) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            errors.append(FieldNotAllowed("Text may not contain NUL characters.", code="invalid", field=path))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_nul(key, path, errors)
-            _reject_nul(item, path, errors)
-    elif isinstance(value, list):
-        for item in value:
-            _reject_nul(item, path, errors)
+def _reject_unstorable_value(value: Any, path: str, errors: list[Any]) -> None:
+    """One error for a value that holds a NUL character or nests deeper than the parser allows.
+
+    A loop, not recursion: the depth is the client's to choose, and the serializer's JSON fields
+    (``json.dumps``) recurse per level, so depth is bounded here too, whoever built the data."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                errors.append(FieldNotAllowed("Text may not contain NUL characters.", code="invalid", field=path))
+                return
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                errors.append(
+                    FieldNotAllowed(f"Values may nest at most {MAX_JSON_DEPTH} levels deep.", code="invalid", field=path)
+                )
+                return
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def validate_write_data(
@@ -227,7 +237,7 @@ def validate_write_data(
     if errors:
         raise MultipleErrors(errors)
     for key, value in data.items():
-        _reject_nul(value, key, errors)
+        _reject_unstorable_value(value, key, errors)
         if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
             errors.append(FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code="too_many_values", field=key))
     if errors:

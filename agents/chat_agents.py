@@ -4,7 +4,7 @@
 - ``support``: ``SupportAgent`` streams its answers, keeps a typed Context, and books appointments
   through the ``appointment_form`` widget whose slots answer back.
 - ``files``: ``FileAnalystAgent`` reads attached files with ``get_file_text`` / ``wait_for_file_text``.
-- ``writer``: ``StorytellerAgent`` streams a long story slowly (try the stop button).
+- ``writer``: ``StorytellerAgent`` streams a story about what you ask for, slowly (try the stop button).
 - ``sales``: ``SalesAgent`` (in :mod:`agents.sales`) calls tools through an LLM, offline by default.
 """
 
@@ -26,6 +26,9 @@ from django_ai.conversations.context import (
     update_widget,
     wait_for_file_text,
 )
+from django_ai.conversations.models import File
+
+from .stories import story_subject, tell
 
 #: Seconds between streamed words: slow enough to see the stream in the demo.
 WORD_DELAY = 0.03
@@ -167,14 +170,15 @@ class SupportAgent(ConversationAgent):
 
 
 class FileAnalystAgent(ConversationAgent):
-    """Reads the files you attach (PDF, Word, images with text) and answers about them."""
+    """Reads the files you attach (PDF, Word, images with text) and answers about them; a question
+    without a file is answered from the conversation's earlier files."""
 
     display_name = "File analyst"
 
     # A plain ``def``: it waits for extraction with wait_for_file_text, which blocks.
     def get_response(self, message, request=None, **kwargs):
         if not self.files:
-            return "Attach a file (a PDF, a Word document, a photo of a page…) and I'll read it for you."
+            return self.answer_from_earlier_files(message)
         with ResponseStream() as stream:
             for file in self.files:
                 text = get_file_text(file.id)
@@ -194,43 +198,66 @@ class FileAnalystAgent(ConversationAgent):
                         stream.write(f"• {line}\n")
         return stream.content.strip()
 
+    def answer_from_earlier_files(self, message: str) -> str:
+        # A sync agent may use the ORM directly: the files read before in this conversation.
+        earlier = list(
+            File.objects.filter(session=self.session, extraction_status=ExtractionStatus.DONE).order_by("-created_at")[:3]
+        )
+        if not earlier:
+            return "Attach a file (a PDF, a Word document, a photo of a page…) and I'll read it for you."
+        if not _keywords(message):
+            names = ", ".join(f.filename for f in earlier)
+            return f"Ask me something about {names}, or attach another file."
+        parts = []
+        for file in earlier:
+            hits = _matching_lines(file.extracted_text, message)
+            if hits:
+                parts.append(f"In {file.filename}:\n" + "\n".join(f"• {line}" for line in hits))
+        if not parts:
+            names = ", ".join(f.filename for f in earlier)
+            return f"Nothing in {names} matches your question. Try other words, or attach another file."
+        return "\n\n".join(parts)
+
+
+#: Words of a question that say nothing about what to look for in a file.
+QUESTION_WORDS = {
+    "what", "which", "does", "this", "that", "file", "files", "about", "please", "there", "with", "read", "tell",
+    "where", "when", "have", "here", "from", "into", "document", "page", "says", "show", "find", "give", "much",
+    "many", "them", "they", "their", "your", "mine", "those", "these", "also", "again", "could", "would", "should",
+}
+
+
+def _keywords(question: str) -> set[str]:
+    return {w for w in re.findall(r"[a-zA-Z]{4,}", question.lower())} - QUESTION_WORDS
+
 
 def _matching_lines(text: str, question: str, limit: int = 3) -> list[str]:
-    keywords = {w for w in re.findall(r"[a-zA-Z]{4,}", question.lower())} - {
-        "what", "which", "does", "this", "that", "file", "about", "please", "there", "with", "read", "tell",
-    }
+    keywords = _keywords(question)
     if not keywords:
         return []
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return [line[:200] for line in lines if any(k in line.lower() for k in keywords)][:limit]
 
 
-STORY = (
-    "Once upon a time, in a city of glass towers and quiet gardens, there lived a small robot called "
-    "Pim who collected forgotten words. Every morning Pim rolled through the market listening for "
-    "words nobody used any more: lantern-maker, moonlit, hearthstone. It wrote each one on a paper "
-    "slip and kept it in a tin box. One evening the box was full, and Pim wondered what the words "
-    "would say if they were read together. So it climbed to the roof of the tallest tower, opened the "
-    "tin, and let the wind carry the slips over the city. People looked up. A baker caught "
-    "“hearthstone” and remembered her grandmother's kitchen. A boy caught “moonlit” and decided to "
-    "walk home the long way. An old clockmaker caught “lantern-maker”, smiled, and lit the lamp in "
-    "his window for the first time in years. By midnight the city glowed with small lights, and Pim "
-    "understood that words are only forgotten until someone hands them back. The next morning it "
-    "bought a bigger tin box, and started again, listening more carefully than ever, because now it "
-    "knew what the words were for."
-)
-
-
 class StorytellerAgent(ConversationAgent):
-    """Tells a long story, word by word (try the stop button)."""
+    """Tells a story about what you ask for, word by word (try the stop button).
+
+    Offline: the stories come from :mod:`agents.stories` (a few plots with the subject woven in,
+    the same story for the same subject).
+    """
 
     display_name = "Storyteller"
 
     async def get_response(self, message, request=None, **kwargs):
-        topic = message.strip().rstrip(".!?")
+        if GREETING.match(message):
+            return "Hello! What should the story be about? Give me a subject, like “a lighthouse keeper”, or say “tell me a story”."
+        if THANKS.match(message):
+            return "You're welcome! Give me another subject whenever you like."
+        subject = story_subject(message)
+        if subject is None:
+            return "I tell stories. Give me a subject, like “a lost umbrella”, or say “tell me a story” and I'll pick one."
         with ResponseStream() as stream:
-            stream.write(f"A story about “{topic}”.\n\n")
-            for word in STORY.split(" "):
+            for word in tell(subject).split(" "):
                 # write() raises when someone pressed stop: the partial text is kept.
                 stream.write(word + " ")
                 await asyncio.sleep(WORD_DELAY * 2)

@@ -153,29 +153,56 @@ class SalesAgent(ConversationAgent):
         return stream.content if stream is not None else "I have nothing to add."
 
 
+#: Words of a question that name no product: the search gets what is left ("" finds everything).
+SEARCH_NOISE = {
+    "what", "which", "do", "does", "you", "your", "we", "sell", "offer", "offers", "product", "products",
+    "catalog", "catalogue", "search", "find", "price", "prices", "have", "any", "anything", "for", "the",
+    "is", "are", "of", "me", "show", "list", "all", "can", "how", "much", "cost", "costs", "there",
+}
+ELIGIBLE = re.compile(r"^User \d+ can access (?P<product>[\w-]+)\.$")
+UPGRADE = re.compile(r"^Upgrade required: (?P<product>[\w-]+) needs the (?P<plans>.+) plan\.$")
+
+
 def offline_brain(request: FakeRequest) -> Any:
-    """The scripted stand-in for an LLM: picks a tool from keywords, then words the tool's result."""
+    """The scripted stand-in for an LLM: picks a tool from keywords, then words the tool's result
+    for the customer (as a model would, instead of repeating it)."""
     last = request.messages[-1]
     if last.get("role") == "tool":
-        results = [m for m in request.messages if m.get("role") == "tool"]
-        content = results[-1]["content"]
-        try:
-            data = json.loads(content)
-        except ValueError:
-            return content
-        if isinstance(data, list):
-            names = ", ".join(f"{p['name']} ({p['product_id']}, {p['price']})" for p in data)
-            return f"Here is what we offer: {names}. Ask me whether you can use one of them."
-        if isinstance(data, dict) and "error" in data:
-            return f"Sorry, I could not use that tool: {data['error']['message']}"
-        return str(data)
+        return _word_result(last["content"])
     question = (request.last_user_message or "").lower()
     product = next((pid for pid in CATALOGUE if pid in question or pid.replace("-", " ") in question), None)
     if product:
         return FakeToolCall("check_eligibility", {"product_id": product})
     if re.search(r"\b(product|products|offer|sell|catalog|catalogue|search|find|price|prices)\b", question):
-        return FakeToolCall("search_products", {"query": question})
+        words = [w for w in re.findall(r"[a-z]+", question) if len(w) > 2 and w not in SEARCH_NOISE]
+        return FakeToolCall("search_products", {"query": " ".join(words)})
     return (
         "I can look through our products (“what do you sell?”) or check whether your account may use "
         "one (“can I use pro-features?”)."
     )
+
+
+def _word_result(content: str) -> str:
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = content
+    if isinstance(data, list):
+        names = ", ".join(f"{p['name']} ({p['product_id']}, {p['price']})" for p in data)
+        opening = "Here is what we offer" if len(data) == len(CATALOGUE) else "Here is what I found"
+        return f"{opening}: {names}. Ask me whether you can use one of them."
+    if isinstance(data, dict) and "error" in data:
+        return f"Sorry, I could not use that tool: {data['error']['message']}"
+    text = str(data)
+    if match := ELIGIBLE.match(text):
+        product = CATALOGUE[match["product"]]
+        return f"Yes: {product['name']} is available with your current plan ({product['price']})."
+    if match := UPGRADE.match(text):
+        product = CATALOGUE[match["product"]]
+        return (
+            f"Not with your current plan: {product['name']} needs the {match['plans']} plan. "
+            f"Upgrade your account to use it ({product['price']})."
+        )
+    if text.startswith("There is no product"):
+        return "We have no such product. Ask me what we sell."
+    return text

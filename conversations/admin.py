@@ -1,24 +1,65 @@
-"""Admin for conversations: sessions with their messages inline."""
+"""Admin for conversations: sessions with their messages inline.
+
+The lists fit a 1280 px screen with the filter sidebar: few columns, titles, contents and ids
+cut short (the full value in the cell's tooltip), one compact date. Inlines show only when the
+session has rows for them: no empty "widgets" table under every conversation.
+"""
 
 from __future__ import annotations
 
 import json
 
 from django.contrib import admin
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from .models import ConversationMessage, ConversationSession, ConversationWidget, File
+
+#: Characters shown of a title, an owner's name or a message's content in a list cell.
+TITLE_CHARS = 40
+OWNER_CHARS = 20
+PREVIEW_CHARS = 80
+INLINE_PREVIEW_CHARS = 200
 
 
 def _pretty_json(value: object) -> str:
     return format_html("<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
-class MessageInline(admin.TabularInline):
+def _short(text: str, chars: int) -> str:
+    """``text`` on one line, cut to ``chars`` characters; the whole of it (up to 1,000 characters)
+    in the tooltip."""
+    flat = " ".join(str(text).split())
+    short = Truncator(flat).chars(chars)
+    if short == flat:
+        return short
+    return format_html('<span title="{}">{}</span>', Truncator(flat).chars(1000), short)
+
+
+def _short_id(obj: object) -> str:
+    full = str(obj.pk)  # type: ignore[attr-defined]
+    return format_html('<code title="{}">{}</code>', full, full[:8])
+
+
+def _when(value: object) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "-"  # type: ignore[arg-type]
+
+
+class ShownWhenFilledInline(admin.TabularInline):
+    """An inline the change page shows only when the object has rows for it (and never on the
+    add page): ``extra = 0`` alone still draws an empty table with its headers."""
+
+    extra = 0
+
+    def has_rows(self, obj: object) -> bool:
+        return self.model._default_manager.filter(**{self.fk_name: obj}).exists()
+
+
+class MessageInline(ShownWhenFilledInline):
     model = ConversationMessage
     fk_name = "session"
-    extra = 0
-    fields = ("timestamp", "message_type", "processing_status", "content", "component_type")
+    fields = ("timestamp", "message_type", "processing_status", "content_preview", "component_type")
     readonly_fields = fields
     ordering = ("timestamp",)
     show_change_link = True
@@ -27,17 +68,23 @@ class MessageInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
         return False
 
+    @admin.display(description="content")
+    def content_preview(self, obj: ConversationMessage) -> str:
+        return _short(obj.content, INLINE_PREVIEW_CHARS)
 
-class WidgetInline(admin.TabularInline):
+
+class WidgetInline(ShownWhenFilledInline):
     model = ConversationWidget
-    extra = 0
+    fk_name = "session"
     fields = ("widget_type", "data", "display_data", "created_at")
     readonly_fields = ("created_at",)
 
 
 @admin.register(ConversationSession)
 class ConversationSessionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "agent_path", "owner", "status", "updated_at", "last_message_at")
+    list_display = ("conversation", "agent_path", "owner", "status", "updated")
+    list_display_links = ("conversation",)
+    list_select_related = ("user",)
     list_filter = ("status", "agent_path", "created_at")
     search_fields = ("id", "title", "agent_path", "user__username", "user__email", "messages__content")
     readonly_fields = ("id", "created_at", "updated_at", "last_message_at", "context_view", "active_turn", "turn_heartbeat_at")
@@ -46,15 +93,28 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [MessageInline, WidgetInline]
 
+    def get_inline_instances(self, request, obj=None):  # type: ignore[no-untyped-def]
+        inlines = super().get_inline_instances(request, obj)
+        return [inline for inline in inlines if obj is not None and inline.has_rows(obj)]
+
     def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return queryset, True if search_term else may_have_duplicates
 
+    @admin.display(description="conversation", ordering="title")
+    def conversation(self, obj: ConversationSession) -> str:
+        title = _short(obj.title, TITLE_CHARS) if obj.title else format_html("<i>{}</i>", "untitled")
+        return format_html("{} {}", title, _short_id(obj))
+
     @admin.display(description="owner")
     def owner(self, obj: ConversationSession) -> str:
         if obj.user_id:
-            return str(obj.user)
+            return _short(str(obj.user), OWNER_CHARS)
         return "anonymous" if obj.anonymous_id else "-"
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: ConversationSession) -> str:
+        return _when(obj.updated_at)
 
     @admin.display(description="context")
     def context_view(self, obj: ConversationSession) -> str:
@@ -63,7 +123,9 @@ class ConversationSessionAdmin(admin.ModelAdmin):
 
 @admin.register(ConversationMessage)
 class ConversationMessageAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "session", "message_type", "processing_status", "timestamp")
+    list_display = ("short_id", "content_preview", "message_type", "processing_status", "conversation", "sent")
+    list_display_links = ("short_id",)
+    list_select_related = ("session",)
     list_filter = ("message_type", "processing_status", "timestamp")
     search_fields = ("id", "content", "session__id")
     raw_id_fields = ("session", "reply_to")
@@ -78,6 +140,22 @@ class ConversationMessageAdmin(admin.ModelAdmin):
         initial.setdefault("message_type", "user")
         initial.setdefault("processing_status", "pending")
         return initial
+
+    @admin.display(description="id")
+    def short_id(self, obj: ConversationMessage) -> str:
+        return _short_id(obj)
+
+    @admin.display(description="content")
+    def content_preview(self, obj: ConversationMessage) -> str:
+        return _short(obj.content, PREVIEW_CHARS)
+
+    @admin.display(description="conversation", ordering="session__title")
+    def conversation(self, obj: ConversationMessage) -> str:
+        return _short(str(obj.session), TITLE_CHARS)
+
+    @admin.display(description="sent", ordering="timestamp")
+    def sent(self, obj: ConversationMessage) -> str:
+        return _when(obj.timestamp)
 
     @admin.display(description="metrics")
     def metrics_view(self, obj: ConversationMessage) -> str:

@@ -50,7 +50,26 @@ def test_support_streams_with_its_context(events):
 def test_support_says_hello_without_streaming(events):
     session = ConversationService.create_session("support", anonymous_id=ANON)
     assert send(session, "Hello there")["response"] == "Hello! How can I help you today?"
+    assert send(session, "Thanks!")["response"] == "You're welcome! Anything else I can help with?"
     assert events.of(EventName.TEXT_CHUNK) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "expected", "absent"),
+    [
+        # A greeting in front of a question: the question is answered.
+        ("Hi, I was charged twice this month", "here is what I know about billing: Invoices are in", "Hello!"),
+        # Words inside other words are not keywords: no booking form for "disappointment" or "recall".
+        ("I can't recall my password, what a disappointment", "about signing in: Use “Forgot password”", "select your preferred time"),
+        ("My order never arrived and I want a refund", "about refunds and cancellations and orders and shipping", "“My order"),
+        ("Do you have a loyalty programme?", "I couldn't find an article on that yet.", "here is what I"),
+    ],
+)
+def test_support_answers_what_the_message_asks(message, expected, absent):
+    session = ConversationService.create_session("support", anonymous_id=ANON)
+    response = send(session, message)["response"]
+    assert expected in response and absent not in response, response
+    assert not ConversationWidget.objects.filter(session=session).exists()
 
 
 def test_support_appointment_slots_answer_back(events):
@@ -100,6 +119,15 @@ def test_file_analyst_reads_attached_files():
     assert "• Total due: 120 EUR" in result["response"]
 
 
+def test_file_analyst_answers_a_follow_up_from_earlier_files():
+    session = ConversationService.create_session("files", anonymous_id=ANON)
+    text = "Invoice 4711\nTotal due: 120 EUR\nPayable within 30 days"
+    file = FileFactory(anonymous_id=ANON, session=session, filename="invoice.txt", text=text)
+    send(session, "Here is my invoice", files=[file.pk])
+    assert send(session, "What is the total?")["response"] == "In invoice.txt:\n• Total due: 120 EUR"
+    assert send(session, "Who signed the contract?")["response"].startswith("Nothing in invoice.txt matches your question.")
+
+
 def test_file_analyst_without_files_and_with_a_failed_extraction():
     session = ConversationService.create_session("files", anonymous_id=ANON)
     assert send(session, "hi")["response"].startswith("Attach a file")
@@ -111,16 +139,57 @@ def test_file_analyst_without_files_and_with_a_failed_extraction():
 def test_storyteller_streams_a_long_story(events):
     session = ConversationService.create_session("writer", anonymous_id=ANON)
     result = send(session, "a lighthouse")
-    assert result["response"].startswith("A story about “a lighthouse”.")
+    assert result["response"].startswith("A story about a lighthouse.\n\n")
+    assert result["response"].endswith("The end.")
     assert len(result["response"].split()) > 150
     assert len(events.of(EventName.TEXT_CHUNK)) > 20
 
 
 @pytest.mark.parametrize(
-    ("tier", "expected"),
-    [("premium", "can access pro-features"), ("basic", "Upgrade required: pro-features needs the premium plan")],
+    ("message", "subject"),
+    [
+        ("A story about a lighthouse keeper", "a lighthouse keeper"),  # the demo page's suggestion
+        ("Tell me a story about dragons!", "dragons"),
+        ("Can you write a tale of a lost umbrella?", "a lost umbrella"),
+        ("A dragon", "a dragon"),
+    ],
 )
-def test_sales_agent_calls_tools_with_context_injected(rf, tier, expected):
+def test_storyteller_tells_the_story_it_is_asked_for(message, subject):
+    session = ConversationService.create_session("writer", anonymous_id=ANON)
+    story = send(session, message)["response"]
+    title, _, body = story.partition("\n\n")
+    assert title == f"A story about {subject}."
+    assert "A story about" not in body  # the request is not repeated inside the story
+    # The subject runs through the story ("the dragon" for "a dragon").
+    the_subject = subject.replace("a ", "the ", 1) if subject.startswith("a ") else subject
+    assert body.count(the_subject) >= 3, body
+
+
+def test_storyteller_tells_another_story_for_another_subject_and_the_same_one_again():
+    session = ConversationService.create_session("writer", anonymous_id=ANON)
+    keeper = send(session, "a lighthouse keeper")["response"]
+    assert send(session, "a lighthouse keeper")["response"] == keeper
+    stories = {send(session, subject)["response"].replace(subject, "X").replace(subject.replace("a ", "the ", 1), "X") for subject in (
+        "a lighthouse keeper", "a lost umbrella", "a dragon", "a red bicycle", "a quiet library", "a brass key"
+    )}
+    assert len(stories) == 6  # not one story with the subject swapped in
+
+
+def test_storyteller_without_a_subject_and_off_topic():
+    session = ConversationService.create_session("writer", anonymous_id=ANON)
+    assert send(session, "Tell me a story")["response"].startswith("Here is one of my favourites.\n\nOnce upon a time")
+    assert send(session, "hello")["response"].startswith("Hello! What should the story be about?")
+    assert send(session, "What can you do?")["response"].startswith("I tell stories.")
+
+
+@pytest.mark.parametrize(
+    ("tier", "tool_result", "expected"),
+    [
+        ("premium", "can access pro-features", "Yes: Pro features is available with your current plan (€12 / month)."),
+        ("basic", "Upgrade required: pro-features needs the premium plan", "Not with your current plan: Pro features needs the premium plan."),
+    ],
+)
+def test_sales_agent_calls_tools_with_context_injected(rf, tier, tool_result, expected):
     request = rf.post("/")
     from django.contrib.auth.models import AnonymousUser
     from django.contrib.sessions.backends.db import SessionStore
@@ -131,11 +200,13 @@ def test_sales_agent_calls_tools_with_context_injected(rf, tier, expected):
     session = ConversationSession.objects.get(pk=started["session_id"])
     result = ConversationService.send_message(session.id, "Can I use pro-features?", request=request)
     assert result["status"] == "success"
-    assert expected in result["response"]
     widget = ConversationWidget.objects.get(session=session, widget_type="tool_call")
     # The model supplied only product_id; user_id and account_tier came from the Context.
     assert widget.data["name"] == "check_eligibility"
     assert widget.data["arguments"] == {"product_id": "pro-features"}
+    assert tool_result in widget.data["result"]
+    # The answer words the tool's result for the customer instead of repeating it.
+    assert result["response"].startswith(expected) and "User " not in result["response"]
     agent = ConversationMessage.objects.get(pk=result["message_id"])
     assert agent.message_type == MessageType.AGENT and agent.processing_status == ProcessingStatus.COMPLETED
     # The tool call shows above the answer it led to.

@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = {
     # message while their extraction is still pending or running (the agent's
     # ``file_wait_timeout`` wins); 0 = the agent runs at once and sees None for such files.
     "FILE_WAIT_TIMEOUT": 60,
-    # Extra JVM options for the embedded Tika extractor, e.g. ["-Xmx1g"].
+    # Extra JVM options for the embedded Tika extractor, e.g. ["-Xmx1g"] (after the heap limit
+    # derived from EXTRACTION_MEMORY_LIMIT, so an -Xmx here wins).
     "TIKA_JVM_ARGS": [],
     # OCR (tesseract) for images and scanned PDFs when installed; the tesseract language(s), e.g. "eng+deu".
     "OCR_ENABLED": True,
@@ -53,6 +54,22 @@ DEFAULTS: dict[str, Any] = {
     # Task queue for extraction; None uses TASK_QUEUE. A separate queue keeps slow OCR from delaying turns.
     "EXTRACTION_QUEUE": None,
     "MAX_EXTRACTED_TEXT_LENGTH": 1_000_000,
+    # Where embedded Tika parses: "subprocess" (an extraction process of its own, started on first
+    # use and replaced when it dies or goes over its memory) or "none" (in this process).
+    "EXTRACTION_ISOLATION": "subprocess",
+    # Bytes of memory the extraction process and its tesseract runs may hold together (it is
+    # stopped and replaced beyond it); the JVM heap (-Xmx) is half of it, also with "none".
+    "EXTRACTION_MEMORY_LIMIT": 1024 * 1024 * 1024,
+    # Files the extraction process parses at the same time; more wait for their turn.
+    "EXTRACTION_CONCURRENCY": 2,
+    # Zip containers (Office, OpenDocument): bytes their parts may unpack to together, and how many
+    # times its packed size one part may unpack to. Larger files fail as too_complex, unparsed.
+    "EXTRACTION_MAX_UNPACKED_SIZE": 256 * 1024 * 1024,
+    "EXTRACTION_MAX_COMPRESSION_RATIO": 100,
+    # OCR: pixels of one image or rendered PDF page tesseract is given (larger PDF pages are
+    # rendered at a lower resolution), and bytes of address space one tesseract run may map.
+    "OCR_MAX_IMAGE_PIXELS": 25_000_000,
+    "OCR_MEMORY_LIMIT": 384 * 1024 * 1024,
     "MAX_UPLOAD_SIZE": 20 * 1024 * 1024,
     "ALLOWED_UPLOAD_TYPES": [
         "application/pdf",

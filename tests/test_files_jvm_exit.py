@@ -1,4 +1,5 @@
-"""A process that used embedded Tika exits cleanly: real JVM, real parses, a real interpreter exit.
+"""A process that used embedded Tika in itself (``EXTRACTION_ISOLATION = "none"``) exits cleanly:
+real JVM, real parses, a real interpreter exit.
 
 Task worker threads that ran an extraction stay attached to the JVM and never end, and a parse
 abandoned at its timeout may still run at exit. JPype's own shutdown at exit hung or crashed the
@@ -15,6 +16,8 @@ from pathlib import Path
 SCRIPT = """
 import threading, time, django
 django.setup()
+from django.test import override_settings
+override_settings(DJANGO_AI={"EXTRACTION_ISOLATION": "none"}).enable()
 from pathlib import Path
 from django_ai.conversations.extraction.base import ExtractionError, ExtractionSource
 from django_ai.conversations.extraction.embedded import EmbeddedTikaExtractor

@@ -21,6 +21,16 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     messages: list[checks.CheckMessage] = []
     if not isinstance(getattr(settings, "DJANGO_AI", None) or {}, dict):
         return []  # reported by check_settings (django_ai.E001)
+    isolation = ai_settings.raw("EXTRACTION_ISOLATION")
+    if isolation not in ("subprocess", "none"):
+        messages.append(
+            checks.Error(
+                f"DJANGO_AI['EXTRACTION_ISOLATION'] is {isolation!r}.",
+                hint="Use 'subprocess' (embedded Tika in an extraction process of its own, within "
+                "EXTRACTION_MEMORY_LIMIT) or 'none' (in the process that extracts, e.g. on dedicated workers).",
+                id="django_ai.E023",
+            )
+        )
     configured = ai_settings.raw("TEXT_EXTRACTOR")
     if configured is not None:
         if not isinstance(configured, str):

@@ -23,26 +23,42 @@ Decisions:
   finalizes. No Python thread is ever inside a long Java call, because one that returns from
   Java while the interpreter finalizes aborts the process.
 - OCR: Tika runs tesseract for images, and for PDF pages with (almost) no text (PDFParserConfig
-  OCR strategy AUTO), when the ``tesseract`` program is installed.
+  OCR strategy AUTO), when the ``tesseract`` program is installed. Tika runs it through a guard
+  (``_ocr_guard.py``) that refuses images over ``OCR_MAX_IMAGE_PIXELS`` and puts tesseract under
+  address-space and CPU-time limits.
+- Limits before parsing (limits.py): zip containers are checked by their central directory;
+  PDF pages by their size, and rendered for OCR at a lower resolution when they are large (down
+  to MIN_OCR_DPI; larger pages are not OCR'd). The JVM heap is limited (``-Xmx``, half of
+  ``EXTRACTION_MEMORY_LIMIT``) and Apache POI's zip-bomb guard is set to the same limits.
+- Where it runs: by default this engine runs in a process of its own (isolated.py, _child.py),
+  and :class:`EmbeddedTikaExtractor` sends it the files; ``EXTRACTION_ISOLATION = "none"`` runs
+  it in this process, as before. The engine reads no settings: :class:`EngineOptions` carries
+  them, so the extraction process needs no Django set-up.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
 from ..conf import ai_settings
 from ..internal.cache import on_settings_reload
+from . import isolated
+from ._ocr_guard import MARKER as OCR_GUARD_MARKER
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor, describe_type
+from .limits import ExtractionLimits, check_container, jvm_options, ocr_guard_folder, too_complex
 
-__all__ = ["EmbeddedTikaExtractor", "ensure_jvm", "tika_jar_path", "tesseract_version"]
+__all__ = ["EmbeddedTikaExtractor", "EngineOptions", "ensure_jvm", "tika_jar_path", "tesseract_version"]
 
 logger = logging.getLogger("django_ai.conversations.extraction")
 
@@ -144,11 +160,16 @@ def _wait_for_parses_left_behind() -> None:
 MAX_LEFT_BEHIND = 4
 
 
-def _refuse_when_too_many_left_behind(filename: str) -> None:
+def parses_left_behind() -> int:
+    """How many parses stopped being waited for at their timeout still run on their Java thread."""
     for thread in list(_left_behind):
         if not thread.isAlive():
             _left_behind.discard(thread)
-    if len(_left_behind) >= MAX_LEFT_BEHIND:
+    return len(_left_behind)
+
+
+def _refuse_when_too_many_left_behind(filename: str) -> None:
+    if parses_left_behind() >= MAX_LEFT_BEHIND:
         logger.error(
             "Embedded Tika refused %r: %d earlier parses are still running after their timeout",
             filename, len(_left_behind),
@@ -242,8 +263,6 @@ def _java_major_version() -> int | None:
         out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    import re
-
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if not match:
         return None
@@ -251,47 +270,159 @@ def _java_major_version() -> int | None:
     return int(match.group(2) or 0) if major == 1 else major
 
 
+#: The lowest resolution (dots per inch) at which a PDF page is rendered for OCR. A page too large
+#: for OCR_MAX_IMAGE_PIXELS at Tika's 300 dpi is rendered at less, down to this; below it small
+#: type is no longer read, and the page is not OCR'd at all.
+MIN_OCR_DPI = 100
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What an engine is built with: its limits, the JVM's options and the tesseract guard.
+
+    The extraction process receives them from the process that starts it (:meth:`as_dict`), so
+    it reads no settings itself; OCR on/off and its languages travel with each file instead.
+    """
+
+    limits: ExtractionLimits = field(default_factory=ExtractionLimits)
+    jvm_args: tuple[str, ...] = ()
+    #: Tika's ``tesseractPath``: a folder from :func:`~.limits.ocr_guard_folder`, or None.
+    ocr_guard: str | None = None
+
+    @classmethod
+    def from_settings(cls, *, isolated: bool) -> EngineOptions:
+        limits = ExtractionLimits.from_settings()
+        args = jvm_options(limits, [str(a) for a in ai_settings.TIKA_JVM_ARGS or ()], exit_on_out_of_memory=isolated)
+        return cls(limits=limits, jvm_args=tuple(args), ocr_guard=ocr_guard_folder(limits))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"limits": self.limits.as_dict(), "jvm_args": list(self.jvm_args), "ocr_guard": self.ocr_guard}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineOptions:
+        return cls(
+            limits=ExtractionLimits.from_dict(data["limits"]),
+            jvm_args=tuple(data["jvm_args"]),
+            ocr_guard=data.get("ocr_guard"),
+        )
+
+
 class _Engine:
     """The JVM-side objects, built once per process and shared by every thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: EngineOptions) -> None:
         import jpype
 
         self.J = jpype.JClass
+        self.limits = options.limits
         config = self.J("org.apache.tika.config.TikaConfig").getDefaultConfig()
+        self.ocr_version = tesseract_version()
+        if self.ocr_version and options.ocr_guard:
+            self._guard_tesseract(config.getParser(), options.ocr_guard)
         self.parser = self.J("org.apache.tika.parser.AutoDetectParser")(config)
         self.tika_version = str(self.J("org.apache.tika.Tika")().toString()).replace("Apache Tika", "").strip()
-        self.ocr_version = tesseract_version()
+        self._limit_zip_reading()
         # Parser.parse as a Runnable made in Java (a method handle with its arguments bound), so the
-        # parse runs on a Java thread that never touches Python.
-        MethodType = self.J("java.lang.invoke.MethodType")
+        # parse runs on a Java thread that never touches Python; Loader.loadPDF likewise.
+        J = self.J
+        MethodType = J("java.lang.invoke.MethodType")
         signature = MethodType.methodType(
-            self.J("java.lang.Void").TYPE,
+            J("java.lang.Void").TYPE,
             [
-                self.J("java.io.InputStream"),
-                self.J("org.xml.sax.ContentHandler"),
-                self.J("org.apache.tika.metadata.Metadata"),
-                self.J("org.apache.tika.parser.ParseContext"),
+                J("java.io.InputStream"),
+                J("org.xml.sax.ContentHandler"),
+                J("org.apache.tika.metadata.Metadata"),
+                J("org.apache.tika.parser.ParseContext"),
             ],
         )
-        self._parse_handle = self.J("java.lang.invoke.MethodHandles").publicLookup().findVirtual(
-            self.J("org.apache.tika.parser.Parser"), "parse", signature
+        lookup = J("java.lang.invoke.MethodHandles").publicLookup()
+        self._parse_handle = lookup.findVirtual(J("org.apache.tika.parser.Parser"), "parse", signature)
+        self._load_pdf_handle = lookup.findStatic(
+            J("org.apache.pdfbox.Loader"),
+            "loadPDF",
+            MethodType.methodType(J("org.apache.pdfbox.pdmodel.PDDocument"), J("java.io.File")),
         )
 
-    def _start_parse(self, stream: Any, handler: Any, metadata: Any, context: Any) -> tuple[Any, Any]:
+    def _guard_tesseract(self, parser: Any, folder: str) -> None:
+        # Every TesseractOCRParser of the parser tree runs the guard's "tesseract" (limits.py).
         J = self.J
-        bound = J("java.lang.invoke.MethodHandles").insertArguments(
-            self._parse_handle, 0, self.parser, stream, handler, metadata, context
-        )
-        runnable = J("java.lang.invoke.MethodHandleProxies").asInterfaceInstance(J("java.lang.Runnable"), bound)
-        task = J("java.util.concurrent.FutureTask")(runnable, None)
-        thread = J("java.lang.Thread")(task, "django-ai-tika")
+        Tesseract = J("org.apache.tika.parser.ocr.TesseractOCRParser")
+        Composite = J("org.apache.tika.parser.CompositeParser")
+        found = 0
+        pending = [parser]
+        while pending:
+            current = pending.pop()
+            if isinstance(current, Tesseract):
+                current.setTesseractPath(folder.rstrip(os.sep) + os.sep)
+                current.initialize(J("java.util.HashMap")())
+                found += 1
+            elif isinstance(current, Composite):
+                pending.extend(current.getAllComponentParsers())
+        if not found:
+            logger.warning("Tika's tesseract parser was not found; OCR runs without the pixel and memory limits")
+
+    def _limit_zip_reading(self) -> None:
+        # Apache POI (Word, Excel, PowerPoint) counts the bytes it really unpacks, so it stops a zip
+        # whose directory lies about its sizes, which check_container cannot see.
+        ZipSecureFile = self.J("org.apache.poi.openxml4j.util.ZipSecureFile")
+        ZipSecureFile.setMaxEntrySize(min(self.limits.max_unpacked_size, 0xFFFFFFFF))
+        ZipSecureFile.setMinInflateRatio(1.0 / self.limits.max_compression_ratio)
+
+    def _start(self, bound: Any, interface: str, name: str) -> tuple[Any, Any]:
+        J = self.J
+        proxy = J("java.lang.invoke.MethodHandleProxies").asInterfaceInstance(J(interface), bound)
+        if interface == "java.util.concurrent.Callable":
+            task = J("java.util.concurrent.FutureTask")(proxy)
+        else:
+            task = J("java.util.concurrent.FutureTask")(proxy, None)
+        thread = J("java.lang.Thread")(task, name)
         thread.setDaemon(True)
         thread.start()
         return task, thread
 
-    def parse(self, path: str, *, filename: str, content_type: str, timeout: float, max_length: int) -> ExtractionResult:
+    def _start_parse(self, stream: Any, handler: Any, metadata: Any, context: Any) -> tuple[Any, Any]:
+        bound = self.J("java.lang.invoke.MethodHandles").insertArguments(
+            self._parse_handle, 0, self.parser, stream, handler, metadata, context
+        )
+        return self._start(bound, "java.lang.Runnable", "django-ai-tika")
+
+    def _abandon(self, task: Any, thread: Any, stream: Any, filename: str, timeout: float) -> ExtractionError:
+        global _abandoned
+        _abandoned += 1
+        _left_behind.add(thread)
+        task.cancel(True)  # interrupts the parse thread (tesseract waits, blocking reads)
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001
+                logger.debug("Closing the Tika input stream on timeout failed", exc_info=True)
+        logger.warning(
+            "Embedded Tika did not finish %r within %s s; stopped waiting (%d parse(s) left behind so far)",
+            filename, round(timeout, 3), _abandoned,
+        )
+        return ExtractionError(
+            f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.",
+            code="timeout",
+        )
+
+    def parse(
+        self,
+        path: str,
+        *,
+        filename: str,
+        content_type: str,
+        timeout: float,
+        max_length: int,
+        ocr_enabled: bool = True,
+        ocr_language: str = "eng",
+    ) -> ExtractionResult:
         J = self.J
+        deadline = time.monotonic() + timeout
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+            if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                check_container(handle, self.limits)
+        ocr_ready = bool(ocr_enabled and self.ocr_version)
         Metadata = J("org.apache.tika.metadata.Metadata")
         TikaCoreProperties = J("org.apache.tika.metadata.TikaCoreProperties")
         metadata = Metadata()
@@ -303,34 +434,30 @@ class _Engine:
         # Recurse into embedded documents (attachments, images inside Word files).
         context.set(J("org.apache.tika.parser.Parser"), self.parser)
         ocr = J("org.apache.tika.parser.ocr.TesseractOCRConfig")()
-        ocr.setLanguage(str(ai_settings.OCR_LANGUAGE))
+        ocr.setLanguage(str(ocr_language))
         ocr.setTimeoutSeconds(max(1, int(timeout)))
-        ocr.setSkipOcr(not (ai_settings.OCR_ENABLED and self.ocr_version))
+        ocr.setSkipOcr(not ocr_ready)
         context.set(J("org.apache.tika.parser.ocr.TesseractOCRConfig"), ocr)
         pdf = J("org.apache.tika.parser.pdf.PDFParserConfig")()
-        pdf.setOcrStrategy(J("org.apache.tika.parser.pdf.PDFParserConfig$OCR_STRATEGY").AUTO)
+        strategies = J("org.apache.tika.parser.pdf.PDFParserConfig$OCR_STRATEGY")
+        pdf.setOcrStrategy(strategies.AUTO)
+        facts: dict[str, Any] = {}
+        if ocr_ready and b"%PDF-" in head:
+            dpi = self._ocr_resolution(path, int(pdf.getOcrDPI()), filename=filename, deadline=deadline)
+            if dpi is None:
+                pdf.setOcrStrategy(strategies.NO_OCR)
+                facts["ocr_skipped"] = "pages too large"
+            elif dpi != pdf.getOcrDPI():
+                pdf.setOcrDPI(dpi)
+                facts["ocr_dpi"] = dpi
         context.set(J("org.apache.tika.parser.pdf.PDFParserConfig"), pdf)
 
         _refuse_when_too_many_left_behind(filename)
+        remaining = max(0.5, deadline - time.monotonic())
         stream = J("org.apache.tika.io.TikaInputStream").get(J("java.nio.file.Paths").get(path), metadata)
         task, thread = self._start_parse(stream, handler, metadata, context)
-        if not _poll(task.isDone, timeout):
-            global _abandoned
-            _abandoned += 1
-            _left_behind.add(thread)
-            task.cancel(True)  # interrupts the parse thread (tesseract waits, blocking reads)
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001
-                logger.debug("Closing the Tika input stream on timeout failed", exc_info=True)
-            logger.warning(
-                "Embedded Tika did not finish %r within %s s; stopped waiting (%d parse(s) left behind so far)",
-                filename, timeout, _abandoned,
-            )
-            raise ExtractionError(
-                f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.",
-                code="timeout",
-            )
+        if not _poll(task.isDone, remaining):
+            raise self._abandon(task, thread, stream, filename, timeout)
         try:
             stream.close()
         except Exception:  # noqa: BLE001 - closing after a failure may fail again
@@ -342,10 +469,64 @@ class _Engine:
             if isinstance(error, J("java.lang.Throwable")) and WriteLimit.isWriteLimitReached(error):
                 truncated = True
             else:
-                raise _translate(error, content_type)
+                raise _translate(error, content_type, self.limits)
         text = str(handler.toString())
-        facts = self._facts(metadata)
-        return ExtractionResult(text=text[:max_length], truncated=truncated, metadata=facts)
+        facts = {**self._facts(metadata), **facts}
+        result = ExtractionResult(text=text[:max_length], truncated=truncated, metadata=facts)
+        if not result.text.strip():
+            self._explain_empty(result, content_type, ocr_ready)
+        return result
+
+    def _ocr_resolution(self, path: str, dpi: int, *, filename: str, deadline: float) -> int | None:
+        """The resolution at which Tika may render this PDF's pages for OCR: ``dpi``, or less so
+        that the largest page stays within ``ocr_max_pixels``; None when that would be below
+        MIN_OCR_DPI. The document is opened with PDFBox (pages are not drawn) on a Java thread;
+        one that cannot be opened gets None, and Tika's parse then says what is wrong with it."""
+        J = self.J
+        _refuse_when_too_many_left_behind(filename)
+        bound = J("java.lang.invoke.MethodHandles").insertArguments(self._load_pdf_handle, 0, J("java.io.File")(path))
+        task, thread = self._start(bound, "java.util.concurrent.Callable", "django-ai-pdf-pages")
+        if not _poll(task.isDone, deadline - time.monotonic()):
+            raise self._abandon(task, thread, None, filename, max(0.0, deadline - time.monotonic()))
+        if _task_error(task) is not None:
+            return None
+        document = task.get()
+        largest = 0.0
+        try:
+            for page in document.getPages():
+                if time.monotonic() > deadline:
+                    raise ExtractionError(
+                        "Reading the text took too long and was stopped. Try a smaller file.", code="timeout"
+                    )
+                box = page.getCropBox()
+                largest = max(largest, float(box.getWidth()) * float(box.getHeight()))
+        except J("java.lang.Exception"):
+            logger.info("Could not measure the pages of %r; it is read without OCR", filename, exc_info=True)
+            return None
+        finally:
+            document.close()
+        if largest <= 0:
+            return dpi
+        fitting = math.floor(72 * math.sqrt(self.limits.ocr_max_pixels / largest))
+        if fitting >= dpi:
+            return dpi
+        return fitting if fitting >= MIN_OCR_DPI else None
+
+    def _explain_empty(self, result: ExtractionResult, content_type: str, ocr_ready: bool) -> None:
+        detected = result.metadata.get("content_type") or content_type
+        if result.metadata.get("ocr_skipped"):
+            raise too_complex(
+                "The pages of this PDF are too large to read their text with OCR, and it holds no text of its own."
+            )
+        if not ocr_ready and (detected.startswith("image/") or detected == "application/pdf"):
+            what = "an image" if detected.startswith("image/") else "a scanned PDF"
+            raise ExtractionError(
+                f"The file looks like {what}, and this server has no text recognition (OCR) installed, "
+                "so its text cannot be read.",
+                code="ocr_unavailable",
+            )
+        if detected in ("", "application/octet-stream"):
+            raise ExtractionError("The kind of this file is not recognised, so its text cannot be read.", code="unsupported")
 
     @staticmethod
     def _facts(metadata: Any) -> dict[str, Any]:
@@ -369,27 +550,33 @@ class _Engine:
         return facts
 
 
-def _java_chain(error: BaseException) -> list[str]:
-    """Class names of a Java exception and its causes (empty for Python exceptions)."""
+def _java_chain(error: BaseException) -> list[Any]:
+    """A Java exception and its causes (empty for Python exceptions)."""
     import jpype
 
-    names: list[str] = []
+    chain: list[Any] = []
     throwable = jpype.JClass("java.lang.Throwable")
     current: Any = error
-    while current is not None and isinstance(current, throwable) and len(names) < 20:
-        names.append(str(current.getClass().getName()))
+    while current is not None and isinstance(current, throwable) and len(chain) < 20:
+        chain.append(current)
         cause = current.getCause()
         current = None if cause is None or cause is current else cause
-    return names
+    return chain
 
 
-def _translate(error: BaseException, content_type: str) -> ExtractionError:
-    names = set(_java_chain(error))
-    if not names:
+_GUARD_REFUSAL = re.compile(re.escape(OCR_GUARD_MARKER) + r" too-large (\d+)x(\d+)")
+_BAD_EXIT = re.compile(r"TesseractOCRParser bad exit value (\d+)")
+
+
+def _translate(error: BaseException, content_type: str, limits: ExtractionLimits) -> ExtractionError:
+    chain = _java_chain(error)
+    if not chain:
         # A Python-side failure (JPype, the thread): not the file's fault, a bug to see.
         raise error
+    names = {str(e.getClass().getName()) for e in chain}
+    said = "\n".join(str(e.getMessage() or "") for e in chain)
     kind = describe_type(content_type)
-    logger.info("Embedded Tika could not read a %s file: %s (%s)", kind, error, " <- ".join(_java_chain(error)))
+    logger.info("Embedded Tika could not read a %s file: %s (%s)", kind, error, " <- ".join(sorted(names)))
     if names & _ENCRYPTED:
         return ExtractionError(
             "The file is password-protected, so its text cannot be read. Upload a copy without a password.",
@@ -399,6 +586,22 @@ def _translate(error: BaseException, content_type: str) -> ExtractionError:
         return ExtractionError("The file is empty.", code="empty_file")
     if names & _UNSUPPORTED:
         return ExtractionError(f"Text cannot be read from {kind} files.", code="unsupported")
+    refused = _GUARD_REFUSAL.search(said)
+    if refused:
+        width, height = int(refused.group(1)), int(refused.group(2))
+        return too_complex(
+            f"The image is too large to read its text: {width:,} x {height:,} pixels, more than the "
+            f"{limits.ocr_max_pixels / 1e6:g} million this server reads."
+        )
+    bad_exit = _BAD_EXIT.search(said)
+    if bad_exit and int(bad_exit.group(1)) >= 128:
+        # tesseract killed by a signal: over its address-space (an allocation failed) or CPU limit.
+        return too_complex("Reading the text of this image needed more memory or time than this server allows.")
+    if "zip bomb" in said.lower():
+        return too_complex(
+            f"The file is not read: a part of it unpacks to more than {limits.max_compression_ratio:g} times "
+            "its packed size, as in a zip bomb."
+        )
     if names & _TOO_BIG:
         return ExtractionError("The file is too large or too complex to read on this server.", code="too_complex")
     return ExtractionError(
@@ -412,28 +615,47 @@ _engine: _Engine | None = None
 
 
 def _get_engine() -> _Engine:
+    """The engine of this process (``EXTRACTION_ISOLATION = "none"``)."""
     global _engine
-    ensure_jvm(list(ai_settings.TIKA_JVM_ARGS or ()))
     if _engine is None:
+        options = EngineOptions.from_settings(isolated=False)
+        ensure_jvm(options.jvm_args)
         with _engine_lock:
             if _engine is None:
-                _engine = _Engine()
+                _engine = _Engine(options)
+        return _engine
+    ensure_jvm()  # refuses a JVM inherited through fork()
+    return _engine
+
+
+def start_engine(options: EngineOptions) -> _Engine:
+    """Start the JVM with ``options`` and build this process's engine (the extraction process)."""
+    global _engine
+    ensure_jvm(options.jvm_args)
+    with _engine_lock:
+        _engine = _Engine(options)
     return _engine
 
 
 @on_settings_reload
 def _reset_engine() -> None:
-    # The JVM stays (it cannot restart); parser objects are rebuilt for new OCR settings.
+    # The JVM stays (it cannot restart); parser objects are rebuilt for new limits.
     global _engine
     _engine = None
 
 
+def _isolated() -> bool:
+    return ai_settings.EXTRACTION_ISOLATION != "none"
+
+
 class EmbeddedTikaExtractor(TextExtractor):
-    """Apache Tika inside this process (PDF, Office, HTML, images with OCR and 1000+ formats).
+    """Apache Tika (PDF, Office, HTML, images with OCR and 1000+ formats), by default in an
+    extraction process of its own (``EXTRACTION_ISOLATION``).
 
     Install ``django-ai-first[tika]`` and Java 11+; install tesseract (Debian: ``tesseract-ocr``)
     for text in images and scanned PDFs. Tune it with the settings ``OCR_ENABLED``,
-    ``OCR_LANGUAGE`` and ``TIKA_JVM_ARGS``; subclass it only to change what is done with the text.
+    ``OCR_LANGUAGE``, ``TIKA_JVM_ARGS`` and the limits (docs/settings.md); subclass it only to
+    change what is done with the text.
     """
 
     name: ClassVar[str] = "tika-embedded"
@@ -455,37 +677,40 @@ class EmbeddedTikaExtractor(TextExtractor):
         return missing
 
     def get_version(self) -> str:
-        engine = _get_engine()
-        version = engine.tika_version
-        if engine.ocr_version and ai_settings.OCR_ENABLED:
-            version += f" (tesseract {engine.ocr_version})"
-        return version[:50]
+        if _isolated():
+            tika, ocr = isolated.versions(
+                EngineOptions.from_settings(isolated=True).as_dict(),
+                concurrency=int(ai_settings.EXTRACTION_CONCURRENCY),
+                timeout=float(ai_settings.EXTRACTION_TIMEOUT),
+            )
+        else:
+            engine = _get_engine()
+            tika, ocr = engine.tika_version, engine.ocr_version
+        if ocr and ai_settings.OCR_ENABLED:
+            tika += f" (tesseract {ocr})"
+        return tika[:50]
 
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
         started = time.monotonic()  # starting the JVM (the first time) counts against the timeout
-        engine = _get_engine()
-        ocr_ready = bool(engine.ocr_version and ai_settings.OCR_ENABLED)
+        request = {
+            "filename": source.filename,
+            "content_type": source.content_type,
+            "max_length": max_length,
+            "ocr_enabled": bool(ai_settings.OCR_ENABLED),
+            "ocr_language": str(ai_settings.OCR_LANGUAGE),
+        }
         with source.local_path() as path:
-            remaining = max(0.5, timeout - (time.monotonic() - started))
-            result = engine.parse(
-                path,
-                filename=source.filename,
-                content_type=source.content_type,
-                timeout=remaining,
-                max_length=max_length,
-            )
-        if not result.text.strip():
-            content_type = result.metadata.get("content_type") or source.content_type
-            if not ocr_ready and (content_type.startswith("image/") or content_type == "application/pdf"):
-                what = "an image" if content_type.startswith("image/") else "a scanned PDF"
-                raise ExtractionError(
-                    f"The file looks like {what}, and this server has no text recognition (OCR) installed, "
-                    "so its text cannot be read.",
-                    code="ocr_unavailable",
+            if _isolated():
+                return isolated.extract(
+                    path,
+                    options=EngineOptions.from_settings(isolated=True).as_dict(),
+                    concurrency=int(ai_settings.EXTRACTION_CONCURRENCY),
+                    timeout=timeout,
+                    **request,
                 )
-            if content_type in ("", "application/octet-stream"):
-                raise ExtractionError("The kind of this file is not recognised, so its text cannot be read.", code="unsupported")
-        return result
+            engine = _get_engine()
+            remaining = max(0.5, timeout - (time.monotonic() - started))
+            return engine.parse(path, timeout=remaining, **request)
 
 
 def _jvm_running() -> bool:

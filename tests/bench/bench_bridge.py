@@ -10,6 +10,12 @@ Both views are called in-process with DRF's APIRequestFactory (authenticated wit
 ``force_authenticate``, responses rendered to JSON), so the figures are the views' own cost:
 permission scoping, query compiling, SQL, serialization and rendering, without the HTTP server or
 the session middleware. Requests alternate between the two views, over random conversations.
+
+``--quick``: 360 messages (6 conversations of 60) in a throw-away database (``tests/bench/db.py``,
+SQLite or PostgreSQL), 20 requests per view; nothing is kept.
+
+The rows are written with every column of the models, unset ones at their model default, so a
+column added to a model later needs no change here.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import io
 import random
 import statistics
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,11 +30,14 @@ from typing import Any
 
 import django
 
+from tests.bench.options import Skipped, int_option, is_quick
+
 DATASETS = (
     # label, database suffix, users, conversations, messages per conversation
     ("1k", "1k", 5, 10, 100),
     ("1M", "1m", 1000, 10_000, 100),
 )
+QUICK_DATASET = ("quick", None, 3, 6, 60)  # more than 50 messages a conversation: full pages
 PAGE = 50
 
 
@@ -56,17 +64,38 @@ def _ensure_database(name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def _use_database(name: str) -> None:
+def _use_database(name: str) -> str:
+    """Point the connection at database ``name``; the name it had."""
     from django.db import connection
 
     connection.close()
-    connection.settings_dict["NAME"] = name
+    old, connection.settings_dict["NAME"] = connection.settings_dict["NAME"], name
+    return old
 
 
-def _copy(cursor: Any, table: str, columns: list[str], rows: Any) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+def _insert(model: Any, rows: Any) -> None:
+    """Insert ``rows`` (dicts of field name -> value) into ``model``'s table: COPY on PostgreSQL,
+    ``bulk_create`` elsewhere. Fields a row leaves out get their model default."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        batch: list[Any] = []
         for row in rows:
-            copy.write_row(row)
+            batch.append(model(**row))
+            if len(batch) == 1000:
+                model.objects.bulk_create(batch)
+                batch = []
+        model.objects.bulk_create(batch)
+        return
+    fields = model._meta.concrete_fields
+    defaults = {f.attname: f.get_db_prep_save(f.get_default(), connection) for f in fields}
+    raw = connection.cursor().cursor  # psycopg's cursor, for COPY
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    with raw.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([
+                f.get_db_prep_save(row[f.attname], connection) if f.attname in row else defaults[f.attname] for f in fields
+            ])
 
 
 def _load(users: int, conversations: int, per_conversation: int) -> float:
@@ -92,15 +121,12 @@ def _load(users: int, conversations: int, per_conversation: int) -> float:
     user_ids = list(User.objects.filter(username__startswith="bench").order_by("id").values_list("id", flat=True))
     now = datetime.now(UTC)
     session_ids = [uuid.uuid4() for _ in range(conversations)]
-    raw = connection.cursor().cursor  # psycopg's cursor, for COPY
     with transaction.atomic():
-        _copy(
-            raw,
-            ConversationSession._meta.db_table,
-            ["id", "agent_path", "user_id", "anonymous_id", "title", "context", "metadata", "status",
-             "created_at", "updated_at", "turn_token"],
+        _insert(
+            ConversationSession,
             (
-                (sid, "bench", user_ids[i % len(user_ids)], "", f"Conversation {i}", "{}", "{}", "active", now, now, "")
+                {"id": sid, "agent_path": "bench", "user_id": user_ids[i % len(user_ids)], "title": f"Conversation {i}",
+                 "status": "active", "created_at": now, "updated_at": now}
                 for i, sid in enumerate(session_ids)
             ),
         )
@@ -110,20 +136,15 @@ def _load(users: int, conversations: int, per_conversation: int) -> float:
                 start = now - timedelta(minutes=per_conversation)
                 for j in range(per_conversation):
                     ts = start + timedelta(minutes=j)
-                    kind = "user" if j % 2 == 0 else "agent"
-                    yield (uuid.uuid4(), sid, kind, f"Message {j} of the conversation, some words to carry.", "",
-                           "{}", "completed", 0, "{}", "{}", ts, ts, 0)
+                    yield {"id": uuid.uuid4(), "session_id": sid, "message_type": "user" if j % 2 == 0 else "agent",
+                           "content": f"Message {j} of the conversation, some words to carry.",
+                           "processing_status": "completed", "timestamp": ts, "updated_at": ts}
 
-        _copy(
-            raw,
-            ConversationMessage._meta.db_table,
-            ["id", "session_id", "message_type", "content", "component_type", "component_data",
-             "processing_status", "stream_sequence", "metrics", "metadata", "timestamp", "updated_at", "attempts"],
-            messages(),
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {ConversationSession._meta.db_table}")
-        cursor.execute(f"ANALYZE {ConversationMessage._meta.db_table}")
+        _insert(ConversationMessage, messages())
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {ConversationSession._meta.db_table}")
+            cursor.execute(f"ANALYZE {ConversationMessage._meta.db_table}")
     return time.monotonic() - started
 
 
@@ -237,30 +258,46 @@ def main(argv: list[str]) -> None:
     django.setup()
     from django.db import connection
 
-    requests = 300
-    for arg in argv:
-        if arg.startswith("--requests="):
-            requests = int(arg.split("=", 1)[1])
-    if connection.vendor != "postgresql":
-        print("bench_bridge needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test", file=sys.stderr)
-        return
-    from django.test.utils import setup_test_environment
+    if is_quick(argv):
+        from tests.bench.db import bench_database
 
+        with bench_database() as label:
+            _, _, users, conversations, per = QUICK_DATASET
+            _load(users, conversations, per)
+            print(f"quick: {conversations * per:,} messages, {conversations} conversations, {users} users; {label}", flush=True)
+            requests = int_option(argv, "requests", 20)
+            _report([_measure(QUICK_DATASET[0], requests)], requests)
+        return
+    if connection.vendor != "postgresql":
+        raise Skipped("the bridge benchmark needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
+                      "(--quick runs on SQLite too)")
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    requests = int_option(argv, "requests", 300)
     setup_test_environment(debug=False)
     results = []
-    for label, suffix, users, conversations, per in DATASETS:
-        name = _database_name(suffix)
-        _ensure_database(name)
-        _use_database(name)
-        spent = _load(users, conversations, per)
-        note = f"loaded in {spent:.0f} s" if spent else "reused"
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            version = cursor.fetchone()[0].split()[0]
-        print(f"{label}: {conversations * per:,} messages, {conversations:,} conversations, "
-              f"{users:,} users ({note}); PostgreSQL {version}", flush=True)
-        results.append(_measure(label, requests))
+    try:
+        for label, suffix, users, conversations, per in DATASETS:
+            name = _database_name(suffix)
+            _ensure_database(name)
+            original = _use_database(name)
+            try:
+                spent = _load(users, conversations, per)
+                note = f"loaded in {spent:.0f} s" if spent else "reused"
+                with connection.cursor() as cursor:
+                    cursor.execute("SHOW server_version")
+                    version = cursor.fetchone()[0].split()[0]
+                print(f"{label}: {conversations * per:,} messages, {conversations:,} conversations, "
+                      f"{users:,} users ({note}); PostgreSQL {version}", flush=True)
+                results.append(_measure(label, requests))
+            finally:
+                _use_database(original)
+    finally:
+        teardown_test_environment()
+    _report(results, requests)
 
+
+def _report(results: list[dict[str, Any]], requests: int) -> None:
     out = io.StringIO()
     out.write(f"\nLatest {PAGE} messages of a conversation, {requests} requests per view, ms per request\n\n")
     out.write("| data set | bridge median | bridge p95 | ListAPIView median | ListAPIView p95 | ratio (median) |\n")
@@ -272,8 +309,11 @@ def main(argv: list[str]) -> None:
         medians[result["label"]] = (bm, lm)
         out.write(f"| {result['label']} | {bm:.2f} | {_p(t['bridge'], .95):.2f} | {lm:.2f} | "
                   f"{_p(t['baseline'], .95):.2f} | {bm / lm:.2f}x |\n")
-    small, large = medians[DATASETS[0][0]], medians[DATASETS[1][0]]
-    out.write(f"\nGrowth 1k -> 1M (median): bridge {large[0] / small[0]:.2f}x, ListAPIView {large[1] / small[1]:.2f}x\n")
+    if len(results) > 1:
+        first, last = results[0]["label"], results[-1]["label"]
+        small, large = medians[first], medians[last]
+        out.write(f"\nGrowth {first} -> {last} (median): bridge {large[0] / small[0]:.2f}x, "
+                  f"ListAPIView {large[1] / small[1]:.2f}x\n")
     out.write("\nSQL queries per request (page size 10 / 50 / 100)\n\n| data set | bridge | ListAPIView |\n|---|---|---|\n")
     for result in results:
         q = result["queries"]

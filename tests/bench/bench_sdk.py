@@ -4,12 +4,17 @@ Runs ``frontend_client/bench/live.ts`` in Node: a demo server (runserver, tempor
 Sent Events), one client writing a burst of N changes to a session, and a listener keeping the
 session list current: the SDK's ``live()`` (bursts gathered into one refetch, one refetch in flight
 at a time) against a naive listener that refetches on every ``model_change`` event. Both are real
-HTTP clients of the same server. Options: ``--bursts=10,50`` ``--rounds=3``.
+HTTP clients of the same server. Options: ``--bursts=10,50`` ``--rounds=3``; ``--quick``: bursts of 3,
+one round.
+
+The TypeScript is compiled (``node scripts/build.mjs --tests``) only when a source is newer than the
+compiled benchmark: after ``./dev test`` (which compiles it too) the run starts at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -17,24 +22,34 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from tests.bench.options import Skipped, is_quick, option
+
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = ROOT / "frontend_client"
+COMPILED = CLIENT / ".test-build" / "bench" / "live.js"
+SOURCES = ("src", "test", "e2e", "bench")
 
 
-def _option(argv: list[str], name: str, default: str) -> str:
-    for arg in argv:
-        if arg.startswith(f"--{name}="):
-            return arg.split("=", 1)[1]
-    return default
+def _compiled_is_current() -> bool:
+    if not COMPILED.exists():
+        return False
+    built = COMPILED.stat().st_mtime
+    inputs = [p for folder in SOURCES for p in (CLIENT / folder).rglob("*.ts")]
+    inputs += list(CLIENT.glob("tsconfig*.json")) + [CLIENT / "package-lock.json"]
+    return all(p.stat().st_mtime <= built for p in inputs if p.exists())
 
 
 def main(argv: list[str]) -> None:
-    if shutil.which("node") is None or not (CLIENT / "node_modules").is_dir():
-        raise SystemExit("bench sdk needs Node and frontend_client/node_modules (./dev setup installs them).")
-    bursts = _option(argv, "bursts", "10,50")
-    rounds = _option(argv, "rounds", "3")
-    subprocess.run(["node", "scripts/build.mjs", "--tests"], cwd=CLIENT, check=True)
-    env = {"PYTHON": sys.executable, **{k: v for k, v in __import__("os").environ.items() if k != "DATABASE_URL"}}
+    if shutil.which("node") is None:
+        raise Skipped("node is not installed (Node.js 20 or newer)")
+    if not (CLIENT / "node_modules").is_dir():
+        raise Skipped("frontend_client/node_modules is missing (./dev setup installs it)")
+    quick = is_quick(argv)
+    bursts = option(argv, "bursts", "3" if quick else "10,50")
+    rounds = option(argv, "rounds", "1" if quick else "3")
+    if not _compiled_is_current():
+        subprocess.run(["node", "scripts/build.mjs", "--tests"], cwd=CLIENT, check=True)
+    env = {"PYTHON": sys.executable, **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}}
     done = subprocess.run(
         ["node", ".test-build/bench/live.js", bursts, rounds],
         cwd=CLIENT,

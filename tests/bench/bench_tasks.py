@@ -14,11 +14,13 @@ saved to the moment a turn started answering it (task enqueue, pickup, lease, st
 
 ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/test DJANGO_TEST_DB_NAME=bench_tasks ./dev bench tasks``
 (the figures in docs/benchmarks.md); without DATABASE_URL it runs on a SQLite file.
-``--messages=60`` for a quick look.
+``--messages=60`` for a quick look. ``--quick``: 10 messages, one round, one configuration of each
+backend (in-process, one db_worker) and bursts of 1 and 3 conversations.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +29,7 @@ from typing import Any
 import django
 
 from django_ai.conversations import ConversationAgent
+from tests.bench.options import Skipped, int_option, is_quick
 
 AGENT = "bench/echo"
 WORKER_INTERVAL = 0.1  # db_worker --interval: how long an idle worker sleeps between polls
@@ -39,20 +42,21 @@ class EchoAgent(ConversationAgent):
         return f"You said: {message}"
 
 
-def _arg(argv: list[str], name: str, default: int) -> int:
-    for arg in argv:
-        if arg.startswith(f"--{name}="):
-            return int(arg.split("=", 1)[1])
-    return default
+# Burst sizes (conversations that get a message at the same moment) and the rounds of each.
+BURSTS = {1: 20, 10: 4, 100: 1}
+QUICK_BURSTS = {1: 2, 3: 1}
 
 
 def main(argv: list[str]) -> None:
     django.setup()
     from tests.bench.db import bench_database
 
-    messages = _arg(argv, "messages", 200)
+    if importlib.util.find_spec("django_tasks_db") is None:
+        raise Skipped("django-tasks-db is not installed: pip install 'django-ai-first[worker]'")
+    quick = is_quick(argv)
+    messages = int_option(argv, "messages", 10 if quick else 200)
     with bench_database() as label:
-        _run(label, messages)
+        _run(label, messages, quick=quick)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -60,21 +64,26 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _run(label: str, total: int) -> None:
+def _run(label: str, total: int, *, quick: bool = False) -> None:
     import platform
 
     from django.conf import settings
     from django.test import override_settings
 
-    from django_ai.conversations.internal.tasks_compat import task_backends
+    from django_ai.conversations.internal.tasks_compat import ImmediateBackend, task_backends
     from django_ai.conversations.tasks.inprocess import in_process_runner
     from django_ai.conversations.testing import task_worker
 
     immediate = {"default": {"BACKEND": settings.TASKS["default"]["BACKEND"]}}
     if "immediate" not in immediate["default"]["BACKEND"].lower():
-        immediate = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+        immediate = {"default": {"BACKEND": f"{ImmediateBackend.__module__}.{ImmediateBackend.__name__}"}}
     database = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
     ai = {**settings.DJANGO_AI, "AGENTS": {AGENT: "tests.bench.bench_tasks.EchoAgent"}, "IN_PROCESS_TURN_THREADS": 4}
+
+    bursts_of = QUICK_BURSTS if quick else BURSTS
+    rounds = 1 if quick else 2
+    # (workers, CONN_MAX_AGE) of the db_worker rows; bursts are measured on the last one.
+    worker_rows = ((1, 60),) if quick else ((1, 0), (2, 0), (2, 60))
 
     print(f"{label}; Python {platform.python_version()}, Django {django.get_version()}; "
           f"{total} messages, one per conversation; echo agent; db_worker --interval {WORKER_INTERVAL}\n")
@@ -85,24 +94,25 @@ def _run(label: str, total: int) -> None:
         from django_ai.conversations.registry import register_agent
 
         register_agent(AGENT, EchoAgent)
-        rows.append(("inline send_message (baseline, no queue)", _best(_inline, total)))
+        rows.append(("inline send_message (baseline, no queue)", _best(_inline, total, rounds)))
         with override_settings(TASKS=immediate):
             task_backends["default"]  # noqa: B018 - built before the clock starts
-            rows.append(("in-process: ImmediateBackend + 4 threads", _best(_queued, total)))
+            if not quick:
+                rows.append(("in-process: ImmediateBackend + 4 threads", _best(_queued, total, rounds)))
             with _conn_max_age(60):
                 name = "in-process, 4 threads, CONN_MAX_AGE=60"
-                rows.append((name, _best(_queued, total)))
-                for conversations in (1, 10, 100):
-                    bursts.append((name, conversations, _bursts(conversations)))
+                rows.append((name, _best(_queued, total, rounds)))
+                for conversations, burst_rounds in bursts_of.items():
+                    bursts.append((name, conversations, _bursts(conversations, burst_rounds)))
                 in_process_runner().stop(10)  # closes the threads' kept connections
         with override_settings(TASKS=database):
-            for workers, max_age in ((1, 0), (2, 0), (2, 60)):
+            for index, (workers, max_age) in enumerate(worker_rows):
                 with _workers(task_worker, workers, max_age):
                     name = f"db_worker x{workers}" + (f", CONN_MAX_AGE={max_age}" if max_age else "")
-                    rows.append((name, _best(_queued, total)))
-                    if max_age:
-                        for conversations in (1, 10, 100):
-                            bursts.append((name, conversations, _bursts(conversations)))
+                    rows.append((name, _best(_queued, total, rounds)))
+                    if index == len(worker_rows) - 1:
+                        for conversations, burst_rounds in bursts_of.items():
+                            bursts.append((name, conversations, _bursts(conversations, burst_rounds)))
 
     base = rows[0][1]["turns_per_s"]
     print("| backend | turns/s | ratio to inline | queue latency p50 ms | p95 ms |")
@@ -199,8 +209,7 @@ def _queued(total: int) -> dict[str, float]:
     return {"turns_per_s": total / elapsed, "p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95)}
 
 
-def _bursts(conversations: int) -> dict[str, float]:
-    rounds = {1: 20, 10: 4, 100: 1}[conversations]
+def _bursts(conversations: int, rounds: int) -> dict[str, float]:
     latencies: list[float] = []
     for _ in range(rounds):
         sessions = _sessions(conversations)

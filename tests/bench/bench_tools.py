@@ -2,6 +2,7 @@
 
 Each row runs the measured code and its baseline in the same process: a plain method call with
 the context values passed by hand, and ``json.loads`` + a direct call for dispatch.
+``--quick``: a hundredth of the calls, one repeat.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from typing import Literal
 
 import django
 
+from tests.bench.options import is_quick
+
 
 def main(argv: list[str]) -> None:
     django.setup()
+    scale, repeat = (100, 1) if is_quick(argv) else (1, 5)
     from pydantic import BaseModel
 
     from django_ai.conversations import ConversationAgent
@@ -55,7 +59,8 @@ def main(argv: list[str]) -> None:
     tool_schema(agent.search)  # warm the per-function cache, as the first request of a process does
 
     def per_call(stmt, number):
-        best = min(timeit.repeat(stmt, number=number, repeat=5))
+        number = max(1, number // scale)
+        best = min(timeit.repeat(stmt, number=number, repeat=repeat))
         return best / number * 1e6
 
     async def async_loop(fn, number):
@@ -63,7 +68,8 @@ def main(argv: list[str]) -> None:
             await fn()
 
     def per_async_call(make, number):
-        best = min(asyncio.run(_timed(async_loop, make, number)) for _ in range(5))
+        number = max(1, number // scale)
+        best = min(asyncio.run(_timed(async_loop, make, number)) for _ in range(repeat))
         return best / number * 1e6
 
     rows = []

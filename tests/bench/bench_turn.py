@@ -12,7 +12,7 @@ the baseline so drift hits all rows alike; the table shows the median per-turn t
 the ratio to the baseline and the SQL queries of one turn (CaptureQueriesContext).
 
 ``./dev bench turn`` (SQLite file database); ``DATABASE_URL=postgres://... ./dev bench turn`` for
-PostgreSQL. ``--turns=50`` for a quick look.
+PostgreSQL. ``--turns=50`` for a quick look; ``--quick``: 10 turns, one round.
 """
 
 from __future__ import annotations
@@ -25,20 +25,16 @@ from typing import Any
 
 import django
 
-
-def _arg(argv: list[str], name: str, default: int) -> int:
-    for arg in argv:
-        if arg.startswith(f"--{name}="):
-            return int(arg.split("=", 1)[1])
-    return default
+from tests.bench.options import int_option, is_quick
 
 
 def main(argv: list[str]) -> None:
     django.setup()
     from tests.bench.db import bench_database
 
-    turns = _arg(argv, "turns", 200)
-    rounds = 3
+    quick = is_quick(argv)
+    turns = int_option(argv, "turns", 10 if quick else 200)
+    rounds = 1 if quick else 3
     with bench_database() as label:
         _run(label, turns, rounds)
 

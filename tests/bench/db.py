@@ -1,12 +1,14 @@
 """A throw-away database for a benchmark: created (and migrated) on entry, dropped on exit.
 
-SQLite runs in a file (``var/bench.sqlite3``), not in memory, so writes cost what they cost in a
-real deployment; with ``DATABASE_URL`` set, the PostgreSQL test database is used
-(``DJANGO_TEST_DB_NAME`` names it).
+SQLite runs in a file (``var/bench_<pid>.sqlite3``), not in memory, so writes cost what they cost
+in a real deployment; with ``DATABASE_URL`` set, a database of its own on that PostgreSQL server
+(``django_ai_bench_<pid>``, or the name in ``DJANGO_TEST_DB_NAME``). The process id in the name
+keeps two runs (or a benchmark and a test run on the same server) from dropping each other's.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,9 +20,11 @@ def bench_database() -> Iterator[str]:
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
+    test = settings.DATABASES["default"].setdefault("TEST", {})
     if connection.vendor == "sqlite":
-        settings.DATABASES["default"].setdefault("TEST", {})
-        settings.DATABASES["default"]["TEST"]["NAME"] = str(settings.VAR_DIR / "bench.sqlite3")
+        test["NAME"] = str(settings.VAR_DIR / f"bench_{os.getpid()}.sqlite3")
+    elif not os.environ.get("DJANGO_TEST_DB_NAME"):
+        test["NAME"] = f"django_ai_bench_{os.getpid()}"
     setup_test_environment(debug=False)
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:

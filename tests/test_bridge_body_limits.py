@@ -126,6 +126,15 @@ class TestCharsetAndDepth:
         assert response.status_code == 400 and error_codes(response) == ["parse_error"]
         _nothing_written(owned)
 
+    @pytest.mark.parametrize(
+        "raw",
+        ['[' * 70 + '"' + '\\"' * 1000, '{"title": "' + "[" * 100, '{"title": "\\', '[' * 70 + '"\\' * 1000],
+    )
+    def test_unterminated_strings_are_parse_errors(self, owned, raw):
+        response = _send(owned["api"], "PATCH", f"models/session/{owned['session'].pk}/", raw.encode(), "application/json")
+        assert response.status_code == 400 and error_codes(response) == ["parse_error"]
+        _nothing_written(owned)
+
     def test_write_validation_bounds_depth_without_recursing(self, owned):
         """The write path after the parser: a value deeper than any body may be (data built in
         Python, not parsed) gets a field error, not a RecursionError from a recursive walk."""

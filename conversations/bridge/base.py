@@ -95,8 +95,10 @@ class StrictJSONParser(JSONParser):
 MAX_JSON_DEPTH = 64
 
 #: A JSON string (whose brackets do not nest anything) or one bracket. Unrolled and possessive,
-#: so a long string is one linear match.
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]', re.DOTALL)
+#: and an unterminated string runs to the end of the body (the parser refuses it later): a string
+#: that had to close would be tried again from each of its quotes, quadratic in a body such as
+#: ``"\"\"\"...`` with no closing quote.
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"?|[\[\]{}]', re.DOTALL)
 
 
 def _require_utf8(media_type: str | None) -> None:

@@ -19,6 +19,7 @@ from .models import ConversationMessage, ConversationSession, ConversationWidget
 #: Characters shown of a title, an owner's name or a message's content in a list cell.
 TITLE_CHARS = 40
 OWNER_CHARS = 20
+SESSION_CHARS = 24
 PREVIEW_CHARS = 80
 INLINE_PREVIEW_CHARS = 200
 
@@ -123,7 +124,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
 
 @admin.register(ConversationMessage)
 class ConversationMessageAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "content_preview", "message_type", "processing_status", "conversation", "sent")
+    list_display = ("short_id", "content_preview", "kind", "status", "conversation", "sent")
     list_display_links = ("short_id",)
     list_select_related = ("session",)
     list_filter = ("message_type", "processing_status", "timestamp")
@@ -149,9 +150,17 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     def content_preview(self, obj: ConversationMessage) -> str:
         return _short(obj.content, PREVIEW_CHARS)
 
+    @admin.display(description="type", ordering="message_type")
+    def kind(self, obj: ConversationMessage) -> str:
+        return obj.get_message_type_display()
+
+    @admin.display(description="status", ordering="processing_status")
+    def status(self, obj: ConversationMessage) -> str:
+        return obj.get_processing_status_display()
+
     @admin.display(description="conversation", ordering="session__title")
     def conversation(self, obj: ConversationMessage) -> str:
-        return _short(str(obj.session), TITLE_CHARS)
+        return _short(str(obj.session), SESSION_CHARS)
 
     @admin.display(description="sent", ordering="timestamp")
     def sent(self, obj: ConversationMessage) -> str:

@@ -307,6 +307,12 @@ class TestEndpoints:
         assert {"path": "test-agent", "name": "EchoAgent", "description": "Answers with the message.", "start_params": None} in body["agents"]
         assert body["events"] == [str(e) for e in EventName]
 
+    def test_schema_tells_the_upload_limit(self):
+        api = user_api(UserFactory())
+        assert api.get("schema/").json()["uploads"] == {"max_size": 20 * 1024 * 1024}
+        with ai(MAX_UPLOAD_SIZE=1000):
+            assert api.get("schema/").json()["uploads"] == {"max_size": 1000}
+
     def test_start_validates_its_body(self):
         api = user_api(UserFactory())
         response = api.post("start/", {"agent_path": "nope"})

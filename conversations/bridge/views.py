@@ -104,7 +104,8 @@ class StartView(BridgeAPIView):
 
 
 class SchemaView(BridgeAPIView):
-    """``GET schema/``: the exposed models as the current caller sees them, the agents, the events."""
+    """``GET schema/``: the exposed models as the current caller sees them, the agents, the events,
+    and the upload limit (so a client can refuse a file that is too large before sending it)."""
 
     def get(self, request: Request) -> Response:
         models = {name: bridge_registry.get(name).describe(request) for name in bridge_registry.names()}
@@ -113,6 +114,7 @@ class SchemaView(BridgeAPIView):
                 "models": models,
                 "agents": agent_registry.describe(),
                 "events": [str(e) for e in EventName],
+                "uploads": {"max_size": int(ai_settings.MAX_UPLOAD_SIZE)},
             }
         )
 
@@ -123,7 +125,10 @@ class _ModelView(BridgeAPIView):
 
 
 class QueryView(_ModelView):
-    """``POST models/<name>/query/``."""
+    """``POST models/<name>/query/``: a read, so a JSON query needs no CSRF token (see
+    :meth:`BridgeAPIView.needs_csrf_token`)."""
+
+    reads_only = True
 
     def post(self, request: Request, name: str) -> Response:
         exposed = self.get_exposed()

@@ -159,6 +159,8 @@ export interface Schema {
   models: Record<string, ModelSchema>;
   agents: AgentInfo[];
   events: string[];
+  /** `max_size`: the largest upload in bytes (`MAX_UPLOAD_SIZE`); larger files get a 413. */
+  uploads: { max_size: number };
 }
 
 /** What `GET realtime/config/` answers. */

@@ -12,9 +12,11 @@ class ConversationsConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
         from .bridge import checks as _bridge_checks  # noqa: F401
         from .extraction import checks as _extraction_checks  # noqa: F401
+        from .internal import sqlite
         from .realtime import sync
         from .registry import registry
 
+        sqlite.connect()  # SQLite transactions wait for the write lock (BEGIN IMMEDIATE)
         sync.connect()
 
         from . import tasks

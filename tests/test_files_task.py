@@ -1,24 +1,32 @@
-"""The extraction task's bookkeeping, re-extraction (command and admin action), and the system
-checks that say which extractor runs. Documents are extracted by the real embedded Tika."""
+"""The extraction task's bookkeeping (a run that dies leaves its file failed, and a turn waiting
+for the file goes on), re-extraction (command and admin action), and the system checks that say
+which extractor runs. Documents are extracted by the real embedded Tika."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, ExtractionStatus
+from django_ai.conversations.context import get_file_text
 from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionResult, TextExtractor, embedded
 from django_ai.conversations.extraction.tasks import GENERIC_FAILURE, reset_for_reextraction, run_extraction, schedule_extraction
-from django_ai.conversations.models import File
-from django_ai.conversations.testing import FileFactory, UserFactory
+from django_ai.conversations.models import ConversationMessage, File
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.service import ConversationService
+from django_ai.conversations.testing import FileFactory, UserFactory, wait_for_turns, wait_until
+from tests.bridge_support import API, user_api
 from tests.fixtures.files import generate
 
 FILES = Path(generate.__file__).parent
@@ -126,6 +134,125 @@ def test_a_bug_in_an_extractor_fails_the_file_generically_and_is_raised(caplog):
     assert file.extraction_error == GENERIC_FAILURE
     assert "internal detail" not in file.extraction_error
     assert "unexpected error" in caplog.text
+
+
+def test_a_base_exception_from_an_extractor_fails_the_file_and_is_raised():
+    # An extractor built on asyncio can end with CancelledError, which is no Exception.
+    file = FileFactory()
+    ScriptedExtractor.script = asyncio.CancelledError()
+    with override_settings(DJANGO_AI=SCRIPTED), pytest.raises(asyncio.CancelledError):
+        run_extraction(file.pk)
+    file.refresh_from_db()
+    assert file.extraction_status == ExtractionStatus.FAILED
+    assert file.extraction_error == GENERIC_FAILURE
+    assert file.metadata["extraction"] == {"error_code": "extraction_failed"}
+
+
+def lose_the_database_connection(source):
+    """What a database restart or a cut network does to a worker's connection during a long
+    extraction, done for real: PostgreSQL ends the backend of this thread's connection; SQLite,
+    which has no server, has its connection closed under Django's feet."""
+    if connection.vendor == "postgresql":
+        pid = connection.connection.info.backend_pid
+        other = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            other.close()
+    else:
+        connection.connection.close()
+    return ExtractionResult(text=f"Text read before the connection was lost: {source.filename}")
+
+
+@pytest.fixture
+def refused_text():
+    """A real database error for the text of a result: a trigger refuses texts containing
+    'refused', as a database would refuse a value it cannot store."""
+    table = File._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_text() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.extracted_text LIKE '%refused%' THEN RAISE EXCEPTION 'this text is refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(f"CREATE TRIGGER refuse_text BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_text()")
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_text BEFORE UPDATE ON {table} WHEN NEW.extracted_text LIKE '%refused%' "
+                "BEGIN SELECT RAISE(ABORT, 'this text is refused'); END"
+            )
+    yield
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"DROP TRIGGER refuse_text ON {table}")
+            cursor.execute("DROP FUNCTION refuse_text()")
+        else:
+            cursor.execute("DROP TRIGGER refuse_text")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_text_is_saved_on_a_new_connection_when_the_old_one_died_during_extraction():
+    file = FileFactory(filename="notes.txt")
+    ScriptedExtractor.script = lose_the_database_connection
+    with override_settings(DJANGO_AI=SCRIPTED):
+        run_extraction(file.pk)
+    file.refresh_from_db()
+    assert file.extraction_status == ExtractionStatus.DONE
+    assert file.extracted_text == "Text read before the connection was lost: notes.txt"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_result_the_database_refuses_fails_the_file_instead_of_leaving_it_processing(refused_text):
+    file = FileFactory(filename="refused.txt")
+    ScriptedExtractor.script = lose_the_database_connection  # and then the text is refused
+    with override_settings(DJANGO_AI=SCRIPTED), pytest.raises(DatabaseError):
+        run_extraction(file.pk)
+    file.refresh_from_db()
+    assert file.extraction_status == ExtractionStatus.FAILED
+    assert file.extraction_error == GENERIC_FAILURE
+    assert file.extracted_text == ""
+
+
+class ReportingAgent(ConversationAgent):
+    """Says what get_file_text() gave it for each attached file."""
+
+    def get_response(self, message, request=None, **kwargs):
+        return "; ".join(f"{file.filename}: {get_file_text(file.id)!r}" for file in self.files)
+
+
+def die_once_a_turn_waits(source):
+    # Dies while the turn is waiting for this file (its message is being answered), never before.
+    wait_until(
+        lambda: ConversationMessage.objects.filter(message_type="user", processing_status="processing").exists(),
+        timeout=60,
+        message="no turn started",
+    )
+    raise asyncio.CancelledError()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_stops_waiting_for_a_file_whose_extraction_died(settings):
+    """The message is sent through the bridge, as the SDK does, and answered on the in-process
+    task threads while a second thread runs the extraction. The turn would wait an hour for a
+    file left 'processing'; it ends as soon as the file is 'failed'."""
+    register_agent("report", ReportingAgent)
+    settings.DJANGO_AI = {**SCRIPTED, "FILE_WAIT_TIMEOUT": 3600}
+    ScriptedExtractor.script = die_once_a_turn_waits
+    alice = UserFactory()
+    api = user_api(alice)
+    upload = api.client.post(API + "files/", {"file": SimpleUploadedFile("notes.txt", b"never read")}, **api.headers)
+    assert upload.status_code == 201, upload.json()
+    session = ConversationService.create_session("report", user=alice)
+
+    sent = api.create("message", {"session": str(session.pk), "content": "What is in it?", "files": [upload.json()["data"]]})
+
+    assert sent.status_code == 201, sent.json()
+    wait_for_turns(timeout=120)  # with the file left 'processing', the turn would still wait
+    reply = ConversationMessage.objects.get(session=session, message_type="agent")
+    assert reply.content == "notes.txt: None"
+    assert File.objects.get(pk=upload.json()["data"]).extraction_status == ExtractionStatus.FAILED
 
 
 def test_missing_stored_bytes_fail_with_reason():

@@ -10,10 +10,11 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from ..conf import ai_settings
@@ -107,75 +108,103 @@ def _finish(file_id: Any, run: str, **fields: Any) -> File | None:
         return file
 
 
+def _on_a_new_connection_if_it_fails(func: Callable[..., Any], file_id: Any, *args: Any, **kwargs: Any) -> Any:
+    """``func(file_id, ...)``, once more on a new database connection when it raises a database
+    error: the connection may have died during a long extraction (a database restart, a cut
+    network), or the database was busy beyond its timeout. Inside the caller's transaction the
+    connection cannot be swapped, and the error stands."""
+    try:
+        return func(file_id, *args, **kwargs)
+    except DatabaseError:
+        connection = connections[router.db_for_write(File)]
+        if connection.in_atomic_block:
+            raise
+        logger.warning("Database error on file %s's extraction; trying again on a new connection", file_id, exc_info=True)
+        connection.close()
+        return func(file_id, *args, **kwargs)
+
+
+def _record_failure(file_id: Any, run: str, **fields: Any) -> None:
+    # The last word of a run that died: never leave the file 'processing' if the database lets us.
+    try:
+        _on_a_new_connection_if_it_fails(
+            _finish,
+            file_id,
+            run,
+            extraction_status=ExtractionStatus.FAILED,
+            extraction_error=GENERIC_FAILURE,
+            extracted_text="",
+            extracted_text_truncated=False,
+            facts={"error_code": "extraction_failed"},
+            **fields,
+        )
+    except Exception:
+        logger.exception(
+            "Could not mark file %s failed; it stays 'processing' until 'manage.py reextract_files --pending' "
+            "takes it over (EXTRACTION_TIMEOUT * 2 + 60 s after this run began).",
+            file_id,
+        )
+
+
+def _read(file: File, extractor: TextExtractor, limit: int) -> ExtractionResult:
+    try:
+        return extractor.extract(source_for(file), timeout=float(ai_settings.EXTRACTION_TIMEOUT), max_length=limit)
+    except OSError as exc:
+        if not file.file.storage.exists(file.file.name):
+            raise ExtractionError("The uploaded file is no longer stored on the server.", code="missing_file") from exc
+        raise
+
+
 def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> File | None:
     """Extract the text of File ``file_id`` now, in this thread; the updated File.
 
     Returns None when the file no longer exists, and the unchanged File when it is not
-    ``pending`` (already done, failed, or being extracted by another worker).
+    ``pending`` (already done, failed, or being extracted by another worker). A run that dies (an
+    extractor's bug, any exception, a database error while saving the text) marks the file
+    ``failed`` with a generic reason before the exception goes on.
     """
-    claimed = _claim(file_id)
+    claimed = _on_a_new_connection_if_it_fails(_claim, file_id)
     if claimed is None:
         return File.objects.filter(pk=file_id).first()
     file, run = claimed
     from . import get_extractor
 
     started = time.monotonic()
-    name = version = ""
+    about = {"extractor": "", "extractor_version": ""}
     try:
         extractor = extractor or get_extractor()
-        name = getattr(extractor, "name", type(extractor).__name__)[:100]
-        version = (extractor.get_version() or "")[:50]
+        about["extractor"] = getattr(extractor, "name", type(extractor).__name__)[:100]
+        about["extractor_version"] = (extractor.get_version() or "")[:50]
         limit = int(ai_settings.MAX_EXTRACTED_TEXT_LENGTH)
         try:
-            result: ExtractionResult = extractor.extract(
-                source_for(file), timeout=float(ai_settings.EXTRACTION_TIMEOUT), max_length=limit
-            )
-        except OSError as exc:
-            if not file.file.storage.exists(file.file.name):
-                raise ExtractionError("The uploaded file is no longer stored on the server.", code="missing_file") from exc
-            raise
-        text = _tidy(result.text)
-        truncated = result.truncated or len(text) > limit
-        return _finish(
-            file.pk,
-            run,
-            extraction_status=ExtractionStatus.DONE,
-            extraction_error="",
-            extracted_text=text[:limit],
-            extracted_text_truncated=truncated,
-            extractor=name,
-            extractor_version=version,
-            extraction_duration_ms=int((time.monotonic() - started) * 1000),
-            facts=result.metadata,
+            result = _read(file, extractor, limit)
+        except ExtractionError as exc:
+            logger.info("Extraction of file %s failed (%s): %s", file.pk, exc.code, exc.message)
+            outcome = {
+                "extraction_status": ExtractionStatus.FAILED,
+                "extraction_error": exc.message,
+                "extracted_text": "",
+                "extracted_text_truncated": False,
+                "facts": {"error_code": exc.code},
+            }
+        else:
+            text = _tidy(result.text)
+            outcome = {
+                "extraction_status": ExtractionStatus.DONE,
+                "extraction_error": "",
+                "extracted_text": text[:limit],
+                "extracted_text_truncated": result.truncated or len(text) > limit,
+                "facts": result.metadata,
+            }
+        duration = int((time.monotonic() - started) * 1000)
+        return _on_a_new_connection_if_it_fails(
+            _finish, file.pk, run, **outcome, **about, extraction_duration_ms=duration
         )
-    except ExtractionError as exc:
-        logger.info("Extraction of file %s failed (%s): %s", file.pk, exc.code, exc.message)
-        return _finish(
-            file.pk,
-            run,
-            extraction_status=ExtractionStatus.FAILED,
-            extraction_error=exc.message,
-            extracted_text="",
-            extracted_text_truncated=False,
-            extractor=name,
-            extractor_version=version,
-            extraction_duration_ms=int((time.monotonic() - started) * 1000),
-            facts={"error_code": exc.code},
-        )
-    except Exception:
+    except BaseException:
+        # BaseException too: an asyncio.CancelledError or SystemExit out of an extractor's library
+        # must not leave the file 'processing', with turns waiting for it.
         logger.exception("Extraction of file %s failed with an unexpected error", file.pk)
-        _finish(
-            file.pk,
-            run,
-            extraction_status=ExtractionStatus.FAILED,
-            extraction_error=GENERIC_FAILURE,
-            extracted_text="",
-            extracted_text_truncated=False,
-            extractor=name,
-            extractor_version=version,
-            extraction_duration_ms=int((time.monotonic() - started) * 1000),
-            facts={"error_code": "extraction_failed"},
-        )
+        _record_failure(file.pk, run, **about, extraction_duration_ms=int((time.monotonic() - started) * 1000))
         raise
 
 

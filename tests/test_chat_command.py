@@ -79,6 +79,19 @@ def test_new_starts_another_conversation_and_tools_are_shown():
     assert "Here is what we offer" in out
 
 
+def test_after_new_the_reply_still_streams():
+    """The streamed part of a reply that then fails is shown: in the first conversation and in
+    the one /new starts (its events were not followed)."""
+    from agents.test_agents import StreamTestAgent, mixed_text
+    from django_ai.conversations.registry import register_agent
+
+    register_agent("stream-test", StreamTestAgent)
+    out, _ = chat("stream-test", stdin=io.StringIO("fail 40\n/new\nfail 40\n/quit\n"))
+    assert out.count(mixed_text(40)) == 2, out
+    # The failure's notice on a line of its own under the partial text.
+    assert out.count(mixed_text(40) + "\nSorry, something went wrong") == 2
+
+
 def test_continue_a_conversation_by_id():
     chat("echo", "-m", "first")
     session = ConversationSession.objects.get()

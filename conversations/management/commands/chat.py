@@ -91,7 +91,8 @@ class Command(BaseCommand):
         original_send = backend.send
 
         def tee(channel: str, event: str, payload: dict[str, Any]) -> None:
-            if channel == session_channel(session.pk):
+            # The conversation of the moment: /new starts another one.
+            if channel == session_channel(self.session.pk):
                 self._on_event(event, payload)
             original_send(channel, event, payload)
 
@@ -187,8 +188,9 @@ class Command(BaseCommand):
             self._in_turn = False
         with self._lock:
             if result["status"] == "error":
+                if self._streamed:
+                    self._wrapper.break_line()  # the notice under the text streamed before the failure
                 self._start_reply()
-                self._wrapper.finish()
                 self.stdout.write(self.style.ERROR(result.get("error") or "The agent failed."))
             elif not self._streamed:
                 self._start_reply()

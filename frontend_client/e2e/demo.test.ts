@@ -11,7 +11,10 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
+import type { Client } from "../src/index.js";
 import { demoServer, repoRoot, startDemoServer, type DemoServer } from "../test/helpers/server.js";
+
+type DemoClient = Client;
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = join(repoRoot, "artifacts");
@@ -197,11 +200,11 @@ describe("the demo page", () => {
     // An executable is refused whatever its name says.
     const elf = Buffer.concat([Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]), Buffer.alloc(120)]);
     await page.setInputFiles("#file-input", { name: "photo.png", mimeType: "image/png", buffer: elf });
-    // 415: the tray and the banner say the kind of file is not accepted, with the detected type.
+    // 415: the tray and the banner say in words which kind of file the server found in the bytes
+    // (not the name, not a MIME type).
     await page.waitForSelector(".attachment[data-status='failed'][data-code='unsupported_file_type']");
     const reason = await page.locator(".attachment[data-status='failed'] .state").innerText();
-    assert.match(reason, /File refused, this kind of file is not accepted\. Files of type \S+ are not accepted here\./);
-    assert.doesNotMatch(reason, /image\/png/, "the type comes from the bytes, not the name");
+    assert.equal(reason, "This kind of file (a program) isn’t accepted.");
     await page.waitForSelector("#banner:not([hidden])");
     assert.equal(await page.locator("#banner-text").innerText(), reason);
     assert.equal(await page.locator("#messages .message").count(), 0, "nothing was sent");
@@ -269,6 +272,192 @@ describe("the demo page", () => {
     assert.ok(!text.includes("knew what the words were for"), "the story was cut short");
     await page.waitForSelector("#stop", { state: "hidden" });
     assert.equal(await page.isVisible("#send"), true);
+    // Only the reply is marked stopped; the person's own message (cancelled too) is not.
+    await page.waitForSelector(".message.user[data-status='cancelled']");
+    const user = page.locator(".message.user").last();
+    const drawn = await user.locator(".bubble").evaluate((bubble) => getComputedStyle(bubble, "::after").content);
+    assert.ok(drawn === "none" || drawn === "normal", `the user's bubble draws ${drawn}`);
+    assert.doesNotMatch(await user.innerText(), /stopped/i);
+    assert.equal(await page.locator(".message.agent.cancelled .stopped").innerText(), "Stopped");
+  });
+
+  test("a message sent while a reply streams waits its turn: Stop stops the running reply only", async () => {
+    await openAgent(page, "writer");
+    await send(page, "A story about a dragon");
+    await page.waitForFunction(() => (document.querySelector(".message.agent.streaming .bubble")?.textContent?.length ?? 0) > 40);
+    await send(page, "A story about a cat");
+    await send(page, "A story about an owl");
+    // Both wait above the composer, in order, each with a way to take it back.
+    await page.waitForFunction(() => document.querySelectorAll("#queue .queued").length === 2);
+    const queued = page.locator("#queue .queued");
+    assert.deepEqual(await queued.locator(".text").allInnerTexts(), ["A story about a cat", "A story about an owl"]);
+    assert.equal(await page.locator(".message.user .bubble >> text=A story about a cat").count(), 0, "not sent yet");
+    await queued.nth(1).locator("button >> text=Remove").click();
+    await page.waitForFunction(() => document.querySelectorAll("#queue .queued").length === 1);
+
+    await page.click("#stop");
+    await page.waitForSelector(".message.agent.cancelled");
+    // The waiting message is sent once the stopped reply has ended, and answered.
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll(".message.agent.streaming .bubble")].some((b) => b.textContent?.includes("a cat")),
+    );
+    assert.equal(await page.locator("#queue .queued").count(), 0);
+    const cat = page.locator(".message.user").filter({ hasText: "A story about a cat" });
+    assert.notEqual(await cat.getAttribute("data-status"), "cancelled");
+    // Stop that one too (the story is long).
+    await page.click("#stop");
+    await page.waitForFunction(() => document.querySelectorAll(".message.agent.cancelled").length === 2);
+    await page.waitForSelector("#stop", { state: "hidden" });
+    // The removed message was never sent.
+    const sessionId = page.url().split("#/c/")[1] as string;
+    const contents = await page.evaluate(async (id) => {
+      const { client } = (window as unknown as { demo: { client: DemoClient } }).demo;
+      const rows = await client.messages.filter({ session: id }).orderBy("timestamp").fetch();
+      return rows.filter((m) => m.message_type === "user").map((m) => [m.content, m.processing_status]);
+    }, sessionId);
+    assert.deepEqual(contents, [
+      ["A story about a dragon", "cancelled"],
+      ["A story about a cat", "cancelled"],
+    ]);
+  });
+
+  test("a message goes to the conversation on screen, also right after picking another agent", async () => {
+    const first = await openAgent(page, "echo");
+    const supportName = await page.locator('#agent-list button[data-agent="support"] strong').innerText();
+    // The next conversation's start is held at the server's door until the test lets it through.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrived!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const pattern = "**/api/conversations/start/";
+    let passed: Promise<void> = Promise.resolve();
+    await page.route(pattern, (route) => {
+      arrived();
+      passed = held.then(() => route.continue());
+      return passed;
+    });
+    try {
+      await page.fill("#input", "meant for the new one");
+      await page.click('#agent-list button[data-agent="support"]');
+      await reached;
+      // Until the new conversation exists nothing can be sent, and the typed text stays.
+      await page.press("#input", "Enter");
+      assert.equal(await page.inputValue("#input"), "meant for the new one", "the typed text stays");
+      assert.equal(await page.isDisabled("#send"), true);
+      // The screen already shows the new conversation.
+      await page.waitForSelector(`#conversation-agent >> text=${supportName}`);
+      release();
+      await page.waitForFunction((old) => /#\/c\/[0-9a-f-]{36}$/.test(location.hash) && !location.hash.endsWith(old), first);
+      const second = page.url().split("#/c/")[1] as string;
+      await page.waitForSelector("#send:not([disabled])");
+      await page.press("#input", "Enter");
+      await page.waitForSelector(".message.user .bubble >> text=meant for the new one");
+      assert.equal(page.url().split("#/c/")[1], second);
+      await page.waitForSelector(".message.user:not(.local)");
+      const sent = await page.evaluate(async (ids) => {
+        const { client } = (window as unknown as { demo: { client: DemoClient } }).demo;
+        const read = async (id: string) =>
+          (await client.messages.filter({ session: id }).fetch()).filter((m) => m.message_type === "user").map((m) => m.content);
+        return [await read(ids[0] as string), await read(ids[1] as string)];
+      }, [first, second]);
+      assert.deepEqual(sent, [[], ["meant for the new one"]]);
+    } finally {
+      release();
+      await passed;
+      await page.unroute(pattern);
+    }
+  });
+
+  test("the sidebar's live dot and the top bar show the same connection state", async () => {
+    // A server of its own, stopped halfway: every realtime connection of the page drops.
+    const own = await startDemoServer();
+    let running = true;
+    const visitor = await browser.newContext();
+    try {
+      const p = await visitor.newPage();
+      await p.goto(own.origin + "/");
+      await openAgent(p, "echo");
+      await p.waitForSelector("#sessions-live.on");
+      await own.stop();
+      running = false;
+      await p.waitForSelector("#connection[data-state='reconnecting']");
+      assert.equal(await p.locator("#sessions-live.on").count(), 0, "the live dot went out with the connection");
+      assert.equal(await p.getAttribute("#sessions-live", "data-state"), "reconnecting");
+    } finally {
+      await visitor.close();
+      if (running) await own.stop();
+    }
+  });
+
+  test("a file over the server's upload limit is refused before it is sent", async () => {
+    await openAgent(page, "files");
+    const schema = (await (await fetch(server.api + "schema/")).json()) as { uploads?: { max_size?: number } };
+    const limit = schema.uploads?.max_size ?? 20 * 1024 * 1024;
+    const uploads: string[] = [];
+    const watch = (request: { url(): string }) => {
+      if (request.url().includes("/api/conversations/files/")) uploads.push(request.url());
+    };
+    page.on("request", watch);
+    try {
+      // Picked through the real file input; the file is made in the page (sending 20 MB of bytes
+      // through the DevTools protocol would take long).
+      await page.evaluate((size) => {
+        const picked = new DataTransfer();
+        picked.items.add(new File([new Uint8Array(size).fill(97)], "huge.txt", { type: "text/plain" }));
+        const input = document.getElementById("file-input") as HTMLInputElement;
+        input.files = picked.files;
+        input.dispatchEvent(new Event("change", { bubbles: true }));
+      }, limit + 1);
+      await page.waitForSelector(".attachment[data-status='failed'][data-code='file_too_large'] >> text=huge.txt");
+      const reason = await page.locator(".attachment[data-status='failed'] .state").innerText();
+      assert.equal(reason, `Too large: files up to ${Math.round(limit / 1024 / 1024)} MB are accepted.`);
+      assert.deepEqual(uploads, [], "nothing was uploaded");
+      // Taken out of the tray, it leaves nothing behind.
+      await page.click(".attachment button[aria-label='Remove huge.txt']");
+      await page.waitForSelector(".attachment", { state: "detached" });
+    } finally {
+      page.off("request", watch);
+    }
+  });
+
+  test("replies render Markdown, and nothing in them runs", async () => {
+    await openAgent(page, "echo");
+    const text = [
+      "**bold** and `code` and [a link](https://example.com/docs)",
+      "",
+      "- one",
+      "- two",
+      "",
+      "```",
+      "let x = 1;",
+      "```",
+      "",
+      '<img src=x onerror="window.pwned = 1"> [click](javascript:window.pwned=2)',
+    ].join("\n");
+    await send(page, text);
+    const reply = page.locator(".message.agent.completed").last();
+    await reply.waitFor();
+    const bubble = reply.locator(".bubble");
+    assert.equal(await bubble.locator("strong").innerText(), "bold");
+    assert.equal(await bubble.locator("p code").innerText(), "code");
+    assert.deepEqual(await bubble.locator("ul > li").allInnerTexts(), ["one", "two"]);
+    assert.equal((await bubble.locator("pre code").innerText()).trim(), "let x = 1;");
+    const links = bubble.locator("a");
+    assert.equal(await links.count(), 1, "the javascript: link is no link");
+    assert.equal(await links.getAttribute("href"), "https://example.com/docs");
+    assert.match((await links.getAttribute("rel")) ?? "", /noopener/);
+    // Raw HTML stays text: no element, nothing ran.
+    assert.equal(await bubble.locator("img").count(), 0);
+    const shown = await bubble.innerText();
+    assert.match(shown, /<img src=x onerror="window\.pwned = 1">/);
+    assert.match(shown, /\[click\]\(javascript:window\.pwned=2\)/);
+    assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined);
+    // The person's own message stays plain text.
+    assert.equal(await page.locator(".message.user .bubble").last().innerText(), text);
   });
 
   test("a signed-in user chats too (session cookie + CSRF token through the SDK)", async () => {
@@ -297,12 +486,25 @@ describe("the demo page", () => {
       await other.goto(server.origin + "/");
       await other.waitForSelector("#no-sessions", { state: "visible" });
       assert.equal(await other.locator("#session-list li").count(), 0);
-      // Even with the link to Alice's conversation.
+      // Even with the link to Alice's conversation: one plain sentence and a way back, no raw
+      // server text, no endless loading, nothing to type into.
       await other.goto(`${server.origin}/#/c/${supportSession}`);
-      await other.waitForSelector("#banner:not([hidden])");
-      await other.waitForSelector("#connection[data-state='failed']");
+      await other.waitForSelector("#missing:not([hidden])");
+      assert.equal(await other.locator("#missing h1").innerText(), "This conversation doesn’t exist or isn’t yours");
+      assert.equal(await other.isVisible("#composer"), false);
+      assert.equal(await other.isVisible("#banner"), false);
+      const body = await other.locator("body").innerText();
+      assert.doesNotMatch(body, /No session matches|Invalid pk|does not exist\.|Loading…/);
       assert.equal(await other.locator("#messages .message").count(), 0);
       assert.equal(await other.locator("text=How do refunds work?").count(), 0);
+      // The way back: the agents to start a conversation of one's own.
+      await other.click("#missing >> text=Start a new conversation");
+      await other.waitForSelector("#welcome:not([hidden]) .agent-card");
+      assert.equal(await other.isVisible("#missing"), false);
+      assert.doesNotMatch(other.url(), /#\/c\//);
+      // A link to no conversation at all says the same.
+      await other.goto(`${server.origin}/#/c/00000000-0000-4000-8000-000000000000`);
+      await other.waitForSelector("#missing:not([hidden])");
       // Alice still sees hers.
       assert.equal(await page.locator(`#session-list li[data-session="${supportSession}"]`).count(), 1);
     } finally {

@@ -1,6 +1,6 @@
 // Build the SDK.
 //   node scripts/build.mjs            dist/ (ESM + .d.ts through tsc) and the browser bundle
-//   node scripts/build.mjs --browser  only the browser bundle (what the demo page loads)
+//   node scripts/build.mjs --browser  only the browser bundles (what the demo page loads)
 //   node scripts/build.mjs --tests    compile src/, test/ and e2e/ into .test-build/ for node --test
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -32,6 +32,24 @@ async function browserBundle() {
   });
 }
 
+async function demoMarkdown() {
+  // markdown-it as one ESM file for the demo page (served at /static/sdk/markdown-it.js); it is
+  // not part of the SDK, which renders no text (package.json "files" leaves it out).
+  await build({
+    entryPoints: ["markdown-it"],
+    absWorkingDir: root,
+    outfile: join(root, "dist", "browser", "markdown-it.js"),
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: ["es2022"],
+    sourcemap: true,
+    minify: true,
+    legalComments: "eof",
+    logLevel: "warning",
+  });
+}
+
 if (args.has("--tests")) {
   runTsc("tsconfig.test.json");
   // Compiled tests are ES modules.
@@ -39,7 +57,9 @@ if (args.has("--tests")) {
   writeFileSync(join(root, ".test-build", "package.json"), JSON.stringify({ type: "module" }) + "\n");
 } else if (args.has("--browser")) {
   await browserBundle();
+  await demoMarkdown();
 } else {
   runTsc("tsconfig.json");
   await browserBundle();
+  await demoMarkdown();
 }

@@ -1,5 +1,22 @@
 // The demo chat page. Everything it knows comes through the TypeScript SDK (django-ai-first-client):
-// agents from the schema, the live session list, one conversation store per open conversation.
+// agents and the upload limit from the schema, the live session list, one conversation store per
+// open conversation.
+//
+// Decisions:
+// - One screen at a time: welcome, starting (an agent was picked, its conversation does not exist
+//   yet), opening (a link is being checked), conversation, missing. Every navigation bumps
+//   `navigation`, so an answer that arrives for an older one changes nothing, and nothing can be
+//   sent until the conversation on screen exists: a message goes where the screen says.
+// - A link is checked (`sessions.get`) before anything of it is shown: another visitor's
+//   conversation is "missing", never raw server errors.
+// - A message typed while a reply runs waits on the page (queued above the composer, with Remove)
+//   and is sent when the reply has ended, so Stop stops the running reply only (the server's cancel/ also drops the
+//   messages waiting there). Leaving the conversation sends what waits: the server answers it
+//   after the running reply.
+// - The connection pill and the sidebar's live dot are drawn from one page-level state: the worse
+//   of the session list's channel and the open conversation's channel.
+// - Replies are Markdown, rendered by markdown-it with raw HTML off; the conversation is drawn at
+//   most once per animation frame, so a streaming reply is re-rendered at most once a frame.
 
 const config = JSON.parse(document.getElementById("demo-config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -26,11 +43,20 @@ function avatar(path) {
 
 let sdk;
 let client;
+let markdown = null; // a markdown-it instance, or null (then replies show as plain text)
 let agents = [];
 let sessions = [];
 let knownSessionIds = null;
-let current = null; // { conversation, stop, sessionId, draft: [{key, promise, fileId}] }
+let maxUploadSize = null; // bytes, from the schema
+// The open conversation: { sessionId, conversation, stop, draft: [attachment], queue: [queued],
+// stopping, flushing (a promise while a queued message is being handed to the store) }.
+let current = null;
+let navigation = 0;
+let starting = null; // the agent whose conversation is being started
 let lastErrorShown = null;
+let queuedCount = 0;
+// The realtime state of the session list's channel and of the open conversation's channel.
+const connections = { owner: "connecting", conversation: null };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -68,6 +94,42 @@ function formatSlot(slot) {
   return `${date.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" })} · ${slot.slice(11)}`;
 }
 
+function formatBytes(bytes) {
+  const units = ["bytes", "KB", "MB", "GB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit === 0 ? value : Number(value.toFixed(value < 10 ? 1 : 0))} ${units[unit]}`;
+}
+
+// What the server found in a refused file's bytes, in words. The 415's message names the MIME
+// type ("Files of type application/x-executable are not accepted here.").
+const FILE_KINDS = [
+  [/^application\/(x-executable|x-msdownload|x-dosexec|x-mach-binary|x-sharedlib|wasm|x-deb|x-rpm|x-google-chrome-extension|x-shockwave-flash|java-archive)$/, "a program"],
+  [/^application\/(zip|gzip|x-tar|x-7z-compressed|x-rar-compressed|x-bzip2|x-xz|zstd|x-lz4|x-lzip|x-lzop|x-compress|x-brotli|vnd\.ms-cab-compressed|x-unix-archive)$/, "an archive"],
+  [/^audio\//, "a sound recording"],
+  [/^video\//, "a video"],
+  [/^image\//, "an image in a format that is not read here"],
+  [/^(font\/|application\/font-)/, "a font"],
+  [/^application\/x-sqlite3$/, "a database"],
+  [/^application\/epub\+zip$/, "an e-book"],
+  [/^application\/(vnd\.ms-|vnd\.oasis\.opendocument\.(spreadsheet|presentation))/, "an office file in a format that is not read here"],
+  [/^application\/octet-stream$/, "data of no known kind"],
+];
+
+function describeRefusedKind(error) {
+  const type = /type ([\w.+-]+\/[\w.+-]+)/.exec(error.message ?? "")?.[1]?.toLowerCase();
+  const words = type ? FILE_KINDS.find(([pattern]) => pattern.test(type))?.[1] : null;
+  return words ? `This kind of file (${words}) isn’t accepted.` : "This kind of file isn’t accepted.";
+}
+
+function tooLargeText() {
+  return maxUploadSize ? `Too large: files up to ${formatBytes(maxUploadSize)} are accepted.` : "Too large for this server.";
+}
+
 // Errors -> one sentence a person understands.
 function describeError(error) {
   if (!error) return null;
@@ -76,12 +138,20 @@ function describeError(error) {
     const wait = error.retryAfter ? `${Math.ceil(error.retryAfter)} s` : "a moment";
     return { kind: "warn", text: `You’re sending messages too fast. Try again in ${wait}.` };
   }
-  if (sdk.isPayloadTooLarge(error)) return { kind: "error", text: `File refused: ${error.message}` };
+  if (sdk.isPayloadTooLarge(error)) return { kind: "error", text: tooLargeText() };
   // 415: the server looked at the bytes (not the name) and does not accept this kind of file.
-  if (sdk.isUnsupportedFileType(error)) return { kind: "error", text: `File refused, this kind of file is not accepted. ${error.message}` };
+  if (sdk.isUnsupportedFileType(error)) return { kind: "error", text: describeRefusedKind(error) };
   if (sdk.isRealtimeError(error)) return { kind: "warn", text: "Live updates are unavailable; replies will appear when they finish." };
   if (sdk.isApiError(error) && error.status >= 500) return { kind: "error", text: "The server failed. Try again in a moment." };
   return { kind: "error", text: error.message || "Something went wrong." };
+}
+
+// A conversation that is not the visitor's (or no conversation at all): the server says 404 for
+// the session, 400 for a filter on it, 403/404 for its channel.
+function isNotTheirs(error) {
+  if (!error) return false;
+  if (sdk.isNotFound(error) || sdk.isPermissionDenied(error) || sdk.isValidationError(error)) return true;
+  return sdk.isRealtimeError(error) && [400, 403, 404].includes(error.status);
 }
 
 function showBanner(error, action) {
@@ -105,6 +175,93 @@ function hideBanner() {
 function showFatal(error) {
   $("fatal").hidden = false;
   if (error && !sdk?.isNetworkError?.(error)) $("fatal-text").textContent = error.message ?? String(error);
+}
+
+// Markdown: raw HTML is off (a reply's <img onerror=...> stays text), markdown-it's validateLink
+// refuses javascript:, vbscript:, file: and data: links, and images are off (a reply cannot make
+// the browser fetch an address of its choosing). Links open in a new tab without an opener.
+function createMarkdown(MarkdownIt) {
+  const md = new MarkdownIt({ html: false, linkify: true, breaks: true });
+  md.disable("image");
+  // Only addresses with a scheme or www. become links: "README.md" stays a file name.
+  md.linkify.set({ fuzzyLink: false });
+  const renderToken = (tokens, idx, options, env, self) => self.renderToken(tokens, idx, options);
+  const linkOpen = md.renderer.rules.link_open ?? renderToken;
+  md.renderer.rules.link_open = (tokens, idx, options, env, self) => {
+    tokens[idx].attrSet("target", "_blank");
+    tokens[idx].attrSet("rel", "noopener noreferrer nofollow");
+    return linkOpen(tokens, idx, options, env, self);
+  };
+  return md;
+}
+
+function markdownBubble(text) {
+  const bubble = el("div", { class: "bubble" });
+  if (!markdown) {
+    bubble.textContent = text;
+    return bubble;
+  }
+  bubble.classList.add("md");
+  bubble.innerHTML = markdown.render(text);
+  return bubble;
+}
+
+// One connection state for the page.
+const CONNECTION_LABELS = { subscribed: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…", failed: "Offline", closed: "Not live" };
+const CONNECTION_RANK = { subscribed: 0, closed: 1, connecting: 2, reconnecting: 3, failed: 4 };
+
+function pageConnection() {
+  const { owner, conversation } = connections;
+  if (!conversation) return owner;
+  return (CONNECTION_RANK[conversation] ?? 0) > (CONNECTION_RANK[owner] ?? 0) ? conversation : owner;
+}
+
+function renderConnection() {
+  const state = pageConnection();
+  const label = CONNECTION_LABELS[state] ?? state;
+  const pill = $("connection");
+  pill.dataset.state = state;
+  pill.lastElementChild.textContent = label;
+  const dot = $("sessions-live");
+  dot.dataset.state = state;
+  dot.classList.toggle("on", state === "subscribed");
+  dot.title = label;
+}
+
+// The session list's channel, followed through the client's realtime hub (the live query below
+// shares its subscription). It changes when the visitor becomes known.
+function followConnection() {
+  let generation = 0;
+  let stop = null;
+  const follow = async () => {
+    const mine = ++generation;
+    stop?.();
+    stop = null;
+    let channel = null;
+    try {
+      channel = client.realtime.enabled ? await client.realtime.ownerChannel() : null;
+    } catch {
+      if (mine !== generation) return;
+      connections.owner = "failed";
+      renderConnection();
+      return;
+    }
+    if (mine !== generation) return;
+    if (!channel) {
+      connections.owner = "closed";
+      renderConnection();
+      return;
+    }
+    stop = client.realtime.subscribe(channel, {
+      event: () => undefined,
+      state: (state) => {
+        connections.owner = state;
+        renderConnection();
+      },
+    });
+  };
+  client.realtime.onIdentityChange(() => void follow());
+  void follow();
 }
 
 // Agents and the live session list.
@@ -153,67 +310,197 @@ function followSessions() {
   client.sessions.orderBy("-updated_at").limit(50).live(
     (snapshot) => {
       sessions = snapshot.rows;
-      $("sessions-live").classList.toggle("on", snapshot.connection === "subscribed");
       renderSessions();
     },
     { onError: (error) => showBanner(error) },
   );
 }
 
-// Opening and starting conversations.
+// Screens.
+function showScreen(screen) {
+  $("app").dataset.screen = screen;
+  $("welcome").hidden = screen !== "welcome";
+  $("missing").hidden = screen !== "missing";
+  $("thread").hidden = !["starting", "opening", "conversation"].includes(screen);
+  $("composer").hidden = !["starting", "conversation"].includes(screen);
+  const ready = screen === "conversation";
+  $("composer").dataset.ready = String(ready);
+  $("send").disabled = !ready;
+  $("input").placeholder = ready ? "Message the agent…" : "Starting the conversation…";
+  if (!ready) {
+    $("stop").hidden = true;
+    $("suggestions").hidden = true;
+    $("attachments").replaceChildren();
+    $("queue").replaceChildren();
+  }
+}
+
+function renderTitle(title, subtitle = "") {
+  $("conversation-agent").textContent = title;
+  $("conversation-subtitle").textContent = subtitle;
+}
+
+function setHash(sessionId) {
+  const target = sessionId ? `#/c/${sessionId}` : "";
+  if (location.hash !== target) history.replaceState(null, "", `${location.pathname}${location.search}${target}`);
+}
+
+/** Close the open conversation; what waits in its queue is sent (the server answers it later). */
+function leaveConversation() {
+  const left = current;
+  if (!left) return;
+  current = null;
+  left.stop();
+  let chain = left.flushing ?? Promise.resolve();
+  for (const item of [...left.queue]) chain = chain.then(() => deliver(left, item));
+  left.conversation.close();
+  connections.conversation = null;
+  rendered.clear();
+  queuedRendered.clear();
+  $("messages").replaceChildren();
+  $("queue").replaceChildren();
+  renderConnection();
+}
+
+function showWelcome() {
+  navigation += 1;
+  starting = null;
+  leaveConversation();
+  hideBanner();
+  setHash(null);
+  showScreen("welcome");
+  renderTitle("Pick an agent");
+  renderSessions();
+}
+
+function showMissing() {
+  navigation += 1;
+  starting = null;
+  leaveConversation();
+  hideBanner();
+  showScreen("missing");
+  renderTitle("Conversation not found");
+  renderSessions();
+}
+
+// The plan selector goes to agents that declare `tier` among their start parameters (schema/'s
+// `start_params`); the server refuses any parameter an agent does not declare.
+function startParams(path) {
+  const declared = agents.find((a) => a.path === path)?.start_params?.properties ?? {};
+  return "tier" in declared ? { tier: $("plan").value } : {};
+}
+
 async function startConversation(path) {
   closeMenu();
+  if (starting === path) return; // a second click while it starts
+  const nav = ++navigation;
+  starting = path;
+  leaveConversation();
+  hideBanner();
+  setHash(null);
+  showScreen("starting");
+  renderTitle(agentName(path), "Starting…");
+  connections.conversation = "connecting";
+  renderConnection();
+  renderSessions();
   try {
-    // Only agents that declare a "tier" start parameter take the plan (others refuse unknown keys).
-    const agent = agents.find((a) => a.path === path);
-    const params = agent?.start_params?.properties?.tier ? { tier: $("plan").value } : {};
-    const conversation = await client.startConversation(path, params);
-    openConversation(conversation.sessionId, conversation);
+    const conversation = await client.startConversation(path, startParams(path));
+    if (nav !== navigation) {
+      conversation.close(); // the visitor went elsewhere meanwhile
+      return;
+    }
+    await openConversation(conversation.sessionId, conversation);
     $("input").focus();
   } catch (error) {
+    if (nav !== navigation) return;
+    showWelcome();
     showBanner(error);
   }
 }
 
-function openConversation(sessionId, conversation) {
+async function openConversation(sessionId, store) {
   closeMenu();
   if (current?.sessionId === sessionId) return;
-  if (current) {
-    current.stop();
-    current.conversation.close();
-  }
-  const store = conversation ?? client.conversation(sessionId);
-  current = { sessionId, conversation: store, stop: () => undefined, draft: [] };
-  current.stop = store.subscribe(renderConversation);
-  lastErrorShown = null;
+  const nav = ++navigation;
+  starting = null;
+  leaveConversation();
   hideBanner();
-  if (location.hash !== `#/c/${sessionId}`) history.replaceState(null, "", `#/c/${sessionId}`);
-  $("welcome").hidden = true;
-  $("thread").hidden = false;
-  $("composer").hidden = false;
-  $("messages").replaceChildren();
+  setHash(sessionId);
+  if (!store && !sessions.some((s) => s.id === sessionId)) {
+    // A link: show nothing of it before the server says it is the visitor's.
+    showScreen("opening");
+    renderTitle("Conversation", "Loading…");
+    try {
+      await client.sessions.get(sessionId);
+    } catch (error) {
+      if (nav !== navigation) return;
+      if (isNotTheirs(error)) {
+        showMissing();
+      } else {
+        showWelcome();
+        setHash(sessionId);
+        showBanner(error, { label: "Try again", run: () => { hideBanner(); openConversation(sessionId); } });
+      }
+      return;
+    }
+    if (nav !== navigation) return;
+  }
+  const conversation = store ?? client.conversation(sessionId);
+  const entry = { sessionId, conversation, stop: () => undefined, draft: [], queue: [], stopping: false, flushing: null };
+  current = entry;
+  lastErrorShown = null;
+  showScreen("conversation");
+  $("suggestions").replaceChildren();
+  delete $("suggestions").dataset.for;
+  entry.stop = conversation.subscribe((state) => onConversationState(entry, state));
   renderSessions();
 }
 
-// The conversation.
+function onConversationState(entry, state) {
+  if (current !== entry) return;
+  connections.conversation = state.connection;
+  renderConnection();
+  if (!state.loaded && isNotTheirs(state.error)) {
+    showMissing();
+    return;
+  }
+  flushQueue(entry, state);
+  scheduleRender();
+}
+
+// Drawing the conversation, at most once per animation frame (a hidden page has no frames: the
+// timer draws it there, as often as the browser lets timers run).
+let renderFrame = 0;
+let renderTimer = 0;
+
+function scheduleRender() {
+  if (renderFrame) return;
+  const run = () => {
+    cancelAnimationFrame(renderFrame);
+    clearTimeout(renderTimer);
+    renderFrame = 0;
+    if (current) renderConversation(current.conversation.getState());
+  };
+  renderFrame = requestAnimationFrame(run);
+  renderTimer = setTimeout(run, 100);
+}
+
 const rendered = new Map(); // message id -> { node, signature }
+const queuedRendered = new Map(); // queued item id -> { node, signature }
+let typingNode = null;
 
 function renderConversation(state) {
-  if (!current || state.sessionId !== current.sessionId) return;
+  const entry = current;
+  if (!entry || state.sessionId !== entry.sessionId) return;
   const agentPath = state.session?.agent_path ?? sessions.find((s) => s.id === state.sessionId)?.agent_path;
-  $("conversation-agent").textContent = agentPath ? agentName(agentPath) : "Conversation";
   const phaseText = { loading: "Loading…", idle: "", sending: "Sending…", waiting: "Thinking…", streaming: "Replying…" }[state.phase];
-  $("conversation-subtitle").textContent = [state.session?.title, phaseText].filter(Boolean).join(" · ");
-  const connection = $("connection");
-  connection.dataset.state = state.connection;
-  connection.lastElementChild.textContent =
-    { subscribed: "Live", connecting: "Connecting…", reconnecting: "Reconnecting…", failed: "Offline", closed: "Not live" }[state.connection] ?? state.connection;
+  renderTitle(agentPath ? agentName(agentPath) : "Conversation", [state.session?.title, phaseText].filter(Boolean).join(" · "));
 
   const thread = $("thread");
   const nearBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
   const list = $("messages");
+  const wanted = [];
   const seen = new Set();
-  let previous = null;
   for (const message of state.messages) {
     seen.add(message.id);
     const signature = JSON.stringify([
@@ -221,37 +508,30 @@ function renderConversation(state) {
       message.widget?.data, message.attachments.map((f) => [f.id, f.extraction_status]), message.files.map((id) => state.files[id]?.extraction_status),
       state.busy,
     ]);
-    let entry = rendered.get(message.id);
-    if (!entry || entry.signature !== signature) {
+    let cached = rendered.get(message.id);
+    if (!cached || cached.signature !== signature) {
       const node = renderMessage(message, state);
-      if (entry) {
-        node.classList.add("settled");
-        entry.node.replaceWith(node);
-      }
-      entry = { node, signature };
-      rendered.set(message.id, entry);
+      if (cached) node.classList.add("settled");
+      cached = { node, signature };
+      rendered.set(message.id, cached);
     }
-    const expected = previous ? previous.nextSibling : list.firstChild;
-    if (expected !== entry.node) list.insertBefore(entry.node, expected);
-    previous = entry.node;
+    wanted.push(cached.node);
   }
-  for (const [id, entry] of rendered) {
-    if (!seen.has(id)) {
-      entry.node.remove();
-      rendered.delete(id);
-    }
-  }
+  for (const id of rendered.keys()) if (!seen.has(id)) rendered.delete(id);
+
   const streaming = state.messages.find((m) => m.streaming);
   // The dots show from the moment a message is sent until the reply's first words arrive.
   const sent = state.messages.some((m) => m.local && !m.sendError && m.message_type === "user");
   const typing = sent || state.phase === "waiting" || (streaming && !streaming.content);
-  let indicator = list.querySelector(".typing");
-  if (typing && !indicator) {
-    indicator = el("li", { class: "message agent typing", "aria-label": "The agent is typing" },
-      avatar(agentPath), el("div", { class: "bubble" }, el("i"), el("i"), el("i")));
+  if (typing) {
+    if (!typingNode || !list.contains(typingNode)) {
+      typingNode = el("li", { class: "message agent typing", "aria-label": "The agent is typing" },
+        avatar(agentPath), el("div", { class: "bubble" }, el("i"), el("i"), el("i")));
+    }
+    wanted.push(typingNode);
   }
-  if (typing) list.append(indicator);
-  else indicator?.remove();
+
+  placeInOrder(list, wanted);
 
   renderSuggestions(state, agentPath);
   renderComposer(state);
@@ -264,6 +544,22 @@ function renderConversation(state) {
     hideBanner();
   }
   if (nearBottom) thread.scrollTop = thread.scrollHeight;
+}
+
+/** Make `nodes` the children of `list` in this order, moving only those out of place. */
+function placeInOrder(list, nodes) {
+  let previous = null;
+  for (const node of nodes) {
+    const expected = previous ? previous.nextSibling : list.firstChild;
+    if (expected !== node) list.insertBefore(node, expected);
+    previous = node;
+  }
+  let extra = previous ? previous.nextSibling : list.firstChild;
+  while (extra) {
+    const next = extra.nextSibling;
+    extra.remove();
+    extra = next;
+  }
 }
 
 function renderMessage(message, state) {
@@ -291,9 +587,41 @@ function renderMessage(message, state) {
   } else if (type === "system") {
     li.append(el("div", { class: "bubble", text: message.content }));
   } else {
-    li.append(avatar(agentPath), el("div", { class: "bubble", text: message.content }));
+    const stack = el("div", { class: "stack" }, markdownBubble(message.content));
+    if (message.processing_status === "cancelled") stack.append(el("div", { class: "status stopped", text: "Stopped" }));
+    li.append(avatar(agentPath), stack);
   }
   return li;
+}
+
+// Messages waiting for the running reply to end, above the composer (the thread moves while a
+// reply streams; this place does not). A node is rebuilt only when its item changes.
+function renderQueue(entry) {
+  const ids = new Set();
+  const nodes = [];
+  for (const item of entry.queue) {
+    ids.add(item.id);
+    const waitingForFiles = item.draft.some((d) => !d.settled);
+    const signature = JSON.stringify([item.text, waitingForFiles, item.draft.map((d) => d.filename)]);
+    let cached = queuedRendered.get(item.id);
+    if (!cached || cached.signature !== signature) {
+      cached = { node: renderQueued(item, waitingForFiles), signature };
+      queuedRendered.set(item.id, cached);
+    }
+    nodes.push(cached.node);
+  }
+  for (const id of queuedRendered.keys()) if (!ids.has(id)) queuedRendered.delete(id);
+  placeInOrder($("queue"), nodes);
+}
+
+function renderQueued(item, waitingForFiles) {
+  const names = item.draft.map((d) => d.filename);
+  return el("li", { class: "queued", dataset: { queued: item.id } },
+    el("span", { class: "text", text: item.text.trim() || "Please read the attached file." }),
+    names.length ? el("span", { class: "files muted", text: names.join(", ") }) : null,
+    el("span", { class: "when muted", text: waitingForFiles ? "waits for its files" : "sent when the reply ends" }),
+    el("button", { class: "link", type: "button", text: "Remove", "aria-label": `Remove the queued message “${item.text.trim().slice(0, 40)}”`, onclick: () => removeQueued(item) }),
+  );
 }
 
 function fileChip(file) {
@@ -350,22 +678,27 @@ async function pickSlot(widget, slot) {
 
 function renderSuggestions(state, agentPath) {
   const box = $("suggestions");
-  const show = state.loaded && state.messages.length === 0;
+  const show = state.loaded && state.messages.length === 0 && current.queue.length === 0;
   box.hidden = !show;
   if (!show) return;
   const wanted = look(agentPath).suggestions.join("|");
   if (box.dataset.for === wanted) return;
   box.dataset.for = wanted;
   box.replaceChildren(...look(agentPath).suggestions.map((text) =>
-    el("button", { type: "button", text, onclick: () => (text.startsWith("Attach") ? $("file-input").click() : send(text)) })));
+    el("button", { type: "button", text, onclick: () => (text.startsWith("Attach") ? $("file-input").click() : submit(text)) })));
 }
 
 function renderComposer(state) {
   $("stop").hidden = !state.busy || state.phase === "sending";
-  $("send").hidden = !$("stop").hidden;
+  renderQueue(current);
   const tray = $("attachments");
   tray.replaceChildren();
-  for (const item of current.draft) {
+  // The files of the next message, then those of queued messages still uploading.
+  for (const item of [...current.draft, ...current.queue.flatMap((q) => q.draft)]) {
+    if (item.refused) {
+      tray.append(attachmentCard(item, "failed", item.refused.text, { status: "failed", code: item.refused.code }));
+      continue;
+    }
     const upload = state.uploads.find((u) => u.key === item.key) ?? item.upload;
     if (!upload) continue;
     const file = upload.file ? state.files[upload.file.id] ?? upload.file : null;
@@ -381,70 +714,129 @@ function renderComposer(state) {
     }[status];
     // data-code: why an upload was refused (e.g. unsupported_file_type), for styling and tests.
     const dataset = upload.error?.code ? { status, code: upload.error.code } : { status };
-    tray.append(el("li", { class: "attachment", dataset },
-      el("header", {},
-        el("span", { class: "name", text: upload.filename }),
-        el("button", { type: "button", class: "icon-button", "aria-label": `Remove ${upload.filename}`, onclick: () => removeDraft(item) }, "✕")),
-      el("span", { class: "state" }, status === "pending" || status === "processing" || status === "uploading" ? el("span", { class: "spinner" }) : null, label),
-      status === "uploading" ? el("div", { class: "progress" }, el("i", { style: `width:${percent}%` })) : null,
-    ));
+    tray.append(attachmentCard(item, status, label, dataset, percent));
   }
+}
+
+function attachmentCard(item, status, label, dataset, percent = 0) {
+  return el("li", { class: "attachment", dataset },
+    el("header", {},
+      el("span", { class: "name", text: item.filename }),
+      el("button", { type: "button", class: "icon-button", "aria-label": `Remove ${item.filename}`, onclick: () => removeDraft(item) }, "✕")),
+    el("span", { class: "state" }, status === "pending" || status === "processing" || status === "uploading" ? el("span", { class: "spinner" }) : null, label),
+    status === "uploading" ? el("div", { class: "progress" }, el("i", { style: `width:${percent}%` })) : null,
+  );
 }
 
 function removeDraft(item) {
+  if (!current) return;
   current.draft = current.draft.filter((d) => d !== item);
-  renderConversation(current.conversation.getState());
+  for (const queued of current.queue) queued.draft = queued.draft.filter((d) => d !== item);
+  scheduleRender();
 }
 
 function attach(files) {
-  if (!current) return;
+  const entry = current;
+  if (!entry) return;
   for (const file of files) {
-    const item = { key: null, fileId: null, upload: null, promise: null };
-    item.promise = current.conversation
-      .upload(file, {
-        onProgress: (upload) => {
-          item.key = upload.key;
-          item.upload = upload;
-        },
-      })
-      .then((row) => {
-        item.fileId = row.id;
-        return row;
-      })
-      .catch((error) => {
-        item.failed = error;
-        return null;
-      });
-    current.draft.push(item);
+    const item = { key: null, fileId: null, upload: null, promise: null, settled: false, refused: null, filename: file.name || "file" };
+    if (maxUploadSize && file.size > maxUploadSize) {
+      // Refused here, before a byte is sent: the server would answer 413 anyway.
+      item.refused = { code: "file_too_large", text: tooLargeText() };
+      item.settled = true;
+      item.promise = Promise.resolve(null);
+    } else {
+      item.promise = entry.conversation
+        .upload(file, {
+          onProgress: (upload) => {
+            item.key = upload.key;
+            item.upload = upload;
+          },
+        })
+        .then((row) => {
+          item.fileId = row.id;
+          return row;
+        })
+        .catch(() => null) // shown by the store (the upload's error) and in the tray
+        .finally(() => {
+          item.settled = true;
+          if (current === entry) scheduleRender();
+        });
+    }
+    entry.draft.push(item);
   }
-  const state = current.conversation.getState();
-  // The upload's key is known after its first progress report: render again then.
-  queueMicrotask(() => renderConversation(current.conversation.getState()));
-  renderConversation(state);
+  scheduleRender();
 }
 
-async function send(text, files) {
-  if (!current) return;
-  const conversation = current.conversation;
-  const draft = files ? [] : current.draft;
-  if (!files) {
-    await Promise.all(draft.map((d) => d.promise));
-    files = draft.filter((d) => d.fileId).map((d) => d.fileId);
-    if (draft.some((d) => d.failed) && !files.length && !text.trim()) return;
-  }
-  const first = conversation.getState().messages.length === 0;
-  const sessionId = current.sessionId;
-  if (!files.length && !text.trim()) return;
-  try {
-    current.draft = current.draft.filter((d) => !draft.includes(d));
-    const pending = conversation.send(text.trim() || "Please read the attached file.", { files });
+// Sending. A message goes to the conversation on screen, and only once it exists; while a reply
+// runs it waits in the page's queue.
+function submit(text, { fromInput = false } = {}) {
+  const entry = current;
+  if (!entry || $("composer").dataset.ready !== "true") return;
+  if (!text.trim() && !entry.draft.length) return;
+  const item = { id: `queued-${++queuedCount}`, text, draft: entry.draft };
+  entry.draft = [];
+  entry.queue.push(item);
+  if (fromInput) {
     $("input").value = "";
     autoGrow();
+  }
+  flushQueue(entry, entry.conversation.getState());
+  scheduleRender();
+}
+
+function flushQueue(entry, state) {
+  if (!entry.queue.length || entry.flushing || entry.stopping || state.busy || !state.loaded) return;
+  const item = entry.queue[0];
+  entry.flushing = deliver(entry, item).finally(() => {
+    entry.flushing = null;
+    if (current === entry) {
+      flushQueue(entry, entry.conversation.getState());
+      scheduleRender();
+    }
+  });
+}
+
+async function deliver(entry, item) {
+  const conversation = entry.conversation;
+  await Promise.all(item.draft.map((d) => d.promise));
+  const index = entry.queue.indexOf(item);
+  if (index < 0) return; // removed meanwhile
+  entry.queue.splice(index, 1);
+  const files = item.draft.filter((d) => d.fileId).map((d) => d.fileId);
+  const text = item.text.trim();
+  if (!files.length && !text) return;
+  const first = conversation.getState().messages.length === 0;
+  try {
+    const pending = conversation.send(text || "Please read the attached file.", { files });
+    if (current === entry) scheduleRender();
     await pending;
-    conversation.clearUploads();
-    if (first) client.sessions.update(sessionId, { title: text.trim().slice(0, 60) || "Files" }).catch(() => undefined);
+    if (current === entry) conversation.clearUploads();
+    if (first) client.sessions.update(entry.sessionId, { title: text.slice(0, 60) || "Files" }).catch(() => undefined);
   } catch {
     // Shown by the store: the message stays with its error (Retry / Discard).
+  }
+}
+
+function removeQueued(item) {
+  if (!current) return;
+  current.queue = current.queue.filter((q) => q !== item);
+  scheduleRender();
+}
+
+async function stopReply() {
+  const entry = current;
+  if (!entry) return;
+  // Nothing queued is sent until the server has taken the stop (its cancel/ also drops the
+  // messages waiting there).
+  entry.stopping = true;
+  try {
+    await entry.conversation.cancel();
+  } catch (error) {
+    showBanner(error);
+  } finally {
+    entry.stopping = false;
+    if (current === entry) flushQueue(entry, entry.conversation.getState());
   }
 }
 
@@ -467,12 +859,12 @@ function closeMenu() {
 function wire() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
-    send($("input").value);
+    submit($("input").value, { fromInput: true });
   });
   $("input").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
-      send($("input").value);
+      submit($("input").value, { fromInput: true });
     }
   });
   $("input").addEventListener("input", autoGrow);
@@ -480,8 +872,12 @@ function wire() {
     attach([...event.target.files]);
     event.target.value = "";
   });
-  $("stop").addEventListener("click", () => current?.conversation.cancel().catch((error) => showBanner(error)));
+  $("stop").addEventListener("click", () => void stopReply());
   $("banner-close").addEventListener("click", hideBanner);
+  $("missing-new").addEventListener("click", () => {
+    showWelcome();
+    $("agent-cards").querySelector("button")?.focus();
+  });
   $("open-sidebar").addEventListener("click", () => $("app").classList.add("menu-open"));
   $("close-sidebar").addEventListener("click", closeMenu);
   $("fatal-retry").addEventListener("click", () => location.reload());
@@ -495,28 +891,43 @@ function wire() {
 }
 
 function route() {
-  const match = location.hash.match(/^#\/c\/([0-9a-f-]{36})$/);
-  if (match) openConversation(match[1]);
+  const match = location.hash.match(/^#\/c\/(.*)$/);
+  if (!match) return;
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(match[1])) openConversation(match[1].toLowerCase());
+  else showMissing();
 }
 
 async function boot() {
+  const markdownUrl = $("app").dataset.markdown;
+  let MarkdownIt = null;
   try {
-    sdk = await import(config.sdk);
+    [sdk, MarkdownIt] = await Promise.all([
+      import(config.sdk),
+      // Without it (not built) replies show as plain text.
+      markdownUrl ? import(markdownUrl).then((module) => module.default, () => null) : null,
+    ]);
   } catch (error) {
     showFatal(new Error(`Could not load the SDK bundle (${config.sdk}): ${error.message}`));
     return;
   }
+  if (MarkdownIt) markdown = createMarkdown(MarkdownIt);
   client = sdk.createClient({ baseUrl: config.apiBase });
   window.demo = { client, get conversation() { return current?.conversation ?? null; } };
   wire();
+  renderConnection();
+  let schema;
   try {
-    agents = await client.agents();
+    schema = await client.schema();
   } catch (error) {
     showFatal(error);
     return;
   }
+  agents = schema.agents ?? [];
+  maxUploadSize = schema.uploads?.max_size ?? null;
   $("app").dataset.phase = "ready";
   renderAgents();
+  showScreen("welcome");
+  followConnection();
   followSessions();
   route();
 }

@@ -130,3 +130,13 @@ def fresh_bridge(settings):
     yield bridge_registry
     bridge_registry.reset()
     cache.clear()
+
+
+@pytest.fixture
+def shop(fresh_bridge):
+    """The project models of ``tests.shop`` exposed again (``fresh_bridge`` forgot what its app's
+    ``ready()`` registered)."""
+    from tests.shop.exposed import expose_shop
+
+    expose_shop()
+    return fresh_bridge

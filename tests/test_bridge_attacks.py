@@ -124,7 +124,8 @@ class TestPaths:
             "content__regex",
             "content",
             "timestamp__year",
-            "pk",
+            "pk__gte",  # pk and pk__in are every model's; other lookups on it are not
+            "pk__isnull",
             "session__messages__content",
             "id__in__exact",
             "__class__",

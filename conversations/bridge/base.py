@@ -14,6 +14,12 @@ before that by :class:`django_ai.conversations.asgi.BodySizeLimitMiddleware`, wh
 resolved for the path (:meth:`BridgeAPIView.get_max_body_size`,
 :meth:`BridgeAPIView.get_body_too_large_error`); without it a warning is logged once.
 
+Reads need no CSRF token: a view that only reads (``reads_only``, the query endpoint, a POST for
+its JSON body) skips the check for requests whose body is JSON. A page of another origin cannot
+send such a request without the browser asking the server first (a CORS preflight), and could not
+read the answer anyway; a form it submits (urlencoded, multipart, text/plain) is still checked and
+refused before the query runs (docs/security.md, "CSRF").
+
 Who may do what is decided by the bridge's permission classes, not by DRF's
 ``DEFAULT_PERMISSION_CLASSES``: views set ``permission_classes = [AllowAny]`` at the DRF level so
 anonymous visitors reach them, then ask the exposed model.
@@ -160,6 +166,30 @@ class _CSRFCheck(CsrfViewMiddleware):
         return reason
 
 
+def _skip_csrf(self: Any, request: Any) -> None:
+    return None
+
+
+_CSRF_FREE_CLASSES: dict[type, type] = {}
+
+
+def _csrf_free(authentication_class: type) -> type:
+    """``authentication_class`` without its CSRF check (DRF's SessionAuthentication and the
+    classes built like it run the check in ``enforce_csrf``); other classes as they are."""
+    if not hasattr(authentication_class, "enforce_csrf"):
+        return authentication_class
+    found = _CSRF_FREE_CLASSES.get(authentication_class)
+    if found is None:
+        found = type(f"ReadOnly{authentication_class.__name__}", (authentication_class,), {"enforce_csrf": _skip_csrf})
+        _CSRF_FREE_CLASSES[authentication_class] = found
+    return found
+
+
+def _is_json(request: Any) -> bool:
+    media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE") or "")
+    return media_type.strip().lower() == "application/json"
+
+
 class BridgeAPIView(APIView):
     """Base class of the app's API views: error envelope, body-size limit, JSON, CSRF for
     cookie-identified anonymous visitors.
@@ -172,6 +202,27 @@ class BridgeAPIView(APIView):
     permission_classes = [AllowAny]
     parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
+    #: True on a view none of whose methods changes anything (the query endpoint): its JSON
+    #: requests need no CSRF token (:meth:`needs_csrf_token`). Never set it on a view that writes.
+    reads_only = False
+
+    def needs_csrf_token(self, request: Any) -> bool:
+        """Whether ``request``, when a cookie identifies the caller, must carry the CSRF token.
+
+        Unsafe methods do, except on a ``reads_only`` view when the body is JSON
+        (``Content-Type: application/json``): browsers send that cross-origin only after a CORS
+        preflight the server answers, so another site cannot make a visitor's browser send it,
+        and it changes nothing. Anything else (a form another site could submit) is checked.
+        Override to be stricter, e.g. ``return request.method not in SAFE_METHODS``."""
+        if request.method in SAFE_METHODS:
+            return False
+        return not (self.reads_only and _is_json(request))
+
+    def get_authenticators(self) -> list[Any]:
+        # self.request is the Django request here (DRF builds its Request with these).
+        if self.needs_csrf_token(self.request):
+            return super().get_authenticators()
+        return [_csrf_free(auth)() for auth in self.authentication_classes]
 
     def get_exception_handler(self) -> Any:
         return exception_handler
@@ -194,6 +245,12 @@ class BridgeAPIView(APIView):
             _warn_if_asgi_body_unlimited(request)
         self.check_body_size(request)
         super().initial(request, *args, **kwargs)
+
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        # Part of knowing who the caller is, before permissions and throttles, as DRF's own CSRF
+        # check for signed-in users: a forged request is refused before it counts against the
+        # visitor's rates.
         self.check_anonymous_id_header(request)
         self.enforce_anonymous_csrf(request)
 
@@ -231,8 +288,9 @@ class BridgeAPIView(APIView):
     def enforce_anonymous_csrf(self, request: Request) -> None:
         """Anonymous visitors known by their Django session cookie are protected like logged-in
         users: unsafe methods need the CSRF token. Stateless clients (header id, no cookie) are
-        not exposed to CSRF and are not checked."""
-        if request.method in SAFE_METHODS:
+        not exposed to CSRF and are not checked; nor are requests that need no token
+        (:meth:`needs_csrf_token`)."""
+        if not self.needs_csrf_token(request):
             return
         user = getattr(request, "user", None)
         if user is not None and getattr(user, "is_authenticated", False):

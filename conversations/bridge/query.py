@@ -11,11 +11,13 @@ field at the end of the path (type, range, length) so bad input is a 400, never 
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
@@ -24,7 +26,7 @@ from django.utils import timezone
 from ..conf import ai_settings
 from ..constants import BridgeAction
 from .errors import BridgeError, FieldNotAllowed, InvalidQuery, MultipleErrors, ObjectNotFound
-from .fields import ResolvedPath, pk_string, resolve_path
+from .fields import ResolvedPath, resolve_path, wire_pk
 from .serialization import RowWriter, concrete_attnames
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ SCALAR_LOOKUPS = frozenset(
 )
 TEXT_LOOKUPS = frozenset({"iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"})
 MODEL_LOOKUPS = SCALAR_LOOKUPS | {"in", "range", "isnull"}
+#: An integer written as a JSON string (big integers travel so): an optional minus, 1-20 digits.
+INTEGER_STRING = re.compile(r"-?[0-9]{1,20}")
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,16 @@ def filter_specs(exposed: ExposedModel) -> dict[str, set[str]]:
 
 
 def _filters(exposed: ExposedModel) -> dict[str, Any]:
+    """The FilterSet's filters, plus ``pk`` and ``pk__in`` (Django's alias of the primary key,
+    whatever its name) unless it declares those names itself: a client can always find a row by
+    the pk it was given (the SDK's ``get(pk)``). The pk is readable on every model, so filtering
+    by it shows nothing the caller could not read."""
     filterset = exposed.filterset_class
-    if filterset is None:
-        return {}
-    return dict(filterset.base_filters)
+    filters = dict(filterset.base_filters) if filterset is not None else {}
+    pk_name = exposed.model._meta.pk.name
+    filters.setdefault("pk", django_filters.Filter(field_name=pk_name, lookup_expr="exact"))
+    filters.setdefault("pk__in", django_filters.Filter(field_name=pk_name, lookup_expr="in"))
+    return filters
 
 
 def _lookup_filter(exposed: ExposedModel, key: str) -> Any:
@@ -142,8 +152,11 @@ def clean_value(model_field: Any, value: Any, where: str, *, text_lookup: bool =
         if isinstance(model_field, (models.IntegerField, models.AutoField)) or internal.endswith("AutoField"):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
+            if isinstance(value, str) and INTEGER_STRING.fullmatch(value):
+                # The form big integers travel in (and a pk taken from a URL): "9007199254740993".
+                value = int(value)
             if not isinstance(value, int):
-                raise InvalidQuery("Expected an integer.", field=where)
+                raise InvalidQuery("Expected an integer (a JSON number, or a string of digits).", field=where)
             model_field.run_validators(value)
             return value
         if isinstance(model_field, models.FloatField):
@@ -559,7 +572,7 @@ def include_rows(exposed: ExposedModel, request: Any, rows: list[models.Model], 
         bucket = included.setdefault(related.name, {})
         for obj in queryset:
             if check is None or check(obj):
-                bucket[str(pk_string(obj.pk))] = writer(obj)
+                bucket[str(wire_pk(related.model, obj.pk))] = writer(obj)
 
 
 def run_query(exposed: ExposedModel, request: Any, body: Any) -> dict[str, Any]:
@@ -570,7 +583,7 @@ def run_query(exposed: ExposedModel, request: Any, body: Any) -> dict[str, Any]:
     bucket: dict[str, Any] = {}
     data = []
     for obj in rows:
-        key = pk_string(obj.pk)
+        key = wire_pk(exposed.model, obj.pk)
         data.append(key)
         bucket[str(key)] = writer(obj)
     included = {exposed.name: bucket}
@@ -606,7 +619,7 @@ def serialize_instance(exposed: ExposedModel, request: Any, instance: models.Mod
     check = exposed.get_read_check(request)
     if row is not None and check is not None and not check(row):
         row = None  # written, but not readable by the caller: the answer carries only the id
-    key = pk_string(instance.pk)
+    key = wire_pk(exposed.model, instance.pk)
     included: dict[str, dict[str, Any]] = {exposed.name: {}}
     if row is not None:
         included[exposed.name][str(key)] = RowWriter(exposed, fields, related_checks=_related_checks(exposed, request, fields))(row)

@@ -1,8 +1,9 @@
 """Rows out (reads) and validated data in (writes).
 
 Reads: :class:`RowWriter` turns a model instance into a plain dict of the fields the caller may
-read: scalar values as they are (the JSON renderer formats dates and UUIDs), foreign keys as the
-related pk, many-to-many fields as a list of pks. It never calls ``str(obj)``.
+read: each value as JSON carries it (:func:`~.fields.wire_converter`: decimals, big integers,
+durations and UUIDs as strings; the JSON renderer formats dates), foreign keys as the related pk,
+many-to-many fields as a list of pks. It never calls ``str(obj)``.
 
 Writes: :func:`validate_write_data` refuses keys the caller may not set, then validates the rest
 with a Django REST framework ``ModelSerializer`` built for the request, whose relation fields only
@@ -11,18 +12,16 @@ accept rows the caller may read (so a foreign key to another owner's row is "doe
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
-from django.db.models.fields.files import FieldFile
 from rest_framework import serializers
 
 from ..constants import BridgeAction
 from .base import MAX_JSON_DEPTH
 from .errors import FieldNotAllowed, InvalidQuery, MultipleErrors
-from .fields import pk_string
+from .fields import wire_converter
 
 if TYPE_CHECKING:
     from .registry import ExposedModel
@@ -31,14 +30,6 @@ __all__ = ["RowWriter", "validate_write_data", "split_write_data"]
 
 #: Most values a list field (e.g. a message's ``files``) may carry in one write.
 MAX_LIST_VALUES = 20
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, FieldFile):
-        return value.name or None
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    return value
 
 
 class RowWriter:
@@ -61,18 +52,17 @@ class RowWriter:
 
     @staticmethod
     def _getter(field: Any, check: Callable[[models.Model], bool] | None = None) -> Callable[[models.Model], Any]:
+        convert = wire_converter(field)
         if field.many_to_many:
             name = field.name
 
             def many(obj: models.Model) -> Any:
                 # ``check``: the related model's read check (its rows the caller may not read are left out).
-                return [pk_string(row.pk) for row in getattr(obj, name).all() if check is None or check(row)]
+                return [convert(row.pk) for row in getattr(obj, name).all() if check is None or check(row)]
 
             return many
         attname = field.attname
-        if field.is_relation or field.primary_key:
-            return lambda obj: pk_string(getattr(obj, attname))
-        return lambda obj: _plain(getattr(obj, attname))
+        return lambda obj: convert(getattr(obj, attname))
 
     def __call__(self, obj: models.Model) -> dict[str, Any]:
         return {name: getter(obj) for name, getter in self._getters}
@@ -126,6 +116,24 @@ class _StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+class _StrictDurationField(serializers.DurationField):
+    """A duration sent as a string (ISO 8601 as the bridge sends it, ``P1DT02H00M00S``, or
+    Django's ``1 02:00:00``): DRF's DurationField would read the number ``5`` as five seconds,
+    a form reads and filters never use."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str):
+            self.fail("invalid", format="ISO 8601 (P1DT02H00M00S) or [DD] [HH:[MM:]]ss[.uuuuuu]")
+        return super().to_internal_value(data)
+
+
+#: DRF serializer fields replaced by stricter ones for every exposed model's writes.
+_STRICT_FIELDS: dict[type, type] = {
+    serializers.UUIDField: _StrictUUIDField,
+    serializers.DurationField: _StrictDurationField,
+}
+
+
 class _TextOnly:
     """Text fields take JSON strings only: DRF's ``CharField`` would store ``5`` as ``"5"``."""
 
@@ -150,10 +158,12 @@ def _text_only(field_class: type) -> type:
 
 class _BridgeModelSerializer(serializers.ModelSerializer):
     """The base of the write serializers: every text column of every exposed model refuses
-    non-string values (numbers, booleans) with a 400 on that field."""
+    non-string values (numbers, booleans) with a 400 on that field, and so do UUID and duration
+    columns (a number is no UUID, and no duration either: they travel as strings)."""
 
     def build_standard_field(self, field_name: str, model_field: Any) -> tuple[type, dict[str, Any]]:
         field_class, kwargs = super().build_standard_field(field_name, model_field)
+        field_class = _STRICT_FIELDS.get(field_class, field_class)
         text_column = isinstance(model_field, (models.CharField, models.TextField))
         if issubclass(field_class, serializers.CharField) or (text_column and issubclass(field_class, serializers.ChoiceField)):
             field_class = _text_only(field_class)

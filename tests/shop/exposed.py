@@ -1,0 +1,55 @@
+"""The shop's models exposed through the bridge, as a project does it in ``AppConfig.ready()``.
+
+Tests that reset the bridge registry (``fresh_bridge``) call :func:`expose_shop` again.
+"""
+
+from __future__ import annotations
+
+import django_filters
+
+from django_ai.conversations.bridge import expose
+from django_ai.conversations.bridge.permissions import IsOwner, OnlyActions
+
+from .models import Order, Ticket
+
+
+class OrderFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = Order
+        fields = {
+            "id": ["exact", "in", "gt"],
+            "total": ["exact", "gte", "lt", "in", "range"],
+            "big": ["exact", "gt", "in"],
+            "duration": ["exact", "gte", "isnull"],
+            "reference": ["exact", "in"],
+            "status": ["exact", "in"],
+        }
+
+
+class TicketFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = Ticket
+        fields = {"code": ["exact", "in"], "session": ["exact"], "order": ["exact", "isnull"], "subject": ["icontains"]}
+
+
+def expose_shop() -> None:
+    expose(
+        Order,
+        permission_classes=[IsOwner(path="owner"), OnlyActions("read", "update", "delete")],
+        read_fields=["id", "total", "big", "duration", "reference", "status"],
+        update_fields=["total", "big", "duration", "status"],
+        filterset_class=OrderFilterSet,
+        orderings=["id", "total", "big"],
+        default_ordering=["id"],
+    )
+    expose(
+        Ticket,
+        permission_classes=[IsOwner(path="session"), OnlyActions("read", "create", "update", "delete")],
+        read_fields=["code", "session", "subject", "order"],
+        create_fields=["session", "subject", "order"],
+        update_fields=["subject", "order"],
+        filterset_class=TicketFilterSet,
+        orderings=["code"],
+        default_ordering=["code"],
+        relations={"session": "session", "order": "order"},
+    )

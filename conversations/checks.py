@@ -76,7 +76,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "EXTRACTION_MAX_UNPACKED_SIZE": (1, 2**40),
         "EXTRACTION_MAX_COMPRESSION_RATIO": (1, 10**6),
         "OCR_MAX_IMAGE_PIXELS": (1, 10**10),
-        "OCR_MEMORY_LIMIT": (32 * 1024 * 1024, 2**40),
+        "OCR_MEMORY_LIMIT": (128 * 1024 * 1024, 2**40),
         "MAX_UPLOAD_SIZE": (1, 10**12),
         "QUERY_DEFAULT_LIMIT": (1, 10**6),
         "QUERY_MAX_LIMIT": (1, 10**6),

@@ -401,7 +401,7 @@ class _Engine:
             filename, round(timeout, 3), _abandoned,
         )
         return ExtractionError(
-            f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.",
+            f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.",
             code="timeout",
         )
 
@@ -438,6 +438,12 @@ class _Engine:
         ocr.setTimeoutSeconds(max(1, int(timeout)))
         ocr.setSkipOcr(not ocr_ready)
         context.set(J("org.apache.tika.parser.ocr.TesseractOCRConfig"), ocr)
+        # Word and PowerPoint files are read as a stream of XML events rather than built into a
+        # tree first: memory stays flat however large the XML, and the write limit ends the read.
+        office = J("org.apache.tika.parser.microsoft.OfficeParserConfig")()
+        office.setUseSAXDocxExtractor(True)
+        office.setUseSAXPptxExtractor(True)
+        context.set(J("org.apache.tika.parser.microsoft.OfficeParserConfig"), office)
         pdf = J("org.apache.tika.parser.pdf.PDFParserConfig")()
         strategies = J("org.apache.tika.parser.pdf.PDFParserConfig$OCR_STRATEGY")
         pdf.setOcrStrategy(strategies.AUTO)
@@ -593,10 +599,13 @@ def _translate(error: BaseException, content_type: str, limits: ExtractionLimits
             f"The image is too large to read its text: {width:,} x {height:,} pixels, more than the "
             f"{limits.ocr_max_pixels / 1e6:g} million this server reads."
         )
-    bad_exit = _BAD_EXIT.search(said)
-    if bad_exit and int(bad_exit.group(1)) >= 128:
+    bad_exit = int(_BAD_EXIT.search(said).group(1)) if _BAD_EXIT.search(said) else 0
+    if bad_exit >= 128:
         # tesseract killed by a signal: over its address-space (an allocation failed) or CPU limit.
         return too_complex("Reading the text of this image needed more memory or time than this server allows.")
+    if bad_exit in (126, 127):
+        logger.error("tesseract could not be started (exit status %d): %s", bad_exit, said[-500:])
+        return ExtractionError("Text recognition (OCR) could not run on this server.", code="ocr_unavailable")
     if "zip bomb" in said.lower():
         return too_complex(
             f"The file is not read: a part of it unpacks to more than {limits.max_compression_ratio:g} times "

@@ -25,10 +25,13 @@ Decisions:
   replaced as soon as that answer is in: killing the process is the only way to stop such a
   thread. A child that does not answer within the timeout plus CHILD_GRACE seconds is killed.
 - A child that dies takes the parses it was running with it. Each of them is tried once more,
-  alone in a fresh child (no other parse starts meanwhile), unless it timed out alone: so a bomb
-  sent beside a good file does not fail the good file, and a file fails for memory only when it
-  went over alone, in a new process. The second failure is the file's: ``too_complex`` (over
-  memory), ``timeout``, or ``extraction_failed`` (the process crashed).
+  alone in a fresh child (no other parse starts meanwhile), when that may end otherwise
+  (:meth:`_Death.worth_another_try`): it ran beside others, the child crashed (or was killed from
+  outside), or it went over memory in a child that had served other files before. So a bomb sent
+  beside a good file does not fail the good file, and a file fails for memory only when it went
+  over alone, in a new process (or ran the JVM out of heap alone, which would happen again). Then
+  the failure is the file's: ``too_complex`` (over memory), ``timeout``, or
+  ``extraction_failed`` (the process crashed twice).
 - ``EXTRACTION_CONCURRENCY`` files are parsed at a time; more wait for a turn, within their
   timeout (``extractor_busy`` when it runs out).
 - Protocol: 4-byte big-endian length + JSON, requests on the child's stdin, answers on its
@@ -141,12 +144,23 @@ def group_rss(group: int) -> int | None:
 class _Death:
     """How a child ended, as seen by one parse it was running."""
 
-    #: "memory", "timeout", "crashed", or "replaced" (stopped by this process: new settings,
-    #: a parse left behind).
+    #: "heap" (the JVM ran out of heap), "memory" (over EXTRACTION_MEMORY_LIMIT), "timeout",
+    #: "crashed", or "replaced" (stopped by this process: new settings, a parse left behind).
     reason: str
     #: Whether other parses were running in the child when it ended.
     shared: bool
+    #: Whether this parse was the only one the child ever ran (nothing earlier used its memory).
+    fresh: bool = False
     detail: str = ""
+
+    def worth_another_try(self) -> bool:
+        """Whether the parse may end otherwise alone in a new child: it ran beside others, the
+        child was replaced or crashed under it, or it went over memory in a child that had run
+        other parses before. Out of heap or out of time alone, or over memory alone in a new
+        child, it would be the same again."""
+        if self.shared or self.reason in ("replaced", "crashed"):
+            return True
+        return self.reason == "memory" and not self.fresh
 
 
 class _Call:
@@ -287,7 +301,7 @@ class _Child:
         with self._lock:
             reason = self._kill_reason
             if reason is None:
-                reason = "memory" if status == JVM_OUT_OF_MEMORY else "crashed"
+                reason = "heap" if status == JVM_OUT_OF_MEMORY else "crashed"
                 if reason == "crashed" and self.info.get("ready"):
                     logger.error("The extraction process %d ended unexpectedly (exit status %s)", self.pid, status)
             self.death_reason = reason
@@ -296,7 +310,7 @@ class _Child:
             self._ended.set()
             self._busy.set()  # let the watchdog see the end
         for call in calls:
-            call.answer = _Death(reason, shared=len(calls) > 1, detail=f"exit status {status}")
+            call.answer = _Death(reason, shared=len(calls) > 1, fresh=self.served == 1, detail=f"exit status {status}")
             call.done.set()
         self._ready.set()
 
@@ -395,7 +409,7 @@ class _Supervisor:
 
     def run(self, request: dict[str, Any], *, options: dict[str, Any], concurrency: int, timeout: float) -> dict[str, Any]:
         outcome = self._attempt(request, options, concurrency, timeout, alone=False)
-        if isinstance(outcome, _Death) and (outcome.shared or outcome.reason != "timeout"):
+        if isinstance(outcome, _Death) and outcome.worth_another_try():
             logger.warning(
                 "The extraction process ended (%s) while reading %r; trying it again alone",
                 outcome.reason, request.get("filename"),
@@ -432,12 +446,12 @@ class _Supervisor:
 
 
 def _failure(death: _Death, request: dict[str, Any], options: dict[str, Any], timeout: float) -> ExtractionError:
-    if death.reason == "memory":
+    if death.reason in ("heap", "memory"):
         limit = int(options["limits"]["memory"]) // MIB
         return too_complex(f"Reading this file needed more memory than this server allows ({limit:,} MB), so it was stopped.")
     if death.reason == "timeout":
         return ExtractionError(
-            f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.", code="timeout"
+            f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.", code="timeout"
         )
     if death.reason == "replaced":
         return ExtractionError(

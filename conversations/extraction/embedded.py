@@ -28,8 +28,10 @@ Decisions:
   address-space and CPU-time limits.
 - Limits before parsing (limits.py): zip containers are checked by their central directory;
   PDF pages by their size, and rendered for OCR at a lower resolution when they are large (down
-  to MIN_OCR_DPI; larger pages are not OCR'd). The JVM heap is limited (``-Xmx``, half of
-  ``EXTRACTION_MEMORY_LIMIT``) and Apache POI's zip-bomb guard is set to the same limits.
+  to MIN_OCR_DPI; larger pages are not OCR'd). Word and PowerPoint XML is read with Tika's SAX
+  extractors, as a stream, not as a DOM: a part of any size costs no memory, and the write
+  limit ends its read. The JVM heap is limited (``-Xmx``, half of ``EXTRACTION_MEMORY_LIMIT``);
+  Apache POI's zip-bomb guard is set to the container limits where Tika reads through it.
 - Where it runs: by default this engine runs in a process of its own (isolated.py, _child.py),
   and :class:`EmbeddedTikaExtractor` sends it the files; ``EXTRACTION_ISOLATION = "none"`` runs
   it in this process, as before. The engine reads no settings: :class:`EngineOptions` carries

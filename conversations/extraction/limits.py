@@ -5,8 +5,9 @@ OCR, a Word file whose 2 MB unpack to 1 GB of XML, a PNG of 50,000 x 50,000 blan
 kind is stopped where it is cheapest to see it:
 
 - zip containers (Word, Excel, PowerPoint, OpenDocument, EPUB) by their central directory,
-  before anything is unpacked: :func:`check_container` (the declared sizes; the JVM heap limit
-  and Apache POI's own zip-bomb guard stop a file that lies about them);
+  before anything is unpacked: :func:`check_container`. That reads the sizes the file declares;
+  one that lies about them is read anyway, and then Word and PowerPoint XML is streamed
+  (embedded.py), so memory stays flat, and the JVM heap limit holds for the rest;
 - images by their header, before tesseract reads them (``_ocr_guard.py``, which also puts
   tesseract under an address-space and a CPU-time limit);
 - PDF pages by their size at the OCR resolution, before Tika renders them

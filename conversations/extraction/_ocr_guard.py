@@ -29,8 +29,10 @@ from collections.abc import Iterator
 #: Exit status when the image is over the pixel limit (EX_DATAERR).
 REFUSED = 65
 MARKER = "django-ai-ocr-guard:"
-#: Pages of a TIFF looked at, at most (each is OCR'd on its own, so the largest one counts).
+#: Pages of a TIFF looked at, at most (each is OCR'd on its own, so the largest one counts), and
+#: directory entries read in all (IFDs may overlap: without it a small file could keep this busy).
 MAX_TIFF_PAGES = 10_000
+MAX_TIFF_ENTRIES = 200_000
 #: Bytes of tesseract's output file (text, hOCR) at most.
 MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 
@@ -45,7 +47,7 @@ def image_sizes(path: str) -> list[tuple[int, int]] | None:
             if matches(head):
                 try:
                     return list(reader(handle))
-                except (struct.error, ValueError, OSError):
+                except (struct.error, ValueError, IndexError, OSError):
                     return None
     return None
 
@@ -88,6 +90,8 @@ def _jpeg(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         if kind in (0x01, *range(0xD0, 0xD8)):
             continue  # markers without a length
         (length,) = struct.unpack(">H", handle.read(2))
+        if length < 2:
+            raise ValueError("bad segment length")
         if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             _precision, height, width = struct.unpack(">BHH", handle.read(5))
             yield width, height
@@ -134,13 +138,15 @@ def _tiff(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
     else:
         (offset,) = struct.unpack(order + "I", handle.read(4))
     seen: set[int] = set()
-    while offset and offset not in seen and len(seen) < MAX_TIFF_PAGES:
+    budget = MAX_TIFF_ENTRIES
+    while offset and offset not in seen and len(seen) < MAX_TIFF_PAGES and budget > 0:
         seen.add(offset)
         handle.seek(offset)
         (count,) = struct.unpack(order + ("Q" if big else "H"), handle.read(8 if big else 2))
         entry = struct.Struct(order + ("HHQ8s" if big else "HHI4s"))
         width = height = 0
-        for _ in range(min(count, 4096)):
+        for _ in range(min(count, 4096, budget)):
+            budget -= 1
             tag, kind, _number, value = entry.unpack(handle.read(entry.size))
             if tag in (256, 257):
                 number = struct.unpack_from(order + ("H" if kind == 3 else "I"), value)[0]

@@ -45,10 +45,12 @@ def image_sizes(path: str) -> list[tuple[int, int]] | None:
         handle.seek(0)
         for matches, reader in _READERS:
             if matches(head):
+                sizes: list[tuple[int, int]] = []
                 try:
-                    return list(reader(handle))
+                    sizes.extend(reader(handle))
                 except (struct.error, ValueError, IndexError, OSError):
-                    return None
+                    pass  # a damaged header: what was read before it still counts
+                return sizes or None
     return None
 
 

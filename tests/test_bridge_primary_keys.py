@@ -16,7 +16,7 @@ import pytest
 from django_ai.conversations.testing import SessionFactory, UserFactory
 from tests.shop.models import Order, Ticket
 
-from .bridge_support import error_codes, fresh_bridge, rows, shop, user_api  # noqa: F401
+from .bridge_support import anonymous_api, error_codes, fresh_bridge, rows, shop, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shop")]
 
@@ -81,6 +81,14 @@ class TestIntegerPrimaryKey:
         for pk in (world["theirs"].pk, "abc", "1e3", 10**6):
             assert error_codes(api.update("order", pk, {"status": "paid"})) == ["not_found"], pk
         assert Order.objects.get(pk=world["theirs"].pk).status == "open"
+
+    def test_a_create_answers_with_the_new_integer_pk(self, world):
+        response = user_api(world["alice"]).create("order", {"total": "5.00"})
+        assert response.status_code == 201, response.json()
+        pk = response.json()["data"]
+        assert isinstance(pk, int) and Order.objects.get(pk=pk).owner == world["alice"]
+        assert response.json()["included"]["order"][str(pk)]["total"] == "5.00"
+        assert anonymous_api().create("order", {"total": "5.00"}).status_code == 403
 
     def test_schema_names_the_primary_key_and_its_type(self, world):
         models = user_api(world["alice"]).get("schema/").json()["models"]

@@ -99,7 +99,15 @@ class FileFilterSet(django_filters.FilterSet):
         }
 
 
-class ExposedSession(ExposedModel):
+class _BuiltinExposed(ExposedModel):
+    """The built-in models announce every change from model signals (realtime/sync.py), writes
+    through the bridge included; the bridge adds no second ``model_change``."""
+
+    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+        return []
+
+
+class ExposedSession(_BuiltinExposed):
     model = ConversationSession
     name = "session"
     permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE))
@@ -123,7 +131,7 @@ class ExposedSession(ExposedModel):
         return data
 
 
-class ExposedMessage(ExposedModel):
+class ExposedMessage(_BuiltinExposed):
     model = ConversationMessage
     name = "message"
     permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.CREATE))
@@ -247,7 +255,7 @@ class ExposedMessage(ExposedModel):
                     row.save(update_fields=["session", "updated_at"])
 
 
-class ExposedWidget(ExposedModel):
+class ExposedWidget(_BuiltinExposed):
     model = ConversationWidget
     name = "widget"
     permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE))
@@ -264,7 +272,7 @@ class ExposedWidget(ExposedModel):
         return data
 
 
-class ExposedFile(ExposedModel):
+class ExposedFile(_BuiltinExposed):
     model = File
     name = "file"
     permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.DELETE))

@@ -33,7 +33,12 @@ from django.db import models, transaction
 from django.db.models import ForeignObjectRel, QuerySet
 
 from ..conf import ai_settings
-from ..constants import BridgeAction
+from ..constants import BridgeAction, EventName, ModelOperation
+from ..models import ConversationSession
+from ..owners import get_owner
+from ..realtime import publish
+from ..realtime.channels import owner_channel, session_channel
+from ..realtime.sync import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationNotAllowed, UnknownModel
 from .fields import describe_field, resolve_path
 from .permissions import And, BasePermission, resolve_permission
@@ -302,6 +307,42 @@ class ExposedModel:
         for hook in self.hooks:
             hook(operation=operation, instance=instance, request=request, phase=phase)
 
+    # model_change: what live querysets of this model listen for.
+
+    def get_change_channels(self, request: Any, instance: models.Model) -> list[str]:
+        """The channels the ``model_change`` of a bridge write to ``instance`` goes to: the
+        writer's owner channel, and the channel of each conversation the row points to (a foreign
+        key to ``ConversationSession``), where the SDK's ``live()`` listens by default.
+
+        Override to reach others too (rows a staff member changes for their owner) or to send
+        none. Only writes through the bridge announce themselves; send ``model_change`` yourself
+        for rows your code changes (``announce_change``)."""
+        owner = get_owner(request)
+        channels = [owner_channel(user_id=owner.user.pk if owner.user is not None else None, anonymous_id=owner.anonymous_id or "")]
+        channels += [session_channel(session_id) for session_id in _conversation_ids(instance)]
+        return [c for c in dict.fromkeys(channels) if c]
+
+    def announce_change(self, request: Any, operation: str, instance: models.Model, pk: Any) -> None:
+        """Send ``model_change`` (this model's name, ``pk``, the request's ``X-Operation-Id``) on
+        :meth:`get_change_channels` once the current transaction commits."""
+        channels = self.get_change_channels(request, instance)
+        if not channels:
+            return
+        payload = {
+            "model": self.name,
+            "operation": str(ModelOperation(operation)),
+            "pks": [str(pk)],
+            "operation_id": current_operation_id.get(),
+        }
+
+        session_id = next(iter(_conversation_ids(instance)), None)
+
+        def send() -> None:
+            for channel in channels:
+                publish(EventName.MODEL_CHANGE, session_id=session_id, channel=channel, **payload)
+
+        transaction.on_commit(send, robust=True)
+
     def create(self, request: Any, data: Any) -> models.Model:
         from .serialization import split_write_data, validate_write_data
 
@@ -317,6 +358,7 @@ class ExposedModel:
             self.run_hooks(operation=BridgeAction.CREATE, instance=instance, request=request, phase="before")
             self.perform_create(request, instance, many)
             self.run_hooks(operation=BridgeAction.CREATE, instance=instance, request=request, phase="after")
+            self.announce_change(request, ModelOperation.CREATE, instance, instance.pk)
         return instance
 
     def update(self, request: Any, pk: Any, data: Any) -> models.Model:
@@ -336,15 +378,18 @@ class ExposedModel:
             changed = [self.model._meta.get_field(n).attname for n in plain]
             self.perform_update(request, instance, changed, many)
             self.run_hooks(operation=BridgeAction.UPDATE, instance=instance, request=request, phase="after")
+            self.announce_change(request, ModelOperation.UPDATE, instance, instance.pk)
         return instance
 
     def delete(self, request: Any, pk: Any) -> None:
         self._require(request, BridgeAction.DELETE)
         with transaction.atomic():
             instance = self.get_object(request, BridgeAction.DELETE, pk)
+            pk_value = instance.pk  # Django clears it when the row is deleted
             self.run_hooks(operation=BridgeAction.DELETE, instance=instance, request=request, phase="before")
             self.perform_delete(request, instance)
             self.run_hooks(operation=BridgeAction.DELETE, instance=instance, request=request, phase="after")
+            self.announce_change(request, ModelOperation.DELETE, instance, pk_value)
 
     def _require(self, request: Any, action: str) -> None:
         if action == BridgeAction.CREATE and not self.create_fields or action == BridgeAction.UPDATE and not self.update_fields:
@@ -383,6 +428,17 @@ class ExposedModel:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} for {self.model._meta.label}>"
+
+
+def _conversation_ids(instance: models.Model) -> list[Any]:
+    """The conversations a row points to (its foreign keys to ConversationSession)."""
+    ids = []
+    for field in instance._meta.concrete_fields:
+        if field.is_relation and field.related_model is ConversationSession:
+            value = getattr(instance, field.attname)
+            if value is not None:
+                ids.append(value)
+    return ids
 
 
 class BridgeRegistry:

@@ -89,6 +89,7 @@ export type {
   EventPayloads,
   FileRow,
   FieldSchema,
+  FieldType,
   Filter,
   FilterScalar,
   FilterValue,
@@ -99,6 +100,7 @@ export type {
   ModelChangeEvent,
   ModelSchema,
   Normalized,
+  Pk,
   QueryMeta,
   RealtimeConfig,
   RealtimeEvent,
@@ -112,4 +114,5 @@ export type {
   WidgetEvent,
   WidgetRow,
   WidgetUpdateEvent,
+  WireTypes,
 } from "./types.js";

@@ -11,7 +11,7 @@ import { ConversationClientError, NotFoundError, ValidationError } from "./error
 import { newOperationId, type Transport } from "./http.js";
 import type { RealtimeHub } from "./realtime/hub.js";
 import type { ChannelState, Unsubscribe } from "./realtime/types.js";
-import type { Filter, Normalized, QueryMeta, Row } from "./types.js";
+import type { Filter, Normalized, Pk, QueryMeta, Row } from "./types.js";
 
 export interface QueryState {
   filter: Filter;
@@ -57,6 +57,10 @@ export interface WriteOptions {
 export interface ModelContext {
   transport: Transport;
   realtime: RealtimeHub;
+}
+
+function isPk(value: unknown): value is Pk {
+  return typeof value === "string" || typeof value === "number";
 }
 
 function checkFilter(filter: unknown, method: string): Filter {
@@ -106,7 +110,7 @@ export class QuerySet<T extends Row = Row> {
     return this.clone({ offset });
   }
 
-  /** Ask for these fields only. */
+  /** Ask for these fields only (the pk always comes along; `only()` alone asks for the pk only). */
   only(...fields: string[]): QuerySet<T> {
     return this.clone({ fields });
   }
@@ -137,13 +141,16 @@ export class QuerySet<T extends Row = Row> {
 
   /** One page of rows with `meta` (limit, offset, has_more) and included related rows. */
   async fetchPage(options: { signal?: AbortSignal; count?: boolean } = {}): Promise<QueryResult<T>> {
+    return rowsOf<T>(await this.query(options), this.modelName);
+  }
+
+  private async query(options: { signal?: AbortSignal; count?: boolean }): Promise<Normalized<Pk[]>> {
     const body = this.toJSON();
     if (options.count) body.count = true;
-    const answer = await this.ctx.transport.request<Normalized<string[]>>("POST", `${this.path}query/`, {
+    return this.ctx.transport.request<Normalized<Pk[]>>("POST", `${this.path}query/`, {
       body,
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return rowsOf<T>(answer, this.modelName);
   }
 
   /** The rows. */
@@ -156,10 +163,12 @@ export class QuerySet<T extends Row = Row> {
     return (await this.limit(1).fetch(options))[0] ?? null;
   }
 
-  /** The row with this pk, or the only row matching (optionally after one more filter);
-   * NotFoundError when none, a ValidationError (`multiple_objects`) when several. */
-  async get(pkOrFilter?: string | Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
-    const filter = typeof pkOrFilter === "string" ? { id: pkOrFilter } : pkOrFilter;
+  /** The row with this pk (a number or a string, whatever the pk field is called), or the only
+   * row matching (optionally after one more filter); NotFoundError when none, a ValidationError
+   * (`multiple_objects`) when several. */
+  async get(pkOrFilter?: Pk | Filter, options: { signal?: AbortSignal } = {}): Promise<T> {
+    // `pk` is every model's primary key on the server, whatever its name (docs/protocol.md).
+    const filter = isPk(pkOrFilter) ? { pk: pkOrFilter } : pkOrFilter;
     const qs = filter ? this.filter(filter) : this;
     const rows = await qs.limit(2).fetch(options);
     if (rows.length === 0) {
@@ -183,7 +192,7 @@ export class QuerySet<T extends Row = Row> {
 
   /** How many rows match (ignores limit and offset). */
   async count(options: { signal?: AbortSignal } = {}): Promise<number> {
-    const page = await this.clone({ limit: 0, offset: 0, fields: ["id"] }).fetchPage({ ...options, count: true });
+    const page = await this.clone({ limit: 0, offset: 0, fields: [] }).fetchPage({ ...options, count: true });
     const count = page.meta.count;
     if (typeof count !== "number") {
       throw new ConversationClientError("The server did not return a count.", { code: "count_unsupported" });
@@ -195,24 +204,26 @@ export class QuerySet<T extends Row = Row> {
    * The pks of every row of this queryset: all pages when no `limit()` was set (collected before
    * any write, so writes that move rows out of the filter skip none), else that one page.
    */
-  async pks(options: { signal?: AbortSignal } = {}): Promise<string[]> {
-    const ids = this.only("id");
-    if (this.state.limit !== undefined) return (await ids.fetch(options)).map((row) => row.id);
+  async pks(options: { signal?: AbortSignal } = {}): Promise<Pk[]> {
+    // The answer's `data` is the pks, whatever the pk is called; `only()` asks for nothing else.
+    const ids = this.only() as QuerySet<T>;
+    if (this.state.limit !== undefined) return dataOf(await ids.query(options));
     // Pages of the server's default size; it ends every ordering with the pk, so pages neither
     // overlap nor skip rows.
-    const out: string[] = [];
+    const out: Pk[] = [];
     const seen = new Set<string>();
     let offset = this.state.offset ?? 0;
     for (;;) {
-      const page = await ids.offset(offset).fetchPage(options);
-      for (const row of page.rows) {
-        if (!seen.has(row.id)) {
-          seen.add(row.id);
-          out.push(row.id);
+      const answer = await ids.offset(offset).query(options);
+      const page = dataOf(answer);
+      for (const pk of page) {
+        if (!seen.has(String(pk))) {
+          seen.add(String(pk));
+          out.push(pk);
         }
       }
-      if (!page.meta.has_more || page.rows.length === 0) return out;
-      offset += page.rows.length;
+      if (!answer.meta?.has_more || page.length === 0) return out;
+      offset += page.length;
     }
   }
 
@@ -248,8 +259,9 @@ export class QuerySet<T extends Row = Row> {
   async defaultChannel(): Promise<string | null> {
     const session = this.state.filter.session ?? this.state.filter.session_id ?? this.state.filter["session__id"];
     if (typeof session === "string") return `${SESSION_CHANNEL_PREFIX}${session}`;
-    if (this.modelName === "session" && typeof this.state.filter.id === "string") {
-      return `${SESSION_CHANNEL_PREFIX}${this.state.filter.id}`;
+    const sessionId = this.state.filter.id ?? this.state.filter.pk;
+    if (this.modelName === "session" && typeof sessionId === "string") {
+      return `${SESSION_CHANNEL_PREFIX}${sessionId}`;
     }
     return this.ctx.realtime.ownerChannel();
   }
@@ -268,7 +280,7 @@ export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<
 
   /** Create a row; the new row as the server stored it. */
   async create(values: C & Record<string, unknown>, options: WriteOptions = {}): Promise<T> {
-    const answer = await this.ctx.transport.request<Normalized<string>>("POST", `models/${encodeURIComponent(this.modelName)}/`, {
+    const answer = await this.ctx.transport.request<Normalized<Pk>>("POST", `models/${encodeURIComponent(this.modelName)}/`, {
       body: values,
       operationId: options.operationId ?? newOperationId(),
       ...(options.signal ? { signal: options.signal } : {}),
@@ -278,9 +290,9 @@ export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<
 
   /** Update one row by pk (or, without a pk, every row of the queryset). */
   override update(values: Partial<T> & Record<string, unknown>, options?: WriteOptions): Promise<T[]>;
-  override update(pk: string, values: Partial<T> & Record<string, unknown>, options?: WriteOptions): Promise<T>;
+  override update(pk: Pk, values: Partial<T> & Record<string, unknown>, options?: WriteOptions): Promise<T>;
   override update(a: unknown, b?: unknown, c?: unknown): Promise<T> | Promise<T[]> {
-    if (typeof a === "string") {
+    if (isPk(a)) {
       return updateRow<T>(this.ctx, this.modelName, a, b as Record<string, unknown>, (c as WriteOptions) ?? {});
     }
     return super.update(a as Record<string, unknown> & Partial<T>, (b as WriteOptions) ?? {});
@@ -288,9 +300,9 @@ export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<
 
   /** Delete one row by pk (or, without a pk, every row of the queryset). */
   override delete(options?: WriteOptions): Promise<number>;
-  override delete(pk: string, options?: WriteOptions): Promise<number>;
+  override delete(pk: Pk, options?: WriteOptions): Promise<number>;
   override async delete(a?: unknown, b?: unknown): Promise<number> {
-    if (typeof a === "string") {
+    if (isPk(a)) {
       await deleteRow(this.ctx, this.modelName, a, (b as WriteOptions) ?? {});
       return 1;
     }
@@ -298,32 +310,40 @@ export class ModelManager<T extends Row = Row, C = Partial<T>> extends QuerySet<
   }
 }
 
+function rowPath(model: string, pk: Pk): string {
+  return `models/${encodeURIComponent(model)}/${encodeURIComponent(String(pk))}/`;
+}
+
 async function updateRow<T extends Row>(
   ctx: ModelContext,
   model: string,
-  pk: string,
+  pk: Pk,
   values: Record<string, unknown>,
   options: WriteOptions,
 ): Promise<T> {
-  const answer = await ctx.transport.request<Normalized<string>>(
+  const answer = await ctx.transport.request<Normalized<Pk>>(
     "PATCH",
-    `models/${encodeURIComponent(model)}/${encodeURIComponent(pk)}/`,
+    rowPath(model, pk),
     { body: values, operationId: options.operationId ?? newOperationId(), ...(options.signal ? { signal: options.signal } : {}) },
   );
   return singleRow<T>(answer, model);
 }
 
-async function deleteRow(ctx: ModelContext, model: string, pk: string, options: WriteOptions): Promise<void> {
-  await ctx.transport.request<void>("DELETE", `models/${encodeURIComponent(model)}/${encodeURIComponent(pk)}/`, {
+async function deleteRow(ctx: ModelContext, model: string, pk: Pk, options: WriteOptions): Promise<void> {
+  await ctx.transport.request<void>("DELETE", rowPath(model, pk), {
     operationId: options.operationId ?? newOperationId(),
     ...(options.signal ? { signal: options.signal } : {}),
   });
 }
 
+function dataOf(answer: Normalized<Pk[]>): Pk[] {
+  return Array.isArray(answer?.data) ? answer.data : [];
+}
+
 /** Rows of a normalized list answer, in the server's order. */
-export function rowsOf<T extends Row>(answer: Normalized<string[]>, model: string): QueryResult<T> {
+export function rowsOf<T extends Row>(answer: Normalized<Pk[]>, model: string): QueryResult<T> {
   const table = answer.included?.[model] ?? {};
-  const pks = Array.isArray(answer.data) ? answer.data : [];
+  const pks = dataOf(answer);
   const rows: T[] = [];
   for (const pk of pks) {
     const row = table[String(pk)];
@@ -333,7 +353,7 @@ export function rowsOf<T extends Row>(answer: Normalized<string[]>, model: strin
 }
 
 /** The row of a normalized single-row answer. */
-export function singleRow<T extends Row>(answer: Normalized<string>, model: string): T {
+export function singleRow<T extends Row>(answer: Normalized<Pk>, model: string): T {
   const row = answer?.included?.[model]?.[String(answer.data)];
   if (!row) {
     throw new ConversationClientError(`The server's answer does not include the ${model} row.`, { code: "malformed_answer" });

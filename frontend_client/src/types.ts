@@ -15,14 +15,54 @@ import type {
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
 
-/** Any row: fields the caller may read, keyed by name; foreign keys are the related pk. */
+/**
+ * A primary key as the bridge sends it: a number for an integer pk (a string of digits beyond
+ * ±(2^53 − 1)), a string for UUIDs and text. Any of those forms finds the row again.
+ */
+export type Pk = string | number;
+
+/**
+ * Any row: fields the caller may read, keyed by name; foreign keys are the related pk. The pk is
+ * the field `schema().models[name].primary_key` names (`id` for the built-in models, e.g. `code`
+ * for a model of yours). Type your model's rows with its field types, as `WireTypes` maps them:
+ * `interface OrderRow extends Row { id: number; total: string }`.
+ */
 export interface Row {
-  id: string;
   [field: string]: unknown;
 }
 
+/**
+ * How the values of each field type of `schema/` travel (docs/protocol.md, "Values"): what a JSON
+ * number cannot carry exactly is a string. Filters and writes accept the same forms.
+ */
+export interface WireTypes {
+  uuid: string;
+  string: string;
+  /** A number; beyond ±(2^53 − 1) a string of digits, which a number would round (`BigInt()` takes both). */
+  integer: number | string;
+  /** `FloatField`. */
+  number: number;
+  /** A string with the field's decimal places, as DRF sends it (`"99.00"`): keep it a string or give it to a decimal library. */
+  decimal: string;
+  boolean: boolean;
+  /** ISO 8601 strings. */
+  datetime: string;
+  date: string;
+  time: string;
+  /** ISO 8601 (`"P1DT02H03M04.500000S"`); filters also take Django's `"1 02:03:04"`. */
+  duration: string;
+  json: Json;
+  /** The related row's pk. */
+  relation: Pk;
+  relations: Pk[];
+}
+
+/** The field types `schema/` names. */
+export type FieldType = keyof WireTypes;
+
 /** `session` rows. Fields the bridge does not expose to the caller are absent. */
 export interface SessionRow extends Row {
+  id: string;
   agent_path: string;
   title: string;
   status: SessionStatus;
@@ -34,6 +74,7 @@ export interface SessionRow extends Row {
 
 /** `message` rows. */
 export interface MessageRow extends Row {
+  id: string;
   session: string;
   message_type: MessageType;
   content: string;
@@ -51,6 +92,7 @@ export interface MessageRow extends Row {
 
 /** `widget` rows. `display_data` is presentation state a client may change. */
 export interface WidgetRow extends Row {
+  id: string;
   session: string;
   message: string | null;
   widget_type: string;
@@ -62,6 +104,7 @@ export interface WidgetRow extends Row {
 
 /** `file` rows. */
 export interface FileRow extends Row {
+  id: string;
   session: string | null;
   filename: string;
   content_type: string;
@@ -86,8 +129,8 @@ export interface BuiltinRows {
   file: FileRow;
 }
 
-/** A normalized answer of the bridge. */
-export interface Normalized<D = string | string[]> {
+/** A normalized answer of the bridge: `data` is a pk or a list of them, `included` rows keyed by `String(pk)`. */
+export interface Normalized<D = Pk | Pk[]> {
   data: D;
   included: Record<string, Record<string, Row>>;
   meta: QueryMeta & Record<string, unknown>;
@@ -125,7 +168,7 @@ export interface AgentInfo {
 
 /** A field of an exposed model in `GET schema/`. */
 export interface FieldSchema {
-  type: string;
+  type: FieldType;
   null: boolean;
   primary_key?: boolean;
   max_length?: number;
@@ -137,6 +180,7 @@ export interface FieldSchema {
 
 /** One exposed model in `GET schema/`, as the current caller sees it. */
 export interface ModelSchema {
+  /** The name of the primary key field (`id`, or e.g. `code`); its `fields` entry has its type. */
   primary_key: string;
   fields: Record<string, FieldSchema>;
   default_fields: string[];

@@ -16,9 +16,12 @@ import {
   type Client,
   type LiveSnapshot,
   type MessageRow,
+  type Pk,
+  type Row,
   type SessionRow,
+  type WireTypes,
 } from "../src/index.js";
-import { demoServer, freePort, startDemoServer, type DemoServer } from "./helpers/server.js";
+import { demoServer, freePort, signIn, startDemoServer, type DemoServer } from "./helpers/server.js";
 
 let server: DemoServer;
 const clients: Client[] = [];
@@ -251,6 +254,121 @@ describe("querysets", () => {
     await c.messages.create({ session: conversation.sessionId, content: "hello live" });
     await until(async () => seen.at(-1) ?? [], (rows) => rows.includes("You said: hello live"), "the echo reply");
     stop();
+  });
+});
+
+/** `shop.Order` of tests/shop (installed by tests.settings): an integer pk, owned by a user. */
+interface OrderRow extends Row {
+  id: number;
+  total: WireTypes["decimal"];
+  big: WireTypes["integer"];
+  duration: WireTypes["duration"] | null;
+  reference: WireTypes["uuid"];
+  status: string;
+}
+
+/** `shop.Ticket`: a string pk called `code`, in a conversation. */
+interface TicketRow extends Row {
+  code: string;
+  session: string;
+  subject: string;
+  order: number | null;
+}
+
+/** A client signed in as the demo user (its session cookie), sending the CSRF token as a page does. */
+async function signedInClient(options: Partial<Parameters<typeof createClient>[0]> = {}): Promise<Client> {
+  const browser = await signIn(server.origin);
+  return client({ fetch: browser.fetch, headers: { "X-CSRFToken": browser.jar.get("csrftoken") ?? "" }, ...options });
+}
+
+describe("project models: any primary key, exact values", () => {
+  test("orders by their integer pk: get, pks, count, update, delete", async () => {
+    const c = await signedInClient({ realtime: "none" });
+    const orders = c.model<OrderRow>("order");
+    const made = [await orders.create({ total: "10.50" }), await orders.create({ total: "20" }), await orders.create({ total: "0.1" })];
+    const ids = made.map((o) => o.id);
+    assert.ok(ids.every((id) => typeof id === "number"), JSON.stringify(ids));
+    assert.deepEqual(made.map((o) => o.total), ["10.50", "20.00", "0.10"]);
+
+    const [first, second, third] = ids as [number, number, number];
+    assert.equal((await orders.get(first)).total, "10.50");
+    assert.equal((await orders.get(String(first))).id, first, "a pk from a URL, as a string, finds the row too");
+    const mine = orders.filter({ pk__in: ids });
+    assert.deepEqual(await mine.orderBy("id").pks(), ids);
+    assert.deepEqual(await mine.orderBy("id").limit(2).pks(), [first, second]);
+    assert.equal(await mine.count(), 3);
+    assert.equal(await mine.filter({ total__gte: "10.50" }).count(), 2);
+
+    const paid = await orders.update(first, { status: "paid", big: "9007199254740993", duration: "PT1H30M" });
+    assert.equal(paid.status, "paid");
+    assert.equal(paid.big, "9007199254740993", "an integer beyond 2^53 - 1 comes back exact, as a string");
+    assert.equal(paid.duration, "P0DT01H30M00S");
+    assert.deepEqual(await orders.filter({ big: "9007199254740993" }).pks(), [first]);
+    assert.deepEqual((await mine.filter({ status: "open" }).update({ status: "shipped" })).map((o) => o.id).sort(), [second, third].sort());
+
+    assert.equal(await orders.delete(first), 1);
+    await assert.rejects(orders.get(first), NotFoundError);
+    assert.equal(await mine.delete(), 2);
+    assert.equal(await mine.count(), 0);
+  });
+
+  test("tickets by their string pk named code", async () => {
+    const c = client({ realtime: "none" });
+    const conversation = await c.startConversation("echo");
+    conversation.close();
+    const tickets = c.model<TicketRow>("ticket");
+    const made = await tickets.create({ session: conversation.sessionId, subject: "late parcel" });
+    assert.match(made.code, /^T-/);
+    const schema = await c.schema();
+    assert.equal(schema.models.ticket?.primary_key, "code");
+    assert.equal(schema.models.order?.fields.id?.type, "integer");
+
+    assert.equal((await tickets.get(made.code)).subject, "late parcel");
+    const other = await tickets.create({ session: conversation.sessionId, subject: "wrong size" });
+    const both = tickets.filter({ session: conversation.sessionId });
+    assert.deepEqual(await both.pks(), [made.code, other.code].sort());
+    assert.equal(await both.count(), 2);
+    assert.equal((await tickets.update(made.code, { subject: "parcel found" })).subject, "parcel found");
+    assert.deepEqual((await both.update({ subject: "done" })).map((t) => t.subject), ["done", "done"]);
+    assert.equal(await tickets.delete(other.code), 1);
+    await assert.rejects(tickets.get(other.code), NotFoundError);
+    assert.equal(await both.delete(), 1);
+    // Another visitor sees none of them.
+    await assert.rejects(client({ realtime: "none" }).model("ticket").get(made.code), NotFoundError);
+  });
+
+  test("the first read of a signed-in browser needs no CSRF token", async () => {
+    const browser = await signIn(server.origin);
+    browser.jar.delete("csrftoken"); // a page that never loaded a form: no cookie, no header
+    const c = client({ fetch: browser.fetch, realtime: "none" });
+    assert.ok(Array.isArray(await c.model<OrderRow>("order").fetch()));
+    assert.ok(Array.isArray(await c.sessions.fetch()));
+    // Writes still need it.
+    await assert.rejects(c.model<OrderRow>("order").create({ total: "1.00" }), (error: unknown) => {
+      assert.ok(isApiError(error) && error.status === 403, String(error));
+      return true;
+    });
+  });
+
+  test("live() on orders follows their changes (model_change on the owner's channel)", async () => {
+    const c = await signedInClient();
+    const orders = c.model<OrderRow>("order");
+    const made = await orders.create({ total: "5.00" });
+    const seen: LiveSnapshot<OrderRow>[] = [];
+    const errors: unknown[] = [];
+    const stop = orders.filter({ pk: made.id }).live((s) => seen.push(s), { onError: (e) => errors.push(e) });
+    const first = await until(async () => seen.at(-1), (s) => s?.connection === "subscribed" && s.rows.length === 1, "the first snapshot");
+    assert.equal(first?.rows[0]?.id, made.id);
+    assert.equal(first?.rows[0]?.total, "5.00");
+    assert.deepEqual(Object.keys(first?.included.order ?? {}), [String(made.id)]);
+
+    await orders.update(made.id, { total: "7.25" });
+    await until(async () => seen.at(-1)?.rows[0]?.total, (total) => total === "7.25", "the update in the live result");
+    const pk: Pk = made.id;
+    assert.equal(await orders.delete(pk), 1);
+    await until(async () => seen.at(-1)?.rows.length, (n) => n === 0, "the deletion in the live result");
+    stop();
+    assert.deepEqual(errors, []);
   });
 });
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import django_filters
 
-from django_ai.conversations.bridge import expose
-from django_ai.conversations.bridge.permissions import IsOwner, OnlyActions
+from django_ai.conversations.bridge import ExposedModel, expose
+from django_ai.conversations.bridge.permissions import IsAuthenticated, IsOwner, OnlyActions
 
 from .models import Order, Ticket
 
@@ -32,11 +32,20 @@ class TicketFilterSet(django_filters.FilterSet):
         fields = {"code": ["exact", "in"], "session": ["exact"], "order": ["exact", "isnull"], "subject": ["icontains"]}
 
 
+class ExposedOrder(ExposedModel):
+    """Signed-in users create orders of their own: the owner is the caller, never a field."""
+
+    def get_create_defaults(self, request, data):
+        return {"owner": request.user}
+
+
 def expose_shop() -> None:
     expose(
         Order,
-        permission_classes=[IsOwner(path="owner"), OnlyActions("read", "update", "delete")],
+        exposed_class=ExposedOrder,
+        permission_classes=[IsAuthenticated, IsOwner(path="owner"), OnlyActions("read", "create", "update", "delete")],
         read_fields=["id", "total", "big", "duration", "reference", "status"],
+        create_fields=["total", "big", "duration", "status"],
         update_fields=["total", "big", "duration", "status"],
         filterset_class=OrderFilterSet,
         orderings=["id", "total", "big"],

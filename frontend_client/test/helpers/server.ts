@@ -1,6 +1,8 @@
 /**
  * The demo backend for the SDK and browser tests: `manage.py runserver` on a free port of
- * 127.0.0.1 with a fresh SQLite database in a temporary folder.
+ * 127.0.0.1 with a fresh SQLite database in a temporary folder, under the test settings
+ * (`tests.settings`: the demo's plus the `shop` app of tests/shop, project models with an integer
+ * and a named string pk; `./dev demo` never has them).
  *
  * scripts/test-js.sh starts one for the whole run and passes its URL in DJANGO_AI_TEST_SERVER;
  * a test file run on its own starts (and stops) its own.
@@ -64,7 +66,7 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
   const dir = mkdtempSync(join(tmpdir(), "django-ai-sdk-"));
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,
-    DJANGO_SETTINGS_MODULE: "backend.settings",
+    DJANGO_SETTINGS_MODULE: "tests.settings",
     DJANGO_AI_VAR_DIR: dir,
     DJANGO_DEBUG: "1",
     PYTHONUNBUFFERED: "1",
@@ -134,4 +136,44 @@ export async function demoServer(): Promise<DemoServer> {
     return { origin, api: `${origin}/api/conversations/`, stop: async () => undefined };
   }
   return startDemoServer();
+}
+
+/** A fetch that keeps cookies, as a browser does for one origin. */
+export interface CookieFetch {
+  fetch: (input: string, init?: RequestInit) => Promise<Response>;
+  /** The cookies it holds, by name (delete one to act as a browser without it). */
+  jar: Map<string, string>;
+}
+
+export function cookieFetch(): CookieFetch {
+  const jar = new Map<string, string>();
+  const jarFetch = async (input: string, init: RequestInit = {}): Promise<Response> => {
+    const headers = new Headers(init.headers);
+    if (jar.size) headers.set("Cookie", [...jar].map(([name, value]) => `${name}=${value}`).join("; "));
+    const response = await fetch(input, { ...init, headers, redirect: "manual" });
+    for (const line of response.headers.getSetCookie()) {
+      const pair = line.split(";", 1)[0] ?? "";
+      const at = pair.indexOf("=");
+      if (at > 0) jar.set(pair.slice(0, at).trim(), pair.slice(at + 1).trim());
+    }
+    return response;
+  };
+  return { fetch: jarFetch, jar };
+}
+
+/** Sign in through the admin's login form (the demo login demo / demo); the session cookie is in the jar. */
+export async function signIn(origin: string, username = "demo", password = "demo"): Promise<CookieFetch> {
+  const browser = cookieFetch();
+  const form = await (await browser.fetch(`${origin}/admin/login/`)).text();
+  const token = /name="csrfmiddlewaretoken" value="([^"]+)"/.exec(form)?.[1];
+  if (!token) throw new Error("The admin login page has no CSRF token.");
+  const response = await browser.fetch(`${origin}/admin/login/`, {
+    method: "POST",
+    body: new URLSearchParams({ username, password, csrfmiddlewaretoken: token, next: "/admin/" }),
+    headers: { "Content-Type": "application/x-www-form-urlencoded", Referer: `${origin}/admin/login/` },
+  });
+  if (response.status !== 302 || !browser.jar.has("sessionid")) {
+    throw new Error(`Signing in as ${username} failed (${response.status}).`);
+  }
+  return browser;
 }

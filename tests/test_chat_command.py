@@ -92,6 +92,16 @@ def test_after_new_the_reply_still_streams():
     assert out.count(mixed_text(40) + "\nSorry, something went wrong") == 2
 
 
+def test_a_user_given_with_user_reaches_create_context_as_request_user(django_user_model):
+    """The README's create_context reads ``request.user``: --user makes it the conversation's
+    owner and the user create_context sees (not user_id=0)."""
+    alice = django_user_model.objects.create_user("alice", password="x")
+    chat("support", "--user", "alice", "--context", '{"tier": "premium"}', "-m", "hello")
+    session = ConversationSession.objects.get()
+    assert session.user == alice
+    assert session.context["user_id"] == alice.pk and session.context["support_tier"] == "premium"
+
+
 def test_continue_a_conversation_by_id():
     chat("echo", "-m", "first")
     session = ConversationSession.objects.get()

@@ -27,6 +27,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 from pydantic import ValidationError
 
+from ...actions import start_conversation
 from ...constants import EventName
 from ...exceptions import ConversationError
 from ...internal.wrap import StreamWrapper
@@ -286,6 +287,10 @@ class Command(BaseCommand):
                 if session.agent_path != agent_path and registry.get(session.agent_path) is not agent_cls:
                     raise CommandError(f"Conversation {session_id} is with {session.agent_path!r}, not {agent_path!r}.")
                 return session
+            if user is not None:
+                # create_context sees request.user, as in a view (start_conversation(user=...)).
+                started = start_conversation(agent_path, context_kwargs=context, user=user, title="Terminal chat")
+                return ConversationService.get_session(started["session_id"], user=user)
             built = agent_cls.validate_context(agent_cls.create_context(request=None, **context))
             return ConversationService.create_session(
                 agent_path,

@@ -1,5 +1,3 @@
-import os
-
 from django.apps import AppConfig
 
 
@@ -18,8 +16,3 @@ class DemoAgentsConfig(AppConfig):
         register_agent("files", FileAnalystAgent)
         register_agent("writer", StorytellerAgent)
         register_agent("echo", EchoAgent)
-        if os.environ.get("DJANGO_AI_TEST_AGENTS") == "1":
-            # Agents for the SDK's tests only (frontend_client/test/helpers/server.ts sets this).
-            from .test_agents import StreamTestAgent
-
-            register_agent("stream-test", StreamTestAgent)

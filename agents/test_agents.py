@@ -1,10 +1,11 @@
-"""Agents for the SDK's tests, registered only when ``DJANGO_AI_TEST_AGENTS=1`` (see agents/apps.py).
+"""Agents for the SDK's tests, registered only by the test settings (``tests.settings``,
+``DJANGO_AI["AGENTS"]``), which the SDK's test server runs.
 
 - ``stream-test``: ``StreamTestAgent`` streams text chosen by the message, to check how clients
   rebuild a reply from coalesced and split ``text_chunk`` events (docs/protocol.md, "Text chunks").
 
-They are not part of the demo: the demo page lists them only on a server started with the
-variable (frontend_client/test/helpers/server.ts sets it).
+They are not part of the demo: the demo page lists them only on a server started with the test
+settings (frontend_client/test/helpers/server.ts does).
 """
 
 from __future__ import annotations

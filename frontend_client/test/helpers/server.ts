@@ -2,7 +2,8 @@
  * The demo backend for the SDK and browser tests: `manage.py runserver` on a free port of
  * 127.0.0.1 with a fresh SQLite database in a temporary folder, under the test settings
  * (`tests.settings`: the demo's plus the `shop` app of tests/shop, project models with an integer
- * and a named string pk; `./dev demo` never has them).
+ * and a named string pk, and the test-only agents of agents/test_agents.py such as "stream-test";
+ * `./dev demo` never has them).
  *
  * scripts/test-js.sh starts one for the whole run and passes its URL in DJANGO_AI_TEST_SERVER;
  * a test file run on its own starts (and stops) its own.
@@ -70,8 +71,6 @@ export async function startDemoServer(env: Record<string, string> = {}): Promise
     DJANGO_AI_VAR_DIR: dir,
     DJANGO_DEBUG: "1",
     PYTHONUNBUFFERED: "1",
-    // The test-only agents of agents/test_agents.py (e.g. "stream-test").
-    DJANGO_AI_TEST_AGENTS: "1",
     ...env,
     // Every test of the run is a new anonymous visitor from 127.0.0.1: the per-address bounds
     // (anonymous writes, 300/min by default, and the conversations new visitors start, counted

@@ -364,8 +364,8 @@ class _Engine:
             logger.warning("Tika's tesseract parser was not found; OCR runs without the pixel and memory limits")
 
     def _limit_zip_reading(self) -> None:
-        # Apache POI (Word, Excel, PowerPoint) counts the bytes it really unpacks, so it stops a zip
-        # whose directory lies about its sizes, which check_container cannot see.
+        # Apache POI counts the bytes it really unpacks, against the container limits, where Tika
+        # opens a package through it (a zip that lies about its sizes gets past check_container).
         ZipSecureFile = self.J("org.apache.poi.openxml4j.util.ZipSecureFile")
         ZipSecureFile.setMaxEntrySize(min(self.limits.max_unpacked_size, 0xFFFFFFFF))
         ZipSecureFile.setMinInflateRatio(1.0 / self.limits.max_compression_ratio)
@@ -451,7 +451,7 @@ class _Engine:
         pdf.setOcrStrategy(strategies.AUTO)
         facts: dict[str, Any] = {}
         if ocr_ready and b"%PDF-" in head:
-            dpi = self._ocr_resolution(path, int(pdf.getOcrDPI()), filename=filename, deadline=deadline)
+            dpi = self._ocr_resolution(path, int(pdf.getOcrDPI()), filename=filename, deadline=deadline, timeout=timeout)
             if dpi is None:
                 pdf.setOcrStrategy(strategies.NO_OCR)
                 facts["ocr_skipped"] = "pages too large"
@@ -485,7 +485,7 @@ class _Engine:
             self._explain_empty(result, content_type, ocr_ready)
         return result
 
-    def _ocr_resolution(self, path: str, dpi: int, *, filename: str, deadline: float) -> int | None:
+    def _ocr_resolution(self, path: str, dpi: int, *, filename: str, deadline: float, timeout: float) -> int | None:
         """The resolution at which Tika may render this PDF's pages for OCR: ``dpi``, or less so
         that the largest page stays within ``ocr_max_pixels``; None when that would be below
         MIN_OCR_DPI. The document is opened with PDFBox (pages are not drawn) on a Java thread;
@@ -495,7 +495,7 @@ class _Engine:
         bound = J("java.lang.invoke.MethodHandles").insertArguments(self._load_pdf_handle, 0, J("java.io.File")(path))
         task, thread = self._start(bound, "java.util.concurrent.Callable", "django-ai-pdf-pages")
         if not _poll(task.isDone, deadline - time.monotonic()):
-            raise self._abandon(task, thread, None, filename, max(0.0, deadline - time.monotonic()))
+            raise self._abandon(task, thread, None, filename, timeout)
         if _task_error(task) is not None:
             return None
         document = task.get()
@@ -504,7 +504,8 @@ class _Engine:
             for page in document.getPages():
                 if time.monotonic() > deadline:
                     raise ExtractionError(
-                        "Reading the text took too long and was stopped. Try a smaller file.", code="timeout"
+                        f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.",
+                        code="timeout",
                     )
                 box = page.getCropBox()
                 largest = max(largest, float(box.getWidth()) * float(box.getHeight()))

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 class ConversationsConfig(AppConfig):
     name = "django_ai.conversations"
-    label = "conversations"
+    label = "django_ai_conversations"
     verbose_name = _("AI conversations")
     default_auto_field = "django.db.models.BigAutoField"
 

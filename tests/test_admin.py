@@ -45,16 +45,16 @@ MODELS = {
 @pytest.mark.parametrize("name", list(MODELS))
 def test_changelist_and_change_pages_render(staff_client, conversation, name):
     obj = conversation[name]
-    changelist = staff_client.get(reverse(f"admin:conversations_{MODELS[name]}_changelist"))
+    changelist = staff_client.get(reverse(f"admin:django_ai_conversations_{MODELS[name]}_changelist"))
     assert changelist.status_code == 200
     assert str(obj.pk) in changelist.content.decode() or str(obj) in changelist.content.decode()
-    change = staff_client.get(reverse(f"admin:conversations_{MODELS[name]}_change", args=[obj.pk]))
+    change = staff_client.get(reverse(f"admin:django_ai_conversations_{MODELS[name]}_change", args=[obj.pk]))
     assert change.status_code == 200
 
 
 def test_session_change_page_shows_context_read_only_and_messages_inline(staff_client, conversation):
     session = conversation["session"]
-    page = staff_client.get(reverse("admin:conversations_conversationsession_change", args=[session.pk])).content.decode()
+    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])).content.decode()
     # The context as escaped, pretty-printed JSON, not as an editable field.
     assert "&quot;support_tier&quot;: &quot;premium&quot;" in page
     assert "&lt;b&gt;vip&lt;/b&gt;" in page and "<b>vip</b>" not in page
@@ -79,7 +79,7 @@ def test_session_change_page_shows_context_read_only_and_messages_inline(staff_c
 def test_search(staff_client, conversation, name, term, found):
     other = SessionFactory(agent_path="sales", title="Another one")
     MessageFactory(session=other, content="unrelated")
-    response = staff_client.get(reverse(f"admin:conversations_{MODELS[name]}_changelist"), {"q": term})
+    response = staff_client.get(reverse(f"admin:django_ai_conversations_{MODELS[name]}_changelist"), {"q": term})
     assert response.status_code == 200
     shown = response.context["cl"].result_list
     assert (conversation[name] in shown) is found
@@ -88,7 +88,7 @@ def test_search(staff_client, conversation, name, term, found):
 
 def test_session_filters(staff_client, conversation):
     archived = SessionFactory(agent_path="support", status="archived")
-    url = reverse("admin:conversations_conversationsession_changelist")
+    url = reverse("admin:django_ai_conversations_conversationsession_changelist")
     shown = staff_client.get(url, {"status__exact": "archived"}).context["cl"].result_list
     assert list(shown) == [archived]
     shown = staff_client.get(url, {"agent_path": "support", "status__exact": "active"}).context["cl"].result_list
@@ -97,7 +97,7 @@ def test_session_filters(staff_client, conversation):
 
 def test_admin_is_closed_to_non_staff(client, conversation):
     client.force_login(UserFactory())
-    response = client.get(reverse("admin:conversations_conversationsession_changelist"))
+    response = client.get(reverse("admin:django_ai_conversations_conversationsession_changelist"))
     assert response.status_code == 302 and "/login/" in response["Location"]
 
 
@@ -153,7 +153,7 @@ def test_session_list_fits_a_laptop_screen(staff_client):
     owner = UserFactory(username="a-rather-long-username-for-a-column@example.com")
     session = SessionFactory(user=owner, agent_path="support", title=LONG_TITLE)
     untitled = SessionFactory(agent_path="writer", title="")
-    table = result_table(staff_client.get(reverse("admin:conversations_conversationsession_changelist")))
+    table = result_table(staff_client.get(reverse("admin:django_ai_conversations_conversationsession_changelist")))
     # Five short columns, one date in a compact form.
     assert table.headers == ["Conversation", "Agent path", "Owner", "Status", "Updated"]
     rows = {row[1]: row for row in table.rows}
@@ -165,7 +165,7 @@ def test_session_list_fits_a_laptop_screen(staff_client):
     assert rows["writer"][0] == f"untitled {str(untitled.pk)[:8]}"
     # The whole title stays one hover away.
     assert f'title="{LONG_TITLE.strip()}"' in staff_client.get(
-        reverse("admin:conversations_conversationsession_changelist")
+        reverse("admin:django_ai_conversations_conversationsession_changelist")
     ).content.decode()
 
 
@@ -173,7 +173,7 @@ def test_message_list_shows_a_preview_of_the_content(staff_client):
     session = SessionFactory(title=LONG_TITLE)
     long_reply = "Invoices are in Settings, Billing. " * 30
     message = MessageFactory(session=session, message_type="agent", content=long_reply)
-    table = result_table(staff_client.get(reverse("admin:conversations_conversationmessage_changelist")))
+    table = result_table(staff_client.get(reverse("admin:django_ai_conversations_conversationmessage_changelist")))
     assert table.headers == ["Id", "Content", "Type", "Status", "Conversation", "Sent"]
     [(short_id, preview, kind, status, conversation, sent)] = table.rows
     assert short_id == str(message.pk)[:8]
@@ -200,22 +200,22 @@ def _change_form_data(response) -> dict:
 
 def test_inlines_show_only_when_the_session_has_rows(staff_client, conversation):
     bare = SessionFactory(title="Nothing yet")
-    page = staff_client.get(reverse("admin:conversations_conversationsession_change", args=[bare.pk])).content.decode()
+    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])).content.decode()
     assert "widgets-TOTAL_FORMS" not in page and "messages-TOTAL_FORMS" not in page
 
     MessageFactory(session=bare, content="Hello")
-    page = staff_client.get(reverse("admin:conversations_conversationsession_change", args=[bare.pk])).content.decode()
+    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])).content.decode()
     assert 'name="messages-TOTAL_FORMS" value="1"' in page
     assert "widgets-TOTAL_FORMS" not in page
 
     # With widgets: the inline lists them, with no empty form to fill in.
     session = conversation["session"]
-    page = staff_client.get(reverse("admin:conversations_conversationsession_change", args=[session.pk])).content.decode()
+    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])).content.decode()
     assert 'name="widgets-TOTAL_FORMS" value="1"' in page
 
     # The change form saves with the inlines it shows, and without the ones it leaves out.
     for obj in (bare, session):
-        url = reverse("admin:conversations_conversationsession_change", args=[obj.pk])
+        url = reverse("admin:django_ai_conversations_conversationsession_change", args=[obj.pk])
         data = _change_form_data(staff_client.get(url))
         data["title"] = "Renamed"
         response = staff_client.post(url, data)

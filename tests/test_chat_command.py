@@ -38,7 +38,7 @@ def _fast(monkeypatch):
 
 def chat(*args, stdin=None):
     out, err = io.StringIO(), io.StringIO()
-    call_command("chat", *args, stdout=out, stderr=err, stdin=stdin or io.StringIO(""), no_color=True)
+    call_command("ai_chat", *args, stdout=out, stderr=err, stdin=stdin or io.StringIO(""), no_color=True)
     return out.getvalue(), err.getvalue()
 
 
@@ -142,7 +142,7 @@ def test_a_real_terminal_process(tmp_path):
     env.pop("DATABASE_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
     done = subprocess.run(
-        [sys.executable, "manage.py", "chat", "echo", "--no-color"],
+        [sys.executable, "manage.py", "ai_chat", "echo", "--no-color"],
         cwd=ROOT,
         env=env,
         input="hello there\n/quit\n",
@@ -240,7 +240,7 @@ def reply_after(output: str, label: str) -> str:
     return reply if prompt else ""
 
 
-MESSAGES = "SELECT message_type, processing_status, content FROM conversations_conversationmessage ORDER BY timestamp"
+MESSAGES = "SELECT message_type, processing_status, content FROM django_ai_conversations_conversationmessage ORDER BY timestamp"
 
 
 def test_ctrl_c_stops_the_streaming_reply_and_ctrl_c_at_the_prompt_leaves(terminal):
@@ -272,7 +272,7 @@ def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
     term.interrupt()
     # The first Ctrl-C has reached the turn when the message records the cancel request.
     deadline = time.monotonic() + 90
-    while not term.rows("SELECT 1 FROM conversations_conversationmessage WHERE cancel_requested_at IS NOT NULL"):
+    while not term.rows("SELECT 1 FROM django_ai_conversations_conversationmessage WHERE cancel_requested_at IS NOT NULL"):
         assert time.monotonic() < deadline, term.output
         term.read()
     term.interrupt()
@@ -284,7 +284,7 @@ def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
 def test_replies_wrap_at_word_boundaries_to_the_terminal_width(terminal):
     term = terminal("support", "--context", '{"tier": "premium"}', "-m", "How do refunds work, and where is my invoice?", columns=50)
     assert term.exit_code() == 0, term.output
-    [(reply,)] = term.rows("SELECT content FROM conversations_conversationmessage WHERE message_type = 'agent'")
+    [(reply,)] = term.rows("SELECT content FROM django_ai_conversations_conversationmessage WHERE message_type = 'agent'")
     shown = term.output.partition("support › ")[2].rstrip("\n").split("\n")
     assert len(shown) > 4
     # One column spare: some terminals add a blank line after a line that fills them exactly.

@@ -24,4 +24,4 @@ def test_demo_setup_migrates_a_fresh_database_and_creates_the_login(tmp_path):
     with sqlite3.connect(tmp_path / "demo.sqlite3") as db:
         [(is_superuser,)] = db.execute("SELECT is_superuser FROM auth_user WHERE username = 'demo'").fetchall()
         assert is_superuser
-        assert db.execute("SELECT count(*) FROM django_migrations WHERE app = 'conversations'").fetchone()[0] > 0
+        assert db.execute("SELECT count(*) FROM django_migrations WHERE app = 'django_ai_conversations'").fetchone()[0] > 0

@@ -348,7 +348,7 @@ def test_admin_action_extracts_again(django_capture_on_commit_callbacks):
     client.force_login(admin)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
-            "/admin/conversations/file/",
+            "/admin/django_ai_conversations/file/",
             {"action": "reextract_selected", "_selected_action": [str(file.pk)]},
             follow=True,
         )

@@ -202,12 +202,12 @@ def test_bad_backend_or_queue_is_a_clear_error_and_a_system_check():
 @pytest.mark.django_db(transaction=True)
 def test_message_added_in_the_admin_is_enqueued(recorder, admin_client):
     session = _session()
-    page = admin_client.get("/admin/conversations/conversationmessage/add/")
+    page = admin_client.get("/admin/django_ai_conversations/conversationmessage/add/")
     assert page.status_code == 200
     form = page.context["adminform"].form
     assert form.initial["message_type"] == "user" and form.initial["processing_status"] == "pending"
     response = admin_client.post(
-        "/admin/conversations/conversationmessage/add/",
+        "/admin/django_ai_conversations/conversationmessage/add/",
         {
             "session": str(session.pk),
             "message_type": "user",

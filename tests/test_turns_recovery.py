@@ -234,7 +234,7 @@ def test_rerun_through_an_agent_message_and_only_failed_ones():
 def test_admin_action_reruns_failed_messages(admin_client):
     session, failed = _failed_message()
     response = admin_client.post(
-        "/admin/conversations/conversationmessage/",
+        "/admin/django_ai_conversations/conversationmessage/",
         {"action": "rerun_failed", "_selected_action": [str(failed.pk)]},
         follow=True,
     )
@@ -242,7 +242,7 @@ def test_admin_action_reruns_failed_messages(admin_client):
     assert "1 message(s) queued to be answered again." in response.content.decode()
     assert status_of(failed) == ProcessingStatus.COMPLETED
     response = admin_client.post(
-        "/admin/conversations/conversationmessage/",
+        "/admin/django_ai_conversations/conversationmessage/",
         {"action": "rerun_failed", "_selected_action": [str(failed.pk)]},
         follow=True,
     )

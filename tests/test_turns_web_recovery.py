@@ -93,7 +93,7 @@ def _rows(db: Path, sql: str, *params) -> list[tuple]:
 
 
 def _status(db: Path, message_id: str) -> str:
-    return _rows(db, "SELECT processing_status FROM conversations_conversationmessage WHERE id = ?", message_id.replace("-", ""))[0][0]
+    return _rows(db, "SELECT processing_status FROM django_ai_conversations_conversationmessage WHERE id = ?", message_id.replace("-", ""))[0][0]
 
 
 SERVERS = {
@@ -144,14 +144,14 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
 
     replies = _rows(
         db,
-        "SELECT reply_to_id, content FROM conversations_conversationmessage WHERE message_type = 'agent' ORDER BY content",
+        "SELECT reply_to_id, content FROM django_ai_conversations_conversationmessage WHERE message_type = 'agent' ORDER BY content",
     )
     assert replies == sorted(
         [(ids["running"].replace("-", ""), "You said: cut off"), (ids["waiting"].replace("-", ""), "You said: never enqueued")],
         key=lambda r: r[1],
     )
-    assert _rows(db, "SELECT attempts FROM conversations_conversationmessage WHERE id = ?", ids["running"].replace("-", "")) == [(2,)]
-    assert _rows(db, "SELECT turn_token FROM conversations_conversationsession") == [("",), ("",)]
+    assert _rows(db, "SELECT attempts FROM django_ai_conversations_conversationmessage WHERE id = ?", ids["running"].replace("-", "")) == [(2,)]
+    assert _rows(db, "SELECT turn_token FROM django_ai_conversations_conversationsession") == [("",), ("",)]
 
 
 @pytest.fixture

@@ -363,23 +363,49 @@ def ids(messages) -> list[str]:
     return [m.id for m in messages if (m.id or "").startswith("django_ai.")]
 
 
+def deploy_checks():
+    return run_checks(include_deployment_checks=True)
+
+
 def test_checks_are_quiet_when_tika_and_tesseract_are_here():
-    assert not [i for i in ids(run_checks()) if i.startswith(("django_ai.W02", "django_ai.E02"))]
+    assert not [i for i in ids(deploy_checks()) if i.startswith(("django_ai.W02", "django_ai.E02"))]
 
 
 def test_check_warns_when_only_plain_text_is_possible(monkeypatch):
     # As on a machine without Java: the embedded extractor reports what it lacks.
     monkeypatch.setattr(EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"]))
-    messages = [m for m in run_checks() if m.id == "django_ai.W020"]
+    messages = [m for m in deploy_checks() if m.id == "django_ai.W020"]
     assert len(messages) == 1
     assert "only text files" in messages[0].msg and "Java 11 or newer" in messages[0].hint
+    # Not on every check/migrate/runserver of a project that may never receive a document.
+    assert "django_ai.W020" not in ids(run_checks())
 
 
 def test_check_warns_when_tesseract_is_missing(monkeypatch):
     monkeypatch.setattr(embedded, "tesseract_version", lambda: None)
-    assert "django_ai.W021" in ids(run_checks())
+    assert "django_ai.W021" in ids(deploy_checks())
+    assert "django_ai.W021" not in ids(run_checks())
     with override_settings(DJANGO_AI={"OCR_ENABLED": False}):
-        assert "django_ai.W021" not in ids(run_checks())
+        assert "django_ai.W021" not in ids(deploy_checks())
+    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.extraction.EmbeddedTikaExtractor"}):
+        assert "django_ai.W021" in ids(deploy_checks())
+
+
+def test_a_document_refused_for_want_of_an_extractor_logs_w020_once(monkeypatch, caplog, settings, tmp_path):
+    """Where a document is actually extracted, the missing extractor is said in the log, once."""
+    from django_ai.conversations.extraction import checks as extraction_checks
+    from django_ai.conversations.extraction import plain
+
+    settings.MEDIA_ROOT = tmp_path
+    monkeypatch.setattr(EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"]))
+    monkeypatch.setattr(extraction_checks, "_warned_no_document_extractor", False)
+    source = type("Source", (), {"content_type": "application/pdf"})()
+    with caplog.at_level(logging.WARNING, logger="django_ai.conversations.extraction"):
+        for _ in range(2):
+            with pytest.raises(Exception, match="text only from text files"):
+                plain.PlainTextExtractor().extract(source, timeout=5, max_length=100)
+    logged = [r.getMessage() for r in caplog.records if "django_ai.W020" in r.getMessage()]
+    assert len(logged) == 1 and "Java 11 or newer" in logged[0]
 
 
 def test_check_errors_for_an_extractor_that_cannot_run():

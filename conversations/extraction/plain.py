@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 from typing import ClassVar
 
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor, describe_type
+from .checks import warn_once_no_document_extractor
 
 __all__ = ["PlainTextExtractor", "decode_text", "html_to_text", "is_text_type", "read_text"]
 
@@ -225,6 +226,7 @@ class PlainTextExtractor(TextExtractor):
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
         content_type = (source.content_type or "").split(";")[0].strip().lower()
         if not is_text_type(content_type):
+            warn_once_no_document_extractor()
             raise ExtractionError(
                 f"This server can read text only from text files, not from {describe_type(content_type)} files.",
                 code="unsupported",

@@ -62,7 +62,6 @@ def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
 
 
-# ---- bombs, made here -------------------------------------------------------------------------
 
 
 def blank_pdf(width: int, height: int) -> bytes:
@@ -152,7 +151,6 @@ def blank_png(width: int, height: int, *, bits: int = 8) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
 
 
-# ---- memory, from /proc -----------------------------------------------------------------------
 
 
 def peak_rss(pid: int | str = "self") -> int:
@@ -215,7 +213,6 @@ def bounded(run):  # noqa: ANN001, ANN201
     return outcome, peak_rss() - before, peak_rss(child)
 
 
-# ---- the bombs fail, memory stays low ---------------------------------------------------------
 
 
 @needs_proc
@@ -330,7 +327,6 @@ def test_an_extraction_process_over_its_memory_limit_is_stopped():
     assert generate.PDF_TEXT in " ".join(file.extracted_text.split())
 
 
-# ---- good files, through the extraction process -----------------------------------------------
 
 
 @needs_ocr
@@ -401,7 +397,6 @@ def test_a_killed_extraction_process_is_replaced_and_the_files_are_read():
     assert isolated.running_process()[0] == replacement
 
 
-# ---- the pieces -------------------------------------------------------------------------------
 
 
 def test_plain_text_is_cut_while_it_is_read():

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
+import tempfile
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +56,19 @@ def _end() -> None:
     os._exit(0)
 
 
+def _limit_files(options: embedded.EngineOptions) -> None:
+    # No core dump of a JVM of hundreds of MB, and no temporary file (Tika spools embedded
+    # documents to disk) larger than a container may unpack to: a write past it fails (EFBIG, as
+    # SIGXFSZ is ignored) and the parse with it, instead of filling the disk. The JVM's crash
+    # report goes to the temporary folder, not the working directory.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    size = max(options.limits.max_unpacked_size, 64 * 1024 * 1024)
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    if hard == resource.RLIM_INFINITY or hard > size:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 def main() -> None:
     # Frames go out on a copy of fd 1; fd 1 itself becomes stderr, so that whatever the JVM or a
     # library prints cannot break a frame.
@@ -79,8 +94,14 @@ def main() -> None:
             except OSError:
                 _end()
 
+    options = embedded.EngineOptions.from_dict(setup["options"])
+    _limit_files(options)
+    error_file = os.path.join(tempfile.gettempdir(), "django-ai-extraction-hs_err_%p.log")
+    options = embedded.EngineOptions(
+        limits=options.limits, jvm_args=(f"-XX:ErrorFile={error_file}", *options.jvm_args), ocr_guard=options.ocr_guard
+    )
     try:
-        engine = embedded.start_engine(embedded.EngineOptions.from_dict(setup["options"]))
+        engine = embedded.start_engine(options)
     except ExtractionError as exc:
         send({"ready": False, "code": exc.code, "message": exc.message})
         _end()

@@ -34,6 +34,9 @@ Decisions:
   ``extraction_failed`` (the process crashed twice).
 - ``EXTRACTION_CONCURRENCY`` files are parsed at a time; more wait for a turn, within their
   timeout (``extractor_busy`` when it runs out).
+- Disk: the child sets RLIMIT_CORE to 0 and RLIMIT_FSIZE to the container limit for the files it
+  writes (Tika's temporary files), with SIGXFSZ ignored so that a write past it fails instead of
+  killing the process (_child.py).
 - Protocol: 4-byte big-endian length + JSON, requests on the child's stdin, answers on its
   stdout. The child points its own fd 1 at stderr so that nothing the JVM prints can break a
   frame; its stderr is this process's. Files are passed by path (a local copy for remote

@@ -32,17 +32,19 @@ def test_worker_process_extracts_an_upload_with_ocr(settings, tmp_path, monkeypa
     from django_tasks_db.models import DBTaskResult
 
     with override_settings(TASKS=WORKER_TASKS), task_worker() as start:
-        worker = start()
         client = Client()
         client.force_login(UserFactory())
         response = client.post(API + "files/", {"file": SimpleUploadedFile("scan.pdf", (FILES / "scanned.pdf").read_bytes())})
         body = response.json()
         assert response.status_code == 201, body
-        # Stored and enqueued; the web process did not extract it.
+        # Stored and enqueued; the web process did not extract it. (The worker starts after this
+        # check: a running one could claim the file between the commit and the answer.)
         assert body["included"]["file"][body["data"]]["extraction_status"] == ExtractionStatus.PENDING
         task = DBTaskResult.objects.get()
         assert task.task_path == "django_ai.conversations.extraction.tasks.extract_file_task"
         file = File.objects.get(pk=body["data"])
+        assert file.extraction_status == ExtractionStatus.PENDING
+        worker = start()
         wait_until(
             lambda: File.objects.get(pk=file.pk).extraction_status in (ExtractionStatus.DONE, ExtractionStatus.FAILED),
             90,

@@ -74,6 +74,16 @@ def test_prefixes_and_finished_statuses():
     assert {constants.ProcessingStatus[n].value for n in names} == {s.value for s in constants.FINISHED_STATUSES}
 
 
+def test_channels_per_event_stream():
+    """The SSE adapter places at most as many channels on one stream as the events view reads."""
+    from django_ai.conversations.realtime.views import MAX_STREAM_CHANNELS
+
+    source = (TS_FILE.parent / "internal" / "groups.ts").read_text(encoding="utf-8")
+    match = re.search(r"export const MAX_STREAM_CHANNELS = (\d+);", source)
+    assert match, "frontend_client/src/internal/groups.ts has no 'export const MAX_STREAM_CHANNELS = <n>;'"
+    assert int(match.group(1)) == MAX_STREAM_CHANNELS
+
+
 def ts_event_fields() -> dict[str, tuple[set[str], set[str]]]:
     block = re.search(r"export const EVENT_PAYLOAD_FIELDS = \{\n(.*?)\n\} as const", ts_source(), re.S)
     assert block, "EVENT_PAYLOAD_FIELDS not found"

@@ -10,6 +10,21 @@ def events():
         yield capture
 
 
+@pytest.fixture
+def held_tasks(settings):
+    """Tasks (turns, extraction) go to a DummyBackend, which keeps them in ``.results`` instead of
+    running them; the test runs one when it chooses: ``result.task.call(*result.args)``. For
+    checking what a request answers before its background work can start."""
+    from django_ai.conversations.internal.tasks_compat import ImmediateBackend, task_backends
+
+    package = ImmediateBackend.__module__.split(".backends.")[0]  # django.tasks, or django_tasks on 5.2
+    settings.TASKS = {**settings.TASKS, "held": {"BACKEND": f"{package}.backends.dummy.DummyBackend"}}
+    settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "TASK_BACKEND": "held"}
+    backend = task_backends["held"]
+    backend.clear()
+    return backend
+
+
 @pytest.fixture(autouse=True)
 def _memory_realtime(request):
     # Tests that need another backend (soketi, local SSE) override DJANGO_AI themselves.

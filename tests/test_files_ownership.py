@@ -6,7 +6,6 @@ then read, attach and extract through the bridge, ``ConversationService`` and ag
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from django.test import Client
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.context import get_file_text, wait_for_file_text
 from django_ai.conversations.exceptions import FileNotFound
-from django_ai.conversations.internal.tasks_compat import task_backends
 from django_ai.conversations.models import File
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.registry import register_agent
@@ -28,7 +26,6 @@ from tests.bridge_support import API, Api, error_codes, error_fields, rows, user
 from tests.fixtures.files import generate
 
 FILES = Path(generate.__file__).parent
-TASKS_PACKAGE = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,14 +185,10 @@ def test_wait_for_file_text_in_a_turn():
     assert text == "None" and WaitingAgent.timeout <= seconds < 30
 
 
-def test_upload_answer_is_the_bridge_row_of_the_caller(settings):
-    # The extraction task goes to a DummyBackend, which keeps it instead of running it, until the
-    # answer has been checked: on the in-process threads it would race the answer (whose status is
-    # read after the commit that starts it: pending, processing or done, as the threads go).
-    settings.TASKS = {**settings.TASKS, "held": {"BACKEND": f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"}}
-    settings.DJANGO_AI = {**settings.DJANGO_AI, "TASK_BACKEND": "held"}
-    held = task_backends["held"]
-    held.clear()
+def test_upload_answer_is_the_bridge_row_of_the_caller(held_tasks):
+    # The extraction task is held until the answer has been checked: on the in-process threads it
+    # would race the answer (whose status is read after the commit that starts it: pending,
+    # processing or done, as the threads go).
     client = Client()
     client.force_login(UserFactory())
     response = client.post(API + "files/", {"file": SimpleUploadedFile("hours.txt", (FILES / "hours.txt").read_bytes())})
@@ -204,7 +197,7 @@ def test_upload_answer_is_the_bridge_row_of_the_caller(settings):
     row = body["included"]["file"][body["data"]]
     assert row["extraction_status"] == "pending"  # the upload answers without waiting for extraction
     assert "extracted_text" not in row  # large: read it with a query that names it in ``fields``
-    (extraction,) = held.results
+    (extraction,) = held_tasks.results
     assert extraction.task.func.__name__ == "extract_file_task" and list(extraction.args) == [body["data"]]
     extraction.task.call(*extraction.args)
     text_rows = rows(

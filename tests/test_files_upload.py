@@ -210,17 +210,21 @@ def test_projects_can_close_uploads_with_bridge_permissions(media):
     assert user.status_code == 201
 
 
-def test_corrupt_and_encrypted_uploads_end_failed_with_a_reason(media):
+def test_corrupt_and_encrypted_uploads_end_failed_with_a_reason(media, held_tasks):
     client = user_client()
     corrupt_row = the_row(upload(client, "corrupt.pdf"))
-    # The upload answered before extraction; the reason reaches the client with the row.
+    encrypted_id = the_row(upload(client, "encrypted.pdf"))["id"]
+    # The upload answers before extraction (held here until the answer is checked); the reason
+    # reaches the client with the row.
     assert corrupt_row["extraction_status"] == "pending"
+    for extraction in held_tasks.results:
+        extraction.task.call(*extraction.args)
     query = client.post(API + "models/file/query/", {"filter": {"id": corrupt_row["id"]}}, content_type="application/json")
     corrupt_row = query.json()["included"]["file"][corrupt_row["id"]]
     assert corrupt_row["extraction_status"] == "failed"
     assert corrupt_row["extraction_error"].startswith("The file seems to be damaged")
     corrupt = File.objects.get(pk=corrupt_row["id"])
-    encrypted = File.objects.get(pk=the_row(upload(client, "encrypted.pdf"))["id"])
+    encrypted = File.objects.get(pk=encrypted_id)
     assert corrupt.extraction_status == ExtractionStatus.FAILED
     assert corrupt.extraction_error == "The file seems to be damaged or is not a valid PDF file, so its text cannot be read."
     assert corrupt.metadata["extraction"] == {"error_code": "corrupt"}

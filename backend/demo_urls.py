@@ -1,5 +1,6 @@
 """The demo chat page at ``/``: one HTML page plus static files, built only on the TypeScript SDK
-(its browser bundle is served at ``static/sdk/django-ai-client.js``; ``./dev demo`` builds it)."""
+(its browser bundle is the app's static file ``django_ai/conversations/client.js``, which the wheel
+ships; in a checkout ``./dev demo`` builds it)."""
 
 from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
@@ -10,7 +11,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from django_ai.conversations.owners import ensure_anonymous_id
 
-SDK_BUNDLE = "sdk/django-ai-client.js"
+SDK_BUNDLE = "django_ai/conversations/client.js"
 
 
 @ensure_csrf_cookie

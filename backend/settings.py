@@ -97,10 +97,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-# The demo page's files, and the SDK's browser bundle (built by ./dev demo) under static/sdk/.
+# The demo page's files. The SDK's browser bundle is the app's own static file
+# (django_ai/conversations/client.js, as a pip install has it; ./dev demo builds it in a checkout).
 STATICFILES_DIRS = [BASE_DIR / "backend" / "static"]
-if (BASE_DIR / "frontend_client" / "dist" / "browser").is_dir():
-    STATICFILES_DIRS.append(("sdk", BASE_DIR / "frontend_client" / "dist" / "browser"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,4 +1,5 @@
-"""The distribution as ``pip install django-ai-first`` delivers it.
+"""The distributions as ``pip install django-ai-first`` and ``npm install django-ai-first-client``
+deliver them.
 
 The wheel is built from this checkout (setuptools, no build isolation: nothing is downloaded) and
 unpacked into a folder of its own; a small project outside the repository, set up as
@@ -6,13 +7,26 @@ docs/installation.md says, then runs on that folder alone: ``check``, ``migrate`
 seed's echo agent through ``ConversationService``, and the bridge's ``start/`` and query paths
 through Django's test client. The checkout's editable install is not what gets imported: the child
 prints the module's file and the test asserts it lies in the unpacked wheel.
+
+The wheel ships the SDK's browser bundle as the app's static files (client.js, its source map and
+client.d.ts). They are generated, not in git: the wheel fixture builds them first, as the release
+steps do (docs/installation.md, "Releasing"), and a test compares the wheel's copy with a fresh
+build; the project collects them with ManifestStaticFilesStorage and node imports the collected
+bundle.
+
+The npm tarball is made by ``npm pack`` (its prepack script builds dist/) and installed from the
+file, offline, into a new TypeScript project outside the checkout, configured as a Vite project
+(bundler resolution) and as a Node ESM one; tsc, the checkout's own, type-checks code that uses
+the SDK's typed API against the installed package, and node runs the Node build.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -20,6 +34,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+CLIENT = ROOT / "frontend_client"
+TSC = CLIENT / "node_modules" / "typescript" / "bin" / "tsc"
+# The SDK's browser bundle: where the wheel has it, and the files (build.mjs --static writes them).
+BUNDLE_DIR = "django_ai/conversations/static/django_ai/conversations/"
+BUNDLE_FILES = ("client.js", "client.js.map", "client.d.ts")
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +54,18 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "rest_framework",
     "django_filters",
     "django_ai.conversations",
 ]
+STATIC_URL = "static/"
+STATIC_ROOT = "collected"
+# Production's storage: hashed names, and a bundle's sourceMappingURL must name a file that exists.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +112,7 @@ import django
 django.setup()
 
 import django_ai.conversations as app
+from django.template import engines
 from django.test import Client
 from django_ai.conversations.service import ConversationService
 
@@ -99,8 +127,30 @@ print(json.dumps({
     "result": result,
     "start": started.status_code,
     "sessions": len(query.json()["data"]),
+    "sdk": engines["django"].from_string('{% load static %}{% static "django_ai/conversations/client.js" %}').render({}),
 }))
 """
+
+# A Node ESM script that imports the collected bundle. The bundle is for browsers: pusher-js inside
+# it reads the global `self` as it loads, which Node lacks.
+IMPORT_BUNDLE = """
+globalThis.self = globalThis;
+const sdk = await import(process.env.BUNDLE);
+const client = sdk.createClient({ baseUrl: "http://127.0.0.1:9/api/conversations/" });
+console.log(JSON.stringify({ createClient: typeof sdk.createClient, isRateLimited: typeof sdk.isRateLimited,
+  query: typeof client.sessions.filter({ agent_path: "echo" }).fetch }));
+"""
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> str:
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert done.returncode == 0, f"{' '.join(map(str, args))} failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def _build_bundle(*args: str) -> None:
+    assert shutil.which("node") and TSC.exists(), "Node.js 20+ and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    _run(["node", "scripts/build.mjs", "--static", *args], cwd=CLIENT)
 
 
 def _listed_packages() -> set[str]:
@@ -119,15 +169,26 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Path:
+def sdist(tmp_path_factory) -> Path:
+    # The release steps: the bundle first (into conversations/static/), then the sdist.
+    _build_bundle()
+    out = tmp_path_factory.mktemp("sdist")
+    _run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(out)!r})"], cwd=ROOT)
+    (built,) = out.glob("django_ai_first-*.tar.gz")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel(sdist, tmp_path_factory) -> Path:
+    # Built from the unpacked sdist, as `python -m build` does: there is no Node there, nor the
+    # checkout's build/ folder, whose leftovers (a module or migration deleted since) setuptools
+    # would pack into a wheel built from the checkout.
+    tree = tmp_path_factory.mktemp("sdist-tree")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tree, filter="data")
+    (source,) = tree.iterdir()
     out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(source)], cwd=tree)
     (built,) = out.glob("django_ai_first-*.whl")
     return built
 
@@ -149,6 +210,29 @@ def test_the_wheel_holds_every_module_and_no_project_folder(wheel):
     assert "Name: django-ai-first" in text
     assert "License-Expression: MIT" in text or "License: MIT" in text
     assert "Requires-Python: >=3.12" in text
+
+
+def test_the_wheel_ships_a_current_sdk_bundle_as_static_files(wheel, tmp_path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {BUNDLE_DIR + name for name in BUNDLE_FILES} <= names, sorted(n for n in names if "static" in n)
+    # What a build from the sources gives now, byte for byte (a stale copy left in setuptools'
+    # build/ folder, or a bundle built from other sources, would differ).
+    fresh = tmp_path / "fresh"
+    _build_bundle("--out", str(fresh))
+    for name in BUNDLE_FILES:
+        assert zipfile.ZipFile(wheel).read(BUNDLE_DIR + name) == (fresh / name).read_bytes(), name
+    bundle = (fresh / "client.js").read_text()
+    assert bundle.rstrip().endswith("//# sourceMappingURL=client.js.map")
+    assert "export declare function createClient(" in (fresh / "client.d.ts").read_text()
+
+
+def test_the_sdist_holds_the_sdk_bundle_and_no_frontend_sources(sdist):
+    # So a wheel built from it needs no Node.
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"conversations/static/django_ai/conversations/" + name for name in BUNDLE_FILES} <= names
+    # (setuptools adds tests/test*.py to every sdist; the SDK's sources stay out.)
+    assert not [n for n in names if n.split("/")[0] in {"frontend_client", "node_modules", "backend"}]
 
 
 def test_a_project_outside_the_checkout_runs_on_the_wheel_alone(wheel, tmp_path):
@@ -174,9 +258,103 @@ def test_a_project_outside_the_checkout_runs_on_the_wheel_alone(wheel, tmp_path)
 
     run("-m", "django", "check", "--fail-level", "ERROR")
     run("-m", "django", "migrate", "--noinput", "-v", "0")
+    run("-m", "django", "collectstatic", "--noinput", "-v", "0")
     report = json.loads(run("run.py").strip().splitlines()[-1])
     assert Path(report["file"]).is_relative_to(site), report["file"]
     assert report["result"]["status"] == "success"
     assert report["result"]["response"] == "You said: hello wheel"
     assert report["start"] == 201
     assert report["sessions"] == 1
+
+    # The SDK's browser bundle as a page gets it: collected under a hashed name, its source map
+    # beside it, and a module that exports the SDK.
+    assert report["sdk"].startswith("/static/django_ai/conversations/client.") and report["sdk"].endswith(".js")
+    collected = project / "collected" / report["sdk"].removeprefix("/static/")
+    map_name = collected.read_text().rstrip().rsplit("//# sourceMappingURL=", 1)[1]
+    assert map_name.startswith("client.js.") and (collected.parent / map_name).is_file()
+    assert (project / "collected" / "django_ai" / "conversations" / "client.d.ts").is_file()
+    loaded = _run(["node", "--input-type=module", "-e", IMPORT_BUNDLE], cwd=project, timeout=60, env={**env, "BUNDLE": str(collected)})
+    assert json.loads(loaded.strip().splitlines()[-1]) == {"createClient": "function", "isRateLimited": "function", "query": "function"}
+
+
+# What a Vite project's main.ts might do with the SDK, each call typed; run by node in the Node
+# ESM project (building a client and a query sends nothing).
+CONSUMER_MAIN = """
+import { createClient, isRateLimited, type MessageRow, type Row, type WireTypes } from "django-ai-first-client";
+
+interface OrderRow extends Row {
+  id: number;
+  total: WireTypes["decimal"];
+}
+
+const client = createClient({ baseUrl: "http://127.0.0.1:9/api/conversations/", realtime: "none" });
+const latest: Promise<MessageRow[]> = client.messages.filter({ message_type: "agent" }).orderBy("-timestamp").limit(5).fetch();
+latest.catch(() => undefined);
+const paid = client.model<OrderRow>("order").filter({ total__gte: "10.00" });
+
+export async function totals(): Promise<string[]> {
+  try {
+    return (await paid.fetch()).map((order) => order.total);
+  } catch (error) {
+    if (isRateLimited(error)) return [];
+    throw error;
+  }
+}
+
+export function follow(render: (text: string) => void): () => void {
+  return client.sessions.orderBy("-updated_at").limit(20).live(({ rows }) => render(rows.map((row) => row.title).join(", ")));
+}
+
+console.log(JSON.stringify({ createClient: typeof createClient, follow: typeof follow, paid: typeof paid.fetch }));
+"""
+
+# A page of the Vite project that uses the one-file browser bundle (pusher-js inside).
+CONSUMER_PAGE = """
+import { createClient } from "django-ai-first-client/browser";
+
+export const client = createClient({ baseUrl: "/api/conversations/" });
+export const started: Promise<string> = client.startConversation("support", { tier: "premium" }).then((c) => c.sessionId);
+"""
+
+COMPILER_OPTIONS = {
+    "target": "ES2022",
+    "lib": ["ES2022", "DOM", "DOM.Iterable"],
+    "types": [],
+    "strict": True,
+    "skipLibCheck": False,
+    "isolatedModules": True,
+    "verbatimModuleSyntax": True,
+}
+
+
+def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
+    assert shutil.which("npm") and TSC.exists(), "npm and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (report,) = json.loads(_run(["npm", "pack", "--json", "--pack-destination", str(packed)], cwd=CLIENT, timeout=600))
+    # One version for the two packages (and django_ai.conversations.__version__).
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert report["name"] == "django-ai-first-client" and report["version"] == version
+    assert f'__version__ = "{version}"' in (ROOT / "conversations" / "__init__.py").read_text()
+    package = json.loads((CLIENT / "package.json").read_text())
+    assert package["license"] == "MIT"
+    assert package["repository"]["url"].endswith("/django-ai-first.git") and package["repository"]["directory"] == "frontend_client"
+    files = {entry["path"] for entry in report["files"]}
+    assert {"package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/browser.d.ts", "dist/browser/django-ai-client.js"} <= files
+    # Only the SDK: not its tests, build scripts or the demo's markdown-it.
+    assert not [f for f in files if f.split("/")[0] in {"test", "e2e", "bench", "scripts", "node_modules", ".test-build"} or "markdown-it" in f]
+
+    project = tmp_path / "consumer"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "consumer", "private": True, "type": "module"}))
+    _run(["npm", "install", "--offline", "--no-audit", "--no-fund", str(packed / report["filename"])], cwd=project)
+    (project / "main.ts").write_text(CONSUMER_MAIN)
+    (project / "page.ts").write_text(CONSUMER_PAGE)
+    vite = {"compilerOptions": {**COMPILER_OPTIONS, "module": "ESNext", "moduleResolution": "bundler", "noEmit": True}, "include": ["main.ts", "page.ts"]}
+    (project / "tsconfig.json").write_text(json.dumps(vite))
+    node = {"compilerOptions": {**COMPILER_OPTIONS, "module": "NodeNext", "moduleResolution": "NodeNext", "outDir": "out"}, "include": ["main.ts"]}
+    (project / "tsconfig.node.json").write_text(json.dumps(node))
+    _run(["node", str(TSC), "-p", "tsconfig.json"], cwd=project)
+    _run(["node", str(TSC), "-p", "tsconfig.node.json"], cwd=project)
+    ran = _run(["node", "out/main.js"], cwd=project, timeout=60)
+    assert json.loads(ran.strip().splitlines()[-1]) == {"createClient": "function", "follow": "function", "paid": "function"}

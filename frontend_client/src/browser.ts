@@ -1,7 +1,8 @@
 /**
- * Entry of the browser bundle (`dist/browser/django-ai-client.js`): the whole SDK with pusher-js
- * inside, so a page can `import { createClient } from ".../django-ai-client.js"` with no build
- * step and talk to a Pusher (or soketi) backend as well as to the Local (SSE) one.
+ * Entry of the browser bundle: the whole SDK with pusher-js inside, so a page can
+ * `import { createClient } from ".../client.js"` with no build step and talk to a Pusher (or
+ * soketi) backend as well as to the Local (SSE) one. The Python package ships it as the static
+ * file `django_ai/conversations/client.js`; the npm package as `django-ai-first-client/browser`.
  */
 
 import Pusher from "pusher-js";

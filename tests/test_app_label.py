@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,7 @@ def test_the_app_label_is_distinctive():
     assert apps.get_model("django_ai_conversations", "File")._meta.db_table == "django_ai_conversations_file"
 
 
+@pytest.mark.once
 def test_a_project_app_named_conversations_with_a_file_model_and_a_chat_command(tmp_path):
     app = tmp_path / "conversations"
     (app / "migrations").mkdir(parents=True)

@@ -136,6 +136,7 @@ def test_failed_turns_print_the_generic_error(monkeypatch):
     assert "boom" not in out
 
 
+@pytest.mark.once
 def test_a_real_terminal_process(tmp_path):
     """The command as a person runs it: its own process, stdin piped, a fresh SQLite database."""
     env = {**os.environ, "DJANGO_AI_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "backend.settings"}
@@ -243,6 +244,7 @@ def reply_after(output: str, label: str) -> str:
 MESSAGES = "SELECT message_type, processing_status, content FROM django_ai_conversations_conversationmessage ORDER BY timestamp"
 
 
+@pytest.mark.once
 def test_ctrl_c_stops_the_streaming_reply_and_ctrl_c_at_the_prompt_leaves(terminal):
     """As the stop button: the turn ends cancelled with the text streamed so far, then the prompt."""
     term = terminal("writer")
@@ -264,6 +266,7 @@ def test_ctrl_c_stops_the_streaming_reply_and_ctrl_c_at_the_prompt_leaves(termin
     assert "Traceback" not in term.output and "KeyboardInterrupt" not in term.output
 
 
+@pytest.mark.once
 def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
     term = terminal("writer")
     term.wait_for(lambda out: out.endswith(Terminal.PROMPT), "the prompt")
@@ -281,6 +284,7 @@ def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
     assert [status for _, status, _ in term.rows(MESSAGES)] == ["cancelled", "cancelled"]
 
 
+@pytest.mark.once
 def test_replies_wrap_at_word_boundaries_to_the_terminal_width(terminal):
     term = terminal("support", "--context", '{"tier": "premium"}', "-m", "How do refunds work, and where is my invoice?", columns=50)
     assert term.exit_code() == 0, term.output

@@ -61,6 +61,7 @@ def test_missing_bundle_says_how_to_build_it(client, monkeypatch):
     assert "demo/app.js" not in body
 
 
+@pytest.mark.once
 def test_debug_is_off_unless_asked_for():
     """An error page under DEBUG shows settings and code; the demo turns it on only with
     DJANGO_DEBUG=1."""

@@ -54,7 +54,7 @@ needs_ocr = pytest.mark.skipif(
     shutil.which("tesseract") is None, reason="tesseract is not installed (CI installs it from scripts/apt-packages.txt)"
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.once]
 
 
 @pytest.fixture(autouse=True)

@@ -40,7 +40,7 @@ TSC = CLIENT / "node_modules" / "typescript" / "bin" / "tsc"
 BUNDLE_DIR = "django_ai/conversations/static/django_ai/conversations/"
 BUNDLE_FILES = ("client.js", "client.js.map", "client.d.ts")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.once]
 
 SETTINGS = """
 SECRET_KEY = "packaging-test"

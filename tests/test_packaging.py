@@ -209,6 +209,7 @@ def test_the_wheel_holds_every_module_and_no_project_folder(wheel):
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Name: django-ai-first" in text
     assert "License-Expression: MIT" in text or "License: MIT" in text
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the MIT text ships with the wheel"
     assert "Requires-Python: >=3.12" in text
 
 
@@ -340,7 +341,7 @@ def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
     assert package["license"] == "MIT"
     assert package["repository"]["url"].endswith("/django-ai-first.git") and package["repository"]["directory"] == "frontend_client"
     files = {entry["path"] for entry in report["files"]}
-    assert {"package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/browser.d.ts", "dist/browser/django-ai-client.js"} <= files
+    assert {"package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/browser.d.ts", "dist/browser/django-ai-client.js"} <= files
     # Only the SDK: not its tests, build scripts or the demo's markdown-it.
     assert not [f for f in files if f.split("/")[0] in {"test", "e2e", "bench", "scripts", "node_modules", ".test-build"} or "markdown-it" in f]
 

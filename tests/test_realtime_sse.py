@@ -88,6 +88,9 @@ def conversation():
     register_agent("sse-streamer", StreamingAgent)
     visitor = new_anonymous_id()
     session = ConversationService.create_session("sse-streamer", anonymous_id=visitor)
+    # Its creation event leaves on the sender thread: out before a test's reader subscribes, not
+    # (on a busy machine) in between the subscription and the test's count of the history.
+    get_backend().flush(timeout=5)
     return session, visitor
 
 

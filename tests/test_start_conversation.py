@@ -6,32 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydantic import BaseModel
 
-from django_ai.conversations import ConversationAgent
 from django_ai.conversations.actions import start_conversation
 from django_ai.conversations.models import ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory
+from tests.example_agents import ReadmeSupportAgent
 from tests.helpers import make_request
 
 pytestmark = pytest.mark.django_db
-
-
-class ReadmeSupportAgent(ConversationAgent):
-    """The README's create_context: reads the user from the request."""
-
-    class Context(BaseModel):
-        user_id: int = 0
-        support_tier: str = "basic"
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        user = request.user if request and request.user.is_authenticated else None
-        return cls.Context(user_id=user.id if user else 0, support_tier=kwargs.get("tier", "basic"))
-
-    async def get_response(self, message, request=None, **kwargs):
-        return "ok"
 
 
 @pytest.fixture(autouse=True)

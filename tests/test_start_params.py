@@ -21,6 +21,7 @@ from django_ai.conversations.exceptions import ImproperlyDeclaredAgent
 from django_ai.conversations.models import ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory
+from tests.example_agents import ReadmeSupportAgent as SeedSupportAgent
 from tests.helpers import make_request
 
 from .bridge_support import error_codes, error_fields, user_api
@@ -43,22 +44,6 @@ class ToolsDocSalesAgent(ConversationAgent):
 
     async def get_response(self, message, request=None, **kwargs):
         return self.check_eligibility(product_id="pro-features")
-
-
-class SeedSupportAgent(ConversationAgent):
-    """The seed README's SupportAgent (create_context reads ``tier`` from its kwargs)."""
-
-    class Context(BaseModel):
-        user_id: int = 0
-        support_tier: str = "basic"
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        user = request.user if request and request.user.is_authenticated else None
-        return cls.Context(user_id=user.id if user else 0, support_tier=kwargs.get("tier", "basic"))
-
-    async def get_response(self, message, request=None, **kwargs):
-        return "ok"
 
 
 class PlanAgent(SeedSupportAgent):

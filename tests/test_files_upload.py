@@ -16,7 +16,7 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
-from django_ai.conversations.constants import EventName, ExtractionStatus
+from django_ai.conversations.constants import EventName, ExtractionStatus, SessionStatus
 from django_ai.conversations.models import File
 from django_ai.conversations.testing import SessionFactory, UserFactory, wait_for_turns
 from django_ai.conversations.uploads import is_allowed_type, sniff_content_type
@@ -175,6 +175,16 @@ def test_bad_uploads_are_refused_with_a_reason(media, body, code):
     assert File.objects.count() == 0 and stored_files(media) == []
 
 
+def test_more_files_than_django_accepts_is_an_envelope_400(media, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 5
+    files = [SimpleUploadedFile(f"a{i}.txt", b"hello") for i in range(6)]
+    response = user_client().post(API + "files/", {"file": files})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json", response.content[:200]
+    assert error_codes(response) == ["too_many_files"]
+    assert File.objects.count() == 0 and stored_files(media) == []
+
+
 def test_upload_into_own_conversation(media):
     user = UserFactory()
     session = SessionFactory(user=user)
@@ -193,6 +203,24 @@ def test_upload_into_a_conversation_that_is_not_yours(media, which):
     assert response.status_code == 404
     assert error_codes(response) == ["session_not_found"]
     assert File.objects.count() == 0 and stored_files(media) == []
+
+
+@pytest.mark.parametrize("status", [SessionStatus.ARCHIVED, SessionStatus.COMPLETED])
+def test_no_upload_into_a_conversation_that_is_over(media, status):
+    user = UserFactory()
+    session = SessionFactory(user=user, status=status)
+    response = user_client(user).post(API + "files/", {"file": SimpleUploadedFile("a.txt", b"hello"), "session": str(session.pk)})
+    assert response.status_code == 409, response.json()
+    assert error_codes(response) == ["session_not_active"] and error_fields(response) == ["session"]
+    assert File.objects.count() == 0 and stored_files(media) == []
+
+
+def test_an_active_conversation_of_the_caller_still_takes_uploads(media):
+    user = UserFactory()
+    session = SessionFactory(user=user)
+    response = upload(user_client(user), "a.txt", b"hello", session=str(session.pk))
+    assert response.status_code == 201, response.json()
+    assert File.objects.get().session_id == session.pk and len(stored_files(media)) == 1
 
 
 def test_uploads_are_throttled(media):

@@ -1,12 +1,15 @@
 """The TypeScript SDK's wire names (frontend_client/src/constants.ts) equal the Python ones.
 
 The TS file is read as text: each ``export const Name = { KEY: "value", ... } as const;`` block is one
-enum. Every Enum of ``conversations/constants.py`` must have its twin there, with the same members.
-The event payload table (``EVENT_PAYLOAD_FIELDS``) is checked against payloads that real turns send.
+enum. Every Enum of ``conversations/constants.py`` must have its twin there, with the same members,
+and every TS enum its Python twin. The event payload table (``EVENT_PAYLOAD_FIELDS``) is checked
+against payloads that real turns send; the error codes the app's source sends are checked against
+``ErrorCode``.
 """
 
 from __future__ import annotations
 
+import ast
 import enum
 import inspect
 import re
@@ -15,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from django_ai.conversations import constants
-from django_ai.conversations.constants import EventName
+from django_ai.conversations.constants import ErrorCode, EventName
 from django_ai.conversations.service import ConversationService
 
-TS_FILE = Path(__file__).resolve().parent.parent / "frontend_client" / "src" / "constants.ts"
+ROOT = Path(__file__).resolve().parent.parent
+TS_FILE = ROOT / "frontend_client" / "src" / "constants.ts"
+APP_DIR = ROOT / "conversations"
 BLOCK = re.compile(r"export const (\w+) = \{\n(.*?)\n\} as const", re.S)
 MEMBER = re.compile(r'^\s*([A-Z_]+): "([^"]*)",$')
 EVENT_ROW = re.compile(r'^\s*(\w+): \{ required: \[(.*?)\], optional: \[(.*?)\] \},$')
@@ -61,6 +66,11 @@ def test_every_python_enum_has_an_equal_ts_twin(name):
     ts = ts_enums().get(name)
     assert ts is not None, f"frontend_client/src/constants.ts has no 'export const {name}'; add it."
     assert ts == py
+
+
+def test_every_ts_enum_has_a_python_twin():
+    missing = set(ts_enums()) - set(python_enums())
+    assert not missing, f"conversations/constants.py has no enum for {sorted(missing)}; add it (the TS side mirrors Python)."
 
 
 def test_prefixes_and_finished_statuses():
@@ -167,3 +177,103 @@ def test_payloads_on_the_wire_match_the_ts_event_table(monkeypatch):
     assert all({"offset", "first_sequence"} <= set(c) for c in chunks)
     units = [len(c["text"].encode("utf-16-le")) // 2 for c in chunks]
     assert [c["offset"] for c in chunks] == [sum(units[:i]) for i in range(len(chunks))]
+
+
+# Errors that never reach a client: raised while code is declared (a bad agent class, tool or
+# @with_context method), or a tool call the model got wrong, answered to the model in a tool message.
+NOT_SENT_TO_CLIENTS = {"ImproperlyDeclaredAgent", "ContextInjectionError", "ToolDefinitionError", "ToolCallError"}
+CODE_NAMES = {"code", "default_code"}
+CODE_KEYS = {"code", "error_code"}
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def _code_expressions(tree: ast.AST):
+    """(expression, class or call it belongs to) for each place of ``tree`` that sets an error code:
+    ``code=`` arguments, ``"code"`` / ``"error_code"`` keys, ``code`` / ``default_code`` assignments,
+    and the code of a turn's ``notice=(text, code)``."""
+    owners: dict[ast.AST, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for child in ast.walk(node):
+                owners.setdefault(child, node.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for keyword in node.keywords:
+                if keyword.arg == "code":
+                    yield keyword.value, _call_name(node)
+                elif keyword.arg == "notice" and isinstance(keyword.value, ast.Tuple) and len(keyword.value.elts) == 2:
+                    yield keyword.value.elts[1], _call_name(node)
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value in CODE_KEYS:
+                    yield value, owners.get(node, "")
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id in CODE_NAMES for t in targets) and node.value is not None:
+                yield node.value, owners.get(node, "")
+
+
+def _literal_codes(expression: ast.AST):
+    """The string literals an expression can evaluate to (both arms of ``a if c else b``); an
+    f-string yields a regular expression of the codes it can build."""
+    if isinstance(expression, ast.Constant) and isinstance(expression.value, str):
+        yield expression.value, False
+    elif isinstance(expression, ast.IfExp):
+        yield from _literal_codes(expression.body)
+        yield from _literal_codes(expression.orelse)
+    elif isinstance(expression, ast.JoinedStr):
+        parts = [re.escape(v.value) if isinstance(v, ast.Constant) else r"\w+" for v in expression.values]
+        yield "".join(parts), True
+
+
+def sent_codes() -> list[tuple[str, str, bool]]:
+    """(code or pattern, "file:line", is_pattern) for every literal error code under conversations/."""
+    found = []
+    for path in sorted(APP_DIR.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for expression, owner in _code_expressions(tree):
+            if owner in NOT_SENT_TO_CLIENTS:
+                continue
+            for code, is_pattern in _literal_codes(expression):
+                found.append((code, f"{path.relative_to(ROOT)}:{expression.lineno}", is_pattern))
+    return found
+
+
+def test_the_code_scan_finds_the_codes():
+    """The scan sees each kind of place: a class attribute, a ``code=`` argument, a dict key, a
+    conditional, a turn's notice; and it skips the errors that never reach a client."""
+    codes = {code for code, _, _ in sent_codes()}
+    assert {"session_not_found", "unknown_filter", "too_many_fields", "agent_error", "invalid_context", "turn_timeout"} <= codes
+    assert {"extractor_unavailable", "too_many_streams", "file_too_large"} <= codes
+    assert not {"not_a_method", "unknown_tool", "improperly_declared_agent"} & codes
+
+
+def test_every_code_the_app_sends_is_an_error_code():
+    members = {str(code) for code in ErrorCode}
+    unknown = [
+        f"{where}: {code!r}"
+        for code, where, is_pattern in sent_codes()
+        if (not any(re.fullmatch(code, m) for m in members) if is_pattern else code not in members)
+    ]
+    assert not unknown, "Codes missing from ErrorCode (conversations/constants.py and its TS twin):\n" + "\n".join(unknown)
+
+
+def test_error_code_members_named_in_the_source_exist():
+    """``ErrorCode.NAME`` in the app's source names a member (a typo would only fail when raised)."""
+    wrong = []
+    for path in sorted(APP_DIR.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ErrorCode":
+                if node.attr not in ErrorCode.__members__:
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: ErrorCode.{node.attr}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_error_codes_are_their_own_names():
+    assert all(code.name.lower() == code.value for code in ErrorCode)

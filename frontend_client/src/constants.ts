@@ -108,3 +108,103 @@ export const BuiltinModel = {
   FILE: "file",
 } as const;
 export type BuiltinModel = (typeof BuiltinModel)[keyof typeof BuiltinModel];
+
+/**
+ * Every `code` the server sends: in an error envelope entry (`ApiError.code`, `ApiError.errors`),
+ * in `metadata.code` of the system message telling why a turn failed, and in
+ * `metadata.extraction.error_code` of a failed file. Codes the SDK makes itself (`network_error`,
+ * `aborted`, `closed`...) are not listed: they are never sent by the server.
+ */
+export const ErrorCode = {
+  // Generic (ConversationError, InvalidInput, DRF ValidationError) and HTTP-level answers.
+  INVALID: "invalid",
+  REQUIRED: "required",
+  BAD_REQUEST: "bad_request",
+  PARSE_ERROR: "parse_error",
+  REQUEST_TOO_LARGE: "request_too_large",
+  TOO_MANY_FIELDS: "too_many_fields",
+  TOO_MANY_FILES: "too_many_files",
+  NOT_AUTHENTICATED: "not_authenticated",
+  AUTHENTICATION_FAILED: "authentication_failed",
+  PERMISSION_DENIED: "permission_denied",
+  NOT_FOUND: "not_found",
+  METHOD_NOT_ALLOWED: "method_not_allowed",
+  NOT_ACCEPTABLE: "not_acceptable",
+  UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
+  THROTTLED: "throttled",
+  ERROR: "error",
+
+  // DRF field validation (a write's field values).
+  NULL: "null",
+  BLANK: "blank",
+  MAX_LENGTH: "max_length",
+  MIN_LENGTH: "min_length",
+  MAX_VALUE: "max_value",
+  MIN_VALUE: "min_value",
+  INVALID_CHOICE: "invalid_choice",
+  DOES_NOT_EXIST: "does_not_exist",
+  INCORRECT_TYPE: "incorrect_type",
+  UNIQUE: "unique",
+
+  // Conversations, messages, widgets, files (the seed API and the start view).
+  AGENT_NOT_FOUND: "agent_not_found",
+  SESSION_NOT_FOUND: "session_not_found",
+  FILE_NOT_FOUND: "file_not_found",
+  WIDGET_NOT_FOUND: "widget_not_found",
+  INVALID_CONTEXT: "invalid_context",
+  START_PARAM_NOT_ALLOWED: "start_param_not_allowed",
+  INVALID_MESSAGE: "invalid_message",
+  SESSION_NOT_ACTIVE: "session_not_active",
+  TURN_IN_PROGRESS: "turn_in_progress",
+  NO_ACTIVE_CONVERSATION: "no_active_conversation",
+
+  // Why a turn failed (`metadata["code"]` of its system message).
+  AGENT_ERROR: "agent_error",
+  TURN_TIMEOUT: "turn_timeout",
+  TURN_INTERRUPTED: "turn_interrupted",
+
+  // The bridge.
+  INVALID_REQUEST: "invalid_request",
+  UNKNOWN_MODEL: "unknown_model",
+  INVALID_QUERY: "invalid_query",
+  INVALID_BODY: "invalid_body",
+  UNKNOWN_KEY: "unknown_key",
+  UNKNOWN_FILTER: "unknown_filter",
+  INVALID_LIMIT: "invalid_limit",
+  INVALID_OFFSET: "invalid_offset",
+  FIELD_NOT_ALLOWED: "field_not_allowed",
+  TOO_MANY_VALUES: "too_many_values",
+  EMPTY_UPDATE: "empty_update",
+  INVALID_STATUS: "invalid_status",
+  OPERATION_NOT_ALLOWED: "operation_not_allowed",
+  INVALID_ANONYMOUS_ID: "invalid_anonymous_id",
+  OPERATION_ID_REUSED: "operation_id_reused",
+
+  // Uploads.
+  FILE_TOO_LARGE: "file_too_large",
+  UNSUPPORTED_FILE_TYPE: "unsupported_file_type",
+  INVALID_UPLOAD: "invalid_upload",
+  NO_OWNER: "no_owner",
+
+  // Text extraction (`metadata["extraction"]["error_code"]` of a failed file).
+  EXTRACTION_FAILED: "extraction_failed",
+  EXTRACTOR_UNAVAILABLE: "extractor_unavailable",
+  EXTRACTOR_BUSY: "extractor_busy",
+  ENCRYPTED: "encrypted",
+  CORRUPT: "corrupt",
+  UNSUPPORTED: "unsupported",
+  OCR_UNAVAILABLE: "ocr_unavailable",
+  TIMEOUT: "timeout",
+  TOO_COMPLEX: "too_complex",
+  EMPTY_FILE: "empty_file",
+  MISSING_FILE: "missing_file",
+
+  // Realtime (channel authorization and the Server-Sent Events view).
+  INVALID_CHANNEL: "invalid_channel",
+  CHANNEL_FORBIDDEN: "channel_forbidden",
+  INVALID_SOCKET_ID: "invalid_socket_id",
+  TOO_MANY_CHANNELS: "too_many_channels",
+  TOO_MANY_STREAMS: "too_many_streams",
+  NOT_AVAILABLE: "not_available",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

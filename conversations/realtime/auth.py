@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from ..exceptions import ConversationPermissionDenied, SessionNotFound
+from ..exceptions import ChannelForbidden, InvalidChannel, SessionNotFound
 from ..owners import get_owner, owns
 from .channels import ParsedChannel, owner_channel, parse_channel
 
@@ -25,16 +25,6 @@ __all__ = [
 ]
 
 _BRIDGE_REGISTRY = "django_ai.conversations.bridge.registry"
-
-
-class InvalidChannel(ConversationPermissionDenied):
-    default_code = "invalid_channel"
-    default_detail = "This is not a conversation channel."
-
-
-class ChannelForbidden(ConversationPermissionDenied):
-    default_code = "channel_forbidden"
-    default_detail = "You may not subscribe to this channel."
 
 
 def requester_owner_channel(request: Any) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..exceptions import ConversationError
+from ..exceptions import TooManyStreams
 from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
 from .sender import EventSender
@@ -31,14 +31,6 @@ from .sender import EventSender
 __all__ = ["LocalBackend", "Broker", "Subscription", "StoredEvent", "TooManyStreams"]
 
 logger = logging.getLogger("django_ai.conversations.realtime")
-
-
-class TooManyStreams(ConversationError):
-    """A holder (visitor, client address) already has as many open streams as it may."""
-
-    status_code = 429
-    default_code = "too_many_streams"
-    default_detail = "Too many event streams are open; close one before opening another."
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,35 @@ from typing import Any
 
 from .agents import isolated_registry
 from .events import EventCapture, capture_events
-from .fake_model import FakeModel, FakeModelError, FakeReply, FakeRequest, FakeStream, FakeToolCall
+from .fake_model import (
+    FakeModel,
+    FakeModelError,
+    FakeReply,
+    FakeRequest,
+    FakeStream,
+    FakeToolCall,
+)
 from .turns import TaskWorker, task_worker, wait_for_turns, wait_until
 
 __all__ = [
     "EventCapture",
-    "capture_events",
-    "isolated_registry",
     "FakeModel",
     "FakeModelError",
     "FakeReply",
     "FakeRequest",
     "FakeStream",
     "FakeToolCall",
+    "FileFactory",
+    "MessageFactory",
+    "SessionFactory",
     "TaskWorker",
+    "UserFactory",
+    "WidgetFactory",
+    "capture_events",
+    "isolated_registry",
     "task_worker",
     "wait_for_turns",
     "wait_until",
-    "UserFactory",
-    "SessionFactory",
-    "MessageFactory",
-    "WidgetFactory",
-    "FileFactory",
 ]
 
 _FACTORIES = {"UserFactory", "SessionFactory", "MessageFactory", "WidgetFactory", "FileFactory"}

@@ -19,22 +19,48 @@ by the request) or a callable ``(request) -> reply`` for answers that depend on 
 
 Token usage is a deterministic estimate (one token per word or punctuation mark) reported as
 ``usage`` on responses and on the last streamed chunk, so tests can assert on it exactly.
+
+The script's pieces are in ``testing/script.py``, the response objects in ``testing/responses.py``;
+this module runs the script.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import importlib
-import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field, is_dataclass
-from typing import Any, Union
+from dataclasses import asdict
+from typing import Any
 from unittest import mock
+
+from .responses import (
+    ChatCompletionDeltaToolCall,
+    ChatCompletionMessageToolCall,
+    Choices,
+    Delta,
+    FakeStream,
+    Function,
+    Message,
+    ModelResponse,
+    ModelResponseChunk,
+    StreamingChoices,
+    Usage,
+)
+from .script import (
+    FakeModelError,
+    FakeReply,
+    FakeRequest,
+    FakeToolCall,
+    Script,
+    as_reply,
+    message_field,
+    message_text,
+    tool_definitions,
+)
 
 __all__ = [
     "FakeModel",
@@ -43,223 +69,16 @@ __all__ = [
     "FakeRequest",
     "FakeStream",
     "FakeToolCall",
+    "count_tokens",
 ]
 
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 _WORD_CHUNK_RE = re.compile(r"\s*\S+\s*")
 
 
-class FakeModelError(AssertionError):
-    """The test's script and the code under test disagree (no reply left, a tool not offered...)."""
-
-
-class _Obj:
-    """Attribute access like litellm's objects, plus ``model_dump()``/``to_dict()`` and ``obj["key"]``."""
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        return _plain(self)
-
-    to_dict = model_dump
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key, default)
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-@dataclass
-class Usage(_Obj):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-@dataclass
-class Function(_Obj):
-    name: str | None = None
-    arguments: str | None = None
-
-
-@dataclass
-class ChatCompletionMessageToolCall(_Obj):
-    id: str
-    function: Function
-    type: str = "function"
-
-
-@dataclass
-class ChatCompletionDeltaToolCall(_Obj):
-    index: int
-    function: Function
-    id: str | None = None
-    type: str | None = None
-
-
-@dataclass
-class Message(_Obj):
-    content: str | None
-    role: str = "assistant"
-    tool_calls: list[ChatCompletionMessageToolCall] | None = None
-
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        data: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.tool_calls:
-            data["tool_calls"] = [_plain(c) for c in self.tool_calls]
-        return data
-
-    to_dict = model_dump
-
-
-@dataclass
-class Delta(_Obj):
-    content: str | None = None
-    role: str | None = None
-    tool_calls: list[ChatCompletionDeltaToolCall] | None = None
-
-
-@dataclass
-class Choices(_Obj):
-    message: Message
-    index: int = 0
-    finish_reason: str = "stop"
-
-
-@dataclass
-class StreamingChoices(_Obj):
-    delta: Delta
-    index: int = 0
-    finish_reason: str | None = None
-
-
-@dataclass
-class ModelResponse(_Obj):
-    id: str
-    model: str
-    created: int
-    choices: list[Choices]
-    usage: Usage
-    object: str = "chat.completion"
-
-
-@dataclass
-class ModelResponseChunk(_Obj):
-    id: str
-    model: str
-    created: int
-    choices: list[StreamingChoices]
-    usage: Usage | None = None
-    object: str = "chat.completion.chunk"
-
-
-@dataclass
-class FakeToolCall:
-    """A tool call the fake model makes: ``FakeToolCall("search", {"query": "shoes"})``.
-
-    ``arguments`` may be a dict (sent as JSON) or a string sent as is (to test bad JSON).
-    """
-
-    name: str
-    arguments: dict[str, Any] | str = field(default_factory=dict)
-    id: str | None = None
-
-    @property
-    def arguments_json(self) -> str:
-        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
-
-
-@dataclass
-class FakeReply:
-    """One scripted reply: text (a string, or its exact chunks) and/or tool calls.
-
-    ``usage`` replaces the estimated token counts; ``finish_reason`` replaces the default
-    (``"tool_calls"`` when there are tool calls, else ``"stop"``).
-    """
-
-    text: str | list[str] = ""
-    tool_calls: list[FakeToolCall] = field(default_factory=list)
-    usage: dict[str, int] | None = None
-    finish_reason: str | None = None
-
-
-Script = Union[str, list[str], FakeToolCall, FakeReply, BaseException, Callable[["FakeRequest"], Any]]
-
-
-@dataclass
-class FakeRequest:
-    """What the code under test sent: for assertions."""
-
-    model: str | None
-    messages: list[Any]
-    tools: list[dict[str, Any]] | None
-    stream: bool
-    kwargs: dict[str, Any]
-
-    @property
-    def tool_names(self) -> list[str]:
-        return [t["function"]["name"] for t in self.tools or []]
-
-    @property
-    def last_user_message(self) -> str | None:
-        for message in reversed(self.messages):
-            if _field(message, "role") == "user":
-                return _text(_field(message, "content"))
-        return None
-
-
-def _field(message: Any, key: str) -> Any:
-    return message.get(key) if isinstance(message, dict) else getattr(message, key, None)
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return str(content)
-
-
 def count_tokens(text: str) -> int:
     """The fake model's token estimate: one per word or punctuation mark."""
     return len(_TOKEN_RE.findall(text))
-
-
-class FakeStream:
-    """A streamed reply: iterate it with ``for`` or ``async for``; ``usage`` is set on the last chunk."""
-
-    def __init__(self, chunks: list[ModelResponseChunk], *, delay: float = 0.0):
-        self._chunks = chunks
-        self._delay = delay
-        self.usage = chunks[-1].usage if chunks else None
-
-    def __iter__(self) -> Iterator[ModelResponseChunk]:
-        for i, chunk in enumerate(self._chunks):
-            if self._delay and i:
-                time.sleep(self._delay)
-            yield chunk
-
-    def __aiter__(self) -> AsyncIterator[ModelResponseChunk]:
-        return self._aiter()
-
-    async def _aiter(self) -> AsyncIterator[ModelResponseChunk]:
-        for i, chunk in enumerate(self._chunks):
-            if self._delay and i:
-                await asyncio.sleep(self._delay)
-            yield chunk
-
-    @property
-    def chunks(self) -> list[ModelResponseChunk]:
-        return list(self._chunks)
 
 
 class FakeModel:
@@ -353,7 +172,7 @@ class FakeModel:
         request = FakeRequest(
             model=model,
             messages=copy.deepcopy(messages),
-            tools=_tool_definitions(tools),
+            tools=tool_definitions(tools),
             stream=bool(stream),
             kwargs=dict(kwargs),
         )
@@ -374,7 +193,7 @@ class FakeModel:
             reply = reply(request)
         if isinstance(reply, BaseException):
             raise reply
-        reply = _as_reply(reply)
+        reply = as_reply(reply)
         offered = set(request.tool_names)
         for call in reply.tool_calls:
             if call.name not in offered:
@@ -384,7 +203,7 @@ class FakeModel:
                 )
         pieces = self._pieces(reply.text)
         text = "".join(pieces)
-        prompt = sum(count_tokens(_text(_field(m, "content"))) for m in request.messages)
+        prompt = sum(count_tokens(message_text(message_field(m, "content"))) for m in request.messages)
         completion = count_tokens(text) + sum(count_tokens(c.name + " " + c.arguments_json) for c in reply.tool_calls)
         usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
         if reply.usage:
@@ -444,43 +263,3 @@ class FakeModel:
     def _argument_pieces(self, arguments: str) -> list[str]:
         size = self.chunk_size or 8
         return [arguments[i:i + size] for i in range(0, len(arguments), size)] or []
-
-
-def _as_reply(reply: Any) -> FakeReply:
-    if isinstance(reply, FakeReply):
-        return reply
-    if isinstance(reply, FakeToolCall):
-        return FakeReply(tool_calls=[reply])
-    if isinstance(reply, str):
-        return FakeReply(text=reply)
-    if isinstance(reply, list) and all(isinstance(p, str) for p in reply):
-        return FakeReply(text=reply)
-    if isinstance(reply, list) and all(isinstance(p, FakeToolCall) for p in reply):
-        return FakeReply(tool_calls=reply)
-    raise FakeModelError(
-        f"A scripted reply must be a str, a list of str chunks, a FakeToolCall (or a list of them), "
-        f"a FakeReply, an exception or a callable; got {reply!r}."
-    )
-
-
-def _tool_definitions(tools: Any) -> list[dict[str, Any]] | None:
-    """Tools as JSON-schema dicts; functions are described with ``tool_schema`` (a real provider
-    needs the dicts: pass ``tool_schemas(funcs)`` to it)."""
-    if tools is None:
-        return None
-    from ..tools import tool_schema
-
-    definitions = []
-    for tool in tools:
-        if isinstance(tool, dict):
-            if tool.get("type") != "function" or not isinstance(tool.get("function"), dict) or not tool["function"].get("name"):
-                raise ValueError(
-                    f"A tool definition must look like {{'type': 'function', 'function': {{'name': ..., "
-                    f"'parameters': {{...}}}}}}; got {tool!r}."
-                )
-            definitions.append(copy.deepcopy(tool))
-        elif callable(tool):
-            definitions.append(tool_schema(tool))
-        else:
-            raise ValueError(f"A tool must be a tool definition dict or a function, not {tool!r}.")
-    return definitions

@@ -33,7 +33,8 @@ from typing import Any
 from django.core.handlers.asgi import get_script_prefix
 from django.urls import Resolver404, resolve
 
-from .bridge.base import ASGI_LIMIT_SCOPE_KEY, BridgeAPIView
+from .api.views import ASGI_LIMIT_SCOPE_KEY
+from .api.views import BaseAPIView as BridgeAPIView
 from .exceptions import ConversationError
 
 __all__ = ["BodySizeLimitMiddleware"]

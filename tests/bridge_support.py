@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 from django_ai.conversations import ConversationAgent
-from django_ai.conversations.bridge.registry import bridge_registry
+from django_ai.conversations.bridge.catalog import exposed_models
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.registry import register_agent
 
@@ -125,10 +125,10 @@ def fresh_bridge(settings):
     # A committed user message is answered right after its commit, in the test's thread (no
     # background thread reading a test transaction it cannot see).
     settings.DJANGO_AI = {**(getattr(settings, "DJANGO_AI", {}) or {}), "IN_PROCESS_TURN_THREADS": 0}
-    bridge_registry.reset()
+    exposed_models.reset()
     cache.clear()
-    yield bridge_registry
-    bridge_registry.reset()
+    yield exposed_models
+    exposed_models.reset()
     cache.clear()
 
 

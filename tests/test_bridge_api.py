@@ -483,7 +483,7 @@ class TestRegistration:
         assert rows(api.query("session"), "session") == []
         from django_ai.conversations.bridge.builtins import ExposedSession
 
-        from django_ai.conversations.bridge.registry import bridge_registry
+        from django_ai.conversations.bridge import bridge_registry  # the name docs/bridge.md first used
 
         bridge_registry.register(ExposedSession(permission_classes=[IsOwner() | IsStaff]))
         assert [r["id"] for r in rows(api.query("session"), "session")] == [str(others.pk)]

@@ -23,7 +23,7 @@ from django_ai.conversations.bridge.permissions import (
     OnlyActions,
     ReadOnly,
 )
-from django_ai.conversations.bridge.registry import bridge_registry
+from django_ai.conversations.bridge.catalog import exposed_models
 from django_ai.conversations.constants import BridgeAction
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.testing.factories import MessageFactory, SessionFactory, UserFactory
@@ -63,7 +63,7 @@ def guarded(request):
         default_ordering=["title"],
         filterset_class=SessionFilterSet,
     )
-    bridge_registry.register(
+    exposed_models.register(
         ExposedMessage(name="guarded_message", relations={"session": "guarded"},
                        permission_classes=[IsOwner(path="session"), OnlyActions("read")])
     )
@@ -134,12 +134,12 @@ class TestObjectPermissionOnReads:
 
     def test_relation_fields_refuse_rows_the_object_check_refuses(self, guarded):
         api, made = guarded
-        bridge_registry.register(
+        exposed_models.register(
             ExposedMessage(name="message", relations={"session": "session"},
                            permission_classes=[IsOwner(path="session"), OnlyActions("read", "create")])
         )
-        bridge_registry.register(
-            type("GuardedSession", (type(bridge_registry.get("session")),), {})(
+        exposed_models.register(
+            type("GuardedSession", (type(exposed_models.get("session")),), {})(
                 permission_classes=[IsOwner(), NoSecrets, OnlyActions("read", "update")]
             )
         )
@@ -194,7 +194,7 @@ class TestReadCheckDecision:
     def test_builtin_models_read_without_the_per_row_check(self, rf):
         request = rf.get("/")
         for name in ("session", "message", "widget", "file"):
-            assert bridge_registry.get(name).get_read_check(request) is None
+            assert exposed_models.get(name).get_read_check(request) is None
 
 
 class SearchFilterSet(django_filters.FilterSet):

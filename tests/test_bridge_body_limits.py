@@ -27,10 +27,10 @@ import requests
 from django.core.asgi import get_asgi_application
 
 from django_ai.conversations.asgi import BodySizeLimitMiddleware
-from django_ai.conversations.bridge import base as bridge_base
-from django_ai.conversations.bridge.base import MAX_JSON_DEPTH
-from django_ai.conversations.bridge.errors import MultipleErrors
-from django_ai.conversations.bridge.registry import get_exposed
+from django_ai.conversations.api import views as api_views
+from django_ai.conversations.api.errors import MultipleErrors
+from django_ai.conversations.api.parsing import MAX_JSON_DEPTH
+from django_ai.conversations.bridge import get_exposed
 from django_ai.conversations.bridge.serialization import validate_write_data
 from django_ai.conversations.internal.jsonsafe import json_problem
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget
@@ -340,7 +340,7 @@ def test_requests_within_the_limits_still_work_through_the_middleware(asgi_proce
 
 @pytest.mark.django_db(transaction=True)
 def test_an_asgi_application_without_the_middleware_is_reported_once(monkeypatch, caplog):
-    monkeypatch.setattr(bridge_base, "_warned_unlimited_asgi", False)
+    monkeypatch.setattr(api_views, "_warned_unlimited_asgi", False)
     caplog.set_level(logging.WARNING, logger="django_ai.conversations.bridge")
     with UvicornThread(BodySizeLimitMiddleware(get_asgi_application())) as server:
         requests.post(server.url + API + "models/message/", json={}, timeout=10)

@@ -271,7 +271,7 @@ def test_fresh_anonymous_ids_do_not_escape_the_per_address_limit(settings):
 def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
     """Depth is checked before the parser runs: on some Python versions a deeply nested body
     overflows the C stack (a crash) instead of raising RecursionError."""
-    from django_ai.conversations.bridge.base import MAX_JSON_DEPTH
+    from django_ai.conversations.api.parsing import MAX_JSON_DEPTH
 
     def send(levels: int):
         value = "[" * levels + "]" * levels

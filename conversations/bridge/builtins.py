@@ -12,7 +12,11 @@ Owners (users, or anonymous visitors by their id) see and act only on their own 
 - ``file``: read (the extracted text only when asked for with ``fields``); delete their own files
   (the stored file goes once the deletion commits). Uploads go through ``POST files/``.
 
-Replace one with ``bridge_registry.register(...)`` under the same name, e.g. to add ``IsStaff``.
+Each announces every save of its model (``announce_all_saves``: the turn, the admin and the
+bridge alike) on the channels its ``get_change_channels`` names: the conversation's, and for
+sessions and files their owner's too. Message creation has its own throttles.
+
+Replace one with ``exposed_models.register(...)`` under the same name, e.g. to add ``IsStaff``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from ..constants import BridgeAction, MessageType, ProcessingStatus, SessionStatus
+from ..constants import BridgeAction, BuiltinModel, ErrorCode, MessageType, ProcessingStatus, SessionStatus
 from ..exceptions import InvalidMessage, SessionNotActive, TurnInProgress
 from ..models import ConversationMessage, ConversationSession, ConversationWidget, File
+from ..realtime.channels import owner_channel, owner_channel_for_session, session_channel
+from ..registry import get_agent
+from ..service import ConversationService
+from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
+from .exposed import ExposedModel
 from .permissions import IsOwner, OnlyActions
-from .registry import ExposedModel
+from .throttles import AnonymousAddressThrottle, MessageCreateThrottle
 
 __all__ = [
     "SessionFilterSet",
@@ -100,16 +109,18 @@ class FileFilterSet(django_filters.FilterSet):
 
 
 class _BuiltinExposed(ExposedModel):
-    """The built-in models announce every change from model signals (realtime/sync.py), writes
-    through the bridge included; the bridge adds no second ``model_change``."""
+    """The built-in models announce every save, whoever writes (:mod:`.model_signals`), on the
+    channel of the conversation the row belongs to."""
+
+    announce_all_saves = True
 
     def get_change_channels(self, request: Any, instance: Any) -> list[str]:
-        return []
+        return [session_channel(instance.session_id)]
 
 
 class ExposedSession(_BuiltinExposed):
     model = ConversationSession
-    name = "session"
+    name = BuiltinModel.SESSION
     permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE))
     read_fields = ("id", "agent_path", "title", "status", "created_at", "updated_at", "last_message_at")
     update_fields = ("title", "status")
@@ -125,15 +136,19 @@ class ExposedSession(_BuiltinExposed):
         if status is not None and status != getattr(instance, "status", None) and status not in self.settable_statuses:
             raise FieldNotAllowed(
                 f"A conversation can only be set to {', '.join(sorted(self.settable_statuses))}.",
-                code="invalid_status",
+                code=ErrorCode.INVALID_STATUS,
                 field="status",
             )
         return data
 
+    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+        # The owner's channel carries their list of conversations.
+        return [c for c in (session_channel(instance.pk), owner_channel_for_session(instance)) if c]
+
 
 class ExposedMessage(_BuiltinExposed):
     model = ConversationMessage
-    name = "message"
+    name = BuiltinModel.MESSAGE
     permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.CREATE))
     read_fields = (
         "id",
@@ -153,15 +168,15 @@ class ExposedMessage(_BuiltinExposed):
     filterset_class = MessageFilterSet
     orderings = ("timestamp", "updated_at")
     default_ordering = ("timestamp",)
-    relations = {"session": "session", "files": "file", "reply_to": "message"}
+    relations = {"session": BuiltinModel.SESSION, "files": BuiltinModel.FILE, "reply_to": BuiltinModel.MESSAGE}
+    # Each message starts a turn: creation has rates of its own, per visitor and per address.
+    throttle_classes = {BridgeAction.CREATE: (MessageCreateThrottle, AnonymousAddressThrottle)}
 
     def get_create_defaults(self, request: Any, data: dict[str, Any]) -> dict[str, Any]:
         # Whatever the client sent: a user message, waiting for its turn.
         return {"message_type": MessageType.USER, "processing_status": ProcessingStatus.PENDING}
 
     def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
-        from ..service import ConversationService
-
         if action != BridgeAction.CREATE:
             return data
         session = data["session"]
@@ -175,33 +190,29 @@ class ExposedMessage(_BuiltinExposed):
             raise InvalidMessage(exc.message.replace("message", "content", 1), field="content") from exc
         return data
 
-    def create(self, request: Any, data: Any) -> Any:
+    def create_or_replay(self, request: Any, data: Any) -> tuple[Any, bool]:
         """Create a user message; idempotent on the request's ``X-Operation-Id``.
 
         A client whose create answer was lost (a dropped connection) sends the same request again
-        with the same operation id: it gets the message stored the first time (status 200, and
-        no second turn) instead of a duplicate. The same id with other content is a 409.
+        with the same operation id: it gets the message stored the first time (``replayed``, a
+        200, and no second turn) instead of a duplicate. The same id with other content is a 409.
         """
-        from ..realtime.sync import current_operation_id
-
         operation_id = current_operation_id.get()
         if operation_id:
             replayed = self._replayed(request, data, operation_id)
             if replayed is not None:
-                return replayed
+                return replayed, True
         try:
-            return super().create(request, data)
+            return self.create(request, data), False
         except (IntegrityError, TurnInProgress):
             # Two requests with the same id at the same moment: the other one stored it first
             # (seen as the unique constraint, or as the turn it started under a reject policy).
             replayed = self._replayed(request, data, operation_id) if operation_id else None
             if replayed is None:
                 raise
-            return replayed
+            return replayed, True
 
     def _replayed(self, request: Any, data: Any, operation_id: str) -> Any:
-        from ..service import ConversationService
-
         session = data.get("session") if isinstance(data, dict) else None
         if not isinstance(session, str):
             return None
@@ -230,20 +241,15 @@ class ExposedMessage(_BuiltinExposed):
                 "This X-Operation-Id was already used for another message in this conversation; "
                 "use a new id for a new message.",
             )
-        existing._bridge_replayed = True
         return existing
 
     def perform_create(self, request: Any, instance: Any, many: dict[str, Any]) -> None:
-        from ..realtime.sync import current_operation_id
-        from ..registry import registry as agent_registry
-        from ..service import ConversationService
-
         instance.client_operation_id = current_operation_id.get() or ""
         session = instance.session
         # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is
         # written. ExposedModel.create runs this in one transaction: the policy's lock on the
         # session's row is held until the message is committed.
-        ConversationService.apply_concurrency_policy(session, agent_registry.get(session.agent_path))
+        ConversationService.apply_concurrency_policy(session, get_agent(session.agent_path))
         instance.save()
         files = many.get("files") or []
         if files:
@@ -257,24 +263,24 @@ class ExposedMessage(_BuiltinExposed):
 
 class ExposedWidget(_BuiltinExposed):
     model = ConversationWidget
-    name = "widget"
+    name = BuiltinModel.WIDGET
     permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE))
     read_fields = ("id", "session", "message", "widget_type", "data", "display_data", "created_at", "updated_at")
     update_fields = ("display_data",)
     filterset_class = WidgetFilterSet
     orderings = ("created_at", "updated_at")
     default_ordering = ("created_at",)
-    relations = {"session": "session", "message": "message"}
+    relations = {"session": BuiltinModel.SESSION, "message": BuiltinModel.MESSAGE}
 
     def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
         if "display_data" in data and not isinstance(data["display_data"], dict):
-            raise FieldNotAllowed("display_data must be a JSON object.", code="invalid", field="display_data")
+            raise FieldNotAllowed("display_data must be a JSON object.", code=ErrorCode.INVALID, field="display_data")
         return data
 
 
 class ExposedFile(_BuiltinExposed):
     model = File
-    name = "file"
+    name = BuiltinModel.FILE
     permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.DELETE))
     read_fields = (
         "id",
@@ -308,7 +314,14 @@ class ExposedFile(_BuiltinExposed):
     filterset_class = FileFilterSet
     orderings = ("created_at", "filename", "size")
     default_ordering = ("-created_at",)
-    relations = {"session": "session"}
+    relations = {"session": BuiltinModel.SESSION}
+
+    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+        # The owner's channel: a file is theirs before it joins a conversation.
+        channels = [owner_channel(user_id=instance.user_id, anonymous_id=instance.anonymous_id)]
+        if instance.session_id:
+            channels.append(session_channel(instance.session_id))
+        return [c for c in channels if c]
 
     def perform_delete(self, request: Any, instance: Any) -> None:
         stored = instance.file

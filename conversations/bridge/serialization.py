@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import models
 from rest_framework import serializers
 
-from ..constants import BridgeAction
-from .base import MAX_JSON_DEPTH
+from ..api.parsing import MAX_JSON_DEPTH
+from ..constants import BridgeAction, ErrorCode
 from .errors import FieldNotAllowed, InvalidQuery, MultipleErrors
 from .fields import wire_converter
 
 if TYPE_CHECKING:
-    from .registry import ExposedModel
+    from .exposed import ExposedModel
 
 __all__ = ["RowWriter", "validate_write_data", "split_write_data"]
 
@@ -79,15 +79,12 @@ def concrete_attnames(exposed: ExposedModel, fields: Sequence[str]) -> list[str]
     return names
 
 
-def _relation_target(request: Any, model: type[models.Model]) -> tuple[Any, Callable[[models.Model], bool] | None]:
+def _relation_target(exposed: ExposedModel, request: Any, model: type[models.Model]) -> tuple[Any, Callable[[models.Model], bool] | None]:
     """(the rows a relation field may point to, the read check they must pass too)."""
-    from .registry import bridge_registry
-
-    related_name = bridge_registry.name_for_model(model)
-    if related_name is None:
+    related = exposed.get_exposed_for(model)
+    if related is None:
         # A relation to a model the bridge does not serve cannot be set by clients.
         return model._default_manager.none(), None
-    related = bridge_registry.get(related_name)
     return related.get_queryset(request, BridgeAction.READ), related.get_read_check(request)
 
 
@@ -179,7 +176,7 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
             continue
         related_pk = field.related_model._meta.pk
         pk_field = _StrictUUIDField() if isinstance(related_pk, models.UUIDField) else None
-        queryset, read_check = _relation_target(request, field.related_model)
+        queryset, read_check = _relation_target(exposed, request, field.related_model)
         if field.many_to_many:
             attrs[name] = _ReadableRelatedField(
                 queryset=queryset,
@@ -219,12 +216,12 @@ def _reject_unstorable_value(value: Any, path: str, errors: list[Any]) -> None:
         item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                errors.append(FieldNotAllowed("Text may not contain NUL characters.", code="invalid", field=path))
+                errors.append(FieldNotAllowed("Text may not contain NUL characters.", code=ErrorCode.INVALID, field=path))
                 return
         elif isinstance(item, (dict, list)):
             if depth >= MAX_JSON_DEPTH:
                 errors.append(
-                    FieldNotAllowed(f"Values may nest at most {MAX_JSON_DEPTH} levels deep.", code="invalid", field=path)
+                    FieldNotAllowed(f"Values may nest at most {MAX_JSON_DEPTH} levels deep.", code=ErrorCode.INVALID, field=path)
                 )
                 return
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
@@ -236,7 +233,7 @@ def validate_write_data(
 ) -> dict[str, Any]:
     """Validated values for a create (``instance`` None) or a partial update."""
     if not isinstance(data, dict):
-        raise InvalidQuery("The request body must be a JSON object of field values.", code="invalid_body")
+        raise InvalidQuery("The request body must be a JSON object of field values.", code=ErrorCode.INVALID_BODY)
     allowed = exposed.get_fields(request, action)
     errors: list[Any] = []
     for key in data:
@@ -249,11 +246,11 @@ def validate_write_data(
     for key, value in data.items():
         _reject_unstorable_value(value, key, errors)
         if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
-            errors.append(FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code="too_many_values", field=key))
+            errors.append(FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code=ErrorCode.TOO_MANY_VALUES, field=key))
     if errors:
         raise MultipleErrors(errors)
     if action == BridgeAction.UPDATE and not data:
-        raise InvalidQuery("Nothing to change: send the fields to update.", code="empty_update")
+        raise InvalidQuery("Nothing to change: send the fields to update.", code=ErrorCode.EMPTY_UPDATE)
     serializer_cls = _serializer_class(exposed, request, allowed if action == BridgeAction.CREATE else list(data))
     serializer = serializer_cls(instance=instance, data=data, partial=action == BridgeAction.UPDATE)
     serializer.is_valid(raise_exception=True)

@@ -1,12 +1,13 @@
 """HTTP views of the bridge (paths in docs/protocol.md).
 
-Each view is thin: it parses the request, asks the exposed model (permissions, fields, writes) and
-the query compiler, and answers normalized JSON. Errors are the envelope of
-:mod:`~django_ai.conversations.bridge.errors`.
+Each view is thin: it parses the request, asks the exposed model (permissions, fields, throttles,
+writes) and the query compiler, and answers normalized JSON. Errors are the app's envelope
+(:mod:`django_ai.conversations.api.errors`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.middleware.csrf import get_token
@@ -16,20 +17,20 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..actions import start_conversation
+from ..api.views import BaseAPIView
 from ..conf import ai_settings
-from ..constants import BridgeAction, EventName
-from ..realtime.sync import operation
-from ..registry import registry as agent_registry
+from ..constants import BridgeAction, BuiltinModel, ErrorCode, EventName
+from ..registry import registry
 from ..service import ConversationService
-from .base import BridgeAPIView
-from .errors import InvalidQuery, OperationNotAllowed
+from .catalog import exposed_models, get_exposed
+from .changes import operation
+from .errors import InvalidQuery, OperationNotAllowed, UnknownModel
+from .exposed import ExposedModel
 from .permissions import resolve_permission
 from .query import run_query, serialize_instance
-from .registry import ExposedModel, bridge_registry, get_exposed
-from .throttles import AnonymousAddressThrottle, MessageCreateThrottle, SessionStartThrottle
+from .throttles import AnonymousAddressThrottle, SessionStartThrottle
 
 __all__ = [
-    "BridgeAPIView",
     "StartView",
     "SchemaView",
     "QueryView",
@@ -46,11 +47,11 @@ START_KEYS = frozenset({"agent_path", "context", "title"})
 def _object_body(request: Request, *, allowed: frozenset[str] | None = None) -> dict[str, Any]:
     data = request.data
     if not isinstance(data, dict):
-        raise InvalidQuery("The request body must be a JSON object.", code="invalid_body")
+        raise InvalidQuery("The request body must be a JSON object.", code=ErrorCode.INVALID_BODY)
     if allowed is not None:
         for key in data:
             if key not in allowed:
-                raise InvalidQuery(f"Unknown key {str(key)[:64]!r}.", code="unknown_key", field=str(key)[:64])
+                raise InvalidQuery(f"Unknown key {str(key)[:64]!r}.", code=ErrorCode.UNKNOWN_KEY, field=str(key)[:64])
     return data
 
 
@@ -65,7 +66,7 @@ def _operation_id(request: Request) -> str | None:
     return value
 
 
-class StartView(BridgeAPIView):
+class StartView(BaseAPIView):
     """``POST start/``: start a conversation (the agent's ``create_context`` builds its Context).
 
     ``context`` holds start parameters from the client: the agent's ``validate_start_params``
@@ -87,7 +88,7 @@ class StartView(BridgeAPIView):
             raise InvalidQuery("title must be a string of at most 200 characters.", field="title")
         self.check_start_permission(request)
         # The client's context is untrusted: only the agent's declared StartParams get through.
-        context_kwargs = agent_registry.get(agent_path).validate_start_params(context or {})
+        context_kwargs = registry.get(agent_path).validate_start_params(context or {})
         with operation(_operation_id(request)):
             result = start_conversation(agent_path, context_kwargs=context_kwargs, request=request._request, title=title)
         # Cookie clients need the CSRF token for their next writes (see docs/protocol.md).
@@ -97,38 +98,53 @@ class StartView(BridgeAPIView):
     def check_start_permission(self, request: Request) -> None:
         """Projects close ``start/`` with ``DJANGO_AI['BRIDGE_PERMISSION_CLASSES']`` (checked for
         ``create`` on ``session``); override for other rules."""
-        exposed = get_exposed("session")
+        exposed = get_exposed(BuiltinModel.SESSION)
         for permission in ai_settings.BRIDGE_PERMISSION_CLASSES or []:
             if not resolve_permission(permission).has_permission(request, BridgeAction.CREATE, exposed):
                 raise OperationNotAllowed("You may not start conversations.")
 
 
-class SchemaView(BridgeAPIView):
+class SchemaView(BaseAPIView):
     """``GET schema/``: the exposed models as the current caller sees them, the agents, the events,
     and the upload limit (so a client can refuse a file that is too large before sending it)."""
 
     def get(self, request: Request) -> Response:
-        models = {name: bridge_registry.get(name).describe(request) for name in bridge_registry.names()}
+        models = {name: exposed_models.get(name).describe(request) for name in exposed_models.names()}
         return Response(
             {
                 "models": models,
-                "agents": agent_registry.describe(),
+                "agents": registry.describe(),
                 "events": [str(e) for e in EventName],
                 "uploads": {"max_size": int(ai_settings.MAX_UPLOAD_SIZE)},
             }
         )
 
 
-class _ModelView(BridgeAPIView):
+class _ModelView(BaseAPIView):
+    #: The action each HTTP method of the view performs: the exposed model's throttles for it apply.
+    method_actions: Mapping[str, str] = {}
+
     def get_exposed(self) -> ExposedModel:
         return get_exposed(self.kwargs["name"])
+
+    def get_throttles(self) -> list[Any]:
+        action = self.method_actions.get(self.request.method or "")
+        if action is not None:
+            try:
+                throttles = self.get_exposed().get_throttles(action)
+            except UnknownModel:
+                throttles = None  # the handler answers the 404
+            if throttles is not None:
+                return throttles
+        return super().get_throttles()
 
 
 class QueryView(_ModelView):
     """``POST models/<name>/query/``: a read, so a JSON query needs no CSRF token (see
-    :meth:`BridgeAPIView.needs_csrf_token`)."""
+    :meth:`~django_ai.conversations.api.views.BaseAPIView.needs_csrf_token`)."""
 
     reads_only = True
+    method_actions = {"POST": BridgeAction.READ}
 
     def post(self, request: Request, name: str) -> Response:
         exposed = self.get_exposed()
@@ -138,21 +154,17 @@ class QueryView(_ModelView):
 
 
 class ModelCreateView(_ModelView):
-    """``POST models/<name>/``: create a row; 201 with the normalized row."""
+    """``POST models/<name>/``: create a row; 201 with the normalized row (200 with the row
+    stored the first time when the model's create is idempotent and this request repeats an
+    earlier one: the message model, on ``X-Operation-Id``)."""
 
-    def get_throttles(self) -> list[Any]:
-        if self.request.method == "POST" and self.kwargs.get("name") == "message":
-            return [MessageCreateThrottle(), AnonymousAddressThrottle()]
-        return super().get_throttles()
+    method_actions = {"POST": BridgeAction.CREATE}
 
     def post(self, request: Request, name: str) -> Response:
         exposed = self.get_exposed()
         data = _object_body(request)
         with operation(_operation_id(request)):
-            instance = exposed.create(request, data)
-        # 200 when a model's create is idempotent and this request repeated an earlier one
-        # (the message model, on X-Operation-Id): the row stored the first time.
-        replayed = getattr(instance, "_bridge_replayed", False)
+            instance, replayed = exposed.create_or_replay(request, data)
         return Response(
             serialize_instance(exposed, request, instance), status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
         )
@@ -160,6 +172,8 @@ class ModelCreateView(_ModelView):
 
 class ModelDetailView(_ModelView):
     """``PATCH`` / ``DELETE models/<name>/<pk>/``."""
+
+    method_actions = {"PATCH": BridgeAction.UPDATE, "DELETE": BridgeAction.DELETE}
 
     def patch(self, request: Request, name: str, pk: str) -> Response:
         exposed = self.get_exposed()
@@ -175,7 +189,7 @@ class ModelDetailView(_ModelView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class CancelView(BridgeAPIView):
+class CancelView(BaseAPIView):
     """``POST cancel/`` ``{"session_id"}``: stop the running turn of a conversation of the caller."""
 
     def post(self, request: Request) -> Response:
@@ -184,13 +198,13 @@ class CancelView(BridgeAPIView):
         if not isinstance(session_id, str):
             raise InvalidQuery("session_id is required.", field="session_id")
         # 404 for sessions the caller may not read: ids of other owners are never confirmed.
-        session = get_exposed("session").get_object(request, BridgeAction.READ, session_id)
+        session = get_exposed(BuiltinModel.SESSION).get_object(request, BridgeAction.READ, session_id)
         with operation(_operation_id(request)):
             result = ConversationService.cancel_turn(session.pk, request=request._request)
         return Response(result)
 
 
-class NotFoundView(BridgeAPIView):
+class NotFoundView(BaseAPIView):
     """Any path under the app's prefix that is none of its endpoints: 404 in the error envelope,
     whatever the method (before authentication, throttling or parsing: there is nothing here)."""
 

@@ -24,7 +24,7 @@ __all__ = [
     "requester_owner_channel",
 ]
 
-_BRIDGE_REGISTRY = "django_ai.conversations.bridge.registry"
+_BRIDGE_REGISTRY = "django_ai.conversations.bridge.catalog"
 
 
 def requester_owner_channel(request: Any) -> str | None:

@@ -9,7 +9,7 @@
 - ``GET realtime/config/``: which backend runs and how a client reaches it.
 
 Permission checks live in :mod:`.auth`; these views only parse, call them and answer. Errors use the
-envelope ``{"errors": [{"code", "message", "field"?}]}`` of the bridge's views.
+app's envelope ``{"errors": [{"code", "message", "field"?}]}`` (:mod:`django_ai.conversations.api`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
-from ..bridge.base import BridgeAPIView, StrictJSONParser
+from ..api.parsing import StrictJSONParser
+from ..api.views import BaseAPIView
 from ..bridge.throttles import client_address
 from ..conf import ai_settings
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
@@ -54,9 +55,9 @@ class RealtimeNotAvailable(ConversationError):
     default_detail = "Server-Sent Events are served by the Local realtime backend only."
 
 
-class RealtimeView(BridgeAPIView):
+class RealtimeView(BaseAPIView):
     """Base of the realtime views: the app's error envelope, body limit and CSRF rules
-    (:class:`~django_ai.conversations.bridge.base.BridgeAPIView`); channel checks are done by
+    (:class:`~django_ai.conversations.api.views.BaseAPIView`); channel checks are done by
     :func:`~.auth.authorize_channel`. Override :meth:`get_backend` to serve another backend than
     the configured one."""
 

@@ -1,5 +1,5 @@
-"""The examples of docs/testing.md and docs/agents.md, run as written (with the agent they import
-defined here)."""
+"""The examples of docs/testing.md, docs/agents.md and docs/tools.md, run as written (the agents
+they define or import are those of tests/example_agents.py)."""
 
 from __future__ import annotations
 
@@ -8,27 +8,7 @@ from pydantic import BaseModel
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.context import ResponseStream, display_widget, update_widget
-
-
-class SupportAgent(ConversationAgent):
-    """Customer support agent"""
-
-    class Context(BaseModel):
-        user_id: int = 0
-        support_tier: str = "basic"
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        user = request.user if request and request.user.is_authenticated else None
-        return cls.Context(user_id=user.id if user else 0, support_tier=kwargs.get("tier", "basic"))
-
-    async def get_response(self, message, request=None, **kwargs):
-        if "hello" in message.lower():
-            return "Hello! How can I help you today?"
-        with ResponseStream() as stream:
-            stream.write("Let me check that for you. ")
-            stream.write("Here's what I found...")
-        return stream.content
+from tests.example_agents import SupportAgent, ToolsDocSalesAgent
 
 
 @pytest.mark.django_db
@@ -125,30 +105,9 @@ def test_widget_example_from_agents_doc(events):
 
 def test_tools_doc_schema_example():
     """docs/tools.md: the SalesAgent of its first example gives the schema the page prints."""
-    from django_ai.conversations.decorators import with_context
     from django_ai.conversations.tools import tool_schema, tool_schemas
 
-    class SalesAgent(ConversationAgent):
-        class Context(BaseModel):
-            user_id: int
-            account_tier: str
-
-        @with_context()
-        def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
-            """Whether the user may use a product.
-
-            Args:
-                product_id: The product to check.
-                user_id: Injected.
-            """
-            if account_tier == "premium":
-                return f"User {user_id} can access {product_id}"
-            return "Upgrade required"
-
-        async def get_response(self, message, request=None, **kwargs):
-            return self.check_eligibility(product_id="pro-features")
-
-    agent = SalesAgent(context=SalesAgent.Context(user_id=7, account_tier="premium"))
+    agent = ToolsDocSalesAgent(context=ToolsDocSalesAgent.Context(user_id=7, account_tier="premium"))
     printed = {"type": "function",
                "function": {"name": "check_eligibility",
                             "description": "Whether the user may use a product.",

@@ -1,8 +1,8 @@
 """The README's LiteLLM examples, run offline through the real ``litellm`` package.
 
-The agent classes are the README's code. ``litellm.completion`` is the real function; the test only
-adds litellm's own ``mock_response=`` (and ``mock_tool_calls=``) argument so no provider is called,
-and ``LITELLM_LOCAL_MODEL_COST_MAP`` keeps litellm from downloading its model price list. Outgoing
+The agent classes are the README's code, from tests/example_agents.py. ``litellm.completion`` is
+the real function; the test only adds litellm's own ``mock_response=`` (and ``mock_tool_calls=``)
+argument so no provider is called, and ``LITELLM_LOCAL_MODEL_COST_MAP`` keeps litellm from downloading its model price list. Outgoing
 socket connections are refused during each test, so "offline" is checked, not assumed.
 """
 
@@ -16,16 +16,13 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm", reason="litellm is in the 'llm' extra, installed by the 'dev' extra (CI)")
 
-from pydantic import BaseModel  # noqa: E402
-
-from django_ai.conversations import ConversationAgent  # noqa: E402
-from django_ai.conversations.context import ResponseStream  # noqa: E402
-from django_ai.conversations.decorators import with_context  # noqa: E402
 from django_ai.conversations.models import ConversationMessage  # noqa: E402
 from django_ai.conversations.registry import register_agent  # noqa: E402
 from django_ai.conversations.service import ConversationService  # noqa: E402
 from django_ai.conversations.testing import FakeModel  # noqa: E402
 from django_ai.conversations.tools import dispatch_tool_call, tool_schema  # noqa: E402
+from tests import example_agents  # noqa: E402
+from tests.example_agents import AIAgent, SmartAgent  # noqa: E402
 
 pytestmark = [
     pytest.mark.django_db,
@@ -36,53 +33,10 @@ pytestmark = [
 MOCK_TEXT = "Billing questions are answered by the finance team within one business day."
 
 
-# --- LLM Integration (LiteLLM), as in the README -------------------------------------------------------
-
-
-class AIAgent(ConversationAgent):
-    async def get_response(self, message, request=None, **kwargs):
-        with ResponseStream() as stream:
-            response = litellm.completion(
-                model="gpt-4",
-                messages=[{"role": "user", "content": message}],
-                stream=True
-            )
-
-            for chunk in response:
-                content = chunk.choices[0].delta.content or ""
-                stream.write(content)
-
-        return stream.content
-
-
-# --- Function Calling with Context, as in the README -------------------------------------------------
-
-
-def fetch_user_data(user_id, org_id):
-    # Left to the reader in the README.
-    return {"user_id": user_id, "org_id": org_id, "plan": "team"}
-
-
-class SmartAgent(ConversationAgent):
-    class Context(BaseModel):
-        user_id: int
-        org_id: int
-
-    @with_context()
-    def get_user_data(self, user_id: int, org_id: int):
-        """Context injected automatically"""
-        return fetch_user_data(user_id, org_id)
-
-    async def get_response(self, message, request=None, **kwargs):
-        # Use with LLM function calling
-        tools = [self.get_user_data]
-        response = litellm.completion(
-            model="gpt-4",
-            messages=[{"role": "user", "content": message}],
-            tools=tools
-        )
-        # Context injected when LLM calls the function
-        return response.choices[0].message.content
+@pytest.fixture(autouse=True)
+def readme_litellm(monkeypatch):
+    """The README's agents call the module-level ``litellm`` of tests/example_agents.py."""
+    example_agents.use_litellm(monkeypatch)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django_ai.conversations.actions import start_conversation
 from django_ai.conversations.models import ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory
-from tests.example_agents import ReadmeSupportAgent
+from tests.example_agents import SupportAgent
 from tests.helpers import make_request
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def agent():
-    register_agent("readme-support", ReadmeSupportAgent)
+    register_agent("readme-support", SupportAgent)
 
 
 def test_a_user_without_a_request_owns_the_conversation_and_reaches_create_context():

@@ -16,12 +16,11 @@ from pydantic import BaseModel, Field
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.actions import start_conversation
-from django_ai.conversations.decorators import with_context
 from django_ai.conversations.exceptions import ImproperlyDeclaredAgent
 from django_ai.conversations.models import ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory
-from tests.example_agents import ReadmeSupportAgent as SeedSupportAgent
+from tests.example_agents import SupportAgent, ToolsDocSalesAgent
 from tests.helpers import make_request
 
 from .bridge_support import error_codes, error_fields, user_api
@@ -29,24 +28,7 @@ from .bridge_support import error_codes, error_fields, user_api
 pytestmark = pytest.mark.django_db
 
 
-class ToolsDocSalesAgent(ConversationAgent):
-    """docs/tools.md's example agent, verbatim: the default create_context, no StartParams."""
-
-    class Context(BaseModel):
-        user_id: int
-        account_tier: str
-
-    @with_context()
-    def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
-        if account_tier == "premium":
-            return f"User {user_id} can access {product_id}"
-        return "Upgrade required"
-
-    async def get_response(self, message, request=None, **kwargs):
-        return self.check_eligibility(product_id="pro-features")
-
-
-class PlanAgent(SeedSupportAgent):
+class PlanAgent(SupportAgent):
     """The seed's agent with the plan declared as a start parameter."""
 
     class StartParams(BaseModel):
@@ -57,7 +39,7 @@ class PlanAgent(SeedSupportAgent):
 @pytest.fixture(autouse=True)
 def agents():
     register_agent("tools-doc", ToolsDocSalesAgent)
-    register_agent("seed-support", SeedSupportAgent)
+    register_agent("seed-support", SupportAgent)
     register_agent("plan", PlanAgent)
 
 
@@ -147,11 +129,11 @@ def test_the_schema_lists_each_agents_start_parameters():
 
 
 def test_the_demo_plan_selector_goes_through_the_declared_parameter():
-    from agents.chat_agents import SupportAgent
-    from agents.sales import SalesAgent
+    from agents.chat_agents import SupportAgent as DemoSupportAgent
+    from agents.sales import SalesAgent as DemoSalesAgent
 
-    register_agent("support", SupportAgent)
-    register_agent("sales", SalesAgent)
+    register_agent("support", DemoSupportAgent)
+    register_agent("sales", DemoSalesAgent)
     user = UserFactory()
     api = user_api(user)
     support = api.post("start/", {"agent_path": "support", "context": {"tier": "premium"}})

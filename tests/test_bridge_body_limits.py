@@ -28,7 +28,7 @@ from django.core.asgi import get_asgi_application
 
 from django_ai.conversations.asgi import BodySizeLimitMiddleware
 from django_ai.conversations.api import views as api_views
-from django_ai.conversations.api.errors import MultipleErrors
+from django_ai.conversations.exceptions import MultipleErrors
 from django_ai.conversations.api.parsing import MAX_JSON_DEPTH
 from django_ai.conversations.bridge import get_exposed
 from django_ai.conversations.bridge.serialization import validate_write_data

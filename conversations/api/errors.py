@@ -1,4 +1,4 @@
-"""The error envelope of every HTTP view of the app, and the errors of the HTTP layer itself.
+"""The error envelope of every HTTP view of the app.
 
 Every error answer is ``{"errors": [{"code": ..., "message": ..., "field": ...}]}`` (``field`` only
 when one field is at fault). :func:`exception_handler` builds it from
@@ -32,45 +32,12 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from ..constants import ErrorCode
-from ..exceptions import ConversationError
+from ..exceptions import ConversationError, MultipleErrors, RequestTooLarge
 
-__all__ = [
-    "RequestTooLarge",
-    "InvalidAnonymousId",
-    "MultipleErrors",
-    "exception_handler",
-    "error_response",
-]
+__all__ = ["exception_handler", "error_response"]
 
 # The logger's name predates this package: logging configurations of projects name it.
 logger = logging.getLogger("django_ai.conversations.bridge")
-
-
-class RequestTooLarge(ConversationError):
-    status_code = 413
-    default_code = ErrorCode.REQUEST_TOO_LARGE
-    default_detail = "The request body is too large."
-
-
-class InvalidAnonymousId(ConversationError):
-    """The anonymous id header is not an id this app issued: refused rather than ignored, so a
-    client that lost or mangled its id is told so instead of silently becoming a new visitor."""
-
-    default_code = ErrorCode.INVALID_ANONYMOUS_ID
-    default_detail = "The anonymous id header does not hold an id issued by this server."
-
-
-class MultipleErrors(ConversationError):
-    """Several errors at once (e.g. one per invalid field), all with the same status."""
-
-    def __init__(self, errors: list[ConversationError], *, status_code: int = 400):
-        self.errors = errors
-        self.status_code = status_code
-        first = errors[0] if errors else None
-        super().__init__(first.message if first else None, code=first.code if first else None)
-
-    def as_dicts(self) -> list[dict[str, Any]]:
-        return [e.as_dict() for e in self.errors]
 
 
 #: The code of a DRF exception that names none, by status.

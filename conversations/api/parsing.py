@@ -17,7 +17,7 @@ from django.utils.http import parse_header_parameters
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.parsers import JSONParser
 
-from .errors import RequestTooLarge
+from ..exceptions import RequestTooLarge
 
 __all__ = ["MAX_JSON_DEPTH", "StrictJSONParser"]
 

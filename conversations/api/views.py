@@ -37,9 +37,9 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from ..conf import ai_settings
-from ..exceptions import ConversationError
+from ..exceptions import ConversationError, InvalidAnonymousId, RequestTooLarge
 from ..owners import get_owner, header_anonymous_id, session_anonymous_id, valid_anonymous_id
-from .errors import InvalidAnonymousId, RequestTooLarge, exception_handler
+from .errors import exception_handler
 from .parsing import StrictJSONParser
 
 __all__ = ["ASGI_LIMIT_SCOPE_KEY", "SAFE_METHODS", "BaseAPIView"]

@@ -30,7 +30,7 @@ from ..api.views import BaseAPIView
 from ..bridge.throttles import client_address
 from ..conf import ai_settings
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
-from ..exceptions import ConversationError
+from ..exceptions import InvalidRealtimeRequest, RealtimeNotAvailable
 from ..owners import get_owner
 from . import get_backend
 from .auth import authorize_channel, requester_owner_channel
@@ -42,17 +42,6 @@ __all__ = ["EventStreamResponse", "RealtimeAuthView", "RealtimeEventsView", "Rea
 SOCKET_ID = re.compile(r"\A[0-9]{1,20}\.[0-9]{1,20}\Z")
 #: Channels one Server-Sent Events stream may read.
 MAX_STREAM_CHANNELS = 10
-
-
-class InvalidRealtimeRequest(ConversationError):
-    default_code = "invalid"
-    default_detail = "The request is not valid."
-
-
-class RealtimeNotAvailable(ConversationError):
-    status_code = 404
-    default_code = "not_available"
-    default_detail = "Server-Sent Events are served by the Local realtime backend only."
 
 
 class RealtimeView(BaseAPIView):

@@ -174,7 +174,7 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     def rerun_failed(self, request, queryset):  # type: ignore[no-untyped-def]
         from django.contrib import messages
 
-        from .tasks.recovery import rerun_messages
+        from .turns.scheduling import rerun_messages
 
         requeued = rerun_messages(queryset)
         if requeued:

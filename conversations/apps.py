@@ -9,18 +9,21 @@ class ConversationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: these modules load the models, which Django imports
+        # after the app configs.
         from . import checks  # noqa: F401  (registers the system checks)
         from .bridge import checks as _bridge_checks  # noqa: F401
         from .extraction import checks as _extraction_checks  # noqa: F401
         from .internal import sqlite
         from .realtime import sync
         from .registry import registry
+        from .turns import checks as _turn_checks  # noqa: F401
+        from .turns import hooks, sweeps
 
         sqlite.connect()  # SQLite transactions wait for the write lock (BEGIN IMMEDIATE)
         sync.connect()
-
-        from . import tasks
-
-        tasks.setup()  # enqueue turns on commit; stale-turn sweep in worker processes
+        hooks.connect()  # enqueue turns on commit
+        sweeps.connect()  # a web process whose turns run in-process sweeps from its first request
+        sweeps.autostart()  # TURN_RECOVERY_LOOP (task workers): sweep at start and periodically
 
         registry.load_from_settings()

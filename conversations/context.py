@@ -5,17 +5,29 @@ or event loop the turn started) and raises
 :class:`~django_ai.conversations.exceptions.NoActiveConversation` elsewhere. ``update_widget`` and
 ``get_file_text`` reach only rows of the conversation being answered (and, for files, of its owner).
 Outside a turn, read and write the models directly.
+
+Agent modules import this one, possibly before Django's app registry is ready (as with
+``agent.py``, importing it loads no model): the helpers import the models when they run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from .conf import ai_settings
 from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatus
-from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, TurnCancelled, WidgetNotFound
-from .internal.turn import TurnState, current_turn
+from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, WidgetNotFound
+from .internal.jsonsafe import json_problem
+from .realtime import get_backend, publish
+from .turns.state import TurnState, current_turn
 
 logger = logging.getLogger("django_ai.conversations.realtime")
 
@@ -45,18 +57,9 @@ def current_session() -> Any:
     return _require_turn("current_session()").session
 
 
-def _check_cancel(state: TurnState) -> None:
-    if state.poll is not None:
-        reason = state.poll()
-        if reason:
-            state.cancel(reason)
-    if state.is_cancelled():
-        raise TurnCancelled(state.cancel_reason or "cancelled")
-
-
 def _ensure_agent_message(state: TurnState) -> Any:
     if state.agent_message is None:
-        from .models import ConversationMessage
+        from .models import ConversationMessage  # not at import: see the module docstring
 
         def create() -> ConversationMessage:
             return ConversationMessage.objects.create(
@@ -73,7 +76,7 @@ def _ensure_agent_message(state: TurnState) -> Any:
 def _persist_stream(state: TurnState) -> None:
     if state.agent_message is None or state.persisted_sequence == state.sequence:
         return
-    from .models import ConversationMessage
+    from .models import ConversationMessage  # not at import: see the module docstring
 
     pk, text, seq = state.agent_message.pk, state.stream_text, state.sequence
     state.call_db(
@@ -113,14 +116,12 @@ class ResponseStream:
         if self._state is not None:
             return self
         state = _require_turn("ResponseStream")
-        _check_cancel(state)
+        state.raise_if_cancelled()
         self._state = state
         already_streaming = state.agent_message is not None
         message = _ensure_agent_message(state)
         if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
-            from .realtime import publish
-
-            publish(
+                publish(
                 EventName.STREAM_START,
                 session_id=state.session.pk,
                 message_id=message.pk,
@@ -137,7 +138,7 @@ class ResponseStream:
         assert state is not None
         if self._ended:
             raise RuntimeError("This ResponseStream has ended; start a new one to write more.")
-        _check_cancel(state)
+        state.raise_if_cancelled()
         # NUL cannot be stored in PostgreSQL text; it has no place in a chat reply either.
         text = "" if text is None else str(text).replace("\x00", "\ufffd")
         if not text:
@@ -147,9 +148,6 @@ class ResponseStream:
         state.sequence += 1
         if state.first_chunk is None:
             state.first_chunk = time.monotonic()
-        from .conf import ai_settings
-        from .realtime import publish
-
         publish(
             EventName.TEXT_CHUNK,
             session_id=state.session.pk,
@@ -168,8 +166,6 @@ class ResponseStream:
         self._ended = True
         state = self._state
         _persist_stream(state)
-        from .realtime import get_backend, publish
-
         publish(
             EventName.STREAM_END,
             session_id=state.session.pk,
@@ -205,12 +201,9 @@ def display_widget(widget_type: str, data: dict[str, Any] | None = None, display
         )
     data = _json_dict(data, "data")
     display_data = _json_dict(display_data, "display_data")
-    from .models import ConversationMessage, ConversationWidget
-    from .realtime import publish
+    from .models import ConversationMessage, ConversationWidget  # not at import: see the module docstring
 
     def create() -> ConversationWidget:
-        from django.db import transaction
-
         with transaction.atomic():
             message = ConversationMessage.objects.create(
                 session=state.session,
@@ -247,10 +240,7 @@ def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_da
     Only widgets of the conversation being answered can be updated; an unknown id raises
     :class:`~django_ai.conversations.exceptions.WidgetNotFound`.
     """
-    from django.core.exceptions import ValidationError as DjangoValidationError
-
-    from .models import ConversationWidget
-    from .realtime import publish
+    from .models import ConversationWidget  # not at import: see the module docstring
 
     state = _require_turn("update_widget()")
     if data is not None:
@@ -288,10 +278,7 @@ def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_da
 
 
 def _get_file(file_id: Any) -> Any:
-    from django.core.exceptions import ValidationError as DjangoValidationError
-    from django.db.models import Q
-
-    from .models import File
+    from .models import File  # not at import: see the module docstring
 
     state = _require_turn("get_file_text()")
     file_id = getattr(file_id, "pk", file_id)
@@ -320,7 +307,7 @@ def get_file_text(file_id: Any) -> str | None:
     if file.extraction_status == ExtractionStatus.DONE:
         return file.extracted_text
     # The row may have been preloaded before extraction finished: read the current state.
-    from .models import File
+    from .models import File  # not at import: see the module docstring
 
     state = _require_turn("get_file_text()")
 
@@ -336,7 +323,7 @@ def get_file_text(file_id: Any) -> str | None:
 def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float = 0.25) -> str | None:
     """Wait up to ``timeout`` seconds for extraction to finish; the text, or None if it failed or
     did not finish in time."""
-    from .models import File
+    from .models import File  # not at import: see the module docstring
 
     file = _get_file(file_id)
     state = _require_turn("wait_for_file_text()")
@@ -353,45 +340,8 @@ def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float
             return row[1]
         if row[0] == ExtractionStatus.FAILED or time.monotonic() >= deadline:
             return None
-        _check_cancel(state)
+        state.raise_if_cancelled()
         time.sleep(poll_interval)
-
-
-def _wait_for_attached_files(state: TurnState, files: list[Any], timeout: float) -> float:
-    """Before the agent runs: wait up to ``timeout`` seconds until no attached file is still being
-    extracted, then bring the agent's File objects up to date. Returns the seconds waited."""
-    from .models import File
-
-    waiting = {str(f.pk): f for f in files if f.extraction_status in (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING)}
-    if not waiting or timeout <= 0:
-        return 0.0
-    started = time.monotonic()
-    deadline = started + timeout
-    pause = 0.05
-    fields = (
-        "extraction_status", "extraction_error", "extracted_text", "extracted_text_truncated", "extractor",
-        "extractor_version", "extraction_duration_ms", "extracted_at", "metadata",
-    )
-    while True:
-        rows = state.call_db(lambda: list(File.objects.filter(pk__in=list(waiting)).values("pk", *fields)))
-        for gone in set(waiting) - {str(row["pk"]) for row in rows}:  # deleted meanwhile
-            waiting.pop(gone)
-        for row in rows:
-            file = waiting[str(row["pk"])]
-            for name in fields:
-                setattr(file, name, row[name])
-            if row["extraction_status"] not in (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING):
-                waiting.pop(str(row["pk"]))
-        if not waiting or time.monotonic() >= deadline:
-            if waiting:
-                logging.getLogger("django_ai.conversations.turns").info(
-                    "Turn for message %s starts with %d file(s) still being extracted after %.0f s",
-                    state.user_message.pk, len(waiting), timeout,
-                )
-            return time.monotonic() - started
-        _check_cancel(state)
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.5)
 
 
 def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: Any) -> None:
@@ -410,8 +360,6 @@ def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other:
 
 
 def _usage_numbers(into: dict[str, int | float], prefix: str, values: dict[Any, Any]) -> None:
-    import math
-
     for name, value in values.items():
         key = f"{prefix}{name}"
         if value is None:
@@ -427,14 +375,10 @@ def _usage_numbers(into: dict[str, int | float], prefix: str, values: dict[Any, 
 
 
 def _json_dict(value: Any, name: str) -> dict[str, Any]:
-    import json
-
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidInput(f"Widget {name} must be a dict, not {type(value).__name__}.", field=name)
-    from .internal.jsonsafe import json_problem
-
     problem = json_problem(value)
     if problem:
         raise InvalidInput(f"Widget {name} cannot be stored: {problem}.", field=name)

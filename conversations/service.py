@@ -1,20 +1,21 @@
-"""``ConversationService``: create sessions and run turns from Python code."""
+"""``ConversationService``: the seed API. Create sessions, send a message and get the reply, cancel.
+
+What a turn does is in ``turns/``; this module checks the caller's input and ownership and
+hands over (``turns.inline``, ``turns.policy``).
+"""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable
 from typing import Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import router, transaction
-from django.db.models import F
-from django.db.transaction import TransactionManagementError
+from django.db import transaction
 
 from .conf import ai_settings
-from .constants import ConcurrencyPolicy, MessageType, ProcessingStatus, SessionStatus
+from .constants import MessageType, ProcessingStatus, SessionStatus
 from .exceptions import (
     ConversationPermissionDenied,
     FileNotFound,
@@ -22,12 +23,14 @@ from .exceptions import (
     InvalidMessage,
     SessionNotActive,
     SessionNotFound,
-    TurnInProgress,
 )
 from .internal.jsonsafe import json_problem
 from .models import ConversationMessage, ConversationSession, File
 from .owners import Owner, get_owner, owns
 from .registry import registry
+from .turns.hooks import answered_by_caller
+from .turns.inline import answer_inline
+from .turns.policy import apply_concurrency_policy, request_cancel
 
 __all__ = ["ConversationService", "SendMessageResult"]
 
@@ -54,7 +57,6 @@ def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.
         return uuid.UUID(str(value))
     except (TypeError, ValueError, AttributeError) as exc:
         raise error(f"{what} {value!r} does not exist (not a valid id).", field=field) from exc
-
 
 
 
@@ -162,16 +164,15 @@ class ConversationService:
         with transaction.atomic():
             # In the transaction that saves the message: the policy holds the session's row lock
             # until the commit, so two messages sent at once are checked one after the other.
-            ConversationService.apply_concurrency_policy(session, agent_cls)
+            apply_concurrency_policy(session, agent_cls)
             user_message = ConversationMessage(
                 session=session,
                 message_type=MessageType.USER,
                 content=text,
                 processing_status=ProcessingStatus.PENDING,
             )
-            # Answered below, inline: the background scheduler leaves it alone.
-            user_message._django_ai_inline = True  # type: ignore[attr-defined]
-            user_message.save()
+            with answered_by_caller():  # answered below, inline: no turn task for it
+                user_message.save()
             if file_rows:
                 # One link per file in the caller's order (files.set() would lose the order):
                 # the agent sees self.files in that order.
@@ -181,7 +182,7 @@ class ConversationService:
                 )
                 File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
 
-        outcome = ConversationService._answer_inline(session, user_message, request)
+        outcome = answer_inline(session, user_message, request)
         result: SendMessageResult = {
             "status": "success",
             "response": outcome.response if outcome else "",
@@ -215,34 +216,8 @@ class ConversationService:
         that says so: ``{"status": "idle", "cancelled": []}``.
         """
         session = ConversationService.get_session(session_id, user=user, request=request)
-        cancelled = ConversationService._request_cancel(session)
+        cancelled = request_cancel(session)
         return {"status": "cancelling" if cancelled else "idle", "cancelled": [str(pk) for pk in cancelled]}
-
-    @staticmethod
-    def _request_cancel(session: ConversationSession) -> list[Any]:
-        from django.utils import timezone
-
-        from .runner import publish_status
-
-        now = timezone.now()
-        with transaction.atomic():
-            busy = ConversationMessage.objects.select_for_update().filter(
-                session=session,
-                message_type=MessageType.USER,
-                processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
-            )
-            pks = list(busy.values_list("pk", flat=True))
-            if not pks:
-                return []
-            ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
-            # Waiting messages never start; the running one notices the request within half a
-            # second (its turn's thread polls) and stops at the agent's next write.
-            for message in ConversationMessage.objects.filter(pk__in=pks, processing_status=ProcessingStatus.PENDING):
-                message.processing_status = ProcessingStatus.CANCELLED
-                message.finished_at = now
-                message.save(update_fields=["processing_status", "finished_at", "updated_at"])
-                transaction.on_commit(lambda m=message: publish_status(m, reason="cancelled"))
-        return pks
 
     @staticmethod
     def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
@@ -253,80 +228,9 @@ class ConversationService:
         that transaction ends, so messages posted at the same moment are checked one after the
         other: a ``reject`` agent accepts exactly one of them and refuses the others with
         ``TurnInProgress``. Outside a transaction it raises ``TransactionManagementError``.
+        See :func:`django_ai.conversations.turns.policy.apply_concurrency_policy`.
         """
-        policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
-        if policy == ConcurrencyPolicy.ENQUEUE:
-            return
-        ConversationService._lock_session(session)
-        busy = ConversationMessage.objects.filter(
-            session=session,
-            message_type=MessageType.USER,
-            processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
-        )
-        if policy == ConcurrencyPolicy.REJECT:
-            if busy.exists():
-                raise TurnInProgress()
-            return
-        ConversationService._request_cancel(session)
-
-    @staticmethod
-    def _lock_session(session: ConversationSession) -> None:
-        using = router.db_for_write(ConversationSession, instance=session)
-        connection = transaction.get_connection(using)
-        if not connection.in_atomic_block:
-            raise TransactionManagementError(
-                "apply_concurrency_policy() must run inside the transaction that saves the message: "
-                "call it and save the message within one transaction.atomic() block."
-            )
-        rows = ConversationSession.objects.using(using).filter(pk=session.pk)
-        if connection.features.has_select_for_update:
-            # A short lock: turns hold the session through its lease (turn_token), not a lock.
-            list(rows.select_for_update().values_list("pk", flat=True))
-        else:
-            # SQLite has no row locks; a write takes the database's write lock until the commit
-            # (with transaction_mode "IMMEDIATE" BEGIN has taken it already). The other posters
-            # wait for this commit (busy timeout), then see its message.
-            rows.update(turn_token=F("turn_token"))
-
-    @staticmethod
-    def _answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> Any:
-        from .runner import acquire_lease, process_pending
-
-        agent_cls = registry.get(session.agent_path)
-        timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
-        deadline = time.monotonic() + float(timeout or 300) + float(ai_settings.STALE_TURN_TIMEOUT)
-        delay = 0.01
-        while True:
-            token = acquire_lease(session.pk, user_message.pk)
-            if token is not None:
-                outcomes = process_pending(
-                    session.pk, request=request, request_for=user_message.pk, until=user_message.pk, token=token
-                )
-                for outcome in outcomes:
-                    if outcome.user_message.pk == user_message.pk:
-                        return outcome
-            user_message.refresh_from_db()
-            if user_message.processing_status not in (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING):
-                # Answered elsewhere (e.g. by a worker) or cancelled by a newer message.
-                return ConversationService._outcome_from_rows(user_message)
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-    @staticmethod
-    def _outcome_from_rows(user_message: ConversationMessage) -> Any:
-        from .runner import TurnOutcome
-
-        replies = {m.message_type: m for m in user_message.replies.all()}
-        agent_message = replies.get(MessageType.AGENT)
-        return TurnOutcome(
-            ProcessingStatus(user_message.processing_status),
-            agent_message.content if agent_message else "",
-            user_message,
-            agent_message,
-            replies.get(MessageType.SYSTEM),
-        )
+        apply_concurrency_policy(session, agent_cls)
 
     @staticmethod
     def _clean_message(message: Any) -> str:

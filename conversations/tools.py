@@ -591,7 +591,7 @@ async def adispatch_tool_call(
 
 
 async def _run_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    from .internal.turn import current_turn
+    from .turns.state import current_turn
 
     state = current_turn.get()
     if state is not None and threading.current_thread() is not state.owner_thread:

@@ -59,7 +59,7 @@ def _no_recovery_sweeps_in_the_test_process():
     # Servers that tests start as subprocesses keep it (tests/test_turns_web_recovery.py).
     from django.core.signals import request_started
 
-    from django_ai.conversations.tasks.recovery import WEB_RECOVERY_UID
+    from django_ai.conversations.turns.sweeps import WEB_RECOVERY_UID
 
     request_started.disconnect(dispatch_uid=WEB_RECOVERY_UID)
     yield

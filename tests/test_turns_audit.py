@@ -30,7 +30,8 @@ from django_ai.conversations.exceptions import ContextValidationError
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.realtime import reset_backend
 from django_ai.conversations.realtime.memory import MemoryBackend
-from django_ai.conversations.runner import process_pending
+from django_ai.conversations.turns.hooks import answered_by_caller
+from django_ai.conversations.turns.runner import process_pending
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
 
@@ -318,10 +319,10 @@ def test_a_turn_of_an_unregistered_agent_sends_started_failed_and_finished_once(
     message = ConversationMessage(
         session=session, message_type=MessageType.USER, content="hi", processing_status=ProcessingStatus.PENDING
     )
-    message._django_ai_inline = True
-    message.save()
+    with answered_by_caller():
+        message.save()
     with _Signals() as signals:
-        (outcome,) = process_pending(session.pk)
+        (outcome,) = process_pending(session.pk).outcomes
     assert outcome.status == ProcessingStatus.FAILED
     assert signals.calls == [
         ("started", "ConversationAgent", str(message.pk)),

@@ -16,11 +16,12 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from django_ai.conversations.constants import MessageType, ProcessingStatus
-from django_ai.conversations.dispatch import schedule_session
 from django_ai.conversations.internal.tasks_compat import task_backends
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
+from django_ai.conversations.turns.hooks import answered_by_caller
+from django_ai.conversations.turns.scheduling import schedule_session
 
 from . import turns_support as support
 from .turns_support import AGENTS, ai_settings, post, reply_to, status_of
@@ -61,7 +62,7 @@ def test_orm_message_is_enqueued_once_on_commit_with_configured_backend_and_queu
         assert recorder.results == []  # nothing before the commit
     assert len(recorder.results) == 1
     result = recorder.results[0]
-    assert result.task.module_path == "django_ai.conversations.tasks.turns.answer_pending"
+    assert result.task.module_path == "django_ai.conversations.turns.tasks.answer_pending"
     assert result.args == [str(session.pk)] or result.args == (str(session.pk),)
     assert result.kwargs == {"drain": False}
     assert result.task.queue_name == "turns"
@@ -90,8 +91,8 @@ def test_only_new_pending_user_messages_not_answered_inline_are_enqueued(recorde
     inline = ConversationMessage(
         session=session, message_type=MessageType.USER, content="inline", processing_status=ProcessingStatus.PENDING
     )
-    inline._django_ai_inline = True
-    inline.save()
+    with answered_by_caller():
+        inline.save()
     message = post(session, "queued")
     message.content = "edited"
     message.save()  # an update is not a new message
@@ -237,3 +238,15 @@ def test_schedule_session_twice_answers_once():
     session.refresh_from_db()
     assert session.context["count"] == 1
     assert ConversationMessage.objects.filter(session=session, message_type=MessageType.AGENT).count() == 1
+
+
+def test_the_documented_old_paths_still_import():
+    """Tasks queued by an earlier release name ``tasks.turns.answer_pending``; docs name
+    ``dispatch.schedule_session`` and ``tasks.recovery.start_recovery_loop``."""
+    from django.utils.module_loading import import_string
+
+    from django_ai.conversations.turns import sweeps, tasks
+
+    assert import_string("django_ai.conversations.tasks.turns.answer_pending") is tasks.answer_pending
+    assert import_string("django_ai.conversations.dispatch.schedule_session") is schedule_session
+    assert import_string("django_ai.conversations.tasks.recovery.start_recovery_loop") is sweeps.start_recovery_loop

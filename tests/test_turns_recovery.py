@@ -20,8 +20,11 @@ from django_ai.conversations.exceptions import TurnInterrupted
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished
-from django_ai.conversations.tasks import recovery
-from django_ai.conversations.tasks.recovery import RecoveredTurn, recover_stale_turns, rerun_messages
+from django_ai.conversations.turns import recovery, sweeps
+from django_ai.conversations.turns.hooks import answered_by_caller
+from django_ai.conversations.turns.recovery import RecoveredTurn
+from django_ai.conversations.turns.scheduling import rerun_messages, schedule_session
+from django_ai.conversations.turns.sweeps import recover_now
 from django_ai.conversations.testing import isolated_registry
 
 from .test_turns_queue import DUMMY, IMMEDIATE
@@ -42,8 +45,8 @@ def _crashed_turn(path="slow", *, attempts=1, heartbeat_age=120, partial=True, *
         session=session, message_type=MessageType.USER, content="slow 0", processing_status=ProcessingStatus.PROCESSING,
         attempts=attempts, started_at=long_ago, **fields,
     )
-    message._django_ai_inline = True
-    message.save()
+    with answered_by_caller():
+        message.save()
     if partial:
         ConversationMessage.objects.create(
             session=session, message_type=MessageType.AGENT, reply_to=message, content="work",
@@ -66,7 +69,7 @@ def test_stale_turn_is_failed_with_a_notice_signals_and_events(events):
     for signal, handler in handlers:
         signal.connect(handler)
     try:
-        done = recover_stale_turns()
+        done = recover_now()
     finally:
         for signal, handler in handlers:
             signal.disconnect(handler)
@@ -88,7 +91,7 @@ def test_stale_turn_is_failed_with_a_notice_signals_and_events(events):
 def test_stale_turn_is_retried_and_answered_again():
     session, message = _crashed_turn()
     with ai_settings(STALE_TURN_ACTION="retry", IN_PROCESS_TURN_THREADS=0):
-        done = recover_stale_turns()
+        done = recover_now()
     assert done == [RecoveredTurn(session.pk, message.pk, "retried")]
     assert status_of(message) == ProcessingStatus.COMPLETED
     answers = ConversationMessage.objects.filter(reply_to=message, message_type=MessageType.AGENT).order_by("timestamp")
@@ -103,7 +106,7 @@ def test_stale_turn_is_retried_and_answered_again():
 def test_retry_stops_after_max_attempts():
     session, message = _crashed_turn(attempts=2)
     with ai_settings(STALE_TURN_ACTION="retry", MAX_TURN_ATTEMPTS=2):
-        [done] = recover_stale_turns()
+        [done] = recover_now()
     assert done.action == "failed"
     assert reply_to(message, MessageType.SYSTEM).metadata["code"] == "turn_interrupted"
 
@@ -112,7 +115,7 @@ def test_retry_stops_after_max_attempts():
 def test_a_stale_turn_the_user_wanted_stopped_ends_cancelled():
     session, message = _crashed_turn(cancel_requested_at=timezone.now())
     with ai_settings(STALE_TURN_ACTION="retry"):
-        [done] = recover_stale_turns()
+        [done] = recover_now()
     assert done.action == "cancelled"
     assert status_of(message) == ProcessingStatus.CANCELLED
     assert reply_to(message, MessageType.SYSTEM) is None
@@ -121,7 +124,7 @@ def test_a_stale_turn_the_user_wanted_stopped_ends_cancelled():
 @pytest.mark.django_db(transaction=True)
 def test_a_live_turn_is_left_alone():
     session, message = _crashed_turn(heartbeat_age=0)
-    assert recover_stale_turns() == []
+    assert recover_now() == []
     assert status_of(message) == ProcessingStatus.PROCESSING
     assert ConversationSession.objects.get(pk=session.pk).turn_token == "dead-worker"
 
@@ -130,7 +133,7 @@ def test_a_live_turn_is_left_alone():
 def test_a_processing_message_without_a_lease_is_recovered():
     session, message = _crashed_turn(partial=False)
     ConversationSession.objects.filter(pk=session.pk).update(turn_token="", active_turn=None, turn_heartbeat_at=None)
-    assert recover_stale_turns() == [RecoveredTurn(session.pk, message.pk, "failed")]
+    assert recover_now() == [RecoveredTurn(session.pk, message.pk, "failed")]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -142,7 +145,7 @@ def test_two_sweeps_at_once_recover_each_turn_once():
         from django.db import connections
 
         try:
-            results.append(recover_stale_turns())
+            results.append(recover_now())
         finally:
             connections.close_all()
 
@@ -167,9 +170,9 @@ def test_a_waiting_message_whose_task_was_lost_is_enqueued_again_once():
         old = timezone.now() - timedelta(seconds=600)
         ConversationMessage.objects.filter(pk=message.pk).update(timestamp=old, updated_at=old)
         recorder.clear()
-        assert recover_stale_turns() == [RecoveredTurn(session.pk, message.pk, "rescheduled")]
+        assert recover_now() == [RecoveredTurn(session.pk, message.pk, "rescheduled")]
         assert [r.args[0] for r in recorder.results] == [str(session.pk)]
-        assert recover_stale_turns() == []  # not again while the queue works its way to it
+        assert recover_now() == []  # not again while the queue works its way to it
         assert len(recorder.results) == 1
 
 
@@ -253,19 +256,24 @@ def test_admin_action_reruns_failed_messages(admin_client):
 def test_maybe_recover_sweeps_at_most_once_per_interval(monkeypatch):
     monkeypatch.setattr(recovery, "_last_sweep", 0.0)
     with ai_settings(TURN_RECOVERY_INTERVAL=3600):
-        recovery.maybe_recover()
+        recovery.maybe_recover(schedule=schedule_session)
         session, message = _crashed_turn()
-        recovery.maybe_recover()
+        recovery.maybe_recover(schedule=schedule_session)
         assert status_of(message) == ProcessingStatus.PROCESSING
         monkeypatch.setattr(recovery, "_last_sweep", 0.0)
-        recovery.maybe_recover()
+        recovery.maybe_recover(schedule=schedule_session)
     assert status_of(message) == ProcessingStatus.FAILED
 
 
-def test_worker_processes_are_recognised():
-    assert recovery.is_worker_process(["manage.py", "db_worker", "--queue-name", "*"])
-    assert recovery.is_worker_process(["/x/django/__main__.py", "rqworker", "default"])
-    assert not recovery.is_worker_process(["manage.py", "runserver"])
-    assert not recovery.is_worker_process(["pytest"])
+def test_processes_configured_with_turn_recovery_loop_sweep_from_the_start(monkeypatch):
+    started = []
+    monkeypatch.setattr(sweeps, "start_recovery_loop", lambda: started.append(True))
+    sweeps.autostart()  # the test settings: not a worker
+    with ai_settings(TURN_RECOVERY_LOOP=True, TURN_RECOVERY_INTERVAL=0):
+        sweeps.autostart()  # the sweep is off
+    assert started == []
+    with ai_settings(TURN_RECOVERY_LOOP=True):
+        sweeps.autostart()
+    assert started == [True]
     with pytest.raises(ValueError, match="'fail' or 'retry'"):
-        recover_stale_turns(action="ignore")
+        recover_now(action="ignore")

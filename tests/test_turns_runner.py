@@ -20,7 +20,10 @@ from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.exceptions import TurnCancelled
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.registry import register_agent
-from django_ai.conversations.runner import acquire_lease, process_pending, run_turn
+from django_ai.conversations.turns.hooks import answered_by_caller
+from django_ai.conversations.turns.lease import acquire_lease
+from django_ai.conversations.turns.runner import process_pending, run_turn
+from django_ai.conversations.turns.state import TurnExecutor, TurnState
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
 from django_ai.conversations.testing import isolated_registry, wait_until
@@ -42,8 +45,8 @@ def _waiting(session: ConversationSession, text: str, **fields) -> ConversationM
     message = ConversationMessage(
         session=session, message_type=MessageType.USER, content=text, processing_status=ProcessingStatus.PENDING, **fields
     )
-    message._django_ai_inline = True
-    message.save()
+    with answered_by_caller():
+        message.save()
     return message
 
 
@@ -56,7 +59,7 @@ def test_heartbeats_continue_while_a_sync_agent_is_silent():
     with ai_settings(TURN_HEARTBEAT_INTERVAL=0.1):
         session = ConversationService.create_session("silent")
         message = _waiting(session, "silent 1.5")
-        turn = Background(lambda: process_pending(session.pk))
+        turn = Background(lambda: process_pending(session.pk).outcomes)
         turn.start()
         beats = set()
         wait_until(lambda: status_of(message) == ProcessingStatus.PROCESSING, 5)
@@ -143,7 +146,7 @@ def test_hanging_sync_agent_is_left_behind_and_the_conversation_goes_on():
         first = _waiting(session, "hang")
         second = _waiting(session, "quick")
         started = time.monotonic()
-        outcomes = process_pending(session.pk)
+        outcomes = process_pending(session.pk).outcomes
         elapsed = time.monotonic() - started
     assert elapsed < 20, elapsed  # bounded by timeout + grace, not by the agent (30 s)
     assert [o.status for o in outcomes] == [ProcessingStatus.FAILED, ProcessingStatus.COMPLETED]
@@ -176,7 +179,7 @@ def test_sync_agent_in_an_open_transaction_times_out_when_it_checks_cancelled():
 def test_metrics_on_the_agent_message():
     session = ConversationService.create_session("usage")
     message = _waiting(session, "count", timestamp=timezone.now() - timedelta(seconds=2))
-    [outcome] = process_pending(session.pk)
+    [outcome] = process_pending(session.pk).outcomes
     metrics = reply_to(message).metrics
     assert outcome.status == ProcessingStatus.COMPLETED
     assert metrics["queue_wait_ms"] >= 2000
@@ -233,7 +236,7 @@ def test_a_turn_that_lost_its_lease_writes_nothing():
     with ai_settings(TURN_HEARTBEAT_INTERVAL=0.1, TURN_CANCEL_GRACE=0.1):
         session = ConversationService.create_session("silent")
         message = _waiting(session, "silent 2")
-        turn = Background(lambda: process_pending(session.pk))
+        turn = Background(lambda: process_pending(session.pk).outcomes)
         turn.start()
         wait_until(lambda: status_of(message) == ProcessingStatus.PROCESSING, 5)
         ConversationSession.objects.filter(pk=session.pk).update(turn_token="taken-over")
@@ -248,7 +251,7 @@ def test_a_turn_that_lost_its_lease_writes_nothing():
 def test_unknown_agent_fails_the_message_with_a_clear_code(caplog):
     session = ConversationSession.objects.create(agent_path="not-registered")
     message = _waiting(session, "hi")
-    [outcome] = process_pending(session.pk)
+    [outcome] = process_pending(session.pk).outcomes
     assert outcome.status == ProcessingStatus.FAILED
     assert reply_to(message, MessageType.SYSTEM).metadata["code"] == "agent_not_found"
     assert "not-registered" in caplog.text
@@ -269,8 +272,6 @@ def test_a_message_cancelled_after_being_picked_does_not_start():
 
 @pytest.mark.django_db
 def test_agent_helpers_refuse_work_after_the_turn_closed():
-    from django_ai.conversations.internal.turn import TurnExecutor, TurnState
-
     session = ConversationService.create_session("quick-echo")
     message = _waiting(session, "hi")
     state = TurnState(session=session, user_message=message)

@@ -27,7 +27,7 @@ from django.core.signals import request_started
 from django.test import override_settings
 from django.test.client import ClientHandler
 
-from django_ai.conversations.tasks import recovery
+from django_ai.conversations.turns import sweeps
 
 from .test_turns_queue import DUMMY, IMMEDIATE
 from .turns_support import ai_settings
@@ -40,13 +40,14 @@ import json
 from datetime import timedelta
 from django.utils import timezone
 from django_ai.conversations.models import ConversationMessage, ConversationSession
+from django_ai.conversations.turns.hooks import answered_by_caller
 
 long_ago = timezone.now() - timedelta(seconds=300)
 
 def user_message(session, text, status, **fields):
     message = ConversationMessage(session=session, message_type="user", content=text, processing_status=status, **fields)
-    message._django_ai_inline = True  # this process answers nothing
-    message.save()
+    with answered_by_caller():  # this process answers nothing
+        message.save()
     return message
 
 cut = ConversationSession.objects.create(agent_path="echo", anonymous_id="anon_cut_off")
@@ -158,16 +159,19 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
 def started(monkeypatch):
     """What recover_from_web_process would start (recorded, not started: this is the test process)."""
     calls: list = []
-    monkeypatch.setattr(recovery, "_start_loop", lambda interval, should_sweep: calls.append(should_sweep))
-    recovery.connect()
-    yield calls
-    request_started.disconnect(dispatch_uid=recovery.WEB_RECOVERY_UID)  # as tests/conftest.py left it
+    monkeypatch.setattr(sweeps, "_start_loop", lambda interval, should_sweep: calls.append(should_sweep))
+    sweeps.connect()
+    with ai_settings(TURN_RECOVERY_IN_WEB=True):  # a web server's settings (the tests' turn it off)
+        yield calls
+    request_started.disconnect(dispatch_uid=sweeps.WEB_RECOVERY_UID)  # as tests/conftest.py left it
 
 
 def test_the_first_server_request_starts_the_loop_once_when_turns_run_in_process(started):
+    with override_settings(TASKS=IMMEDIATE), ai_settings(TURN_RECOVERY_IN_WEB=False):
+        request_started.send(sender=ClientHandler)  # configured off, as in test settings
+    assert started == []
+    sweeps.connect()
     with override_settings(TASKS=IMMEDIATE):
-        recovery.recover_from_web_process(ClientHandler)  # the test client never starts it
-        assert started == []
         request_started.send(sender=WSGIHandler)
         request_started.send(sender=WSGIHandler)
         assert len(started) == 1  # then the receiver is gone

@@ -44,7 +44,7 @@ def test_worker_answers_a_message_saved_by_another_process():
         session = ConversationService.create_session("quick-echo")
         message = post(session, "hi from the web process")
         task = DBTaskResult.objects.get()
-        assert task.task_path == "django_ai.conversations.tasks.turns.answer_pending"
+        assert task.task_path == "django_ai.conversations.turns.tasks.answer_pending"
         wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 20, message=worker.output())
         answer = reply_to(message)
         assert answer.content == "echo: hi from the web process"

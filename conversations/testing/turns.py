@@ -15,6 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.db import connections
+
+from ..turns.inprocess import in_process_runner
+
 __all__ = ["wait_for_turns", "wait_until", "TaskWorker", "task_worker"]
 
 
@@ -25,8 +30,6 @@ def wait_for_turns(timeout: float = 10.0) -> None:
     committed user message is answered in a background thread; call this before asserting on the
     reply. Raises AssertionError after ``timeout`` seconds.
     """
-    from ..tasks.inprocess import in_process_runner
-
     runner = in_process_runner()
     if not runner.wait(timeout):
         raise AssertionError(f"{runner.unfinished} background turn task(s) still running after {timeout} s.")
@@ -112,9 +115,6 @@ _KINDS = {
 
 
 def _worker_settings_module(directory: Path, django_ai: dict[str, Any] | None, kind: str) -> str:
-    from django.conf import settings
-    from django.db import connections
-
     databases = {}
     for alias in settings.DATABASES:
         db = {k: v for k, v in connections[alias].settings_dict.items() if k != "TEST"}
@@ -125,7 +125,8 @@ def _worker_settings_module(directory: Path, django_ai: dict[str, Any] | None, k
         "DATABASES": databases,
         "TASKS": settings.TASKS,
         "INSTALLED_APPS": apps,
-        "DJANGO_AI": {**(getattr(settings, "DJANGO_AI", {}) or {}), **(django_ai or {})},
+        # A task worker sweeps for stale turns (TURN_RECOVERY_LOOP), as the deployment docs say.
+        "DJANGO_AI": {**(getattr(settings, "DJANGO_AI", {}) or {}), "TURN_RECOVERY_LOOP": True, **(django_ai or {})},
     }
     if hasattr(settings, "RQ_QUEUES"):
         values["RQ_QUEUES"] = settings.RQ_QUEUES
@@ -167,8 +168,6 @@ def task_worker(
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}.")
-    from django.conf import settings
-
     workers: list[TaskWorker] = []
     with tempfile.TemporaryDirectory(prefix="django-ai-worker-") as tmp:
         directory = Path(tmp)

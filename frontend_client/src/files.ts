@@ -1,6 +1,5 @@
 /** `client.files`: the `file` model plus uploads with progress. */
 
-import { BuiltinModel } from "./constants.js";
 import type { UploadProgress } from "./http.js";
 import { ModelManager, singleRow, type ModelContext } from "./queryset.js";
 import type { FileRow, Normalized } from "./types.js";
@@ -16,7 +15,7 @@ export interface UploadOptions {
 
 export class FileManager extends ModelManager<FileRow> {
   constructor(ctx: ModelContext) {
-    super(ctx, BuiltinModel.FILE);
+    super(ctx, "file");
   }
 
   /**
@@ -34,6 +33,6 @@ export class FileManager extends ModelManager<FileRow> {
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return singleRow<FileRow>(answer, BuiltinModel.FILE);
+    return singleRow<FileRow>(answer, "file");
   }
 }

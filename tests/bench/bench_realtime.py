@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     from django.core.asgi import get_asgi_application
     from django.core.signals import request_started
 
-    from django_ai.conversations.tasks.recovery import WEB_RECOVERY_UID
+    from django_ai.conversations.turns.sweeps import WEB_RECOVERY_UID
     from tests.bench.db import bench_database
 
     # The stale-turn sweeps a web process starts at its first request would outlive the throw-away

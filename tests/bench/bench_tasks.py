@@ -71,7 +71,7 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
     from django.test import override_settings
 
     from django_ai.conversations.internal.tasks_compat import ImmediateBackend, task_backends
-    from django_ai.conversations.tasks.inprocess import in_process_runner
+    from django_ai.conversations.turns.inprocess import in_process_runner
     from django_ai.conversations.testing import task_worker
 
     immediate = {"default": {"BACKEND": settings.TASKS["default"]["BACKEND"]}}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...conf import ai_settings
-from ...tasks.recovery import recover_stale_turns
+from ...turns.sweeps import recover_now
 
 
 class Command(BaseCommand):
@@ -31,12 +31,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, action: str | None, stale_after: float | None, loop: bool, interval: float | None, **options: Any) -> None:
         if stale_after is not None and stale_after < 0:
-            from django.core.management.base import CommandError
-
             raise CommandError("--stale-after must be zero or more seconds.")
         period = float(interval if interval is not None else ai_settings.TURN_RECOVERY_INTERVAL) or 30.0
         while True:
-            recovered = recover_stale_turns(stale_after=stale_after, action=action)
+            recovered = recover_now(stale_after=stale_after, action=action)
             for item in recovered:
                 self.stdout.write(f"{item.action}: message {item.message_id} (conversation {item.session_id})")
             if not loop:

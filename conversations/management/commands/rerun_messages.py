@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ...constants import MessageType, ProcessingStatus
 from ...models import ConversationMessage
-from ...tasks.recovery import rerun_messages
+from ...turns.scheduling import rerun_messages
 
 
 class Command(BaseCommand):

@@ -1,0 +1,61 @@
+"""Answering a message in the caller's thread: ``ConversationService.send_message`` (the seed API)
+returns the reply, so it runs the turn itself instead of leaving it to a task."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..conf import ai_settings
+from ..constants import MessageType, ProcessingStatus
+from ..models import ConversationMessage, ConversationSession
+from ..registry import registry
+from .lease import acquire_lease
+from .outcome import TurnOutcome
+from .runner import process_pending
+from .scheduling import schedule_session
+
+__all__ = ["answer_inline"]
+
+
+def answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> TurnOutcome | None:
+    """Answer ``user_message`` here, after the messages waiting before it; its outcome, or None
+    when it was still not answered after the turn timeout plus ``STALE_TURN_TIMEOUT``.
+
+    While another turn of the conversation runs (a worker's), this waits for the lease; a message
+    answered elsewhere meanwhile (or cancelled by a newer one) is read back from the rows.
+    """
+    agent_cls = registry.get(session.agent_path)
+    timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
+    deadline = time.monotonic() + float(timeout or 300) + float(ai_settings.STALE_TURN_TIMEOUT)
+    delay = 0.01
+    while True:
+        token = acquire_lease(session.pk, user_message.pk)
+        if token is not None:
+            processed = process_pending(
+                session.pk, request=request, request_for=user_message.pk, until=user_message.pk, token=token
+            )
+            if processed.still_waiting:
+                schedule_session(session.pk)
+            for outcome in processed.outcomes:
+                if outcome.user_message.pk == user_message.pk:
+                    return outcome
+        user_message.refresh_from_db()
+        if user_message.processing_status not in (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING):
+            return _outcome_from_rows(user_message)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _outcome_from_rows(user_message: ConversationMessage) -> TurnOutcome:
+    replies = {m.message_type: m for m in user_message.replies.all()}
+    agent_message = replies.get(MessageType.AGENT)
+    return TurnOutcome(
+        ProcessingStatus(user_message.processing_status),
+        agent_message.content if agent_message else "",
+        user_message,
+        agent_message,
+        replies.get(MessageType.SYSTEM),
+    )

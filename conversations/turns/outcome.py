@@ -1,0 +1,167 @@
+"""How a turn ended, recorded: completed, failed (with a notice), cancelled or timed out.
+
+Everything a turn's end writes (the agent message, the user message's status, the system notice
+that tells the user why it failed, the new context) is saved in one transaction, and only while
+the turn still holds its lease: a turn whose worker stalled past ``STALE_TURN_TIMEOUT`` finds the
+lease taken over by crash recovery and drops its result. Then the status events and the turn
+signals go out. A change to how a turn fails (its notice, its error code, its status) goes here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..constants import ErrorCode, MessageType, ProcessingStatus
+from ..exceptions import ContextValidationError, TurnCancelled
+from ..models import ConversationMessage
+from ..signals import turn_failed, turn_finished
+from .lease import db_alias, renew_lease
+from .notify import generic_error_text, logger, publish_status, send_turn_signal
+from .state import TurnState
+
+__all__ = ["TurnOutcome", "conclude", "finish"]
+
+
+@dataclass
+class TurnOutcome:
+    """What a turn did. ``lease_lost`` is True when the turn found its lease taken over (its worker
+    stalled past ``STALE_TURN_TIMEOUT``) and therefore wrote nothing."""
+
+    status: ProcessingStatus
+    response: str
+    user_message: ConversationMessage
+    agent_message: ConversationMessage | None
+    error_message: ConversationMessage | None = None
+    exception: BaseException | None = None
+    lease_lost: bool = False
+
+
+def conclude(
+    state: TurnState,
+    token: str,
+    agent_cls: Any,
+    *,
+    response: str | None,
+    error: BaseException | None,
+    metrics: dict[str, Any],
+    timeout: Any,
+) -> TurnOutcome:
+    """Record the end of a turn whose agent ran: ``error`` None means it answered ``response``."""
+    session, user_message = state.session, state.user_message
+    if error is None:
+        return finish(
+            state, token, agent_cls, status=ProcessingStatus.COMPLETED, text=response or "", metrics=metrics,
+            save_context=True,
+        )
+    if isinstance(error, TurnCancelled):
+        metrics["stopped"] = error.reason
+        if error.reason == "timeout":
+            logger.warning("Turn for message %s timed out after %s s", user_message.pk, timeout)
+            return finish(
+                state, token, agent_cls, status=ProcessingStatus.FAILED, text=state.stream_text, metrics=metrics,
+                error=error, notice=("The agent took too long to answer and was stopped.", ErrorCode.TURN_TIMEOUT),
+            )
+        return finish(
+            state, token, agent_cls, status=ProcessingStatus.CANCELLED, text=state.stream_text, metrics=metrics,
+            error=error,
+        )
+    logger.error(
+        "Agent %s failed to answer message %s of session %s",
+        session.agent_path, user_message.pk, session.pk, exc_info=(type(error), error, error.__traceback__),
+    )
+    code = ErrorCode.INVALID_CONTEXT if isinstance(error, ContextValidationError) else ErrorCode.AGENT_ERROR
+    return finish(
+        state, token, agent_cls, status=ProcessingStatus.FAILED, text=state.stream_text, metrics=metrics,
+        error=error, notice=(generic_error_text(error), code),
+    )
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+def finish(
+    state: TurnState,
+    token: str,
+    agent_cls: Any,
+    *,
+    status: ProcessingStatus,
+    text: str,
+    metrics: dict[str, Any],
+    error: BaseException | None = None,
+    notice: tuple[str, str] | None = None,
+    save_context: bool = False,
+) -> TurnOutcome:
+    """Record the turn's end in one transaction, if the lease is still this turn's.
+
+    ``notice`` is the ``(text, code)`` of the system message that tells the user why it failed.
+    """
+    session, user_message = state.session, state.user_message
+    now = timezone.now()
+    agent_message = state.agent_message
+    error_message: ConversationMessage | None = None
+    try:
+        with transaction.atomic(using=db_alias()):
+            # Taking the row (UPDATE) also serializes this with a takeover by crash recovery.
+            if not renew_lease(session.pk, token):
+                raise _LeaseLost
+            if agent_message is None and status == ProcessingStatus.COMPLETED:
+                agent_message = ConversationMessage(
+                    session=session, message_type=MessageType.AGENT, reply_to=user_message
+                )
+            if agent_message is not None:
+                agent_message.content = text
+                agent_message.processing_status = status
+                agent_message.stream_sequence = state.sequence
+                agent_message.metrics = metrics
+                agent_message.save()
+            user_message.processing_status = status
+            user_message.finished_at = now
+            user_message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            if notice is not None:
+                error_message = ConversationMessage.objects.create(
+                    session=session,
+                    message_type=MessageType.SYSTEM,
+                    content=notice[0],
+                    reply_to=user_message,
+                    metadata={"code": str(notice[1])},
+                    metrics={} if agent_message is not None else metrics,
+                )
+            fields = ["last_message_at", "updated_at"]
+            if save_context and state.agent is not None:
+                session.context = state.agent.context.model_dump(mode="json")
+                fields.append("context")
+            session.last_message_at = now
+            session.save(update_fields=fields)
+    except _LeaseLost:
+        logger.warning(
+            "The turn of message %s lost its lease (its worker stalled longer than STALE_TURN_TIMEOUT); "
+            "crash recovery owns the message now, this turn's result is dropped.",
+            user_message.pk,
+        )
+        user_message.refresh_from_db()
+        return TurnOutcome(
+            ProcessingStatus(user_message.processing_status), "", user_message, None, None, error, lease_lost=True
+        )
+
+    reason = {"reason": error.reason} if isinstance(error, TurnCancelled) else {}
+    publish_status(user_message, **reason)
+    if agent_message is not None:
+        publish_status(agent_message, **reason)
+    if status == ProcessingStatus.FAILED:
+        send_turn_signal(turn_failed, agent_cls, session=session, user_message=user_message, exception=error)
+    send_turn_signal(
+        turn_finished,
+        agent_cls,
+        session=session,
+        user_message=user_message,
+        agent_message=agent_message,
+        status=status,
+        metrics=metrics,
+    )
+    response = text if status == ProcessingStatus.COMPLETED else state.stream_text
+    return TurnOutcome(status, response, user_message, agent_message, error_message, error)

@@ -1,0 +1,88 @@
+"""What a message sent while a turn runs does (the agent's ``concurrency``), and cancel.
+
+``ConversationService.apply_concurrency_policy`` and ``ConversationService.cancel_turn`` (the
+public names, see docs/turns.md) call these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import router, transaction
+from django.db.models import F
+from django.db.transaction import TransactionManagementError
+from django.utils import timezone
+
+from ..conf import ai_settings
+from ..constants import ConcurrencyPolicy, MessageType, ProcessingStatus
+from ..exceptions import TurnInProgress
+from ..models import ConversationMessage, ConversationSession
+from .notify import publish_status
+
+__all__ = ["apply_concurrency_policy", "request_cancel"]
+
+
+def _busy(session: ConversationSession) -> Any:
+    """The session's user messages waiting or being answered."""
+    return ConversationMessage.objects.filter(
+        session=session,
+        message_type=MessageType.USER,
+        processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
+    )
+
+
+def request_cancel(session: ConversationSession) -> list[Any]:
+    """Ask the session's running turn to stop and cancel its waiting messages; their ids."""
+    now = timezone.now()
+    with transaction.atomic():
+        pks = list(_busy(session).select_for_update().values_list("pk", flat=True))
+        if not pks:
+            return []
+        ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
+        # Waiting messages never start; the running one notices the request within half a
+        # second (its turn's thread polls) and stops at the agent's next write.
+        for message in ConversationMessage.objects.filter(pk__in=pks, processing_status=ProcessingStatus.PENDING):
+            message.processing_status = ProcessingStatus.CANCELLED
+            message.finished_at = now
+            message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            transaction.on_commit(lambda m=message: publish_status(m, reason="cancelled"))
+    return pks
+
+
+def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
+    """Apply the agent's policy for a message that arrives while a turn runs.
+
+    Call it inside the transaction that saves the message, just before the save (as the bridge
+    and ``send_message`` do). For ``reject`` and ``interrupt`` it locks the session's row until
+    that transaction ends, so messages posted at the same moment are checked one after the
+    other: a ``reject`` agent accepts exactly one of them and refuses the others with
+    ``TurnInProgress``. Outside a transaction it raises ``TransactionManagementError``.
+    """
+    policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
+    if policy == ConcurrencyPolicy.ENQUEUE:
+        return
+    _lock_session(session)
+    if policy == ConcurrencyPolicy.REJECT:
+        if _busy(session).exists():
+            raise TurnInProgress()
+        return
+    request_cancel(session)
+
+
+def _lock_session(session: ConversationSession) -> None:
+    using = router.db_for_write(ConversationSession, instance=session)
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        raise TransactionManagementError(
+            "apply_concurrency_policy() must run inside the transaction that saves the message: "
+            "call it and save the message within one transaction.atomic() block."
+        )
+    rows = ConversationSession.objects.using(using).filter(pk=session.pk)
+    if connection.features.has_select_for_update:
+        # A short lock: turns hold the session through its lease (turn_token), not a lock.
+        list(rows.select_for_update().values_list("pk", flat=True))
+    else:
+        # SQLite has no row locks; a write takes the database's write lock until the commit
+        # (with transaction_mode "IMMEDIATE" BEGIN has taken it already). The other posters
+        # wait for this commit (busy timeout), then see its message.
+        rows.update(turn_token=F("turn_token"))

@@ -1,0 +1,246 @@
+"""Run a turn, and a conversation's queue of waiting messages one turn at a time.
+
+:func:`run_turn` answers one user message under the conversation's lease (``turns.lease``): it
+marks it ``processing``, runs the agent (``turns.execution``) and records the outcome
+(``turns.outcome``). :func:`process_pending` takes the lease and answers the waiting messages in
+arrival order; it says whether messages still wait, and its caller (the turn task, or
+``send_message``) schedules them: the runner knows nothing of tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+
+from ..agent import ConversationAgent
+from ..conf import ai_settings
+from ..constants import ErrorCode, MessageType, ProcessingStatus
+from ..exceptions import AgentNotFound, TurnCancelled
+from ..models import ConversationMessage, ConversationSession
+from ..realtime import get_backend
+from ..registry import registry
+from ..signals import turn_started
+from .execution import call_agent
+from .lease import acquire_lease, move_lease, release_lease
+from .notify import generic_error_text, logger, publish_status, send_turn_signal
+from .outcome import TurnOutcome, conclude, finish
+from .state import TurnState
+
+__all__ = ["Processed", "TurnOutcome", "next_pending", "process_pending", "run_turn"]
+
+
+@dataclass
+class Processed:
+    """What :func:`process_pending` did: the turns it ran, and whether messages of the conversation
+    still wait with nobody holding its lease (``until`` or ``max_turns`` stopped the loop): the
+    caller then schedules the conversation again."""
+
+    outcomes: list[TurnOutcome] = field(default_factory=list)
+    still_waiting: bool = False
+
+
+def _ms(start: float, end: float | None) -> int | None:
+    return None if end is None else int((end - start) * 1000)
+
+
+def run_turn(user_message: ConversationMessage, *, token: str, request: Any = None) -> TurnOutcome:
+    """Answer ``user_message``; the caller holds the session's lease ``token``.
+
+    Never raises for agent failures: the outcome says what happened and the rows record it.
+    """
+    session = ConversationSession.objects.get(pk=user_message.session_id)
+    now = timezone.now()
+    # Only a message still waiting starts: a cancel may have reached it since it was picked.
+    started = ConversationMessage.objects.filter(
+        pk=user_message.pk, processing_status=ProcessingStatus.PENDING
+    ).update(
+        processing_status=ProcessingStatus.PROCESSING,
+        started_at=now,
+        attempts=F("attempts") + 1,
+        updated_at=now,
+    )
+    if not started:
+        user_message.refresh_from_db()
+        return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
+    queue_wait_ms = max(int((now - user_message.timestamp).total_seconds() * 1000), 0)
+    user_message.processing_status = ProcessingStatus.PROCESSING
+    user_message.started_at = now
+    user_message.attempts = (user_message.attempts or 0) + 1
+    publish_status(user_message)
+
+    # In the order they were attached (the through table's pk), not File's default ordering.
+    files = [
+        link.file
+        for link in ConversationMessage.files.through.objects.filter(conversationmessage_id=user_message.pk)
+        .select_related("file")
+        .order_by("pk")
+    ]
+    state = TurnState(session=session, user_message=user_message, files={str(f.pk): f for f in files})
+    try:
+        agent_cls = registry.get(session.agent_path)
+    except AgentNotFound as exc:
+        # E.g. the agent is registered in the web process but not in the worker's.
+        logger.error("Cannot answer message %s: %s", user_message.pk, exc)
+        # Paired with the turn_finished below, as for every turn (receivers count turns in flight).
+        send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
+        metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
+        return finish(
+            state, token, ConversationAgent, status=ProcessingStatus.FAILED, text="", metrics=metrics,
+            error=exc, notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
+        )
+    timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
+    if timeout:
+        state.deadline = state.started + float(timeout)
+
+    send_turn_signal(turn_started, agent_cls, session=session, user_message=user_message)
+    response: str | None = None
+    error: BaseException | None = None
+    reraise: BaseException | None = None
+    try:
+        # A JSON null written by hand stands for "no state yet", as an empty dict does.
+        context = agent_cls.validate_context({} if session.context is None else session.context)
+        agent = agent_cls(context=context, session=session, request=request, files=files, message=user_message)
+        agent._cancel_check = state.check_cancelled
+        state.agent = agent
+        response = call_agent(agent, state, user_message.content, request, token)
+        if response is None:
+            response = state.stream_text
+        if inspect.isawaitable(response):
+            if inspect.iscoroutine(response):
+                response.close()  # no "coroutine was never awaited" warning on top of this error
+            raise TypeError(
+                f"{agent_cls.__name__}.get_response returned an awaitable ({type(response).__name__}) instead of "
+                "the reply: 'await' it (e.g. 'return await self.helper(...)')."
+            )
+        if not isinstance(response, str):
+            raise TypeError(
+                f"{agent_cls.__name__}.get_response returned {type(response).__name__}; return the reply as a str."
+            )
+        # PostgreSQL cannot store NUL in text.
+        response = response.replace("\x00", "\ufffd")
+        # The context the agent leaves must still fit its Context (assignments are not validated)
+        # and be JSON: otherwise this turn fails and the stored context stays as it was.
+        agent.context = agent_cls.validate_context(agent.context)
+        agent_cls.dump_context(agent.context)
+        if state.is_cancelled():
+            raise TurnCancelled(state.cancel_reason or "cancelled")
+    except TurnCancelled as exc:
+        error = exc
+    except BaseException as exc:  # noqa: BLE001 - any agent failure ends the turn as failed
+        # Not only Exception: a BaseException of the agent's (pytest.fail(), a library's timeout,
+        # KeyboardInterrupt) must not leave the message "processing" and the lease held; the
+        # ones that stop the process are raised again once the turn is recorded.
+        if state.cancel_reason is not None:
+            # The agent was being stopped: whatever it raised on the way out (CancelledError, an
+            # error in its cleanup) is the stop, and the turn ends as cancelled (or timed out).
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.warning(
+                    "Agent %s raised while being stopped (%s) in the turn of message %s",
+                    session.agent_path, state.cancel_reason, user_message.pk, exc_info=(type(exc), exc, exc.__traceback__),
+                )
+            error = TurnCancelled(state.cancel_reason)
+            error.__cause__ = exc
+        else:
+            error = exc
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            reraise = exc
+    finally:
+        # Before the flush: total_ms is the agent's time, not the delivery of its last events.
+        ended = time.monotonic()
+        state.close()
+        try:
+            get_backend().flush(timeout=1.0)
+        except Exception:  # noqa: BLE001 - delivery problems must not change the turn's outcome
+            logger.exception("Flushing realtime events failed")
+
+    metrics: dict[str, Any] = {
+        "queue_wait_ms": queue_wait_ms,
+        "first_chunk_ms": _ms(state.started, state.first_chunk),
+        "total_ms": _ms(state.started, ended),
+        "chunks": state.sequence,
+        "attempt": user_message.attempts,
+        **({"file_wait_ms": state.file_wait_ms} if state.file_wait_ms is not None else {}),
+        **state.usage,
+    }
+    outcome = conclude(state, token, agent_cls, response=response, error=error, metrics=metrics, timeout=timeout)
+    if reraise is not None:
+        raise reraise  # recorded as failed; the process is stopping
+    return outcome
+
+
+def next_pending(session_id: Any) -> ConversationMessage | None:
+    """The oldest user message of the session still waiting for its turn."""
+    return (
+        ConversationMessage.objects.filter(
+            session_id=session_id,
+            message_type=MessageType.USER,
+            processing_status=ProcessingStatus.PENDING,
+        )
+        .order_by("timestamp", "id")
+        .first()
+    )
+
+
+def process_pending(
+    session_id: Any,
+    *,
+    request: Any = None,
+    request_for: Any = None,
+    until: Any = None,
+    token: str | None = None,
+    max_turns: int | None = None,
+) -> Processed:
+    """Answer the session's pending user messages one at a time, in arrival order.
+
+    Returns at once (with no outcomes) when another turn holds the lease: that turn's worker picks
+    the new messages up when it finishes. ``until`` stops after that message and ``max_turns``
+    after that many turns; messages still waiting then are the caller's to schedule
+    (``Processed.still_waiting``). ``request`` is passed to the agent for the message
+    ``request_for`` only. ``token`` is a lease the caller already holds.
+    """
+    done = Processed()
+    outcomes = done.outcomes
+    leased_for: Any = None  # the message the lease already names as active_turn
+    while True:
+        message = next_pending(session_id)
+        if message is None:
+            if token is not None:
+                release_lease(session_id, token)
+                token = None
+                # A message committed while we held the lease saw it held and left the work to
+                # us: look again now that the lease is free.
+                if next_pending(session_id) is not None:
+                    continue
+            return done
+        if token is None:
+            token = acquire_lease(session_id, message.pk)
+            if token is None:
+                return done
+            leased_for = message.pk
+            continue  # re-read the queue under the lease
+        if message.pk != leased_for and not move_lease(session_id, token, message.pk):
+            return done  # the lease was taken over: its new holder carries on
+        leased_for = None
+        try:
+            outcome = run_turn(message, token=token, request=request if message.pk == request_for else None)
+        except BaseException:
+            # The turn is recorded (a KeyboardInterrupt raised again) or the database failed:
+            # either way, do not leave the conversation leased until STALE_TURN_TIMEOUT.
+            try:
+                release_lease(session_id, token)
+            except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
+                logger.exception("Could not release the lease of conversation %s", session_id)
+            raise
+        outcomes.append(outcome)
+        if outcome.lease_lost:
+            return done
+        if (until is not None and message.pk == until) or (max_turns is not None and len(outcomes) >= max_turns):
+            release_lease(session_id, token)
+            done.still_waiting = next_pending(session_id) is not None
+            return done

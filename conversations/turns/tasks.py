@@ -1,0 +1,44 @@
+"""The turn task: answer the waiting messages of one conversation.
+
+Its dotted path is stored in the task backend's queue. It was
+``django_ai.conversations.tasks.turns.answer_pending`` before the turn moved into this package;
+that module still re-exports it, so tasks queued by an older release still run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..conf import ai_settings
+from ..internal.tasks_compat import task
+from .enqueue import enqueue_session
+from .recovery import maybe_recover
+from .runner import process_pending
+
+__all__ = ["answer_pending"]
+
+
+# Django validates a task against its backend and queue when it is declared, so it is declared on
+# the configured ones (a backend limited to QUEUES=["turns"] would refuse the "default" queue).
+# Every enqueue targets the settings of the moment again (turns.enqueue).
+@task(backend=ai_settings.TASK_BACKEND, queue_name=ai_settings.TASK_QUEUE)
+def answer_pending(session_id: str, drain: bool = False) -> dict[str, Any]:
+    """Answer the oldest waiting user message of conversation ``session_id`` (all of them, in
+    arrival order, when ``drain``), under the conversation's lease.
+
+    Without ``drain`` the task enqueues itself again when more messages wait, so a worker goes
+    back to its queue between turns and busy conversations do not hold it. Returns at once when
+    another turn holds the conversation: that turn takes the new messages up when it ends.
+    """
+    maybe_recover(schedule=_schedule)
+    processed = process_pending(session_id, max_turns=None if drain else 1)
+    if processed.still_waiting:
+        _schedule(session_id)
+    return {
+        "session_id": str(session_id),
+        "turns": [{"message_id": str(o.user_message.pk), "status": str(o.status)} for o in processed.outcomes],
+    }
+
+
+def _schedule(session_id: Any) -> Any:
+    return enqueue_session(answer_pending, session_id)

@@ -1,20 +1,30 @@
-"""System checks for the DJANGO_AI settings and the optional parts."""
+"""System checks for the DJANGO_AI settings and the optional parts.
+
+The realtime settings are checked in :mod:`.realtime.checks` (registered by importing it here), the
+bridge's, the extraction's and the turns' in their own packages.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.apps import apps
+from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, IMPORT_STRINGS, ai_settings
+from .conf import DEFAULTS, IMPORT_STRINGS, LEGACY_KEYS, LEGACY_THROTTLE_KEYS, ai_settings
+from .exceptions import ImproperlyDeclaredAgent
+from .realtime import checks as _realtime_checks  # noqa: F401  (registers the realtime checks)
+from .registry import AgentRegistry
+
+#: A DRF rate: requests per second, minute, hour or day ("30/min"; DRF reads the period's first letter).
+RATE = re.compile(r"\A[0-9]+/[smhd][a-z]*\Z")
 
 
 @checks.register("django_ai")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django.conf import settings
-    from django.utils.module_loading import import_string
-
     errors: list[checks.CheckMessage] = []
     user = getattr(settings, "DJANGO_AI", {})
     if not isinstance(user, dict):
@@ -26,7 +36,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         ]
     for key in user:
-        if key not in DEFAULTS:
+        if key not in DEFAULTS and key not in LEGACY_KEYS:
             errors.append(
                 checks.Warning(
                     f"DJANGO_AI has an unknown key {key!r}; it is ignored.",
@@ -59,7 +69,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     )
                 )
     numbers = {
-        "STREAM_COALESCE_WINDOW": (0, 5),
         "STREAM_SAVE_INTERVAL": (0, 3600),
         "TURN_TIMEOUT": (0, 86400),
         "STALE_TURN_TIMEOUT": (1, 86400 * 7),
@@ -81,14 +90,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "QUERY_DEFAULT_LIMIT": (1, 10**6),
         "QUERY_MAX_LIMIT": (1, 10**6),
         "MAX_MESSAGE_LENGTH": (1, 10**8),
-        "SSE_MAX_STREAMS_PER_VISITOR": (1, 10**6),
-        "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS": (1, 10**6),
     }
-    no_limit_allowed = {"SSE_MAX_STREAMS_PER_VISITOR", "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS"}
     for key, (low, high) in numbers.items():
         value = ai_settings.raw(key)
-        if value is None and key in no_limit_allowed:
-            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             errors.append(
                 checks.Error(
@@ -114,47 +118,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     errors.extend(_check_types())
-    errors.extend(_check_components(user))
-    try:
-        pusher = ai_settings.pusher
-    except ImproperlyConfigured as exc:
-        errors.append(
-            checks.Error(
-                str(exc),
-                hint="Set DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']) to a dict with APP_ID, KEY, SECRET and CLUSTER or HOST/PORT.",
-                id="django_ai.E013",
-            )
-        )
-        pusher = {}
-    if pusher:
-        missing = [k for k in ("APP_ID", "KEY", "SECRET") if not pusher.get(k)]
-        if missing:
-            errors.append(
-                checks.Error(
-                    f"DJANGO_AI_PUSHER is missing {', '.join(missing)}.",
-                    hint="Copy APP_ID, KEY and SECRET from your Pusher app (or your soketi config), plus CLUSTER or HOST/PORT.",
-                    id="django_ai.E010",
-                )
-            )
-        if not pusher.get("CLUSTER") and not pusher.get("HOST"):
-            errors.append(
-                checks.Error(
-                    "DJANGO_AI_PUSHER has neither CLUSTER nor HOST.",
-                    hint="Set CLUSTER (e.g. 'us2') for hosted Pusher, or HOST and PORT for a Pusher-protocol server such as soketi.",
-                    id="django_ai.E011",
-                )
-            )
-        errors.extend(_check_pusher_values(pusher))
-        try:
-            import pusher as _pusher  # noqa: F401
-        except ImportError:
-            errors.append(
-                checks.Error(
-                    "DJANGO_AI_PUSHER is set but the 'pusher' package is not installed.",
-                    hint="pip install 'django-ai-first[pusher]'",
-                    id="django_ai.E012",
-                )
-            )
+    errors.extend(_check_components())
+    errors.extend(_check_throttle_rates(user))
     return errors
 
 
@@ -200,29 +165,8 @@ def _check_types() -> list[checks.CheckMessage]:
     return errors
 
 
-def _check_components(user: dict[str, Any]) -> list[checks.CheckMessage]:
-    from django.apps import apps
-    from django.utils.module_loading import import_string
-
-    from .exceptions import ImproperlyDeclaredAgent
-    from .realtime.base import BaseRealtimeBackend
-    from .registry import AgentRegistry
-
+def _check_components() -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
-    backend = user.get("REALTIME_BACKEND")
-    if isinstance(backend, str):
-        try:
-            backend_cls = import_string(backend)
-        except ImportError:
-            backend_cls = None  # reported as E002
-        if backend_cls is not None and not (isinstance(backend_cls, type) and issubclass(backend_cls, BaseRealtimeBackend)):
-            errors.append(
-                checks.Error(
-                    f"DJANGO_AI['REALTIME_BACKEND'] = {backend!r} is not a realtime backend class.",
-                    hint="Point it at a subclass of django_ai.conversations.realtime.base.BaseRealtimeBackend, or remove it.",
-                    id="django_ai.E006",
-                )
-            )
     agents = ai_settings.raw("AGENTS")
     if not isinstance(agents, dict):
         errors.append(
@@ -258,28 +202,36 @@ def _check_components(user: dict[str, Any]) -> list[checks.CheckMessage]:
     return errors
 
 
-def _check_pusher_values(pusher: dict[str, Any]) -> list[checks.CheckMessage]:
-    """Values the Pusher backend would refuse when it is first used (django_ai.E014)."""
-    problems = []
-    app_id = pusher.get("APP_ID")
-    if app_id and not str(app_id).isdigit():
-        problems.append(f"APP_ID is {app_id!r}, not a number (Pusher app ids are numeric; so must soketi's be)")
-    scheme = pusher.get("SCHEME")
-    if scheme and str(scheme).lower() not in ("http", "https"):
-        problems.append(f"SCHEME is {scheme!r}, not 'http' or 'https'")
-    for key in ("PORT", "WS_PORT"):
-        port = pusher.get(key)
-        if port not in (None, "") and (isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536):
-            problems.append(f"{key} is {port!r}, not a port number")
-    for key in ("MAX_EVENT_BYTES", "BATCH_SIZE"):
-        value = pusher.get(key)
-        if value not in (None, "") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            problems.append(f"{key} is {value!r}, not a positive integer")
-    return [
+def _check_throttle_rates(user: dict[str, Any]) -> list[checks.CheckMessage]:
+    """E016 for a rate that is not DRF's ``"<n>/<period>"`` (or None), W003 for a scope given
+    both in ``THROTTLE_RATES`` and by its old flat key."""
+    configured = user.get("THROTTLE_RATES")
+    if configured is not None and not isinstance(configured, dict):
+        return [
+            checks.Error(
+                f"DJANGO_AI['THROTTLE_RATES'] must be a dict of scope -> rate, not {type(configured).__name__}.",
+                hint="e.g. DJANGO_AI['THROTTLE_RATES'] = {'message_create': '30/min', 'upload': None} (docs/settings.md).",
+                id="django_ai.E016",
+            )
+        ]
+    named = {f"DJANGO_AI['THROTTLE_RATES'][{scope!r}]": rate for scope, rate in (configured or {}).items()}
+    named.update({f"DJANGO_AI['{old}']": user[old] for old in LEGACY_THROTTLE_KEYS if old in user})
+    errors: list[checks.CheckMessage] = [
         checks.Error(
-            f"DJANGO_AI_PUSHER: {problem}.",
-            hint="Fix the value in DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']); see docs/realtime.md.",
-            id="django_ai.E014",
+            f"{name} is {rate!r}, which is not a rate.",
+            hint="Write a rate as DRF does, '<requests>/<period>' with a period of s, min, hour or day (e.g. '30/min'), or None for no limit.",
+            id="django_ai.E016",
         )
-        for problem in problems
+        for name, rate in named.items()
+        if rate is not None and not (isinstance(rate, str) and RATE.match(rate))
     ]
+    both = [old for old, scope in LEGACY_THROTTLE_KEYS.items() if old in user and scope in (configured or {})]
+    if both:
+        errors.append(
+            checks.Warning(
+                f"DJANGO_AI['THROTTLE_RATES'] sets the scopes of {', '.join(both)}, so {'that key is' if len(both) == 1 else 'those keys are'} ignored.",
+                hint="Remove the old keys; DJANGO_AI['THROTTLE_RATES'] holds every rate by scope (docs/settings.md).",
+                id="django_ai.W003",
+            )
+        )
+    return errors

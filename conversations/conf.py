@@ -3,6 +3,15 @@
 Access values as attributes of :data:`ai_settings`, e.g. ``ai_settings.TURN_TIMEOUT``. Keys listed in
 ``IMPORT_STRINGS`` hold dotted paths and are imported on first access. The object is reset when a
 test changes ``DJANGO_AI`` or ``DJANGO_AI_PUSHER`` with ``override_settings``.
+
+Two settings are shaped as in Django's ``CACHES`` and DRF's ``DEFAULT_THROTTLE_RATES``:
+``REALTIME = {"BACKEND": ..., "OPTIONS": {...}}`` (each backend reads only its own options, and
+declares them with their defaults in ``default_options``) and ``THROTTLE_RATES = {scope: rate}``.
+The flat keys of earlier versions (``REALTIME_BACKEND``, ``PUSHER`` and the seed's
+``settings.DJANGO_AI_PUSHER``, ``SSE_*``, ``REALTIME_MAX_PENDING``, ``STREAM_COALESCE_WINDOW``,
+``*_THROTTLE_RATE``) are still accepted: :meth:`AISettings.realtime_config` and
+:meth:`AISettings.throttle_rates` are the one place that maps them into the new shapes. When a new
+key and an old one say the same thing, the new one wins and a system check warns (``W003``).
 """
 
 from __future__ import annotations
@@ -14,29 +23,18 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from .internal.cache import clear_component_caches
+
+PUSHER_BACKEND = "django_ai.conversations.realtime.pusher.PusherBackend"
+LOCAL_BACKEND = "django_ai.conversations.realtime.local.LocalBackend"
+
 DEFAULTS: dict[str, Any] = {
-    # Realtime: a dotted path to a backend class, or None to choose: Pusher when PUSHER (or the
-    # seed's DJANGO_AI_PUSHER) is configured, else the in-process Local backend.
-    "REALTIME_BACKEND": None,
-    "PUSHER": {},
-    # Seconds over which chunks of one message are coalesced before sending.
-    "STREAM_COALESCE_WINDOW": 0.05,
+    # Realtime: {"BACKEND": dotted path, "OPTIONS": {...}}, the options being the backend's own
+    # (its ``default_options``). None derives it from the older keys: Pusher when the seed's
+    # DJANGO_AI_PUSHER (or PUSHER) has a KEY, else the in-process Local backend.
+    "REALTIME": None,
     # The streaming agent message row is saved at most this often (seconds) and at the end.
     "STREAM_SAVE_INTERVAL": 1.0,
-    # Events the realtime sender may hold while the server is slow or down; beyond it the oldest
-    # go (only in an outage: clients resync from the rows).
-    "REALTIME_MAX_PENDING": 10_000,
-    # Local backend (Server-Sent Events): seconds between heartbeat comments on idle streams, events
-    # kept per channel for Last-Event-ID, channels with history kept, events a slow reader may lag.
-    "SSE_HEARTBEAT_INTERVAL": 15.0,
-    "SSE_HISTORY_SIZE": 200,
-    "SSE_HISTORY_CHANNELS": 1000,
-    "SSE_CLIENT_QUEUE_SIZE": 1000,
-    # Event streams one visitor (user or anonymous id) may hold open at once in a process, and
-    # anonymous visitors' streams per client address together (a client can mint visitors);
-    # beyond them realtime/events/ answers 429 too_many_streams. None: no limit.
-    "SSE_MAX_STREAMS_PER_VISITOR": 10,
-    "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS": 100,
     # Text extraction: a dotted path to an extractor class, or None to pick the best available.
     "TEXT_EXTRACTOR": None,
     "TIKA_SERVER_ENDPOINT": None,
@@ -91,8 +89,6 @@ DEFAULTS: dict[str, Any] = {
         "image/webp",
     ],
     "UPLOAD_TO": "django_ai/files/%Y/%m/",
-    # Uploads per minute (DRF rate, e.g. "20/min") per user or anonymous visitor; None: no limit.
-    "UPLOAD_THROTTLE_RATE": "60/min",
     # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",
@@ -130,11 +126,15 @@ DEFAULTS: dict[str, Any] = {
     # The bridge.
     "QUERY_DEFAULT_LIMIT": 50,
     "QUERY_MAX_LIMIT": 200,
-    "MESSAGE_CREATE_THROTTLE_RATE": "30/min",
-    # Conversations a user or visitor may start through start/ (DRF rate syntax; None: no limit).
-    "SESSION_START_THROTTLE_RATE": "30/min",
-    # All anonymous writes (start/, messages, uploads) from one client address together.
-    "ANONYMOUS_ADDRESS_THROTTLE_RATE": "300/min",
+    # Rates (DRF syntax, e.g. "30/min"; None: no limit) by throttle scope, merged over these:
+    # messages, conversations started and uploads per user or visitor, and all anonymous writes
+    # from one client address together.
+    "THROTTLE_RATES": {
+        "message_create": "30/min",
+        "session_start": "30/min",
+        "upload": "60/min",
+        "anonymous_address": "300/min",
+    },
     "MAX_MESSAGE_LENGTH": 32_000,
     # Bridge permission classes (dotted paths) ANDed with every exposed model's own classes,
     # e.g. ["django_ai.conversations.bridge.permissions.IsAuthenticated"] to close it to visitors.
@@ -146,15 +146,35 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose values are dotted paths (a string, or a list of strings) imported on access.
-IMPORT_STRINGS = frozenset({"REALTIME_BACKEND", "TEXT_EXTRACTOR", "BRIDGE_PERMISSION_CLASSES"})
+IMPORT_STRINGS = frozenset({"TEXT_EXTRACTOR", "BRIDGE_PERMISSION_CLASSES"})
 
-PUSHER_KEYS = (
-    "APP_ID", "KEY", "SECRET", "CLUSTER", "HOST", "PORT", "SCHEME", "SSL", "TIMEOUT",
-    "WS_HOST", "WS_PORT", "MAX_EVENT_BYTES", "BATCH_SIZE",
-)
+#: Flat realtime keys of earlier versions -> the option of ``REALTIME["OPTIONS"]`` they set (for
+#: the backends that declare that option).
+LEGACY_REALTIME_OPTIONS = {
+    "STREAM_COALESCE_WINDOW": "COALESCE_WINDOW",
+    "REALTIME_MAX_PENDING": "MAX_PENDING",
+    "SSE_HEARTBEAT_INTERVAL": "HEARTBEAT_INTERVAL",
+    "SSE_HISTORY_SIZE": "HISTORY_SIZE",
+    "SSE_HISTORY_CHANNELS": "HISTORY_CHANNELS",
+    "SSE_CLIENT_QUEUE_SIZE": "CLIENT_QUEUE_SIZE",
+    "SSE_MAX_STREAMS_PER_VISITOR": "MAX_STREAMS_PER_VISITOR",
+    "SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS": "MAX_ANONYMOUS_STREAMS_PER_ADDRESS",
+}
+#: Flat throttle keys of earlier versions -> their scope in ``THROTTLE_RATES``.
+LEGACY_THROTTLE_KEYS = {
+    "MESSAGE_CREATE_THROTTLE_RATE": "message_create",
+    "SESSION_START_THROTTLE_RATE": "session_start",
+    "UPLOAD_THROTTLE_RATE": "upload",
+    "ANONYMOUS_ADDRESS_THROTTLE_RATE": "anonymous_address",
+}
+#: Keys still accepted in ``DJANGO_AI`` although ``DEFAULTS`` no longer lists them.
+LEGACY_REALTIME_KEYS = frozenset({"REALTIME_BACKEND", "PUSHER", *LEGACY_REALTIME_OPTIONS})
+LEGACY_KEYS = LEGACY_REALTIME_KEYS | frozenset(LEGACY_THROTTLE_KEYS)
 
 
 def _import(value: Any, key: str) -> Any:
+    """``value`` with its dotted paths imported; ``key`` names the setting in errors (``"X"`` or
+    ``"X']['Y"`` for a nested key)."""
     if value is None or not isinstance(value, (str, list, tuple)):
         return value
     if isinstance(value, (list, tuple)):
@@ -191,18 +211,20 @@ class AISettings:
         """The configured value without importing dotted paths (used by the system checks).
 
         When ``DJANGO_AI`` is not a dict this gives the default, so that every check can run;
-        ``check_settings`` reports the broken setting itself (django_ai.E001).
+        ``check_settings`` reports the broken setting itself (django_ai.E001). An old key gives
+        its value, or None when it is not set.
         """
         if key == "PUSHER":
             return self.pusher
         value = getattr(settings, "DJANGO_AI", None)
         if value is not None and not isinstance(value, dict):
-            return self.defaults[key]
-        return self.user_settings.get(key, self.defaults[key])
+            return self.defaults.get(key)
+        return self.user_settings.get(key, self.defaults.get(key))
 
     @property
     def pusher(self) -> dict[str, Any]:
-        # DJANGO_AI["PUSHER"] wins over the seed's DJANGO_AI_PUSHER; keys are upper-cased.
+        """The Pusher options given the old way: the seed's ``settings.DJANGO_AI_PUSHER`` under
+        ``DJANGO_AI["PUSHER"]`` (which wins key by key); keys are upper-cased."""
         merged: dict[str, Any] = {}
         sources = (
             ("settings.DJANGO_AI_PUSHER", getattr(settings, "DJANGO_AI_PUSHER", None)),
@@ -219,12 +241,86 @@ class AISettings:
             merged.update({str(k).upper(): v for k, v in source.items()})
         return merged
 
+    def realtime_config(self) -> dict[str, Any]:
+        """The effective ``{"BACKEND": class, "OPTIONS": dict}`` of the realtime backend.
+
+        ``DJANGO_AI["REALTIME"]`` when set; else it is derived from the old keys: the backend
+        from ``REALTIME_BACKEND`` (or Pusher when the Pusher settings have a ``KEY``, else Local),
+        and the options from the Pusher settings and the flat keys of
+        :data:`LEGACY_REALTIME_OPTIONS`, each given only to a backend that declares that option
+        in its ``default_options`` (a backend that declares none gets the Pusher settings, as
+        before). The backend merges its defaults under these options.
+        """
+        configured = self.user_settings.get("REALTIME")
+        if configured is not None:
+            if not isinstance(configured, dict) or not configured.get("BACKEND"):
+                raise ImproperlyConfigured(
+                    "DJANGO_AI['REALTIME'] must be a dict with a 'BACKEND' (a dotted path) and, optionally, "
+                    "'OPTIONS' (a dict), e.g. {'BACKEND': 'django_ai.conversations.realtime.local.LocalBackend'}."
+                )
+            options = configured.get("OPTIONS") or {}
+            if not isinstance(options, dict):
+                raise ImproperlyConfigured(f"DJANGO_AI['REALTIME']['OPTIONS'] must be a dict, not {type(options).__name__}.")
+            return {"BACKEND": _import(configured["BACKEND"], "REALTIME']['BACKEND"), "OPTIONS": dict(options)}
+        pusher = self.pusher
+        path = self.user_settings.get("REALTIME_BACKEND") or (PUSHER_BACKEND if pusher.get("KEY") else LOCAL_BACKEND)
+        backend = _import(path, "REALTIME_BACKEND")
+        known = getattr(backend, "default_options", None) or {}
+        options = {key: value for key, value in pusher.items() if key in known} if known else dict(pusher)
+        for old, option in LEGACY_REALTIME_OPTIONS.items():
+            if old in self.user_settings and option in known:
+                options[option] = self.user_settings[old]
+        return {"BACKEND": backend, "OPTIONS": options}
+
+    def throttle_rates(self) -> dict[str, str | None]:
+        """The effective rate of each throttle scope: the defaults, under the old flat keys, under
+        ``DJANGO_AI["THROTTLE_RATES"]``."""
+        rates = dict(self.defaults["THROTTLE_RATES"])
+        for old, scope in LEGACY_THROTTLE_KEYS.items():
+            if old in self.user_settings:
+                rates[scope] = self.user_settings[old]
+        configured = self.user_settings.get("THROTTLE_RATES") or {}
+        if not isinstance(configured, dict):
+            raise ImproperlyConfigured(
+                f"DJANGO_AI['THROTTLE_RATES'] must be a dict of scope -> rate such as "
+                f"{{'message_create': '30/min'}}, not {type(configured).__name__}."
+            )
+        rates.update(configured)
+        return rates
+
+    def _compute(self, key: str) -> Any:
+        if key == "REALTIME":
+            return self.realtime_config()
+        if key == "THROTTLE_RATES":
+            return self.throttle_rates()
+        if key == "REALTIME_BACKEND":
+            return self.REALTIME["BACKEND"]
+        if key == "PUSHER":
+            return self.pusher
+        if key in LEGACY_THROTTLE_KEYS:
+            return self.THROTTLE_RATES.get(LEGACY_THROTTLE_KEYS[key])
+        if key in LEGACY_REALTIME_OPTIONS:
+            return self._legacy_option(key)
+        value = self.user_settings.get(key, self.defaults[key])
+        return _import(value, key) if key in IMPORT_STRINGS else value
+
+    def _legacy_option(self, key: str) -> Any:
+        """An old flat realtime key read as an attribute: the option it became, as the configured
+        backend reads it; for a backend without that option, the old key's value or the Local
+        backend's default (code that reads it should read ``get_backend().options``)."""
+        option = LEGACY_REALTIME_OPTIONS[key]
+        config = self.REALTIME
+        options = {**getattr(config["BACKEND"], "default_options", {}), **config["OPTIONS"]}
+        if option in options:
+            return options[option]
+        if key in self.user_settings:
+            return self.user_settings[key]
+        return import_string(LOCAL_BACKEND).default_options[option]
+
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("_") or key not in self.defaults:
+        if key.startswith("_") or (key not in self.defaults and key not in LEGACY_KEYS):
             raise AttributeError(f"Invalid Django AI setting: {key!r}")
-        value = self.pusher if key == "PUSHER" else self.user_settings.get(key, self.defaults[key])
-        if key in IMPORT_STRINGS:
-            value = _import(value, key)
+        value = self._compute(key)
         self._cached.add(key)
         setattr(self, key, value)
         return value
@@ -243,8 +339,6 @@ def _reload(*, setting: str, **kwargs: Any) -> None:
     if setting in ("DJANGO_AI", "DJANGO_AI_PUSHER", "DEBUG"):
         ai_settings.reload()
         # Components built from settings (realtime backend, extractor) are rebuilt lazily too.
-        from .internal.cache import clear_component_caches
-
         clear_component_caches()
 
 

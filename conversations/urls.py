@@ -11,7 +11,7 @@ from django.urls import URLPattern, path, re_path
 
 from .bridge import views as bridge_views
 from .realtime import views as realtime_views
-from .uploads import UploadView
+from .files.views import UploadView
 
 app_name = "django_ai_conversations"
 

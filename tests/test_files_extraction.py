@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from django_ai.conversations.extraction import (
+from django_ai.conversations.files.extraction import (
     EmbeddedTikaExtractor,
     ExtractionError,
     ExtractionSource,
@@ -23,8 +23,8 @@ from django_ai.conversations.extraction import (
     best_available_extractor,
     get_extractor,
 )
-from django_ai.conversations.extraction import embedded
-from django_ai.conversations.extraction.plain import decode_text, html_to_text
+from django_ai.conversations.files.extraction import tika_jvm
+from django_ai.conversations.files.extraction.plain import decode_text, html_to_text
 from tests.fixtures.files import generate
 
 FILES = Path(generate.__file__).parent
@@ -147,7 +147,7 @@ def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkey
 
     tika.get_version()  # the JVM runs in this process
     J = jpype.JClass
-    monkeypatch.setattr(embedded, "MAX_LEFT_BEHIND", 1)
+    monkeypatch.setattr(tika_jvm, "MAX_LEFT_BEHIND", 1)
     # A real Java thread standing for a parse still running after its timeout: it sleeps 1.5 s.
     sleep = J("java.lang.invoke.MethodHandles").publicLookup().findStatic(
         J("java.lang.Thread"), "sleep", J("java.lang.invoke.MethodType").methodType(J("java.lang.Void").TYPE, J("java.lang.Long").TYPE)
@@ -158,7 +158,7 @@ def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkey
     stuck = J("java.lang.Thread")(runnable)
     stuck.setDaemon(True)
     stuck.start()
-    monkeypatch.setattr(embedded, "_left_behind", {stuck})
+    monkeypatch.setattr(tika_jvm, "_left_behind", {stuck})
     with pytest.raises(ExtractionError) as info:
         tika.extract(source("report.pdf", "application/pdf"), timeout=60, max_length=1000)
     assert info.value.code == "extractor_busy"
@@ -168,7 +168,7 @@ def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkey
         time.sleep(0.05)
     result = tika.extract(source("report.pdf", "application/pdf"), timeout=60, max_length=1000)
     assert generate.PDF_TEXT in words(result.text)
-    assert embedded._left_behind == set()
+    assert tika_jvm._left_behind == set()
 
 
 def test_image_without_ocr_fails_with_reason(tika):
@@ -208,7 +208,7 @@ def test_forked_child_refuses_the_inherited_jvm(tika, in_process):
     if pid == 0:  # the child: never touches the JVM, only asks for it
         os.close(read_end)
         try:
-            embedded.ensure_jvm()
+            tika_jvm.ensure_jvm()
             outcome = b"started"
         except ExtractionError as exc:
             outcome = f"{exc.code}|{exc.__cause__}".encode()
@@ -234,7 +234,7 @@ def test_a_jvm_that_cannot_start_fails_with_a_reason(isolation):
     script = (
         "import django; django.setup()\n"
         "from django.test import override_settings\n"
-        "from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource\n"
+        "from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource\n"
         f"with override_settings(DJANGO_AI={{'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest'], 'EXTRACTION_ISOLATION': {isolation!r}}}):\n"
         "    try:\n"
         "        EmbeddedTikaExtractor().extract(ExtractionSource.from_bytes(b'x'), timeout=5, max_length=10)\n"
@@ -287,7 +287,7 @@ def test_html_to_text_keeps_blocks_apart():
 
 def test_default_choice_and_explicit_setting():
     assert best_available_extractor() is EmbeddedTikaExtractor
-    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.extraction.PlainTextExtractor"}):
+    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.PlainTextExtractor"}):
         assert isinstance(get_extractor(), PlainTextExtractor)
     with override_settings(DJANGO_AI={"TIKA_SERVER_ENDPOINT": "http://127.0.0.1:9"}):
         assert best_available_extractor().name == "tika-server"

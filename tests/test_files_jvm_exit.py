@@ -23,8 +23,8 @@ django.setup()
 from django.test import override_settings
 override_settings(DJANGO_AI={"EXTRACTION_ISOLATION": "none"}).enable()
 from pathlib import Path
-from django_ai.conversations.extraction.base import ExtractionError, ExtractionSource
-from django_ai.conversations.extraction.embedded import EmbeddedTikaExtractor
+from django_ai.conversations.files.extraction.base import ExtractionError, ExtractionSource
+from django_ai.conversations.files.extraction.embedded import EmbeddedTikaExtractor
 
 files = Path("tests/fixtures/files")
 extractor = EmbeddedTikaExtractor()
@@ -62,7 +62,7 @@ RELEASED_AT_EXIT = """
 import django
 django.setup()
 import jpype
-from django_ai.conversations.extraction.embedded import ensure_jvm
+from django_ai.conversations.files.extraction.tika_jvm import ensure_jvm
 
 ensure_jvm()
 

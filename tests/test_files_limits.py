@@ -29,10 +29,10 @@ from django.core.checks import run_checks
 from django.test import override_settings
 
 from django_ai.conversations.constants import ExtractionStatus
-from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource, PlainTextExtractor, isolated
-from django_ai.conversations.extraction import _ocr_guard
-from django_ai.conversations.extraction.limits import ExtractionLimits, check_container
-from django_ai.conversations.extraction.tasks import run_extraction
+from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource, PlainTextExtractor, isolated
+from django_ai.conversations.files.extraction import _ocr_guard
+from django_ai.conversations.files.extraction.limits import ExtractionLimits, check_container
+from django_ai.conversations.files.extraction.tasks import run_extraction
 from django_ai.conversations.models import File
 from django_ai.conversations.testing import FileFactory
 from tests.fixtures.files import generate
@@ -345,7 +345,7 @@ SCRIPT = """
 import django
 django.setup()
 import jpype
-from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionSource, isolated
+from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionSource, isolated
 result = EmbeddedTikaExtractor().extract(
     ExtractionSource.from_path("tests/fixtures/files/report.pdf", content_type="application/pdf"), timeout=120, max_length=1000
 )

@@ -20,8 +20,9 @@ from django.utils import timezone
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, ExtractionStatus
 from django_ai.conversations.context import get_file_text
-from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionResult, TextExtractor, embedded
-from django_ai.conversations.extraction.tasks import GENERIC_FAILURE, reset_for_reextraction, run_extraction, schedule_extraction
+from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionResult, PlainTextExtractor, TextExtractor
+from django_ai.conversations.files.extraction import checks as extraction_checks
+from django_ai.conversations.files.extraction.tasks import GENERIC_FAILURE, reset_for_reextraction, run_extraction, schedule_extraction
 from django_ai.conversations.models import ConversationMessage, File
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
@@ -382,34 +383,30 @@ def test_check_warns_when_only_plain_text_is_possible(monkeypatch):
 
 
 def test_check_warns_when_tesseract_is_missing(monkeypatch):
-    monkeypatch.setattr(embedded, "tesseract_version", lambda: None)
+    monkeypatch.setattr(extraction_checks, "tesseract_version", lambda: None)
     assert "django_ai.W021" in ids(deploy_checks())
     assert "django_ai.W021" not in ids(run_checks())
     with override_settings(DJANGO_AI={"OCR_ENABLED": False}):
         assert "django_ai.W021" not in ids(deploy_checks())
-    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.extraction.EmbeddedTikaExtractor"}):
+    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.EmbeddedTikaExtractor"}):
         assert "django_ai.W021" in ids(deploy_checks())
 
 
-def test_a_document_refused_for_want_of_an_extractor_logs_w020_once(monkeypatch, caplog, settings, tmp_path):
+def test_a_document_refused_for_want_of_an_extractor_logs_w020_once(monkeypatch, caplog):
     """Where a document is actually extracted, the missing extractor is said in the log, once."""
-    from django_ai.conversations.extraction import checks as extraction_checks
-    from django_ai.conversations.extraction import plain
-
-    settings.MEDIA_ROOT = tmp_path
     monkeypatch.setattr(EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"]))
     monkeypatch.setattr(extraction_checks, "_warned_no_document_extractor", False)
-    source = type("Source", (), {"content_type": "application/pdf"})()
     with caplog.at_level(logging.WARNING, logger="django_ai.conversations.extraction"):
         for _ in range(2):
-            with pytest.raises(Exception, match="text only from text files"):
-                plain.PlainTextExtractor().extract(source, timeout=5, max_length=100)
+            file = run_extraction(pdf_file().pk, extractor=PlainTextExtractor())
+            assert file.extraction_status == ExtractionStatus.FAILED
+            assert "text only from text files" in file.extraction_error
     logged = [r.getMessage() for r in caplog.records if "django_ai.W020" in r.getMessage()]
     assert len(logged) == 1 and "Java 11 or newer" in logged[0]
 
 
 def test_check_errors_for_an_extractor_that_cannot_run():
-    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.extraction.TikaServerExtractor"}):
+    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.TikaServerExtractor"}):
         (message,) = [m for m in run_checks() if m.id == "django_ai.E021"]
     assert "TIKA_SERVER_ENDPOINT" in message.msg
     with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.models.File"}):
@@ -417,7 +414,7 @@ def test_check_errors_for_an_extractor_that_cannot_run():
 
 
 def test_check_errors_when_the_server_client_is_missing(monkeypatch):
-    from django_ai.conversations.extraction import TikaServerExtractor
+    from django_ai.conversations.files.extraction import TikaServerExtractor
 
     monkeypatch.setattr(TikaServerExtractor, "missing_requirements", classmethod(lambda cls: ["the 'tika' client package"]))
     with override_settings(DJANGO_AI={"TIKA_SERVER_ENDPOINT": "http://tika:9998"}):

@@ -23,8 +23,8 @@ import pytest
 from django.test import override_settings
 
 from django_ai.conversations.constants import ExtractionStatus
-from django_ai.conversations.extraction import ExtractionError, ExtractionSource, TikaServerExtractor
-from django_ai.conversations.extraction.tasks import run_extraction
+from django_ai.conversations.files.extraction import ExtractionError, ExtractionSource, TikaServerExtractor
+from django_ai.conversations.files.extraction.tasks import run_extraction
 from django_ai.conversations.testing import FileFactory
 from tests.fixtures.files import generate
 
@@ -125,7 +125,7 @@ def stub():
 @pytest.fixture(autouse=True)
 def _no_jar_download(monkeypatch):
     """The client must never fetch a jar or start a server: fail loudly if it tries."""
-    from django_ai.conversations.extraction.server import tika_client
+    from django_ai.conversations.files.extraction.server import tika_client
 
     client = tika_client()
 
@@ -237,7 +237,7 @@ def test_text_longer_than_the_limit_is_cut(stub):
 def test_extraction_task_with_the_server_extractor(stub, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     config = {
-        "TEXT_EXTRACTOR": "django_ai.conversations.extraction.TikaServerExtractor",
+        "TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.TikaServerExtractor",
         "TIKA_SERVER_ENDPOINT": stub.url,
     }
     with override_settings(DJANGO_AI=config):
@@ -250,7 +250,7 @@ def test_extraction_task_with_the_server_extractor(stub, settings, tmp_path):
 
 
 def test_default_choice_prefers_a_configured_server(stub):
-    from django_ai.conversations.extraction import get_extractor
+    from django_ai.conversations.files.extraction import get_extractor
 
     with override_settings(DJANGO_AI={"TIKA_SERVER_ENDPOINT": stub.url}):
         extractor = get_extractor()

@@ -19,7 +19,7 @@ from django.test import Client, override_settings
 from django_ai.conversations.constants import EventName, ExtractionStatus, SessionStatus
 from django_ai.conversations.models import File
 from django_ai.conversations.testing import SessionFactory, UserFactory, wait_for_turns
-from django_ai.conversations.uploads import is_allowed_type, sniff_content_type
+from django_ai.conversations.files.sniffing import is_allowed_type, sniff_content_type
 from tests.bridge_support import API, error_codes, error_fields
 from tests.fixtures.files import generate
 

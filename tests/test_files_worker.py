@@ -41,7 +41,7 @@ def test_worker_process_extracts_an_upload_with_ocr(settings, tmp_path, monkeypa
         # check: a running one could claim the file between the commit and the answer.)
         assert body["included"]["file"][body["data"]]["extraction_status"] == ExtractionStatus.PENDING
         task = DBTaskResult.objects.get()
-        assert task.task_path == "django_ai.conversations.extraction.tasks.extract_file_task"
+        assert task.task_path == "django_ai.conversations.files.extraction.tasks.extract_file_task"
         file = File.objects.get(pk=body["data"])
         assert file.extraction_status == ExtractionStatus.PENDING
         worker = start()

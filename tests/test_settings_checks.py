@@ -12,8 +12,18 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import modify_settings, override_settings
 
+from django_ai.conversations.bridge.throttles import AnonymousAddressThrottle, MessageCreateThrottle, SessionStartThrottle
 from django_ai.conversations.conf import DEFAULTS, AISettings, ai_settings
+from django_ai.conversations.realtime import get_backend
+from django_ai.conversations.realtime.base import BaseRealtimeBackend
+from django_ai.conversations.realtime.local import LocalBackend
 from django_ai.conversations.realtime.memory import MemoryBackend
+from django_ai.conversations.realtime.pusher import PusherBackend
+
+LOCAL = "django_ai.conversations.realtime.local.LocalBackend"
+PUSHER = "django_ai.conversations.realtime.pusher.PusherBackend"
+MEMORY = "django_ai.conversations.realtime.memory.MemoryBackend"
+SOKETI = {"APP_ID": "1", "KEY": "k", "SECRET": "s", "HOST": "127.0.0.1", "PORT": 6001, "SCHEME": "http"}
 
 
 pytestmark = pytest.mark.django_db
@@ -106,6 +116,89 @@ def test_components_are_rebuilt_when_settings_change():
             assert get_backend() is not first
 
 
+# --- REALTIME and THROTTLE_RATES, and the older keys they replace --------------------------------
+
+
+def test_realtime_is_a_backend_and_its_own_options():
+    with override_settings(DJANGO_AI={"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": 7}}}, DJANGO_AI_PUSHER=SOKETI):
+        assert ai_settings.REALTIME == {"BACKEND": LocalBackend, "OPTIONS": {"HISTORY_SIZE": 7}}
+        assert ai_settings.REALTIME_BACKEND is LocalBackend
+        backend = get_backend()
+        assert type(backend) is LocalBackend
+        assert backend.options == {**LocalBackend.default_options, "HISTORY_SIZE": 7}
+        assert backend.broker.history_size == 7
+        assert ai_settings.SSE_HISTORY_SIZE == 7  # the older name reads the option it became
+
+
+def test_older_keys_map_into_each_backends_own_options():
+    older = {"SSE_HISTORY_SIZE": 9, "SSE_MAX_STREAMS_PER_VISITOR": None, "REALTIME_MAX_PENDING": 50, "STREAM_COALESCE_WINDOW": 0.2}
+    with override_settings(DJANGO_AI=older):
+        assert ai_settings.REALTIME == {
+            "BACKEND": LocalBackend,
+            "OPTIONS": {"HISTORY_SIZE": 9, "MAX_STREAMS_PER_VISITOR": None, "MAX_PENDING": 50, "COALESCE_WINDOW": 0.2},
+        }
+        assert get_backend().stream_limits() == (None, 100)
+    with override_settings(DJANGO_AI=older, DJANGO_AI_PUSHER=SOKETI):
+        # The Pusher backend gets the Pusher settings and the sender's options, not the Local ones.
+        assert ai_settings.REALTIME == {"BACKEND": PusherBackend, "OPTIONS": {**SOKETI, "MAX_PENDING": 50, "COALESCE_WINDOW": 0.2}}
+    with override_settings(DJANGO_AI={**older, "REALTIME_BACKEND": MEMORY, "PUSHER": {**SOKETI, "MAX_EVENTS": 3}}):
+        # The Memory backend reads its one option, no longer the whole Pusher dict.
+        assert ai_settings.REALTIME == {"BACKEND": MemoryBackend, "OPTIONS": {"MAX_EVENTS": 3}}
+        assert get_backend().events.maxlen == 3
+
+
+class OwnBackend(BaseRealtimeBackend):  # declares no options
+    def send(self, channel, event, payload):
+        pass
+
+
+def test_a_backend_that_declares_no_options_gets_the_pusher_settings_as_before():
+    with override_settings(DJANGO_AI={"REALTIME_BACKEND": f"{__name__}.OwnBackend", "SSE_HISTORY_SIZE": 9}, DJANGO_AI_PUSHER=SOKETI):
+        assert ai_settings.REALTIME == {"BACKEND": OwnBackend, "OPTIONS": SOKETI}
+
+
+def test_realtime_wins_over_the_older_keys_and_a_check_names_them():
+    settings = {"DJANGO_AI": {"REALTIME": {"BACKEND": MEMORY}, "SSE_HISTORY_SIZE": 5, "PUSHER": SOKETI}, "DJANGO_AI_PUSHER": SOKETI}
+    with override_settings(**settings):
+        assert ai_settings.REALTIME == {"BACKEND": MemoryBackend, "OPTIONS": {}}
+    warnings = [m for m in ours(**settings) if m.id == "django_ai.W003"]
+    assert len(warnings) == 1
+    assert "DJANGO_AI['PUSHER'], DJANGO_AI['SSE_HISTORY_SIZE'], settings.DJANGO_AI_PUSHER are ignored" in warnings[0].msg
+
+
+def test_a_malformed_realtime_setting_names_the_fix():
+    with override_settings(DJANGO_AI={"REALTIME": {"OPTIONS": {}}}):
+        with pytest.raises(ImproperlyConfigured, match=r"DJANGO_AI\['REALTIME'\] must be a dict with a 'BACKEND'"):
+            ai_settings.REALTIME  # noqa: B018
+    with override_settings(DJANGO_AI={"REALTIME": {"BACKEND": "nowhere.Backend"}}):
+        with pytest.raises(ImproperlyConfigured, match=r"DJANGO_AI\['REALTIME'\]\['BACKEND'\] is 'nowhere.Backend'"):
+            ai_settings.REALTIME  # noqa: B018
+
+
+def test_throttle_rates_by_scope_over_the_older_keys_over_the_defaults():
+    assert ai_settings.THROTTLE_RATES == DEFAULTS["THROTTLE_RATES"]
+    django_ai = {"THROTTLE_RATES": {"message_create": "5/min", "mine": "1/s"}, "MESSAGE_CREATE_THROTTLE_RATE": "9/min", "UPLOAD_THROTTLE_RATE": None}
+    with override_settings(DJANGO_AI=django_ai):
+        assert ai_settings.THROTTLE_RATES == {
+            "message_create": "5/min",
+            "session_start": "30/min",
+            "upload": None,
+            "anonymous_address": "300/min",
+            "mine": "1/s",
+        }
+        assert ai_settings.UPLOAD_THROTTLE_RATE is None  # the older name reads its scope
+        assert ai_settings.MESSAGE_CREATE_THROTTLE_RATE == "5/min"
+
+
+def test_throttles_read_their_rate_by_scope():
+    with override_settings(DJANGO_AI={"THROTTLE_RATES": {"message_create": "5/min", "session_start": "6/hour", "anonymous_address": None}}):
+        assert MessageCreateThrottle().get_rate() == "5/min"
+        assert SessionStartThrottle().get_rate() == "6/hour"
+        assert AnonymousAddressThrottle().get_rate() is None
+    with override_settings(DJANGO_AI={"SESSION_START_THROTTLE_RATE": "7/day"}):
+        assert SessionStartThrottle().get_rate() == "7/day"
+
+
 # --- System checks ----------------------------------------------------------------------------------
 
 
@@ -146,6 +239,22 @@ def test_call_command_check_fails_on_a_bad_setting():
         ({"PUSHER": {"KEY": "k", "CLUSTER": "us2"}}, "django_ai.E010", "missing APP_ID, SECRET"),
         ({"PUSHER": {"APP_ID": "1", "KEY": "k", "SECRET": "s"}}, "django_ai.E011", "neither CLUSTER nor HOST"),
         ({"PUSHER": "app:key"}, "django_ai.E013", "must be a dict"),
+        ({"SSE_MAX_STREAMS_PER_VISITOR": 0}, "django_ai.E003", "SSE_MAX_STREAMS_PER_VISITOR"),
+        ({"REALTIME": "local"}, "django_ai.E015", "must be a dict"),
+        ({"REALTIME": {"OPTIONS": {}}}, "django_ai.E015", "has no 'BACKEND'"),
+        ({"REALTIME": {"BACKEND": LOCAL, "OPTION": {}}}, "django_ai.E015", "unknown key 'OPTION'"),
+        ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": [1]}}, "django_ai.E015", "must be a dict, not list"),
+        ({"REALTIME": {"BACKEND": "nowhere.Backend"}}, "django_ai.E002", "cannot be imported"),
+        ({"REALTIME": {"BACKEND": "django_ai.conversations.agent.ConversationAgent"}}, "django_ai.E006", "not a realtime backend class"),
+        ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": "many"}}}, "django_ai.E003", "['OPTIONS']['HISTORY_SIZE']"),
+        ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZ": 5}}}, "django_ai.W004", "'HISTORY_SIZ', which LocalBackend does not read"),
+        ({"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"KEY": "k", "HOST": "h"}}}, "django_ai.E010", "['OPTIONS'] is missing APP_ID, SECRET"),
+        ({"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"APP_ID": "x", "KEY": "k", "SECRET": "s", "HOST": "h"}}}, "django_ai.E014", "APP_ID is 'x'"),
+        ({"REALTIME": {"BACKEND": LOCAL}, "SSE_HISTORY_SIZE": 5}, "django_ai.W003", "DJANGO_AI['SSE_HISTORY_SIZE'] is ignored"),
+        ({"THROTTLE_RATES": ["30/min"]}, "django_ai.E016", "must be a dict"),
+        ({"THROTTLE_RATES": {"upload": "30 per minute"}}, "django_ai.E016", "['upload'] is '30 per minute', which is not a rate"),
+        ({"UPLOAD_THROTTLE_RATE": 30}, "django_ai.E016", "DJANGO_AI['UPLOAD_THROTTLE_RATE'] is 30"),
+        ({"THROTTLE_RATES": {"upload": "5/min"}, "UPLOAD_THROTTLE_RATE": "9/min"}, "django_ai.W003", "UPLOAD_THROTTLE_RATE, so that key is ignored"),
     ],
 )
 def test_bad_settings_are_named_with_an_id_and_a_hint(django_ai, check_id, text):
@@ -169,8 +278,14 @@ def test_good_values_raise_nothing_for_the_same_keys():
         "QUERY_MAX_LIMIT": 100,
         "EXPOSE_ERROR_DETAILS": False,
         "PUSHER": {"APP_ID": "1", "KEY": "k", "SECRET": "s", "HOST": "127.0.0.1", "PORT": 6001},
+        "SSE_MAX_STREAMS_PER_VISITOR": None,
+        "THROTTLE_RATES": {"message_create": "10/minute", "upload": None, "my_scope": "5/s"},
     }
     assert [m for m in ours(DJANGO_AI=good) if m.is_serious()] == []
+    new = {"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {**SOKETI, "COALESCE_WINDOW": 0.1}}}
+    assert ours(DJANGO_AI=new) == []
+    local = {"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"MAX_STREAMS_PER_VISITOR": None, "HISTORY_SIZE": 0}}}
+    assert ours(DJANGO_AI=local) == []
 
 
 def test_djangoai_that_is_not_a_dict_is_one_error():

@@ -1,5 +1,6 @@
-"""Throttling of message creation: ``DJANGO_AI['MESSAGE_CREATE_THROTTLE_RATE']`` (e.g. ``"30/min"``,
-None to switch it off), per user, or per anonymous visitor, or per client address.
+"""Throttling of message creation: ``DJANGO_AI['THROTTLE_RATES']['message_create']`` (e.g. ``"30/min"``,
+None to switch it off), per user, or per anonymous visitor, or per client address. Each throttle
+reads its rate from ``THROTTLE_RATES`` under its ``rate_scope``.
 
 Counts live in Django's default cache, as for every DRF throttle: use a shared cache (Redis,
 Memcached) when you run several processes.
@@ -76,9 +77,11 @@ class MessageCreateThrottle(ClientAddressMixin, SimpleRateThrottle):
     """Override ``get_rate`` or ``get_cache_key`` to throttle differently (e.g. per plan)."""
 
     scope = "django_ai_message_create"
+    #: The key of ``DJANGO_AI['THROTTLE_RATES']`` that holds this throttle's rate.
+    rate_scope = "message_create"
 
     def get_rate(self) -> str | None:
-        return ai_settings.MESSAGE_CREATE_THROTTLE_RATE or None
+        return ai_settings.THROTTLE_RATES.get(self.rate_scope) or None
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         owner = get_owner(request)
@@ -92,16 +95,14 @@ class MessageCreateThrottle(ClientAddressMixin, SimpleRateThrottle):
 
 
 class SessionStartThrottle(MessageCreateThrottle):
-    """``DJANGO_AI['SESSION_START_THROTTLE_RATE']``: conversations started through ``start/``."""
+    """``DJANGO_AI['THROTTLE_RATES']['session_start']``: conversations started through ``start/``."""
 
     scope = "django_ai_session_start"
-
-    def get_rate(self) -> str | None:
-        return ai_settings.SESSION_START_THROTTLE_RATE or None
+    rate_scope = "session_start"
 
 
 class AnonymousAddressThrottle(ClientAddressMixin, SimpleRateThrottle):
-    """``DJANGO_AI['ANONYMOUS_ADDRESS_THROTTLE_RATE']``: all anonymous writes (conversations
+    """``DJANGO_AI['THROTTLE_RATES']['anonymous_address']``: all anonymous writes (conversations
     started, messages, uploads) from one client address together.
 
     A visitor may present a fresh anonymous id with every request (the header is the client's to
@@ -111,9 +112,10 @@ class AnonymousAddressThrottle(ClientAddressMixin, SimpleRateThrottle):
     """
 
     scope = "django_ai_anonymous_address"
+    rate_scope = "anonymous_address"
 
     def get_rate(self) -> str | None:
-        return ai_settings.ANONYMOUS_ADDRESS_THROTTLE_RATE or None
+        return ai_settings.THROTTLE_RATES.get(self.rate_scope) or None
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         if get_owner(request).user is not None:

@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any
 
+from ..conf import ai_settings
 from ..constants import EventName
 from ..internal.cache import on_settings_reload
 from .base import BaseRealtimeBackend
@@ -25,32 +26,19 @@ __all__ = [
 logger = logging.getLogger("django_ai.conversations.realtime")
 
 
-def _default_backend_path() -> str:
-    from ..conf import ai_settings
-
-    if ai_settings.pusher.get("KEY"):
-        return "django_ai.conversations.realtime.pusher.PusherBackend"
-    return "django_ai.conversations.realtime.local.LocalBackend"
-
-
 _backend: BaseRealtimeBackend | None = None
 _backend_lock = threading.Lock()
 
 
 def get_backend() -> BaseRealtimeBackend:
-    """The process-wide realtime backend, built on first use from ``DJANGO_AI['REALTIME_BACKEND']``."""
+    """The process-wide realtime backend, built on first use from ``DJANGO_AI['REALTIME']``
+    (its ``BACKEND`` class given its ``OPTIONS``; ``conf`` maps the old keys into that shape)."""
     global _backend
     if _backend is None:
         with _backend_lock:
             if _backend is None:
-                from django.utils.module_loading import import_string
-
-                from ..conf import ai_settings
-
-                backend_cls = ai_settings.REALTIME_BACKEND
-                if backend_cls is None:
-                    backend_cls = import_string(_default_backend_path())
-                _backend = backend_cls(options=ai_settings.pusher)
+                config = ai_settings.REALTIME
+                _backend = config["BACKEND"](options=config["OPTIONS"])
     return _backend
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class BaseRealtimeBackend:
@@ -11,13 +11,20 @@ class BaseRealtimeBackend:
     Subclass it to support another transport. ``send`` must not block agent code for long: a
     backend that talks to a remote server queues the event and sends it from elsewhere. Failures
     are logged, never raised into the caller.
+
+    The backend is built with ``DJANGO_AI["REALTIME"]["OPTIONS"]``; ``self.options`` holds them
+    over :attr:`default_options`.
     """
 
     #: Name shown by the system checks and in logs.
     name = "base"
+    #: Every option this backend reads, with its default. The system checks warn about options
+    #: not listed here (unless it lists none) and the old flat settings (``SSE_*``...) map only
+    #: into options listed here.
+    default_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, *, options: dict[str, Any] | None = None):
-        self.options = dict(options or {})
+        self.options = {**self.default_options, **(options or {})}
 
     def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
         """Queue or deliver ``payload`` as ``event`` on ``channel``."""

@@ -6,10 +6,19 @@ The embedded default when Pusher is not configured. It needs no other server, wo
 fits one-process deployments (the demo, small sites, development); with several web processes or a
 separate task worker use the Pusher backend (hosted Pusher, or soketi).
 
-The broker keeps the last ``SSE_HISTORY_SIZE`` events of each channel, so a client that reconnects
+The broker keeps the last ``HISTORY_SIZE`` events of each channel, so a client that reconnects
 with ``Last-Event-ID`` gets what it missed while the broker still holds it. It also counts open
 subscriptions per holder (a visitor, a client address) so the events view can cap them
-(``SSE_MAX_STREAMS_PER_VISITOR``): under WSGI every open stream holds a thread.
+(``MAX_STREAMS_PER_VISITOR``): under WSGI every open stream holds a thread.
+
+Options (``DJANGO_AI["REALTIME"]["OPTIONS"]``; the old flat keys in brackets still work):
+``HEARTBEAT_INTERVAL`` (``SSE_HEARTBEAT_INTERVAL``, 15.0 s between heartbeat comments on an idle
+stream), ``HISTORY_SIZE`` (``SSE_HISTORY_SIZE``, 200 events per channel), ``HISTORY_CHANNELS``
+(``SSE_HISTORY_CHANNELS``, 1000 channels with history), ``CLIENT_QUEUE_SIZE``
+(``SSE_CLIENT_QUEUE_SIZE``, 1000 events a slow reader may lag), ``MAX_STREAMS_PER_VISITOR`` (10) and
+``MAX_ANONYMOUS_STREAMS_PER_ADDRESS`` (100; ``SSE_`` before both; None: no limit), and the sender's
+``COALESCE_WINDOW`` (``STREAM_COALESCE_WINDOW``, 0.05 s) and ``MAX_PENDING``
+(``REALTIME_MAX_PENDING``, 10000).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..exceptions import TooManyStreams
 from .base import BaseRealtimeBackend
@@ -302,30 +311,43 @@ class LocalBackend(BaseRealtimeBackend):
     """
 
     name = "local"
+    default_options: ClassVar[dict[str, Any]] = {
+        "HEARTBEAT_INTERVAL": 15.0,
+        "HISTORY_SIZE": 200,
+        "HISTORY_CHANNELS": 1000,
+        "CLIENT_QUEUE_SIZE": 1000,
+        "MAX_STREAMS_PER_VISITOR": 10,
+        "MAX_ANONYMOUS_STREAMS_PER_ADDRESS": 100,
+        "COALESCE_WINDOW": 0.05,
+        "MAX_PENDING": 10_000,
+    }
 
     def __init__(self, *, options: dict[str, Any] | None = None):
         super().__init__(options=options)
-        from ..conf import ai_settings
-
-        self.heartbeat = float(ai_settings.SSE_HEARTBEAT_INTERVAL)
+        self.heartbeat = float(self.options["HEARTBEAT_INTERVAL"])
         self.broker = self.get_broker()
         self.sender = EventSender(
             deliver=self._deliver,
             name=self.name,
-            window=ai_settings.STREAM_COALESCE_WINDOW,
+            window=float(self.options["COALESCE_WINDOW"]),
             max_batch=100,
             max_event_bytes=None,
-            max_pending=ai_settings.REALTIME_MAX_PENDING,
+            max_pending=int(self.options["MAX_PENDING"]),
         )
 
     def get_broker(self) -> Broker:
-        from ..conf import ai_settings
-
         return Broker(
-            history_size=int(ai_settings.SSE_HISTORY_SIZE),
-            history_channels=int(ai_settings.SSE_HISTORY_CHANNELS),
-            client_queue_size=int(ai_settings.SSE_CLIENT_QUEUE_SIZE),
+            history_size=int(self.options["HISTORY_SIZE"]),
+            history_channels=int(self.options["HISTORY_CHANNELS"]),
+            client_queue_size=int(self.options["CLIENT_QUEUE_SIZE"]),
         )
+
+    def stream_limits(self) -> tuple[int | None, int | None]:
+        """(streams one visitor may hold open, streams of all anonymous visitors of one client
+        address together) in this process; None: no limit."""
+        per_visitor = self.options["MAX_STREAMS_PER_VISITOR"]
+        per_address = self.options["MAX_ANONYMOUS_STREAMS_PER_ADDRESS"]
+        return (None if per_visitor is None else int(per_visitor), None if per_address is None else int(per_address))
 
     def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
         self.sender.send(channel, event, payload)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .base import BaseRealtimeBackend
 
@@ -20,16 +20,17 @@ class CapturedEvent:
 class MemoryBackend(BaseRealtimeBackend):
     """Keeps the last ``MAX_EVENTS`` events (option, default 100 000) in a list-like buffer.
 
-    Use it with ``override_settings(DJANGO_AI={"REALTIME_BACKEND": ...MemoryBackend})`` or the
-    ``capture_events`` helper of :mod:`django_ai.conversations.testing`.
+    Use it with ``override_settings(DJANGO_AI={"REALTIME": {"BACKEND": ...MemoryBackend}})`` or
+    the ``capture_events`` helper of :mod:`django_ai.conversations.testing`.
     """
 
     name = "memory"
+    default_options: ClassVar[dict[str, Any]] = {"MAX_EVENTS": 100_000}
 
     def __init__(self, *, options: dict[str, Any] | None = None):
         super().__init__(options=options)
         self._lock = threading.Lock()
-        self.events: deque[CapturedEvent] = deque(maxlen=int(self.options.get("MAX_EVENTS", 100_000)))
+        self.events: deque[CapturedEvent] = deque(maxlen=int(self.options["MAX_EVENTS"]))
 
     def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
         with self._lock:

@@ -1,14 +1,17 @@
 """The Pusher backend: hosted Pusher Channels, or any server that speaks the Pusher protocol
 (soketi, a self-hosted Pusher-compatible server).
 
-Settings (``DJANGO_AI_PUSHER``, or ``DJANGO_AI["PUSHER"]``):
+Options (``DJANGO_AI["REALTIME"] = {"BACKEND": "django_ai.conversations.realtime.pusher.PusherBackend",
+"OPTIONS": {...}}``, or the seed's ``DJANGO_AI_PUSHER``):
 
 - hosted: ``APP_ID``, ``KEY``, ``SECRET``, ``CLUSTER``;
 - self-hosted: ``APP_ID`` (numeric), ``KEY``, ``SECRET``, ``HOST``, ``PORT`` and ``SCHEME``
   (``"http"``/``"https"``) or ``SSL`` (bool);
 - optional: ``TIMEOUT`` (seconds per HTTP request, default 5), ``WS_HOST`` / ``WS_PORT`` (where
   browsers connect when it differs from where the server sends, e.g. behind a proxy),
-  ``MAX_EVENT_BYTES`` (default 10240, Pusher's limit) and ``BATCH_SIZE`` (default 10, Pusher's limit).
+  ``MAX_EVENT_BYTES`` (default 10240, Pusher's limit) and ``BATCH_SIZE`` (default 10, Pusher's limit);
+- the sender's: ``COALESCE_WINDOW`` (seconds over which the chunks of a message are gathered,
+  default 0.05) and ``MAX_PENDING`` (events held while the server is slow or down, default 10000).
 
 Events leave through the coalescing sender thread (:mod:`.sender`): one ``trigger_batch`` request
 carries up to ``BATCH_SIZE`` events. Long text is split to fit ``MAX_EVENT_BYTES``; any other event
@@ -20,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -35,6 +38,8 @@ logger = logging.getLogger("django_ai.conversations.realtime")
 
 MAX_EVENT_BYTES = 10 * 1024
 MAX_BATCH = 10
+#: Where the options come from, for error messages.
+OPTIONS_NAME = "the Pusher options (DJANGO_AI['REALTIME']['OPTIONS'] or DJANGO_AI_PUSHER)"
 
 
 def _import_pusher() -> Any:
@@ -55,15 +60,30 @@ class PusherBackend(BaseRealtimeBackend):
     """
 
     name = "pusher"
+    default_options: ClassVar[dict[str, Any]] = {
+        "APP_ID": None,
+        "KEY": None,
+        "SECRET": None,
+        "CLUSTER": None,
+        "HOST": None,
+        "PORT": None,
+        "SCHEME": None,
+        "SSL": None,
+        "TIMEOUT": 5,
+        "WS_HOST": None,
+        "WS_PORT": None,
+        "MAX_EVENT_BYTES": MAX_EVENT_BYTES,
+        "BATCH_SIZE": MAX_BATCH,
+        "COALESCE_WINDOW": 0.05,
+        "MAX_PENDING": 10_000,
+    }
 
     def __init__(self, *, options: dict[str, Any] | None = None):
         super().__init__(options=options)
-        from ..conf import ai_settings
-
         missing = [key for key in ("APP_ID", "KEY", "SECRET") if not self.options.get(key)]
         if missing:
             raise ImproperlyConfigured(
-                f"DJANGO_AI_PUSHER is missing {', '.join(missing)}: copy them from your Pusher app "
+                f"{OPTIONS_NAME} lack {', '.join(missing)}: copy them from your Pusher app "
                 "(or your soketi configuration), with CLUSTER for hosted Pusher or HOST/PORT for your own server."
             )
         self.key = str(self.options["KEY"])
@@ -73,10 +93,10 @@ class PusherBackend(BaseRealtimeBackend):
         self.sender = EventSender(
             deliver=self._deliver,
             name=self.name,
-            window=ai_settings.STREAM_COALESCE_WINDOW,
+            window=float(self.options["COALESCE_WINDOW"]),
             max_batch=int(self.options.get("BATCH_SIZE") or MAX_BATCH),
             max_event_bytes=self.max_event_bytes,
-            max_pending=ai_settings.REALTIME_MAX_PENDING,
+            max_pending=int(self.options["MAX_PENDING"]),
         )
 
     @property
@@ -86,7 +106,7 @@ class PusherBackend(BaseRealtimeBackend):
         scheme = str(self.options.get("SCHEME") or "").lower()
         if scheme:
             if scheme not in ("http", "https"):
-                raise ImproperlyConfigured(f"DJANGO_AI_PUSHER['SCHEME'] is {scheme!r}; use 'http' or 'https'.")
+                raise ImproperlyConfigured(f"SCHEME of {OPTIONS_NAME} is {scheme!r}; use 'http' or 'https'.")
             return scheme == "https"
         return True
 
@@ -96,7 +116,7 @@ class PusherBackend(BaseRealtimeBackend):
         app_id = str(options["APP_ID"])
         if not app_id.isdigit():
             raise ImproperlyConfigured(
-                f"DJANGO_AI_PUSHER['APP_ID'] is {app_id!r}; Pusher app ids are numeric (set SOKETI_DEFAULT_APP_ID to a number for soketi)."
+                f"APP_ID of {OPTIONS_NAME} is {app_id!r}; Pusher app ids are numeric (set SOKETI_DEFAULT_APP_ID to a number for soketi)."
             )
         port = options.get("PORT")
         return pusher.Pusher(

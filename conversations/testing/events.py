@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
 from django.test import override_settings
 
 from ..realtime import get_backend, reset_backend
@@ -42,14 +43,18 @@ class EventCapture:
 
 @contextmanager
 def capture_events(**options: Any) -> Iterator[EventCapture]:
-    """Use the in-memory realtime backend inside the block and yield an :class:`EventCapture`."""
-    from ..conf import ai_settings
-
-    current = dict(getattr(__import__("django.conf").conf.settings, "DJANGO_AI", {}) or {})
-    current["REALTIME_BACKEND"] = MEMORY_BACKEND
+    """Use the in-memory realtime backend inside the block and yield an :class:`EventCapture`;
+    ``options`` are the Memory backend's (``MAX_EVENTS``)."""
+    current = dict(getattr(settings, "DJANGO_AI", {}) or {})
+    if "REALTIME" in current or options:
+        current["REALTIME"] = {"BACKEND": MEMORY_BACKEND, "OPTIONS": options}
+    else:
+        # The project uses the older keys: keep to them, so that a test which layers an older key
+        # (REALTIME_BACKEND, PUSHER) over this block is not overruled by REALTIME.
+        current["REALTIME_BACKEND"] = MEMORY_BACKEND
     with override_settings(DJANGO_AI=current):
         reset_backend()
         backend = get_backend()
-        assert isinstance(backend, MemoryBackend), ai_settings.REALTIME_BACKEND
+        assert isinstance(backend, MemoryBackend), type(backend)
         yield EventCapture(backend)
     reset_backend()

@@ -2,7 +2,8 @@
 
 import { Conversation, type ConversationOptions } from "./conversation.js";
 import { FileManager } from "./files.js";
-import { type FetchLike, type HeaderMap, type CsrfOptions, Transport } from "./http.js";
+import { BuiltinModel } from "./constants.js";
+import { Transport, type TransportOptions } from "./http.js";
 import { ModelManager, type ModelContext } from "./queryset.js";
 import { RealtimeHub, type RealtimeOption } from "./realtime/hub.js";
 import type {
@@ -18,27 +19,14 @@ import type {
   WidgetRow,
 } from "./types.js";
 
-export interface ClientOptions {
-  /** Where the host project mounts `django_ai.conversations.urls`, e.g. `"/api/conversations/"`
-   * in a page of the same site, or an absolute URL elsewhere (Node, another origin). */
-  baseUrl: string;
+/**
+ * `createClient()`'s options: the transport's (base URL, headers, fetch, CSRF, credentials,
+ * anonymous id; see `TransportOptions`) plus the realtime choice.
+ */
+export interface ClientOptions extends TransportOptions {
   /** `"auto"` (default: follow the server), `"sse"`, `"pusher"`, `"none"`, or a factory such as
    * `pusherRealtime({ Pusher })`. */
   realtime?: RealtimeOption;
-  /** Headers sent with every request (e.g. `Authorization`). */
-  headers?: HeaderMap;
-  /** Headers computed per request (e.g. a fresh token). */
-  getHeaders?: () => HeaderMap | Promise<HeaderMap>;
-  /** A fetch implementation (default: the global one). Uploads then use it too (no progress). */
-  fetch?: FetchLike;
-  /** Send Django's CSRF token from its cookie on writes (default true in browsers). */
-  csrf?: boolean | CsrfOptions;
-  /** fetch credentials; default `"same-origin"` (use `"include"` for another origin). */
-  credentials?: RequestCredentials;
-  /** The anonymous visitor id of a stateless client (no cookies); `startConversation` sets it. */
-  anonymousId?: string | null;
-  /** The header the server reads the anonymous id from (`ANONYMOUS_ID_HEADER`). */
-  anonymousIdHeader?: string;
 }
 
 export interface StartOptions {
@@ -84,9 +72,9 @@ export function createClient(options: ClientOptions): Client {
   const transport = new Transport(options);
   const realtime = new RealtimeHub(transport, options.realtime ?? "auto");
   const ctx: ModelContext = { transport, realtime };
-  const sessions = new ModelManager<SessionRow>(ctx, "session");
-  const messages = new ModelManager<MessageRow>(ctx, "message");
-  const widgets = new ModelManager<WidgetRow>(ctx, "widget");
+  const sessions = new ModelManager<SessionRow>(ctx, BuiltinModel.SESSION);
+  const messages = new ModelManager<MessageRow>(ctx, BuiltinModel.MESSAGE);
+  const widgets = new ModelManager<WidgetRow>(ctx, BuiltinModel.WIDGET);
   const files = new FileManager(ctx);
   const deps = { transport, realtime, sessions, messages, widgets, files };
   let schemaPromise: Promise<Schema> | null = null;

@@ -4,7 +4,9 @@
  * - `ApiError` (and one subclass per status) when the server answered with the error envelope
  *   `{"errors": [{"code", "message", "field"?}]}`;
  * - `NetworkError` when the server could not be reached (down, offline, CORS, DNS);
- * - `RealtimeError` when the realtime connection was refused or failed.
+ * - `RealtimeError` when the realtime connection was refused or failed;
+ * - `UsageError` when the client refused a call before sending anything (an empty message, a
+ *   filter that is not an object): the server was never asked, so it is no `ApiError`.
  *
  * Use the type guards (`isApiError`, `isRateLimited`...) rather than `instanceof` when errors may
  * cross bundles.
@@ -109,6 +111,20 @@ export class RealtimeError extends ConversationClientError {
   }
 }
 
+/**
+ * The client refused a call before sending anything: an argument it cannot use, e.g. an empty
+ * message (code `invalid_message`, field `content`) or a filter that is not an object (code
+ * `invalid_filter`). Nothing reached the server; fix the call (or ask the person to type a message).
+ */
+export class UsageError extends ConversationClientError {
+  /** The argument or form field at fault, when there is one. */
+  readonly field: string | undefined;
+  constructor(message: string, options: { code: string; field?: string; cause?: unknown }) {
+    super(message, { code: options.code, cause: options.cause });
+    this.field = options.field;
+  }
+}
+
 // The names by string keys (kept by every minifier), on the prototypes.
 for (const [name, cls] of Object.entries({
   ConversationClientError,
@@ -124,6 +140,7 @@ for (const [name, cls] of Object.entries({
   ServerError,
   NetworkError,
   RealtimeError,
+  UsageError,
 })) {
   Object.defineProperty(cls.prototype, "name", { value: name, writable: true, configurable: true, enumerable: false });
 }
@@ -205,6 +222,9 @@ export function isNetworkError(value: unknown): value is NetworkError {
 export function isRealtimeError(value: unknown): value is RealtimeError {
   return branded(value) && value.name === "RealtimeError";
 }
+export function isUsageError(value: unknown): value is UsageError {
+  return branded(value) && value.name === "UsageError";
+}
 export function isValidationError(value: unknown): value is ValidationError {
   return isApiError(value) && value.status === 400;
 }
@@ -228,4 +248,16 @@ export function isRateLimited(value: unknown): value is RateLimitedError {
 }
 export function isServerError(value: unknown): value is ServerError {
   return isApiError(value) && value.status >= 500;
+}
+
+/**
+ * Any failure as a `ConversationClientError`, for the conversation store's `error` and
+ * `sendError`: an abort becomes code `aborted`, anything else that is not one of ours `unexpected`.
+ */
+export function toClientError(error: unknown): ConversationClientError {
+  if (isConversationClientError(error)) return error;
+  if (typeof error === "object" && error && (error as { name?: string }).name === "AbortError") {
+    return new ConversationClientError("Cancelled.", { code: "aborted", cause: error });
+  }
+  return new ConversationClientError(error instanceof Error ? error.message : String(error), { code: "unexpected", cause: error });
 }

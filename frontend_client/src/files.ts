@@ -1,5 +1,6 @@
 /** `client.files`: the `file` model plus uploads with progress. */
 
+import { BuiltinModel } from "./constants.js";
 import type { UploadProgress } from "./http.js";
 import { ModelManager, singleRow, type ModelContext } from "./queryset.js";
 import type { FileRow, Normalized } from "./types.js";
@@ -15,7 +16,7 @@ export interface UploadOptions {
 
 export class FileManager extends ModelManager<FileRow> {
   constructor(ctx: ModelContext) {
-    super(ctx, "file");
+    super(ctx, BuiltinModel.FILE);
   }
 
   /**
@@ -33,6 +34,6 @@ export class FileManager extends ModelManager<FileRow> {
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     });
-    return singleRow<FileRow>(answer, "file");
+    return singleRow<FileRow>(answer, BuiltinModel.FILE);
   }
 }

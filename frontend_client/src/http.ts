@@ -12,14 +12,24 @@ export interface CsrfOptions {
   headerName?: string;
 }
 
+/** How requests reach the server: the part of `ClientOptions` every request uses. */
 export interface TransportOptions {
+  /** Where the host project mounts `django_ai.conversations.urls`, e.g. `"/api/conversations/"`
+   * in a page of the same site, or an absolute URL elsewhere (Node, another origin). */
   baseUrl: string;
+  /** Headers sent with every request (e.g. `Authorization`). */
   headers?: HeaderMap;
+  /** Headers computed per request (e.g. a fresh token). */
   getHeaders?: () => HeaderMap | Promise<HeaderMap>;
+  /** A fetch implementation (default: the global one). Uploads then use it too (no progress). */
   fetch?: FetchLike;
+  /** Send Django's CSRF token from its cookie on writes (default true in browsers). */
   csrf?: boolean | CsrfOptions;
+  /** fetch credentials; default `"same-origin"` (use `"include"` for another origin). */
   credentials?: RequestCredentials;
+  /** The anonymous visitor id of a stateless client (no cookies); `startConversation` sets it. */
   anonymousId?: string | null;
+  /** The header the server reads the anonymous id from (`ANONYMOUS_ID_HEADER`). */
   anonymousIdHeader?: string;
 }
 

@@ -2,21 +2,16 @@ export { createClient } from "./client.js";
 export type { Client, ClientOptions, StartOptions } from "./client.js";
 
 export { Conversation } from "./conversation.js";
-export type {
-  Attachment,
-  ConversationMessage,
-  ConversationOptions,
-  ConversationPhase,
-  ConversationState,
-  SendOptions,
-  UploadState,
-} from "./conversation.js";
+export type { ConversationOptions } from "./conversation.js";
+export type { Attachment, ConversationMessage, ConversationPhase, ConversationState, UploadState } from "./store/state.js";
+export type { SendOptions } from "./store/sends.js";
 
 export { ModelManager, QuerySet } from "./queryset.js";
-export type { LiveOptions, LiveSnapshot, QueryResult, WriteOptions } from "./queryset.js";
+export type { WriteOptions } from "./queryset.js";
+export type { LiveOptions, LiveSnapshot } from "./live.js";
 export { FileManager } from "./files.js";
 export type { UploadOptions } from "./files.js";
-export type { CsrfOptions, FetchLike, HeaderMap, UploadProgress } from "./http.js";
+export type { CsrfOptions, FetchLike, HeaderMap, TransportOptions, UploadProgress } from "./http.js";
 
 export { autoRealtime, RealtimeHub } from "./realtime/hub.js";
 export type { RealtimeOption } from "./realtime/hub.js";
@@ -46,6 +41,7 @@ export {
   RealtimeError,
   ServerError,
   UnsupportedFileTypeError,
+  UsageError,
   ValidationError,
   isApiError,
   isConflict,
@@ -58,6 +54,7 @@ export {
   isRealtimeError,
   isServerError,
   isUnsupportedFileType,
+  isUsageError,
   isValidationError,
 } from "./errors.js";
 export type { ErrorDetail } from "./errors.js";
@@ -102,6 +99,7 @@ export type {
   Normalized,
   Pk,
   QueryMeta,
+  QueryResult,
   RealtimeConfig,
   RealtimeEvent,
   Row,

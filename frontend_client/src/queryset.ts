@@ -6,12 +6,13 @@
  * `first()`, `update()`, `delete()` or `live()`.
  */
 
-import { EventName, ModelOperation, SESSION_CHANNEL_PREFIX } from "./constants.js";
-import { ConversationClientError, NotFoundError, ValidationError } from "./errors.js";
+import { BuiltinModel, SESSION_CHANNEL_PREFIX } from "./constants.js";
+import { ConversationClientError, NotFoundError, UsageError, ValidationError } from "./errors.js";
 import { newOperationId, type Transport } from "./http.js";
+import { LiveQuery, type LiveOptions, type LiveSnapshot } from "./live.js";
 import type { RealtimeHub } from "./realtime/hub.js";
-import type { ChannelState, Unsubscribe } from "./realtime/types.js";
-import type { Filter, Normalized, Pk, QueryMeta, Row } from "./types.js";
+import type { Unsubscribe } from "./realtime/types.js";
+import type { Filter, Normalized, Pk, QueryResult, Row } from "./types.js";
 
 export interface QueryState {
   filter: Filter;
@@ -22,29 +23,6 @@ export interface QueryState {
   offset?: number;
   fields?: string[];
   include?: string[];
-}
-
-/** One page of results with the related rows the server included. */
-export interface QueryResult<T extends Row> {
-  rows: T[];
-  meta: QueryMeta & Record<string, unknown>;
-  /** Related rows by model name and pk (see `include()`). */
-  included: Record<string, Record<string, Row>>;
-}
-
-export interface LiveOptions {
-  /** The channel to listen on; default: the conversation's channel when the queryset filters on
-   * `session`, else the caller's session-list channel. */
-  channel?: string;
-  /** Called when a refetch or the realtime connection fails; the last good rows stay. */
-  onError?: (error: ConversationClientError) => void;
-  /** Milliseconds a burst of changes is gathered before one refetch; default 40. */
-  batchWindow?: number;
-}
-
-export interface LiveSnapshot<T extends Row> extends QueryResult<T> {
-  /** The realtime state of the channel the result listens on. */
-  connection: ChannelState;
 }
 
 export interface WriteOptions {
@@ -65,12 +43,7 @@ function isPk(value: unknown): value is Pk {
 
 function checkFilter(filter: unknown, method: string): Filter {
   if (!filter || typeof filter !== "object" || Array.isArray(filter)) {
-    throw new ValidationError({
-      status: 400,
-      errors: [{ code: "invalid_filter", message: `${method}() takes an object of {"path__lookup": value}.` }],
-      method: "LOCAL",
-      url: "",
-    });
+    throw new UsageError(`${method}() takes an object of {"path__lookup": value}.`, { code: "invalid_filter", field: method });
   }
   return filter as Filter;
 }
@@ -260,7 +233,7 @@ export class QuerySet<T extends Row = Row> {
     const session = this.state.filter.session ?? this.state.filter.session_id ?? this.state.filter["session__id"];
     if (typeof session === "string") return `${SESSION_CHANNEL_PREFIX}${session}`;
     const sessionId = this.state.filter.id ?? this.state.filter.pk;
-    if (this.modelName === "session" && typeof sessionId === "string") {
+    if (this.modelName === BuiltinModel.SESSION && typeof sessionId === "string") {
       return `${SESSION_CHANNEL_PREFIX}${sessionId}`;
     }
     return this.ctx.realtime.ownerChannel();
@@ -359,124 +332,4 @@ export function singleRow<T extends Row>(answer: Normalized<Pk>, model: string):
     throw new ConversationClientError(`The server's answer does not include the ${model} row.`, { code: "malformed_answer" });
   }
   return row as T;
-}
-
-class LiveQuery<T extends Row> {
-  private stopped = false;
-  private unsubscribe: Unsubscribe | null = null;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private inFlight = false;
-  private again = false;
-  private connection: ChannelState = "connecting";
-  private controller = new AbortController();
-  /** The listener had rows at least once. */
-  private delivered = false;
-
-  constructor(
-    private readonly qs: QuerySet<T>,
-    private readonly hub: RealtimeHub,
-    private readonly listener: (snapshot: LiveSnapshot<T>) => void,
-    private readonly options: LiveOptions,
-  ) {}
-
-  private stopIdentity: Unsubscribe | null = null;
-
-  start(): Unsubscribe {
-    if (!this.options.channel) {
-      // The default channel may be the owner's, which changes when the caller becomes known.
-      this.stopIdentity = this.hub.onIdentityChange(() => {
-        if (this.stopped) return;
-        this.unsubscribe?.();
-        this.unsubscribe = null;
-        void this.connect();
-      });
-    }
-    void this.connect();
-    return () => this.stop();
-  }
-
-  private generation = 0;
-
-  private async connect(): Promise<void> {
-    const generation = ++this.generation;
-    let channel: string | null = this.options.channel ?? null;
-    if (!channel && this.hub.enabled) {
-      try {
-        channel = await this.qs.defaultChannel();
-      } catch (error) {
-        this.fail(error);
-      }
-    }
-    if (this.stopped || generation !== this.generation) return;
-    if (!channel) {
-      this.connection = "closed";
-      this.schedule(0);
-      return;
-    }
-    this.unsubscribe = this.hub.subscribe(channel, {
-      event: (event) => {
-        if (event.name !== EventName.MODEL_CHANGE || event.payload.model !== this.qs.modelName) return;
-        if (!Object.values(ModelOperation).includes(event.payload.operation)) return;
-        this.schedule(this.options.batchWindow ?? 40);
-      },
-      state: (state, error) => {
-        this.connection = state;
-        if (state === "closed" && this.hub.isClosed) return; // the client was closed
-        // (Re)subscribed: events may have been missed; fetch now.
-        if (state === "subscribed" || state === "closed") this.schedule(0);
-        // The channel cannot start yet (the hub tries again): show the rows meanwhile.
-        if (state === "reconnecting" && !this.delivered) this.schedule(0);
-        if (state === "failed") {
-          if (error) this.options.onError?.(error);
-          this.schedule(0);
-        }
-      },
-    });
-  }
-
-  private schedule(delay: number): void {
-    if (this.stopped) return;
-    if (this.inFlight) {
-      this.again = true;
-      return;
-    }
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      void this.refetch();
-    }, delay);
-  }
-
-  private async refetch(): Promise<void> {
-    if (this.stopped) return;
-    this.inFlight = true;
-    this.again = false;
-    try {
-      const result = await this.qs.fetchPage({ signal: this.controller.signal });
-      if (this.stopped) return;
-      this.delivered = true;
-      this.listener({ ...result, connection: this.connection });
-    } catch (error) {
-      if (!this.stopped) this.fail(error);
-    } finally {
-      this.inFlight = false;
-      if (this.again && !this.stopped) this.schedule(this.options.batchWindow ?? 40);
-    }
-  }
-
-  private fail(error: unknown): void {
-    if (error instanceof ConversationClientError) this.options.onError?.(error);
-    else if (this.options.onError) {
-      this.options.onError(new ConversationClientError(String(error), { code: "live_query_failed", cause: error }));
-    }
-  }
-
-  private stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.controller.abort();
-    this.unsubscribe?.();
-    this.stopIdentity?.();
-  }
 }

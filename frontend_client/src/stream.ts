@@ -49,6 +49,20 @@ export class StreamAssembler {
     this.messageId = String(messageId);
   }
 
+  /**
+   * A copy that changes on its own: the conversation store keeps assemblers in states it never
+   * changes in place, so it copies one before applying a chunk or a row to it.
+   */
+  clone(): StreamAssembler {
+    const copy = new StreamAssembler(this.messageId);
+    copy.known = this.known;
+    copy.lastSequence = this.lastSequence;
+    copy.done = this.done;
+    for (const [offset, chunk] of this.heldByOffset) copy.heldByOffset.set(offset, chunk);
+    for (const [sequence, chunk] of this.heldBySequence) copy.heldBySequence.set(sequence, chunk);
+    return copy;
+  }
+
   /** The text so far. */
   get text(): string {
     return this.known;

@@ -136,6 +136,14 @@ export interface Normalized<D = Pk | Pk[]> {
   meta: QueryMeta & Record<string, unknown>;
 }
 
+/** One page of results with the related rows the server included. */
+export interface QueryResult<T extends Row> {
+  rows: T[];
+  meta: QueryMeta & Record<string, unknown>;
+  /** Related rows by model name and pk (see `include()`). */
+  included: Record<string, Record<string, Row>>;
+}
+
 export interface QueryMeta {
   limit?: number;
   offset?: number;

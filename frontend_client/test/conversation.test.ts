@@ -10,7 +10,7 @@ import {
   isPayloadTooLarge,
   isRealtimeError,
   isUnsupportedFileType,
-  isValidationError,
+  isUsageError,
   UnsupportedFileTypeError,
   type Client,
   type Conversation,
@@ -294,7 +294,8 @@ describe("conversation store", () => {
   test("an empty message is refused before anything is sent", async () => {
     const c = client();
     const conversation = await start(c, "echo");
-    await assert.rejects(conversation.send("   "), (error: unknown) => isValidationError(error) && error.field === "content");
+    // A check of the client, not an answer of the server: a UsageError, never an ApiError.
+    await assert.rejects(conversation.send("   "), (error: unknown) => isUsageError(error) && error.field === "content" && !isApiError(error));
     assert.equal(conversation.getState().messages.length, 0);
   });
 

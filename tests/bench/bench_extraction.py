@@ -56,8 +56,8 @@ def main(argv: list[str]) -> None:
     page_count = 5 if quick else 50
     repeats = 1 if quick else max(3, rounds // 2)  # of the PDF and OCR rows
 
-    from django_ai.conversations.extraction import EmbeddedTikaExtractor, ExtractionSource
-    from django_ai.conversations.extraction.embedded import tika_jar_path
+    from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionSource
+    from django_ai.conversations.files.extraction.tika_jvm import tika_jar_path
     from tests.fixtures.files import generate
 
     missing = EmbeddedTikaExtractor.missing_requirements()

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
 from ...constants import ExtractionStatus
-from ...extraction.tasks import _stale_before, reextract
+from ...files.extraction.tasks import reextract, stale_before
 from ...models import File
 
 
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 query |= Q(extraction_status=ExtractionStatus.FAILED)
             if pending:
                 query |= Q(extraction_status=ExtractionStatus.PENDING)
-                query |= Q(extraction_status=ExtractionStatus.PROCESSING, updated_at__lt=_stale_before())
+                query |= Q(extraction_status=ExtractionStatus.PROCESSING, updated_at__lt=stale_before())
         if ids:
             found = {str(pk) for pk in File.objects.filter(pk__in=[uuid.UUID(v) for v in ids]).values_list("pk", flat=True)}
             missing = [value for value in ids if str(uuid.UUID(value)) not in found]

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from ...conf import ai_settings
+from ...constants import ErrorCode
 from .base import ExtractionError
 
 __all__ = ["ExtractionLimits", "check_container", "jvm_options", "ocr_guard_folder", "python_executable", "too_complex"]
@@ -58,8 +60,6 @@ class ExtractionLimits:
 
     @classmethod
     def from_settings(cls) -> ExtractionLimits:
-        from ..conf import ai_settings
-
         return cls(
             memory=int(ai_settings.EXTRACTION_MEMORY_LIMIT),
             ocr_memory=int(ai_settings.OCR_MEMORY_LIMIT),
@@ -101,7 +101,7 @@ _ZIP64_LOCATOR_RECORD = struct.Struct("<4sLQL")  # 20 bytes
 
 
 def too_complex(message: str) -> ExtractionError:
-    return ExtractionError(message, code="too_complex")
+    return ExtractionError(message, code=ErrorCode.TOO_COMPLEX)
 
 
 def _megabytes(size: float) -> str:

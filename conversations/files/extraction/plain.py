@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import ClassVar
 
+from ...constants import ErrorCode
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor, describe_type
-from .checks import warn_once_no_document_extractor
 
 __all__ = ["PlainTextExtractor", "decode_text", "html_to_text", "is_text_type", "read_text"]
 
@@ -128,7 +128,7 @@ def html_to_text(html: str, *, deadline: float | None = None) -> str:
 
 def _timeout() -> ExtractionError:
     return ExtractionError(
-        "Reading the text took too long and was stopped. Try a smaller file.", code="timeout"
+        "Reading the text took too long and was stopped. Try a smaller file.", code=ErrorCode.TIMEOUT
     )
 
 
@@ -226,10 +226,9 @@ class PlainTextExtractor(TextExtractor):
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
         content_type = (source.content_type or "").split(";")[0].strip().lower()
         if not is_text_type(content_type):
-            warn_once_no_document_extractor()
             raise ExtractionError(
                 f"This server can read text only from text files, not from {describe_type(content_type)} files.",
-                code="unsupported",
+                code=ErrorCode.UNSUPPORTED,
             )
         text, truncated = read_text(
             source,

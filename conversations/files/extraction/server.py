@@ -8,14 +8,17 @@ an unreachable server is a failure with a clear reason, not a surprise download.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import threading
+from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from ..conf import ai_settings
+from ...conf import ai_settings
+from ...constants import ErrorCode
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor, describe_type
 
 __all__ = ["TikaServerExtractor", "tika_client"]
@@ -28,10 +31,19 @@ def tika_client() -> Any:
     # At import the client adds a log file in the temp folder unless TIKA_LOG_FILE is empty.
     os.environ.setdefault("TIKA_LOG_FILE", "")
     os.environ.setdefault("TIKA_CLIENT_ONLY", "True")
+    # The tika client is an optional dependency (the 'tika-server' extra): imported on first use.
     from tika import tika as client
 
     client.TikaClientOnly = True
     return client
+
+
+def _requests() -> ModuleType:
+    """``requests``, which comes with the tika client."""
+    # An optional dependency with the tika client (the 'tika-server' extra): imported on first use.
+    import requests
+
+    return requests
 
 
 def _within(timeout: float, call: Any) -> Any:
@@ -41,8 +53,7 @@ def _within(timeout: float, call: Any) -> Any:
     slowly, a little at a time, could take far longer than ``timeout``; this is the total limit.
     A call still running then is left to end at its next read timeout.
     """
-    import requests
-
+    requests = _requests()
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -77,9 +88,7 @@ class TikaServerExtractor(TextExtractor):
     @classmethod
     def missing_requirements(cls) -> list[str]:
         missing = []
-        try:
-            import tika  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("tika") is None:
             missing.append("the 'tika' client package: pip install 'django-ai-first[tika-server]'")
         if not ai_settings.TIKA_SERVER_ENDPOINT:
             missing.append("the Tika server's URL: set DJANGO_AI['TIKA_SERVER_ENDPOINT'], e.g. 'http://localhost:9998'")
@@ -87,15 +96,14 @@ class TikaServerExtractor(TextExtractor):
 
     def _require_endpoint(self) -> str:
         if not self.endpoint:
-            raise ExtractionError("Text extraction is not available on this server.", code="extractor_unavailable") from RuntimeError(
+            raise ExtractionError("Text extraction is not available on this server.", code=ErrorCode.EXTRACTOR_UNAVAILABLE) from RuntimeError(
                 "TikaServerExtractor needs DJANGO_AI['TIKA_SERVER_ENDPOINT']."
             )
         return self.endpoint
 
     def get_version(self) -> str:
         """The server's version (``GET /version``), e.g. ``"Apache Tika 3.2.3"`` -> ``"3.2.3"``."""
-        import requests
-
+        requests = _requests()
         try:
             response = requests.get(self._require_endpoint() + "/version", timeout=10)
             response.raise_for_status()
@@ -105,8 +113,7 @@ class TikaServerExtractor(TextExtractor):
         return response.text.replace("Apache Tika", "").strip()[:50]
 
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
-        import requests
-
+        requests = _requests()
         client = tika_client()
         endpoint = self._require_endpoint()
         headers = {
@@ -138,20 +145,20 @@ class TikaServerExtractor(TextExtractor):
         except requests.Timeout as exc:
             raise ExtractionError(
                 f"Reading the text took longer than {timeout:g} seconds and was stopped. Try a smaller file.",
-                code="timeout",
+                code=ErrorCode.TIMEOUT,
             ) from exc
         except requests.RequestException as exc:
             logger.warning("The Tika server at %s could not be reached: %s", endpoint, exc)
             raise ExtractionError(
                 "The text extraction service is not reachable right now. Try again later.",
-                code="extractor_unavailable",
+                code=ErrorCode.EXTRACTOR_UNAVAILABLE,
             ) from exc
         return self._read_response(status, raw, source, max_length)
 
     def _read_response(self, status: int, raw: bytes, source: ExtractionSource, max_length: int) -> ExtractionResult:
         kind = describe_type(source.content_type)
         if status == 415:
-            raise ExtractionError(f"Text cannot be read from {kind} files.", code="unsupported")
+            raise ExtractionError(f"Text cannot be read from {kind} files.", code=ErrorCode.UNSUPPORTED)
         if status == 422:
             # Tika server answers 422 for encrypted documents and for ones it cannot process.
             text = raw.decode("utf-8", errors="replace").lower()
@@ -159,16 +166,16 @@ class TikaServerExtractor(TextExtractor):
                 raise _encrypted()
             raise _corrupt(kind)
         if status == 503:
-            raise ExtractionError("The text extraction service is busy. Try again later.", code="extractor_unavailable")
+            raise ExtractionError("The text extraction service is busy. Try again later.", code=ErrorCode.EXTRACTOR_UNAVAILABLE)
         if status != 200:
             logger.warning("The Tika server answered %s: %s", status, raw[:500])
-            raise ExtractionError("The text extraction service failed to read this file.", code="extraction_failed")
+            raise ExtractionError("The text extraction service failed to read this file.", code=ErrorCode.EXTRACTION_FAILED)
         try:
             documents = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ExtractionError("The text extraction service sent an answer that could not be read.", code="extraction_failed") from exc
+            raise ExtractionError("The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED) from exc
         if not isinstance(documents, list) or not documents:
-            raise ExtractionError("The text extraction service sent an answer that could not be read.", code="extraction_failed")
+            raise ExtractionError("The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED)
         container = documents[0] if isinstance(documents[0], dict) else {}
         problem = str(container.get("X-TIKA:EXCEPTION:container_exception") or "")
         truncated = any(str(d.get("X-TIKA:EXCEPTION:write_limit_reached", "")).lower() == "true" for d in documents if isinstance(d, dict))
@@ -177,7 +184,7 @@ class TikaServerExtractor(TextExtractor):
             if "EncryptedDocumentException" in problem or "InvalidPasswordException" in problem:
                 raise _encrypted()
             if "ZeroByteFileException" in problem:
-                raise ExtractionError("The file is empty.", code="empty_file")
+                raise ExtractionError("The file is empty.", code=ErrorCode.EMPTY_FILE)
             raise _corrupt(kind)
         text = "".join(str(d.get("X-TIKA:content") or "") for d in documents if isinstance(d, dict))
         facts: dict[str, Any] = {}
@@ -203,12 +210,12 @@ def _as_list(value: Any) -> list[Any]:
 def _encrypted() -> ExtractionError:
     return ExtractionError(
         "The file is password-protected, so its text cannot be read. Upload a copy without a password.",
-        code="encrypted",
+        code=ErrorCode.ENCRYPTED,
     )
 
 
 def _corrupt(kind: str) -> ExtractionError:
     return ExtractionError(
         f"The file seems to be damaged or is not a valid {kind} file, so its text cannot be read.",
-        code="corrupt",
+        code=ErrorCode.CORRUPT,
     )

@@ -5,7 +5,8 @@ Errors (a configured extractor that cannot run, a bad isolation value) are repor
 read; ``W021``: no tesseract, no OCR) is a deployment check (``manage.py check --deploy``): a project
 that never receives a document should not see it on every ``migrate`` and ``runserver``. When a
 document does arrive and cannot be read for that reason, the process logs the same warning once
-(:func:`warn_once_no_document_extractor`).
+(:func:`warn_once_no_document_extractor`, called by the extraction task: the place that knows a
+document was refused, so that the extractors need not know about each other).
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
+
+from ...conf import ai_settings
+from .base import TextExtractor
+from .embedded import EmbeddedTikaExtractor
+from .plain import PlainTextExtractor
+from .selection import best_available_extractor
+from .server import TikaServerExtractor
+from .tika_engine import tesseract_version
 
 logger = logging.getLogger("django_ai.conversations.extraction")
 
 
 @checks.register("django_ai")
 def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django.utils.module_loading import import_string
-
-    from ..conf import ai_settings
-    from .base import TextExtractor
-    from .server import TikaServerExtractor
-
     messages: list[checks.CheckMessage] = []
     if not isinstance(getattr(settings, "DJANGO_AI", None) or {}, dict):
         return []  # reported by check_settings (django_ai.E001)
@@ -82,13 +86,6 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 
 
 def _document_extractor_warnings() -> list[checks.CheckMessage]:
-    from django.utils.module_loading import import_string
-
-    from ..conf import ai_settings
-    from . import best_available_extractor
-    from .embedded import EmbeddedTikaExtractor, tesseract_version
-    from .plain import PlainTextExtractor
-
     messages: list[checks.CheckMessage] = []
     if not isinstance(getattr(settings, "DJANGO_AI", None) or {}, dict):
         return []
@@ -135,7 +132,8 @@ _warned_no_document_extractor = False
 
 def warn_once_no_document_extractor() -> None:
     """Log W020 once per process, when a document was refused because only the plain-text
-    extractor is available (and the project did not choose it)."""
+    extractor is available (and the project did not choose it). The extraction task calls it
+    for every file refused as ``unsupported``; it logs only when W020 applies."""
     global _warned_no_document_extractor
     if _warned_no_document_extractor:
         return

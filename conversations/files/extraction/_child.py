@@ -1,7 +1,7 @@
-"""The extraction process's main program: ``python -m django_ai.conversations.extraction._child``.
+"""The extraction process's main program: ``python -m django_ai.conversations.files.extraction._child``.
 
-Started by isolated.py, never by people. It reads one frame of options (the engine's
-:class:`~.embedded.EngineOptions` as a dict and how many files to parse at a time), starts the
+Started by process.py (for isolated.py), never by people. It reads one frame of options (the engine's
+:class:`~.EngineOptions` as a dict and how many files to parse at a time), starts the
 JVM, answers ``{"ready": true, ...}`` (or ``{"ready": false, "code", "message"}`` and ends), then
 parses the files it is sent, each on a pool thread, and answers each by its ``id`` with the text
 or an error, plus how many parses are left behind on Java threads. It reads no Django settings.
@@ -23,9 +23,11 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from . import embedded
+from ...constants import ErrorCode
 from .base import ExtractionError
-from .isolated import read_frame, write_frame
+from .frames import read_frame, write_frame
+from .tika_engine import EngineOptions, start_engine
+from .tika_jvm import parses_left_behind
 
 
 def _answer(engine: Any, frame: dict[str, Any]) -> dict[str, Any]:
@@ -45,18 +47,18 @@ def _answer(engine: Any, frame: dict[str, Any]) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a bug: its traceback goes back to be logged there
         answer = {"bug": traceback.format_exc()}
     answer["id"] = frame["id"]
-    answer["left_behind"] = embedded.parses_left_behind()
+    answer["left_behind"] = parses_left_behind()
     return answer
 
 
 def _end() -> None:
-    # Take the tesseract runs along when this process leads its group (isolated.py starts it so).
+    # Take the tesseract runs along when this process leads its group (process.py starts it so).
     if os.getpgrp() == os.getpid():
         os.killpg(os.getpid(), signal.SIGKILL)
     os._exit(0)
 
 
-def _limit_files(options: embedded.EngineOptions) -> None:
+def _limit_files(options: EngineOptions) -> None:
     # No core dump of a JVM of hundreds of MB, and no temporary file (Tika spools embedded
     # documents to disk) larger than a container may unpack to: a write past it fails (EFBIG, as
     # SIGXFSZ is ignored) and the parse with it, instead of filling the disk. The JVM's crash
@@ -94,21 +96,21 @@ def main() -> None:
             except OSError:
                 _end()
 
-    options = embedded.EngineOptions.from_dict(setup["options"])
+    options = EngineOptions.from_dict(setup["options"])
     _limit_files(options)
     error_file = os.path.join(tempfile.gettempdir(), "django-ai-extraction-hs_err_%p.log")
-    options = embedded.EngineOptions(
+    options = EngineOptions(
         limits=options.limits, jvm_args=(f"-XX:ErrorFile={error_file}", *options.jvm_args), ocr_guard=options.ocr_guard
     )
     try:
-        engine = embedded.start_engine(options)
+        engine = start_engine(options)
     except ExtractionError as exc:
         send({"ready": False, "code": exc.code, "message": exc.message})
         _end()
         return
     except Exception:  # noqa: BLE001 - e.g. Tika's configuration failing: said on stderr, then ended
         logging.getLogger("django_ai.conversations.extraction").exception("Embedded Tika could not be set up")
-        send({"ready": False, "code": "extractor_unavailable", "message": "Text extraction is not available on this server."})
+        send({"ready": False, "code": ErrorCode.EXTRACTOR_UNAVAILABLE, "message": "Text extraction is not available on this server."})
         _end()
         return
     send({"ready": True, "pid": os.getpid(), "tika_version": engine.tika_version, "ocr_version": engine.ocr_version})

@@ -1,8 +1,12 @@
-"""The extractor interface: what an extractor is given, what it returns, how it fails."""
+"""The extractor interface: what an extractor is given, what it returns, how it fails.
+
+:class:`ExtractionError` is defined in ``conversations/exceptions.py`` with every other error and
+re-exported here, where extractors import it."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -10,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, ClassVar
 
-from ..exceptions import ConversationError
+from ...exceptions import ExtractionError
 
 __all__ = [
     "ExtractionError",
@@ -19,20 +23,6 @@ __all__ = [
     "TextExtractor",
     "describe_type",
 ]
-
-
-class ExtractionError(ConversationError):
-    """Extraction of one file failed for a reason a person can act on.
-
-    ``message`` is stored on the File (``extraction_error``) and shown to users, so it says what
-    happened in plain words; technical details go to the log. ``code`` is one of ``encrypted``,
-    ``corrupt``, ``unsupported``, ``empty_file``, ``timeout``, ``ocr_unavailable``,
-    ``extractor_unavailable`` or ``extraction_failed``.
-    """
-
-    status_code = 422
-    default_code = "extraction_failed"
-    default_detail = "The text of this file could not be read."
 
 
 # Short names people know, for messages; anything else is shown as its MIME type.
@@ -78,8 +68,6 @@ class ExtractionSource:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, filename: str = "upload", content_type: str = "") -> ExtractionSource:
-        import io
-
         return cls(filename=filename, content_type=content_type, size=len(data), opener=lambda: io.BytesIO(data))
 
     @classmethod

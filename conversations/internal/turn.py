@@ -1,0 +1,154 @@
+"""State of the turn being answered, shared by the runner and the helpers of ``context``.
+
+The turn's thread owns the turn's database connection. The agent's ``get_response`` runs in a
+helper thread (an ``async def`` one on an event loop there); helpers called from it
+(``ResponseStream.write``, ``display_widget``...) hand their database work to the turn's thread
+through :meth:`TurnState.call_db` and wait for it, so agents call them without ``await`` and
+without touching the ORM from an event loop. :class:`TurnExecutor` lets asgiref's
+``sync_to_async`` (and Django's async ORM, ``aget()``...) run on the turn's thread too.
+
+When the turn ends, :meth:`TurnState.close` refuses any later call: an agent that outlived its
+turn (it ignored a cancel or a timeout) gets :class:`TurnCancelled` instead of reaching the rows.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..exceptions import TurnCancelled
+
+if TYPE_CHECKING:
+    from ..agent import ConversationAgent
+    from ..models import ConversationMessage, ConversationSession, File
+
+T = TypeVar("T")
+
+current_turn: contextvars.ContextVar[TurnState | None] = contextvars.ContextVar(
+    "django_ai_current_turn", default=None
+)
+
+
+@dataclass
+class TurnState:
+    session: ConversationSession
+    user_message: ConversationMessage
+    agent: ConversationAgent | None = None
+    files: dict[str, File] = field(default_factory=dict)
+    agent_message: ConversationMessage | None = None
+    streamed: list[str] = field(default_factory=list)
+    sequence: int = 0
+    persisted_sequence: int = 0
+    last_persist: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    first_chunk: float | None = None
+    deadline: float | None = None
+    cancel_reason: str | None = None
+    widgets: list[Any] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    #: Milliseconds the turn waited for attached files' extraction before the agent ran.
+    file_wait_ms: int | None = None
+    owner_thread: threading.Thread = field(default_factory=threading.current_thread)
+    closed: bool = False
+    _calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = field(
+        default_factory=queue.SimpleQueue
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Called by helpers on every write; returns a reason when the turn must stop. Set when the
+    #: agent runs in the turn's own thread (nobody else watches the turn then); None when the
+    #: turn's thread watches the turn itself while the agent runs in a helper thread.
+    poll: Callable[[], str | None] | None = None
+
+    @property
+    def stream_text(self) -> str:
+        return "".join(self.streamed)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+
+    def is_cancelled(self) -> bool:
+        if self.cancel_reason is None and self.deadline is not None and time.monotonic() > self.deadline:
+            self.cancel_reason = "timeout"
+        return self.cancel_reason is not None
+
+    def check_cancelled(self) -> bool:
+        """``is_cancelled()``, after asking ``poll`` (when set) whether someone asked to stop."""
+        if self.cancel_reason is None and self.poll is not None:
+            reason = self.poll()
+            if reason:
+                self.cancel(reason)
+        return self.is_cancelled()
+
+    def call_db(self, func: Callable[[], T]) -> T:
+        """Run ``func`` on the turn's thread (directly when already there) and return its result."""
+        if threading.current_thread() is self.owner_thread:
+            return func()
+        future: Future[T] = Future()
+        self._submit(func, future)
+        return future.result()
+
+    def _submit(self, func: Callable[[], Any], future: Future[Any]) -> None:
+        with self._lock:
+            if not self.closed:
+                self._calls.put((func, future))
+                return
+        future.set_exception(TurnCancelled(self.cancel_reason or "closed"))
+
+    def serve_db_calls(self, until: Callable[[], bool], tick: Callable[[], None] | None = None, interval: float = 0.1) -> None:
+        """On the turn's thread: run queued database calls until ``until()`` is true."""
+        while True:
+            try:
+                item = self._calls.get(timeout=interval)
+            except queue.Empty:
+                item = None
+            if item is not None:
+                func, future = item
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(func())
+                    except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+                        future.set_exception(exc)
+            if tick is not None:
+                tick()
+            if until() and self._calls.empty():
+                return
+
+    def wake(self) -> None:
+        self._calls.put(None)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """End the turn for other threads: queued and later ``call_db`` calls raise TurnCancelled."""
+        with self._lock:
+            self.closed = True
+        while True:
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(TurnCancelled(self.cancel_reason or "closed"))
+
+
+class TurnExecutor(Executor):
+    """Runs submitted functions on the turn's thread (see :meth:`TurnState.serve_db_calls`).
+
+    The runner installs it as the executor of the agent's event loop for asgiref, so that
+    ``await sync_to_async(f)()`` and the async ORM (``await Model.objects.aget(...)``) inside an
+    ``async def get_response`` use the turn's database connection: the same transaction as the
+    caller (tests), and no extra connection per turn.
+    """
+
+    def __init__(self, state: TurnState):
+        self.state = state
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:  # type: ignore[override]
+        future: Future[T] = Future()
+        self.state._submit(lambda: fn(*args, **kwargs), future)
+        return future

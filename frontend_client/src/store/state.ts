@@ -1,0 +1,118 @@
+/**
+ * The conversation store's state: what the reducer (`reducer.ts`) keeps, and the public snapshot
+ * types (`ConversationState` and its parts) that `view.ts` derives from it.
+ *
+ * The store state holds rows in maps keyed by id and never changes in place: every transition
+ * returns a new object (the reducer copies what it changes), so a state can be kept, compared and
+ * replayed. The `StreamAssembler` of each streaming message is part of it and is copied before
+ * the reducer changes it.
+ */
+
+import type { ConversationClientError } from "../errors.js";
+import type { ChannelState } from "../realtime/types.js";
+import type { StreamAssembler } from "../stream.js";
+import type { FileRow, MessageRow, SessionRow, WidgetRow } from "../types.js";
+
+/** A message as the store shows it. */
+export interface ConversationMessage extends MessageRow {
+  /** The widget of a `widget` message, once known. */
+  widget: WidgetRow | null;
+  /** The file rows of the message that the store knows. */
+  attachments: FileRow[];
+  /** True while the agent streams this message's text. */
+  streaming: boolean;
+  /** True for a user message shown before the server confirmed it. */
+  local: boolean;
+  /** Why a local message could not be sent (it stays, so nothing typed is lost). */
+  sendError: ConversationClientError | null;
+}
+
+export interface UploadState {
+  /** A local key for the upload. */
+  key: string;
+  filename: string;
+  size: number;
+  loaded: number;
+  total: number;
+  status: "uploading" | "uploaded" | "failed";
+  /** The file row once uploaded; its `extraction_status` follows the server. */
+  file: FileRow | null;
+  error: ConversationClientError | null;
+}
+
+/**
+ * - `loading`: the first read is running;
+ * - `idle`: nothing is happening;
+ * - `sending`: a message or its files are being sent;
+ * - `waiting`: the server has the message, the agent has not started streaming yet;
+ * - `streaming`: the agent is streaming its reply.
+ */
+export type ConversationPhase = "loading" | "idle" | "sending" | "waiting" | "streaming";
+
+export interface ConversationState {
+  sessionId: string;
+  session: SessionRow | null;
+  messages: ConversationMessage[];
+  widgets: Record<string, WidgetRow>;
+  files: Record<string, FileRow>;
+  uploads: UploadState[];
+  phase: ConversationPhase;
+  /** A turn is running or waiting (the stop button's condition). */
+  busy: boolean;
+  /** The agent message being streamed, if any. */
+  streamingMessageId: string | null;
+  /** The realtime state of the conversation's channel. */
+  connection: ChannelState;
+  /** The last error (loading, sending, realtime); cleared by `clearError()`. */
+  error: ConversationClientError | null;
+  loaded: boolean;
+}
+
+/** A file to send: a Blob/File to upload, or an uploaded file (row or id). */
+export type Attachment = Blob | FileRow | string;
+
+/** A message row as the store keeps it: a local one carries what sending it again needs. */
+export interface StoredMessage extends MessageRow {
+  local?: boolean;
+  sendError?: ConversationClientError | null;
+  operationId?: string;
+  /** What `retry()` sends again: the attachments, uploaded ones by their id. */
+  attachmentsToSend?: Attachment[];
+}
+
+export interface StoreState {
+  readonly sessionId: string;
+  readonly session: SessionRow | null;
+  readonly rows: ReadonlyMap<string, StoredMessage>;
+  readonly widgets: ReadonlyMap<string, WidgetRow>;
+  readonly files: ReadonlyMap<string, FileRow>;
+  readonly uploads: readonly UploadState[];
+  /** Streaming messages (and chunks of messages not read yet), rebuilt by offset. */
+  readonly streams: ReadonlyMap<string, StreamAssembler>;
+  /** Operation ids of this store's sends: their `model_change` echo is recognised. */
+  readonly ownOperations: ReadonlySet<string>;
+  /** Confirmed pk -> the local message it replaces once its row is read. */
+  readonly adoptions: ReadonlyMap<string, string>;
+  readonly connection: ChannelState;
+  readonly error: ConversationClientError | null;
+  /** The first full read is done. */
+  readonly loaded: boolean;
+}
+
+/** The state of a store that has read nothing yet. */
+export function initialState(sessionId: string): StoreState {
+  return {
+    sessionId,
+    session: null,
+    rows: new Map(),
+    widgets: new Map(),
+    files: new Map(),
+    uploads: [],
+    streams: new Map(),
+    ownOperations: new Set(),
+    adoptions: new Map(),
+    connection: "connecting",
+    error: null,
+    loaded: false,
+  };
+}

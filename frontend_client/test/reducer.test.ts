@@ -1,0 +1,457 @@
+/**
+ * The conversation store's reducer without a server: every event kind, events out of order and
+ * twice, reads that answer out of order, a full read replacing the state, sends and uploads, and
+ * the snapshot (`view`) the listeners get. Each test folds actions over a state, as the store does.
+ */
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+
+import { ConversationClientError, NetworkError, RealtimeError } from "../src/errors.js";
+import { GAP_RETRY_DELAY, reduce, type RowRead, type StoreAction } from "../src/store/reducer.js";
+import { initialState, type StoreState } from "../src/store/state.js";
+import { view } from "../src/store/view.js";
+import type { EventPayloads, FileRow, MessageRow, RealtimeEvent, SessionRow, WidgetRow } from "../src/types.js";
+
+const SESSION = "s-1";
+const T0 = Date.parse("2026-01-01T10:00:00.000Z");
+let counter = 0;
+
+/** An ISO timestamp `ms` after T0 (with microseconds when given). */
+const at = (ms: number, micro = "000") => new Date(T0 + ms).toISOString().replace("Z", `${micro}Z`);
+
+function event<N extends keyof EventPayloads>(name: N, fields: Omit<EventPayloads[N], "id" | "session_id" | "timestamp"> & { session_id?: string | null; timestamp?: string }): StoreAction {
+  counter += 1;
+  const payload = { id: `e-${counter}`, session_id: SESSION, timestamp: at(counter), ...fields } as EventPayloads[N];
+  return { type: "event", event: { name, channel: `private-conversation-session-${SESSION}`, payload } as RealtimeEvent };
+}
+
+function messageRow(id: string, fields: Partial<MessageRow> = {}): MessageRow {
+  return {
+    id,
+    session: SESSION,
+    message_type: "agent",
+    content: "",
+    component_type: "",
+    component_data: {},
+    files: [],
+    processing_status: "completed",
+    reply_to: null,
+    stream_sequence: 0,
+    timestamp: at(0),
+    updated_at: at(0),
+    ...fields,
+  };
+}
+
+const sessionRow = (fields: Partial<SessionRow> = {}): SessionRow => ({
+  id: SESSION,
+  agent_path: "echo",
+  title: "",
+  status: "active",
+  created_at: at(0),
+  updated_at: at(0),
+  last_message_at: null,
+  ...fields,
+});
+
+const widgetRow = (id: string, fields: Partial<WidgetRow> = {}): WidgetRow => ({
+  id,
+  session: SESSION,
+  message: null,
+  widget_type: "form",
+  data: {},
+  display_data: {},
+  created_at: at(0),
+  updated_at: at(0),
+  ...fields,
+});
+
+const fileRow = (id: string, fields: Partial<FileRow> = {}): FileRow => ({
+  id,
+  session: SESSION,
+  filename: `${id}.txt`,
+  content_type: "text/plain",
+  size: 10,
+  extraction_status: "pending",
+  extraction_error: "",
+  created_at: at(0),
+  updated_at: at(0),
+  ...fields,
+});
+
+const read = (rows: { messages?: MessageRow[]; widgets?: WidgetRow[]; files?: FileRow[]; session?: SessionRow | null }): StoreAction => ({
+  type: "read",
+  session: rows.session ?? null,
+  messages: rows.messages ?? [],
+  widgets: rows.widgets ?? [],
+  files: rows.files ?? [],
+});
+
+function synced(state: StoreState, rows: { messages?: MessageRow[]; widgets?: WidgetRow[]; files?: FileRow[]; session?: SessionRow }): StoreAction {
+  return {
+    type: "synced",
+    session: rows.session ?? sessionRow(),
+    messages: rows.messages ?? [],
+    widgets: rows.widgets ?? [],
+    files: rows.files ?? [],
+    known: new Set(state.rows.keys()),
+  };
+}
+
+/** Fold `actions` over `state`; the last state and every read asked for on the way. */
+function run(state: StoreState, ...actions: StoreAction[]): { state: StoreState; reads: RowRead[] } {
+  const reads: RowRead[] = [];
+  for (const action of actions) {
+    const step = reduce(state, action);
+    state = step.state;
+    reads.push(...step.reads);
+  }
+  return { state, reads };
+}
+
+/** A loaded store with no messages. */
+const loaded = () => run(initialState(SESSION), synced(initialState(SESSION), {})).state;
+const message = (state: StoreState, id: string) => view(state).messages.find((m) => m.id === id);
+const chunk = (message_id: string, text: string, offset: number, sequence: number) => event("text_chunk", { message_id, text, offset, sequence });
+
+describe("streamed text", () => {
+  test("stream_start shows an empty streaming agent message; a second stream_start changes nothing", () => {
+    const first = run(loaded(), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }));
+    const a = message(first.state, "a");
+    assert.equal(a?.streaming, true);
+    assert.equal(a?.content, "");
+    assert.equal(a?.reply_to, "u");
+    assert.deepEqual(first.reads, [], "a first stream has nothing to read");
+    assert.equal(view(first.state).phase, "streaming");
+    assert.equal(view(first.state).streamingMessageId, "a");
+    const again = run(first.state, chunk("a", "Hi", 0, 1), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }));
+    assert.equal(message(again.state, "a")?.content, "Hi");
+  });
+
+  test("a later stream of the turn reads the row for the text before it", () => {
+    const { reads } = run(loaded(), event("stream_start", { message_id: "a", sequence: 4, reply_to: "u" }));
+    assert.deepEqual(reads, [{ model: "message", pk: "a", delay: 25 }]);
+  });
+
+  test("chunks append by offset; a chunk twice and a chunk already known change nothing", () => {
+    const { state } = run(
+      loaded(),
+      event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }),
+      chunk("a", "Hello", 0, 1),
+      chunk("a", " world", 5, 2),
+      chunk("a", " world", 5, 2),
+      chunk("a", "llo", 2, 1),
+    );
+    assert.equal(message(state, "a")?.content, "Hello world");
+    assert.equal(message(state, "a")?.stream_sequence, 2);
+  });
+
+  test("chunks out of order are held until the text before them arrives", () => {
+    const start = run(loaded(), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" })).state;
+    const early = run(start, chunk("a", "world", 6, 2), chunk("a", "!", 11, 3));
+    assert.equal(message(early.state, "a")?.content, "", "nothing shows past a gap");
+    assert.ok(early.reads.some((r) => r.model === "message" && r.pk === "a" && r.delay === GAP_RETRY_DELAY), "the row is read again for the gap");
+    const filled = run(early.state, chunk("a", "Hello ", 0, 1));
+    assert.equal(message(filled.state, "a")?.content, "Hello world!");
+  });
+
+  test("a gap is closed by a fresher row, and the held chunks after it apply", () => {
+    const start = run(loaded(), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }), chunk("a", "c", 2, 3)).state;
+    const { state, reads } = run(start, read({ messages: [messageRow("a", { content: "ab", stream_sequence: 2, processing_status: "streaming", updated_at: at(5) })] }));
+    assert.equal(message(state, "a")?.content, "abc");
+    assert.deepEqual(reads, [], "no gap left, nothing more to read");
+  });
+
+  test("chunks of a message not read yet ask for its row and apply beyond it", () => {
+    const early = run(loaded(), chunk("a", "cd", 2, 2));
+    assert.equal(message(early.state, "a"), undefined, "no row, nothing to show");
+    assert.deepEqual(early.reads, [{ model: "message", pk: "a", delay: 25 }]);
+    const { state } = run(early.state, read({ messages: [messageRow("a", { content: "ab", stream_sequence: 1, processing_status: "streaming" })] }));
+    assert.equal(message(state, "a")?.content, "abcd");
+    assert.equal(message(state, "a")?.streaming, true);
+  });
+
+  test("a finished row is the whole truth: a late chunk changes nothing", () => {
+    const { state } = run(
+      loaded(),
+      event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }),
+      chunk("a", "Hello", 0, 1),
+      read({ messages: [messageRow("a", { content: "Hello there.", stream_sequence: 3, processing_status: "completed", updated_at: at(9) })] }),
+      chunk("a", " world", 5, 2),
+      chunk("a", "Hello there. And more", 0, 4),
+    );
+    assert.equal(message(state, "a")?.content, "Hello there.");
+    assert.equal(message(state, "a")?.streaming, false);
+    assert.equal(state.streams.has("a"), false, "no assembler is kept for a finished message");
+  });
+
+  test("a streaming row older than the text the chunks gave keeps the chunks' text", () => {
+    const { state } = run(
+      loaded(),
+      event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }),
+      chunk("a", "Hello world", 0, 2),
+      read({ messages: [messageRow("a", { content: "Hello", stream_sequence: 1, processing_status: "streaming" })] }),
+    );
+    assert.equal(message(state, "a")?.content, "Hello world");
+  });
+
+  test("stream_end reads the finished row; until it comes the message still streams", () => {
+    const start = run(loaded(), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }), chunk("a", "Hi", 0, 1)).state;
+    const { state, reads } = run(start, event("stream_end", { message_id: "a", sequence: 1 }));
+    assert.deepEqual(reads, [{ model: "message", pk: "a", delay: 25 }]);
+    assert.equal(message(state, "a")?.streaming, true);
+  });
+});
+
+describe("message status", () => {
+  test("a running status is shown at once; a finished one waits for the row, read at once", () => {
+    const user = messageRow("u", { message_type: "user", processing_status: "pending", content: "hi" });
+    const start = run(loaded(), read({ messages: [user] })).state;
+    assert.equal(view(start).phase, "waiting");
+    const processing = run(start, event("message_status", { message_id: "u", message_type: "user", status: "processing" }));
+    assert.equal(message(processing.state, "u")?.processing_status, "processing");
+    assert.deepEqual(processing.reads, []);
+    const done = run(processing.state, event("message_status", { message_id: "u", message_type: "user", status: "completed" }));
+    assert.equal(message(done.state, "u")?.processing_status, "processing", "not half-final");
+    assert.deepEqual(done.reads, [{ model: "message", pk: "u", delay: 0 }]);
+  });
+
+  test("the status of a message not read yet reads it", () => {
+    const { state, reads } = run(loaded(), event("message_status", { message_id: "x", message_type: "agent", status: "processing" }));
+    assert.equal(view(state).messages.length, 0);
+    assert.deepEqual(reads, [{ model: "message", pk: "x", delay: 0 }]);
+  });
+});
+
+describe("widgets", () => {
+  test("a widget event shows its data on its message; widget_update replaces it", () => {
+    const w = { widget_id: "w", message_id: "m", widget_type: "form", data: { slots: [1, 2] }, display_data: {} };
+    const shown = run(loaded(), read({ messages: [messageRow("m", { message_type: "widget" })] }), event("widget", w));
+    assert.deepEqual(message(shown.state, "m")?.widget?.data, { slots: [1, 2] });
+    assert.deepEqual(shown.reads, [], "the message is known");
+    const updated = run(shown.state, event("widget_update", { ...w, display_data: { picked: 2 } }));
+    assert.deepEqual(view(updated.state).widgets.w?.display_data, { picked: 2 });
+    assert.equal(view(updated.state).widgets.w?.created_at, view(shown.state).widgets.w?.created_at, "created_at stays");
+  });
+
+  test("a widget of a message not read yet reads the message", () => {
+    const { reads } = run(loaded(), event("widget", { widget_id: "w", message_id: "m", widget_type: "form", data: {}, display_data: {} }));
+    assert.deepEqual(reads, [{ model: "message", pk: "m", delay: 25 }]);
+  });
+
+  test("a truncated widget event keeps what is shown and reads the widget row", () => {
+    const start = run(loaded(), read({ widgets: [widgetRow("w", { data: { a: 1 } })] })).state;
+    const truncated = event("widget_update", { widget_id: "w", message_id: null, widget_type: "form", truncated: true } as never);
+    const { state, reads } = run(start, truncated);
+    assert.deepEqual(view(state).widgets.w?.data, { a: 1 });
+    assert.deepEqual(reads, [{ model: "widget", pk: "w", delay: 0 }]);
+  });
+
+  test("a widget read that started before the widget event does not undo it", () => {
+    const start = run(loaded(), event("widget", { widget_id: "w", message_id: null, widget_type: "form", data: { v: 2 }, display_data: {} })).state;
+    const { state } = run(start, read({ widgets: [widgetRow("w", { data: { v: 1 }, updated_at: at(-1000) })] }));
+    assert.deepEqual(view(state).widgets.w?.data, { v: 2 });
+  });
+});
+
+describe("model_change", () => {
+  test("created or updated rows of the built-in models are read; deleted ones go", () => {
+    const start = run(loaded(), read({ messages: [messageRow("m")], widgets: [widgetRow("w")], files: [fileRow("f")] })).state;
+    const changed = run(
+      start,
+      event("model_change", { model: "message", operation: "update", pks: ["m", "n"], operation_id: null }),
+      event("model_change", { model: "widget", operation: "create", pks: ["w2"], operation_id: null }),
+      event("model_change", { model: "file", operation: "update", pks: ["f"], operation_id: null }),
+      event("model_change", { model: "session", operation: "update", pks: [SESSION], operation_id: null }),
+    );
+    assert.deepEqual(changed.reads, [
+      { model: "message", pk: "m", delay: 25 },
+      { model: "message", pk: "n", delay: 25 },
+      { model: "widget", pk: "w2", delay: 25 },
+      { model: "file", pk: "f", delay: 25 },
+      { model: "session", delay: 25 },
+    ]);
+    const deleted = run(
+      changed.state,
+      event("model_change", { model: "message", operation: "delete", pks: ["m"], operation_id: null }),
+      event("model_change", { model: "widget", operation: "delete", pks: ["w"], operation_id: null }),
+      event("model_change", { model: "file", operation: "delete", pks: ["f"], operation_id: null }),
+      event("model_change", { model: "session", operation: "delete", pks: [SESSION], operation_id: null }),
+    );
+    const shown = view(deleted.state);
+    assert.deepEqual([shown.messages.length, Object.keys(shown.widgets), Object.keys(shown.files), shown.session], [0, [], [], null]);
+    assert.deepEqual(deleted.reads, []);
+  });
+
+  test("changes of a project's own models are not the store's", () => {
+    const { state, reads } = run(loaded(), event("model_change", { model: "ticket", operation: "create", pks: ["T-1"], operation_id: null }));
+    assert.deepEqual(reads, []);
+    assert.deepEqual(view(state).messages, []);
+  });
+
+  test("the echo of the store's own send replaces the local copy once the row is read, even a copy marked failed", () => {
+    const local = {
+      ...messageRow("local-op1", { message_type: "user", content: "only once", processing_status: "pending", timestamp: at(50) }),
+      local: true,
+      sendError: null,
+      operationId: "op1",
+    };
+    const failed = run(loaded(), { type: "sendStarted", row: local }, { type: "sendFailed", localId: "local-op1", error: new NetworkError("http://x/") });
+    assert.equal(message(failed.state, "local-op1")?.sendError?.code, "network_error");
+    const echo = run(failed.state, event("model_change", { model: "message", operation: "create", pks: ["u1"], operation_id: "op1" }));
+    assert.equal(message(echo.state, "local-op1")?.local, true, "kept until the row is known");
+    const { state } = run(echo.state, read({ messages: [messageRow("u1", { message_type: "user", content: "only once", processing_status: "pending" })] }));
+    assert.deepEqual(view(state).messages.map((m) => [m.id, m.local]), [["u1", false]]);
+  });
+
+  test("another client's message with an operation id is not taken for ours", () => {
+    const local = { ...messageRow("local-op1", { message_type: "user", content: "mine" }), local: true, operationId: "op1" };
+    const { state } = run(
+      loaded(),
+      { type: "sendStarted", row: local },
+      event("model_change", { model: "message", operation: "create", pks: ["u2"], operation_id: "someone-else" }),
+      read({ messages: [messageRow("u2", { message_type: "user", content: "theirs" })] }),
+    );
+    assert.deepEqual(view(state).messages.map((m) => m.content), ["theirs", "mine"]);
+  });
+});
+
+describe("order and freshness", () => {
+  test("events of another session are ignored", () => {
+    const start = loaded();
+    const { state, reads } = run(start, event("stream_start", { message_id: "a", sequence: 0, reply_to: "u", session_id: "s-2" }));
+    assert.deepEqual(view(state).messages, []);
+    assert.deepEqual(reads, []);
+  });
+
+  test("a read that answers after a fresher one does not bring the older row back", () => {
+    const fresh = messageRow("m", { content: "new", updated_at: at(2000) });
+    const stale = messageRow("m", { content: "old", updated_at: at(1000) });
+    const { state } = run(loaded(), read({ messages: [fresh] }), read({ messages: [stale] }));
+    assert.equal(message(state, "m")?.content, "new");
+    const file = run(loaded(), read({ files: [fileRow("f", { extraction_status: "done", updated_at: at(2000) })] }), read({ files: [fileRow("f", { updated_at: at(1000) })] }));
+    assert.equal(view(file.state).files.f?.extraction_status, "done");
+  });
+
+  test("messages are ordered by their microseconds, then user, agent, widget at the same instant", () => {
+    const rows = [
+      messageRow("w", { message_type: "widget", timestamp: at(1, "500") }),
+      messageRow("a", { message_type: "agent", timestamp: at(1, "500") }),
+      messageRow("u", { message_type: "user", timestamp: at(1, "500") }),
+      messageRow("early", { message_type: "agent", timestamp: at(1, "499") }),
+    ];
+    const { state } = run(loaded(), read({ messages: rows }));
+    assert.deepEqual(view(state).messages.map((m) => m.id), ["early", "u", "a", "w"]);
+  });
+
+  test("the reducer never changes the state it is given", () => {
+    const before = run(loaded(), event("stream_start", { message_id: "a", sequence: 0, reply_to: "u" }), chunk("a", "Hello", 0, 1)).state;
+    const picture = JSON.stringify(view(before));
+    const assembler = before.streams.get("a");
+    run(before, chunk("a", " world", 5, 2), chunk("a", "?", 20, 9), read({ messages: [messageRow("a", { content: "Hello world", processing_status: "completed" })] }));
+    assert.equal(JSON.stringify(view(before)), picture);
+    assert.equal(assembler?.text, "Hello", "the old state's assembler is untouched");
+    assert.equal(assembler?.needsRow, false);
+  });
+});
+
+describe("full reads (sync)", () => {
+  test("a full read replaces what it covers: rows it no longer returns are gone", () => {
+    const start = run(loaded(), read({ messages: [messageRow("gone"), messageRow("kept", { timestamp: at(5) })] })).state;
+    const { state } = run(start, synced(start, { messages: [messageRow("kept", { timestamp: at(5) }), messageRow("new", { timestamp: at(6) })] }));
+    assert.deepEqual(view(state).messages.map((m) => m.id), ["kept", "new"]);
+    assert.equal(view(state).loaded, true);
+    assert.equal(view(state).phase, "idle");
+  });
+
+  test("local messages, live streams and rows that arrived during the read stay", () => {
+    const start = run(
+      loaded(),
+      { type: "sendStarted", row: { ...messageRow("local-op"), message_type: "user", local: true, operationId: "op" } },
+      event("stream_start", { message_id: "streaming", sequence: 0, reply_to: "u" }),
+    ).state;
+    const sync = synced(start, {});
+    // A row read by a refetch while the full read ran is newer than the full read.
+    const during = run(start, read({ messages: [messageRow("during")] })).state;
+    const { state } = run(during, sync);
+    assert.deepEqual(view(state).messages.map((m) => m.id).sort(), ["during", "local-op", "streaming"]);
+  });
+
+  test("the first full read ends loading; it clears a network error, not others", () => {
+    const initial = initialState(SESSION);
+    assert.equal(view(initial).phase, "loading");
+    const offline = run(initial, { type: "error", error: new NetworkError("http://x/") }, synced(initial, {})).state;
+    assert.equal(view(offline).error, null);
+    const refused = new ConversationClientError("no", { code: "rate_limited" });
+    const kept = run(initial, { type: "error", error: refused }, synced(initial, {})).state;
+    assert.equal(view(kept).error, refused);
+  });
+});
+
+describe("connection", () => {
+  test("the channel's state shows; its error shows while reconnecting or failed and goes once subscribed", () => {
+    const down = new RealtimeError("down", { code: "realtime_unavailable" });
+    const reconnecting = run(loaded(), { type: "connection", state: "reconnecting", error: down }).state;
+    assert.deepEqual([view(reconnecting).connection, view(reconnecting).error], ["reconnecting", down]);
+    const back = run(reconnecting, { type: "connection", state: "subscribed" }).state;
+    assert.deepEqual([view(back).connection, view(back).error], ["subscribed", null]);
+    const other = new ConversationClientError("x", { code: "unexpected" });
+    const kept = run(loaded(), { type: "error", error: other }, { type: "connection", state: "subscribed" }).state;
+    assert.equal(view(kept).error, other, "only a realtime error is cleared by subscribing");
+    const refused = new RealtimeError("refused", { status: 403 });
+    assert.equal(view(run(loaded(), { type: "connection", state: "failed", error: refused }).state).error, refused);
+  });
+});
+
+describe("sends and uploads", () => {
+  const local = (id: string, at0: number) => ({
+    ...messageRow(`local-${id}`, { message_type: "user", content: id, processing_status: "pending", timestamp: at(at0) }),
+    local: true,
+    sendError: null,
+    operationId: id,
+  });
+
+  test("a local message shows at once and last, then gives way to the stored row", () => {
+    const sending = run(loaded(), read({ messages: [messageRow("old", { timestamp: at(100) })] }), { type: "sendStarted", row: local("op", 0) }).state;
+    assert.deepEqual(view(sending).messages.map((m) => [m.id, m.local]), [["old", false], ["local-op", true]]);
+    assert.equal(view(sending).phase, "sending");
+    assert.equal(view(sending).busy, true);
+    const sent = run(sending, { type: "sent", localId: "local-op", row: messageRow("u", { message_type: "user", processing_status: "pending", timestamp: at(200) }) }).state;
+    assert.deepEqual(view(sent).messages.map((m) => [m.id, m.local]), [["old", false], ["u", false]]);
+    assert.equal(view(sent).phase, "waiting");
+  });
+
+  test("a failed send keeps the message with its error; an aborted one leaves state.error alone", () => {
+    const refused = new ConversationClientError("slow down", { code: "rate_limited" });
+    const failed = run(loaded(), { type: "sendStarted", row: local("a", 0) }, { type: "sendFailed", localId: "local-a", error: refused }).state;
+    assert.equal(message(failed, "local-a")?.sendError, refused);
+    assert.equal(message(failed, "local-a")?.processing_status, "failed");
+    assert.equal(view(failed).error, refused);
+    assert.equal(view(failed).busy, false);
+    const aborted = new ConversationClientError("Cancelled.", { code: "aborted" });
+    const stopped = run(loaded(), { type: "sendStarted", row: local("b", 0) }, { type: "sendFailed", localId: "local-b", error: aborted }).state;
+    assert.equal(message(stopped, "local-b")?.sendError?.code, "aborted");
+    assert.equal(view(stopped).error, null);
+    const discarded = run(stopped, { type: "localRemoved", localId: "local-b" }).state;
+    assert.deepEqual(view(discarded).messages, []);
+  });
+
+  test("uploads move from uploading to uploaded with their file row, which then follows its extraction", () => {
+    const upload = { key: "upload-1", filename: "a.txt", size: 10, loaded: 0, total: 10, status: "uploading" as const, file: null, error: null };
+    const started = run(loaded(), { type: "uploadStarted", upload }, { type: "uploadProgress", key: "upload-1", loaded: 4, total: 10 }).state;
+    assert.deepEqual(view(started).uploads.map((u) => [u.status, u.loaded]), [["uploading", 4]]);
+    assert.equal(view(started).phase, "sending");
+    const done = run(started, { type: "uploaded", key: "upload-1", row: fileRow("f") }).state;
+    assert.deepEqual(view(done).uploads.map((u) => [u.status, u.loaded, u.file?.id]), [["uploaded", 10, "f"]]);
+    const extracted = run(done, read({ files: [fileRow("f", { extraction_status: "done", updated_at: at(10) })] })).state;
+    assert.equal(view(extracted).uploads[0]?.file?.extraction_status, "done");
+    const failure = new ConversationClientError("too large", { code: "request_too_large" });
+    const second = { ...upload, key: "upload-2" };
+    const failed = run(extracted, { type: "uploadStarted", upload: second }, { type: "uploadFailed", key: "upload-2", error: failure }).state;
+    assert.deepEqual(view(failed).uploads.map((u) => u.status), ["uploaded", "failed"]);
+    assert.equal(view(failed).error, failure);
+    assert.deepEqual(view(run(failed, { type: "uploadsCleared", failedOnly: true }).state).uploads.map((u) => u.key), ["upload-1"]);
+    assert.deepEqual(view(run(failed, { type: "uploadsCleared", failedOnly: false }).state).uploads, []);
+  });
+});

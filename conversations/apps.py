@@ -13,7 +13,7 @@ class ConversationsConfig(AppConfig):
         # after the app configs.
         from . import checks  # noqa: F401  (registers the system checks)
         from .bridge import checks as _bridge_checks  # noqa: F401
-        from .extraction import checks as _extraction_checks  # noqa: F401
+        from .files.extraction import checks as _extraction_checks  # noqa: F401
         from .internal import sqlite
         from .realtime import sync
         from .registry import registry

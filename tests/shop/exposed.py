@@ -9,6 +9,7 @@ import django_filters
 
 from django_ai.conversations.bridge import ExposedModel, expose
 from django_ai.conversations.bridge.permissions import IsAuthenticated, IsOwner, OnlyActions
+from django_ai.conversations.realtime.channels import owner_channel_for_session, session_channel
 
 from .models import Order, Ticket
 
@@ -39,6 +40,17 @@ class ExposedOrder(ExposedModel):
         return {"owner": request.user}
 
 
+class ExposedTicket(ExposedModel):
+    """Tickets are written by the shop's agent as well as through the bridge: every save is
+    announced (``announce_all_saves``), to the conversation and to its owner, whoever writes."""
+
+    announce_all_saves = True
+
+    def get_change_channels(self, request, instance):
+        channels = [session_channel(instance.session_id), owner_channel_for_session(instance.session)]
+        return [c for c in channels if c]
+
+
 def expose_shop() -> None:
     expose(
         Order,
@@ -53,6 +65,7 @@ def expose_shop() -> None:
     )
     expose(
         Ticket,
+        exposed_class=ExposedTicket,
         permission_classes=[IsOwner(path="session"), OnlyActions("read", "create", "update", "delete")],
         read_fields=["code", "session", "subject", "order"],
         create_fields=["session", "subject", "order"],

@@ -23,30 +23,12 @@ from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import FileFactory, UserFactory, wait_for_turns
 from tests.bridge_support import API, Api, error_codes, error_fields, rows, user_api
+from tests.example_agents import FileAgent
 from tests.fixtures.files import generate
 
 FILES = Path(generate.__file__).parent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class SeedFileAgent(ConversationAgent):
-    """The README's file-processing example, word for word."""
-
-    async def get_response(self, message, request=None, **kwargs):
-        if hasattr(self, 'files') and self.files:
-            results = []
-
-            for file in self.files:
-                # Automatic extraction using Apache Tika + OCR
-                text = get_file_text(file.id)
-
-                if text:
-                    results.append(f"From {file.filename}: {text[:200]}...")
-
-            return "File analysis:\n" + "\n".join(results)
-
-        return "Upload a file and I'll analyze it."
 
 
 class PeekingAgent(ConversationAgent):
@@ -63,7 +45,7 @@ class PeekingAgent(ConversationAgent):
 def setup(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     cache.clear()
-    register_agent("files", SeedFileAgent)
+    register_agent("files", FileAgent)  # the README's file example, word for word
     register_agent("peek", PeekingAgent)
     yield
     cache.clear()

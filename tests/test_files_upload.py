@@ -223,9 +223,10 @@ def test_an_active_conversation_of_the_caller_still_takes_uploads(media):
     assert File.objects.get().session_id == session.pk and len(stored_files(media)) == 1
 
 
-def test_uploads_are_throttled(media):
+@pytest.mark.parametrize("rate", [{"THROTTLE_RATES": {"upload": "2/min"}}, {"UPLOAD_THROTTLE_RATE": "2/min"}])
+def test_uploads_are_throttled(media, rate):
     client = user_client()
-    with override_settings(DJANGO_AI={"UPLOAD_THROTTLE_RATE": "2/min"}):
+    with override_settings(DJANGO_AI=rate):
         codes = [upload(client, "hours.txt").status_code for _ in range(3)]
     assert codes == [201, 201, 429]
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from ..bridge.throttles import MessageCreateThrottle
-from ..conf import ai_settings
 
 __all__ = ["UploadThrottle"]
 
 
 class UploadThrottle(MessageCreateThrottle):
-    """``DJANGO_AI['UPLOAD_THROTTLE_RATE']`` (e.g. ``"20/min"``; None switches it off), counted per
-    user, anonymous visitor or client address."""
+    """``DJANGO_AI['THROTTLE_RATES']['upload']`` (e.g. ``"20/min"``; None switches it off; the older
+    ``UPLOAD_THROTTLE_RATE`` sets it too), counted per user, anonymous visitor or client address."""
 
     scope = "django_ai_upload"
-
-    def get_rate(self) -> str | None:
-        return ai_settings.UPLOAD_THROTTLE_RATE or None
+    rate_scope = "upload"

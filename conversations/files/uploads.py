@@ -80,9 +80,7 @@ def save_upload(uploaded: UploadedFile, *, owner: Owner, session: ConversationSe
     head = uploaded.read(SNIFF_BYTES)
     content_type = sniff_content_type(head, filename)
     if not is_allowed_type(content_type):
-        raise UnsupportedFileType(
-            f"Files of type {content_type} are not accepted here.", field="file"
-        )
+        raise UnsupportedFileType(f"Files of type {content_type} are not accepted here.", field="file")
     digest = hashlib.sha256()
     for chunk in uploaded.chunks():
         digest.update(chunk)
@@ -105,6 +103,7 @@ def save_upload(uploaded: UploadedFile, *, owner: Owner, session: ConversationSe
             row.save()
             schedule_extraction(row.pk)
     except BaseException:
-        row.file.storage.delete(row.file.name)
+        if row.file.name:
+            row.file.storage.delete(row.file.name)
         raise
     return row

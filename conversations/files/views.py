@@ -14,9 +14,10 @@ read, and stopped while it streams in when its bytes pass the limit anyway (413
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from django.core.files.uploadhandler import FileUploadHandler
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.middleware.csrf import get_token
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
@@ -107,7 +108,7 @@ class UploadView(BridgeAPIView):
         return owner
 
     def get_session(self, request: Request, owner: Owner) -> ConversationSession | None:
-        value = request.data.get("session")
+        value = cast("QueryDict", request.data).get("session")  # MultiPartParser's data
         if value in (None, ""):
             return None
         try:

@@ -108,15 +108,27 @@ def main() -> None:
         send({"ready": False, "code": exc.code, "message": exc.message})
         _end()
         return
-    except Exception:  # noqa: BLE001 - e.g. Tika's configuration failing: said on stderr, then ended
+    except Exception:
         logging.getLogger("django_ai.conversations.extraction").exception("Embedded Tika could not be set up")
-        send({"ready": False, "code": ErrorCode.EXTRACTOR_UNAVAILABLE, "message": "Text extraction is not available on this server."})
+        send(
+            {
+                "ready": False,
+                "code": ErrorCode.EXTRACTOR_UNAVAILABLE,
+                "message": "Text extraction is not available on this server.",
+            }
+        )
         _end()
         return
     send({"ready": True, "pid": os.getpid(), "tika_version": engine.tika_version, "ocr_version": engine.ocr_version})
-    pool = ThreadPoolExecutor(max_workers=max(1, int(setup.get("concurrency") or 1)), thread_name_prefix="django-ai-parse")
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, int(setup.get("concurrency") or 1)), thread_name_prefix="django-ai-parse"
+    )
+
+    def serve(frame: dict[str, Any]) -> None:
+        send(_answer(engine, frame))
+
     while (frame := read_frame(requests)) is not None:
-        pool.submit(lambda frame=frame: send(_answer(engine, frame)))
+        pool.submit(serve, frame)
     _end()
 
 

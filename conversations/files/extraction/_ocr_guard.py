@@ -3,7 +3,8 @@
 Tika starts ``<tesseractPath>/tesseract``; embedded.py points ``tesseractPath`` at a folder whose
 ``tesseract`` is a two-line shell script that runs this file::
 
-    python -I -S _ocr_guard.py <tesseract> <max pixels> <address space> <cpu seconds> <folder> <tessdata> -- <tesseract's arguments>
+    python -I -S _ocr_guard.py <tesseract> <max pixels> <address space> <cpu seconds>
+        <folder> <tessdata> -- <tesseract's arguments>
 
 Every OCR goes through it: uploaded images, images inside documents, PDF pages Tika renders.
 It reads the image's size from its header (PNG, JPEG, GIF, BMP, TIFF, WebP, JPEG 2000, PNM) and
@@ -25,6 +26,7 @@ import resource
 import struct
 import sys
 from collections.abc import Iterator
+from typing import BinaryIO
 
 #: Exit status when the image is over the pixel limit (EX_DATAERR).
 REFUSED = 65
@@ -54,12 +56,12 @@ def image_sizes(path: str) -> list[tuple[int, int]] | None:
     return None
 
 
-def _png(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _png(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     handle.seek(16)
     yield struct.unpack(">II", handle.read(8))
 
 
-def _gif(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _gif(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     # The logical screen, then each frame's own box: leptonica reads the first frame.
     handle.seek(6)
     yield struct.unpack("<HH", handle.read(4))
@@ -68,7 +70,7 @@ def _gif(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         handle.seek(3 * (2 << (flags & 7)), 1)
     while block := handle.read(1):
         if block == b",":
-            _left, _top, width, height, local = struct.unpack("<4HB", handle.read(9))
+            _left, _top, width, height, _local = struct.unpack("<4HB", handle.read(9))
             yield width, height
             return
         if block == b"!":
@@ -79,7 +81,7 @@ def _gif(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
             return
 
 
-def _jpeg(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _jpeg(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     handle.seek(2)
     while True:
         marker = handle.read(2)
@@ -103,7 +105,7 @@ def _jpeg(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         handle.seek(length - 2, 1)
 
 
-def _bmp(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _bmp(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     handle.seek(14)
     (header_size,) = struct.unpack("<I", handle.read(4))
     if header_size == 12:
@@ -113,7 +115,7 @@ def _bmp(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         yield abs(width), abs(height)
 
 
-def _webp(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _webp(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     handle.seek(12)
     chunk = handle.read(4)
     handle.seek(20)
@@ -130,7 +132,7 @@ def _webp(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         raise ValueError("unknown WebP chunk")
 
 
-def _tiff(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _tiff(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     order = "<" if handle.read(2) == b"II" else ">"
     (version,) = struct.unpack(order + "H", handle.read(2))
     big = version == 43
@@ -161,7 +163,7 @@ def _tiff(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
         (offset,) = struct.unpack(order + ("Q" if big else "I"), handle.read(8 if big else 4))
 
 
-def _jp2(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _jp2(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     data = handle.read(4096)
     at = data.find(b"ihdr")
     if at >= 0:
@@ -175,7 +177,7 @@ def _jp2(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
     yield width - left, height - top
 
 
-def _pnm(handle) -> Iterator[tuple[int, int]]:  # noqa: ANN001
+def _pnm(handle: BinaryIO) -> Iterator[tuple[int, int]]:
     numbers: list[int] = []
     text = handle.read(1024)[2:]
     for line in text.split(b"\n"):
@@ -225,7 +227,7 @@ def main(argv: list[str]) -> int:
         (resource.RLIMIT_FSIZE, MAX_OUTPUT_BYTES, MAX_OUTPUT_BYTES),
     )
     for kind, soft, hard in limits:
-        current_soft, current_hard = resource.getrlimit(kind)
+        _current_soft, current_hard = resource.getrlimit(kind)
         if current_hard != resource.RLIM_INFINITY:
             hard = min(hard, current_hard)
             soft = min(soft, hard)

@@ -71,13 +71,15 @@ class ExtractionSource:
         return cls(filename=filename, content_type=content_type, size=len(data), opener=lambda: io.BytesIO(data))
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str], *, filename: str | None = None, content_type: str = "") -> ExtractionSource:
+    def from_path(
+        cls, path: str | os.PathLike[str], *, filename: str | None = None, content_type: str = ""
+    ) -> ExtractionSource:
         path = os.fspath(path)
         return cls(
             filename=filename or os.path.basename(path),
             content_type=content_type,
             size=os.path.getsize(path),
-            opener=lambda: open(path, "rb"),  # noqa: SIM115 - the caller closes it
+            opener=lambda: open(path, "rb"),
             path=path,
         )
 

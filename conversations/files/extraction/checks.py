@@ -65,7 +65,8 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             messages.append(
                 checks.Error(
                     f"DJANGO_AI['TEXT_EXTRACTOR'] is {cls.__name__}, which cannot run here: it needs "
-                    + "; ".join(missing) + ".",
+                    + "; ".join(missing)
+                    + ".",
                     hint="Install what is listed, or remove TEXT_EXTRACTOR to use the best extractor available.",
                     id="django_ai.E021",
                 )
@@ -77,7 +78,8 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
                 messages.append(
                     checks.Error(
                         "DJANGO_AI['TIKA_SERVER_ENDPOINT'] is set but the Tika server extractor needs "
-                        + "; ".join(missing) + ".",
+                        + "; ".join(missing)
+                        + ".",
                         hint="pip install 'django-ai-first[tika-server]'",
                         id="django_ai.E022",
                     )
@@ -104,7 +106,8 @@ def _document_extractor_warnings() -> list[checks.CheckMessage]:
             checks.Warning(
                 "No document text extractor is available: only text files (plain text, Markdown, CSV, "
                 "JSON, HTML) will be read; PDFs, Office documents and images will fail extraction.",
-                hint="For embedded Apache Tika install " + "; ".join(needs)
+                hint="For embedded Apache Tika install "
+                + "; ".join(needs)
                 + ". Or run a Tika server and set DJANGO_AI['TIKA_SERVER_ENDPOINT'] "
                 "(pip install 'django-ai-first[tika-server]').",
                 id="django_ai.W020",

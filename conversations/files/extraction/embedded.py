@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ...conf import ai_settings
 from . import isolated
@@ -88,7 +88,7 @@ class EmbeddedTikaExtractor(TextExtractor):
 
     def extract(self, source: ExtractionSource, *, timeout: float, max_length: int) -> ExtractionResult:
         started = time.monotonic()  # starting the JVM (the first time) counts against the timeout
-        request = {
+        request: dict[str, Any] = {
             "filename": source.filename,
             "content_type": source.content_type,
             "max_length": max_length,

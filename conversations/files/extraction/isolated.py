@@ -78,7 +78,6 @@ class ExtractionProcessError(RuntimeError):
     """The extraction process raised something unexpected (a bug); its traceback is the message."""
 
 
-
 class _Slots:
     """``size`` parses at a time, or one alone (a retry after a child died)."""
 
@@ -94,7 +93,9 @@ class _Slots:
             if alone:
                 self._alone_waiting += 1
                 try:
-                    ok = self._cond.wait_for(lambda: not self._alone and self._active == 0, max(0.0, deadline - time.monotonic()))
+                    ok = self._cond.wait_for(
+                        lambda: not self._alone and self._active == 0, max(0.0, deadline - time.monotonic())
+                    )
                 finally:
                     self._alone_waiting -= 1
                     self._cond.notify_all()  # parses held back for this one may go (again)
@@ -149,12 +150,15 @@ class _Supervisor:
                 self._slots = _Slots(concurrency)
             return self._slots
 
-    def run(self, request: dict[str, Any], *, options: dict[str, Any], concurrency: int, timeout: float) -> dict[str, Any]:
+    def run(
+        self, request: dict[str, Any], *, options: dict[str, Any], concurrency: int, timeout: float
+    ) -> dict[str, Any]:
         outcome = self._attempt(request, options, concurrency, timeout, alone=False)
         if isinstance(outcome, Death) and outcome.worth_another_try():
             logger.warning(
                 "The extraction process ended (%s) while reading %r; trying it again alone",
-                outcome.reason, request.get("filename"),
+                outcome.reason,
+                request.get("filename"),
             )
             outcome = self._attempt(request, options, concurrency, timeout, alone=True)
         if isinstance(outcome, Death):
@@ -190,18 +194,23 @@ class _Supervisor:
 def _failure(death: Death, request: dict[str, Any], options: dict[str, Any], timeout: float) -> ExtractionError:
     if death.reason in ("heap", "memory"):
         limit = int(options["limits"]["memory"]) // MIB
-        return too_complex(f"Reading this file needed more memory than this server allows ({limit:,} MB), so it was stopped.")
+        return too_complex(
+            f"Reading this file needed more memory than this server allows ({limit:,} MB), so it was stopped."
+        )
     if death.reason == "timeout":
         return ExtractionError(
-            f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.", code=ErrorCode.TIMEOUT
+            f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.",
+            code=ErrorCode.TIMEOUT,
         )
     if death.reason == "replaced":
         return ExtractionError(
-            "The text extraction service is busy with other files right now. Try again later.", code=ErrorCode.EXTRACTOR_BUSY
+            "The text extraction service is busy with other files right now. Try again later.",
+            code=ErrorCode.EXTRACTOR_BUSY,
         )
     logger.error("The extraction process crashed twice while reading %r (%s)", request.get("filename"), death.detail)
     return ExtractionError(
-        "The text extraction stopped while reading this file, so its text cannot be read.", code=ErrorCode.EXTRACTION_FAILED
+        "The text extraction stopped while reading this file, so its text cannot be read.",
+        code=ErrorCode.EXTRACTION_FAILED,
     )
 
 
@@ -209,13 +218,17 @@ _supervisor = _Supervisor()
 atexit.register(_supervisor.stop)
 
 
-def extract(path: str, *, options: dict[str, Any], concurrency: int, timeout: float, **request: Any) -> ExtractionResult:
+def extract(
+    path: str, *, options: dict[str, Any], concurrency: int, timeout: float, **request: Any
+) -> ExtractionResult:
     """Extract the file at ``path`` in the extraction process (started if need be).
 
     ``options`` are :class:`~.embedded.EngineOptions` as a dict; ``request`` holds
     ``filename``, ``content_type``, ``max_length``, ``ocr_enabled`` and ``ocr_language``.
     """
-    answer = _supervisor.run({"op": "extract", "path": path, **request}, options=options, concurrency=concurrency, timeout=timeout)
+    answer = _supervisor.run(
+        {"op": "extract", "path": path, **request}, options=options, concurrency=concurrency, timeout=timeout
+    )
     if "error" in answer:
         raise ExtractionError(answer["error"]["message"], code=answer["error"]["code"])
     if "bug" in answer:

@@ -227,7 +227,9 @@ def _zip64_sizes(extra: bytes, packed: int, unpacked: int) -> tuple[int, int]:
     return packed, unpacked
 
 
-def jvm_options(limits: ExtractionLimits, extra: Sequence[str] = (), *, exit_on_out_of_memory: bool = False) -> list[str]:
+def jvm_options(
+    limits: ExtractionLimits, extra: Sequence[str] = (), *, exit_on_out_of_memory: bool = False
+) -> list[str]:
     """The JVM's options: the heap limit first, so that an ``-Xmx`` in ``TIKA_JVM_ARGS`` (which
     comes after it) wins. ``exit_on_out_of_memory`` is for the extraction process, where a JVM
     out of heap is better ended and replaced than left to go on in an unknown state."""
@@ -258,8 +260,17 @@ def ocr_guard_folder(limits: ExtractionLimits) -> str | None:
         folder = tempfile.mkdtemp(prefix="django-ai-ocr-")
         guard = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ocr_guard.py")
         command = [
-            python_executable(), "-I", "-S", guard, tesseract, str(limits.ocr_max_pixels), str(limits.ocr_memory),
-            str(limits.ocr_cpu_seconds), folder, os.environ.get("TESSDATA_PREFIX", ""), "--",
+            python_executable(),
+            "-I",
+            "-S",
+            guard,
+            tesseract,
+            str(limits.ocr_max_pixels),
+            str(limits.ocr_memory),
+            str(limits.ocr_cpu_seconds),
+            folder,
+            os.environ.get("TESSDATA_PREFIX", ""),
+            "--",
         ]
         script = os.path.join(folder, "tesseract")
         with open(script, "w", encoding="utf-8") as out:

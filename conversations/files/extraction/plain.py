@@ -56,8 +56,32 @@ class _TextCollector(HTMLParser):
     SKIP = frozenset({"script", "style", "template", "noscript", "svg", "head"})
     BLOCKS = frozenset(
         {
-            "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header", "footer",
-            "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "title", "dt", "dd", "hr", "main", "nav",
+            "p",
+            "div",
+            "br",
+            "li",
+            "ul",
+            "ol",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "pre",
+            "blockquote",
+            "title",
+            "dt",
+            "dd",
+            "hr",
+            "main",
+            "nav",
         }
     )
 

@@ -96,7 +96,7 @@ class Child:
         self.key = key
         self.memory_limit = int(options["limits"]["memory"])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self.process = subprocess.Popen(  # noqa: S603 - our own module, no shell
+        self.process = subprocess.Popen(
             [python_executable(), "-m", CHILD_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -137,14 +137,18 @@ class Child:
         if self.info.get("ready"):
             return
         if self.info:  # the child said why it cannot run
-            raise ExtractionError(self.info.get("message") or None, code=self.info.get("code") or ErrorCode.EXTRACTOR_UNAVAILABLE)
+            raise ExtractionError(
+                self.info.get("message") or None, code=self.info.get("code") or ErrorCode.EXTRACTOR_UNAVAILABLE
+            )
         if self.alive:
             raise ExtractionError(
                 f"Starting the text extraction took longer than {timeout:.3g} seconds, so this file was not read. "
                 "Try again later.",
                 code=ErrorCode.TIMEOUT,
             )
-        logger.error("The extraction process %d ended while starting (exit status %s)", self.pid, self.process.returncode)
+        logger.error(
+            "The extraction process %d ended while starting (exit status %s)", self.pid, self.process.returncode
+        )
         raise ExtractionError("Text extraction is not available on this server.", code=ErrorCode.EXTRACTOR_UNAVAILABLE)
 
     def call(self, request: dict[str, Any], *, wait: float) -> dict[str, Any] | Death:
@@ -190,7 +194,7 @@ class Child:
                     self._ready.set()
                     continue
                 with self._lock:
-                    call = self._pending.pop(frame.get("id"), None)
+                    call = self._pending.pop(int(frame.get("id") or 0), None)
                     if not self._pending:
                         self._busy.clear()
                 if call is not None:
@@ -249,9 +253,10 @@ class Child:
             if rss > self.memory_limit and self.alive:
                 logger.warning(
                     "The extraction process %d holds %d MB, over EXTRACTION_MEMORY_LIMIT (%d MB): stopping it",
-                    self.pid, rss // MIB, self.memory_limit // MIB,
+                    self.pid,
+                    rss // MIB,
+                    self.memory_limit // MIB,
                 )
                 self.kill("memory")
                 return
             self._ended.wait(WATCH_INTERVAL)
-

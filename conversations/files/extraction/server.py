@@ -96,9 +96,9 @@ class TikaServerExtractor(TextExtractor):
 
     def _require_endpoint(self) -> str:
         if not self.endpoint:
-            raise ExtractionError("Text extraction is not available on this server.", code=ErrorCode.EXTRACTOR_UNAVAILABLE) from RuntimeError(
-                "TikaServerExtractor needs DJANGO_AI['TIKA_SERVER_ENDPOINT']."
-            )
+            raise ExtractionError(
+                "Text extraction is not available on this server.", code=ErrorCode.EXTRACTOR_UNAVAILABLE
+            ) from RuntimeError("TikaServerExtractor needs DJANGO_AI['TIKA_SERVER_ENDPOINT'].")
         return self.endpoint
 
     def get_version(self) -> str:
@@ -166,19 +166,31 @@ class TikaServerExtractor(TextExtractor):
                 raise _encrypted()
             raise _corrupt(kind)
         if status == 503:
-            raise ExtractionError("The text extraction service is busy. Try again later.", code=ErrorCode.EXTRACTOR_UNAVAILABLE)
+            raise ExtractionError(
+                "The text extraction service is busy. Try again later.", code=ErrorCode.EXTRACTOR_UNAVAILABLE
+            )
         if status != 200:
             logger.warning("The Tika server answered %s: %s", status, raw[:500])
-            raise ExtractionError("The text extraction service failed to read this file.", code=ErrorCode.EXTRACTION_FAILED)
+            raise ExtractionError(
+                "The text extraction service failed to read this file.", code=ErrorCode.EXTRACTION_FAILED
+            )
         try:
             documents = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ExtractionError("The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED) from exc
+            raise ExtractionError(
+                "The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED
+            ) from exc
         if not isinstance(documents, list) or not documents:
-            raise ExtractionError("The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED)
+            raise ExtractionError(
+                "The text extraction service sent an answer that could not be read.", code=ErrorCode.EXTRACTION_FAILED
+            )
         container = documents[0] if isinstance(documents[0], dict) else {}
         problem = str(container.get("X-TIKA:EXCEPTION:container_exception") or "")
-        truncated = any(str(d.get("X-TIKA:EXCEPTION:write_limit_reached", "")).lower() == "true" for d in documents if isinstance(d, dict))
+        truncated = any(
+            str(d.get("X-TIKA:EXCEPTION:write_limit_reached", "")).lower() == "true"
+            for d in documents
+            if isinstance(d, dict)
+        )
         if problem and "WriteLimitReached" not in problem:
             logger.info("The Tika server could not read a %s file: %s", kind, problem.splitlines()[0][:300])
             if "EncryptedDocumentException" in problem or "InvalidPasswordException" in problem:

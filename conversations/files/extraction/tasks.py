@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from ...conf import ai_settings
 from ...constants import ErrorCode, ExtractionStatus
-from ...turns.scheduling import enqueue_task
 from ...internal.tasks_compat import task
 from ...models import File
+from ...turns.scheduling import enqueue_task
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor
 from .checks import warn_once_no_document_extractor
 from .selection import get_extractor
@@ -44,7 +44,7 @@ _RUN_KEY = "extraction_run"
 
 def source_for(file: File) -> ExtractionSource:
     """An :class:`ExtractionSource` reading the File's content through its storage."""
-    storage, name = file.file.storage, file.file.name
+    storage, name = file.file.storage, file.file.name or ""
     try:
         path = storage.path(name)
     except NotImplementedError:  # remote storages (S3, GCS ...) have no local path
@@ -124,7 +124,9 @@ def _on_a_new_connection_if_it_fails(func: Callable[..., Any], file_id: Any, *ar
         connection = connections[router.db_for_write(File)]
         if connection.in_atomic_block:
             raise
-        logger.warning("Database error on file %s's extraction; trying again on a new connection", file_id, exc_info=True)
+        logger.warning(
+            "Database error on file %s's extraction; trying again on a new connection", file_id, exc_info=True
+        )
         connection.close()
         return func(file_id, *args, **kwargs)
 
@@ -155,8 +157,10 @@ def _read(file: File, extractor: TextExtractor, limit: int) -> ExtractionResult:
     try:
         return extractor.extract(source_for(file), timeout=float(ai_settings.EXTRACTION_TIMEOUT), max_length=limit)
     except OSError as exc:
-        if not file.file.storage.exists(file.file.name):
-            raise ExtractionError("The uploaded file is no longer stored on the server.", code=ErrorCode.MISSING_FILE) from exc
+        if not file.file.storage.exists(file.file.name or ""):
+            raise ExtractionError(
+                "The uploaded file is no longer stored on the server.", code=ErrorCode.MISSING_FILE
+            ) from exc
         raise
 
 
@@ -213,16 +217,13 @@ def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> F
         raise
 
 
-def _configured_target() -> dict[str, str]:
-    return {
-        "backend": ai_settings.TASK_BACKEND,
-        "queue_name": ai_settings.EXTRACTION_QUEUE or ai_settings.TASK_QUEUE,
-    }
+def _queue_name() -> str:
+    return str(ai_settings.EXTRACTION_QUEUE or ai_settings.TASK_QUEUE)
 
 
 # Declared on the configured backend and queue: Django validates a task against them when it is
 # declared (a backend limited to QUEUES=["files"] would refuse the "default" queue).
-@task(**_configured_target())
+@task(backend=str(ai_settings.TASK_BACKEND), queue_name=_queue_name())
 def extract_file_task(file_id: str) -> dict[str, Any]:
     """Background task: extract the text of one File (see :func:`run_extraction`)."""
     file = run_extraction(file_id)
@@ -232,7 +233,7 @@ def extract_file_task(file_id: str) -> dict[str, Any]:
 
 
 def _enqueue(file_id: str) -> None:
-    queue = ai_settings.EXTRACTION_QUEUE or ai_settings.TASK_QUEUE
+    queue = _queue_name()
     try:
         # With an in-process backend this runs on the process's background threads, so an upload
         # answers at once instead of waiting for Tika and OCR.
@@ -259,8 +260,14 @@ def reset_for_reextraction(file: File) -> File:
     file.metadata = metadata
     file.save(
         update_fields=[
-            "extraction_status", "extraction_error", "extracted_text", "extracted_text_truncated",
-            "extracted_at", "extraction_duration_ms", "metadata", "updated_at",
+            "extraction_status",
+            "extraction_error",
+            "extracted_text",
+            "extracted_text_truncated",
+            "extracted_at",
+            "extraction_duration_ms",
+            "metadata",
+            "updated_at",
         ]
     )
     return file

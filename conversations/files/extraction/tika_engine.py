@@ -223,7 +223,9 @@ class TikaEngine:
         pdf.setOcrStrategy(strategies.AUTO)
         facts: dict[str, Any] = {}
         if ocr_ready and b"%PDF-" in head:
-            dpi = self._ocr_resolution(path, int(pdf.getOcrDPI()), filename=filename, deadline=deadline, timeout=timeout)
+            dpi = self._ocr_resolution(
+                path, int(pdf.getOcrDPI()), filename=filename, deadline=deadline, timeout=timeout
+            )
             if dpi is None:
                 pdf.setOcrStrategy(strategies.NO_OCR)
                 facts["ocr_skipped"] = "pages too large"
@@ -240,7 +242,7 @@ class TikaEngine:
             raise abandon(task, thread, stream, filename, timeout)
         try:
             stream.close()
-        except Exception:  # noqa: BLE001 - closing after a failure may fail again
+        except Exception:
             logger.debug("Closing the Tika input stream failed", exc_info=True)
         error = task_error(task)
         truncated = False
@@ -307,7 +309,9 @@ class TikaEngine:
                 code=ErrorCode.OCR_UNAVAILABLE,
             )
         if detected in ("", "application/octet-stream"):
-            raise ExtractionError("The kind of this file is not recognised, so its text cannot be read.", code=ErrorCode.UNSUPPORTED)
+            raise ExtractionError(
+                "The kind of this file is not recognised, so its text cannot be read.", code=ErrorCode.UNSUPPORTED
+            )
 
     @staticmethod
     def _facts(metadata: Any) -> dict[str, Any]:
@@ -363,4 +367,3 @@ def _reset_engine() -> None:
     # The JVM stays (it cannot restart); parser objects are rebuilt for new limits.
     global _engine
     _engine = None
-

@@ -75,7 +75,7 @@ def translate(error: BaseException, content_type: str, limits: ExtractionLimits)
             f"The image is too large to read its text: {width:,} x {height:,} pixels, more than the "
             f"{limits.ocr_max_pixels / 1e6:g} million this server reads."
         )
-    bad_exit = int(_BAD_EXIT.search(said).group(1)) if _BAD_EXIT.search(said) else 0
+    bad_exit = int(exited.group(1)) if (exited := _BAD_EXIT.search(said)) else 0
     if bad_exit >= 128:
         # tesseract killed by a signal: over its address-space (an allocation failed) or CPU limit.
         return too_complex("Reading the text of this image needed more memory or time than this server allows.")
@@ -88,7 +88,9 @@ def translate(error: BaseException, content_type: str, limits: ExtractionLimits)
             "its packed size, as in a zip bomb."
         )
     if names & _TOO_BIG:
-        return ExtractionError("The file is too large or too complex to read on this server.", code=ErrorCode.TOO_COMPLEX)
+        return ExtractionError(
+            "The file is too large or too complex to read on this server.", code=ErrorCode.TOO_COMPLEX
+        )
     return ExtractionError(
         f"The file seems to be damaged or is not a valid {kind} file, so its text cannot be read.",
         code=ErrorCode.CORRUPT,

@@ -140,7 +140,7 @@ def _wait_for_parses_left_behind() -> None:
     if _left_behind and not _forked_child():
         deadline = time.monotonic() + EXIT_GRACE_SECONDS
         for thread in list(_left_behind):
-            if not poll(lambda: not thread.isAlive(), deadline - time.monotonic()):
+            if not poll(lambda thread=thread: not thread.isAlive(), deadline - time.monotonic()):
                 break
     _stop_reference_queue()
 
@@ -162,7 +162,8 @@ def refuse_when_too_many_left_behind(filename: str) -> None:
     if parses_left_behind() >= MAX_LEFT_BEHIND:
         logger.error(
             "Embedded Tika refused %r: %d earlier parses are still running after their timeout",
-            filename, len(_left_behind),
+            filename,
+            len(_left_behind),
         )
         raise ExtractionError(
             "The text extraction service is busy with other files right now. Try again later.",
@@ -180,11 +181,13 @@ def abandon(task: Any, thread: Any, stream: Any, filename: str, timeout: float) 
     if stream is not None:
         try:
             stream.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.debug("Closing the Tika input stream on timeout failed", exc_info=True)
     logger.warning(
         "Embedded Tika did not finish %r within %s s; stopped waiting (%d parse(s) left behind so far)",
-        filename, round(timeout, 3), _abandoned,
+        filename,
+        round(timeout, 3),
+        _abandoned,
     )
     return ExtractionError(
         f"Reading the text took longer than {timeout:.3g} seconds and was stopped. Try a smaller file.",
@@ -231,7 +234,7 @@ def _stop_reference_queue() -> None:
         return
     try:
         jpype.JClass("org.jpype.ref.JPypeReferenceQueue").getInstance().stop()
-    except Exception:  # noqa: BLE001 - at exit: nothing to do but note it
+    except Exception:
         logger.debug("Could not stop JPype's reference queue at exit", exc_info=True)
 
 
@@ -242,13 +245,15 @@ def _quiet_java_logging() -> None:
     try:
         Level = jpype.JClass("org.apache.logging.log4j.Level")
         jpype.JClass("org.apache.logging.log4j.core.config.Configurator").setRootLevel(Level.WARN)
-    except Exception:  # noqa: BLE001 - a jar without log4j-core: leave its logging as it is
+    except Exception:
         logger.debug("Could not lower the Tika jar's log level", exc_info=True)
 
 
 @lru_cache(maxsize=1)
 def java_major_version() -> int | None:
-    java = shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
+    java = (
+        shutil.which("java", path=os.path.join(os.environ["JAVA_HOME"], "bin")) if os.environ.get("JAVA_HOME") else None
+    )
     java = java or shutil.which("java")
     if not java:
         return None

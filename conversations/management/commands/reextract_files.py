@@ -51,7 +51,9 @@ class Command(BaseCommand):
                 query |= Q(extraction_status=ExtractionStatus.PENDING)
                 query |= Q(extraction_status=ExtractionStatus.PROCESSING, updated_at__lt=stale_before())
         if ids:
-            found = {str(pk) for pk in File.objects.filter(pk__in=[uuid.UUID(v) for v in ids]).values_list("pk", flat=True)}
+            found = {
+                str(pk) for pk in File.objects.filter(pk__in=[uuid.UUID(v) for v in ids]).values_list("pk", flat=True)
+            }
             missing = [value for value in ids if str(uuid.UUID(value)) not in found]
             if missing:
                 raise CommandError(f"No file with id {', '.join(missing)}.")

@@ -1,87 +1,39 @@
-"""Every example of the user's README (SEED_README.md), copied as literally as possible.
+"""Every example of the user's README (SEED_README.md) works as written.
 
-The agent classes below are the README's code; only what the README leaves to the reader is filled
-in (``your_ai_function``, ``fetch_user_data``, the request). Each test runs the example through the
-public API against the real database and the in-memory realtime backend.
+The README's agent classes live once in tests/example_agents.py, as literally as possible; the
+settings and calls of each example are copied here. Only what the README leaves to the reader is
+filled in (``your_ai_function``, ``fetch_user_data``, the request). Each test runs the example
+through the public API against the real database and the in-memory realtime backend.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
-from pydantic import BaseModel
 
-from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
-from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
-from django_ai.conversations.extraction.plain import PlainTextExtractor
+from django_ai.conversations.files.extraction.plain import PlainTextExtractor
 from django_ai.conversations.testing import FileFactory, UserFactory
+from tests import example_agents
+from tests.example_agents import (
+    EchoAgent,
+    FileAgent,
+    MyAgent,
+    SalesAgent,
+    SmartAgent,
+    StreamingAgent,
+    SupportAgent,
+    UtilitiesAgent,
+    WidgetAgent,
+    YourAgent,
+)
 from tests.helpers import make_request, same_visitor
 
 pytestmark = pytest.mark.django_db
-
-
-# --- Quick Start, 1. Create a Chat Agent (your_app/chat_agents.py) ---------------------------------
-
-
-class SupportAgent(ConversationAgent):
-    """Customer support agent"""
-
-    class Context(BaseModel):
-        user_id: int = 0
-        support_tier: str = "basic"
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        """Build context when session starts"""
-        user = request.user if request and request.user.is_authenticated else None
-        return cls.Context(
-            user_id=user.id if user else 0,
-            support_tier=kwargs.get('tier', 'basic')
-        )
-
-    async def get_response(self, message, request=None, **kwargs):
-        """Process user message and return response"""
-
-        # Simple response (no streaming)
-        if "hello" in message.lower():
-            return "Hello! How can I help you today?"
-
-        # Streaming response (real-time chunks via WebSocket)
-        with ResponseStream() as stream:
-            stream.write("Let me check that for you")
-            # ... process request ...
-            stream.write("Here's what I found...")
-
-        return stream.content
-
-
-# --- Context Injection ------------------------------------------------------------------------------
-
-from django_ai.conversations.decorators import with_context  # noqa: E402
-
-
-class SalesAgent(ConversationAgent):
-    class Context(BaseModel):
-        user_id: int
-        account_tier: str
-
-    @with_context()
-    def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
-        """Context parameters auto-injected - LLM only needs to provide product_id"""
-        if account_tier == "premium":
-            return f"User {user_id} can access {product_id}"
-        return "Upgrade required"
-
-    async def get_response(self, message, request=None, **kwargs):
-        # Use with LiteLLM, OpenAI, etc. - they only see product_id parameter
-        result = self.check_eligibility(product_id="pro-features")
-        return result
 
 
 def register_quick_start_agents():
@@ -106,7 +58,7 @@ def test_register_agent_lines_register_both_paths(quick_start):
     assert registry.get("support") is SupportAgent
     assert registry.get("sales") is SalesAgent
     # The import path reaches the same class.
-    assert registry.get(f"{__name__}.SupportAgent") is SupportAgent
+    assert registry.get("tests.example_agents.SupportAgent") is SupportAgent
 
 
 def test_quick_start_hello_is_a_simple_reply_without_stream_events(quick_start, events):
@@ -169,7 +121,7 @@ def test_settings_example_djangoai_pusher_is_accepted():
         assert [m for m in run_checks() if m.is_serious() and (m.id or "").startswith("django_ai")] == []
 
 
-from django_ai.conversations.extraction import ExtractionResult, TextExtractor  # noqa: E402
+from django_ai.conversations.files.extraction import ExtractionResult, TextExtractor  # noqa: E402
 
 
 class CustomExtractor(TextExtractor):
@@ -185,7 +137,7 @@ def test_settings_example_custom_text_extractor_path(settings, tmp_path):
     from django.core.checks import run_checks
 
     from django_ai.conversations.conf import ai_settings
-    from django_ai.conversations.extraction.tasks import run_extraction
+    from django_ai.conversations.files.extraction.tasks import run_extraction
 
     settings.MEDIA_ROOT = tmp_path
     # Custom text extraction
@@ -264,26 +216,6 @@ def test_use_from_your_application_anonymous_visitor(quick_start):
 # --- Core Features ----------------------------------------------------------------------------------
 
 
-async def your_ai_function(message):
-    return f"You asked about {message}"
-
-
-class StreamingAgent(ConversationAgent):
-    # Real-Time Streaming
-    async def get_response(self, message, request=None, **kwargs):
-        with ResponseStream() as stream:
-            stream.write("Processing your request")
-
-            # Call your AI/LLM here
-            result = await your_ai_function(message)
-
-            # Stream response word by word
-            for word in result.split():
-                stream.write(word + " ")
-
-        return stream.content  # Full accumulated response
-
-
 def test_real_time_streaming(events):
     from django_ai.conversations.registry import register_agent
     from django_ai.conversations.service import ConversationService
@@ -300,30 +232,6 @@ def test_real_time_streaming(events):
     assert len(events.of(EventName.TEXT_CHUNK)) == 6
     end = events.of(EventName.STREAM_END)
     assert len(end) == 1 and end[0]["sequence"] == 6 and end[0]["message_id"] == str(agent.id)
-
-
-class MyAgent(ConversationAgent):
-    # Context Management
-    class Context(BaseModel):
-        user_id: int
-        subscription_tier: str
-        conversation_count: int = 0
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        """Called once per session"""
-        return cls.Context(
-            user_id=request.user.id,
-            subscription_tier=kwargs.get('tier', 'free'),
-            conversation_count=0
-        )
-
-    async def get_response(self, message, request=None, **kwargs):
-        # Access context
-        ctx = self.context
-        ctx.conversation_count += 1
-
-        return f"Message #{ctx.conversation_count} for user {ctx.user_id}"
 
 
 def test_context_management_counter_persists_across_turns():
@@ -363,21 +271,6 @@ def test_context_injection(quick_start):
     assert list(inspect.signature(agent.check_eligibility).parameters) == ["product_id"]
 
 
-class WidgetAgent(ConversationAgent):
-    # Rich UI Widgets
-    async def get_response(self, message, request=None, **kwargs):
-        from django_ai.conversations.context import display_widget
-
-        if "book appointment" in message.lower():
-            display_widget("appointment_form", {
-                "available_slots": ["2024-01-15 10:00", "2024-01-15 14:00"],
-                "callback_url": "/api/book-appointment"
-            })
-
-            return "Please select your preferred time above."
-        return "Ask me to book an appointment."
-
-
 def test_rich_ui_widgets(events):
     from django_ai.conversations.registry import register_agent
     from django_ai.conversations.service import ConversationService
@@ -402,26 +295,6 @@ def test_rich_ui_widgets(events):
     # No widget when the message does not ask for one.
     ConversationService.send_message(session.id, "hi")
     assert ConversationWidget.objects.filter(session=session).count() == 1
-
-
-class FileAgent(ConversationAgent):
-    # File Processing
-    async def get_response(self, message, request=None, **kwargs):
-        from django_ai.conversations.context import get_file_text
-
-        if hasattr(self, 'files') and self.files:
-            results = []
-
-            for file in self.files:
-                # Automatic extraction using Apache Tika + OCR
-                text = get_file_text(file.id)
-
-                if text:
-                    results.append(f"From {file.filename}: {text[:200]}...")
-
-            return "File analysis:\n" + "\n".join(results)
-
-        return "Upload a file and I'll analyze it."
 
 
 def test_file_processing(settings, tmp_path):
@@ -499,13 +372,8 @@ def test_file_processing_right_after_an_upload(settings, tmp_path):
 # --- API Reference ----------------------------------------------------------------------------------
 
 
-def test_conversation_service_api_anonymous(quick_start):
-    from django_ai.conversations.conf import ai_settings
-
-    request = make_request()
-    # The application knows its guest by an id it keeps in the visitor's session.
-    request.session[ai_settings.ANONYMOUS_ID_SESSION_KEY] = "guest_123"
-
+def api_reference_example(request, message):
+    """The README's ConversationService lines (API Reference) as written, with the message given."""
     from django_ai.conversations.service import ConversationService
 
     # Create session
@@ -519,10 +387,21 @@ def test_conversation_service_api_anonymous(quick_start):
     # Send message
     result = ConversationService.send_message(
         session_id=session.id,
-        message="user message",
+        message=message,
         user=request.user,
         request=request
     )
+    return session, result
+
+
+def test_conversation_service_api_anonymous(quick_start):
+    from django_ai.conversations.conf import ai_settings
+
+    request = make_request()
+    # The application knows its guest by an id it keeps in the visitor's session.
+    request.session[ai_settings.ANONYMOUS_ID_SESSION_KEY] = "guest_123"
+
+    session, result = api_reference_example(request, "user message")
 
     assert session.user is None and session.anonymous_id == "guest_123"
     # Keys the Context does not declare are dropped by its validation; its defaults fill the rest.
@@ -532,21 +411,8 @@ def test_conversation_service_api_anonymous(quick_start):
 
 
 def test_conversation_service_api_signed_in_user_owns_the_session(quick_start):
-    from django_ai.conversations.service import ConversationService
-
     request = make_request(UserFactory())
-    session = ConversationService.create_session(
-        agent_path="support",
-        user=request.user,
-        anonymous_id="guest_123",  # For anonymous users
-        context={"custom": "data"}
-    )
-    result = ConversationService.send_message(
-        session_id=session.id,
-        message="hello",
-        user=request.user,
-        request=request
-    )
+    session, result = api_reference_example(request, "hello")
     assert session.user == request.user and session.anonymous_id == ""
     assert result["response"] == "Hello! How can I help you today?"
 
@@ -567,29 +433,6 @@ def test_actions_start_conversation(quick_start):
     assert session["status"] == "active" and session["agent_path"] == "support"
     row = ConversationSession.objects.get(pk=session["session_id"])
     assert row.context["support_tier"] == "premium"
-
-
-class UtilitiesAgent(ConversationAgent):
-    async def get_response(self, message, request=None, **kwargs):
-        from django_ai.conversations.context import (
-            ResponseStream,  # Stream response chunks
-            display_widget,  # Show UI component
-            get_file_text    # Extract text from files
-        )
-
-        # Streaming
-        with ResponseStream() as stream:
-            stream.write("chunk")
-            stream.write("another chunk")
-        # stream.content has full text
-
-        # Widgets
-        display_widget("widget_type", {"data": "here"})
-
-        # Files
-        file_id = self.files[0].id
-        text = get_file_text(file_id)
-        return f"{stream.content}|{str(stream)}|{text}"
 
 
 def test_context_utilities(events, settings, tmp_path):
@@ -645,11 +488,6 @@ def test_models_section(quick_start):
 # --- Examples ---------------------------------------------------------------------------------------
 
 
-class EchoAgent(ConversationAgent):
-    async def get_response(self, message, request=None, **kwargs):
-        return f"You said: {message}"
-
-
 def test_basic_echo_agent():
     from django_ai.conversations.registry import register_agent
     from django_ai.conversations.service import ConversationService
@@ -661,55 +499,17 @@ def test_basic_echo_agent():
     assert session.messages.get(message_type="agent").content == "You said: ping"
 
 
-# Function Calling with Context. ``litellm`` is the real package, bound at test time (it takes
-# seconds to import); FakeModel.patch("litellm") replaces litellm.completion with a scripted model,
-# so no provider is called. tests/test_litellm_example.py runs this example through litellm's own
-# mock_response as well.
-litellm: Any = None
-
-
-def fetch_user_data(user_id, org_id):
-    # Left to the reader in the README.
-    return {"user_id": user_id, "org_id": org_id}
-
-
-class SmartAgent(ConversationAgent):
-    class Context(BaseModel):
-        user_id: int
-        org_id: int
-
-    @with_context()
-    def get_user_data(self, user_id: int, org_id: int):
-        """Context injected automatically"""
-        return fetch_user_data(user_id, org_id)
-
-    async def get_response(self, message, request=None, **kwargs):
-        # Use with LLM function calling
-        tools = [self.get_user_data]
-        response = litellm.completion(
-            model="gpt-4",
-            messages=[{"role": "user", "content": message}],
-            tools=tools
-        )
-        # Context injected when LLM calls the function
-        return response.choices[0].message.content
-
-
 def test_function_calling_with_context(monkeypatch):
     """The README's SmartAgent as written. Its module-level ``litellm`` is the real package, but
     ``litellm.completion`` is replaced by the scripted FakeModel of conversations.testing (no
     provider can be called here); the request the agent sends is real and checked."""
-    import os
-    import sys
-
     from django_ai.conversations.actions import start_conversation
     from django_ai.conversations.registry import register_agent
     from django_ai.conversations.service import ConversationService
     from django_ai.conversations.testing import FakeModel
     from django_ai.conversations.tools import dispatch_tool_call
 
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", os.environ.get("LITELLM_LOCAL_MODEL_COST_MAP", "True"))
-    monkeypatch.setattr(sys.modules[__name__], "litellm", pytest.importorskip("litellm"))
+    example_agents.use_litellm(monkeypatch)
     register_agent("smart", SmartAgent)
     session = start_conversation("smart", context_kwargs={"user_id": 3, "org_id": 77})
     model = FakeModel(replies=["You are user 3 of organisation 77."])
@@ -725,25 +525,10 @@ def test_function_calling_with_context(monkeypatch):
     assert request.tools[0]["function"]["parameters"]["properties"] == {}
     agent = SmartAgent(context=SmartAgent.Context(user_id=3, org_id=77))
     call = {"id": "call_1", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}
-    assert dispatch_tool_call([agent.get_user_data], call).result == {"user_id": 3, "org_id": 77}
+    assert dispatch_tool_call([agent.get_user_data], call).result == {"user_id": 3, "org_id": 77, "plan": "team"}
 
 
 # --- API Reference, ConversationAgent Base Class ----------------------------------------------------
-
-
-class YourAgent(ConversationAgent):
-    class Context(BaseModel):
-        """Define your context structure"""
-        pass
-
-    @classmethod
-    def create_context(cls, request=None, **kwargs):
-        """Create context when session starts"""
-        return cls.Context()  # the README's ``cls.Context(...)``: "..." stands for your fields
-
-    async def get_response(self, message, request=None, **kwargs):
-        """Main handler - return string response"""
-        return "response"
 
 
 def test_api_reference_conversation_agent_base_class():
@@ -773,7 +558,7 @@ def test_configuration_required_and_optional_settings(settings, tmp_path):
     from django.core.checks import run_checks
 
     from django_ai.conversations.conf import ai_settings
-    from django_ai.conversations.extraction.tasks import run_extraction
+    from django_ai.conversations.files.extraction.tasks import run_extraction
 
     # Required Settings: the app is installed under that name (the test project's INSTALLED_APPS).
     INSTALLED_APPS = [

@@ -46,6 +46,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from .exceptions import ConversationError
+from .internal.docstrings import without_params
 
 __all__ = ["ContextInjectionError", "with_context", "context_parameters"]
 
@@ -207,7 +208,7 @@ class ContextInjected:
         wrapper.__annotations__ = {
             k: v for k, v in getattr(func, "__annotations__", {}).items() if k not in injected
         }
-        wrapper.__doc__ = strip_param_docs(func.__doc__, injected)
+        wrapper.__doc__ = without_params(func.__doc__, injected)
         wrapper.__name__ = self._name
         wrapper.__django_ai_injected__ = injected  # type: ignore[attr-defined]
         return _Plan(injected=injected, visible=visible, original=original, wrapper=wrapper)
@@ -374,83 +375,3 @@ def with_context(
 def context_parameters(method: Callable[..., Any]) -> tuple[str, ...]:
     """The parameter names ``@with_context()`` injects into ``method`` (empty when not decorated)."""
     return tuple(getattr(getattr(method, "__func__", method), "__django_ai_injected__", ()))
-
-
-_SECTION_RE = re.compile(r"^(\s*)(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments|Other Parameters)\s*:\s*$")
-_NUMPY_SECTION_RE = re.compile(r"^(\s*)(Parameters|Other Parameters)\s*$")
-_SPHINX_RE = re.compile(r"^\s*:(?:param|parameter|arg|argument|key|keyword|type)\s+(?:[^:]*\s)?(\*{0,2}\w+)\s*:")
-
-
-def strip_param_docs(doc: str | None, names: Iterable[str]) -> str | None:
-    """``doc`` without the entries that document ``names`` (Google, NumPy and Sphinx styles)."""
-    if not doc:
-        return doc
-    hidden = set(names)
-    lines = doc.splitlines()
-    out: list[str] = []
-    i = 0
-    section_indent: int | None = None  # indent of the header of the Google/NumPy section we are in
-    entry_indent: int | None = None  # indent of that section's entries
-    numpy = False
-    skipping_indent: int | None = None  # indent of the entry being dropped
-    while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if skipping_indent is not None:
-            if stripped and indent > skipping_indent:
-                i += 1
-                continue
-            if not stripped:
-                # A blank line inside a dropped entry: drop it only if the entry continues after.
-                nxt = next((x for x in lines[i + 1:] if x.strip()), None)
-                if nxt is not None and len(nxt) - len(nxt.lstrip()) > skipping_indent:
-                    i += 1
-                    continue
-            skipping_indent = None
-        m = _SECTION_RE.match(line)
-        if m:
-            section_indent, numpy, entry_indent = len(m.group(1)), False, None
-            out.append(line)
-            i += 1
-            continue
-        m = _NUMPY_SECTION_RE.match(line)
-        if m and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}:
-            section_indent, numpy, entry_indent = len(m.group(1)), True, len(m.group(1))
-            out.extend([line, lines[i + 1]])
-            i += 2
-            continue
-        if section_indent is not None and stripped:
-            if numpy:
-                ends = indent < section_indent or (
-                    indent == section_indent and i + 1 < len(lines) and set(lines[i + 1].strip()) == {"-"}
-                )
-            else:
-                ends = indent <= section_indent
-                if not ends and entry_indent is None:
-                    entry_indent = indent  # the first entry sets the indent of all entries
-            if ends:
-                section_indent = None
-            else:
-                name = re.split(r"[\s:(]", stripped.lstrip("*"), maxsplit=1)[0]
-                if indent == entry_indent and name in hidden:
-                    skipping_indent = indent
-                    i += 1
-                    continue
-        sm = _SPHINX_RE.match(line)
-        if sm and sm.group(1).lstrip("*") in hidden:
-            skipping_indent = indent
-            i += 1
-            continue
-        out.append(line)
-        i += 1
-    # A Google section left without entries loses its header too.
-    cleaned: list[str] = []
-    for j, line in enumerate(out):
-        if _SECTION_RE.match(line):
-            header_indent = len(line) - len(line.lstrip())
-            nxt = next((x for x in out[j + 1:] if x.strip()), None)
-            if nxt is None or len(nxt) - len(nxt.lstrip()) <= header_indent:
-                continue
-        cleaned.append(line)
-    return "\n".join(cleaned) + ("\n" if doc.endswith("\n") else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import typing
 
 import pytest
@@ -446,3 +447,52 @@ def test_docstring_stripping_handles_sphinx_and_numpy_styles():
     numpy = Agent().numpy.__doc__
     assert "user_id" not in numpy and "Whose data" not in numpy
     assert "query : str" in numpy and "What to find." in numpy and "Returns" in numpy
+
+
+def test_docstring_stripping_keeps_every_other_line_as_written():
+    """Only the injected entries go: the other sections stay as their author wrote them (a parser
+    that composes the docstring back would rewrite "Returns:" and "Example:")."""
+
+    class Agent(ConversationAgent):
+        class Context(BaseModel):
+            user_id: int = 1
+
+        @with_context()
+        def google(self, query: str, user_id: int):
+            """Search the orders
+            of a user.
+
+            Args:
+                query: What to find.
+                user_id: Whose orders,
+
+                    over a blank line.
+
+            Returns:
+                The orders, newest first.
+
+            Example:
+                >>> agent.google("shoes")
+            """
+
+        @with_context()
+        def only_injected(self, user_id: int):
+            """Count.
+
+            Args:
+                user_id: Whose.
+
+            Returns:
+                int
+            """
+
+        @with_context()
+        def no_style(self, user_id: int):
+            """user_id: is mentioned in prose only, so nothing is removed."""
+
+    doc = Agent().google.__doc__
+    # Python 3.13 dedents docstrings when it compiles them, 3.12 does not: match any indent.
+    assert doc == re.sub(r"\n *user_id: Whose orders,\n\n *over a blank line\.", "", Agent.google.__wrapped__.__doc__)
+    assert "query: What to find." in doc and "over a blank line" not in doc
+    assert re.fullmatch(r"Count\.\n\n *Returns:\n *int\n *", Agent().only_injected.__doc__)
+    assert Agent().no_style.__doc__ == "user_id: is mentioned in prose only, so nothing is removed."

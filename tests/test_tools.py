@@ -158,6 +158,30 @@ def test_sphinx_and_numpy_parameter_docs():
     assert money["parameters"]["required"] == ["amount"]
 
 
+def wrapped_summary(a: int, b: int = 0) -> int:
+    """Add two numbers,
+    the second one optional.
+    Args:
+        a: The first.
+        b: The second.
+    """
+    return a + b
+
+
+def keyword_docs(**options) -> None:
+    """Nothing here is a style.
+
+    It has two paragraphs: the description is the first.
+    """
+
+
+def test_description_is_the_whole_first_paragraph_and_stops_at_a_section():
+    function = tool_schema(wrapped_summary)["function"]
+    assert function["description"] == "Add two numbers, the second one optional."
+    assert function["parameters"]["properties"]["a"]["description"] == "The first."
+    assert tool_schema(keyword_docs)["function"]["description"] == "Nothing here is a style."
+
+
 def test_string_annotations_are_resolved_and_missing_docs_give_no_description():
     function = tool_schema(string_annotations)["function"]
     assert "description" not in function

@@ -1,9 +1,9 @@
 """Who may subscribe to a channel. Used by ``realtime/auth/`` (Pusher) and ``realtime/events/`` (SSE).
 
 - ``private-conversation-session-<uuid>``: the session must be readable by the request through the
-  bridge's session permission classes (``bridge.registry.get_exposed("session").get_queryset``);
-  until the bridge is installed, only its owner (user or anonymous visitor) may read it. A session
-  that does not exist is 404; one the request may not read is 403.
+  bridge's session permission classes (``bridge.catalog.get_exposed("session").get_queryset``);
+  when the session model is not exposed, only its owner (user or anonymous visitor) may read it.
+  A session that does not exist is 404; one the request may not read is 403.
 - ``private-conversation-owner-...``: only the requester's own owner channel.
 - Anything else, including malformed names: 403.
 """
@@ -13,7 +13,10 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from ..bridge.catalog import get_exposed
+from ..constants import BridgeAction, BuiltinModel
 from ..exceptions import ChannelForbidden, InvalidChannel, SessionNotFound
+from ..models import ConversationSession
 from ..owners import get_owner, owns
 from .channels import ParsedChannel, owner_channel, parse_channel
 
@@ -23,8 +26,6 @@ __all__ = [
     "authorize_channel",
     "requester_owner_channel",
 ]
-
-_BRIDGE_REGISTRY = "django_ai.conversations.bridge.catalog"
 
 
 def requester_owner_channel(request: Any) -> str | None:
@@ -37,29 +38,14 @@ def requester_owner_channel(request: Any) -> str | None:
 
 def _exposed_session() -> Any:
     try:
-        from importlib import import_module
-
-        registry = import_module(_BRIDGE_REGISTRY)
-    except ModuleNotFoundError as exc:
-        if exc.name in (_BRIDGE_REGISTRY, "django_ai.conversations.bridge"):
-            return None
-        raise
-    getter = getattr(registry, "get_exposed", None)
-    if getter is None:
-        return None
-    try:
-        return getter("session")
-    except LookupError:
+        return get_exposed(BuiltinModel.SESSION)
+    except LookupError:  # the project took the session model off the bridge: owners only
         return None
 
 
 def _check_session(request: Any, session_id: str) -> None:
-    from ..models import ConversationSession
-
     exposed = _exposed_session()
     if exposed is not None:
-        from ..constants import BridgeAction
-
         row = exposed.get_queryset(request, BridgeAction.READ).filter(pk=session_id).first()
         if row is not None and exposed.has_object_permission(request, BridgeAction.READ, row):
             return

@@ -2,9 +2,9 @@
 
 - ``POST realtime/auth/``: Pusher private-channel authorisation (``socket_id`` + ``channel_name``,
   form-encoded as pusher-js sends it, or JSON).
-- ``GET realtime/events/?channel=...``: Server-Sent Events from the Local backend, at most
-  ``SSE_MAX_STREAMS_PER_VISITOR`` open at once per visitor (and
-  ``SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS`` for anonymous visitors per client address): 429
+- ``GET realtime/events/?channel=...``: Server-Sent Events from the Local backend, at most its
+  option ``MAX_STREAMS_PER_VISITOR`` open at once per visitor (and
+  ``MAX_ANONYMOUS_STREAMS_PER_ADDRESS`` for anonymous visitors per client address): 429
   ``too_many_streams`` beyond.
 - ``GET realtime/config/``: which backend runs and how a client reaches it.
 
@@ -28,7 +28,6 @@ from rest_framework.request import Request
 from ..api.parsing import StrictJSONParser
 from ..api.views import BaseAPIView
 from ..bridge.throttles import client_address
-from ..conf import ai_settings
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
 from ..exceptions import InvalidRealtimeRequest, RealtimeNotAvailable
 from ..owners import get_owner
@@ -123,15 +122,15 @@ class RealtimeEventsView(RealtimeView):
 
     def get_stream_limits(self, request: Request) -> dict[str, int | None]:
         """The holders this stream counts under, each with the most open streams it may have
-        (None: no limit): the visitor (``SSE_MAX_STREAMS_PER_VISITOR``) and, for anonymous
-        visitors, which any client can mint, their client address
-        (``SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS``). Override to cap differently (e.g. per
-        plan); keys are ``"<kind>:<id>"``, the kind is named in the 429's message."""
+        (None: no limit): the visitor (the Local backend's ``MAX_STREAMS_PER_VISITOR`` option)
+        and, for anonymous visitors, which any client can mint, their client address
+        (``MAX_ANONYMOUS_STREAMS_PER_ADDRESS``). Override to cap differently (e.g. per plan);
+        keys are ``"<kind>:<id>"``, the kind is named in the 429's message."""
         owner = get_owner(request)
-        per_visitor = ai_settings.SSE_MAX_STREAMS_PER_VISITOR
+        per_visitor, per_address = self.get_backend().stream_limits()
         if owner.user is not None:
             return {f"visitor:user-{owner.user.pk}": per_visitor}
-        limits = {f"address:{client_address(request)}": ai_settings.SSE_MAX_ANONYMOUS_STREAMS_PER_ADDRESS}
+        limits = {f"address:{client_address(request)}": per_address}
         if owner.anonymous_id:
             limits[f"visitor:anon-{anonymous_digest(owner.anonymous_id)}"] = per_visitor
         return limits

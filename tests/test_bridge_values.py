@@ -1,6 +1,7 @@
 """Values JSON numbers cannot carry exactly travel as strings, and come back the same way:
 decimals as DRF sends them (``"99.00"``), integers beyond 2**53 - 1 as strings of digits,
-durations as ISO 8601, UUIDs as strings. Filters and writes take those strings.
+durations as ISO 8601, UUIDs as strings. Filters and writes take those strings. Text fields take
+JSON strings only, and so do relation ids (a number is no session or file id).
 
 Real parts: the test project's ``shop.Order`` (tests/settings.py), the database (SQLite, and
 PostgreSQL with DATABASE_URL), the demo URLs and the test client.
@@ -15,10 +16,11 @@ from decimal import Decimal
 
 import pytest
 
-from django_ai.conversations.testing import UserFactory
+from django_ai.conversations.models import ConversationMessage
+from django_ai.conversations.testing import FileFactory, SessionFactory, UserFactory
 from tests.shop.models import Order
 
-from .bridge_support import error_codes, error_fields, fresh_bridge, rows, shop, user_api  # noqa: F401
+from .bridge_support import echo_agent, error_codes, error_fields, fresh_bridge, rows, shop, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shop")]
 
@@ -166,3 +168,56 @@ def test_a_uuid_column_takes_only_strings_in_writes(fresh_bridge):
     assert response.status_code == 400 and error_fields(response) == ["reference"]
     new = uuid.uuid4()
     assert api.update("refs", made.pk, {"reference": str(new)}).json()["included"]["refs"][str(made.pk)]["reference"] == str(new)
+
+
+@pytest.mark.usefixtures("echo_agent")
+class TestTextFields:
+    @pytest.mark.parametrize("value", [5, 5.5, True, {"a": 1}, ["x"]])
+    def test_message_content_must_be_a_string(self, value):
+        user = UserFactory()
+        session = SessionFactory(user=user, agent_path="test-agent")
+        response = user_api(user).create("message", {"session": str(session.pk), "content": value})
+        assert response.status_code == 400, response.json()
+        assert error_fields(response) == ["content"]
+        assert not ConversationMessage.objects.filter(session=session).exists()
+
+    @pytest.mark.parametrize(("field", "value"), [("title", 5), ("title", False), ("status", 1)])
+    def test_session_text_fields_must_be_strings(self, field, value):
+        user = UserFactory()
+        session = SessionFactory(user=user, title="kept")
+        response = user_api(user).update("session", session.pk, {field: value})
+        assert response.status_code == 400, response.json()
+        assert error_fields(response) == [field]
+        session.refresh_from_db()
+        assert session.title == "kept" and session.status == "active"
+
+    def test_strings_still_work(self):
+        user = UserFactory()
+        session = SessionFactory(user=user, title="kept")
+        response = user_api(user).update("session", session.pk, {"title": "  5  "})
+        assert response.status_code == 200, response.json()
+        session.refresh_from_db()
+        assert session.title == "  5  "
+
+
+@pytest.mark.usefixtures("echo_agent")
+class TestRelationIdsAreStrings:
+    @pytest.mark.parametrize("bad", [5, True, 0])
+    def test_a_number_is_not_a_session_id(self, bad):
+        user = UserFactory()
+        SessionFactory(user=user)
+        response = user_api(user).create("message", {"session": bad, "content": "hi"})
+        assert response.status_code == 400
+        assert error_codes(response) == ["invalid"] and error_fields(response) == ["session"]
+        # Not "Invalid pk 00000000-0000-0000-0000-000000000005 - object does not exist".
+        assert "0000" not in response.json()["errors"][0]["message"]
+        assert ConversationMessage.objects.count() == 0
+
+    def test_a_number_is_not_a_file_id(self):
+        user = UserFactory()
+        session = SessionFactory(user=user)
+        mine = FileFactory(user=user)
+        response = user_api(user).create("message", {"session": str(session.pk), "content": "hi", "files": [str(mine.pk), 7]})
+        assert response.status_code == 400 and error_codes(response) == ["invalid"]
+        assert error_fields(response) == ["files"]
+        assert ConversationMessage.objects.count() == 0

@@ -361,3 +361,24 @@ def test_broker_counts_holders_exactly_under_concurrent_subscribes():
     assert len([broker.subscribe(["a"], limits=limits) for _ in range(5)]) == 5
     with pytest.raises(TooManyStreams):
         broker.subscribe(["b"], limits=limits)
+
+
+def test_odd_last_event_ids_are_ignored_not_a_500(local):
+    """``Last-Event-ID`` comes from the client: Unicode digits ("²", "٣") pass ``str.isdigit`` but
+    not ``int()``, and more than 4300 digits exceed Python's int conversion limit."""
+    from django_ai.conversations.testing.factories import SessionFactory  # only this test makes rows so
+
+    session = SessionFactory()
+    client = Client(raise_request_exception=False)
+    visitor = {"HTTP_X_CONVERSATION_ANONYMOUS_ID": session.anonymous_id}
+    epoch = local.broker.epoch
+    channel = {"channel": session_channel(session.pk)}
+    for last_event_id in [f"{epoch}-\u00b2", f"{epoch}-\u0663", f"{epoch}-" + "9" * 5000, f"{epoch}--1", "x" * 5000]:
+        response = client.get(EVENTS, {**channel, "last_event_id": last_event_id}, **visitor)
+        assert response.status_code == 200, (last_event_id[:20], response.content[:200])
+        assert response["Content-Type"].startswith("text/event-stream")
+        response.close()
+    # The same through the header an EventSource sends (WSGI headers are latin-1 text).
+    response = client.get(EVENTS, channel, HTTP_LAST_EVENT_ID=f"{epoch}-\u00b9", **visitor)
+    assert response.status_code == 200, response.content[:200]
+    response.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.http import HttpRequest
 from pydantic import ValidationError
@@ -14,7 +14,10 @@ from .owners import ensure_anonymous_id, get_owner
 from .registry import registry
 from .service import ConversationService
 
-__all__ = ["start_conversation", "StartedConversation"]
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+__all__ = ["StartedConversation", "start_conversation"]
 
 
 class StartedConversation(TypedDict):
@@ -32,7 +35,7 @@ class StartedConversation(TypedDict):
 def start_conversation(
     agent_path: str,
     context_kwargs: dict[str, Any] | None = None,
-    request: Any = None,
+    request: HttpRequest | Request | None = None,
     *,
     user: Any = None,
     title: str = "",
@@ -55,7 +58,8 @@ def start_conversation(
     if request is not None and not hasattr(request, "META"):
         # A stray positional argument (a user, a dict) would otherwise start an ownerless conversation.
         raise TypeError(
-            f"start_conversation(request=...) takes the visitor's HttpRequest (or DRF Request), not {type(request).__name__}; "
+            "start_conversation(request=...) takes the visitor's HttpRequest (or DRF Request), "
+            f"not {type(request).__name__}; "
             "pass None when there is no request, and user=... to say who owns the conversation."
         )
     if user is not None:
@@ -68,7 +72,8 @@ def start_conversation(
     agent_cls = registry.get(agent_path)
     if context_kwargs is not None and not isinstance(context_kwargs, dict):
         raise ContextValidationError(
-            f"context_kwargs must be a dict of keyword arguments for create_context, not {type(context_kwargs).__name__}.",
+            "context_kwargs must be a dict of keyword arguments for create_context, "
+            f"not {type(context_kwargs).__name__}.",
             field="context_kwargs",
         )
     context = _build_context(agent_cls, request, context_kwargs or {})
@@ -103,7 +108,9 @@ def _request_for(user: Any) -> HttpRequest:
     return request
 
 
-def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dict[str, Any]) -> Any:
+def _build_context(
+    agent_cls: type[ConversationAgent], request: HttpRequest | Request | None, kwargs: dict[str, Any]
+) -> Any:
     bad_keys = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
     if bad_keys:
         raise ContextValidationError(
@@ -130,7 +137,9 @@ def _build_context(agent_cls: type[ConversationAgent], request: Any, kwargs: dic
         raise ContextValidationError(
             f"{agent_cls.__name__}.create_context could not build its Context: "
             + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)),
-            errors=[{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors(include_url=False)],
+            errors=[
+                {"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors(include_url=False)
+            ],
         ) from exc
     if not isinstance(context, (agent_cls.Context, dict)):
         # None is a create_context that forgot its ``return``; another model would lose the

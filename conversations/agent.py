@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .constants import ConcurrencyPolicy
 from .exceptions import ContextValidationError, ImproperlyDeclaredAgent
+from .internal.jsonsafe import json_problem
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -116,7 +117,10 @@ class ConversationAgent:
                 code="start_param_not_allowed",
                 field=f"context.{str(refused[0])[:64]}",
                 errors=[
-                    {"field": f"context.{str(key)[:64]}", "message": f"Start parameter {str(key)[:64]!r} is not allowed. {message}"}
+                    {
+                        "field": f"context.{str(key)[:64]}",
+                        "message": f"Start parameter {str(key)[:64]!r} is not allowed. {message}",
+                    }
                     for key in refused
                 ],
             )
@@ -132,7 +136,9 @@ class ConversationAgent:
 
     async def get_response(self, message: str, request: HttpRequest | None = None, **kwargs: Any) -> str:
         """Answer ``message``: return the text, or stream it with ResponseStream and return it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement get_response(self, message, request=None, **kwargs).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement get_response(self, message, request=None, **kwargs)."
+        )
 
     @property
     def cancelled(self) -> bool:
@@ -145,8 +151,7 @@ class ConversationAgent:
             return cls.Context()
         except ValidationError as exc:
             raise ContextValidationError(
-                f"{cls.__name__}.Context has required fields and no context was given: "
-                f"{_format_errors(exc)}",
+                f"{cls.__name__}.Context has required fields and no context was given: {_format_errors(exc)}",
                 errors=_errors(exc),
             ) from exc
 
@@ -183,8 +188,6 @@ class ConversationAgent:
         Raises ContextValidationError when it does not fit ``Context`` or cannot be stored (values
         JSON cannot encode, NUL characters).
         """
-        from .internal.jsonsafe import json_problem
-
         context = cls.validate_context(value)
         try:
             data = context.model_dump(mode="json")
@@ -212,7 +215,7 @@ class ConversationAgent:
                 f"{name}.StartParams must be a pydantic BaseModel subclass listing the start parameters "
                 f"clients may send (class StartParams(BaseModel): tier: str = 'basic'), or None; not {params!r}."
             )
-        method = cls.__dict__.get("get_response") or getattr(cls, "get_response")
+        method = cls.__dict__.get("get_response") or cls.get_response
         if method is ConversationAgent.get_response:
             raise ImproperlyDeclaredAgent(
                 f"{name} does not define get_response. Add "
@@ -220,8 +223,8 @@ class ConversationAgent:
             )
         if isinstance(inspect.getattr_static(cls, "get_response"), (staticmethod, classmethod)):
             raise ImproperlyDeclaredAgent(
-                f"{name}.get_response must be a plain method (def get_response(self, message, request=None, **kwargs)), "
-                "not a staticmethod or classmethod."
+                f"{name}.get_response must be a plain method "
+                "(def get_response(self, message, request=None, **kwargs)), not a staticmethod or classmethod."
             )
         try:
             sig = inspect.signature(method)
@@ -252,15 +255,14 @@ class ConversationAgent:
         policy = cls.concurrency
         if policy is not None and policy not in set(ConcurrencyPolicy):
             raise ImproperlyDeclaredAgent(
-                f"{name}.concurrency is {policy!r}; use one of "
-                f"{', '.join(repr(str(p)) for p in ConcurrencyPolicy)}."
+                f"{name}.concurrency is {policy!r}; use one of {', '.join(repr(str(p)) for p in ConcurrencyPolicy)}."
             )
         cls.is_async = inspect.iscoroutinefunction(method)
 
 
 #: pydantic 2.11+ validates by field name and by alias when asked; older ones only by alias (or
 #: by name too with ``populate_by_name=True`` in the Context's model_config).
-_BY_NAME_AND_ALIAS: dict[str, bool] = (
+_BY_NAME_AND_ALIAS: dict[str, Any] = (
     {"by_alias": True, "by_name": True} if "by_name" in inspect.signature(BaseModel.model_validate).parameters else {}
 )
 

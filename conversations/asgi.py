@@ -105,7 +105,7 @@ class BodySizeLimitMiddleware:
         # The path as Django's ASGIRequest makes its path_info.
         prefix = get_script_prefix(scope).rstrip("/")
         if prefix and (path.startswith(prefix + "/") or path == prefix):
-            path = path[len(prefix):]
+            path = path[len(prefix) :]
         try:
             match = resolve(path or "/")
         except Resolver404:

@@ -7,6 +7,7 @@ guessable or revealing volumes.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -14,14 +15,14 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .conf import ai_settings
 from .constants import ExtractionStatus, MessageType, ProcessingStatus, SessionStatus
+from .realtime.channels import session_channel
 
-__all__ = ["ConversationSession", "ConversationMessage", "ConversationWidget", "File"]
+__all__ = ["ConversationMessage", "ConversationSession", "ConversationWidget", "File"]
 
 
 def _upload_to(instance: File, filename: str) -> str:
-    from .conf import ai_settings
-
     folder = timezone.now().strftime(ai_settings.UPLOAD_TO)
     # The stored name is random: the original name is kept in File.filename only.
     suffix = ""
@@ -52,9 +53,7 @@ class ConversationSession(models.Model):
     title = models.CharField(_("title"), max_length=200, blank=True, default="")
     context = models.JSONField(_("context"), default=dict, blank=True)
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
-    status = models.CharField(
-        _("status"), max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
-    )
+    status = models.CharField(_("status"), max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
@@ -80,8 +79,6 @@ class ConversationSession(models.Model):
 
     @property
     def channel_name(self) -> str:
-        from .realtime.channels import session_channel
-
         return session_channel(self.id)
 
     @property
@@ -93,14 +90,12 @@ class ConversationMessage(models.Model):
     """A message of a conversation: the user's, the agent's, a system notice or a widget."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session = models.ForeignKey(
-        ConversationSession, on_delete=models.CASCADE, related_name="messages"
-    )
+    session = models.ForeignKey(ConversationSession, on_delete=models.CASCADE, related_name="messages")
     message_type = models.CharField(_("message type"), max_length=16, choices=MessageType.choices)
     content = models.TextField(_("content"), blank=True, default="")
     component_type = models.CharField(_("component type"), max_length=100, blank=True, default="")
     component_data = models.JSONField(_("component data"), default=dict, blank=True)
-    files = models.ManyToManyField("File", blank=True, related_name="messages")
+    files: models.ManyToManyField[File, Any] = models.ManyToManyField("File", blank=True, related_name="messages")
     processing_status = models.CharField(
         _("processing status"),
         max_length=16,
@@ -108,9 +103,7 @@ class ConversationMessage(models.Model):
         default=ProcessingStatus.COMPLETED,
     )
     # The user message an agent, system or widget message answers.
-    reply_to = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
-    )
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     # Streaming: the sequence number of the last chunk whose text is included in ``content``.
     stream_sequence = models.PositiveIntegerField(_("stream sequence"), default=0)
     # Per-turn figures, on the agent message: queue_wait_ms, first_chunk_ms, total_ms, chunks,
@@ -160,9 +153,7 @@ class ConversationWidget(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session = models.ForeignKey(
-        ConversationSession, on_delete=models.CASCADE, related_name="widgets"
-    )
+    session = models.ForeignKey(ConversationSession, on_delete=models.CASCADE, related_name="widgets")
     message = models.OneToOneField(
         ConversationMessage,
         null=True,

@@ -6,11 +6,15 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .conf import ai_settings
 
-__all__ = ["Owner", "get_owner", "new_anonymous_id", "ensure_anonymous_id", "owns", "valid_anonymous_id"]
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
+__all__ = ["Owner", "ensure_anonymous_id", "get_owner", "new_anonymous_id", "owns", "valid_anonymous_id"]
 
 ANONYMOUS_ID_PREFIX = "anon_"
 #: What may follow the prefix: URL-safe base64, as ``secrets.token_urlsafe`` writes it. ASCII only
@@ -44,11 +48,11 @@ def valid_anonymous_id(value: Any) -> bool:
         isinstance(value, str)
         and value.startswith(ANONYMOUS_ID_PREFIX)
         and 32 <= len(value) <= 128
-        and all(c in _ANONYMOUS_ID_CHARS for c in value[len(ANONYMOUS_ID_PREFIX):])
+        and all(c in _ANONYMOUS_ID_CHARS for c in value[len(ANONYMOUS_ID_PREFIX) :])
     )
 
 
-def header_anonymous_id(request: Any) -> str:
+def header_anonymous_id(request: HttpRequest | Request | None) -> str:
     """The raw value of the ``ANONYMOUS_ID_HEADER`` the request carries ('' when none), valid or not."""
     header = ai_settings.ANONYMOUS_ID_HEADER
     meta_key = "HTTP_" + header.upper().replace("-", "_")
@@ -56,7 +60,7 @@ def header_anonymous_id(request: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def session_anonymous_id(request: Any) -> str:
+def session_anonymous_id(request: HttpRequest | Request | None) -> str:
     """The anonymous id kept in the request's Django session, or ''."""
     session = getattr(request, "session", None) if request is not None else None
     if session is None:
@@ -66,14 +70,14 @@ def session_anonymous_id(request: Any) -> str:
     return value if isinstance(value, str) and 0 < len(value) <= 128 else ""
 
 
-def _authenticated_user(request: Any) -> Any:
+def _authenticated_user(request: HttpRequest | Request | None) -> Any:
     user = getattr(request, "user", None)
     if user is not None and getattr(user, "is_authenticated", False):
         return user
     return None
 
 
-def request_anonymous_id(request: Any) -> str:
+def request_anonymous_id(request: HttpRequest | Request | None) -> str:
     """The anonymous id the request carries (Django session first, then the header), or ''."""
     if request is None:
         return ""
@@ -86,7 +90,7 @@ def request_anonymous_id(request: Any) -> str:
     return value if valid_anonymous_id(value) else ""
 
 
-def get_owner(request: Any = None, user: Any = None) -> Owner:
+def get_owner(request: HttpRequest | Request | None = None, user: Any = None) -> Owner:
     """The owner a request (or an explicit user) acts as."""
     if user is not None and getattr(user, "is_authenticated", False):
         return Owner(user=user)
@@ -96,7 +100,7 @@ def get_owner(request: Any = None, user: Any = None) -> Owner:
     return Owner(anonymous_id=request_anonymous_id(request))
 
 
-def ensure_anonymous_id(request: Any) -> str:
+def ensure_anonymous_id(request: HttpRequest | Request | None) -> str:
     """The request's anonymous id, creating one and storing it in the Django session if needed."""
     existing = request_anonymous_id(request)
     if existing:

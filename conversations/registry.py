@@ -10,9 +10,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .agent import ConversationAgent
+from .conf import ai_settings
 from .exceptions import AgentNotFound, ImproperlyDeclaredAgent
 
-__all__ = ["AgentRegistry", "registry", "register_agent", "get_agent"]
+__all__ = ["AgentRegistry", "get_agent", "register_agent", "registry"]
 
 PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 
@@ -22,7 +23,9 @@ class AgentRegistry:
         self._agents: dict[str, type[ConversationAgent]] = {}
         self._lock = threading.Lock()
 
-    def register(self, path: str, agent: type[ConversationAgent] | str, *, replace: bool = True) -> type[ConversationAgent]:
+    def register(
+        self, path: str, agent: type[ConversationAgent] | str, *, replace: bool = True
+    ) -> type[ConversationAgent]:
         """Register ``agent`` (a class or its dotted import path) under ``path``."""
         if not isinstance(path, str) or not PATH_RE.match(path) or len(path) > 200:
             raise ImproperlyDeclaredAgent(
@@ -46,8 +49,7 @@ class AgentRegistry:
         """The class registered under ``path``; ``path`` may also be the class's import path."""
         if not isinstance(path, str) or not path:
             raise AgentNotFound(
-                f"agent_path must be the non-empty path of a registered agent (a str such as 'support'), "
-                f"not {path!r}.",
+                f"agent_path must be the non-empty path of a registered agent (a str such as 'support'), not {path!r}.",
                 field="agent_path",
             )
         agent = self._agents.get(path)
@@ -86,8 +88,6 @@ class AgentRegistry:
         ]
 
     def load_from_settings(self) -> None:
-        from .conf import ai_settings
-
         agents = ai_settings.AGENTS or {}
         if not isinstance(agents, dict):
             raise ImproperlyConfigured(

@@ -22,7 +22,7 @@ and never breaks the turn. Keep them quick: the conversation waits for them.
 
 from django.dispatch import Signal
 
-__all__ = ["turn_started", "turn_finished", "turn_failed"]
+__all__ = ["turn_failed", "turn_finished", "turn_started"]
 
 turn_started = Signal()
 turn_finished = Signal()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 from django.db.backends.signals import connection_created
 from django.db.utils import load_backend
@@ -60,8 +61,6 @@ def _sqlite_engine(engine: Any) -> bool:
 
 @checks.register("django_ai")
 def check_sqlite_options(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django.conf import settings
-
     messages: list[checks.CheckMessage] = []
     for alias, database in settings.DATABASES.items():
         if not isinstance(database, dict) or not _sqlite_engine(database.get("ENGINE")):

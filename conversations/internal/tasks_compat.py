@@ -3,19 +3,24 @@ on Django 5.2."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 try:
     from django.tasks import default_task_backend, task, task_backends
     from django.tasks.backends.immediate import ImmediateBackend
     from django.tasks.base import Task, TaskResult, TaskResultStatus
     from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
 except ImportError:  # Django 5.2
-    from django_tasks import default_task_backend, task, task_backends  # type: ignore[no-redef]
-    from django_tasks.backends.immediate import ImmediateBackend  # type: ignore[no-redef]
-    from django_tasks.base import Task, TaskResult, TaskResultStatus  # type: ignore[no-redef]
+    # mypy checks against Django 6's django.tasks (the stubs follow the newest Django): the
+    # backport's classes are other classes of the same shape, which it would call a redefinition.
+    if not TYPE_CHECKING:
+        from django_tasks import default_task_backend, task, task_backends
+        from django_tasks.backends.immediate import ImmediateBackend
+        from django_tasks.base import Task, TaskResult, TaskResultStatus
 
-    # The backport names them with an "Error" suffix.
-    from django_tasks.exceptions import InvalidTaskBackendError as InvalidTaskBackend  # type: ignore[no-redef]
-    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[no-redef]
+        # The backport names them with an "Error" suffix.
+        from django_tasks.exceptions import InvalidTaskBackendError as InvalidTaskBackend
+        from django_tasks.exceptions import InvalidTaskError as InvalidTask
 
 __all__ = [
     "ImmediateBackend",

@@ -102,7 +102,7 @@ class StreamWrapper:
                     continue
                 head = word[0]  # a wide character on a line narrower than two columns
             self._write(head)
-            word = word[len(head):]
+            word = word[len(head) :]
             self._new_line()
         self._write(word)
         self.column += cell_width(word)

@@ -23,7 +23,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -39,6 +40,10 @@ from ...realtime import get_backend, session_channel
 from ...registry import registry
 from ...service import ConversationService
 
+if TYPE_CHECKING:
+    from ...agent import ConversationAgent
+    from ...models import ConversationSession
+
 QUIT = {"/quit", "/exit", "/q"}
 
 #: Seconds between tries to cancel a turn whose message is not saved yet (Ctrl-C pressed at once).
@@ -46,7 +51,7 @@ STOP_RETRY_INTERVAL = 0.1
 
 
 class Command(BaseCommand):
-    help = "Chat with an agent in the terminal: python manage.py ai_chat support [--context '{\"tier\": \"premium\"}']"
+    help = 'Chat with an agent in the terminal: python manage.py ai_chat support [--context \'{"tier": "premium"}\']'
     # call_command(..., stdin=io.StringIO("hello\n/quit\n")) for scripted sessions.
     stealth_options = ("stdin",)
 
@@ -123,7 +128,7 @@ class Command(BaseCommand):
             restore_interrupts()
             del backend.send  # back to the class's method
 
-    def _catch_interrupts(self) -> Any:
+    def _catch_interrupts(self) -> Callable[[], object]:
         """Route Ctrl-C through :meth:`_interrupted`; returns what puts the previous handler back.
         Signal handlers can only be set in the main thread: elsewhere Ctrl-C keeps its handler."""
         if threading.current_thread() is not threading.main_thread():
@@ -138,7 +143,9 @@ class Command(BaseCommand):
             self._leave = True  # once the turn has stopped
             return
         self._stop_asked = True
-        threading.Thread(target=self._stop_turn, args=(self.session.pk, self._turn_user), name="chat-stop", daemon=True).start()
+        threading.Thread(
+            target=self._stop_turn, args=(self.session.pk, self._turn_user), name="chat-stop", daemon=True
+        ).start()
 
     def _stop_turn(self, session_id: Any, user: Any) -> None:
         # A helper thread with its own database connection, like the stop button's request.
@@ -154,7 +161,7 @@ class Command(BaseCommand):
         finally:
             connections.close_all()
 
-    def _loop(self, agent_path: str, agent_cls: Any, user: Any, context: dict[str, Any]) -> None:
+    def _loop(self, agent_path: str, agent_cls: type[ConversationAgent], user: Any, context: dict[str, Any]) -> None:
         while not self._leave:
             self.stdout.write(self.style.SUCCESS("you › "), ending="")
             self.stdout.flush()
@@ -247,7 +254,9 @@ class Command(BaseCommand):
             self._widgets.append(data)
             lines += [f"  {i}) {option}" for i, option in enumerate(options, 1)]
         elif kind == "tool_call":
-            lines[0] = self.style.WARNING(f"[tool] {data.get('name')}({json.dumps(data.get('arguments', {}))}) → {data.get('result')}")
+            lines[0] = self.style.WARNING(
+                f"[tool] {data.get('name')}({json.dumps(data.get('arguments', {}))}) → {data.get('result')}"
+            )
         else:
             lines.append("  " + json.dumps(data, ensure_ascii=False))
         if self._prefix_written:
@@ -278,15 +287,26 @@ class Command(BaseCommand):
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise CommandError(f"--context must be a JSON object, e.g. '{{\"tier\": \"premium\"}}' ({exc}).") from exc
+            raise CommandError(f'--context must be a JSON object, e.g. \'{{"tier": "premium"}}\' ({exc}).') from exc
         if not isinstance(value, dict):
-            raise CommandError("--context must be a JSON object, e.g. '{\"tier\": \"premium\"}'.")
+            raise CommandError('--context must be a JSON object, e.g. \'{"tier": "premium"}\'.')
         return value
 
-    def _session(self, session_id: str | None, agent_path: str, agent_cls: Any, user: Any, context: dict[str, Any]) -> Any:
+    def _session(
+        self,
+        session_id: str | None,
+        agent_path: str,
+        agent_cls: type[ConversationAgent],
+        user: Any,
+        context: dict[str, Any],
+    ) -> ConversationSession:
         try:
             if session_id:
-                session = ConversationService.get_session(session_id, user=user) if user else ConversationService.get_session(session_id)
+                session = (
+                    ConversationService.get_session(session_id, user=user)
+                    if user
+                    else ConversationService.get_session(session_id)
+                )
                 if session.agent_path != agent_path and registry.get(session.agent_path) is not agent_cls:
                     raise CommandError(f"Conversation {session_id} is with {session.agent_path!r}, not {agent_path!r}.")
                 return session

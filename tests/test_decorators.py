@@ -15,19 +15,11 @@ from django_ai.conversations.decorators import ContextInjectionError, context_pa
 from django_ai.conversations.exceptions import ConversationError
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
+from tests.example_agents import SalesAgent as ReadmeSalesAgent
 
 
-class SalesAgent(ConversationAgent):
-    class Context(BaseModel):
-        user_id: int
-        account_tier: str
-
-    @with_context()
-    def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
-        """Context parameters auto-injected - LLM only needs to provide product_id"""
-        if account_tier == "premium":
-            return f"User {user_id} can access {product_id}"
-        return "Upgrade required"
+class SalesAgent(ReadmeSalesAgent):
+    """The README's agent (check_eligibility) with an async injected tool documented in Google style."""
 
     @with_context()
     async def order_history(self, user_id: int, limit: int = 5) -> list[str]:
@@ -40,9 +32,6 @@ class SalesAgent(ConversationAgent):
         """
         await asyncio.sleep(0)
         return [f"order-{user_id}-{n}" for n in range(limit)]
-
-    async def get_response(self, message, request=None, **kwargs):
-        return self.check_eligibility(product_id="pro-features")
 
 
 def make_agent(**context):
@@ -93,7 +82,7 @@ def test_wraps_hygiene():
     method = SalesAgent.check_eligibility
     assert method.__name__ == "check_eligibility"
     assert method.__qualname__.endswith("SalesAgent.check_eligibility")
-    assert method.__module__ == __name__
+    assert method.__module__ == ReadmeSalesAgent.__module__ == "tests.example_agents"  # where it is defined
     original = method.__wrapped__
     # The undecorated function stays reachable, e.g. to call it with chosen values in a test.
     assert list(inspect.signature(original).parameters) == ["self", "product_id", "user_id", "account_tier"]

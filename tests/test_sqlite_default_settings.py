@@ -11,9 +11,11 @@ transactions, one of the two writers failed at once with "database is locked" an
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
@@ -21,6 +23,7 @@ from django.db import connection, connections
 from django.db.utils import load_backend
 from django.test import override_settings
 
+REPOSITORY = Path(__file__).resolve().parent.parent
 RUNS = 20
 DYING_RUNS = 10
 
@@ -42,33 +45,14 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.envi
 MEDIA_ROOT = os.environ["MEDIA_ROOT"]
 # The plain-text extractor reads a .txt as embedded Tika would, without a JVM to start.
 DJANGO_AI = {
-    "AGENTS": {"files": "site_agents.FileAgent"},
+    # The seed README's file example (tests/example_agents.py; the repository is on the path).
+    "AGENTS": {"files": "tests.example_agents.FileAgent"},
     "TEXT_EXTRACTOR": "django_ai.conversations.extraction.PlainTextExtractor",
 }
 """
 
 AGENTS = """
-from django_ai.conversations import ConversationAgent
-from django_ai.conversations.context import get_file_text
 from django_ai.conversations.extraction import TextExtractor
-
-
-class FileAgent(ConversationAgent):
-    # The seed README's file example.
-    async def get_response(self, message, request=None, **kwargs):
-        if hasattr(self, 'files') and self.files:
-            results = []
-
-            for file in self.files:
-                # Automatic extraction using Apache Tika + OCR
-                text = get_file_text(file.id)
-
-                if text:
-                    results.append(f"From {file.filename}: {text[:200]}...")
-
-            return "File analysis:\\n" + "\\n".join(results)
-
-        return "Upload a file and I'll analyze it."
 
 
 class BrokenExtractor(TextExtractor):
@@ -77,6 +61,7 @@ class BrokenExtractor(TextExtractor):
     def extract(self, source, *, timeout, max_length):
         raise RuntimeError("a bug in the extractor")
 """
+
 
 SCRIPT = """
 import json
@@ -112,7 +97,7 @@ def ask(number):
 runs = [ask(number) for number in range(int(sys.argv[1]))]
 # An hour's wait: a turn that waited for a dead extraction would never end here.
 with override_settings(DJANGO_AI={
-    "AGENTS": {"files": "site_agents.FileAgent"},
+    "AGENTS": {"files": "tests.example_agents.FileAgent"},
     "TEXT_EXTRACTOR": "site_agents.BrokenExtractor",
     "FILE_WAIT_TIMEOUT": 3600,
 }):
@@ -132,7 +117,7 @@ def default_sqlite_project(tmp_path_factory):
     (project / "run.py").write_text(SCRIPT)
     env = {
         "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(project),
+        "PYTHONPATH": os.pathsep.join([str(project), str(REPOSITORY)]),
         "DJANGO_SETTINGS_MODULE": "site_settings",
         "DB_PATH": str(root / "db.sqlite3"),
         "MEDIA_ROOT": str(root / "media"),

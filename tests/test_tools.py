@@ -27,6 +27,7 @@ from django_ai.conversations.tools import (
     tool_schema,
     tool_schemas,
 )
+from tests.example_agents import SalesAgent  # the README's context-injection agent
 
 
 class Address(BaseModel):
@@ -86,22 +87,6 @@ def convert(amount: float, currency: str = "EUR") -> str:
 
 def string_annotations(count: "int", labels: "list[str]") -> int:
     return count + len(labels)
-
-
-class SalesAgent(ConversationAgent):
-    class Context(BaseModel):
-        user_id: int
-        account_tier: str
-
-    @with_context()
-    def check_eligibility(self, product_id: str, user_id: int, account_tier: str):
-        """Context parameters auto-injected - LLM only needs to provide product_id"""
-        if account_tier == "premium":
-            return f"User {user_id} can access {product_id}"
-        return "Upgrade required"
-
-    async def get_response(self, message, request=None, **kwargs):
-        return self.check_eligibility(product_id=message)
 
 
 def test_schema_snapshot_for_a_realistic_search_function():

@@ -36,6 +36,10 @@ def use_litellm(monkeypatch: pytest.MonkeyPatch) -> Any:
     return package
 
 
+# The README's code as written there, its quotes and line breaks included: the formatter leaves it be.
+# fmt: off
+
+
 # README, Quick Start, 1. Create a Chat Agent (your_app/chat_agents.py). docs/testing.md imports the
 # same class ("from your_app.chat_agents import SupportAgent").
 class SupportAgent(ConversationAgent):

@@ -35,6 +35,10 @@ from tests.helpers import make_request, same_visitor
 
 pytestmark = pytest.mark.django_db
 
+# The README's lines as written there, its quotes and line breaks included: the formatter leaves
+# them be.
+# fmt: off
+
 
 def register_quick_start_agents():
     # --- Quick Start, 2. Register Your Agent (your_app/agents.py) ---

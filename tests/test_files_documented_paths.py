@@ -9,10 +9,11 @@ import importlib
 import pytest
 from django.test import override_settings
 from django.utils.module_loading import import_string
-from django_ai.conversations.constants import ExtractionStatus
+
 from django_ai.conversations import exceptions
-from django_ai.conversations.files import sniffing, throttles, uploads, views
+from django_ai.conversations.constants import ExtractionStatus
 from django_ai.conversations.files import extraction as files_extraction
+from django_ai.conversations.files import sniffing, throttles, uploads, views
 from django_ai.conversations.files.extraction import get_extractor, tasks
 from django_ai.conversations.testing import FileFactory
 

@@ -22,8 +22,8 @@ from django_ai.conversations.files.extraction import (
     PlainTextExtractor,
     best_available_extractor,
     get_extractor,
+    tika_jvm,
 )
-from django_ai.conversations.files.extraction import tika_jvm
 from django_ai.conversations.files.extraction.plain import decode_text, html_to_text
 from tests.fixtures.files import generate
 
@@ -31,7 +31,8 @@ FILES = Path(generate.__file__).parent
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 needs_ocr = pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="tesseract is not installed (CI installs it from scripts/apt-packages.txt)"
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed (CI installs it from scripts/apt-packages.txt)",
 )
 
 
@@ -109,7 +110,9 @@ def test_corrupt_pdf_fails_with_reason(tika):
 
 def test_unknown_binary_fails_as_unsupported(tika):
     with pytest.raises(ExtractionError) as info:
-        tika.extract(ExtractionSource.from_bytes(bytes(range(256)) * 8, filename="blob.bin"), timeout=60, max_length=100)
+        tika.extract(
+            ExtractionSource.from_bytes(bytes(range(256)) * 8, filename="blob.bin"), timeout=60, max_length=100
+        )
     assert info.value.code == "unsupported"
 
 
@@ -123,7 +126,9 @@ def test_write_limit_truncates(tika):
 def test_bytes_source_without_local_path(tika):
     """Storages without a local path (S3 and friends) are copied to a temporary file first."""
     data = (FILES / "report.pdf").read_bytes()
-    result = tika.extract(ExtractionSource.from_bytes(data, filename="r.pdf", content_type="application/pdf"), timeout=60, max_length=1000)
+    result = tika.extract(
+        ExtractionSource.from_bytes(data, filename="r.pdf", content_type="application/pdf"), timeout=60, max_length=1000
+    )
     assert generate.PDF_TEXT in words(result.text)
 
 
@@ -149,11 +154,18 @@ def test_too_many_parses_left_behind_refuse_new_ones_until_they_end(tika, monkey
     J = jpype.JClass
     monkeypatch.setattr(tika_jvm, "MAX_LEFT_BEHIND", 1)
     # A real Java thread standing for a parse still running after its timeout: it sleeps 1.5 s.
-    sleep = J("java.lang.invoke.MethodHandles").publicLookup().findStatic(
-        J("java.lang.Thread"), "sleep", J("java.lang.invoke.MethodType").methodType(J("java.lang.Void").TYPE, J("java.lang.Long").TYPE)
+    sleep = (
+        J("java.lang.invoke.MethodHandles")
+        .publicLookup()
+        .findStatic(
+            J("java.lang.Thread"),
+            "sleep",
+            J("java.lang.invoke.MethodType").methodType(J("java.lang.Void").TYPE, J("java.lang.Long").TYPE),
+        )
     )
     runnable = J("java.lang.invoke.MethodHandleProxies").asInterfaceInstance(
-        J("java.lang.Runnable"), J("java.lang.invoke.MethodHandles").insertArguments(sleep, 0, J("java.lang.Long")(1500))
+        J("java.lang.Runnable"),
+        J("java.lang.invoke.MethodHandles").insertArguments(sleep, 0, J("java.lang.Long")(1500)),
     )
     stuck = J("java.lang.Thread")(runnable)
     stuck.setDaemon(True)
@@ -234,8 +246,12 @@ def test_a_jvm_that_cannot_start_fails_with_a_reason(isolation):
     script = (
         "import django; django.setup()\n"
         "from django.test import override_settings\n"
-        "from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource\n"
-        f"with override_settings(DJANGO_AI={{'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest'], 'EXTRACTION_ISOLATION': {isolation!r}}}):\n"
+        "from django_ai.conversations.files.extraction import (\n"
+        "    EmbeddedTikaExtractor, ExtractionError, ExtractionSource,\n"
+        ")\n"
+        "settings = {'TIKA_JVM_ARGS': ['-XX:+NoSuchOptionForTheTest'], "
+        f"'EXTRACTION_ISOLATION': {isolation!r}}}\n"
+        "with override_settings(DJANGO_AI=settings):\n"
         "    try:\n"
         "        EmbeddedTikaExtractor().extract(ExtractionSource.from_bytes(b'x'), timeout=5, max_length=10)\n"
         "    except ExtractionError as exc:\n"

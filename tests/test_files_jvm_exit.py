@@ -31,8 +31,9 @@ extractor = EmbeddedTikaExtractor()
 done = threading.Event()
 
 def worker():  # like an in-process task thread: extracts, then waits for more work forever
-    text = extractor.extract(ExtractionSource.from_bytes((files / "report.pdf").read_bytes(), filename="r.pdf",
-                                                         content_type="application/pdf"), timeout=60, max_length=100).text
+    data = (files / "report.pdf").read_bytes()
+    pdf = ExtractionSource.from_bytes(data, filename="r.pdf", content_type="application/pdf")
+    text = extractor.extract(pdf, timeout=60, max_length=100).text
     try:
         extractor.extract(ExtractionSource.from_bytes((files / "scanned.pdf").read_bytes(), filename="s.pdf",
                                                       content_type="application/pdf"), timeout=0.2, max_length=100)
@@ -50,7 +51,12 @@ print("exiting", flush=True)
 
 def test_the_process_exits_cleanly_after_extractions_on_worker_threads():
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "PYTHONPATH": str(root), "PYTHONFAULTHANDLER": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "backend.settings",
+        "PYTHONPATH": str(root),
+        "PYTHONFAULTHANDLER": "1",
+    }
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=180, env=env, cwd=root)
     assert "extracted: True" in out.stdout and "left behind: timeout" in out.stdout, (out.stdout, out.stderr[-2000:])
     assert "exiting" in out.stdout
@@ -83,8 +89,15 @@ def test_the_process_exits_cleanly_while_java_releases_python_objects():
     """Before the reference queue was stopped at exit, about half of these runs aborted
     ("terminate called without an active exception"); three runs make a regression visible."""
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "PYTHONPATH": str(root), "PYTHONFAULTHANDLER": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "backend.settings",
+        "PYTHONPATH": str(root),
+        "PYTHONFAULTHANDLER": "1",
+    }
     for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", RELEASED_AT_EXIT], capture_output=True, text=True, timeout=120, env=env, cwd=root)
+        out = subprocess.run(
+            [sys.executable, "-c", RELEASED_AT_EXIT], capture_output=True, text=True, timeout=120, env=env, cwd=root
+        )
         assert "exiting" in out.stdout, out.stderr[-2000:]
         assert out.returncode == 0, out.stderr[-3000:]

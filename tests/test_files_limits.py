@@ -29,8 +29,14 @@ from django.core.checks import run_checks
 from django.test import override_settings
 
 from django_ai.conversations.constants import ExtractionStatus
-from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionError, ExtractionSource, PlainTextExtractor, isolated
-from django_ai.conversations.files.extraction import _ocr_guard
+from django_ai.conversations.files.extraction import (
+    EmbeddedTikaExtractor,
+    ExtractionError,
+    ExtractionSource,
+    PlainTextExtractor,
+    _ocr_guard,
+    isolated,
+)
 from django_ai.conversations.files.extraction.limits import ExtractionLimits, check_container
 from django_ai.conversations.files.extraction.tasks import run_extraction
 from django_ai.conversations.models import File
@@ -51,7 +57,8 @@ EXTRACTION_PROCESS_PEAK = 512 * MB
 
 needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="reads memory from Linux's /proc")
 needs_ocr = pytest.mark.skipif(
-    shutil.which("tesseract") is None, reason="tesseract is not installed (CI installs it from scripts/apt-packages.txt)"
+    shutil.which("tesseract") is None,
+    reason="tesseract is not installed (CI installs it from scripts/apt-packages.txt)",
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.once]
@@ -60,8 +67,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.once]
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
-
-
 
 
 def blank_pdf(width: int, height: int) -> bytes:
@@ -90,8 +95,10 @@ _CONTENT_TYPES = (
     b'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
 )
 _RELS = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" '
+    b'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
     b'Target="word/document.xml"/></Relationships>'
 )
 
@@ -151,8 +158,6 @@ def blank_png(width: int, height: int, *, bits: int = 8) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
 
 
-
-
 def peak_rss(pid: int | str = "self") -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -174,7 +179,7 @@ def extraction_process() -> int:
     return running[0]
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+def wait_for(predicate, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
@@ -200,7 +205,7 @@ def extract_row(data: bytes, filename: str, content_type: str) -> File:
     return run_extraction(file.pk)
 
 
-def bounded(run):  # noqa: ANN001, ANN201
+def bounded(run):
     """Run ``run()`` and return it with the growth of this process's peak RSS and the extraction
     process's peak RSS; the extraction process is the same one afterwards (the bomb did not take
     it down)."""
@@ -211,8 +216,6 @@ def bounded(run):  # noqa: ANN001, ANN201
     outcome = run()
     assert isolated.running_process()[0] == child
     return outcome, peak_rss() - before, peak_rss(child)
-
-
 
 
 @needs_proc
@@ -293,7 +296,11 @@ def test_the_limits_hold_in_process_too():
         before = peak_rss()
         for data, name, content_type in bombs:
             with pytest.raises(ExtractionError) as info:
-                extractor.extract(ExtractionSource.from_bytes(data, filename=name, content_type=content_type), timeout=60, max_length=1000)
+                extractor.extract(
+                    ExtractionSource.from_bytes(data, filename=name, content_type=content_type),
+                    timeout=60,
+                    max_length=1000,
+                )
             assert info.value.code == "too_complex", name
     assert peak_rss() - before < TEST_PROCESS_GROWTH
 
@@ -327,8 +334,6 @@ def test_an_extraction_process_over_its_memory_limit_is_stopped():
     assert generate.PDF_TEXT in " ".join(file.extracted_text.split())
 
 
-
-
 @needs_ocr
 def test_a_pdf_and_an_image_are_read_in_the_extraction_process():
     pdf = extract_row((FILES / "report.pdf").read_bytes(), "report.pdf", "application/pdf")
@@ -347,7 +352,9 @@ django.setup()
 import jpype
 from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionSource, isolated
 result = EmbeddedTikaExtractor().extract(
-    ExtractionSource.from_path("tests/fixtures/files/report.pdf", content_type="application/pdf"), timeout=120, max_length=1000
+    ExtractionSource.from_path("tests/fixtures/files/report.pdf", content_type="application/pdf"),
+    timeout=120,
+    max_length=1000,
 )
 print("text:", " ".join(result.text.split()))
 print("jvm here:", jpype.isJVMStarted())
@@ -395,8 +402,6 @@ def test_a_killed_extraction_process_is_replaced_and_the_files_are_read():
     assert file.extraction_status == ExtractionStatus.DONE
     assert generate.PDF_TEXT in " ".join(file.extracted_text.split())
     assert isolated.running_process()[0] == replacement
-
-
 
 
 def test_plain_text_is_cut_while_it_is_read():
@@ -459,7 +464,26 @@ def test_container_check_reads_zip64_sizes():
     """A directory entry whose sizes are in the zip64 extra field (a part of 5 GB)."""
     name = b"big.xml"
     extra = struct.pack("<HHQQ", 1, 16, 5 * 1024**3, 1000)
-    entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 45, 0, 8, 0, 0, 0, 0xFFFFFFFF, 0xFFFFFFFF, len(name), len(extra), 0, 0, 0, 0, 0)
+    entry = struct.pack(
+        "<4s6H3L5H2L",
+        b"PK\x01\x02",
+        45,
+        45,
+        0,
+        8,
+        0,
+        0,
+        0,
+        0xFFFFFFFF,
+        0xFFFFFFFF,
+        len(name),
+        len(extra),
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     directory = entry + name + extra
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(directory), 0, 0)
     with pytest.raises(ExtractionError) as info:
@@ -474,10 +498,30 @@ def test_container_check_leaves_other_files_to_the_parser():
 
 def test_image_sizes_are_read_from_headers(tmp_path):
     gif = b"GIF89a" + struct.pack("<HHBBB", 40, 30, 0, 0, 0) + b"," + struct.pack("<4HB", 0, 0, 4000, 3000, 0)
-    jpeg = b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9) + b"\xff\xc0" + struct.pack(">HBHH", 17, 8, 123, 321)
+    jpeg = (
+        b"\xff\xd8\xff\xe0"
+        + struct.pack(">H", 16)
+        + b"JFIF\x00"
+        + bytes(9)
+        + b"\xff\xc0"
+        + struct.pack(">HBHH", 17, 8, 123, 321)
+    )
     bmp = b"BM" + bytes(12) + struct.pack("<Iii", 40, 321, -123)
-    webp = b"RIFF" + struct.pack("<I", 30) + b"WEBPVP8X" + struct.pack("<I", 10) + bytes(4) + (39_999).to_bytes(3, "little") + (29_999).to_bytes(3, "little")
-    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 2) + struct.pack("<HHI4s", 256, 3, 1, struct.pack("<H", 321) + b"\0\0")
+    webp = (
+        b"RIFF"
+        + struct.pack("<I", 30)
+        + b"WEBPVP8X"
+        + struct.pack("<I", 10)
+        + bytes(4)
+        + (39_999).to_bytes(3, "little")
+        + (29_999).to_bytes(3, "little")
+    )
+    tiff = (
+        b"II*\x00"
+        + struct.pack("<I", 8)
+        + struct.pack("<H", 2)
+        + struct.pack("<HHI4s", 256, 3, 1, struct.pack("<H", 321) + b"\0\0")
+    )
     tiff += struct.pack("<HHII", 257, 4, 1, 123) + struct.pack("<I", 0)
     pnm = b"P5\n# a comment\n321 123\n255\n" + bytes(10)
     cases = {
@@ -510,7 +554,21 @@ def test_the_ocr_guard_refuses_large_images_and_limits_tesseract(tmp_path):
     env["TESSDATA_PREFIX"] = folder + "/tessdata"  # what Tika sets for a tesseractPath
 
     def run(image: Path) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-I", "-S", str(guard), str(fake), "1000000", str(200 * MB), "7", folder, "", "--", str(image), "out"]
+        command = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(guard),
+            str(fake),
+            "1000000",
+            str(200 * MB),
+            "7",
+            folder,
+            "",
+            "--",
+            str(image),
+            "out",
+        ]
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
     ran = run(small)

@@ -52,7 +52,9 @@ def setup(settings, tmp_path):
 
 
 def upload(api: Api, name: str) -> File:
-    response = api.client.post(API + "files/", {"file": SimpleUploadedFile(name, (FILES / name).read_bytes())}, **api.headers)
+    response = api.client.post(
+        API + "files/", {"file": SimpleUploadedFile(name, (FILES / name).read_bytes())}, **api.headers
+    )
     assert response.status_code == 201, response.json()
     # Extraction runs on the process's background task threads; the upload answered before it.
     wait_for_turns(timeout=60)
@@ -65,7 +67,9 @@ def test_the_readme_agent_reads_uploaded_files_including_ocr():
     pdf, image, broken = upload(api, "report.pdf"), upload(api, "invoice.png"), upload(api, "corrupt.pdf")
     assert broken.extraction_status == "failed"
     session = ConversationService.create_session("files", user=alice)
-    result = ConversationService.send_message(session.pk, "What is in these?", user=alice, files=[pdf.pk, image.pk, broken.pk])
+    result = ConversationService.send_message(
+        session.pk, "What is in these?", user=alice, files=[pdf.pk, image.pk, broken.pk]
+    )
     # The broken file does not break the turn: it simply has no text.
     assert result["status"] == "success"
     assert result["response"].startswith("File analysis:\nFrom report.pdf: ")
@@ -89,7 +93,9 @@ def test_another_users_file_is_never_reachable():
 
     # Attaching through the bridge.
     bob_session = ConversationService.create_session("peek", user=bob)
-    response = bob_api.create("message", {"session": str(bob_session.pk), "content": "mine now", "files": [str(secret.pk)]})
+    response = bob_api.create(
+        "message", {"session": str(bob_session.pk), "content": "mine now", "files": [str(secret.pk)]}
+    )
     assert response.status_code == 400 and error_fields(response) == ["files"]
 
     # Attaching through the service.
@@ -116,8 +122,12 @@ def test_another_visitors_file_is_never_reachable():
     assert secret.anonymous_id == visitor.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"]
     assert rows(stranger.query("file", {"filter": {"id": str(secret.pk)}}), "file") == []
     assert rows(visitor.query("file", {"filter": {"id": str(secret.pk)}}), "file")[0]["filename"] == "notes.docx"
-    stranger_session = ConversationService.create_session("peek", anonymous_id=stranger.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"])
-    response = stranger.create("message", {"session": str(stranger_session.pk), "content": "x", "files": [str(secret.pk)]})
+    stranger_session = ConversationService.create_session(
+        "peek", anonymous_id=stranger.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"]
+    )
+    response = stranger.create(
+        "message", {"session": str(stranger_session.pk), "content": "x", "files": [str(secret.pk)]}
+    )
     assert response.status_code == 400 and error_fields(response) == ["files"]
     result = ConversationService.send_message(stranger_session.pk, str(secret.pk))
     assert result["response"] == "refused: file_not_found"
@@ -154,7 +164,9 @@ def test_wait_for_file_text_in_a_turn():
 
     def ask(agent, file):
         session = ConversationService.create_session(agent, user=alice)
-        text, _, seconds = ConversationService.send_message(session.pk, str(file.pk), user=alice)["response"].rpartition(" after ")
+        text, _, seconds = ConversationService.send_message(session.pk, str(file.pk), user=alice)[
+            "response"
+        ].rpartition(" after ")
         return text, float(seconds.rstrip("s"))
 
     # The bounds are far from what a wrong answer takes (a minute), not from how fast this machine is.
@@ -173,7 +185,9 @@ def test_upload_answer_is_the_bridge_row_of_the_caller(held_tasks):
     # processing or done, as the threads go).
     client = Client()
     client.force_login(UserFactory())
-    response = client.post(API + "files/", {"file": SimpleUploadedFile("hours.txt", (FILES / "hours.txt").read_bytes())})
+    response = client.post(
+        API + "files/", {"file": SimpleUploadedFile("hours.txt", (FILES / "hours.txt").read_bytes())}
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     row = body["included"]["file"][body["data"]]
@@ -183,7 +197,10 @@ def test_upload_answer_is_the_bridge_row_of_the_caller(held_tasks):
     assert extraction.task.func.__name__ == "extract_file_task" and list(extraction.args) == [body["data"]]
     extraction.task.call(*extraction.args)
     text_rows = rows(
-        Api(client).query("file", {"filter": {"id": body["data"]}, "fields": ["id", "extraction_status", "extracted_text"]}), "file"
+        Api(client).query(
+            "file", {"filter": {"id": body["data"]}, "fields": ["id", "extraction_status", "extracted_text"]}
+        ),
+        "file",
     )
     assert text_rows[0]["extraction_status"] == "done"
     assert text_rows[0]["extracted_text"] == generate.TXT_TEXT.strip()

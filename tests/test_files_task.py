@@ -20,9 +20,19 @@ from django.utils import timezone
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, ExtractionStatus
 from django_ai.conversations.context import get_file_text
-from django_ai.conversations.files.extraction import EmbeddedTikaExtractor, ExtractionResult, PlainTextExtractor, TextExtractor
+from django_ai.conversations.files.extraction import (
+    EmbeddedTikaExtractor,
+    ExtractionResult,
+    PlainTextExtractor,
+    TextExtractor,
+)
 from django_ai.conversations.files.extraction import checks as extraction_checks
-from django_ai.conversations.files.extraction.tasks import GENERIC_FAILURE, reset_for_reextraction, run_extraction, schedule_extraction
+from django_ai.conversations.files.extraction.tasks import (
+    GENERIC_FAILURE,
+    reset_for_reextraction,
+    run_extraction,
+    schedule_extraction,
+)
 from django_ai.conversations.models import ConversationMessage, File
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
@@ -41,7 +51,9 @@ def media(settings, tmp_path):
 
 
 def pdf_file(**kwargs) -> File:
-    return FileFactory(content=(FILES / "report.pdf").read_bytes(), filename="report.pdf", content_type="application/pdf", **kwargs)
+    return FileFactory(
+        content=(FILES / "report.pdf").read_bytes(), filename="report.pdf", content_type="application/pdf", **kwargs
+    )
 
 
 class ScriptedExtractor(TextExtractor):
@@ -178,7 +190,9 @@ def refused_text():
                 "IF NEW.extracted_text LIKE '%refused%' THEN RAISE EXCEPTION 'this text is refused'; END IF; "
                 "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
-            cursor.execute(f"CREATE TRIGGER refuse_text BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_text()")
+            cursor.execute(
+                f"CREATE TRIGGER refuse_text BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_text()"
+            )
         else:
             cursor.execute(
                 f"CREATE TRIGGER refuse_text BEFORE UPDATE ON {table} WHEN NEW.extracted_text LIKE '%refused%' "
@@ -247,7 +261,9 @@ def test_a_turn_stops_waiting_for_a_file_whose_extraction_died(settings):
     assert upload.status_code == 201, upload.json()
     session = ConversationService.create_session("report", user=alice)
 
-    sent = api.create("message", {"session": str(session.pk), "content": "What is in it?", "files": [upload.json()["data"]]})
+    sent = api.create(
+        "message", {"session": str(session.pk), "content": "What is in it?", "files": [upload.json()["data"]]}
+    )
 
     assert sent.status_code == 201, sent.json()
     wait_for_turns(timeout=120)  # with the file left 'processing', the turn would still wait
@@ -286,10 +302,14 @@ def dummy_tasks(settings):
 
 def test_extraction_is_enqueued_only_when_the_upload_commits(dummy_tasks, django_capture_on_commit_callbacks):
     file = FileFactory()
-    with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
+
+    def failed_upload():
+        with transaction.atomic():
             schedule_extraction(file.pk)
             raise RuntimeError("the upload failed")
+
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        failed_upload()
     assert dummy_tasks.results == []
     with override_settings(DJANGO_AI={"EXTRACTION_QUEUE": "files"}), django_capture_on_commit_callbacks(execute=True):
         schedule_extraction(file.pk)
@@ -299,7 +319,9 @@ def test_extraction_is_enqueued_only_when_the_upload_commits(dummy_tasks, django
     assert result.task.func.__name__ == "extract_file_task"
 
 
-def test_an_enqueue_failure_is_logged_and_the_file_stays_pending(dummy_tasks, django_capture_on_commit_callbacks, caplog):
+def test_an_enqueue_failure_is_logged_and_the_file_stays_pending(
+    dummy_tasks, django_capture_on_commit_callbacks, caplog
+):
     file = FileFactory()
     with override_settings(DJANGO_AI={"EXTRACTION_QUEUE": "no-such-queue"}), caplog.at_level(logging.ERROR):
         with django_capture_on_commit_callbacks(execute=True):
@@ -312,7 +334,9 @@ def test_reextract_command(capsys):
     failed = FileFactory(failed=True, content=b"now readable\n")
     done = FileFactory(text="old text", content=b"new text\n")
     stuck = FileFactory(content=b"stuck\n")
-    File.objects.filter(pk=stuck.pk).update(extraction_status=ExtractionStatus.PROCESSING, updated_at=timezone.now() - timedelta(hours=1))
+    File.objects.filter(pk=stuck.pk).update(
+        extraction_status=ExtractionStatus.PROCESSING, updated_at=timezone.now() - timedelta(hours=1)
+    )
 
     call_command("reextract_files", "--failed", "--now")
     assert "Extracted 1 file(s): 1 done, 0 failed." in capsys.readouterr().out
@@ -374,7 +398,9 @@ def test_checks_are_quiet_when_tika_and_tesseract_are_here():
 
 def test_check_warns_when_only_plain_text_is_possible(monkeypatch):
     # As on a machine without Java: the embedded extractor reports what it lacks.
-    monkeypatch.setattr(EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"]))
+    monkeypatch.setattr(
+        EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"])
+    )
     messages = [m for m in deploy_checks() if m.id == "django_ai.W020"]
     assert len(messages) == 1
     assert "only text files" in messages[0].msg and "Java 11 or newer" in messages[0].hint
@@ -388,13 +414,17 @@ def test_check_warns_when_tesseract_is_missing(monkeypatch):
     assert "django_ai.W021" not in ids(run_checks())
     with override_settings(DJANGO_AI={"OCR_ENABLED": False}):
         assert "django_ai.W021" not in ids(deploy_checks())
-    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.EmbeddedTikaExtractor"}):
+    with override_settings(
+        DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.EmbeddedTikaExtractor"}
+    ):
         assert "django_ai.W021" in ids(deploy_checks())
 
 
 def test_a_document_refused_for_want_of_an_extractor_logs_w020_once(monkeypatch, caplog):
     """Where a document is actually extracted, the missing extractor is said in the log, once."""
-    monkeypatch.setattr(EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"]))
+    monkeypatch.setattr(
+        EmbeddedTikaExtractor, "missing_requirements", classmethod(lambda cls: ["Java 11 or newer: install a JRE"])
+    )
     monkeypatch.setattr(extraction_checks, "_warned_no_document_extractor", False)
     with caplog.at_level(logging.WARNING, logger="django_ai.conversations.extraction"):
         for _ in range(2):
@@ -406,7 +436,9 @@ def test_a_document_refused_for_want_of_an_extractor_logs_w020_once(monkeypatch,
 
 
 def test_check_errors_for_an_extractor_that_cannot_run():
-    with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.TikaServerExtractor"}):
+    with override_settings(
+        DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.files.extraction.TikaServerExtractor"}
+    ):
         (message,) = [m for m in run_checks() if m.id == "django_ai.E021"]
     assert "TIKA_SERVER_ENDPOINT" in message.msg
     with override_settings(DJANGO_AI={"TEXT_EXTRACTOR": "django_ai.conversations.models.File"}):
@@ -416,7 +448,9 @@ def test_check_errors_for_an_extractor_that_cannot_run():
 def test_check_errors_when_the_server_client_is_missing(monkeypatch):
     from django_ai.conversations.files.extraction import TikaServerExtractor
 
-    monkeypatch.setattr(TikaServerExtractor, "missing_requirements", classmethod(lambda cls: ["the 'tika' client package"]))
+    monkeypatch.setattr(
+        TikaServerExtractor, "missing_requirements", classmethod(lambda cls: ["the 'tika' client package"])
+    )
     with override_settings(DJANGO_AI={"TIKA_SERVER_ENDPOINT": "http://tika:9998"}):
         (message,) = [m for m in run_checks() if m.id == "django_ai.E022"]
     assert message.hint == "pip install 'django-ai-first[tika-server]'"

@@ -73,7 +73,9 @@ class StubTikaServer:
                         (
                             r["response"]
                             for r in RECORDINGS
-                            if r["request"]["method"] == method and r["request"]["path"] == self.path and r["request"]["sha256"] == digest
+                            if r["request"]["method"] == method
+                            and r["request"]["path"] == self.path
+                            and r["request"]["sha256"] == digest
                         ),
                         None,
                     )
@@ -139,7 +141,9 @@ def _no_jar_download(monkeypatch):
 
 def extract(url: str, name: str, content_type: str, *, timeout: float = 30, max_length: int = 10_000):
     extractor = TikaServerExtractor(endpoint=url)
-    return extractor.extract(ExtractionSource.from_path(FILES / name, content_type=content_type), timeout=timeout, max_length=max_length)
+    return extractor.extract(
+        ExtractionSource.from_path(FILES / name, content_type=content_type), timeout=timeout, max_length=max_length
+    )
 
 
 def test_pdf_through_the_server(stub):
@@ -257,7 +261,9 @@ def test_default_choice_prefers_a_configured_server(stub):
         assert isinstance(extractor, TikaServerExtractor) and extractor.endpoint == stub.url
 
 
-@pytest.mark.skipif(not os.environ.get("TIKA_SERVER_ENDPOINT"), reason="set TIKA_SERVER_ENDPOINT to test against a live Tika server")
+@pytest.mark.skipif(
+    not os.environ.get("TIKA_SERVER_ENDPOINT"), reason="set TIKA_SERVER_ENDPOINT to test against a live Tika server"
+)
 def test_live_tika_server():
     url = os.environ["TIKA_SERVER_ENDPOINT"]
     extractor = TikaServerExtractor(endpoint=url)

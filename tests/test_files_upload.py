@@ -17,9 +17,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
 from django_ai.conversations.constants import EventName, ExtractionStatus, SessionStatus
+from django_ai.conversations.files.sniffing import is_allowed_type, sniff_content_type
 from django_ai.conversations.models import File
 from django_ai.conversations.testing import SessionFactory, UserFactory, wait_for_turns
-from django_ai.conversations.files.sniffing import is_allowed_type, sniff_content_type
 from tests.bridge_support import API, error_codes, error_fields
 from tests.fixtures.files import generate
 
@@ -41,7 +41,9 @@ def stored_files(media: Path) -> list[Path]:
     return [p for p in media.rglob("*") if p.is_file()] if media.exists() else []
 
 
-def upload(client: Client, name: str, data: bytes | None = None, *, content_type: str = "application/octet-stream", **fields):
+def upload(
+    client: Client, name: str, data: bytes | None = None, *, content_type: str = "application/octet-stream", **fields
+):
     data = (FILES / name).read_bytes() if data is None else data
     body = {"file": SimpleUploadedFile(name, data, content_type=content_type), **fields}
     response = client.post(API + "files/", body, **fields.pop("extra", {}))
@@ -209,7 +211,9 @@ def test_upload_into_a_conversation_that_is_not_yours(media, which):
 def test_no_upload_into_a_conversation_that_is_over(media, status):
     user = UserFactory()
     session = SessionFactory(user=user, status=status)
-    response = user_client(user).post(API + "files/", {"file": SimpleUploadedFile("a.txt", b"hello"), "session": str(session.pk)})
+    response = user_client(user).post(
+        API + "files/", {"file": SimpleUploadedFile("a.txt", b"hello"), "session": str(session.pk)}
+    )
     assert response.status_code == 409, response.json()
     assert error_codes(response) == ["session_not_active"] and error_fields(response) == ["session"]
     assert File.objects.count() == 0 and stored_files(media) == []
@@ -232,7 +236,9 @@ def test_uploads_are_throttled(media, rate):
 
 
 def test_projects_can_close_uploads_with_bridge_permissions(media):
-    with override_settings(DJANGO_AI={"BRIDGE_PERMISSION_CLASSES": ["django_ai.conversations.bridge.permissions.IsAuthenticated"]}):
+    with override_settings(
+        DJANGO_AI={"BRIDGE_PERMISSION_CLASSES": ["django_ai.conversations.bridge.permissions.IsAuthenticated"]}
+    ):
         anonymous = upload(Client(), "hours.txt")
         user = upload(user_client(), "hours.txt")
     assert anonymous.status_code == 403 and error_codes(anonymous) == ["permission_denied"]
@@ -248,14 +254,19 @@ def test_corrupt_and_encrypted_uploads_end_failed_with_a_reason(media, held_task
     assert corrupt_row["extraction_status"] == "pending"
     for extraction in held_tasks.results:
         extraction.task.call(*extraction.args)
-    query = client.post(API + "models/file/query/", {"filter": {"id": corrupt_row["id"]}}, content_type="application/json")
+    query = client.post(
+        API + "models/file/query/", {"filter": {"id": corrupt_row["id"]}}, content_type="application/json"
+    )
     corrupt_row = query.json()["included"]["file"][corrupt_row["id"]]
     assert corrupt_row["extraction_status"] == "failed"
     assert corrupt_row["extraction_error"].startswith("The file seems to be damaged")
     corrupt = File.objects.get(pk=corrupt_row["id"])
     encrypted = File.objects.get(pk=encrypted_id)
     assert corrupt.extraction_status == ExtractionStatus.FAILED
-    assert corrupt.extraction_error == "The file seems to be damaged or is not a valid PDF file, so its text cannot be read."
+    assert (
+        corrupt.extraction_error
+        == "The file seems to be damaged or is not a valid PDF file, so its text cannot be read."
+    )
     assert corrupt.metadata["extraction"] == {"error_code": "corrupt"}
     assert encrypted.extraction_status == ExtractionStatus.FAILED
     assert "password-protected" in encrypted.extraction_error
@@ -300,7 +311,9 @@ def test_sniffing():
     assert sniff_content_type("caf\xe9 cr\xe8me".encode("cp1252"), "x.txt") == "text/plain"
     # A multi-byte character cut at the end of the sniffed head is still text.
     assert sniff_content_type(("é" * 10).encode()[:-1], "x.txt") == "text/plain"
-    assert sniff_content_type(os.urandom(2048).replace(b"\x00", b"\x01") + b"\x00", "x.txt") == "application/octet-stream"
+    assert (
+        sniff_content_type(os.urandom(2048).replace(b"\x00", b"\x01") + b"\x00", "x.txt") == "application/octet-stream"
+    )
     assert sniff_content_type((FILES / "program.png").read_bytes(), "x.png") == "application/x-msdownload"
 
 

@@ -34,7 +34,9 @@ def test_worker_process_extracts_an_upload_with_ocr(settings, tmp_path, monkeypa
     with override_settings(TASKS=WORKER_TASKS), task_worker() as start:
         client = Client()
         client.force_login(UserFactory())
-        response = client.post(API + "files/", {"file": SimpleUploadedFile("scan.pdf", (FILES / "scanned.pdf").read_bytes())})
+        response = client.post(
+            API + "files/", {"file": SimpleUploadedFile("scan.pdf", (FILES / "scanned.pdf").read_bytes())}
+        )
         body = response.json()
         assert response.status_code == 201, body
         # Stored and enqueued; the web process did not extract it. (The worker starts after this

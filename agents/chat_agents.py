@@ -80,7 +80,7 @@ def _mentions(text: str, keys: tuple[str, ...]) -> bool:
 
 def upcoming_slots(now: datetime | None = None) -> list[str]:
     """Three appointment slots on the next working days."""
-    day = (now or datetime.now()).date()
+    day = (now or datetime.now().astimezone()).date()
     slots: list[str] = []
     while len(slots) < 3:
         day += timedelta(days=1)
@@ -200,9 +200,8 @@ class FileAnalystAgent(ConversationAgent):
 
     def answer_from_earlier_files(self, message: str) -> str:
         # A sync agent may use the ORM directly: the files read before in this conversation.
-        earlier = list(
-            File.objects.filter(session=self.session, extraction_status=ExtractionStatus.DONE).order_by("-created_at")[:3]
-        )
+        done = File.objects.filter(session=self.session, extraction_status=ExtractionStatus.DONE)
+        earlier = list(done.order_by("-created_at")[:3])
         if not earlier:
             return "Attach a file (a PDF, a Word document, a photo of a page…) and I'll read it for you."
         if not _keywords(message):
@@ -224,11 +223,11 @@ QUESTION_WORDS = {
     "what", "which", "does", "this", "that", "file", "files", "about", "please", "there", "with", "read", "tell",
     "where", "when", "have", "here", "from", "into", "document", "page", "says", "show", "find", "give", "much",
     "many", "them", "they", "their", "your", "mine", "those", "these", "also", "again", "could", "would", "should",
-}
+}  # fmt: skip
 
 
 def _keywords(question: str) -> set[str]:
-    return {w for w in re.findall(r"[a-zA-Z]{4,}", question.lower())} - QUESTION_WORDS
+    return set(re.findall(r"[a-zA-Z]{4,}", question.lower())) - QUESTION_WORDS
 
 
 def _matching_lines(text: str, question: str, limit: int = 3) -> list[str]:
@@ -250,12 +249,17 @@ class StorytellerAgent(ConversationAgent):
 
     async def get_response(self, message, request=None, **kwargs):
         if GREETING.match(message):
-            return "Hello! What should the story be about? Give me a subject, like “a lighthouse keeper”, or say “tell me a story”."
+            return (
+                "Hello! What should the story be about? Give me a subject, like “a lighthouse keeper”, "
+                "or say “tell me a story”."
+            )
         if THANKS.match(message):
             return "You're welcome! Give me another subject whenever you like."
         subject = story_subject(message)
         if subject is None:
-            return "I tell stories. Give me a subject, like “a lost umbrella”, or say “tell me a story” and I'll pick one."
+            return (
+                "I tell stories. Give me a subject, like “a lost umbrella”, or say “tell me a story” and I'll pick one."
+            )
         with ResponseStream() as stream:
             for word in tell(subject).split(" "):
                 # write() raises when someone pressed stop: the partial text is kept.

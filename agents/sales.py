@@ -103,7 +103,7 @@ class SalesAgent(ConversationAgent):
         return "offline-demo", FakeModel(replies=[offline_brain] * (MAX_TOOL_ROUNDS + 1)).acompletion
 
     async def get_response(self, message, request=None, **kwargs):
-        tools = [self.search_products, self.check_eligibility]
+        tools: list[Callable[..., Any]] = [self.search_products, self.check_eligibility]
         schemas = tool_schemas(tools)
         model, acompletion = self.get_completion()
         messages: list[dict[str, Any]] = [
@@ -158,7 +158,7 @@ SEARCH_NOISE = {
     "what", "which", "do", "does", "you", "your", "we", "sell", "offer", "offers", "product", "products",
     "catalog", "catalogue", "search", "find", "price", "prices", "have", "any", "anything", "for", "the",
     "is", "are", "of", "me", "show", "list", "all", "can", "how", "much", "cost", "costs", "there",
-}
+}  # fmt: skip
 ELIGIBLE = re.compile(r"^User \d+ can access (?P<product>[\w-]+)\.$")
 UPGRADE = re.compile(r"^Upgrade required: (?P<product>[\w-]+) needs the (?P<plans>.+) plan\.$")
 

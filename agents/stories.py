@@ -31,7 +31,10 @@ STORY = (
     "knew what the words were for. The end."
 )
 
-_ASKED_ABOUT = re.compile(r"\b(?:story|stories|tale|fable)\s+(?:about|of|on|with|where|in which)\s+(?P<subject>.+)$", re.IGNORECASE | re.DOTALL)
+_ASKED_ABOUT = re.compile(
+    r"\b(?:story|stories|tale|fable)\s+(?:about|of|on|with|where|in which)\s+(?P<subject>.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
 _ASKS_FOR_A_STORY = re.compile(r"\b(?:story|stories|tale|fable)\b", re.IGNORECASE)
 _DETERMINER = re.compile(r"^(?:a|an|the|my|your|our|his|her|their|some|one|two|three)\s", re.IGNORECASE)
 _INDEFINITE = re.compile(r"^(?:a|an|some|one)\s+", re.IGNORECASE)
@@ -49,7 +52,6 @@ PLOTS = (
     "“For whoever comes next.” Some people laughed. But a few sat down and read, and each of them "
     "went looking for {the_subject} too, and came back with a story of their own. And that is why, "
     "to this day, nobody in {town} agrees about {the_subject}, and everybody is glad of it. The end.",
-
     "There was once a little town called {town}, where {name}, {role}, spent every spare moment "
     "wondering about {subject}. The oldest people in {town} said that {the_subject} could only be "
     "found beyond {far_place}. So one {season} morning {name} packed {supplies} and set off. The "
@@ -62,7 +64,6 @@ PLOTS = (
     "everyone wanted to hear about the journey. {name} told them the truth: that {the_subject} had "
     "been close by all along, and that the long road had been worth it anyway, because without it "
     "nobody would have noticed. The end.",
-
     "Long ago, when {town} was still a village, {name} the {trade} kept a notebook of everything worth "
     "remembering. Most of its pages were about small things: {small_thing}, {other_small_thing}. But "
     "the last page stayed empty, saved for something special. It stayed empty for years, until the "
@@ -89,7 +90,10 @@ ROLES = (
 TRADES = ("baker", "clockmaker", "ferry pilot", "librarian", "beekeeper", "lamplighter")
 #: Each season with weather that fits it: a clause, and a noun for what covers the road.
 SEASONS = {
-    "spring": (("as the first warm rain began to fall", "with blossom drifting over the rooftops"), "a sudden spring flood"),
+    "spring": (
+        ("as the first warm rain began to fall", "with blossom drifting over the rooftops"),
+        "a sudden spring flood",
+    ),
     "summer": (("under a sky full of early stars", "while the heat still rose from the cobbles"), "drifting dust"),
     "autumn": (("while the wind rattled the shutters", "with fog rolling in from the water"), "a carpet of wet leaves"),
     "winter": (("as the snow began to settle", "under a hard, bright frost"), "fresh snow"),

@@ -7,6 +7,7 @@ Embedded defaults: SQLite, the in-process realtime backend and in-process tasks.
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DJANGO_AI_VAR_DIR", BASE_DIR / "var"))
@@ -68,12 +69,14 @@ WSGI_APPLICATION = "backend.wsgi.application"
 ASGI_APPLICATION = "backend.asgi.application"
 
 
-def _database() -> dict:
+def _database() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
+    db: dict[str, Any]
     if url:
+        # A development dependency (the dev extra): a demo on SQLite runs without it.
         import dj_database_url
 
-        db = dj_database_url.parse(url, conn_max_age=0)
+        db = {**dj_database_url.parse(url, conn_max_age=0)}
     else:
         db = {"ENGINE": "django.db.backends.sqlite3", "NAME": VAR_DIR / "demo.sqlite3"}
         # Concurrent readers and one writer without "database is locked" under light load.
@@ -89,7 +92,7 @@ def _database() -> dict:
 
 DATABASES = {"default": _database()}
 
-AUTH_PASSWORD_VALIDATORS = []
+AUTH_PASSWORD_VALIDATORS: list[dict[str, Any]] = []
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

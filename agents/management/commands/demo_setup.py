@@ -4,7 +4,10 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Set up the demo's database: migrate, then the demo login (demo / demo, a superuser so the admin can be explored)."
+    help = (
+        "Set up the demo's database: migrate, then the demo login "
+        "(demo / demo, a superuser so the admin can be explored)."
+    )
 
     def handle(self, *args, **options):
         # In this process rather than a `manage.py migrate` of its own: one start of Django less

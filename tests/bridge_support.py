@@ -1,7 +1,8 @@
-"""Shared helpers of the bridge tests: a JSON client, owners, and an agent to talk to."""
+"""Shared helpers of the bridge tests: a JSON client, owners, rows to read, and an agent to talk to."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -9,11 +10,13 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.bridge.catalog import exposed_models
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.registry import register_agent
+from django_ai.conversations.testing.factories import MessageFactory, SessionFactory, UserFactory, WidgetFactory
 
 API = "/api/conversations/"
 
@@ -97,6 +100,20 @@ def rows(response: Any, name: str) -> list[dict[str, Any]]:
     return [bucket[str(pk)] for pk in body["data"]]
 
 
+def messages_in(session: Any, n: int, *, start: datetime.datetime | None = None) -> list[Any]:
+    """``n`` messages of ``session``, one second apart from ``start`` (an hour ago by default)."""
+    start = start or timezone.now() - datetime.timedelta(hours=1)
+    return [
+        MessageFactory(session=session, content=f"m{i}", timestamp=start + datetime.timedelta(seconds=i))
+        for i in range(n)
+    ]
+
+
+def send_raw(client: Client, method: str, path: str, raw: str) -> Any:
+    """Send ``raw`` as it is (hostile JSON the test client would not write) as a JSON body."""
+    return getattr(client, method)(API + path, raw, content_type="application/json")
+
+
 def error_codes(response: Any) -> list[str]:
     body = response.json()
     assert set(body) == {"errors"}, body
@@ -109,6 +126,18 @@ def error_codes(response: Any) -> list[str]:
 
 def error_fields(response: Any) -> list[str | None]:
     return [e.get("field") for e in response.json()["errors"]]
+
+
+@pytest.fixture
+def owner() -> dict[str, Any]:
+    """A signed-in user's conversation with a widget, and their client (server errors answered,
+    not raised, as a deployed server does)."""
+    user = UserFactory(username="owner")
+    session = SessionFactory(user=user, title="mine", agent_path="test-agent")
+    widget = WidgetFactory(session=session, display_data={"open": True})
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    return {"user": user, "session": session, "widget": widget, "client": client}
 
 
 @pytest.fixture

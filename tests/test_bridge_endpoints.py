@@ -20,6 +20,7 @@ from .bridge_support import API, ai, echo_agent, error_codes, error_fields, fres
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
+
 class TestEndpoints:
     """``schema/``, ``start/``, ``cancel/`` and unknown model names."""
 

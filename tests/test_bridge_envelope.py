@@ -22,11 +22,12 @@ from django_ai.conversations.bridge import base as documented_base
 from django_ai.conversations.exceptions import ContextValidationError, SessionNotActive, TurnInProgress
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.owners import new_anonymous_id, valid_anonymous_id
-from django_ai.conversations.testing.factories import SessionFactory, UserFactory, WidgetFactory
+from django_ai.conversations.testing.factories import SessionFactory, UserFactory
 
-from .bridge_support import API, Api, ai, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import API, Api, ai, echo_agent, error_codes, error_fields, fresh_bridge, owner, rows, send_raw, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
+
 
 class _Raises(BaseAPIView):
     exc: BaseException
@@ -134,20 +135,6 @@ class TestMalformedBodiesKeepTheEnvelope:
         assert error_codes(response) == ["bad_request"]
 
 
-@pytest.fixture
-def owner():
-    user = UserFactory(username="owner")
-    session = SessionFactory(user=user, title="mine", agent_path="test-agent")
-    widget = WidgetFactory(session=session, display_data={"open": True})
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return {"user": user, "session": session, "widget": widget, "client": client}
-
-
-def _send(client: Client, method: str, path: str, raw: str):
-    return getattr(client, method)(API + path, raw, content_type="application/json")
-
-
 def _surrogate_bodies(owner):
     """(method, path, raw JSON) with a lone UTF-16 surrogate escape in some string."""
     s, w = owner["session"].pk, owner["widget"].pk
@@ -164,43 +151,43 @@ def _surrogate_bodies(owner):
     ]
 
 
-def test_lone_surrogate_escapes_are_a_parse_error_not_a_500(owner):
-    """JSON allows ``"\\ud800"``; no database can store or compare it (UnicodeEncodeError)."""
+def assert_parse_errors_change_nothing(owner, bodies):
+    """Each ``(method, path, raw)`` is a 400 ``parse_error``; no conversation, message or widget
+    changed."""
     before = (ConversationSession.objects.count(), ConversationMessage.objects.count())
-    for method, path, raw in _surrogate_bodies(owner):
-        response = _send(owner["client"], method, path, raw)
+    for method, path, raw in bodies:
+        response = send_raw(owner["client"], method, path, raw)
         assert response.status_code == 400, (path, raw, response.content)
         assert error_codes(response) == ["parse_error"], (path, raw)
     assert (ConversationSession.objects.count(), ConversationMessage.objects.count()) == before
     owner["widget"].refresh_from_db()
     assert owner["widget"].display_data == {"open": True}
+
+
+def test_lone_surrogate_escapes_are_a_parse_error_not_a_500(owner):
+    """JSON allows ``"\\ud800"``; no database can store or compare it (UnicodeEncodeError)."""
+    assert_parse_errors_change_nothing(owner, _surrogate_bodies(owner))
 
 
 def test_numbers_out_of_the_double_range_are_a_parse_error_not_infinity(owner):
     """``1e400`` parses as ``float("inf")``, which no JSON column stores (PostgreSQL refuses
     ``Infinity``; SQLite would keep text that is not JSON)."""
     s, w = owner["session"].pk, owner["widget"].pk
-    before = (ConversationSession.objects.count(), ConversationMessage.objects.count())
-    for method, path, raw in [
+    bodies = [
         ("post", "start/", '{"agent_path": "test-agent", "context": {"x": 1e400}}'),
         ("post", "start/", '{"agent_path": "test-agent", "context": {"x": [-1e400]}}'),
         ("patch", f"models/widget/{w}/", '{"display_data": {"n": 1e999}}'),
         ("post", "models/message/query/", '{"filter": {"session": "%s"}, "limit": 1e400}' % s),
-    ]:
-        response = _send(owner["client"], method, path, raw)
-        assert response.status_code == 400, (path, raw, response.content)
-        assert error_codes(response) == ["parse_error"], (path, raw)
-    assert (ConversationSession.objects.count(), ConversationMessage.objects.count()) == before
-    owner["widget"].refresh_from_db()
-    assert owner["widget"].display_data == {"open": True}
+    ]
+    assert_parse_errors_change_nothing(owner, bodies)
     # Large but finite numbers are fine.
-    response = _send(owner["client"], "patch", f"models/widget/{w}/", '{"display_data": {"n": 1e300}}')
+    response = send_raw(owner["client"], "patch", f"models/widget/{w}/", '{"display_data": {"n": 1e300}}')
     assert response.status_code == 200, response.content
 
 
 def test_valid_astral_characters_still_work(owner):
     """A proper surrogate *pair* is one real character (an emoji): still accepted."""
-    response = _send(owner["client"], "patch", f"models/session/{owner['session'].pk}/", '{"title": "\\ud83d\\ude00"}')
+    response = send_raw(owner["client"], "patch", f"models/session/{owner['session'].pk}/", '{"title": "\\ud83d\\ude00"}')
     assert response.status_code == 200, response.content
     owner["session"].refresh_from_db()
     assert owner["session"].title == "\U0001f600"
@@ -216,7 +203,7 @@ def test_deeply_nested_json_is_a_parse_error_not_a_500(owner, depth):
         ("patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % nested),
         ("post", "start/", '{"agent_path": "test-agent", "context": {"x": %s}}' % nested),
     ]:
-        response = _send(owner["client"], method, path, raw)
+        response = send_raw(owner["client"], method, path, raw)
         assert response.status_code in (400, 413), (path, response.content[:200])
         if response.status_code == 400:
             assert error_codes(response) == ["parse_error"]
@@ -226,7 +213,7 @@ def test_deeply_nested_json_is_a_parse_error_not_a_500(owner, depth):
 
 def test_ordinary_nesting_is_accepted(owner):
     nested = {"a": [{"b": [[1, 2], {"c": "d"}]}]}
-    response = _send(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": nested}))
+    response = send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": nested}))
     assert response.status_code == 200, response.content
     owner["widget"].refresh_from_db()
     assert owner["widget"].display_data == nested
@@ -239,7 +226,7 @@ def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
 
     def send(levels: int):
         value = "[" * levels + "]" * levels
-        return _send(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % value)
+        return send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % value)
 
     inside = send(MAX_JSON_DEPTH - 2)  # plus the two objects around it
     assert inside.status_code == 200, inside.content
@@ -247,7 +234,7 @@ def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
     assert too_deep.status_code == 400 and error_codes(too_deep) == ["parse_error"]
     assert b"nested more than" in too_deep.content
     # Brackets inside strings are text, not nesting.
-    text = _send(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": {"a": "[" * 500}}))
+    text = send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": {"a": "[" * 500}}))
     assert text.status_code == 200, text.content
 
 

@@ -16,6 +16,7 @@ from .bridge_support import anonymous_api, echo_agent, error_codes, fresh_bridge
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
+
 class GroupFilterSet(django_filters.FilterSet):
     class Meta:
         model = Group

@@ -25,6 +25,7 @@ from .helpers import make_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 
+
 class NoSecrets(BasePermission):
     """Only an object check (no scope): ``secret…`` sessions are refused for every action and
     ``hidden…`` ones for reads only."""

@@ -15,7 +15,6 @@ import django_filters
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -26,24 +25,17 @@ from django_ai.conversations.models import ConversationMessage, ConversationSess
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.testing.factories import FileFactory, MessageFactory, SessionFactory, UserFactory, WidgetFactory
 
-from .bridge_support import API, Api, ai, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import Api, ai, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, messages_in, owner, rows, send_raw, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
-
-def _messages(session, n, *, start=None):
-    start = start or timezone.now() - datetime.timedelta(hours=1)
-    return [
-        MessageFactory(session=session, content=f"m{i}", timestamp=start + datetime.timedelta(seconds=i))
-        for i in range(n)
-    ]
 
 
 class TestQuery:
     def test_latest_messages_of_a_conversation(self):
         user = UserFactory()
         session = SessionFactory(user=user)
-        made = _messages(session, 7)
-        _messages(SessionFactory(user=user), 3)  # another conversation of the same user
+        made = messages_in(session, 7)
+        messages_in(SessionFactory(user=user), 3)  # another conversation of the same user
         api = user_api(user)
         response = api.query("message", {"filter": {"session": str(session.pk)}, "order_by": ["-timestamp"], "limit": 5})
         got = rows(response, "message")
@@ -58,7 +50,7 @@ class TestQuery:
         user = UserFactory()
         session = SessionFactory(user=user)
         start = timezone.now() - datetime.timedelta(hours=1)
-        msgs = _messages(session, 6, start=start)
+        msgs = messages_in(session, 6, start=start)
         ConversationMessage.objects.filter(pk=msgs[5].pk).update(message_type=MessageType.AGENT)
         api = user_api(user)
         cut = (start + datetime.timedelta(seconds=2)).isoformat()
@@ -114,7 +106,7 @@ class TestQuery:
         files = [FileFactory(user=user, session=session) for _ in range(3)]
 
         def make(n):
-            for m in _messages(session, n):
+            for m in messages_in(session, n):
                 m.files.set(files[:2])
 
         api = user_api(user)
@@ -157,7 +149,7 @@ class TestQuery:
 
     def test_limit_defaults_and_maximum(self):
         user = UserFactory()
-        _messages(SessionFactory(user=user), 5)
+        messages_in(SessionFactory(user=user), 5)
         api = user_api(user)
         with ai(QUERY_DEFAULT_LIMIT=2, QUERY_MAX_LIMIT=3):
             assert api.query("message").json()["meta"]["limit"] == 2
@@ -277,33 +269,19 @@ class TestHasMoreWithLimitZero:
             assert fast == checked == (body["offset"] < 2 if "offset" in body else True), body
 
 
-@pytest.fixture
-def owner():
-    user = UserFactory(username="owner")
-    session = SessionFactory(user=user, title="mine", agent_path="test-agent")
-    widget = WidgetFactory(session=session, display_data={"open": True})
-    client = Client(raise_request_exception=False)
-    client.force_login(user)
-    return {"user": user, "session": session, "widget": widget, "client": client}
-
-
-def _send(client: Client, method: str, path: str, raw: str):
-    return getattr(client, method)(API + path, raw, content_type="application/json")
-
-
 @pytest.mark.parametrize(
     "value", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+10:00", "9999-12-31T23:59:59.999999-00:30"]
 )
 def test_date_times_at_the_ends_of_the_calendar_are_400_not_500(owner, value):
     """Valid ISO 8601 with an offset that moves them out of the datetime range once in UTC."""
-    response = _send(owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": value}}))
+    response = send_raw(owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": value}}))
     assert response.status_code == 400, response.content
     assert error_codes(response) == ["invalid_query"]
     assert response.json()["errors"][0]["field"] == "filter.created_at__gt"
 
 
 def test_extreme_but_representable_date_times_still_filter(owner):
-    response = _send(
+    response = send_raw(
         owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": "0001-01-01T00:00:00Z"}})
     )
     assert response.status_code == 200, response.content

@@ -6,11 +6,8 @@ Real parts: the database and its commits, the test client, the in-process turn r
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 from django.contrib.auth.models import Group
-from django.utils import timezone
 
 from django_ai.conversations.bridge import expose
 from django_ai.conversations.bridge.permissions import AllowAny
@@ -22,13 +19,6 @@ from django_ai.conversations.testing.factories import FileFactory, MessageFactor
 from .bridge_support import RejectAgent, ai, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
-
-def _messages(session, n, *, start=None):
-    start = start or timezone.now() - datetime.timedelta(hours=1)
-    return [
-        MessageFactory(session=session, content=f"m{i}", timestamp=start + datetime.timedelta(seconds=i))
-        for i in range(n)
-    ]
 
 
 class TestWrites:

@@ -143,7 +143,9 @@ def resolve_permission(value: Any) -> BasePermission:
     )
 
 
-class And(BasePermission):
+class _Composite(BasePermission):
+    """A permission made of others (``&``, ``|``): each operand checks the model it guards."""
+
     def __init__(self, *operands: BasePermission):
         self.operands = operands
 
@@ -151,6 +153,8 @@ class And(BasePermission):
         for op in self.operands:
             op.check_model(exposed)
 
+
+class And(_Composite):
     def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
         return all(op.has_permission(request, action, exposed) for op in self.operands)
 
@@ -182,14 +186,7 @@ class And(BasePermission):
         return "(" + " & ".join(map(repr, self.operands)) + ")"
 
 
-class Or(BasePermission):
-    def __init__(self, *operands: BasePermission):
-        self.operands = operands
-
-    def check_model(self, exposed: ExposedModel) -> None:
-        for op in self.operands:
-            op.check_model(exposed)
-
+class Or(_Composite):
     def _allowing(self, request: Any, action: str, exposed: ExposedModel) -> list[BasePermission]:
         return [op for op in self.operands if op.has_permission(request, action, exposed)]
 

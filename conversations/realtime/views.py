@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import get_token
@@ -180,6 +181,4 @@ def _url(request: Request, name: str) -> str | None:
 
 
 def _is_asgi(request: Request) -> bool:
-    from django.core.handlers.asgi import ASGIRequest
-
     return isinstance(request._request, ASGIRequest)

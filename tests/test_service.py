@@ -6,7 +6,11 @@ the row counts of the four models are compared before and after.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +37,8 @@ from django_ai.conversations.models import ConversationMessage, ConversationSess
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import FileFactory, SessionFactory, UserFactory
 from tests.helpers import make_request, same_visitor
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.django_db
 
@@ -138,6 +144,30 @@ def test_create_session_unknown_agent(agent_path):
 def test_unknown_agent_error_names_the_registered_ones_and_the_fix():
     exc = refused(AgentNotFound, lambda: ConversationService.create_session("supprot"))
     assert "'supprot'" in exc.message and "echo" in exc.message and "register_agent" in exc.message
+
+
+@pytest.mark.parametrize(
+    ("agents", "expected"),
+    [
+        ('{"support": "nowhere.SupportAgent"}', "DJANGO_AI['AGENTS']['support'] = 'nowhere.SupportAgent': Could not import"),
+        ('["agents.chat_agents.EchoAgent"]', "DJANGO_AI['AGENTS'] must be a dict of agent path -> dotted class path, not list"),
+    ],
+)
+def test_a_bad_agents_setting_stops_start_up_naming_the_setting(tmp_path, agents, expected):
+    # Before: an ImproperlyDeclaredAgent that did not name the setting, or an AttributeError.
+    (tmp_path / "bad_agents_settings.py").write_text(
+        "from backend.settings import *  # noqa: F401,F403\n"
+        "DJANGO_AI = {**globals().get('DJANGO_AI', {}), 'AGENTS': " + agents + "}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(DJANGO_SETTINGS_MODULE="bad_agents_settings", PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured" in done.stderr
+    assert expected in done.stderr
 
 
 @pytest.mark.parametrize(

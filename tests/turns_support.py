@@ -1,4 +1,4 @@
-"""Agents and helpers shared by the tests of turns (tests/test_turns_*.py).
+"""Agents and helpers shared by the tests of turns (tests/test_turn_*.py).
 
 The agents live in an importable module so that a real task worker process can load them too
 (``DJANGO_AI['AGENTS']`` in the worker's settings).
@@ -7,6 +7,7 @@ The agents live in an importable module so that a real task worker process can l
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +21,19 @@ from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.context import ResponseStream, report_usage
 from django_ai.conversations.models import ConversationMessage, ConversationSession
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.service import ConversationService
+from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
+from django_ai.conversations.turns.hooks import answered_by_caller
+
+TASKS_PKG = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+#: Django's ImmediateBackend: turn tasks run in this process (its background threads).
+IMMEDIATE = {"default": {"BACKEND": f"{TASKS_PKG}.backends.immediate.ImmediateBackend"}}
+#: Plus a DummyBackend, "recorder", that keeps what is enqueued instead of running it.
+DUMMY = {
+    "default": {"BACKEND": f"{TASKS_PKG}.backends.immediate.ImmediateBackend"},
+    "recorder": {"BACKEND": f"{TASKS_PKG}.backends.dummy.DummyBackend", "QUEUES": ["default", "turns"]},
+}
 
 #: Opened by tests to let the CounterAgent's "hold" message finish.
 GATE = threading.Event()
@@ -217,3 +231,53 @@ def reply_to(message: ConversationMessage, message_type: str = MessageType.AGENT
 
 def status_of(message: ConversationMessage) -> str:
     return ConversationMessage.objects.values_list("processing_status", flat=True).get(pk=message.pk)
+
+
+def waiting_message(session: ConversationSession, text: str, **fields: Any) -> ConversationMessage:
+    """A user message saved as ``fields`` say (``pending`` by default) that no task picks up: the
+    test runs (or recovers) its turn itself."""
+    fields.setdefault("processing_status", ProcessingStatus.PENDING)
+    message = ConversationMessage(session=session, message_type=MessageType.USER, content=text, **fields)
+    with answered_by_caller():
+        message.save()
+    return message
+
+
+def session_for(agent_cls: type[ConversationAgent], context: Any = None) -> ConversationSession:
+    """A session of ``agent_cls``, registered as "under-test" (in the test's isolated registry)."""
+    register_agent("under-test", agent_cls)
+    return ConversationService.create_session("under-test", context=context)
+
+
+def message_rows(session: ConversationSession) -> list[tuple[str, str, str]]:
+    """``(message_type, processing_status, content)`` of the session's messages, oldest first."""
+    return list(
+        session.messages.order_by("timestamp", "id").values_list("message_type", "processing_status", "content")
+    )
+
+
+class TurnSignals:
+    """Records the three turn signals while the block runs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def _started(self, sender: Any, session: Any, user_message: Any, **kwargs: Any) -> None:
+        self.calls.append(("started", sender.__name__, str(user_message.pk)))
+
+    def _failed(self, sender: Any, session: Any, user_message: Any, exception: Any, **kwargs: Any) -> None:
+        self.calls.append(("failed", sender.__name__, type(exception).__name__))
+
+    def _finished(self, sender: Any, session: Any, user_message: Any, agent_message: Any, status: Any, metrics: Any, **kwargs: Any) -> None:
+        self.calls.append(("finished", sender.__name__, str(status)))
+
+    def __enter__(self) -> TurnSignals:
+        turn_started.connect(self._started)
+        turn_failed.connect(self._failed)
+        turn_finished.connect(self._finished)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        turn_started.disconnect(self._started)
+        turn_failed.disconnect(self._failed)
+        turn_finished.disconnect(self._finished)

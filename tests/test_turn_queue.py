@@ -6,7 +6,6 @@ Real parts: the database (SQLite file / PostgreSQL), Django's ImmediateBackend a
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 
 import pytest
@@ -20,18 +19,10 @@ from django_ai.conversations.internal.tasks_compat import task_backends
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
-from django_ai.conversations.turns.hooks import answered_by_caller
 from django_ai.conversations.turns.scheduling import schedule_session
 
 from . import turns_support as support
-from .turns_support import AGENTS, ai_settings, post, reply_to, status_of
-
-TASKS_PKG = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
-IMMEDIATE = {"default": {"BACKEND": f"{TASKS_PKG}.backends.immediate.ImmediateBackend"}}
-DUMMY = {
-    "default": {"BACKEND": f"{TASKS_PKG}.backends.immediate.ImmediateBackend"},
-    "recorder": {"BACKEND": f"{TASKS_PKG}.backends.dummy.DummyBackend", "QUEUES": ["default", "turns"]},
-}
+from .turns_support import AGENTS, DUMMY, IMMEDIATE, ai_settings, post, reply_to, status_of, waiting_message
 
 
 @pytest.fixture(autouse=True)
@@ -88,11 +79,7 @@ def test_only_new_pending_user_messages_not_answered_inline_are_enqueued(recorde
     ConversationMessage.objects.create(
         session=session, message_type=MessageType.AGENT, content="x", processing_status=ProcessingStatus.PENDING
     )
-    inline = ConversationMessage(
-        session=session, message_type=MessageType.USER, content="inline", processing_status=ProcessingStatus.PENDING
-    )
-    with answered_by_caller():
-        inline.save()
+    waiting_message(session, "inline")  # saved inside answered_by_caller()
     message = post(session, "queued")
     message.content = "edited"
     message.save()  # an update is not a new message

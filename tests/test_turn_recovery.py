@@ -1,7 +1,7 @@
 """Crash recovery and re-running failed messages (the sweep, the commands, the admin action).
 
 A dead worker is reproduced by the rows it leaves behind (a lease nobody renews, a message left
-``processing``, a half-streamed answer); tests/test_turns_worker.py kills a real worker process.
+``processing``, a half-streamed answer); tests/test_turn_workers.py kills a real worker process.
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from django_ai.conversations.exceptions import TurnInterrupted
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished
+from django_ai.conversations.testing import isolated_registry
 from django_ai.conversations.turns import recovery, sweeps
-from django_ai.conversations.turns.hooks import answered_by_caller
 from django_ai.conversations.turns.recovery import RecoveredTurn
 from django_ai.conversations.turns.scheduling import rerun_messages, schedule_session
 from django_ai.conversations.turns.sweeps import recover_now
-from django_ai.conversations.testing import isolated_registry
 
-from .test_turns_queue import DUMMY, IMMEDIATE
-from .turns_support import AGENTS, ai_settings, post, reply_to, status_of
+from .turns_support import AGENTS, DUMMY, IMMEDIATE, ai_settings, post, reply_to, status_of, waiting_message
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +39,9 @@ def _crashed_turn(path="slow", *, attempts=1, heartbeat_age=120, partial=True, *
     """The rows a worker leaves when it dies mid-turn."""
     session = ConversationService.create_session(path)
     long_ago = timezone.now() - timedelta(seconds=heartbeat_age + 5)
-    message = ConversationMessage(
-        session=session, message_type=MessageType.USER, content="slow 0", processing_status=ProcessingStatus.PROCESSING,
-        attempts=attempts, started_at=long_ago, **fields,
+    message = waiting_message(
+        session, "slow 0", processing_status=ProcessingStatus.PROCESSING, attempts=attempts, started_at=long_ago, **fields
     )
-    with answered_by_caller():
-        message.save()
     if partial:
         ConversationMessage.objects.create(
             session=session, message_type=MessageType.AGENT, reply_to=message, content="work",

@@ -29,8 +29,7 @@ from django.test.client import ClientHandler
 
 from django_ai.conversations.turns import sweeps
 
-from .test_turns_queue import DUMMY, IMMEDIATE
-from .turns_support import ai_settings
+from .turns_support import DUMMY, IMMEDIATE, ai_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

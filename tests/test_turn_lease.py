@@ -1,4 +1,7 @@
-"""Twenty messages posted at once to one conversation, from twenty threads with their own
+"""The conversation's lease: one turn at a time, renewed while the agent is silent, and a turn
+that lost it writes nothing.
+
+Twenty messages posted at once to one conversation, from twenty threads with their own
 database connections: the turns run one at a time, in arrival order, and a counter kept in the
 agent's Context ends at exactly 20 (no lost update).
 
@@ -17,18 +20,19 @@ Both run here: the suite runs on SQLite (a file) and again on PostgreSQL in CI.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.test import override_settings
 
 from django_ai.conversations.constants import MessageType, ProcessingStatus
-from django_ai.conversations.models import ConversationMessage
+from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import isolated_registry, wait_until
+from django_ai.conversations.turns.runner import process_pending
 
 from . import turns_support as support
-from .test_turns_queue import IMMEDIATE
-from .turns_support import AGENTS, Background, ai_settings, post
+from .turns_support import AGENTS, IMMEDIATE, Background, ai_settings, post, reply_to, status_of, waiting_message
 
 N = 20
 
@@ -108,3 +112,40 @@ def test_concurrent_posts_racing_for_an_idle_conversation_lose_no_update():
     assert session.context["seen"] == [m.content for m in rows]  # processing order = started order
     assert sorted(session.context["seen"]) == [f"m{i:02d}" for i in range(N)]
     assert session.turn_token == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeats_continue_while_a_sync_agent_is_silent():
+    with ai_settings(TURN_HEARTBEAT_INTERVAL=0.1):
+        session = ConversationService.create_session("silent")
+        message = waiting_message(session, "silent 1.5")
+        turn = Background(lambda: process_pending(session.pk).outcomes)
+        turn.start()
+        beats = set()
+        wait_until(lambda: status_of(message) == ProcessingStatus.PROCESSING, 5)
+        while status_of(message) == ProcessingStatus.PROCESSING:
+            beats.add(ConversationSession.objects.values_list("turn_heartbeat_at", flat=True).get(pk=session.pk))
+            time.sleep(0.05)
+        outcomes = turn.outcome()
+    assert outcomes[0].status == ProcessingStatus.COMPLETED
+    beats.discard(None)
+    assert len(beats) >= 4, beats  # every 0.1 s for 1.5 s, while the agent wrote nothing
+    assert support.SEEN_THREADS["silent 1.5"].startswith("django-ai-agent-")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_that_lost_its_lease_writes_nothing():
+    """If the worker stalls and recovery takes the conversation over, the old turn notices at its
+    next heartbeat, stops, and drops its result instead of overwriting the new owner's."""
+    with ai_settings(TURN_HEARTBEAT_INTERVAL=0.1, TURN_CANCEL_GRACE=0.1):
+        session = ConversationService.create_session("silent")
+        message = waiting_message(session, "silent 2")
+        turn = Background(lambda: process_pending(session.pk).outcomes)
+        turn.start()
+        wait_until(lambda: status_of(message) == ProcessingStatus.PROCESSING, 5)
+        ConversationSession.objects.filter(pk=session.pk).update(turn_token="taken-over")
+        [outcome] = turn.outcome(5)
+    assert outcome.lease_lost
+    assert status_of(message) == ProcessingStatus.PROCESSING  # left to the new owner
+    assert reply_to(message) is None
+    assert ConversationSession.objects.get(pk=session.pk).turn_token == "taken-over"

@@ -13,6 +13,7 @@ with quiet ones; run in the caller it answers every waiting message before retur
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,11 +22,13 @@ from django.db import transaction
 from ..constants import MessageType, ProcessingStatus
 from ..internal.tasks_compat import InvalidTask, InvalidTaskBackend, Task
 from ..models import ConversationMessage
-from .enqueue import enqueue_session, enqueue_task, improperly_configured, runs_in_process
-from .notify import logger, publish_status
+from .enqueue import enqueue_session, improperly_configured, runs_in_process
+from .notify import publish_status
 
-# enqueue_task is re-exported for file extraction, which schedules its own task through it.
-__all__ = ["enqueue_task", "rerun_messages", "schedule_session", "schedule_session_on_commit", "turn_task", "turns_run_in_process"]
+__all__ = ["rerun_messages", "schedule_session", "schedule_session_on_commit", "turn_task", "turns_run_in_process"]
+
+# Enqueue failures have always been logged here, apart from the turn's own log.
+logger = logging.getLogger("django_ai.conversations.tasks")
 
 
 def turn_task() -> Task:

@@ -21,7 +21,7 @@ from ...conf import ai_settings
 from ...constants import ErrorCode, ExtractionStatus
 from ...internal.tasks_compat import task
 from ...models import File
-from ...turns.scheduling import enqueue_task
+from ...turns.enqueue import enqueue_task
 from .base import ExtractionError, ExtractionResult, ExtractionSource, TextExtractor
 from .checks import warn_once_no_document_extractor
 from .selection import get_extractor

@@ -206,7 +206,7 @@ class FileAdmin(admin.ModelAdmin):
     def reextract_selected(self, request, queryset):  # type: ignore[no-untyped-def]
         from django.contrib import messages
 
-        from .extraction.tasks import reextract
+        from .files.extraction.tasks import reextract
 
         count = reextract(queryset)
         self.message_user(request, f"Text extraction of {count} file(s) was queued again.", messages.SUCCESS)

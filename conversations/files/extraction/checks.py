@@ -56,7 +56,7 @@ def check_extraction(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
             return [
                 checks.Error(
                     f"DJANGO_AI['TEXT_EXTRACTOR'] = {configured!r} is not an extractor class.",
-                    hint="Point it at a subclass of django_ai.conversations.extraction.TextExtractor.",
+                    hint="Point it at a subclass of django_ai.conversations.files.extraction.TextExtractor.",
                     id="django_ai.E020",
                 )
             ]

@@ -33,7 +33,7 @@ def _extractor_class() -> type[TextExtractor]:
     if not isinstance(cls, type) or not callable(getattr(cls, "extract", None)):
         raise ImproperlyConfigured(
             f"DJANGO_AI['TEXT_EXTRACTOR'] must name a class with an extract() method (a subclass of "
-            f"django_ai.conversations.extraction.TextExtractor), not {cls!r}."
+            f"django_ai.conversations.files.extraction.TextExtractor), not {cls!r}."
         )
     return cls
 

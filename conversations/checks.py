@@ -64,7 +64,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 errors.append(
                     checks.Error(
                         f"DJANGO_AI['{key}'] = {path!r} cannot be imported: {exc}.",
-                        hint="Fix the dotted path, install the package that provides it, or remove the key to use the default.",
+                        hint="Fix the dotted path, install the package that provides it, or remove the key to use "
+                        "the default.",
                         id="django_ai.E002",
                     )
                 )
@@ -125,7 +126,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 def _check_types() -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
-    for key in ("GENERIC_ERROR_MESSAGE", "ANONYMOUS_ID_SESSION_KEY", "ANONYMOUS_ID_HEADER", "UPLOAD_TO", "TASK_BACKEND", "TASK_QUEUE"):
+    for key in (
+        "GENERIC_ERROR_MESSAGE",
+        "ANONYMOUS_ID_SESSION_KEY",
+        "ANONYMOUS_ID_HEADER",
+        "UPLOAD_TO",
+        "TASK_BACKEND",
+        "TASK_QUEUE",
+    ):
         value = ai_settings.raw(key)
         if not isinstance(value, str) or not value.strip():
             errors.append(
@@ -149,7 +157,8 @@ def _check_types() -> list[checks.CheckMessage]:
         errors.append(
             checks.Error(
                 f"DJANGO_AI['EXPOSE_ERROR_DETAILS'] is {expose!r}; it must be True, False or None.",
-                hint="None follows settings.DEBUG; True shows exception details of failed turns to users (development only).",
+                hint="None follows settings.DEBUG; True shows exception details of failed turns to users "
+                "(development only).",
                 id="django_ai.E009",
             )
         )
@@ -157,7 +166,8 @@ def _check_types() -> list[checks.CheckMessage]:
     if isinstance(default_limit, int) and isinstance(max_limit, int) and default_limit > max_limit:
         errors.append(
             checks.Error(
-                f"DJANGO_AI['QUERY_DEFAULT_LIMIT'] ({default_limit}) is larger than DJANGO_AI['QUERY_MAX_LIMIT'] ({max_limit}).",
+                f"DJANGO_AI['QUERY_DEFAULT_LIMIT'] ({default_limit}) is larger than DJANGO_AI['QUERY_MAX_LIMIT'] "
+                f"({max_limit}).",
                 hint="Make QUERY_DEFAULT_LIMIT at most QUERY_MAX_LIMIT.",
                 id="django_ai.E008",
             )
@@ -185,7 +195,8 @@ def _check_components() -> list[checks.CheckMessage]:
                 errors.append(
                     checks.Error(
                         f"DJANGO_AI['AGENTS'][{path!r}]: {exc.message}",
-                        hint="Fix the agent path or class, or register the agent with register_agent() in AppConfig.ready().",
+                        hint="Fix the agent path or class, or register the agent with register_agent() in "
+                        "AppConfig.ready().",
                         id="django_ai.E007",
                     )
                 )
@@ -210,7 +221,8 @@ def _check_throttle_rates(user: dict[str, Any]) -> list[checks.CheckMessage]:
         return [
             checks.Error(
                 f"DJANGO_AI['THROTTLE_RATES'] must be a dict of scope -> rate, not {type(configured).__name__}.",
-                hint="e.g. DJANGO_AI['THROTTLE_RATES'] = {'message_create': '30/min', 'upload': None} (docs/settings.md).",
+                hint="e.g. DJANGO_AI['THROTTLE_RATES'] = {'message_create': '30/min', 'upload': None} "
+                "(docs/settings.md).",
                 id="django_ai.E016",
             )
         ]
@@ -219,7 +231,8 @@ def _check_throttle_rates(user: dict[str, Any]) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = [
         checks.Error(
             f"{name} is {rate!r}, which is not a rate.",
-            hint="Write a rate as DRF does, '<requests>/<period>' with a period of s, min, hour or day (e.g. '30/min'), or None for no limit.",
+            hint="Write a rate as DRF does, '<requests>/<period>' with a period of s, min, hour or day (e.g. "
+            "'30/min'), or None for no limit.",
             id="django_ai.E016",
         )
         for name, rate in named.items()
@@ -229,7 +242,8 @@ def _check_throttle_rates(user: dict[str, Any]) -> list[checks.CheckMessage]:
     if both:
         errors.append(
             checks.Warning(
-                f"DJANGO_AI['THROTTLE_RATES'] sets the scopes of {', '.join(both)}, so {'that key is' if len(both) == 1 else 'those keys are'} ignored.",
+                f"DJANGO_AI['THROTTLE_RATES'] sets the scopes of {', '.join(both)}, so "
+                f"{'that key is' if len(both) == 1 else 'those keys are'} ignored.",
                 hint="Remove the old keys; DJANGO_AI['THROTTLE_RATES'] holds every rate by scope (docs/settings.md).",
                 id="django_ai.W003",
             )

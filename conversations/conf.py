@@ -201,9 +201,7 @@ class AISettings:
         if self._user is None:
             value = getattr(settings, "DJANGO_AI", {}) or {}
             if not isinstance(value, dict):
-                raise ImproperlyConfigured(
-                    f"settings.DJANGO_AI must be a dict, not {type(value).__name__}."
-                )
+                raise ImproperlyConfigured(f"settings.DJANGO_AI must be a dict, not {type(value).__name__}.")
             self._user = value
         return self._user
 
@@ -260,7 +258,9 @@ class AISettings:
                 )
             options = configured.get("OPTIONS") or {}
             if not isinstance(options, dict):
-                raise ImproperlyConfigured(f"DJANGO_AI['REALTIME']['OPTIONS'] must be a dict, not {type(options).__name__}.")
+                raise ImproperlyConfigured(
+                    f"DJANGO_AI['REALTIME']['OPTIONS'] must be a dict, not {type(options).__name__}."
+                )
             return {"BACKEND": _import(configured["BACKEND"], "REALTIME']['BACKEND"), "OPTIONS": dict(options)}
         pusher = self.pusher
         path = self.user_settings.get("REALTIME_BACKEND") or (PUSHER_BACKEND if pusher.get("KEY") else LOCAL_BACKEND)

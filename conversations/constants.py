@@ -38,9 +38,7 @@ class ProcessingStatus(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
-FINISHED_STATUSES = frozenset(
-    {ProcessingStatus.COMPLETED, ProcessingStatus.FAILED, ProcessingStatus.CANCELLED}
-)
+FINISHED_STATUSES = frozenset({ProcessingStatus.COMPLETED, ProcessingStatus.FAILED, ProcessingStatus.CANCELLED})
 
 
 class ExtractionStatus(models.TextChoices):

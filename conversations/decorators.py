@@ -35,22 +35,20 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 from pydantic import BaseModel
 
 from .exceptions import ConversationError
 from .internal.docstrings import without_params
 
-__all__ = ["ContextInjectionError", "with_context", "context_parameters"]
+__all__ = ["ContextInjectionError", "context_parameters", "with_context"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 _P = inspect.Parameter
 
@@ -163,7 +161,7 @@ class ContextInjected:
                 "'class Context(BaseModel): ...' on the class (see ConversationAgent).",
                 code="not_a_method",
             )
-        fields = set(context_cls.model_fields)
+        fields = frozenset(context_cls.model_fields)
         try:
             # Resolved annotations (from __future__ import annotations makes them strings) for
             # libraries that read Parameter.annotation; names that only exist for type checkers
@@ -205,9 +203,7 @@ class ContextInjected:
         wrapper = _make_wrapper(func, owner, injected, visible, original)
         shown = [self_param, *visible_params]
         wrapper.__signature__ = full.replace(parameters=shown)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {
-            k: v for k, v in getattr(func, "__annotations__", {}).items() if k not in injected
-        }
+        wrapper.__annotations__ = {k: v for k, v in getattr(func, "__annotations__", {}).items() if k not in injected}
         wrapper.__doc__ = without_params(func.__doc__, injected)
         wrapper.__name__ = self._name
         wrapper.__django_ai_injected__ = injected  # type: ignore[attr-defined]
@@ -261,7 +257,7 @@ def _make_wrapper(
                         f"{qualname}(): too many positional arguments ({len(args)} given, "
                         f"at most {len(positional_names)})"
                     )
-                for name, value in zip(positional_names, args):
+                for name, value in zip(positional_names, args, strict=False):
                     if name in kwargs:
                         raise TypeError(f"{qualname}(): multiple values for argument {name!r}")
                     kwargs[name] = value
@@ -327,9 +323,11 @@ def _arrange(params: list[inspect.Parameter], values: dict[str, Any]) -> tuple[l
 
 
 @overload
-def with_context(func: F, /) -> F: ...
+def with_context[F: Callable[..., Any]](func: F, /) -> F: ...
 @overload
-def with_context(*, only: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> Callable[[F], F]: ...
+def with_context[F: Callable[..., Any]](
+    *, only: Iterable[str] | None = None, exclude: Iterable[str] = ()
+) -> Callable[[F], F]: ...
 
 
 def with_context(

@@ -26,7 +26,7 @@ TS_FILE = ROOT / "frontend_client" / "src" / "constants.ts"
 APP_DIR = ROOT / "conversations"
 BLOCK = re.compile(r"export const (\w+) = \{\n(.*?)\n\} as const", re.S)
 MEMBER = re.compile(r'^\s*([A-Z_]+): "([^"]*)",$')
-EVENT_ROW = re.compile(r'^\s*(\w+): \{ required: \[(.*?)\], optional: \[(.*?)\] \},$')
+EVENT_ROW = re.compile(r"^\s*(\w+): \{ required: \[(.*?)\], optional: \[(.*?)\] \},$")
 
 
 def ts_source() -> str:
@@ -70,7 +70,9 @@ def test_every_python_enum_has_an_equal_ts_twin(name):
 
 def test_every_ts_enum_has_a_python_twin():
     missing = set(ts_enums()) - set(python_enums())
-    assert not missing, f"conversations/constants.py has no enum for {sorted(missing)}; add it (the TS side mirrors Python)."
+    assert not missing, (
+        f"conversations/constants.py has no enum for {sorted(missing)}; add it (the TS side mirrors Python)."
+    )
 
 
 def test_prefixes_and_finished_statuses():
@@ -133,7 +135,9 @@ def test_real_payloads_match_the_ts_event_table(events, monkeypatch):
         required, optional = table[captured.event]
         keys = set(captured.payload)
         assert required <= keys, f"{captured.event} lacks {required - keys}"
-        assert keys <= required | optional, f"{captured.event} has fields the SDK does not type: {keys - required - optional}"
+        assert keys <= required | optional, (
+            f"{captured.event} has fields the SDK does not type: {keys - required - optional}"
+        )
         seen.add(captured.event)
     assert seen == {str(e) for e in EventName}
 
@@ -166,7 +170,7 @@ def test_payloads_on_the_wire_match_the_ts_event_table(monkeypatch):
     table = ts_event_fields()
     chunks = []
     for frame in frames:
-        data = next(line[len("data: "):] for line in frame.frame.splitlines() if line.startswith("data: "))
+        data = next(line[len("data: ") :] for line in frame.frame.splitlines() if line.startswith("data: "))
         payload = json.loads(data)
         payload.pop("channel")  # added by the SSE stream, not part of the payload
         required, optional = table[frame.event]
@@ -208,7 +212,7 @@ def _code_expressions(tree: ast.AST):
                 elif keyword.arg == "notice" and isinstance(keyword.value, ast.Tuple) and len(keyword.value.elts) == 2:
                     yield keyword.value.elts[1], _call_name(node)
         elif isinstance(node, ast.Dict):
-            for key, value in zip(node.keys, node.values):
+            for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value in CODE_KEYS:
                     yield value, owners.get(node, "")
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
@@ -249,7 +253,7 @@ def sent_codes() -> list[tuple[str, str, bool]]:
     return found
 
 
-SAMPLE = '''
+SAMPLE = """
 class Refused(ConversationError):
     default_code = "a_class_attribute"
 
@@ -265,14 +269,22 @@ def view():
     InvalidQuery("...", code=f"invalid_{name}")
     send({"facts": {"error_code": "an_extraction_code"}})
     raise SessionNotFound(code=ErrorCode.SESSION_NOT_FOUND)
-'''
+"""
 
 
 def test_the_code_scan_finds_each_kind_of_place():
     """Class attributes, ``code=`` arguments, dict keys, both arms of a conditional, a turn's
     notice, f-strings as patterns; not the errors told to the model, not ``ErrorCode`` members."""
     found = {(code, is_pattern) for code, _, is_pattern in codes_in(SAMPLE, "sample")}
-    expected = {"a_class_attribute", "an_argument", "a_dict_key", "one_arm", "other_arm", "a_notice", "an_extraction_code"}
+    expected = {
+        "a_class_attribute",
+        "an_argument",
+        "a_dict_key",
+        "one_arm",
+        "other_arm",
+        "a_notice",
+        "an_extraction_code",
+    }
     assert found == {(code, False) for code in expected} | {(r"invalid_\w+", True)}
 
 
@@ -283,7 +295,9 @@ def test_every_code_the_app_sends_is_an_error_code():
         for code, where, is_pattern in sent_codes()
         if (not any(re.fullmatch(code, m) for m in members) if is_pattern else code not in members)
     ]
-    assert not unknown, "Codes missing from ErrorCode (conversations/constants.py and its TS twin):\n" + "\n".join(unknown)
+    assert not unknown, "Codes missing from ErrorCode (conversations/constants.py and its TS twin):\n" + "\n".join(
+        unknown
+    )
 
 
 def test_error_code_members_named_in_the_source_exist():
@@ -291,9 +305,11 @@ def test_error_code_members_named_in_the_source_exist():
     wrong = []
     for path in sorted(APP_DIR.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ErrorCode":
-                if node.attr not in ErrorCode.__members__:
-                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: ErrorCode.{node.attr}")
+            named = (
+                isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ErrorCode"
+            )
+            if named and node.attr not in ErrorCode.__members__:
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: ErrorCode.{node.attr}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -12,7 +12,11 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import modify_settings, override_settings
 
-from django_ai.conversations.bridge.throttles import AnonymousAddressThrottle, MessageCreateThrottle, SessionStartThrottle
+from django_ai.conversations.bridge.throttles import (
+    AnonymousAddressThrottle,
+    MessageCreateThrottle,
+    SessionStartThrottle,
+)
 from django_ai.conversations.conf import DEFAULTS, AISettings, ai_settings
 from django_ai.conversations.realtime import get_backend
 from django_ai.conversations.realtime.base import BaseRealtimeBackend
@@ -53,17 +57,17 @@ def test_settings_are_read_on_first_access_not_at_creation():
 def test_defaults_apply_for_missing_keys():
     with override_settings(DJANGO_AI={"TURN_TIMEOUT": 7}):
         assert ai_settings.TURN_TIMEOUT == 7
-        assert ai_settings.MAX_MESSAGE_LENGTH == DEFAULTS["MAX_MESSAGE_LENGTH"]
+        assert DEFAULTS["MAX_MESSAGE_LENGTH"] == ai_settings.MAX_MESSAGE_LENGTH
 
 
 def test_settings_reload_when_changed():
-    assert ai_settings.GENERIC_ERROR_MESSAGE == DEFAULTS["GENERIC_ERROR_MESSAGE"]
+    assert DEFAULTS["GENERIC_ERROR_MESSAGE"] == ai_settings.GENERIC_ERROR_MESSAGE
     with override_settings(DJANGO_AI={"GENERIC_ERROR_MESSAGE": "Oops"}):
         assert ai_settings.GENERIC_ERROR_MESSAGE == "Oops"
         with override_settings(DJANGO_AI={"GENERIC_ERROR_MESSAGE": "Inner"}):
             assert ai_settings.GENERIC_ERROR_MESSAGE == "Inner"
         assert ai_settings.GENERIC_ERROR_MESSAGE == "Oops"
-    assert ai_settings.GENERIC_ERROR_MESSAGE == DEFAULTS["GENERIC_ERROR_MESSAGE"]
+    assert DEFAULTS["GENERIC_ERROR_MESSAGE"] == ai_settings.GENERIC_ERROR_MESSAGE
 
 
 def test_unknown_setting_name_is_an_attribute_error():
@@ -86,7 +90,7 @@ def test_a_dotted_path_that_does_not_import_names_the_setting():
 
 def test_djangoai_must_be_a_dict():
     with override_settings(DJANGO_AI=["TURN_TIMEOUT", 5]):
-        with pytest.raises(ImproperlyConfigured, match="settings.DJANGO_AI must be a dict, not list"):
+        with pytest.raises(ImproperlyConfigured, match=r"settings\.DJANGO_AI must be a dict, not list"):
             ai_settings.TURN_TIMEOUT  # noqa: B018
 
 
@@ -94,7 +98,7 @@ def test_seed_djangoai_pusher_is_merged_under_djangoai_pusher():
     seed = {"app_id": "1", "KEY": "k", "SECRET": "s", "CLUSTER": "us2"}
     with override_settings(DJANGO_AI_PUSHER=seed, DJANGO_AI={"PUSHER": {"CLUSTER": "eu", "HOST": "127.0.0.1"}}):
         assert ai_settings.pusher == {"APP_ID": "1", "KEY": "k", "SECRET": "s", "CLUSTER": "eu", "HOST": "127.0.0.1"}
-        assert ai_settings.PUSHER == ai_settings.pusher
+        assert ai_settings.pusher == ai_settings.PUSHER
     with override_settings(DJANGO_AI_PUSHER=seed):
         assert ai_settings.pusher["CLUSTER"] == "us2"
     assert ai_settings.pusher == {}
@@ -102,7 +106,7 @@ def test_seed_djangoai_pusher_is_merged_under_djangoai_pusher():
 
 def test_pusher_settings_that_are_not_a_dict():
     with override_settings(DJANGO_AI_PUSHER="app:key:secret"):
-        with pytest.raises(ImproperlyConfigured, match="settings.DJANGO_AI_PUSHER must be a dict"):
+        with pytest.raises(ImproperlyConfigured, match=r"settings\.DJANGO_AI_PUSHER must be a dict"):
             ai_settings.pusher  # noqa: B018
 
 
@@ -112,7 +116,9 @@ def test_components_are_rebuilt_when_settings_change():
     with override_settings(DJANGO_AI={"REALTIME_BACKEND": "django_ai.conversations.realtime.memory.MemoryBackend"}):
         first = get_backend()
         assert isinstance(first, MemoryBackend)
-        with override_settings(DJANGO_AI={"REALTIME_BACKEND": "django_ai.conversations.realtime.memory.MemoryBackend", "TURN_TIMEOUT": 1}):
+        with override_settings(
+            DJANGO_AI={"REALTIME_BACKEND": "django_ai.conversations.realtime.memory.MemoryBackend", "TURN_TIMEOUT": 1}
+        ):
             assert get_backend() is not first
 
 
@@ -120,8 +126,10 @@ def test_components_are_rebuilt_when_settings_change():
 
 
 def test_realtime_is_a_backend_and_its_own_options():
-    with override_settings(DJANGO_AI={"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": 7}}}, DJANGO_AI_PUSHER=SOKETI):
-        assert ai_settings.REALTIME == {"BACKEND": LocalBackend, "OPTIONS": {"HISTORY_SIZE": 7}}
+    with override_settings(
+        DJANGO_AI={"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": 7}}}, DJANGO_AI_PUSHER=SOKETI
+    ):
+        assert {"BACKEND": LocalBackend, "OPTIONS": {"HISTORY_SIZE": 7}} == ai_settings.REALTIME
         assert ai_settings.REALTIME_BACKEND is LocalBackend
         backend = get_backend()
         assert type(backend) is LocalBackend
@@ -131,19 +139,27 @@ def test_realtime_is_a_backend_and_its_own_options():
 
 
 def test_older_keys_map_into_each_backends_own_options():
-    older = {"SSE_HISTORY_SIZE": 9, "SSE_MAX_STREAMS_PER_VISITOR": None, "REALTIME_MAX_PENDING": 50, "STREAM_COALESCE_WINDOW": 0.2}
+    older = {
+        "SSE_HISTORY_SIZE": 9,
+        "SSE_MAX_STREAMS_PER_VISITOR": None,
+        "REALTIME_MAX_PENDING": 50,
+        "STREAM_COALESCE_WINDOW": 0.2,
+    }
     with override_settings(DJANGO_AI=older):
-        assert ai_settings.REALTIME == {
+        assert {
             "BACKEND": LocalBackend,
             "OPTIONS": {"HISTORY_SIZE": 9, "MAX_STREAMS_PER_VISITOR": None, "MAX_PENDING": 50, "COALESCE_WINDOW": 0.2},
-        }
+        } == ai_settings.REALTIME
         assert get_backend().stream_limits() == (None, 100)
     with override_settings(DJANGO_AI=older, DJANGO_AI_PUSHER=SOKETI):
         # The Pusher backend gets the Pusher settings and the sender's options, not the Local ones.
-        assert ai_settings.REALTIME == {"BACKEND": PusherBackend, "OPTIONS": {**SOKETI, "MAX_PENDING": 50, "COALESCE_WINDOW": 0.2}}
+        assert {
+            "BACKEND": PusherBackend,
+            "OPTIONS": {**SOKETI, "MAX_PENDING": 50, "COALESCE_WINDOW": 0.2},
+        } == ai_settings.REALTIME
     with override_settings(DJANGO_AI={**older, "REALTIME_BACKEND": MEMORY, "PUSHER": {**SOKETI, "MAX_EVENTS": 3}}):
         # The Memory backend reads its one option, no longer the whole Pusher dict.
-        assert ai_settings.REALTIME == {"BACKEND": MemoryBackend, "OPTIONS": {"MAX_EVENTS": 3}}
+        assert {"BACKEND": MemoryBackend, "OPTIONS": {"MAX_EVENTS": 3}} == ai_settings.REALTIME
         assert get_backend().events.maxlen == 3
 
 
@@ -153,17 +169,24 @@ class OwnBackend(BaseRealtimeBackend):  # declares no options
 
 
 def test_a_backend_that_declares_no_options_gets_the_pusher_settings_as_before():
-    with override_settings(DJANGO_AI={"REALTIME_BACKEND": f"{__name__}.OwnBackend", "SSE_HISTORY_SIZE": 9}, DJANGO_AI_PUSHER=SOKETI):
-        assert ai_settings.REALTIME == {"BACKEND": OwnBackend, "OPTIONS": SOKETI}
+    with override_settings(
+        DJANGO_AI={"REALTIME_BACKEND": f"{__name__}.OwnBackend", "SSE_HISTORY_SIZE": 9}, DJANGO_AI_PUSHER=SOKETI
+    ):
+        assert {"BACKEND": OwnBackend, "OPTIONS": SOKETI} == ai_settings.REALTIME
 
 
 def test_realtime_wins_over_the_older_keys_and_a_check_names_them():
-    settings = {"DJANGO_AI": {"REALTIME": {"BACKEND": MEMORY}, "SSE_HISTORY_SIZE": 5, "PUSHER": SOKETI}, "DJANGO_AI_PUSHER": SOKETI}
+    settings = {
+        "DJANGO_AI": {"REALTIME": {"BACKEND": MEMORY}, "SSE_HISTORY_SIZE": 5, "PUSHER": SOKETI},
+        "DJANGO_AI_PUSHER": SOKETI,
+    }
     with override_settings(**settings):
-        assert ai_settings.REALTIME == {"BACKEND": MemoryBackend, "OPTIONS": {}}
+        assert {"BACKEND": MemoryBackend, "OPTIONS": {}} == ai_settings.REALTIME
     warnings = [m for m in ours(**settings) if m.id == "django_ai.W003"]
     assert len(warnings) == 1
-    assert "DJANGO_AI['PUSHER'], DJANGO_AI['SSE_HISTORY_SIZE'], settings.DJANGO_AI_PUSHER are ignored" in warnings[0].msg
+    assert (
+        "DJANGO_AI['PUSHER'], DJANGO_AI['SSE_HISTORY_SIZE'], settings.DJANGO_AI_PUSHER are ignored" in warnings[0].msg
+    )
 
 
 def test_a_malformed_realtime_setting_names_the_fix():
@@ -176,8 +199,12 @@ def test_a_malformed_realtime_setting_names_the_fix():
 
 
 def test_throttle_rates_by_scope_over_the_older_keys_over_the_defaults():
-    assert ai_settings.THROTTLE_RATES == DEFAULTS["THROTTLE_RATES"]
-    django_ai = {"THROTTLE_RATES": {"message_create": "5/min", "mine": "1/s"}, "MESSAGE_CREATE_THROTTLE_RATE": "9/min", "UPLOAD_THROTTLE_RATE": None}
+    assert DEFAULTS["THROTTLE_RATES"] == ai_settings.THROTTLE_RATES
+    django_ai = {
+        "THROTTLE_RATES": {"message_create": "5/min", "mine": "1/s"},
+        "MESSAGE_CREATE_THROTTLE_RATE": "9/min",
+        "UPLOAD_THROTTLE_RATE": None,
+    }
     with override_settings(DJANGO_AI=django_ai):
         assert ai_settings.THROTTLE_RATES == {
             "message_create": "5/min",
@@ -191,7 +218,9 @@ def test_throttle_rates_by_scope_over_the_older_keys_over_the_defaults():
 
 
 def test_throttles_read_their_rate_by_scope():
-    with override_settings(DJANGO_AI={"THROTTLE_RATES": {"message_create": "5/min", "session_start": "6/hour", "anonymous_address": None}}):
+    with override_settings(
+        DJANGO_AI={"THROTTLE_RATES": {"message_create": "5/min", "session_start": "6/hour", "anonymous_address": None}}
+    ):
         assert MessageCreateThrottle().get_rate() == "5/min"
         assert SessionStartThrottle().get_rate() == "6/hour"
         assert AnonymousAddressThrottle().get_rate() is None
@@ -226,11 +255,19 @@ def test_call_command_check_fails_on_a_bad_setting():
         ({"STREAM_COALESCE_WINDOW": -1}, "django_ai.E003", "STREAM_COALESCE_WINDOW"),
         ({"STALE_TURN_ACTION": "explode"}, "django_ai.E004", "STALE_TURN_ACTION"),
         ({"DEFAULT_CONCURRENCY_POLICY": "queue"}, "django_ai.E005", "DEFAULT_CONCURRENCY_POLICY"),
-        ({"REALTIME_BACKEND": "django_ai.conversations.agent.ConversationAgent"}, "django_ai.E006", "not a realtime backend class"),
+        (
+            {"REALTIME_BACKEND": "django_ai.conversations.agent.ConversationAgent"},
+            "django_ai.E006",
+            "not a realtime backend class",
+        ),
         ({"AGENTS": ["agents.chat_agents.EchoAgent"]}, "django_ai.E007", "must be a dict"),
         ({"AGENTS": {"echo": "nowhere.EchoAgent"}}, "django_ai.E007", "Could not import agent"),
         ({"AGENTS": {"bad path": "agents.chat_agents.EchoAgent"}}, "django_ai.E007", "is not valid"),
-        ({"AGENTS": {"x": "django_ai.conversations.agent.EmptyContext"}}, "django_ai.E007", "is not a ConversationAgent subclass"),
+        (
+            {"AGENTS": {"x": "django_ai.conversations.agent.EmptyContext"}},
+            "django_ai.E007",
+            "is not a ConversationAgent subclass",
+        ),
         ({"QUERY_DEFAULT_LIMIT": 500, "QUERY_MAX_LIMIT": 100}, "django_ai.E008", "larger than"),
         ({"GENERIC_ERROR_MESSAGE": ""}, "django_ai.E009", "GENERIC_ERROR_MESSAGE"),
         ({"ANONYMOUS_ID_SESSION_KEY": None}, "django_ai.E009", "ANONYMOUS_ID_SESSION_KEY"),
@@ -245,16 +282,48 @@ def test_call_command_check_fails_on_a_bad_setting():
         ({"REALTIME": {"BACKEND": LOCAL, "OPTION": {}}}, "django_ai.E015", "unknown key 'OPTION'"),
         ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": [1]}}, "django_ai.E015", "must be a dict, not list"),
         ({"REALTIME": {"BACKEND": "nowhere.Backend"}}, "django_ai.E002", "cannot be imported"),
-        ({"REALTIME": {"BACKEND": "django_ai.conversations.agent.ConversationAgent"}}, "django_ai.E006", "not a realtime backend class"),
-        ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": "many"}}}, "django_ai.E003", "['OPTIONS']['HISTORY_SIZE']"),
-        ({"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZ": 5}}}, "django_ai.W004", "'HISTORY_SIZ', which LocalBackend does not read"),
-        ({"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"KEY": "k", "HOST": "h"}}}, "django_ai.E010", "['OPTIONS'] is missing APP_ID, SECRET"),
-        ({"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"APP_ID": "x", "KEY": "k", "SECRET": "s", "HOST": "h"}}}, "django_ai.E014", "APP_ID is 'x'"),
-        ({"REALTIME": {"BACKEND": LOCAL}, "SSE_HISTORY_SIZE": 5}, "django_ai.W003", "DJANGO_AI['SSE_HISTORY_SIZE'] is ignored"),
+        (
+            {"REALTIME": {"BACKEND": "django_ai.conversations.agent.ConversationAgent"}},
+            "django_ai.E006",
+            "not a realtime backend class",
+        ),
+        (
+            {"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZE": "many"}}},
+            "django_ai.E003",
+            "['OPTIONS']['HISTORY_SIZE']",
+        ),
+        (
+            {"REALTIME": {"BACKEND": LOCAL, "OPTIONS": {"HISTORY_SIZ": 5}}},
+            "django_ai.W004",
+            "'HISTORY_SIZ', which LocalBackend does not read",
+        ),
+        (
+            {"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"KEY": "k", "HOST": "h"}}},
+            "django_ai.E010",
+            "['OPTIONS'] is missing APP_ID, SECRET",
+        ),
+        (
+            {"REALTIME": {"BACKEND": PUSHER, "OPTIONS": {"APP_ID": "x", "KEY": "k", "SECRET": "s", "HOST": "h"}}},
+            "django_ai.E014",
+            "APP_ID is 'x'",
+        ),
+        (
+            {"REALTIME": {"BACKEND": LOCAL}, "SSE_HISTORY_SIZE": 5},
+            "django_ai.W003",
+            "DJANGO_AI['SSE_HISTORY_SIZE'] is ignored",
+        ),
         ({"THROTTLE_RATES": ["30/min"]}, "django_ai.E016", "must be a dict"),
-        ({"THROTTLE_RATES": {"upload": "30 per minute"}}, "django_ai.E016", "['upload'] is '30 per minute', which is not a rate"),
+        (
+            {"THROTTLE_RATES": {"upload": "30 per minute"}},
+            "django_ai.E016",
+            "['upload'] is '30 per minute', which is not a rate",
+        ),
         ({"UPLOAD_THROTTLE_RATE": 30}, "django_ai.E016", "DJANGO_AI['UPLOAD_THROTTLE_RATE'] is 30"),
-        ({"THROTTLE_RATES": {"upload": "5/min"}, "UPLOAD_THROTTLE_RATE": "9/min"}, "django_ai.W003", "UPLOAD_THROTTLE_RATE, so that key is ignored"),
+        (
+            {"THROTTLE_RATES": {"upload": "5/min"}, "UPLOAD_THROTTLE_RATE": "9/min"},
+            "django_ai.W003",
+            "UPLOAD_THROTTLE_RATE, so that key is ignored",
+        ),
     ],
 )
 def test_bad_settings_are_named_with_an_id_and_a_hint(django_ai, check_id, text):
@@ -303,7 +372,11 @@ def test_missing_pusher_package_is_named_with_the_extra(monkeypatch):
     """The pusher package is installed here; a None entry in sys.modules makes its import fail the
     way it does where it is not installed."""
     monkeypatch.setitem(sys.modules, "pusher", None)
-    messages = [m for m in ours(DJANGO_AI_PUSHER={"APP_ID": "1", "KEY": "k", "SECRET": "s", "CLUSTER": "us2"}) if m.id == "django_ai.E012"]
+    messages = [
+        m
+        for m in ours(DJANGO_AI_PUSHER={"APP_ID": "1", "KEY": "k", "SECRET": "s", "CLUSTER": "us2"})
+        if m.id == "django_ai.E012"
+    ]
     assert messages and "django-ai-first[pusher]" in messages[0].hint
 
 

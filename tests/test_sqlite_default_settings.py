@@ -86,7 +86,8 @@ user = get_user_model().objects.create(username="reader")
 
 def ask(number):
     session = ConversationService.create_session("files", user=user)
-    upload = SimpleUploadedFile(f"notes{number}.txt", f"Call Bob on Monday, note {number}.".encode(), content_type="text/plain")
+    text = f"Call Bob on Monday, note {number}.".encode()
+    upload = SimpleUploadedFile(f"notes{number}.txt", text, content_type="text/plain")
     file = save_upload(upload, owner=Owner(user=user))
     result = ConversationService.send_message(session.id, "What is in this?", user=user, files=[file])
     wait_for_turns(timeout=120)  # the extraction task, when the turn did not wait for it
@@ -125,7 +126,9 @@ def default_sqlite_project(tmp_path_factory):
     }
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
@@ -145,7 +148,10 @@ def test_the_seed_file_example_reads_a_file_sent_right_after_its_upload_every_ti
     for run in runs:
         number = run["number"]
         assert run["result"]["status"] == "success", run
-        assert run["result"]["response"] == f"File analysis:\nFrom notes{number}.txt: Call Bob on Monday, note {number}....", run
+        assert (
+            run["result"]["response"]
+            == f"File analysis:\nFrom notes{number}.txt: Call Bob on Monday, note {number}...."
+        ), run
         assert run["status"] == "done", run
 
 
@@ -165,7 +171,9 @@ def test_a_file_whose_extraction_died_is_failed_and_the_turn_goes_on(default_sql
     [({}, True), ({"transaction_mode": "DEFERRED"}, False)],
     ids=["unset", "chosen by the project"],
 )
-def test_sqlite_transactions_take_the_write_lock_as_they_begin(tmp_path, django_db_blocker, options, holds_the_write_lock):
+def test_sqlite_transactions_take_the_write_lock_as_they_begin(
+    tmp_path, django_db_blocker, options, holds_the_write_lock
+):
     wrapper_class = load_backend("django.db.backends.sqlite3").DatabaseWrapper
     path = tmp_path / "db.sqlite3"
     settings_dict = {**connections["default"].settings_dict, "NAME": str(path), "OPTIONS": options}
@@ -197,7 +205,10 @@ def test_sqlite_transactions_take_the_write_lock_as_they_begin(tmp_path, django_
 )
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")  # only the check reads them here
 def test_check_warns_about_deferred_sqlite_transactions(options, warned):
-    databases = {"default": connections["default"].settings_dict, "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": options}}
+    databases = {
+        "default": connections["default"].settings_dict,
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x", "OPTIONS": options},
+    }
     with override_settings(DATABASES=databases):
         messages = [m for m in run_checks(tags=["django_ai"]) if m.id == "django_ai.W060"]
     assert bool(messages) == warned

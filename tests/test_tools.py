@@ -3,7 +3,7 @@
 import asyncio
 import json
 import threading
-from typing import Annotated, ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -39,7 +39,7 @@ class Address(BaseModel):
 
 def search_products(
     query: str,
-    tags: Optional[list[str]] = None,
+    tags: list[str] | None = None,
     sort: Literal["price", "date"] = "date",
     limit: Annotated[int, Field(ge=1, le=50, description="At most this many rows.")] = 10,
     ship_to: Address | None = None,
@@ -232,7 +232,7 @@ def test_star_args_unknown_types_and_duplicate_names_are_definition_errors():
 
     with pytest.raises(ToolDefinitionError, match=r"\*items"):
         tool_schema(many)
-    with pytest.raises(ToolDefinitionError, match="no JSON schema|opaque"):
+    with pytest.raises(ToolDefinitionError, match=r"no JSON schema|opaque"):
         tool_schema(opaque)
     with pytest.raises(ToolDefinitionError, match="NotDefinedAnywhere"):
         tool_schema(undefined)
@@ -272,12 +272,18 @@ def test_dispatch_with_json_arguments_validates_and_converts():
 
 def test_dispatch_accepts_model_tool_call_objects_and_dicts():
     model = FakeModel(replies=[FakeToolCall("schedule", {"day": "2024-01-15"}, id="call_9")])
-    response = model.completion(model="m", messages=[{"role": "user", "content": "book"}], tools=tool_schemas([schedule]))
+    response = model.completion(
+        model="m", messages=[{"role": "user", "content": "book"}], tools=tool_schemas([schedule])
+    )
     call = response.choices[0].message.tool_calls[0]
     done = dispatch_tool_call([schedule], call)
     assert (done.id, done.name, done.result) == ("call_9", "schedule", {"day": "2024-01-15", "slot": 9})
     assert json.loads(done.content) == {"day": "2024-01-15", "slot": 9}
-    as_dict = {"id": "c2", "type": "function", "function": {"name": "schedule", "arguments": '{"day": "d", "slot": 14}'}}
+    as_dict = {
+        "id": "c2",
+        "type": "function",
+        "function": {"name": "schedule", "arguments": '{"day": "d", "slot": 14}'},
+    }
     assert dispatch_tool_call([schedule], as_dict).result == {"day": "d", "slot": 14}
     assert dispatch_tool_call({"book": schedule}, "book", {"day": "d"}).result == {"day": "d", "slot": 9}
     with pytest.raises(TypeError, match="not both"):
@@ -292,7 +298,9 @@ def test_dispatch_of_a_with_context_method_injects_and_refuses_injected_argument
         dispatch_tool_call(tools, "check_eligibility", {"product_id": "pro", "user_id": 1})
     assert info.value.code == "invalid_tool_arguments"
     assert info.value.field == "user_id"
-    assert info.value.errors == [{"field": "user_id", "message": "Extra inputs are not permitted", "type": "extra_forbidden"}]
+    assert info.value.errors == [
+        {"field": "user_id", "message": "Extra inputs are not permitted", "type": "extra_forbidden"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -301,15 +309,30 @@ def test_dispatch_of_a_with_context_method_injects_and_refuses_injected_argument
         ("{not json", "invalid_tool_arguments", "not valid JSON", None),
         ("[1, 2]", "invalid_tool_arguments", "must be a JSON object, not list", None),
         ("{}", "invalid_tool_arguments", "query: Field required", "query"),
-        ('{"query": "x", "limit": 500}', "invalid_tool_arguments", "limit: Input should be less than or equal to 50", "limit"),
+        (
+            '{"query": "x", "limit": 500}',
+            "invalid_tool_arguments",
+            "limit: Input should be less than or equal to 50",
+            "limit",
+        ),
         ('{"query": "x", "sort": "name"}', "invalid_tool_arguments", "sort: Input should be 'price' or 'date'", "sort"),
-        ('{"query": "x", "ship_to": {"city": "Lyon"}}', "invalid_tool_arguments", "ship_to.street: Field required", "ship_to.street"),
+        (
+            '{"query": "x", "ship_to": {"city": "Lyon"}}',
+            "invalid_tool_arguments",
+            "ship_to.street: Field required",
+            "ship_to.street",
+        ),
     ],
 )
 def test_bad_arguments_are_reported_before_the_tool_runs(arguments, code, fragment, field):
     ran = []
 
-    def search_products(query: str, sort: Literal["price", "date"] = "date", limit: Annotated[int, Field(le=50)] = 10, ship_to: Address | None = None):
+    def search_products(
+        query: str,
+        sort: Literal["price", "date"] = "date",
+        limit: Annotated[int, Field(le=50)] = 10,
+        ship_to: Address | None = None,
+    ):
         ran.append(query)
 
     with pytest.raises(ToolCallError) as info:
@@ -348,7 +371,7 @@ def test_results_that_are_not_json_say_so():
 
     done = dispatch_tool_call([gives_object], "gives_object", None)
     with pytest.raises(TypeError, match="cannot be sent to the model as JSON"):
-        done.content
+        _ = done.content
     assert dispatch_tool_call([_address], "_address", {}).content == '{"street":"s","city":"Paris"}'
 
 
@@ -393,12 +416,22 @@ def test_adispatch_awaits_async_tools_and_runs_sync_tools_off_the_loop():
 
 def test_tool_call_collector_assembles_streamed_calls():
     model = FakeModel(
-        replies=[FakeReply(text="Checking. ", tool_calls=[FakeToolCall("schedule", {"day": "2024-02-01", "slot": 10}), FakeToolCall("convert", {"amount": 3})])],
+        replies=[
+            FakeReply(
+                text="Checking. ",
+                tool_calls=[
+                    FakeToolCall("schedule", {"day": "2024-02-01", "slot": 10}),
+                    FakeToolCall("convert", {"amount": 3}),
+                ],
+            )
+        ],
         chunk_size=5,
     )
     collector = ToolCallCollector()
     text = ""
-    for chunk in model.completion(model="m", messages=[{"role": "user", "content": "go"}], tools=[schedule, convert], stream=True):
+    for chunk in model.completion(
+        model="m", messages=[{"role": "user", "content": "go"}], tools=[schedule, convert], stream=True
+    ):
         text += chunk.choices[0].delta.content or ""
         collector.add(chunk.choices[0].delta)
     assert text == "Checking. "
@@ -435,7 +468,9 @@ class ToolLoopAgent(ConversationAgent):
         messages = [{"role": "user", "content": message}]
         stream = ResponseStream()
         for _ in range(5):
-            response = await self.model.acompletion(model="gpt-4", messages=messages, tools=tool_schemas(tools), stream=True)
+            response = await self.model.acompletion(
+                model="gpt-4", messages=messages, tools=tool_schemas(tools), stream=True
+            )
             collector = ToolCallCollector()
             async for chunk in response:
                 delta = chunk.choices[0].delta
@@ -505,7 +540,9 @@ class SyncToolAgent(ConversationAgent):
 
     def get_response(self, message, request=None, **kwargs):
         tools = [self.whoami]
-        response = self.model.completion(model="gpt-4", messages=[{"role": "user", "content": message}], tools=tool_schemas(tools))
+        response = self.model.completion(
+            model="gpt-4", messages=[{"role": "user", "content": message}], tools=tool_schemas(tools)
+        )
         calls = response.choices[0].message.tool_calls or []
         return "; ".join(dispatch_tool_call(tools, call).content for call in calls)
 

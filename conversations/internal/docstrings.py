@@ -31,7 +31,8 @@ __all__ = ["param_descriptions", "summary", "without_params"]
 _PARAMETER_KINDS = frozenset(PARAM_KEYWORDS - {"attribute"}) | {"other_param"}
 _GOOGLE_PARAM_TITLES = frozenset(s.title for s in GOOGLE_SECTIONS if s.key == "param")
 _NUMPY_PARAM_TITLES = frozenset(s.title for s in NUMPY_SECTIONS if isinstance(s, ParamSection) and s.key != "attribute")
-_REST_ENTRY = re.compile(r"^\s*:(?:%s)\s+(?:[^:]*\s)?\*{0,2}(\w+)\s*:" % "|".join(sorted(PARAM_KEYWORDS | {"type"})))
+_REST_KEYWORDS = "|".join(sorted(PARAM_KEYWORDS | {"type"}))
+_REST_ENTRY = re.compile(rf"^\s*:(?:{_REST_KEYWORDS})\s+(?:[^:]*\s)?\*{{0,2}}(\w+)\s*:")
 _NAME = re.compile(r"^\*{0,2}(\w+)")
 
 
@@ -121,7 +122,7 @@ def _entry_starts(lines: list[str], style: DocstringStyle | None, hidden: set[st
             if entry_indent is None:
                 entry_indent = indent  # the first entry sets the indent of all entries
             match = _NAME.match(stripped)
-            if indent == entry_indent and match and match.group(1) in hidden and not set(stripped) == {"-"}:
+            if indent == entry_indent and match and match.group(1) in hidden and set(stripped) != {"-"}:
                 starts.append(i)
     return starts
 

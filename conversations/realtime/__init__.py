@@ -15,12 +15,12 @@ from .events import build_event
 
 __all__ = [
     "BaseRealtimeBackend",
-    "get_backend",
-    "reset_backend",
-    "publish",
-    "session_channel",
-    "owner_channel",
     "build_event",
+    "get_backend",
+    "owner_channel",
+    "publish",
+    "reset_backend",
+    "session_channel",
 ]
 
 logger = logging.getLogger("django_ai.conversations.realtime")
@@ -51,7 +51,7 @@ def reset_backend() -> None:
     if old is not None:
         try:
             old.close()
-        except Exception:  # noqa: BLE001 - closing an old backend must not break a settings change
+        except Exception:
             logger.exception("Closing the realtime backend failed")
 
 
@@ -68,7 +68,7 @@ def publish(name: EventName | str, *, session_id: Any, channel: str | None = Non
     target = channel or session_channel(session_id)
     try:
         get_backend().send(target, str(EventName(name)), payload)
-    except Exception as exc:  # noqa: BLE001 - delivery must never break agent code
+    except Exception as exc:
         failure = f"{type(exc).__name__}: {exc}"
         if failure != _failing:
             _failing = failure

@@ -41,16 +41,16 @@ def check_realtime(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not isinstance(user, dict):
         return []  # django_ai.E001, reported by check_settings
     configured = user.get("REALTIME")
-    if configured is not None:
-        errors = _check_new_shape(configured) + _old_keys_ignored(user)
-    else:
-        errors = _check_old_keys(user)
+    errors = _check_new_shape(configured) + _old_keys_ignored(user) if configured is not None else _check_old_keys(user)
     if any(error.is_serious() for error in errors):
         return errors
     try:
         config = ai_settings.realtime_config()
     except ImproperlyConfigured as exc:
-        return [*errors, checks.Error(str(exc), hint="Fix the realtime settings (docs/settings.md).", id="django_ai.E015")]
+        return [
+            *errors,
+            checks.Error(str(exc), hint="Fix the realtime settings (docs/settings.md).", id="django_ai.E015"),
+        ]
     backend = config["BACKEND"]
     if configured is not None:
         errors += _check_options(backend, config["OPTIONS"])
@@ -86,7 +86,8 @@ def _not_a_backend(value: Any, name: str) -> list[checks.CheckMessage]:
         return [
             checks.Error(
                 f"{name} = {value!r} is not a realtime backend class.",
-                hint="Point it at a subclass of django_ai.conversations.realtime.base.BaseRealtimeBackend, or remove it.",
+                hint="Point it at a subclass of django_ai.conversations.realtime.base.BaseRealtimeBackend, or remove "
+                "it.",
                 id="django_ai.E006",
             )
         ]
@@ -99,8 +100,14 @@ def _check_new_shape(configured: Any) -> list[checks.CheckMessage]:
         "'OPTIONS': {...}} (docs/settings.md)."
     )
     if not isinstance(configured, dict):
-        return [checks.Error(f"DJANGO_AI['REALTIME'] must be a dict, not {type(configured).__name__}.", hint=hint, id="django_ai.E015")]
-    errors = [
+        return [
+            checks.Error(
+                f"DJANGO_AI['REALTIME'] must be a dict, not {type(configured).__name__}.",
+                hint=hint,
+                id="django_ai.E015",
+            )
+        ]
+    errors: list[checks.CheckMessage] = [
         checks.Error(f"DJANGO_AI['REALTIME'] has an unknown key {key!r}.", hint=hint, id="django_ai.E015")
         for key in configured
         if key not in ("BACKEND", "OPTIONS")
@@ -111,7 +118,9 @@ def _check_new_shape(configured: Any) -> list[checks.CheckMessage]:
         errors += _not_a_backend(configured["BACKEND"], "DJANGO_AI['REALTIME']['BACKEND']")
     options = configured.get("OPTIONS")
     if options is not None and not isinstance(options, dict):
-        errors.append(checks.Error(f"{NEW_OPTIONS} must be a dict, not {type(options).__name__}.", hint=hint, id="django_ai.E015"))
+        errors.append(
+            checks.Error(f"{NEW_OPTIONS} must be a dict, not {type(options).__name__}.", hint=hint, id="django_ai.E015")
+        )
     return errors
 
 
@@ -124,7 +133,8 @@ def _old_keys_ignored(user: dict[str, Any]) -> list[checks.CheckMessage]:
     return [
         checks.Warning(
             f"DJANGO_AI['REALTIME'] is set, so {', '.join(old)} {'is' if len(old) == 1 else 'are'} ignored.",
-            hint="Move their values into DJANGO_AI['REALTIME']['OPTIONS'] (docs/settings.md lists the new names) and remove them.",
+            hint="Move their values into DJANGO_AI['REALTIME']['OPTIONS'] (docs/settings.md lists the new names) and "
+            "remove them.",
             id="django_ai.W003",
         )
     ]
@@ -143,7 +153,8 @@ def _check_old_keys(user: dict[str, Any]) -> list[checks.CheckMessage]:
         errors.append(
             checks.Error(
                 str(exc),
-                hint="Set DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']) to a dict with APP_ID, KEY, SECRET and CLUSTER or HOST/PORT.",
+                hint="Set DJANGO_AI_PUSHER (or DJANGO_AI['PUSHER']) to a dict with APP_ID, KEY, SECRET and CLUSTER "
+                "or HOST/PORT.",
                 id="django_ai.E013",
             )
         )
@@ -157,7 +168,8 @@ def _check_number(value: Any, option: str, name: str) -> list[checks.CheckMessag
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         return [
             checks.Error(
-                f"{name} is {value!r}; it must be a number from {low} to {high}{' or None (no limit)' if none_allowed else ''}.",
+                f"{name} is {value!r}; it must be a number from {low} to "
+                f"{high}{' or None (no limit)' if none_allowed else ''}.",
                 hint=f"Set {name} to a number in that range, or remove it to use the backend's default.",
                 id="django_ai.E003",
             )
@@ -189,7 +201,8 @@ def _check_pusher(options: dict[str, Any], where: str) -> list[checks.CheckMessa
         errors.append(
             checks.Error(
                 f"{where} is missing {', '.join(missing)}.",
-                hint="Copy APP_ID, KEY and SECRET from your Pusher app (or your soketi config), plus CLUSTER or HOST/PORT.",
+                hint="Copy APP_ID, KEY and SECRET from your Pusher app (or your soketi config), plus CLUSTER or "
+                "HOST/PORT.",
                 id="django_ai.E010",
             )
         )
@@ -197,7 +210,8 @@ def _check_pusher(options: dict[str, Any], where: str) -> list[checks.CheckMessa
         errors.append(
             checks.Error(
                 f"{where} has neither CLUSTER nor HOST.",
-                hint="Set CLUSTER (e.g. 'us2') for hosted Pusher, or HOST and PORT for a Pusher-protocol server such as soketi.",
+                hint="Set CLUSTER (e.g. 'us2') for hosted Pusher, or HOST and PORT for a Pusher-protocol server such "
+                "as soketi.",
                 id="django_ai.E011",
             )
         )

@@ -33,7 +33,7 @@ from typing import Any
 from ..constants import EventName
 from .events import event_timestamp, new_event_id
 
-__all__ = ["Coalescer", "OutgoingEvent", "FlushMarker", "utf16_len", "split_text", "encoded_size"]
+__all__ = ["Coalescer", "FlushMarker", "OutgoingEvent", "encoded_size", "split_text", "utf16_len"]
 
 TEXT_CHUNK = str(EventName.TEXT_CHUNK)
 
@@ -69,11 +69,11 @@ def split_text(text: str, budget: int) -> list[str]:
         # A character takes at most 6 bytes in JSON (\u00XX escapes); start optimistic and shrink.
         n = min(rest, budget - 2)
         while True:
-            size = encoded_size(text[start:start + n])
+            size = encoded_size(text[start : start + n])
             if size <= budget:
                 break
             n = max(1, min(n - 1, n * (budget - 2) // size))
-        pieces.append(text[start:start + n])
+        pieces.append(text[start : start + n])
         start += n
     return pieces
 
@@ -308,14 +308,30 @@ class Coalescer:
 
         def event(piece: str, start: int, first: int, last: int) -> OutgoingEvent:
             payload = dict(run.template)
-            payload.update(id=new_event_id(), timestamp=event_timestamp(), first_sequence=first, sequence=last, offset=start, text=piece)
+            payload.update(
+                id=new_event_id(),
+                timestamp=event_timestamp(),
+                first_sequence=first,
+                sequence=last,
+                offset=start,
+                text=piece,
+            )
             return OutgoingEvent(run.channel, TEXT_CHUNK, payload)
 
         if self.max_event_bytes is None:
             return [event(text, offset, run.first_sequence, run.sequence)]
         # Sized with the longest id and timestamp an event gets (an ISO time with microseconds).
-        overhead = encoded_size({**run.template, "id": "0" * 32, "timestamp": "0" * 32, "first_sequence": run.sequence,
-                                 "sequence": run.sequence, "offset": offset + utf16_len(text), "text": ""})
+        overhead = encoded_size(
+            {
+                **run.template,
+                "id": "0" * 32,
+                "timestamp": "0" * 32,
+                "first_sequence": run.sequence,
+                "sequence": run.sequence,
+                "offset": offset + utf16_len(text),
+                "text": "",
+            }
+        )
         budget = self.max_event_bytes - overhead
         if encoded_size(text) <= budget:
             return [event(text, offset, run.first_sequence, run.sequence)]

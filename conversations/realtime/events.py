@@ -9,7 +9,7 @@ from typing import Any
 
 from ..constants import EventName
 
-__all__ = ["build_event", "new_event_id", "event_timestamp", "truncated_event", "ENVELOPE_FIELDS"]
+__all__ = ["ENVELOPE_FIELDS", "build_event", "event_timestamp", "new_event_id", "truncated_event"]
 
 
 def new_event_id() -> str:
@@ -37,8 +37,19 @@ def build_event(name: EventName | str, *, session_id: Any, **data: Any) -> dict[
 #: What a trimmed event keeps of its payload (when present): the envelope and the ids a client
 #: needs to read the full row through the bridge.
 ENVELOPE_FIELDS = (
-    "id", "session_id", "timestamp", "message_id", "widget_id", "widget_type", "message_type",
-    "sequence", "status", "model", "operation", "pks", "operation_id",
+    "id",
+    "session_id",
+    "timestamp",
+    "message_id",
+    "widget_id",
+    "widget_type",
+    "message_type",
+    "sequence",
+    "status",
+    "model",
+    "operation",
+    "pks",
+    "operation_id",
 )
 
 

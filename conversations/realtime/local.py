@@ -37,7 +37,7 @@ from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
 from .sender import EventSender
 
-__all__ = ["LocalBackend", "Broker", "Subscription", "StoredEvent", "TooManyStreams"]
+__all__ = ["Broker", "LocalBackend", "StoredEvent", "Subscription", "TooManyStreams"]
 
 logger = logging.getLogger("django_ai.conversations.realtime")
 
@@ -114,7 +114,7 @@ class Subscription:
         """Block until there is something to drain (or the subscription closed); False on timeout."""
         return self._ready.wait(timeout)
 
-    async def wait_async(self, timeout: float | None) -> bool:
+    async def wait_async(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - wait()'s twin, same argument
         if self._async_ready is None:
             self._loop = asyncio.get_running_loop()
             self._async_ready = asyncio.Event()
@@ -154,7 +154,9 @@ class Broker:
         with self._lock:
             self._seq += 1
             data = encode({**payload, "channel": channel})
-            item = StoredEvent(self._seq, channel, event, f"id: {self.event_id(self._seq)}\nevent: {event}\ndata: {data}\n\n")
+            item = StoredEvent(
+                self._seq, channel, event, f"id: {self.event_id(self._seq)}\nevent: {event}\ndata: {data}\n\n"
+            )
             if self.history_size > 0:
                 history = self._history.get(channel)
                 if history is None:

@@ -44,6 +44,5 @@ class MemoryBackend(BaseRealtimeBackend):
         with self._lock:
             items = list(self.events)
         return [
-            e for e in items
-            if (event is None or e.event == str(event)) and (channel is None or e.channel == channel)
+            e for e in items if (event is None or e.event == str(event)) and (channel is None or e.channel == channel)
         ]

@@ -116,7 +116,8 @@ class PusherBackend(BaseRealtimeBackend):
         app_id = str(options["APP_ID"])
         if not app_id.isdigit():
             raise ImproperlyConfigured(
-                f"APP_ID of {OPTIONS_NAME} is {app_id!r}; Pusher app ids are numeric (set SOKETI_DEFAULT_APP_ID to a number for soketi)."
+                f"APP_ID of {OPTIONS_NAME} is {app_id!r}; Pusher app ids are numeric (set SOKETI_DEFAULT_APP_ID to a "
+                "number for soketi)."
             )
         port = options.get("PORT")
         return pusher.Pusher(

@@ -29,7 +29,7 @@ def _cut(text: str, units: int) -> str | None:
     """``text`` without its first ``units`` UTF-16 code units; None if that splits a character."""
     if text.isascii():
         return text[units:]
-    raw = text.encode("utf-16-le")[2 * units:]
+    raw = text.encode("utf-16-le")[2 * units :]
     try:
         return raw.decode("utf-16-le")
     except UnicodeDecodeError:

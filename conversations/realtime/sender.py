@@ -60,7 +60,12 @@ class EventSender:
         self.retries = retries
         self.retry_delay = retry_delay
         self.outage_backoff = outage_backoff
-        self._config = dict(window=window, max_batch=max_batch, max_event_bytes=max_event_bytes, max_pending=max_pending)
+        self._config: dict[str, Any] = {
+            "window": window,
+            "max_batch": max_batch,
+            "max_event_bytes": max_event_bytes,
+            "max_pending": max_pending,
+        }
         self._setup()
         _live_senders.add(self)
 
@@ -168,7 +173,7 @@ class EventSender:
             self.requests += 1
             try:
                 self.deliver(events)
-            except Exception:  # noqa: BLE001 - logged once per outage below; agent code never sees it
+            except Exception:
                 self.failures += 1
                 if attempt + 1 < attempts:
                     time.sleep(self.retry_delay * (attempt + 1))
@@ -177,12 +182,11 @@ class EventSender:
                 if not self._failing:
                     self._failing = True
                     self._lost_before_outage = self.lost - len(events)
-                    logger.error(
+                    logger.exception(
                         "Realtime delivery through the %s backend failed; %d event(s) were not sent. "
                         "Further failures are not logged until delivery works again.",
                         self.name,
                         len(events),
-                        exc_info=True,
                     )
                 else:
                     logger.debug("Realtime delivery through the %s backend still failing", self.name, exc_info=True)
@@ -206,5 +210,5 @@ def _flush_at_exit() -> None:
     for sender in list(_live_senders):
         try:
             sender.close(SHUTDOWN_FLUSH_TIMEOUT)
-        except Exception:  # noqa: BLE001 - interpreter shutdown: report and carry on with the others
+        except Exception:
             logger.exception("Flushing realtime events at exit failed")

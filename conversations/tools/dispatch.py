@@ -32,6 +32,7 @@ class _Request:
 
 def _read_call(call: Any, arguments: Any, call_id: str | None) -> _Request:
     """Accept a name plus arguments, or a tool call as the model returned it (object or dict)."""
+    name: Any
     if isinstance(call, str):
         name = call
     else:
@@ -41,7 +42,9 @@ def _read_call(call: Any, arguments: Any, call_id: str | None) -> _Request:
             function = call.get("function", call)
             call_id = call_id or call.get("id")
             name = function.get("name") if isinstance(function, Mapping) else getattr(function, "name", None)
-            arguments = function.get("arguments") if isinstance(function, Mapping) else getattr(function, "arguments", None)
+            arguments = (
+                function.get("arguments") if isinstance(function, Mapping) else getattr(function, "arguments", None)
+            )
         else:
             function = getattr(call, "function", call)
             call_id = call_id or getattr(call, "id", None)
@@ -79,7 +82,9 @@ def _parse_arguments(name: str, arguments: Any, call_id: str | None) -> dict[str
     return dict(arguments)
 
 
-def _prepare(tools: Any, call: Any, arguments: Any, call_id: str | None) -> tuple[Callable[..., Any], _Request, list[Any], dict[str, Any], dict[str, Any]]:
+def _prepare(
+    tools: Any, call: Any, arguments: Any, call_id: str | None
+) -> tuple[Callable[..., Any], _Request, list[Any], dict[str, Any], dict[str, Any]]:
     request = _read_call(call, arguments, call_id)
     named = named_tools(tools)
     func = named.get(request.name)
@@ -99,7 +104,7 @@ def _prepare(tools: Any, call: Any, arguments: Any, call_id: str | None) -> tupl
             {"field": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors)
+        summary = "; ".join(f"{e['field']}: {e['message']}" if e["field"] else str(e["message"]) for e in errors)
         raise ToolCallError(
             f"Invalid arguments for tool {request.name!r}: {summary}.",
             code="invalid_tool_arguments",
@@ -150,7 +155,9 @@ def dispatch_tool_call(
         result = async_to_sync(func)(*args, **kwargs)
     else:
         result = func(*args, **kwargs)
-    return ToolCall(name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments)
+    return ToolCall(
+        name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments
+    )
 
 
 async def adispatch_tool_call(
@@ -171,7 +178,9 @@ async def adispatch_tool_call(
         result = await func(*args, **kwargs)
     else:
         result = await _run_sync(func, args, kwargs)
-    return ToolCall(name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments)
+    return ToolCall(
+        name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments
+    )
 
 
 async def _run_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -187,4 +196,5 @@ async def _run_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str,
 
 
 def _is_async(func: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+    # An instance whose __call__ is async is an async tool too.
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)

@@ -53,7 +53,11 @@ class ToolCallError(ConversationError, ValueError):
         error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.errors:
             error["errors"] = self.errors
-        message: dict[str, Any] = {"role": "tool", "tool_call_id": self.call_id, "content": json.dumps({"error": error})}
+        message: dict[str, Any] = {
+            "role": "tool",
+            "tool_call_id": self.call_id,
+            "content": json.dumps({"error": error}),
+        }
         if self.tool_name:
             message["name"] = self.tool_name
         return message

@@ -58,7 +58,7 @@ def spec_of(func: Callable[..., Any]) -> ToolSpec:
     if isinstance(func, (staticmethod, classmethod)):
         func = func.__func__
     bound = inspect.ismethod(func)
-    cache, key = (_bound_specs, func.__func__) if bound else (_specs, func)
+    cache, key = (_bound_specs, getattr(func, "__func__", func)) if bound else (_specs, func)
     try:
         found = cache.get(key)
     except TypeError:  # not weak-referenceable: build every time
@@ -120,7 +120,7 @@ def _build_spec(func: Callable[..., Any]) -> ToolSpec:
         fields[internal] = (annotated, default)
         layout.append((p.name, internal, p.kind))
     try:
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{name}_arguments",
             __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
@@ -184,7 +184,9 @@ def tool_schemas(funcs: Iterable[Callable[..., Any]] | Mapping[str, Callable[...
     return [tool_schema(func, name=tool_name) for tool_name, func in named_tools(funcs).items()]
 
 
-def named_tools(funcs: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+def named_tools(
+    funcs: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]],
+) -> dict[str, Callable[..., Any]]:
     if isinstance(funcs, Mapping):
         return dict(funcs)
     if callable(funcs):

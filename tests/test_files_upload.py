@@ -324,3 +324,29 @@ def test_allowed_types_patterns():
         assert is_allowed_type("image/png") and not is_allowed_type("text/plain")
     with override_settings(DJANGO_AI={"ALLOWED_UPLOAD_TYPES": None}):
         assert is_allowed_type("application/x-msdownload")
+
+
+def test_a_cross_site_upload_cannot_plant_a_file_in_a_new_visitors_session(media):
+    """A multipart POST needs no CORS preflight, so a foreign page could submit one with the
+    victim's cookies. Without an anonymous id yet, the upload would create one in the victim's
+    session: it must pass Django's CSRF check first."""
+    from django_ai.conversations.owners import new_anonymous_id  # moved here whole from test_security_review.py
+
+    attacker = Client(enforce_csrf_checks=True)
+    response = attacker.post(API + "files/", {"file": SimpleUploadedFile("note.txt", b"planted")})
+    assert response.status_code == 403
+    assert error_codes(response) == ["permission_denied"]
+    assert File.objects.count() == 0
+    # The page's own script (CSRF cookie + header) and stateless clients (header id) still upload.
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/")  # the demo page sets the csrftoken cookie
+    token = browser.cookies["csrftoken"].value
+    ok = browser.post(API + "files/", {"file": SimpleUploadedFile("note.txt", b"mine")}, HTTP_X_CSRFTOKEN=token)
+    assert ok.status_code == 201, ok.json()
+    stateless = Client(enforce_csrf_checks=True)
+    ok = stateless.post(
+        API + "files/", {"file": SimpleUploadedFile("note.txt", b"mine too")},
+        HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(),
+    )
+    assert ok.status_code == 201, ok.json()
+    assert File.objects.count() == 2

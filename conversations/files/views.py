@@ -24,11 +24,11 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from ..bridge.base import BridgeAPIView
+from ..api.views import BaseAPIView as BridgeAPIView
+from ..bridge.catalog import get_exposed
 from ..bridge.errors import OperationNotAllowed
 from ..bridge.permissions import resolve_permission
 from ..bridge.query import serialize_instance
-from ..bridge.registry import get_exposed
 from ..bridge.throttles import AnonymousAddressThrottle
 from ..conf import ai_settings
 from ..constants import BridgeAction, ErrorCode, SessionStatus

@@ -29,7 +29,7 @@ from rest_framework.request import Request
 from ..api.parsing import StrictJSONParser
 from ..api.views import BaseAPIView
 from ..bridge.throttles import client_address
-from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX
+from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX, ErrorCode
 from ..exceptions import InvalidRealtimeRequest, RealtimeNotAvailable
 from ..owners import get_owner
 from . import get_backend
@@ -68,11 +68,11 @@ class RealtimeAuthView(RealtimeView):
         socket_id = data.get("socket_id")
         channel_name = data.get("channel_name")
         if not isinstance(channel_name, str) or not channel_name:
-            raise InvalidRealtimeRequest("channel_name is required.", code="required", field="channel_name")
+            raise InvalidRealtimeRequest("channel_name is required.", code=ErrorCode.REQUIRED, field="channel_name")
         if not isinstance(socket_id, str) or not SOCKET_ID.match(socket_id):
             raise InvalidRealtimeRequest(
                 "socket_id must be the Pusher connection's socket id, e.g. '1234.5678'.",
-                code="invalid_socket_id",
+                code=ErrorCode.INVALID_SOCKET_ID,
                 field="socket_id",
             )
         authorize_channel(request, channel_name)
@@ -98,10 +98,10 @@ class RealtimeEventsView(RealtimeView):
             )
         channels = list(dict.fromkeys(request.query_params.getlist("channel")))
         if not channels:
-            raise InvalidRealtimeRequest("Give at least one channel: ?channel=<name>.", code="required", field="channel")
+            raise InvalidRealtimeRequest("Give at least one channel: ?channel=<name>.", code=ErrorCode.REQUIRED, field="channel")
         if len(channels) > MAX_STREAM_CHANNELS:
             raise InvalidRealtimeRequest(
-                f"One stream reads at most {MAX_STREAM_CHANNELS} channels.", code="too_many_channels", field="channel"
+                f"One stream reads at most {MAX_STREAM_CHANNELS} channels.", code=ErrorCode.TOO_MANY_CHANNELS, field="channel"
             )
         for channel in channels:
             authorize_channel(request, channel)

@@ -1,6 +1,6 @@
 """The shop's models exposed through the bridge, as a project does it in ``AppConfig.ready()``.
 
-Tests that reset the bridge registry (``fresh_bridge``) call :func:`expose_shop` again.
+Tests that reset the exposed models (``fresh_bridge``) call :func:`expose_shop` again.
 """
 
 from __future__ import annotations

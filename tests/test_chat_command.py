@@ -82,7 +82,7 @@ def test_new_starts_another_conversation_and_tools_are_shown():
 def test_after_new_the_reply_still_streams():
     """The streamed part of a reply that then fails is shown: in the first conversation and in
     the one /new starts (its events were not followed)."""
-    from agents.test_agents import StreamTestAgent, mixed_text
+    from tests.sdk_agents import StreamTestAgent, mixed_text
     from django_ai.conversations.registry import register_agent
 
     register_agent("stream-test", StreamTestAgent)

@@ -29,3 +29,18 @@ def test_demo_setup_migrates_a_fresh_database_and_creates_the_login(tmp_path):
         [(is_superuser,)] = db.execute("SELECT is_superuser FROM auth_user WHERE username = 'demo'").fetchall()
         assert is_superuser
         assert db.execute("SELECT count(*) FROM django_migrations WHERE app = 'django_ai_conversations'").fetchone()[0] > 0
+
+
+def test_the_demo_has_its_own_agents_and_the_sdk_tests_have_theirs():
+    """``./dev demo`` (backend.settings) lists the demo's agents only; the test settings, which the
+    SDK's test server runs, add the SDK tests' agents of tests/sdk_agents.py."""
+    from django_ai.conversations.registry import registry
+    from tests.sdk_agents import StreamTestAgent
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings"}
+    env.pop("DJANGO_AI_SETTINGS_JSON", None)
+    code = "import django; django.setup(); from django_ai.conversations.registry import registry; print(registry.paths())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['echo', 'files', 'sales', 'support', 'writer']"
+    assert registry.get("stream-test") is StreamTestAgent

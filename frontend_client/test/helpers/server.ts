@@ -2,7 +2,7 @@
  * The demo backend for the SDK and browser tests: `manage.py runserver` on a free port of
  * 127.0.0.1 with a fresh SQLite database in a temporary folder, under the test settings
  * (`tests.settings`: the demo's plus the `shop` app of tests/shop, project models with an integer
- * and a named string pk, and the test-only agents of agents/test_agents.py such as "stream-test";
+ * and a named string pk, and the test-only agents of tests/sdk_agents.py such as "stream-test";
  * `./dev demo` never has them).
  *
  * scripts/test-js.sh starts one for the whole run and passes its URL in DJANGO_AI_TEST_SERVER;

@@ -1,11 +1,12 @@
 """Agents for the SDK's tests, registered only by the test settings (``tests.settings``,
-``DJANGO_AI["AGENTS"]``), which the SDK's test server runs.
+``DJANGO_AI["AGENTS"]``), which the SDK's test server runs. They live with the tests, not with the
+demo's agents (``agents/``), so that ``./dev demo`` (``backend.settings``) never has them.
 
 - ``stream-test``: ``StreamTestAgent`` streams text chosen by the message, to check how clients
   rebuild a reply from coalesced and split ``text_chunk`` events (docs/protocol.md, "Text chunks").
 
-They are not part of the demo: the demo page lists them only on a server started with the test
-settings (frontend_client/test/helpers/server.ts does).
+The demo page lists them only on a server started with the test settings
+(frontend_client/test/helpers/server.ts does).
 """
 
 from __future__ import annotations

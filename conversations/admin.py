@@ -8,13 +8,21 @@ session has rows for them: no empty "widgets" table under every conversation.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from .files.extraction.tasks import reextract
 from .models import ConversationMessage, ConversationSession, ConversationWidget, File
+from .turns.scheduling import rerun_messages
 
 #: Characters shown of a title, an owner's name or a message's content in a list cell.
 TITLE_CHARS = 40
@@ -38,13 +46,13 @@ def _short(text: str, chars: int) -> str:
     return format_html('<span title="{}">{}</span>', Truncator(flat).chars(1000), short)
 
 
-def _short_id(obj: object) -> str:
-    full = str(obj.pk)  # type: ignore[attr-defined]
+def _short_id(obj: models.Model) -> str:
+    full = str(obj.pk)
     return format_html('<code title="{}">{}</code>', full, full[:8])
 
 
-def _when(value: object) -> str:
-    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "-"  # type: ignore[arg-type]
+def _when(value: datetime | None) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
 class ShownWhenFilledInline(admin.TabularInline):
@@ -53,7 +61,9 @@ class ShownWhenFilledInline(admin.TabularInline):
 
     extra = 0
 
-    def has_rows(self, obj: object) -> bool:
+    fk_name: str
+
+    def has_rows(self, obj: models.Model) -> bool:
         return self.model._default_manager.filter(**{self.fk_name: obj}).exists()
 
 
@@ -66,7 +76,7 @@ class MessageInline(ShownWhenFilledInline):
     show_change_link = True
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
     @admin.display(description="content")
@@ -88,17 +98,33 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     list_filter = ("status", "agent_path", "created_at")
     search_fields = ("id", "title", "agent_path", "user__username", "user__email", "messages__content")
-    readonly_fields = ("id", "created_at", "updated_at", "last_message_at", "context_view", "active_turn", "turn_heartbeat_at")
+    readonly_fields = (
+        "id",
+        "created_at",
+        "updated_at",
+        "last_message_at",
+        "context_view",
+        "active_turn",
+        "turn_heartbeat_at",
+    )
     exclude = ("context",)
     raw_id_fields = ("user",)
     date_hierarchy = "created_at"
     inlines = [MessageInline, WidgetInline]
 
-    def get_inline_instances(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_inline_instances(
+        self, request: HttpRequest, obj: ConversationSession | None = None
+    ) -> list[InlineModelAdmin[Any, Any]]:
         inlines = super().get_inline_instances(request, obj)
-        return [inline for inline in inlines if obj is not None and inline.has_rows(obj)]
+        return [
+            inline
+            for inline in inlines
+            if obj is not None and (not isinstance(inline, ShownWhenFilledInline) or inline.has_rows(obj))
+        ]
 
-    def get_search_results(self, request, queryset, search_term):  # type: ignore[no-untyped-def]
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ConversationSession], search_term: str
+    ) -> tuple[QuerySet[ConversationSession], bool]:
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         return queryset, True if search_term else may_have_duplicates
 
@@ -131,11 +157,20 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     search_fields = ("id", "content", "session__id")
     raw_id_fields = ("session", "reply_to")
     filter_horizontal = ("files",)
-    readonly_fields = ("id", "timestamp", "updated_at", "metrics_view", "started_at", "finished_at", "attempts", "cancel_requested_at")
+    readonly_fields = (
+        "id",
+        "timestamp",
+        "updated_at",
+        "metrics_view",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "cancel_requested_at",
+    )
     date_hierarchy = "timestamp"
     actions = ["rerun_failed"]
 
-    def get_changeform_initial_data(self, request):  # type: ignore[no-untyped-def]
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         # A user message added here is answered by the agent (enqueued on save): start it pending.
         initial = super().get_changeform_initial_data(request)
         initial.setdefault("message_type", "user")
@@ -171,17 +206,15 @@ class ConversationMessageAdmin(admin.ModelAdmin):
         return _pretty_json(obj.metrics)
 
     @admin.action(description="Re-run the selected failed messages", permissions=["change"])
-    def rerun_failed(self, request, queryset):  # type: ignore[no-untyped-def]
-        from django.contrib import messages
-
-        from .turns.scheduling import rerun_messages
-
+    def rerun_failed(self, request: HttpRequest, queryset: QuerySet[ConversationMessage]) -> None:
         requeued = rerun_messages(queryset)
         if requeued:
             self.message_user(request, f"{len(requeued)} message(s) queued to be answered again.", messages.SUCCESS)
         else:
             self.message_user(
-                request, "None of the selected messages failed (or answers a failed message): nothing to re-run.", messages.WARNING
+                request,
+                "None of the selected messages failed (or answers a failed message): nothing to re-run.",
+                messages.WARNING,
             )
 
 
@@ -203,10 +236,6 @@ class FileAdmin(admin.ModelAdmin):
     actions = ["reextract_selected"]
 
     @admin.action(description="Extract the text of the selected files again", permissions=["change"])
-    def reextract_selected(self, request, queryset):  # type: ignore[no-untyped-def]
-        from django.contrib import messages
-
-        from .files.extraction.tasks import reextract
-
+    def reextract_selected(self, request: HttpRequest, queryset: QuerySet[File]) -> None:
         count = reextract(queryset)
         self.message_user(request, f"Text extraction of {count} file(s) was queued again.", messages.SUCCESS)

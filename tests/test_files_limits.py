@@ -205,17 +205,19 @@ def extract_row(data: bytes, filename: str, content_type: str) -> File:
     return run_extraction(file.pk)
 
 
-def bounded(run):
-    """Run ``run()`` and return it with the growth of this process's peak RSS and the extraction
-    process's peak RSS; the extraction process is the same one afterwards (the bomb did not take
-    it down)."""
+def bounded_extraction(data: bytes, filename: str, content_type: str) -> File:
+    """Extract a stored file of ``data`` and return it, checking that neither this process's peak
+    RSS nor the extraction process's grew past their bounds, and that the extraction process is
+    the same one afterwards (the bomb did not take it down)."""
     child = extraction_process()
     reset_peak_rss()
     reset_peak_rss(child)
     before = peak_rss()
-    outcome = run()
+    file = extract_row(data, filename, content_type)
     assert isolated.running_process()[0] == child
-    return outcome, peak_rss() - before, peak_rss(child)
+    assert peak_rss() - before < TEST_PROCESS_GROWTH
+    assert peak_rss(child) < EXTRACTION_PROCESS_PEAK
+    return file
 
 
 @needs_proc
@@ -225,12 +227,10 @@ def test_a_pdf_with_a_huge_blank_page_fails_as_too_complex():
     the page is not OCR'd, and with no text of its own the file fails."""
     data = blank_pdf(5000, 5000)
     assert len(data) < 400
-    file, growth, child_peak = bounded(lambda: extract_row(data, "poster.pdf", "application/pdf"))
+    file = bounded_extraction(data, "poster.pdf", "application/pdf")
     assert file.extraction_status == ExtractionStatus.FAILED
     assert file.metadata["extraction"]["error_code"] == "too_complex"
     assert "too large to read their text with OCR" in file.extraction_error
-    assert growth < TEST_PROCESS_GROWTH
-    assert child_peak < EXTRACTION_PROCESS_PEAK
 
 
 @needs_proc
@@ -238,14 +238,12 @@ def test_a_word_file_holding_300_mb_of_xml_fails_as_too_complex():
     """2.3 MB packed, 300 MB unpacked: refused from the zip's directory, nothing is unpacked."""
     data = xml_docx(300)
     assert len(data) < 3 * MB
-    file, growth, child_peak = bounded(lambda: extract_row(data, "notes.docx", DOCX))
+    file = bounded_extraction(data, "notes.docx", DOCX)
     assert file.extraction_status == ExtractionStatus.FAILED
     assert file.metadata["extraction"]["error_code"] == "too_complex"
     assert file.extraction_error == (
         "The file is too large to read on this server: its contents unpack to more than 256 MB."
     )
-    assert growth < TEST_PROCESS_GROWTH
-    assert child_peak < EXTRACTION_PROCESS_PEAK
 
 
 @needs_proc
@@ -255,12 +253,10 @@ def test_a_word_file_that_lies_about_its_size_is_read_as_a_stream():
     the read ends at MAX_EXTRACTED_TEXT_LENGTH."""
     data = xml_docx(300, claimed_size=10_000)
     with override_settings(DJANGO_AI={"MAX_EXTRACTED_TEXT_LENGTH": 1000}):
-        file, growth, child_peak = bounded(lambda: extract_row(data, "notes.docx", DOCX))
+        file = bounded_extraction(data, "notes.docx", DOCX)
     assert file.extraction_status == ExtractionStatus.DONE
     assert file.extracted_text_truncated is True
     assert file.extracted_text.split() == ["bomb"] * len(file.extracted_text.split())
-    assert growth < TEST_PROCESS_GROWTH
-    assert child_peak < EXTRACTION_PROCESS_PEAK
 
 
 @needs_proc
@@ -270,14 +266,12 @@ def test_an_image_of_400_million_pixels_fails_as_too_complex():
     from the header before tesseract reads it."""
     data = blank_png(20_000, 20_000)
     assert len(data) < 500_000
-    file, growth, child_peak = bounded(lambda: extract_row(data, "scan.png", "image/png"))
+    file = bounded_extraction(data, "scan.png", "image/png")
     assert file.extraction_status == ExtractionStatus.FAILED
     assert file.metadata["extraction"]["error_code"] == "too_complex"
     assert file.extraction_error == (
         "The image is too large to read its text: 20,000 x 20,000 pixels, more than the 25 million this server reads."
     )
-    assert growth < TEST_PROCESS_GROWTH
-    assert child_peak < EXTRACTION_PROCESS_PEAK
 
 
 @needs_proc
@@ -404,16 +398,21 @@ def test_a_killed_extraction_process_is_replaced_and_the_files_are_read():
     assert isolated.running_process()[0] == replacement
 
 
+def plain_extraction(data: bytes, filename: str, content_type: str, *, max_length: int):
+    """The plain-text extractor's result for ``data`` and the peak of Python memory it allocated."""
+    source = ExtractionSource.from_bytes(data, filename=filename, content_type=content_type)
+    tracemalloc.start()
+    try:
+        result = PlainTextExtractor().extract(source, timeout=30, max_length=max_length)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_plain_text_is_cut_while_it_is_read():
     """20 MB of text, 1000 characters kept: never decoded whole."""
     data = ("word " * (4 * MB)).encode()
-    source = ExtractionSource.from_bytes(data, filename="big.txt", content_type="text/plain")
-    tracemalloc.start()
-    try:
-        result = PlainTextExtractor().extract(source, timeout=30, max_length=1000)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = plain_extraction(data, "big.txt", "text/plain", max_length=1000)
     assert result.truncated is True
     assert result.text == ("word " * 200)
     assert peak < 2 * MB
@@ -422,13 +421,7 @@ def test_plain_text_is_cut_while_it_is_read():
 def test_plain_html_is_cut_while_it_is_read():
     """17 MB of HTML, 100 characters kept: one piece of 256 KB is parsed, not the document."""
     page = ("<html><head><title>Big</title></head><body>" + "<p>one   two</p>\n" * MB + "</body></html>").encode()
-    source = ExtractionSource.from_bytes(page, filename="big.html", content_type="text/html")
-    tracemalloc.start()
-    try:
-        result = PlainTextExtractor().extract(source, timeout=30, max_length=100)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = plain_extraction(page, "big.html", "text/html", max_length=100)
     assert result.truncated is True
     assert result.text.startswith("Big\n\none two\n\none two")
     assert len(result.text) == 100

@@ -345,7 +345,8 @@ def test_a_cross_site_upload_cannot_plant_a_file_in_a_new_visitors_session(media
     assert ok.status_code == 201, ok.json()
     stateless = Client(enforce_csrf_checks=True)
     ok = stateless.post(
-        API + "files/", {"file": SimpleUploadedFile("note.txt", b"mine too")},
+        API + "files/",
+        {"file": SimpleUploadedFile("note.txt", b"mine too")},
         HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(),
     )
     assert ok.status_code == 201, ok.json()

@@ -19,7 +19,8 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.throttling import SimpleRateThrottle
 
-from django_ai.conversations.bridge import expose, throttles
+from django_ai.conversations.api import throttling as throttles
+from django_ai.conversations.bridge import expose
 from django_ai.conversations.bridge.permissions import IsOwner
 from django_ai.conversations.models import ConversationMessage, ConversationSession, File
 from django_ai.conversations.owners import new_anonymous_id
@@ -104,7 +105,7 @@ def test_client_address_follows_num_proxies(settings):
 def test_an_ignored_header_is_logged_once(caplog, monkeypatch):
     monkeypatch.setattr(throttles, "_warned_forwarded_for", False)
     request = type("R", (), {"META": {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "1.1.1.1"}})()
-    with caplog.at_level(logging.WARNING, logger=throttles.__name__):
+    with caplog.at_level(logging.WARNING, logger=throttles.logger.name):
         throttles.client_address(request)
         throttles.client_address(request)
     warnings = [r for r in caplog.records if "NUM_PROXIES" in r.getMessage()]

@@ -27,6 +27,7 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
+from ..api.throttling import AnonymousAddressThrottle, MessageCreateThrottle
 from ..constants import BridgeAction, BuiltinModel, ErrorCode, MessageType, ProcessingStatus, SessionStatus
 from ..exceptions import InvalidMessage, SessionNotActive, TurnInProgress
 from ..models import ConversationMessage, ConversationSession, ConversationWidget, File
@@ -37,7 +38,6 @@ from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
 from .exposed import ExposedModel
 from .permissions import IsOwner, OnlyActions
-from .throttles import AnonymousAddressThrottle, MessageCreateThrottle
 
 __all__ = [
     "SessionFilterSet",

@@ -3,8 +3,8 @@
 ``django_ai.W050``: DRF's own ``get_ident`` believes ``X-Forwarded-For`` while
 ``REST_FRAMEWORK['NUM_PROXIES']`` is unset, so a client that writes a new header per request is a
 new address every time and per-address limits no longer bound it. The app's throttles never do
-that (:func:`~.throttles.client_address`); throttle classes of the project that keep DRF's rule do,
-and this check names them.
+that (:func:`~django_ai.conversations.api.throttling.client_address`); throttle classes of the
+project that keep DRF's rule do, and this check names them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import BaseThrottle
 
-from .throttles import ClientAddressMixin
+from ..api.throttling import ClientAddressMixin
 
 
 def _trusts_forwarded_for(throttle: Any) -> bool:

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ..actions import start_conversation
+from ..api.throttling import AnonymousAddressThrottle, SessionStartThrottle
 from ..api.views import BaseAPIView
 from ..conf import ai_settings
 from ..constants import BridgeAction, BuiltinModel, ErrorCode, EventName
@@ -28,7 +29,6 @@ from .errors import InvalidQuery, OperationNotAllowed, UnknownModel
 from .exposed import ExposedModel
 from .permissions import resolve_permission
 from .query import run_query, serialize_instance
-from .throttles import AnonymousAddressThrottle, SessionStartThrottle
 
 __all__ = [
     "StartView",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..bridge.throttles import MessageCreateThrottle
+from ..api.throttling import MessageCreateThrottle
 
 __all__ = ["UploadThrottle"]
 

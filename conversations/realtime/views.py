@@ -27,8 +27,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from ..api.parsing import StrictJSONParser
+from ..api.throttling import client_address
 from ..api.views import BaseAPIView
-from ..bridge.throttles import client_address
 from ..constants import OWNER_CHANNEL_PREFIX, SESSION_CHANNEL_PREFIX, ErrorCode
 from ..exceptions import InvalidRealtimeRequest, RealtimeNotAvailable
 from ..owners import get_owner

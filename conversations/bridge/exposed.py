@@ -39,17 +39,6 @@ Hook = Callable[..., None]
 
 ACTIONS = tuple(BridgeAction)
 
-_OPTIONS = (
-    "permission_classes",
-    "read_fields",
-    "default_fields",
-    "create_fields",
-    "update_fields",
-    "orderings",
-    "default_ordering",
-    "hooks",
-)
-
 
 class ExposedModel:
     """One model served by the bridge and the rules that guard it.
@@ -114,10 +103,19 @@ class ExposedModel:
         if not getattr(self, "model", None):
             raise ImproperlyConfigured(f"{type(self).__name__} needs a model.")
         self.name = str(name or self.name or self.model._meta.model_name)
-        given = locals()
-        for attr in _OPTIONS:
-            if given[attr] is not None:
-                setattr(self, attr, tuple(given[attr]))
+        sequences = {
+            "permission_classes": permission_classes,
+            "read_fields": read_fields,
+            "default_fields": default_fields,
+            "create_fields": create_fields,
+            "update_fields": update_fields,
+            "orderings": orderings,
+            "default_ordering": default_ordering,
+            "hooks": hooks,
+        }
+        for attr, value in sequences.items():
+            if value is not None:
+                setattr(self, attr, tuple(value))
         if filterset_class is not None:
             self.filterset_class = filterset_class
         if relations is not None:

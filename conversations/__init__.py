@@ -9,7 +9,7 @@ if __name__ != "django_ai.conversations":
         "checkout) and list 'django_ai.conversations' in INSTALLED_APPS."
     )
 
-__all__ = ["ConversationAgent", "register_agent", "__version__"]
+__all__ = ["ConversationAgent", "__version__", "register_agent"]
 
 __version__ = "0.1.0"
 

@@ -33,12 +33,12 @@ logger = logging.getLogger("django_ai.conversations.realtime")
 
 __all__ = [
     "ResponseStream",
-    "display_widget",
-    "update_widget",
-    "get_file_text",
-    "wait_for_file_text",
-    "report_usage",
     "current_session",
+    "display_widget",
+    "get_file_text",
+    "report_usage",
+    "update_widget",
+    "wait_for_file_text",
 ]
 
 
@@ -79,9 +79,7 @@ def _persist_stream(state: TurnState) -> None:
     from .models import ConversationMessage  # not at import: see the module docstring
 
     pk, text, seq = state.agent_message.pk, state.stream_text, state.sequence
-    state.call_db(
-        lambda: ConversationMessage.objects.filter(pk=pk).update(content=text, stream_sequence=seq)
-    )
+    state.call_db(lambda: ConversationMessage.objects.filter(pk=pk).update(content=text, stream_sequence=seq))
     state.agent_message.content = text
     state.agent_message.stream_sequence = seq
     state.persisted_sequence = seq
@@ -121,7 +119,7 @@ class ResponseStream:
         already_streaming = state.agent_message is not None
         message = _ensure_agent_message(state)
         if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
-                publish(
+            publish(
                 EventName.STREAM_START,
                 session_id=state.session.pk,
                 message_id=message.pk,
@@ -174,7 +172,7 @@ class ResponseStream:
         )
         try:
             get_backend().flush(timeout=0)
-        except Exception:  # noqa: BLE001 - delivery must never break agent code
+        except Exception:
             logger.exception("Flushing realtime events at stream end failed")
 
     @property
@@ -186,7 +184,9 @@ class ResponseStream:
         return self.content
 
 
-def display_widget(widget_type: str, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None) -> Any:
+def display_widget(
+    widget_type: str, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None
+) -> Any:
     """Show a UI component in the conversation; returns the ConversationWidget row.
 
     Saves a ``widget`` message and a ConversationWidget, and sends a ``widget`` event carrying the
@@ -195,8 +195,7 @@ def display_widget(widget_type: str, data: dict[str, Any] | None = None, display
     state = _require_turn("display_widget()")
     if not isinstance(widget_type, str) or not widget_type or len(widget_type) > 100:
         raise InvalidInput(
-            "display_widget() needs a widget type: a non-empty string of at most 100 characters, "
-            f"not {widget_type!r}.",
+            f"display_widget() needs a widget type: a non-empty string of at most 100 characters, not {widget_type!r}.",
             field="widget_type",
         )
     data = _json_dict(data, "data")
@@ -234,7 +233,9 @@ def display_widget(widget_type: str, data: dict[str, Any] | None = None, display
     return widget
 
 
-def update_widget(widget_id: Any, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None) -> Any:
+def update_widget(
+    widget_id: Any, data: dict[str, Any] | None = None, display_data: dict[str, Any] | None = None
+) -> Any:
     """Replace a widget's ``data`` and/or ``display_data``; sends ``widget_update``.
 
     Only widgets of the conversation being answered can be updated; an unknown id raises

@@ -59,7 +59,6 @@ def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.
         raise error(f"{what} {value!r} does not exist (not a valid id).", field=field) from exc
 
 
-
 def _check_user(user: Any) -> Any:
     """The authenticated user, None for an anonymous one; anything else is a caller's mistake."""
     if user is None:
@@ -194,14 +193,18 @@ class ConversationService:
             result["status"] = "error"
             result["response"] = ""
             result["error"] = (
-                outcome.error_message.content if outcome and outcome.error_message else ai_settings.GENERIC_ERROR_MESSAGE
+                outcome.error_message.content
+                if outcome and outcome.error_message
+                else ai_settings.GENERIC_ERROR_MESSAGE
             )
         elif outcome.status == ProcessingStatus.CANCELLED:
             result["status"] = "cancelled"
         return result
 
     @staticmethod
-    async def asend_message(session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None) -> SendMessageResult:
+    async def asend_message(
+        session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None
+    ) -> SendMessageResult:
         """``send_message`` for async code: the turn runs in a worker thread, off the event loop."""
         return await sync_to_async(ConversationService.send_message, thread_sensitive=True)(
             session_id, message, user=user, request=request, files=files
@@ -221,15 +224,9 @@ class ConversationService:
 
     @staticmethod
     def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:
-        """Apply the agent's policy for a message that arrives while a turn runs.
-
-        Call it inside the transaction that saves the message, just before the save (as the bridge
-        and ``send_message`` do). For ``reject`` and ``interrupt`` it locks the session's row until
-        that transaction ends, so messages posted at the same moment are checked one after the
-        other: a ``reject`` agent accepts exactly one of them and refuses the others with
-        ``TurnInProgress``. Outside a transaction it raises ``TransactionManagementError``.
-        See :func:`django_ai.conversations.turns.policy.apply_concurrency_policy`.
-        """
+        """Apply the agent's policy for a message that arrives while a turn runs, inside the
+        transaction that saves the message, just before the save (docs/turns.md): see
+        :func:`django_ai.conversations.turns.policy.apply_concurrency_policy`."""
         apply_concurrency_policy(session, agent_cls)
 
     @staticmethod
@@ -247,7 +244,9 @@ class ConversationService:
         return message
 
     @staticmethod
-    def _resolve_files(files: Iterable[Any] | None, session: ConversationSession, *, user: Any, request: Any) -> list[File]:
+    def _resolve_files(
+        files: Iterable[Any] | None, session: ConversationSession, *, user: Any, request: Any
+    ) -> list[File]:
         if files is None:
             return []
         if isinstance(files, (str, bytes, uuid.UUID, File)) or not isinstance(files, Iterable):

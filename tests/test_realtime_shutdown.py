@@ -70,7 +70,11 @@ def run_publisher(soketi: Soketi, tmp_path: Path, args: list) -> subprocess.Comp
         env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-c", PUBLISHER, json.dumps(args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -80,7 +84,9 @@ def test_chunks_still_queued_when_the_process_exits_reach_the_subscriber(soketi,
     session = ConversationService.create_session("streamer", anonymous_id=visitor)
     channel = session_channel(session.pk)
     message_id = "00000000-0000-4000-8000-000000000001"
-    with NodeSubscriber(soketi=soketi, auth_endpoint=live_server.url + AUTH, channels=[channel], headers={HEADER: visitor}) as sub:
+    with NodeSubscriber(
+        soketi=soketi, auth_endpoint=live_server.url + AUTH, channels=[channel], headers={HEADER: visitor}
+    ) as sub:
         sub.wait_subscribed()
         assert sub.messages("subscribed"), sub.messages()
         done = run_publisher(soketi, tmp_path, [str(session.pk), message_id, WRITES])

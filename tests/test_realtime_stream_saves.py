@@ -7,6 +7,7 @@ seen as the UPDATE statement that writes the row, so nothing depends on wall-clo
 
 from __future__ import annotations
 
+import itertools
 import types
 
 import pytest
@@ -55,7 +56,9 @@ class TickingStreamer(ConversationAgent):
 def clock(monkeypatch):
     fake = Clock()
     # Only the streaming helpers' clock: the sender and the turn keep the real one.
-    monkeypatch.setattr(context, "time", types.SimpleNamespace(monotonic=fake, sleep=context.time.sleep, time=context.time.time))
+    monkeypatch.setattr(
+        context, "time", types.SimpleNamespace(monotonic=fake, sleep=context.time.sleep, time=context.time.time)
+    )
     TickingStreamer.clock = fake
     return fake
 
@@ -98,10 +101,14 @@ def test_the_streaming_row_is_saved_at_most_once_per_interval_and_at_the_end(clo
         (12, "".join(writes)),  # the end of the stream
     ]
     during = [at for at, _, seq in saves.saves if seq < len(writes)]
-    assert all(later - earlier >= INTERVAL for earlier, later in zip(during, during[1:], strict=False))
+    assert all(later - earlier >= INTERVAL for earlier, later in itertools.pairwise(during))
 
     row = ConversationMessage.objects.get(pk=result["message_id"])
-    assert (row.content, row.stream_sequence, row.processing_status) == ("".join(writes), 12, ProcessingStatus.COMPLETED)
+    assert (row.content, row.stream_sequence, row.processing_status) == (
+        "".join(writes),
+        12,
+        ProcessingStatus.COMPLETED,
+    )
     assert [c["sequence"] for c in events.of(EventName.TEXT_CHUNK)] == list(range(1, 13))  # every write was sent
 
 

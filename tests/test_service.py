@@ -102,7 +102,14 @@ class Unchanged:
         assert counts() == self.before
 
 
-def refused(error: type[ConversationError], call: Any, *, code: str | None = None, field: str | None = None, match: str | None = None) -> ConversationError:
+def refused(
+    error: type[ConversationError],
+    call: Any,
+    *,
+    code: str | None = None,
+    field: str | None = None,
+    match: str | None = None,
+) -> ConversationError:
     with Unchanged(), pytest.raises(error, match=match) as info:
         call()
     exc = info.value
@@ -137,7 +144,12 @@ def test_create_session_by_import_path_stores_the_registered_path():
 
 @pytest.mark.parametrize("agent_path", ["nope", "", None, 42, ["echo"], "sales/premium"])
 def test_create_session_unknown_agent(agent_path):
-    exc = refused(AgentNotFound, lambda: ConversationService.create_session(agent_path), code="agent_not_found", field="agent_path")
+    exc = refused(
+        AgentNotFound,
+        lambda: ConversationService.create_session(agent_path),
+        code="agent_not_found",
+        field="agent_path",
+    )
     assert exc.status_code == 404
 
 
@@ -149,8 +161,14 @@ def test_unknown_agent_error_names_the_registered_ones_and_the_fix():
 @pytest.mark.parametrize(
     ("agents", "expected"),
     [
-        ('{"support": "nowhere.SupportAgent"}', "DJANGO_AI['AGENTS']['support'] = 'nowhere.SupportAgent': Could not import"),
-        ('["agents.chat_agents.EchoAgent"]', "DJANGO_AI['AGENTS'] must be a dict of agent path -> dotted class path, not list"),
+        (
+            '{"support": "nowhere.SupportAgent"}',
+            "DJANGO_AI['AGENTS']['support'] = 'nowhere.SupportAgent': Could not import",
+        ),
+        (
+            '["agents.chat_agents.EchoAgent"]',
+            "DJANGO_AI['AGENTS'] must be a dict of agent path -> dotted class path, not list",
+        ),
     ],
 )
 def test_a_bad_agents_setting_stops_start_up_naming_the_setting(tmp_path, agents, expected):
@@ -163,7 +181,11 @@ def test_a_bad_agents_setting_stops_start_up_naming_the_setting(tmp_path, agents
     env.update(DJANGO_SETTINGS_MODULE="bad_agents_settings", PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     done = subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode != 0
     assert "django.core.exceptions.ImproperlyConfigured" in done.stderr
@@ -180,7 +202,12 @@ def test_a_bad_agents_setting_stops_start_up_naming_the_setting(tmp_path, agents
     ],
 )
 def test_create_session_context_that_does_not_validate(context, match):
-    exc = refused(ContextValidationError, lambda: ConversationService.create_session("echo", context=context), code="invalid_context", match=match)
+    exc = refused(
+        ContextValidationError,
+        lambda: ConversationService.create_session("echo", context=context),
+        code="invalid_context",
+        match=match,
+    )
     assert exc.status_code == 400
 
 
@@ -216,10 +243,22 @@ def test_create_session_context_that_cannot_be_stored():
             return "x"
 
     register_agent("free", Free)
-    refused(ContextValidationError, lambda: ConversationService.create_session("free", context={"when": object()}), field="context", match="JSON")
-    refused(ContextValidationError, lambda: ConversationService.create_session("echo", context={"plan": "a\x00b"}), field="context", match="NUL")
+    refused(
+        ContextValidationError,
+        lambda: ConversationService.create_session("free", context={"when": object()}),
+        field="context",
+        match="JSON",
+    )
+    refused(
+        ContextValidationError,
+        lambda: ConversationService.create_session("echo", context={"plan": "a\x00b"}),
+        field="context",
+        match="NUL",
+    )
     # Stored fine on SQLite and PostgreSQL alike once valid.
-    assert ConversationService.create_session("free", context={"nested": {"list": [1, "two", None]}}).context == {"nested": {"list": [1, "two", None]}}
+    assert ConversationService.create_session("free", context={"nested": {"list": [1, "two", None]}}).context == {
+        "nested": {"list": [1, "two", None]}
+    }
 
 
 def test_create_session_anonymous_user_without_id_has_no_owner():
@@ -227,7 +266,9 @@ def test_create_session_anonymous_user_without_id_has_no_owner():
     assert session.user is None and session.anonymous_id == ""
     # Only server code (no user, no request) can use it.
     assert ConversationService.send_message(session.id, "hi")["response"] == "echo: hi"
-    refused(ConversationPermissionDenied, lambda: ConversationService.send_message(session.id, "hi", request=make_request()))
+    refused(
+        ConversationPermissionDenied, lambda: ConversationService.send_message(session.id, "hi", request=make_request())
+    )
 
 
 # --- start_conversation -----------------------------------------------------------------------------
@@ -290,7 +331,11 @@ def test_start_conversation_create_context_returning_the_wrong_type():
             return "x"
 
     register_agent("wrong", Wrong)
-    refused(ContextValidationError, lambda: start_conversation("wrong"), match="must return a EmptyContext instance or a dict")
+    refused(
+        ContextValidationError,
+        lambda: start_conversation("wrong"),
+        match="must return a EmptyContext instance or a dict",
+    )
 
 
 def test_start_conversation_bug_in_create_context_propagates_and_writes_nothing():
@@ -333,10 +378,16 @@ def test_another_visitor_is_refused():
     stranger = make_request()
     start_conversation("echo", request=stranger)  # has an anonymous id of their own
     for other in (stranger, make_request()):
-        exc = refused(ConversationPermissionDenied, lambda: ConversationService.send_message(session["session_id"], "hi", request=other))
+        exc = refused(
+            ConversationPermissionDenied,
+            lambda other=other: ConversationService.send_message(session["session_id"], "hi", request=other),
+        )
         assert exc.status_code == 403 and exc.code == "permission_denied"
     signed_in = make_request(UserFactory())
-    refused(ConversationPermissionDenied, lambda: ConversationService.send_message(session["session_id"], "hi", user=signed_in.user, request=signed_in))
+    refused(
+        ConversationPermissionDenied,
+        lambda: ConversationService.send_message(session["session_id"], "hi", user=signed_in.user, request=signed_in),
+    )
 
 
 def test_stateless_client_sends_the_anonymous_id_in_a_header():
@@ -353,7 +404,10 @@ def test_stateless_client_sends_the_anonymous_id_in_a_header():
     # A header value that is not an id this app issues is ignored.
     forged = make_request()
     forged.META[header] = "guest"
-    refused(ConversationPermissionDenied, lambda: ConversationService.send_message(result["session_id"], "hi", request=forged))
+    refused(
+        ConversationPermissionDenied,
+        lambda: ConversationService.send_message(result["session_id"], "hi", request=forged),
+    )
 
 
 def test_authenticated_owner():
@@ -361,9 +415,16 @@ def test_authenticated_owner():
     result = start_conversation("echo", request=make_request(owner))
     assert result["anonymous_id"] is None
     assert ConversationService.send_message(result["session_id"], "a", user=owner)["status"] == "success"
-    assert ConversationService.send_message(result["session_id"], "b", request=make_request(owner))["status"] == "success"
-    refused(ConversationPermissionDenied, lambda: ConversationService.send_message(result["session_id"], "c", user=other))
-    refused(ConversationPermissionDenied, lambda: ConversationService.send_message(result["session_id"], "c", user=AnonymousUser()))
+    assert (
+        ConversationService.send_message(result["session_id"], "b", request=make_request(owner))["status"] == "success"
+    )
+    refused(
+        ConversationPermissionDenied, lambda: ConversationService.send_message(result["session_id"], "c", user=other)
+    )
+    refused(
+        ConversationPermissionDenied,
+        lambda: ConversationService.send_message(result["session_id"], "c", user=AnonymousUser()),
+    )
     assert ConversationService.get_session(result["session_id"], user=owner).pk == uuid.UUID(result["session_id"])
 
 
@@ -382,7 +443,12 @@ def test_authenticated_owner():
     ],
 )
 def test_send_message_unknown_or_missing_session(session_id, match):
-    exc = refused(SessionNotFound, lambda: ConversationService.send_message(session_id, "hi"), code="session_not_found", match=match)
+    exc = refused(
+        SessionNotFound,
+        lambda: ConversationService.send_message(session_id, "hi"),
+        code="session_not_found",
+        match=match,
+    )
     assert exc.status_code == 404
 
 
@@ -400,20 +466,32 @@ def test_send_message_unknown_or_missing_session(session_id, match):
 )
 def test_send_message_bad_message(message, match):
     session = ConversationService.create_session("echo")
-    refused(InvalidMessage, lambda: ConversationService.send_message(session.id, message), code="invalid_message", field="message", match=match)
+    refused(
+        InvalidMessage,
+        lambda: ConversationService.send_message(session.id, message),
+        code="invalid_message",
+        field="message",
+        match=match,
+    )
 
 
 def test_send_message_overlong_message():
     session = ConversationService.create_session("echo")
     with override_settings(DJANGO_AI={"MAX_MESSAGE_LENGTH": 10}):
-        refused(InvalidMessage, lambda: ConversationService.send_message(session.id, "x" * 11), match="longer than 10 characters")
+        refused(
+            InvalidMessage,
+            lambda: ConversationService.send_message(session.id, "x" * 11),
+            match="longer than 10 characters",
+        )
         assert ConversationService.send_message(session.id, "x" * 10)["status"] == "success"
 
 
 def test_send_message_to_an_archived_session():
     session = ConversationService.create_session("echo")
     ConversationSession.objects.filter(pk=session.pk).update(status=SessionStatus.ARCHIVED)
-    exc = refused(SessionNotActive, lambda: ConversationService.send_message(session.id, "hi"), code="session_not_active")
+    exc = refused(
+        SessionNotActive, lambda: ConversationService.send_message(session.id, "hi"), code="session_not_active"
+    )
     assert exc.status_code == 409
 
 
@@ -431,10 +509,23 @@ def test_send_message_files(settings, tmp_path):
     anonymous = FileFactory(anonymous_id="anon_someone_else_entirely_0123456789")
 
     for files in ([theirs], [mine, theirs.id], [str(anonymous.id)], [uuid.uuid4()]):
-        refused(FileNotFound, lambda: ConversationService.send_message(session.id, "see", user=owner, files=files), code="file_not_found", field="files")
-    refused(FileNotFound, lambda: ConversationService.send_message(session.id, "see", user=owner, files=["../etc/passwd"]), match="not a valid id")
+        refused(
+            FileNotFound,
+            lambda files=files: ConversationService.send_message(session.id, "see", user=owner, files=files),
+            code="file_not_found",
+            field="files",
+        )
+    refused(
+        FileNotFound,
+        lambda: ConversationService.send_message(session.id, "see", user=owner, files=["../etc/passwd"]),
+        match="not a valid id",
+    )
     for files in (mine, str(mine.id), mine.id, 7):
-        refused(InvalidInput, lambda: ConversationService.send_message(session.id, "see", user=owner, files=files), field="files")
+        refused(
+            InvalidInput,
+            lambda files=files: ConversationService.send_message(session.id, "see", user=owner, files=files),
+            field="files",
+        )
 
     result = ConversationService.send_message(session.id, "see", user=owner, files=[mine, mine.id])
     assert result["status"] == "success"

@@ -23,13 +23,12 @@ from django_ai.conversations.exceptions import TurnCancelled
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
-from django_ai.conversations.testing import isolated_registry, wait_until
+from django_ai.conversations.testing import wait_until
 from django_ai.conversations.turns.runner import process_pending
 from django_ai.conversations.turns.state import TurnExecutor, TurnState
 
 from . import turns_support as support
 from .turns_support import (
-    AGENTS,
     Background,
     TurnSignals,
     ai_settings,
@@ -37,16 +36,11 @@ from .turns_support import (
     reply_to,
     session_for,
     status_of,
+    turn_agents,  # noqa: F401 (a fixture, requested by pytestmark)
     waiting_message,
 )
 
-
-@pytest.fixture(autouse=True)
-def _agents():
-    support.RELEASE.clear()
-    with isolated_registry(AGENTS):
-        yield
-    support.RELEASE.set()  # let abandoned agents end
+pytestmark = pytest.mark.usefixtures("turn_agents")
 
 
 def _agent_threads() -> list[threading.Thread]:

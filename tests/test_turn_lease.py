@@ -19,6 +19,7 @@ Both run here: the suite runs on SQLite (a file) and again on PostgreSQL in CI.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -67,7 +68,7 @@ def _assert_one_at_a_time(messages: list[ConversationMessage]) -> list[Conversat
     rows = list(ConversationMessage.objects.filter(pk__in=[m.pk for m in messages]).order_by("started_at"))
     assert all(m.processing_status == ProcessingStatus.COMPLETED for m in rows)
     assert all(m.attempts == 1 for m in rows)
-    for before, after in zip(rows, rows[1:]):
+    for before, after in itertools.pairwise(rows):
         assert before.finished_at <= after.started_at, "two turns of one conversation overlapped"
     answers = ConversationMessage.objects.filter(reply_to__in=rows, message_type=MessageType.AGENT)
     assert answers.count() == N
@@ -87,9 +88,9 @@ def test_concurrent_posts_queue_behind_a_running_turn_and_run_in_arrival_order()
     )
     messages = _post_concurrently(session)
     # Every poster found the conversation busy and left its message waiting.
-    assert set(ConversationMessage.objects.filter(pk__in=[m.pk for m in messages]).values_list("processing_status", flat=True)) == {
-        ProcessingStatus.PENDING
-    }
+    assert set(
+        ConversationMessage.objects.filter(pk__in=[m.pk for m in messages]).values_list("processing_status", flat=True)
+    ) == {ProcessingStatus.PENDING}
     support.GATE.set()
     holder.outcome(60)
 

@@ -23,27 +23,19 @@ from django_ai.conversations.realtime import reset_backend
 from django_ai.conversations.realtime.memory import MemoryBackend
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
-from django_ai.conversations.testing import isolated_registry
 from django_ai.conversations.turns.lease import acquire_lease
 from django_ai.conversations.turns.runner import process_pending, run_turn
 
-from . import turns_support as support
 from .turns_support import (
-    AGENTS,
     TurnSignals,
     ai_settings,
     reply_to,
     session_for,
+    turn_agents,  # noqa: F401 (a fixture, requested by pytestmark)
     waiting_message,
 )
 
-
-@pytest.fixture(autouse=True)
-def _agents():
-    support.RELEASE.clear()
-    with isolated_registry(AGENTS):
-        yield
-    support.RELEASE.set()  # let abandoned agents end
+pytestmark = pytest.mark.usefixtures("turn_agents")
 
 
 @pytest.mark.django_db
@@ -105,7 +97,9 @@ def test_signals_and_a_broken_receiver_does_not_break_the_turn(caplog):
         raise RuntimeError("telemetry is down")
 
     def finished(sender, status, metrics, agent_message, **kwargs):
-        calls.append(("finished", sender.__name__, str(status), agent_message.processing_status if agent_message else None))
+        calls.append(
+            ("finished", sender.__name__, str(status), agent_message.processing_status if agent_message else None)
+        )
 
     def failed(sender, exception, **kwargs):
         calls.append(("failed", sender.__name__, type(exception).__name__))

@@ -87,15 +87,19 @@ class SilentAsyncAgent(ConversationAgent):
 
 @pytest.fixture(autouse=True)
 def _setup():
-    with isolated_registry(
-        {
-            **AGENTS,
-            "reject": RejectingAgent,
-            "interrupt": InterruptingAgent,
-            "silent-async": SilentAsyncAgent,
-            "held-reject": HeldRejectingAgent,
-        }
-    ), override_settings(TASKS=IMMEDIATE), ai_settings(IN_PROCESS_TURN_THREADS=2):
+    with (
+        isolated_registry(
+            {
+                **AGENTS,
+                "reject": RejectingAgent,
+                "interrupt": InterruptingAgent,
+                "silent-async": SilentAsyncAgent,
+                "held-reject": HeldRejectingAgent,
+            }
+        ),
+        override_settings(TASKS=IMMEDIATE),
+        ai_settings(IN_PROCESS_TURN_THREADS=2),
+    ):
         HELD.clear()
         yield
         HELD.set()
@@ -117,7 +121,10 @@ def test_reject_refuses_a_message_while_a_turn_runs_and_saves_nothing():
     with pytest.raises(TurnInProgress) as caught:
         ConversationService.send_message(session.pk, "are you there?")
     assert caught.value.status_code == 409
-    assert caught.value.as_dict() == {"code": "turn_in_progress", "message": "The agent is still answering the previous message."}
+    assert caught.value.as_dict() == {
+        "code": "turn_in_progress",
+        "message": "The agent is still answering the previous message.",
+    }
     assert ConversationMessage.objects.filter(session=session, message_type=MessageType.USER).count() == 1
     wait_for_turns(10)
     assert status_of(first) == ProcessingStatus.COMPLETED

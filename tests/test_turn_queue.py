@@ -64,10 +64,14 @@ def test_orm_message_is_enqueued_once_on_commit_with_configured_backend_and_queu
 @pytest.mark.django_db(transaction=True)
 def test_rolled_back_message_enqueues_nothing(recorder):
     session = _session()
-    with pytest.raises(RuntimeError):
+
+    def post_and_fail() -> None:
         with transaction.atomic():
             post(session, "hi")
             raise RuntimeError("rollback")
+
+    with pytest.raises(RuntimeError):
+        post_and_fail()
     assert recorder.results == []
     assert not ConversationMessage.objects.filter(session=session).exists()
 

@@ -40,15 +40,26 @@ def _crashed_turn(path="slow", *, attempts=1, heartbeat_age=120, partial=True, *
     session = ConversationService.create_session(path)
     long_ago = timezone.now() - timedelta(seconds=heartbeat_age + 5)
     message = waiting_message(
-        session, "slow 0", processing_status=ProcessingStatus.PROCESSING, attempts=attempts, started_at=long_ago, **fields
+        session,
+        "slow 0",
+        processing_status=ProcessingStatus.PROCESSING,
+        attempts=attempts,
+        started_at=long_ago,
+        **fields,
     )
     if partial:
         ConversationMessage.objects.create(
-            session=session, message_type=MessageType.AGENT, reply_to=message, content="work",
-            processing_status=ProcessingStatus.STREAMING, stream_sequence=1,
+            session=session,
+            message_type=MessageType.AGENT,
+            reply_to=message,
+            content="work",
+            processing_status=ProcessingStatus.STREAMING,
+            stream_sequence=1,
         )
     ConversationSession.objects.filter(pk=session.pk).update(
-        turn_token="dead-worker", active_turn=message.pk, turn_heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age)
+        turn_token="dead-worker",
+        active_turn=message.pk,
+        turn_heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age),
     )
     return session, message
 

@@ -44,14 +44,18 @@ from django_ai.conversations.turns.hooks import answered_by_caller
 long_ago = timezone.now() - timedelta(seconds=300)
 
 def user_message(session, text, status, **fields):
-    message = ConversationMessage(session=session, message_type="user", content=text, processing_status=status, **fields)
+    message = ConversationMessage(
+        session=session, message_type="user", content=text, processing_status=status, **fields
+    )
     with answered_by_caller():  # this process answers nothing
         message.save()
     return message
 
 cut = ConversationSession.objects.create(agent_path="echo", anonymous_id="anon_cut_off")
 running = user_message(cut, "cut off", "processing", attempts=1, started_at=long_ago)
-ConversationSession.objects.filter(pk=cut.pk).update(turn_token="dead-process", active_turn=running.pk, turn_heartbeat_at=long_ago)
+ConversationSession.objects.filter(pk=cut.pk).update(
+    turn_token="dead-process", active_turn=running.pk, turn_heartbeat_at=long_ago
+)
 lost = ConversationSession.objects.create(agent_path="echo", anonymous_id="anon_lost_task")
 waiting = user_message(lost, "never enqueued", "pending")
 ConversationMessage.objects.filter(pk=waiting.pk).update(timestamp=long_ago, updated_at=long_ago)
@@ -83,7 +87,14 @@ def demo_env(tmp_path):
     }
     for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY", "DJANGO_TASKS_BACKEND"):
         env.pop(key, None)  # never the suite's databases; in-process tasks, Local realtime backend
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     return env, var / "demo.sqlite3"
 
 
@@ -93,13 +104,26 @@ def _rows(db: Path, sql: str, *params) -> list[tuple]:
 
 
 def _status(db: Path, message_id: str) -> str:
-    return _rows(db, "SELECT processing_status FROM django_ai_conversations_conversationmessage WHERE id = ?", message_id.replace("-", ""))[0][0]
+    return _rows(
+        db,
+        "SELECT processing_status FROM django_ai_conversations_conversationmessage WHERE id = ?",
+        message_id.replace("-", ""),
+    )[0][0]
 
 
 SERVERS = {
     "runserver": lambda port: [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
     "uvicorn": lambda port: [
-        sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "backend.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
     ],
 }
 
@@ -109,7 +133,13 @@ SERVERS = {
 def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_request(demo_env, tmp_path, kind):
     env, db = demo_env
     made = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", LEFT_BEHIND], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", "shell", "-c", LEFT_BEHIND],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     ids = json.loads(made.stdout.strip().splitlines()[-1])
     assert _status(db, ids["running"]) == "processing" and _status(db, ids["waiting"]) == "pending"
@@ -129,7 +159,9 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
         # `migrate` or any other command).
         assert _status(db, ids["running"]) == "processing"
 
-        assert requests.get(f"http://127.0.0.1:{port}/api/conversations/realtime/config/", timeout=10).status_code == 200
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/api/conversations/realtime/config/", timeout=10).status_code == 200
+        )
 
         deadline = time.monotonic() + 20
         while {_status(db, ids["running"]), _status(db, ids["waiting"])} != {"completed"}:
@@ -144,13 +176,21 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
 
     replies = _rows(
         db,
-        "SELECT reply_to_id, content FROM django_ai_conversations_conversationmessage WHERE message_type = 'agent' ORDER BY content",
+        "SELECT reply_to_id, content FROM django_ai_conversations_conversationmessage"
+        " WHERE message_type = 'agent' ORDER BY content",
     )
     assert replies == sorted(
-        [(ids["running"].replace("-", ""), "You said: cut off"), (ids["waiting"].replace("-", ""), "You said: never enqueued")],
+        [
+            (ids["running"].replace("-", ""), "You said: cut off"),
+            (ids["waiting"].replace("-", ""), "You said: never enqueued"),
+        ],
         key=lambda r: r[1],
     )
-    assert _rows(db, "SELECT attempts FROM django_ai_conversations_conversationmessage WHERE id = ?", ids["running"].replace("-", "")) == [(2,)]
+    assert _rows(
+        db,
+        "SELECT attempts FROM django_ai_conversations_conversationmessage WHERE id = ?",
+        ids["running"].replace("-", ""),
+    ) == [(2,)]
     assert _rows(db, "SELECT turn_token FROM django_ai_conversations_conversationsession") == [("",), ("",)]
 
 

@@ -36,12 +36,16 @@ needs_db_worker = pytest.mark.skipif(
 
 @pytest.fixture
 def db_worker_settings():
-    with isolated_registry(AGENTS), override_settings(TASKS=WORKER_TASKS), ai_settings(
-        AGENTS=AGENT_PATHS,
-        STALE_TURN_TIMEOUT=1.5,
-        TURN_HEARTBEAT_INTERVAL=0.2,
-        TURN_RECOVERY_INTERVAL=0.25,
-        STALE_TURN_ACTION="retry",
+    with (
+        isolated_registry(AGENTS),
+        override_settings(TASKS=WORKER_TASKS),
+        ai_settings(
+            AGENTS=AGENT_PATHS,
+            STALE_TURN_TIMEOUT=1.5,
+            TURN_HEARTBEAT_INTERVAL=0.2,
+            TURN_RECOVERY_INTERVAL=0.25,
+            STALE_TURN_ACTION="retry",
+        ),
     ):
         yield
 
@@ -86,7 +90,9 @@ def test_killed_worker_leaves_nothing_stuck():
         assert status_of(message) == ProcessingStatus.PROCESSING  # stuck, as the worker left it
         second = start()
         wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 20, message=second.output())
-        answers = ConversationMessage.objects.filter(reply_to=message, message_type=MessageType.AGENT).order_by("timestamp")
+        answers = ConversationMessage.objects.filter(reply_to=message, message_type=MessageType.AGENT).order_by(
+            "timestamp"
+        )
         assert [(a.processing_status, a.content[:8]) for a in answers] == [
             (ProcessingStatus.FAILED, "working."),  # the half-streamed answer of the dead worker
             (ProcessingStatus.COMPLETED, "answered"),
@@ -125,8 +131,10 @@ def rq_queue():
         pytest.skip(reason)
     queue = f"turns-test-{uuid.uuid4().hex[:10]}"
     tasks = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": [queue]}}
-    with isolated_registry(AGENTS), override_settings(TASKS=tasks, RQ_QUEUES={queue: {"URL": REDIS_URL}}), ai_settings(
-        AGENTS=AGENT_PATHS, TASK_QUEUE=queue
+    with (
+        isolated_registry(AGENTS),
+        override_settings(TASKS=tasks, RQ_QUEUES={queue: {"URL": REDIS_URL}}),
+        ai_settings(AGENTS=AGENT_PATHS, TASK_QUEUE=queue),
     ):
         yield queue
         import django_rq  # the optional 'rq' extra, there since the fixture did not skip

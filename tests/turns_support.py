@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from django.conf import settings
 from django.test import override_settings
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from django_ai.conversations.models import ConversationMessage, ConversationSess
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
+from django_ai.conversations.testing import isolated_registry
 from django_ai.conversations.turns.hooks import answered_by_caller
 
 TASKS_PKG = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
@@ -268,7 +270,9 @@ class TurnSignals:
     def _failed(self, sender: Any, session: Any, user_message: Any, exception: Any, **kwargs: Any) -> None:
         self.calls.append(("failed", sender.__name__, type(exception).__name__))
 
-    def _finished(self, sender: Any, session: Any, user_message: Any, agent_message: Any, status: Any, metrics: Any, **kwargs: Any) -> None:
+    def _finished(
+        self, sender: Any, session: Any, user_message: Any, agent_message: Any, status: Any, metrics: Any, **kwargs: Any
+    ) -> None:
         self.calls.append(("finished", sender.__name__, str(status)))
 
     def __enter__(self) -> TurnSignals:
@@ -281,3 +285,13 @@ class TurnSignals:
         turn_started.disconnect(self._started)
         turn_failed.disconnect(self._failed)
         turn_finished.disconnect(self._finished)
+
+
+@pytest.fixture
+def turn_agents():
+    """The agents of this module registered for the test; abandoned hanging agents are let go at
+    the end."""
+    RELEASE.clear()
+    with isolated_registry(AGENTS):
+        yield
+    RELEASE.set()

@@ -20,7 +20,7 @@ from django.db import connections
 
 from ..turns.inprocess import in_process_runner
 
-__all__ = ["wait_for_turns", "wait_until", "TaskWorker", "task_worker"]
+__all__ = ["TaskWorker", "task_worker", "wait_for_turns", "wait_until"]
 
 
 def wait_for_turns(timeout: float = 10.0) -> None:
@@ -50,7 +50,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 class TaskWorker:
     """A task worker process (``db_worker`` or ``rqworker``) using this process's test database."""
 
-    def __init__(self, *, args: list[str], env: dict[str, str], log_path: Path, cwd: str, ready_line: str = "Starting worker"):
+    def __init__(
+        self, *, args: list[str], env: dict[str, str], log_path: Path, cwd: str, ready_line: str = "Starting worker"
+    ):
         self.args = args
         self.ready_line = ready_line
         self.env = env
@@ -185,15 +187,36 @@ def task_worker(
             n = len(workers) + 1
             if kind == "db":
                 args = [
-                    sys.executable, "-m", "django", "db_worker",
-                    "--backend", backend, "--queue-name", queue, "--interval", str(interval),
-                    "--no-startup-delay", "--no-reload", "--worker-id", f"test-worker-{n}-{uuid.uuid4().hex[:8]}",
-                    "--verbosity", "1",
+                    sys.executable,
+                    "-m",
+                    "django",
+                    "db_worker",
+                    "--backend",
+                    backend,
+                    "--queue-name",
+                    queue,
+                    "--interval",
+                    str(interval),
+                    "--no-startup-delay",
+                    "--no-reload",
+                    "--worker-id",
+                    f"test-worker-{n}-{uuid.uuid4().hex[:8]}",
+                    "--verbosity",
+                    "1",
                 ]
             else:
                 args = [
-                    sys.executable, "-m", "django", "rqworker", "--job-class", "django_tasks_rq.Job",
-                    "--name", f"test-worker-{n}-{uuid.uuid4().hex[:8]}", "--verbosity", "1", queue,
+                    sys.executable,
+                    "-m",
+                    "django",
+                    "rqworker",
+                    "--job-class",
+                    "django_tasks_rq.Job",
+                    "--name",
+                    f"test-worker-{n}-{uuid.uuid4().hex[:8]}",
+                    "--verbosity",
+                    "1",
+                    queue,
                 ]
             worker = TaskWorker(
                 args=args, env=env, log_path=directory / f"worker-{n}.log", cwd=cwd, ready_line=_KINDS[kind][1]

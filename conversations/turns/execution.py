@@ -43,8 +43,15 @@ CANCEL_POLL_INTERVAL = 0.5
 
 #: The fields of a File that extraction fills in, refreshed on the agent's File objects.
 _EXTRACTION_FIELDS = (
-    "extraction_status", "extraction_error", "extracted_text", "extracted_text_truncated", "extractor",
-    "extractor_version", "extraction_duration_ms", "extracted_at", "metadata",
+    "extraction_status",
+    "extraction_error",
+    "extracted_text",
+    "extracted_text_truncated",
+    "extractor",
+    "extractor_version",
+    "extraction_duration_ms",
+    "extracted_at",
+    "metadata",
 )
 _EXTRACTING = (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING)
 
@@ -95,7 +102,9 @@ def wait_for_attached_files(state: TurnState, files: list[Any], timeout: float) 
             if waiting:
                 logger.info(
                     "Turn for message %s starts with %d file(s) still being extracted after %.0f s",
-                    state.user_message.pk, len(waiting), timeout,
+                    state.user_message.pk,
+                    len(waiting),
+                    timeout,
                 )
             return time.monotonic() - started
         state.raise_if_cancelled()
@@ -176,8 +185,10 @@ def _run_in_helper_thread(agent: Any, state: TurnState, message: str, request: A
         logger.warning(
             "Agent %s did not stop within %s s of being %s; the turn of message %s ends without it "
             "(its thread finishes in the background and can no longer reach the conversation).",
-            type(agent).__name__, ai_settings.TURN_CANCEL_GRACE,
-            "timed out" if state.cancel_reason == "timeout" else "cancelled", state.user_message.pk,
+            type(agent).__name__,
+            ai_settings.TURN_CANCEL_GRACE,
+            "timed out" if state.cancel_reason == "timeout" else "cancelled",
+            state.user_message.pk,
         )
         raise TurnCancelled(state.cancel_reason or "cancelled")
     thread.join()

@@ -20,7 +20,9 @@ from .scheduling import schedule_session_on_commit
 
 __all__ = ["answered_by_caller", "connect"]
 
-_answered_by_caller: contextvars.ContextVar[bool] = contextvars.ContextVar("django_ai_answered_by_caller", default=False)
+_answered_by_caller: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "django_ai_answered_by_caller", default=False
+)
 
 
 @contextmanager
@@ -34,7 +36,9 @@ def answered_by_caller() -> Iterator[None]:
         _answered_by_caller.reset(reset)
 
 
-def enqueue_turn_on_commit(sender: Any, instance: Any, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any) -> None:
+def enqueue_turn_on_commit(
+    sender: Any, instance: Any, created: bool, raw: bool = False, using: str | None = None, **kwargs: Any
+) -> None:
     """post_save receiver: a new ``pending`` user message gets its turn task once committed.
 
     ``bulk_create`` sends no post_save: after bulk-creating pending messages call

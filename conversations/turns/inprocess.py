@@ -59,7 +59,7 @@ class InProcessRunner:
                 self._busy += 1
             try:
                 func()
-            except Exception:  # noqa: BLE001 - a failed job must not kill the thread; it is logged
+            except Exception:
                 logger.exception("A background task of this process failed")
             finally:
                 # As after a request: connections past CONN_MAX_AGE (or broken) are closed.

@@ -40,7 +40,9 @@ def send_turn_signal(signal: Signal, sender: Any, **kwargs: Any) -> None:
     for receiver, result in signal.send_robust(sender=sender, **kwargs):
         if isinstance(result, BaseException):
             logger.error(
-                "A receiver of a turn signal failed: %r", receiver, exc_info=(type(result), result, result.__traceback__)
+                "A receiver of a turn signal failed: %r",
+                receiver,
+                exc_info=(type(result), result, result.__traceback__),
             )
 
 

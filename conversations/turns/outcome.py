@@ -54,7 +54,12 @@ def conclude(
     session, user_message = state.session, state.user_message
     if error is None:
         return finish(
-            state, token, agent_cls, status=ProcessingStatus.COMPLETED, text=response or "", metrics=metrics,
+            state,
+            token,
+            agent_cls,
+            status=ProcessingStatus.COMPLETED,
+            text=response or "",
+            metrics=metrics,
             save_context=True,
         )
     if isinstance(error, TurnCancelled):
@@ -62,21 +67,41 @@ def conclude(
         if error.reason == "timeout":
             logger.warning("Turn for message %s timed out after %s s", user_message.pk, timeout)
             return finish(
-                state, token, agent_cls, status=ProcessingStatus.FAILED, text=state.stream_text, metrics=metrics,
-                error=error, notice=("The agent took too long to answer and was stopped.", ErrorCode.TURN_TIMEOUT),
+                state,
+                token,
+                agent_cls,
+                status=ProcessingStatus.FAILED,
+                text=state.stream_text,
+                metrics=metrics,
+                error=error,
+                notice=("The agent took too long to answer and was stopped.", ErrorCode.TURN_TIMEOUT),
             )
         return finish(
-            state, token, agent_cls, status=ProcessingStatus.CANCELLED, text=state.stream_text, metrics=metrics,
+            state,
+            token,
+            agent_cls,
+            status=ProcessingStatus.CANCELLED,
+            text=state.stream_text,
+            metrics=metrics,
             error=error,
         )
     logger.error(
         "Agent %s failed to answer message %s of session %s",
-        session.agent_path, user_message.pk, session.pk, exc_info=(type(error), error, error.__traceback__),
+        session.agent_path,
+        user_message.pk,
+        session.pk,
+        exc_info=(type(error), error, error.__traceback__),
     )
     code = ErrorCode.INVALID_CONTEXT if isinstance(error, ContextValidationError) else ErrorCode.AGENT_ERROR
     return finish(
-        state, token, agent_cls, status=ProcessingStatus.FAILED, text=state.stream_text, metrics=metrics,
-        error=error, notice=(generic_error_text(error), code),
+        state,
+        token,
+        agent_cls,
+        status=ProcessingStatus.FAILED,
+        text=state.stream_text,
+        metrics=metrics,
+        error=error,
+        notice=(generic_error_text(error), code),
     )
 
 

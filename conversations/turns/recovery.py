@@ -123,7 +123,9 @@ def recover_stale_turns(
         except Exception:  # noqa: BLE001 - the next sweep tries again
             logger.exception("Recovery could not enqueue the turn of conversation %s", session_id)
     for item in done:
-        logger.warning("Recovered the turn of message %s (conversation %s): %s", item.message_id, item.session_id, item.action)
+        logger.warning(
+            "Recovered the turn of message %s (conversation %s): %s", item.message_id, item.session_id, item.action
+        )
     return done
 
 
@@ -171,12 +173,20 @@ def _recover_message(message_id: Any, action: str) -> RecoveredTurn | None:
         status = ProcessingStatus(message.processing_status)
         if notice is not None:
             send_turn_signal(
-                turn_failed, sender, session=message.session, user_message=message,
+                turn_failed,
+                sender,
+                session=message.session,
+                user_message=message,
                 exception=TurnInterrupted(f"No heartbeat from the worker answering message {message.pk}."),
             )
         send_turn_signal(
-            turn_finished, sender, session=message.session, user_message=message,
-            agent_message=partial[-1] if partial else None, status=status, metrics={"stopped": "interrupted"},
+            turn_finished,
+            sender,
+            session=message.session,
+            user_message=message,
+            agent_message=partial[-1] if partial else None,
+            status=status,
+            metrics={"stopped": "interrupted"},
         )
     return RecoveredTurn(message.session_id, message.pk, outcome)
 

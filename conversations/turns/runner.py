@@ -57,9 +57,7 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
     session = ConversationSession.objects.get(pk=user_message.session_id)
     now = timezone.now()
     # Only a message still waiting starts: a cancel may have reached it since it was picked.
-    started = ConversationMessage.objects.filter(
-        pk=user_message.pk, processing_status=ProcessingStatus.PENDING
-    ).update(
+    started = ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
         processing_status=ProcessingStatus.PROCESSING,
         started_at=now,
         attempts=F("attempts") + 1,
@@ -91,8 +89,14 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
         metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
         return finish(
-            state, token, ConversationAgent, status=ProcessingStatus.FAILED, text="", metrics=metrics,
-            error=exc, notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
+            state,
+            token,
+            ConversationAgent,
+            status=ProcessingStatus.FAILED,
+            text="",
+            metrics=metrics,
+            error=exc,
+            notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
         )
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
     if timeout:
@@ -142,7 +146,10 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
             if not isinstance(exc, asyncio.CancelledError):
                 logger.warning(
                     "Agent %s raised while being stopped (%s) in the turn of message %s",
-                    session.agent_path, state.cancel_reason, user_message.pk, exc_info=(type(exc), exc, exc.__traceback__),
+                    session.agent_path,
+                    state.cancel_reason,
+                    user_message.pk,
+                    exc_info=(type(exc), exc, exc.__traceback__),
                 )
             error = TurnCancelled(state.cancel_reason)
             error.__cause__ = exc

@@ -64,7 +64,7 @@ def schedule_session_on_commit(session_id: Any, *, using: str | None = None) -> 
     def schedule() -> None:
         try:
             schedule_session(session_id)
-        except Exception:  # noqa: BLE001 - the message is saved; recovery enqueues it again
+        except Exception:
             logger.exception(
                 "Could not enqueue the turn of conversation %s; its pending messages are enqueued "
                 "again by crash recovery after STALE_TURN_TIMEOUT (or run 'manage.py recover_turns').",
@@ -94,7 +94,9 @@ def rerun_messages(messages: Iterable[ConversationMessage]) -> list[Conversation
             message.started_at = None
             message.finished_at = None
             message.cancel_requested_at = None
-            message.save(update_fields=["processing_status", "started_at", "finished_at", "cancel_requested_at", "updated_at"])
+            message.save(
+                update_fields=["processing_status", "started_at", "finished_at", "cancel_requested_at", "updated_at"]
+            )
             requeued.append(message)
         for session_id in {m.session_id for m in requeued}:
             schedule_session_on_commit(session_id)

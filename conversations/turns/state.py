@@ -30,9 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-current_turn: contextvars.ContextVar[TurnState | None] = contextvars.ContextVar(
-    "django_ai_current_turn", default=None
-)
+current_turn: contextvars.ContextVar[TurnState | None] = contextvars.ContextVar("django_ai_current_turn", default=None)
 
 
 @dataclass
@@ -56,9 +54,7 @@ class TurnState:
     file_wait_ms: int | None = None
     owner_thread: threading.Thread = field(default_factory=threading.current_thread)
     closed: bool = False
-    _calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = field(
-        default_factory=queue.SimpleQueue
-    )
+    _calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = field(default_factory=queue.SimpleQueue)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Called by helpers on every write; returns a reason when the turn must stop. Set when the
     #: agent runs in the turn's own thread (nobody else watches the turn then); None when the
@@ -106,7 +102,9 @@ class TurnState:
                 return
         future.set_exception(TurnCancelled(self.cancel_reason or "closed"))
 
-    def serve_db_calls(self, until: Callable[[], bool], tick: Callable[[], None] | None = None, interval: float = 0.1) -> None:
+    def serve_db_calls(
+        self, until: Callable[[], bool], tick: Callable[[], None] | None = None, interval: float = 0.1
+    ) -> None:
         """On the turn's thread: run queued database calls until ``until()`` is true."""
         while True:
             try:

@@ -20,16 +20,32 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--action", choices=["fail", "retry"], help="Override STALE_TURN_ACTION.")
         parser.add_argument(
-            "--stale-after", type=float, metavar="SECONDS", help="Override STALE_TURN_TIMEOUT (seconds without heartbeat)."
+            "--stale-after",
+            type=float,
+            metavar="SECONDS",
+            help="Override STALE_TURN_TIMEOUT (seconds without heartbeat).",
         )
         parser.add_argument(
-            "--loop", action="store_true", help="Keep running, sweeping every --interval seconds (a sidecar for custom workers)."
+            "--loop",
+            action="store_true",
+            help="Keep running, sweeping every --interval seconds (a sidecar for custom workers).",
         )
         parser.add_argument(
-            "--interval", type=float, metavar="SECONDS", help="Seconds between sweeps with --loop (default: TURN_RECOVERY_INTERVAL)."
+            "--interval",
+            type=float,
+            metavar="SECONDS",
+            help="Seconds between sweeps with --loop (default: TURN_RECOVERY_INTERVAL).",
         )
 
-    def handle(self, *args: Any, action: str | None, stale_after: float | None, loop: bool, interval: float | None, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        action: str | None,
+        stale_after: float | None,
+        loop: bool,
+        interval: float | None,
+        **options: Any,
+    ) -> None:
         if stale_after is not None and stale_after < 0:
             raise CommandError("--stale-after must be zero or more seconds.")
         period = float(interval if interval is not None else ai_settings.TURN_RECOVERY_INTERVAL) or 30.0

@@ -23,13 +23,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("ids", nargs="*", metavar="MESSAGE_ID", help="Ids of failed messages.")
-        parser.add_argument("--failed", action="store_true", help="Select the failed user messages (narrow with the options below).")
+        parser.add_argument(
+            "--failed", action="store_true", help="Select the failed user messages (narrow with the options below)."
+        )
         parser.add_argument("--session", metavar="SESSION_ID", help="Only messages of this conversation.")
         parser.add_argument("--agent", metavar="AGENT_PATH", help="Only conversations with this agent.")
-        parser.add_argument("--since", type=float, metavar="MINUTES", help="Only messages that failed in the last MINUTES.")
+        parser.add_argument(
+            "--since", type=float, metavar="MINUTES", help="Only messages that failed in the last MINUTES."
+        )
         parser.add_argument("--dry-run", action="store_true", help="List what would be re-run, change nothing.")
 
-    def handle(self, *args: Any, ids: list[str], failed: bool, session: str | None, agent: str | None, since: float | None, dry_run: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        ids: list[str],
+        failed: bool,
+        session: str | None,
+        agent: str | None,
+        since: float | None,
+        dry_run: bool,
+        **options: Any,
+    ) -> None:
         if not ids and not failed:
             raise CommandError("Name message ids, or pass --failed to select the failed messages.")
         queryset = ConversationMessage.objects.all()
@@ -55,7 +69,9 @@ class Command(BaseCommand):
             return
         if dry_run:
             for message in messages:
-                self.stdout.write(f"would re-run: message {message.reply_to_id or message.pk} ({message.processing_status})")
+                self.stdout.write(
+                    f"would re-run: message {message.reply_to_id or message.pk} ({message.processing_status})"
+                )
             return
         requeued = rerun_messages(messages)
         for message in requeued:

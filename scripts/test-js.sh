@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The JavaScript part of `./dev test`: build the SDK (tsc + the browser bundle), then run its tests
-# and the browser test against one demo server (runserver on a free port, temporary SQLite).
+# The JavaScript part of `./dev test`: type-check the SDK and its tests (tsc --noEmit), build the SDK
+# (tsc + the browser bundle), then run its tests and the browser test against one demo server
+# (runserver on a free port, temporary SQLite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -8,6 +9,10 @@ CLIENT="$ROOT/frontend_client"
 export PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 
 [ -d "$CLIENT/node_modules" ] || (cd "$CLIENT" && npm ci --no-audit --no-fund --loglevel=error)
+
+# A type error in the SDK, its tests or the benchmarks fails the run before anything starts.
+echo "==> Type-checking the SDK and its tests (tsc --noEmit)" >&2
+(cd "$CLIENT" && npm run --silent typecheck)
 
 echo "==> Building the SDK" >&2
 (cd "$CLIENT" && node scripts/build.mjs && node scripts/build.mjs --tests)

@@ -113,6 +113,8 @@ async function demoMarkdown() {
 }
 
 if (args.has("--tests")) {
+  // Starts empty, so a test file that was removed or renamed is not run from an old build.
+  rmSync(join(root, ".test-build"), { recursive: true, force: true });
   runTsc("tsconfig.test.json");
   // Compiled tests are ES modules.
   mkdirSync(join(root, ".test-build"), { recursive: true });

@@ -21,7 +21,7 @@ import {
   type WidgetEvent,
 } from "../src/index.js";
 import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
-import { firstNotPrefix, joinMidStream, messageAtStreamEnd, recordStreamedTexts } from "./helpers/streams.js";
+import { assertRebuiltExactly, firstNotPrefix, joinMidStream, messageAtStreamEnd, recordStreamedTexts } from "./helpers/streams.js";
 
 const SOKETI_DIR = join(repoRoot, "tests", "realtime_server");
 const SOKETI_BIN = join(SOKETI_DIR, "node_modules", "@soketi", "soketi", "bin", "server.js");
@@ -168,15 +168,7 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
     const tab = client(alice.anonymousId);
     const seen = await joinMidStream(alice, tab, conversation);
 
-    assert.equal(seen.stored.processing_status, "completed");
-    assert.ok(seen.savedWhenJoining.length > 0 && seen.savedWhenJoining.length < seen.stored.content.length);
-    assert.equal(seen.firstLoaded?.streaming, true, "joined while the reply was streaming");
-    for (const [who, message, texts] of [["owner", seen.ownerAtEnd, seen.ownerTexts], ["late tab", seen.lateAtEnd, seen.lateTexts]] as const) {
-      assert.equal(message?.streaming, true, `${who}: stream_end was applied before the finished row`);
-      assert.equal(message?.content.length, seen.stored.content.length, `${who}: length at stream_end`);
-      assert.ok(message?.content === seen.stored.content, `${who}: the streamed text equals the agent's text`);
-      assert.equal(firstNotPrefix(texts, seen.stored.content), null, `${who}: every streamed state was a prefix`);
-    }
+    assertRebuiltExactly(seen);
   });
 
   test("a widget event over the server's event limit arrives truncated, and the store reads the widget row", async () => {

@@ -1,55 +1,27 @@
-/** Querysets, writes, live results and errors against the real demo server (no mocked fetch). */
+/** Querysets and writes against the real demo server (no mocked fetch): the built-in models and
+ * project models with any primary key. Live querysets are in live-queryset.test.ts, the
+ * transport (headers, CSRF, errors of the network) in transport.test.ts. */
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
 import {
   createClient,
   isApiError,
   isConflict,
-  isNetworkError,
   isNotFound,
-  isRateLimited,
   isValidationError,
   NotFoundError,
-  RateLimitedError,
-  type Client,
-  type LiveSnapshot,
   type MessageRow,
-  type Pk,
-  type Row,
   type SessionRow,
-  type WireTypes,
 } from "../src/index.js";
-import { demoServer, freePort, signIn, startDemoServer, type DemoServer } from "./helpers/server.js";
+import { useDemoServer } from "./helpers/fixture.js";
+import { startDemoServer } from "./helpers/server.js";
+import { signedInClient, type OrderRow, type TicketRow } from "./helpers/shop.js";
+import { until } from "./helpers/store.js";
 
-let server: DemoServer;
-const clients: Client[] = [];
-
-function client(options: Partial<Parameters<typeof createClient>[0]> = {}): Client {
-  const c = createClient({ baseUrl: server.api, ...options });
-  clients.push(c);
-  return c;
-}
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, what: string, timeout = 20_000): Promise<T> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}; last value: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-before(async () => {
-  server = await demoServer();
-});
-
-after(async () => {
-  for (const c of clients) c.close();
-  await server.stop();
-});
+const demo = useDemoServer();
+const { client } = demo;
 
 describe("querysets", () => {
   test("filter, exclude, orderBy, limit, fetch, get and count", async () => {
@@ -204,86 +176,11 @@ describe("querysets", () => {
     );
     await assert.rejects(bob.cancel(conversation.sessionId), NotFoundError);
   });
-
-  test("live() follows changes, batches bursts, and stops when unsubscribed", async () => {
-    const c = client();
-    const first = await c.startConversation("echo");
-    first.close();
-    const snapshots: LiveSnapshot<SessionRow>[] = [];
-    const errors: unknown[] = [];
-    const stop = c.sessions.orderBy("-created_at").live((s) => snapshots.push(s), { onError: (e) => errors.push(e) });
-    await until(async () => snapshots.at(-1)?.rows.length ?? 0, (n) => n === 1, "the first snapshot");
-
-    const second = await c.startConversation("echo", {}, { title: "Second" });
-    second.close();
-    const latest = await until(
-      async () => snapshots.at(-1),
-      (s) => (s?.rows.length ?? 0) === 2,
-      "the new session in the live result",
-    );
-    assert.equal(latest?.rows[0]?.title, "Second");
-    assert.equal(latest?.connection, "subscribed");
-
-    // A burst of five renames is gathered into few refetches, and the result ends current.
-    const before = snapshots.length;
-    await Promise.all([1, 2, 3, 4, 5].map((n) => c.sessions.update(second.sessionId, { title: `Burst ${n}` })));
-    await until(async () => snapshots.at(-1)?.rows[0]?.title ?? "", (t) => t.startsWith("Burst"), "the renames");
-    await new Promise((r) => setTimeout(r, 400));
-    assert.ok(snapshots.length - before < 5, `a burst of 5 changes caused ${snapshots.length - before} refetches`);
-    const finalTitle = (await c.sessions.get(second.sessionId)).title;
-    assert.equal(snapshots.at(-1)?.rows[0]?.title, finalTitle);
-
-    stop();
-    const count = snapshots.length;
-    await c.startConversation("echo").then((x) => x.close());
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(snapshots.length, count, "no update after unsubscribing");
-    assert.deepEqual(errors, []);
-  });
-
-  test("live() on a conversation's messages sees new messages", async () => {
-    const c = client();
-    const conversation = await c.startConversation("echo");
-    conversation.close();
-    const seen: string[][] = [];
-    const stop = c.messages
-      .filter({ session: conversation.sessionId })
-      .orderBy("timestamp")
-      .live((s) => seen.push(s.rows.map((m) => m.content)));
-    await until(async () => seen.length, (n) => n >= 1, "the first snapshot");
-    await c.messages.create({ session: conversation.sessionId, content: "hello live" });
-    await until(async () => seen.at(-1) ?? [], (rows) => rows.includes("You said: hello live"), "the echo reply");
-    stop();
-  });
 });
-
-/** `shop.Order` of tests/shop (installed by tests.settings): an integer pk, owned by a user. */
-interface OrderRow extends Row {
-  id: number;
-  total: WireTypes["decimal"];
-  big: WireTypes["integer"];
-  duration: WireTypes["duration"] | null;
-  reference: WireTypes["uuid"];
-  status: string;
-}
-
-/** `shop.Ticket`: a string pk called `code`, in a conversation. */
-interface TicketRow extends Row {
-  code: string;
-  session: string;
-  subject: string;
-  order: number | null;
-}
-
-/** A client signed in as the demo user (its session cookie), sending the CSRF token as a page does. */
-async function signedInClient(options: Partial<Parameters<typeof createClient>[0]> = {}): Promise<Client> {
-  const browser = await signIn(server.origin);
-  return client({ fetch: browser.fetch, headers: { "X-CSRFToken": browser.jar.get("csrftoken") ?? "" }, ...options });
-}
 
 describe("project models: any primary key, exact values", () => {
   test("orders by their integer pk: get, pks, count, update, delete", async () => {
-    const c = await signedInClient({ realtime: "none" });
+    const c = await signedInClient(demo, { realtime: "none" });
     const orders = c.model<OrderRow>("order");
     const made = [await orders.create({ total: "10.50" }), await orders.create({ total: "20" }), await orders.create({ total: "0.1" })];
     const ids = made.map((o) => o.id);
@@ -335,93 +232,5 @@ describe("project models: any primary key, exact values", () => {
     assert.equal(await both.delete(), 1);
     // Another visitor sees none of them.
     await assert.rejects(client({ realtime: "none" }).model("ticket").get(made.code), NotFoundError);
-  });
-
-  test("the first read of a signed-in browser needs no CSRF token", async () => {
-    const browser = await signIn(server.origin);
-    browser.jar.delete("csrftoken"); // a page that never loaded a form: no cookie, no header
-    const c = client({ fetch: browser.fetch, realtime: "none" });
-    assert.ok(Array.isArray(await c.model<OrderRow>("order").fetch()));
-    assert.ok(Array.isArray(await c.sessions.fetch()));
-    // Writes still need it.
-    await assert.rejects(c.model<OrderRow>("order").create({ total: "1.00" }), (error: unknown) => {
-      assert.ok(isApiError(error) && error.status === 403, String(error));
-      return true;
-    });
-  });
-
-  test("live() on orders follows their changes (model_change on the owner's channel)", async () => {
-    const c = await signedInClient();
-    const orders = c.model<OrderRow>("order");
-    const made = await orders.create({ total: "5.00" });
-    const seen: LiveSnapshot<OrderRow>[] = [];
-    const errors: unknown[] = [];
-    const stop = orders.filter({ pk: made.id }).live((s) => seen.push(s), { onError: (e) => errors.push(e) });
-    const first = await until(async () => seen.at(-1), (s) => s?.connection === "subscribed" && s.rows.length === 1, "the first snapshot");
-    assert.equal(first?.rows[0]?.id, made.id);
-    assert.equal(first?.rows[0]?.total, "5.00");
-    assert.deepEqual(Object.keys(first?.included.order ?? {}), [String(made.id)]);
-
-    await orders.update(made.id, { total: "7.25" });
-    await until(async () => seen.at(-1)?.rows[0]?.total, (total) => total === "7.25", "the update in the live result");
-    const pk: Pk = made.id;
-    assert.equal(await orders.delete(pk), 1);
-    await until(async () => seen.at(-1)?.rows.length, (n) => n === 0, "the deletion in the live result");
-    stop();
-    assert.deepEqual(errors, []);
-  });
-});
-
-describe("transport", () => {
-  test("headers and getHeaders go with every request, through the given fetch", async () => {
-    const sent: Headers[] = [];
-    const c = client({
-      headers: { "X-Static": "one" },
-      getHeaders: async () => ({ "X-Dynamic": "two" }),
-      fetch: (url, init) => {
-        sent.push(new Headers(init?.headers));
-        return fetch(url, init);
-      },
-    });
-    const conversation = await c.startConversation("echo");
-    conversation.close();
-    await c.sessions.fetch();
-    assert.ok(sent.length >= 2);
-    assert.ok(sent.every((h) => h.get("X-Static") === "one" && h.get("X-Dynamic") === "two"));
-    // After start, a stateless client sends its anonymous id back.
-    assert.equal(sent.at(-1)?.get("X-Conversation-Anonymous-Id"), c.anonymousId);
-  });
-
-  test("a server that is down is a NetworkError", async () => {
-    const port = await freePort();
-    const c = createClient({ baseUrl: `http://127.0.0.1:${port}/api/conversations/`, realtime: "none" });
-    await assert.rejects(c.sessions.fetch(), (error: unknown) => {
-      assert.ok(isNetworkError(error));
-      assert.equal(error.code, "network_error");
-      return true;
-    });
-  });
-
-  test("message bursts are rate limited with a RateLimitedError", async () => {
-    const c = client();
-    const conversation = await c.startConversation("echo");
-    conversation.close();
-    let limited: unknown = null;
-    for (let i = 0; i < 40 && !limited; i++) {
-      try {
-        await c.messages.create({ session: conversation.sessionId, content: `message ${i}` });
-      } catch (error) {
-        limited = error;
-      }
-    }
-    assert.ok(isRateLimited(limited), `expected a 429, got ${String(limited)}`);
-    assert.ok(limited instanceof RateLimitedError);
-    assert.equal(limited.status, 429);
-    assert.ok((limited.retryAfter ?? 0) > 0);
-    assert.ok(limited.message.length > 0);
-  });
-
-  test("a relative baseUrl outside a page is refused with a clear message", () => {
-    assert.throws(() => createClient({ baseUrl: "/api/conversations/" }), /relative/);
   });
 });

@@ -1,5 +1,7 @@
 /** What a conversation store showed of a streamed reply, for the stream assembly tests. */
 
+import assert from "node:assert/strict";
+
 import type { Client, Conversation, ConversationMessage } from "../../src/index.js";
 
 /**
@@ -102,5 +104,22 @@ export async function joinMidStream(owner: Client, late: Client, started: Conver
     return { savedWhenJoining, firstLoaded, ownerAtEnd, lateAtEnd, ownerTexts, lateTexts, stored };
   } finally {
     conversation.close();
+  }
+}
+
+/**
+ * What both stores of a {@link joinMidStream} must have shown: the late one joined mid-reply, from
+ * a row saved mid-reply; at `stream_end` each had the agent's whole text, and every text it showed
+ * while streaming was a prefix of it (nothing doubled, nothing out of place).
+ */
+export function assertRebuiltExactly(seen: LateJoin): void {
+  assert.equal(seen.stored.processing_status, "completed");
+  assert.ok(seen.savedWhenJoining.length > 0 && seen.savedWhenJoining.length < seen.stored.content.length);
+  assert.equal(seen.firstLoaded?.streaming, true, "joined while the reply was streaming");
+  for (const [who, message, texts] of [["owner", seen.ownerAtEnd, seen.ownerTexts], ["late tab", seen.lateAtEnd, seen.lateTexts]] as const) {
+    assert.equal(message?.streaming, true, `${who}: stream_end was applied before the finished row`);
+    assert.equal(message?.content.length, seen.stored.content.length, `${who}: length at stream_end`);
+    assert.ok(message?.content === seen.stored.content, `${who}: the streamed text equals the agent's text`);
+    assert.equal(firstNotPrefix(texts, seen.stored.content), null, `${who}: every streamed state was a prefix`);
   }
 }

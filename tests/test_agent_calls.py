@@ -23,6 +23,14 @@ from tests.helpers import make_request, run_agent
 pytestmark = pytest.mark.django_db
 
 
+def on_an_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @pytest.mark.django_db
 def test_sync_agent_runs_off_the_event_loop():
     seen: dict[str, Any] = {}
@@ -32,11 +40,7 @@ def test_sync_agent_runs_off_the_event_loop():
             turns: int = 0
 
         def get_response(self, message, request=None, **kwargs):
-            try:
-                asyncio.get_running_loop()
-                seen["loop"] = True
-            except RuntimeError:
-                seen["loop"] = False
+            seen["loop"] = on_an_event_loop()
             # Plain ORM work is fine in a sync agent.
             seen["messages"] = ConversationMessage.objects.filter(session=self.session).count()
             self.context.turns += 1
@@ -105,11 +109,7 @@ def test_sync_and_async_agents_outside_a_transaction(events):
             n: int = 0
 
         def get_response(self, message, request=None, **kwargs):
-            try:
-                asyncio.get_running_loop()
-                seen["sync_loop"] = True
-            except RuntimeError:
-                seen["sync_loop"] = False
+            seen["sync_loop"] = on_an_event_loop()
             seen["rows"] = ConversationMessage.objects.filter(session_id=self.session.pk).count()
             self.context.n += 1
             with ResponseStream() as stream:

@@ -34,6 +34,7 @@ from ..models import ConversationMessage, ConversationSession, ConversationWidge
 from ..realtime.channels import owner_channel, owner_channel_for_session, session_channel
 from ..registry import get_agent
 from ..service import ConversationService
+from ..turns.policy import apply_concurrency_policy
 from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
 from .exposed import ExposedModel
@@ -249,7 +250,7 @@ class ExposedMessage(_BuiltinExposed):
         # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is
         # written. ExposedModel.create runs this in one transaction: the policy's lock on the
         # session's row is held until the message is committed.
-        ConversationService.apply_concurrency_policy(session, get_agent(session.agent_path))
+        apply_concurrency_policy(session, get_agent(session.agent_path))
         instance.save()
         files = many.get("files") or []
         if files:

@@ -2,7 +2,7 @@
  * One conversation as a store: persisted messages, the reply being streamed, widgets and files
  * (with their extraction progress) merged into one immutable snapshot.
  *
- * Built the nanostores way, state apart from I/O (docs/architecture.md, "The SDK store"):
+ * Built the nanostores way, state apart from I/O:
  *
  * - `store/reducer.ts`: the pure reducer, `(state, action) -> state` plus the rows to read; every
  *   way an event changes the state is there, tested without a server;

@@ -397,7 +397,8 @@ function applySync(draft: Draft, action: Extract<StoreAction, { type: "synced" }
     if (isNotOlder(row, draft.files.get(row.id))) draft.files.set(row.id, row);
   }
   draft.loaded = true;
-  if (draft.error && (isNetworkError(draft.error) || draft.error.code === "sync_failed")) draft.error = null;
+  // The read worked: a network error it followed is over.
+  if (draft.error && isNetworkError(draft.error)) draft.error = null;
 }
 
 /**

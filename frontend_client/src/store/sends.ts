@@ -6,7 +6,7 @@
  * waits for all of them to settle.
  */
 
-import { MessageType, ProcessingStatus } from "../constants.js";
+import { ErrorCode, MessageType, ProcessingStatus } from "../constants.js";
 import { toClientError, UsageError } from "../errors.js";
 import type { FileRow, MessageRow } from "../types.js";
 import type { StoreHost } from "./host.js";
@@ -42,7 +42,8 @@ export class Sender {
   /** Send `text` with `options.files` under `operationId` (a new one, or the first try's for a retry). */
   async send(text: string, options: SendOptions, operationId: string): Promise<MessageRow> {
     if (typeof text !== "string" || !text.trim()) {
-      throw new UsageError("Type a message first.", { code: "invalid_message", field: "content" });
+      // The code the server gives an empty message: a page checks one code, whoever refused it.
+      throw new UsageError("Type a message first.", { code: ErrorCode.INVALID_MESSAGE, field: "content" });
     }
     const localId = `local-${operationId}`;
     const previous = this.queue;

@@ -17,12 +17,19 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from ..constants import ModelOperation
 from .catalog import exposed_models
 
-__all__ = ["announce_saved", "connect"]
+__all__ = ["announce_instance", "announce_saved", "connect"]
+
+
+def announce_instance(instance: models.Model, operation: ModelOperation | str) -> None:
+    """Send ``model_change`` for ``instance`` from every registration of its model (each on its
+    own channels), once the current transaction commits: for code that changed a row and says so."""
+    for exposed in exposed_models.serving(type(instance)):
+        exposed.announce_change(None, operation, instance, instance.pk)
 
 
 def announce_saved(instance: models.Model, operation: ModelOperation) -> None:
-    """Send ``model_change`` for ``instance`` from every registration of its model that
-    announces all saves, once the current transaction commits."""
+    """What a model signal sends: ``model_change`` from the registrations of the saved model that
+    announce all saves."""
     for exposed in exposed_models.serving(type(instance)):
         if exposed.announce_all_saves:
             exposed.announce_change(None, operation, instance, instance.pk)

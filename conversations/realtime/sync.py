@@ -4,7 +4,7 @@ sending are in :mod:`django_ai.conversations.bridge.changes`, the model signals 
 :mod:`django_ai.conversations.bridge.model_signals`. Only re-exports."""
 
 from ..bridge.changes import current_operation_id, operation
-from ..bridge.model_signals import announce_saved as emit_model_change
+from ..bridge.model_signals import announce_instance as emit_model_change
 from ..bridge.model_signals import connect
 
 __all__ = ["connect", "current_operation_id", "emit_model_change", "operation"]

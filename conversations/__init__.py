@@ -9,12 +9,14 @@ if __name__ != "django_ai.conversations":
         "checkout) and list 'django_ai.conversations' in INSTALLED_APPS."
     )
 
+from typing import Any
+
 __all__ = ["ConversationAgent", "__version__", "register_agent"]
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # Lazy so that importing the package (e.g. for INSTALLED_APPS) does not load models early.
     if name == "ConversationAgent":
         from .agent import ConversationAgent

@@ -149,7 +149,7 @@ class ResponseStream:
         publish(
             EventName.TEXT_CHUNK,
             session_id=state.session.pk,
-            message_id=state.agent_message.pk,
+            message_id=_ensure_agent_message(state).pk,
             sequence=state.sequence,
             text=text,
         )
@@ -167,7 +167,7 @@ class ResponseStream:
         publish(
             EventName.STREAM_END,
             session_id=state.session.pk,
-            message_id=state.agent_message.pk,
+            message_id=_ensure_agent_message(state).pk,
             sequence=state.sequence,
         )
         try:

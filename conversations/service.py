@@ -17,6 +17,7 @@ from django.db import transaction
 from .conf import ai_settings
 from .constants import MessageType, ProcessingStatus, SessionStatus
 from .exceptions import (
+    ConversationError,
     ConversationPermissionDenied,
     FileNotFound,
     InvalidInput,
@@ -48,7 +49,7 @@ class SendMessageResult(TypedDict):
     error: NotRequired[str]
 
 
-def _as_uuid(value: Any, error: type[Exception], what: str, field: str) -> uuid.UUID:
+def _as_uuid(value: Any, error: type[ConversationError], what: str, field: str) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     if value is None or value == "":

@@ -146,7 +146,8 @@ def _run_in_helper_thread(agent: Any, state: TurnState, message: str, request: A
         control["loop"] = loop
         control["task"] = asyncio.current_task()
         # asgiref's sync_to_async (and the async ORM) in the agent run on the turn's thread.
-        AsyncToSync.loop_thread_executors[loop] = TurnExecutor(state)
+        # asgiref types the map as its CurrentThreadExecutor; it only calls submit(), which ours has.
+        AsyncToSync.loop_thread_executors[loop] = TurnExecutor(state)  # type: ignore[assignment]
         try:
             if state.is_cancelled():
                 raise TurnCancelled(state.cancel_reason or "cancelled")

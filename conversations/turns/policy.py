@@ -6,6 +6,7 @@ public names, see docs/turns.md) call these.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.db import router, transaction
@@ -45,7 +46,7 @@ def request_cancel(session: ConversationSession) -> list[Any]:
             message.processing_status = ProcessingStatus.CANCELLED
             message.finished_at = now
             message.save(update_fields=["processing_status", "finished_at", "updated_at"])
-            transaction.on_commit(lambda m=message: publish_status(m, reason="cancelled"))
+            transaction.on_commit(partial(publish_status, message, reason="cancelled"))
     return pks
 
 

@@ -87,14 +87,13 @@ def run_turn(user_message: ConversationMessage, *, token: str, request: Any = No
         logger.error("Cannot answer message %s: %s", user_message.pk, exc)
         # Paired with the turn_finished below, as for every turn (receivers count turns in flight).
         send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
-        metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
         return finish(
             state,
             token,
             ConversationAgent,
             status=ProcessingStatus.FAILED,
             text="",
-            metrics=metrics,
+            metrics={"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts},
             error=exc,
             notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
         )

@@ -49,7 +49,7 @@ class TurnState:
     deadline: float | None = None
     cancel_reason: str | None = None
     widgets: list[Any] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, int | float] = field(default_factory=dict)
     #: Milliseconds the turn waited for attached files' extraction before the agent ran.
     file_wait_ms: int | None = None
     owner_thread: threading.Thread = field(default_factory=threading.current_thread)
@@ -124,7 +124,7 @@ class TurnState:
                 return
 
     def wake(self) -> None:
-        self._calls.put(None)  # type: ignore[arg-type]
+        self._calls.put(None)
 
     def close(self) -> None:
         """End the turn for other threads: queued and later ``call_db`` calls raise TurnCancelled."""
@@ -151,7 +151,7 @@ class TurnExecutor(Executor):
     def __init__(self, state: TurnState):
         self.state = state
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:  # type: ignore[override]
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
         self.state._submit(lambda: fn(*args, **kwargs), future)
         return future

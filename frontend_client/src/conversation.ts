@@ -18,7 +18,7 @@
  */
 
 import { SESSION_CHANNEL_PREFIX } from "./constants.js";
-import { ConversationClientError, toClientError } from "./errors.js";
+import { ConversationClientError, toClientError, UsageError } from "./errors.js";
 import { newOperationId } from "./http.js";
 import { callListener } from "./internal/report.js";
 import type { ChannelState, Unsubscribe } from "./realtime/types.js";
@@ -164,7 +164,7 @@ export class Conversation {
   async retry(localId: string, options: Omit<SendOptions, "files"> = {}): Promise<MessageRow> {
     const row = this.state.rows.get(localId);
     if (!row?.local || !row.sendError || !row.operationId) {
-      throw new ConversationClientError(`No message that could not be sent has the id ${localId}.`, { code: "not_found" });
+      throw new UsageError(`No message that could not be sent has the id ${localId}.`, { code: "not_found", field: "localId" });
     }
     this.dispatch({ type: "localRemoved", localId });
     return this.sender.send(row.content, { ...options, files: row.attachmentsToSend ?? row.files }, row.operationId);

@@ -113,8 +113,9 @@ export class RealtimeError extends ConversationClientError {
 
 /**
  * The client refused a call before sending anything: an argument it cannot use, e.g. an empty
- * message (code `invalid_message`, field `content`) or a filter that is not an object (code
- * `invalid_filter`). Nothing reached the server; fix the call (or ask the person to type a message).
+ * message (code `invalid_message`, field `content`), a filter that is not an object (code
+ * `invalid_filter`) or `retry()` of a message that was not refused (code `not_found`). Nothing
+ * reached the server; fix the call (or ask the person to type a message).
  */
 export class UsageError extends ConversationClientError {
   /** The argument or form field at fault, when there is one. */

@@ -156,7 +156,7 @@ describe("retry", () => {
     await assert.rejects(conversation.send("only once"), (error: unknown) => isNetworkError(error));
     const failed = conversation.getState().messages.find((m) => m.local && m.sendError);
     assert.ok(failed, "the message shows as not sent");
-    await assert.rejects(conversation.retry("local-nope"), /No message that could not be sent/);
+    await assert.rejects(conversation.retry("local-nope"), (error: unknown) => isUsageError(error) && /No message that could not be sent/.test(error.message));
 
     const row = await conversation.retry(failed.id);
     assert.equal(operationIds.length, 2);

@@ -12,7 +12,7 @@ class ConversationsConfig(AppConfig):
         # Imported here, not at the top: these modules load the models, which Django imports
         # after the app configs.
         from . import checks  # noqa: F401  (registers the system checks)
-        from .bridge import checks as _bridge_checks  # noqa: F401
+        from .api import checks as _api_checks  # noqa: F401
         from .files.extraction import checks as _extraction_checks  # noqa: F401
         from .internal import sqlite
         from .realtime import sync

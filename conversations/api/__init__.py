@@ -6,6 +6,7 @@
   size and nesting, nothing a database cannot store).
 - :mod:`.throttling`: the app's throttles (per user, anonymous visitor, client address) and
   :func:`~.throttling.client_address`, the address the deployment trusts.
+- :mod:`.checks`: the system check that names project throttles trusting ``X-Forwarded-For``.
 - :mod:`.errors`: the error envelope ``{"errors": [{"code", "message", "field"?}]}`` and the
   exception handler that builds it.
 

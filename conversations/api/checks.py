@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import BaseThrottle
 
-from ..api.throttling import ClientAddressMixin
+from .throttling import ClientAddressMixin
 
 
 def _trusts_forwarded_for(throttle: Any) -> bool:

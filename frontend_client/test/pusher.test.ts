@@ -16,11 +16,11 @@ import {
   isRealtimeError,
   type Client,
   type Conversation,
-  type ConversationState,
   type TextChunkEvent,
   type WidgetEvent,
 } from "../src/index.js";
 import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
+import { lastAgent, replied } from "./helpers/store.js";
 import { assertRebuiltExactly, firstNotPrefix, joinMidStream, messageAtStreamEnd, recordStreamedTexts } from "./helpers/streams.js";
 
 const SOKETI_DIR = join(repoRoot, "tests", "realtime_server");
@@ -102,7 +102,6 @@ function client(anonymousId?: string | null): Client {
   return c;
 }
 
-const lastAgent = (s: ConversationState) => [...s.messages].reverse().find((m) => m.message_type === "agent");
 
 describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
   test("the config leads to pusher-js, and a streamed reply arrives through it", async () => {
@@ -123,7 +122,7 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
       if (agent?.streaming && agent.content) partial.push(agent.content.length);
     });
     await conversation.send("Where is my order?");
-    const state = await conversation.waitFor((s) => !s.busy && lastAgent(s)?.processing_status === "completed", { timeout: 20_000 });
+    const state = await conversation.waitFor(replied, { timeout: 20_000 });
     const stored = await c.messages.get(lastAgent(state)?.id as string);
     assert.equal(lastAgent(state)?.content, stored.content);
     assert.match(stored.content, /Orders ship within two working days/);
@@ -142,7 +141,7 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
 
     await conversation.send("long 30000");
     const streamed = await atEnd;
-    const done = await conversation.waitFor((s) => !s.busy && lastAgent(s)?.processing_status === "completed", { timeout: 20_000 });
+    const done = await conversation.waitFor(replied, { timeout: 20_000 });
     const stored = await c.messages.get(lastAgent(done)?.id as string);
 
     // The agent's text: the finished row (the agent returns exactly what it streamed).

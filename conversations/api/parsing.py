@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.http import parse_header_parameters
@@ -30,7 +31,7 @@ class StrictJSONParser(JSONParser):
     a ``charset`` other than UTF-8 is refused (415) instead of decoded, and the nesting is measured
     on the decoded text before the JSON parser, which recurses per level, sees it."""
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         parser_context = parser_context or {}
         _require_utf8(media_type)
         view = parser_context.get("view")
@@ -39,7 +40,7 @@ class StrictJSONParser(JSONParser):
         if stream is not None:
             raw = stream.read(limit + 1) if limit is not None else stream.read()
         if limit is not None and len(raw) > limit:
-            if hasattr(view, "get_body_too_large_error"):
+            if view is not None and hasattr(view, "get_body_too_large_error"):
                 raise view.get_body_too_large_error()
             raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
         try:
@@ -79,7 +80,7 @@ def _require_utf8(media_type: str | None) -> None:
     if charset is None or charset.strip().lower().replace("_", "-") in ("utf-8", "utf8"):
         return
     raise drf_exceptions.UnsupportedMediaType(
-        media_type,
+        media_type or "",
         detail=f"JSON bodies must be UTF-8; charset={charset[:40]!r} is not accepted. "
         "Send UTF-8, with 'charset=utf-8' or no charset.",
     )

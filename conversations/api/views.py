@@ -56,7 +56,7 @@ _warned_unlimited_asgi = False
 
 
 class _CSRFCheck(CsrfViewMiddleware):
-    def _reject(self, request: Any, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: Any, reason: str) -> str:
         return reason
 
 

@@ -253,7 +253,8 @@ class ExposedModel:
         serving the related model."""
         name = self.relations.get(field_name)
         if name is None:
-            return self.get_exposed_for(self.model._meta.get_field(field_name).related_model)
+            related_model = self.model._meta.get_field(field_name).related_model
+            return self.get_exposed_for(related_model) if related_model is not None else None
         return self.catalog.get(name) if self.catalog is not None else None
 
     # Limits.

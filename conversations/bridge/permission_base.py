@@ -48,7 +48,7 @@ class _ComposableMeta(type):
     def __and__(cls, other: Any) -> And:
         return And(resolve_permission(cls), resolve_permission(other))
 
-    def __or__(cls, other: Any) -> Or:
+    def __or__(cls, other: Any) -> Or:  # type: ignore[override]  # type's | builds unions of types
         return Or(resolve_permission(cls), resolve_permission(other))
 
     def __invert__(cls) -> Not:
@@ -57,7 +57,7 @@ class _ComposableMeta(type):
     def __rand__(cls, other: Any) -> And:
         return And(resolve_permission(other), resolve_permission(cls))
 
-    def __ror__(cls, other: Any) -> Or:
+    def __ror__(cls, other: Any) -> Or:  # type: ignore[override]
         return Or(resolve_permission(other), resolve_permission(cls))
 
 

@@ -129,10 +129,9 @@ def _condition(exposed: ExposedModel, key: Any, value: Any, where: str) -> Condi
         if not _is_scalar(value) or value is None:
             raise InvalidQuery("Expected a single value.", field=where)
         try:
-            cleaned = flt.field.clean(value)
+            return Condition(key, flt, None, flt.lookup_expr, flt.field.clean(value))
         except DjangoValidationError as exc:
             raise InvalidQuery("; ".join(exc.messages) or "Invalid value.", field=where) from exc
-        return Condition(key, flt, None, flt.lookup_expr, cleaned)
     path = resolve_path(exposed.model, flt.field_name)
     lookup = flt.lookup_expr
     target = path.value_field
@@ -298,5 +297,5 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
             # An included relation's pks come from the row, so the field is read too.
             query.fields += [n for n in query.include if n not in query.fields]
     if errors:
-        raise MultipleErrors(errors)
+        raise MultipleErrors([*errors])
     return query

@@ -128,6 +128,18 @@ class TestQuery:
         # auth session + user, count, rows, the rows' files, included sessions, included files
         assert counts[40] <= 7, counts
 
+    def test_a_relation_included_twice_is_included_once(self):
+        # Found by test_bridge_fuzz: Django refuses the same prefetch lookup twice (a 500).
+        user = UserFactory()
+        session = SessionFactory(user=user)
+        files = [FileFactory(user=user, session=session) for _ in range(2)]
+        for m in messages_in(session, 2):
+            m.files.set(files)
+        response = user_api(user).query("message", {"fields": ["content"], "include": ["files", "files", "session", "session"]})
+        assert response.status_code == 200, response.content
+        assert set(response.json()["included"]["file"]) == {str(f.pk) for f in files}
+        assert list(response.json()["included"]["session"]) == [str(session.pk)]
+
     def test_widget_rows(self):
         user = UserFactory()
         widget = WidgetFactory(session=SessionFactory(user=user), data={"slots": [1, 2]})

@@ -291,7 +291,7 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
         for name in names or []:
             if name not in exposed.relations or name not in readable:
                 errors.append(FieldNotAllowed(f"{exposed.name} has no includable relation {name[:100]!r}.", field="include"))
-            else:
+            elif name not in query.include:  # a name asked for twice is included once
                 query.include.append(name)
         if not errors:
             # An included relation's pks come from the row, so the field is read too.

@@ -62,7 +62,6 @@ def _no_recovery_sweeps_in_the_test_process():
     from django_ai.conversations.turns.sweeps import WEB_RECOVERY_UID
 
     request_started.disconnect(dispatch_uid=WEB_RECOVERY_UID)
-    yield
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -82,7 +81,6 @@ def _fresh_throttle_counts():
     from django.core.cache import cache
 
     cache.clear()
-    yield
 
 
 @pytest.fixture(scope="session")

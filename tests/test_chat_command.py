@@ -82,8 +82,8 @@ def test_new_starts_another_conversation_and_tools_are_shown():
 def test_after_new_the_reply_still_streams():
     """The streamed part of a reply that then fails is shown: in the first conversation and in
     the one /new starts (its events were not followed)."""
-    from tests.sdk_agents import StreamTestAgent, mixed_text
     from django_ai.conversations.registry import register_agent
+    from tests.sdk_agents import StreamTestAgent, mixed_text
 
     register_agent("stream-test", StreamTestAgent)
     out, _ = chat("stream-test", stdin=io.StringIO("fail 40\n/new\nfail 40\n/quit\n"))
@@ -241,7 +241,10 @@ def reply_after(output: str, label: str) -> str:
     return reply if prompt else ""
 
 
-MESSAGES = "SELECT message_type, processing_status, content FROM django_ai_conversations_conversationmessage ORDER BY timestamp"
+MESSAGES = (
+    "SELECT message_type, processing_status, content FROM django_ai_conversations_conversationmessage "
+    "ORDER BY timestamp"
+)
 
 
 @pytest.mark.once
@@ -295,7 +298,7 @@ def test_replies_wrap_at_word_boundaries_to_the_terminal_width(terminal):
     assert all(cell_width(line) <= 49 for line in shown), shown
     # Continuation lines hang under the reply, and no word is cut: the lines are the reply's words.
     assert all(line.startswith(" " * len("support › ")) for line in shown[1:])
-    assert [line.split() for line in shown] and sum((line.split() for line in shown), []) == reply.split()
+    assert [line.split() for line in shown] and [word for line in shown for word in line.split()] == reply.split()
 
 
 def _wrapped(pieces, **kwargs):

@@ -102,9 +102,9 @@ def test_support_ignores_slots_it_never_offered():
 
 
 def test_upcoming_slots_skip_weekends():
-    from datetime import datetime
+    from datetime import UTC, datetime
 
-    slots = chat_agents.upcoming_slots(datetime(2030, 1, 4, 9, 0))  # a Friday
+    slots = chat_agents.upcoming_slots(datetime(2030, 1, 4, 9, 0, tzinfo=UTC))  # a Friday
     assert slots == ["2030-01-07 10:00", "2030-01-07 14:00", "2030-01-08 11:30"]
 
 

@@ -1,6 +1,7 @@
 """The scripted FakeModel: litellm-shaped responses and streams, recorded requests, usage."""
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -45,7 +46,7 @@ def test_usage_is_a_deterministic_token_estimate():
     # "Hello , model" -> 3 tokens; "The answer is 42 ." -> 5 tokens.
     assert (last.usage.prompt_tokens, last.usage.completion_tokens, last.usage.total_tokens) == (3, 5, 8)
     assert count_tokens("Hello, model") == 3
-    response = model.completion(messages=USER + [{"role": "assistant", "content": "The answer is 42."}])
+    response = model.completion(messages=[*USER, {"role": "assistant", "content": "The answer is 42."}])
     assert response.usage.model_dump() == {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}
     assert model.usage.model_dump() == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 
@@ -141,7 +142,7 @@ def test_script_mistakes_fail_loudly():
     with pytest.raises(FakeModelError, match=r"ran out of replies: request 2 arrived but the script has 1.*'Hello, model'"):
         model.completion(messages=USER)
     with pytest.raises(FakeModelError, match="no request"):
-        FakeModel().last_request
+        _ = FakeModel().last_request
     with pytest.raises(ValueError, match="needs messages"):
         FakeModel(replies=["x"]).completion(model="m", messages=[])
     with pytest.raises(ValueError, match="tool definition"):
@@ -179,7 +180,7 @@ def test_async_completion_and_async_iteration():
 def test_chunk_delay_spaces_the_chunks():
     model = FakeModel(replies=["a b c d"], chunk_delay=0.02)
     stamps = [time.monotonic() for _ in model.completion(messages=USER, stream=True)]
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.015
 
 

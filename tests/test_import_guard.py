@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,9 +55,5 @@ def test_public_names_resolve_lazily():
 
     assert package.ConversationAgent is ConversationAgent
     assert package.register_agent is register_agent
-    try:
+    with pytest.raises(AttributeError, match="NotAThing"):
         package.NotAThing  # noqa: B018
-    except AttributeError as exc:
-        assert "NotAThing" in str(exc)
-    else:
-        raise AssertionError("unknown attribute did not raise")

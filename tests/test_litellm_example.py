@@ -2,8 +2,9 @@
 
 The agent classes are the README's code, from tests/example_agents.py. ``litellm.completion`` is
 the real function; the test only adds litellm's own ``mock_response=`` (and ``mock_tool_calls=``)
-argument so no provider is called, and ``LITELLM_LOCAL_MODEL_COST_MAP`` keeps litellm from downloading its model price list. Outgoing
-socket connections are refused during each test, so "offline" is checked, not assumed.
+argument so no provider is called, and ``LITELLM_LOCAL_MODEL_COST_MAP`` keeps litellm from
+downloading its model price list. Outgoing socket connections are refused during each test, so
+"offline" is checked, not assumed.
 """
 
 import functools

@@ -122,12 +122,13 @@ result = ConversationService.send_message(session_id=session.id, message="hello 
 client = Client()
 started = client.post("/api/conversations/start/", {"agent_path": "echo"}, content_type="application/json")
 query = client.post("/api/conversations/models/session/query/", {}, content_type="application/json")
+sdk_url = engines["django"].from_string('{% load static %}{% static "django_ai/conversations/client.js" %}').render({})
 print(json.dumps({
     "file": app.__file__,
     "result": result,
     "start": started.status_code,
     "sessions": len(query.json()["data"]),
-    "sdk": engines["django"].from_string('{% load static %}{% static "django_ai/conversations/client.js" %}').render({}),
+    "sdk": sdk_url,
 }))
 """
 
@@ -289,7 +290,11 @@ interface OrderRow extends Row {
 }
 
 const client = createClient({ baseUrl: "http://127.0.0.1:9/api/conversations/", realtime: "none" });
-const latest: Promise<MessageRow[]> = client.messages.filter({ message_type: "agent" }).orderBy("-timestamp").limit(5).fetch();
+const latest: Promise<MessageRow[]> = client.messages
+  .filter({ message_type: "agent" })
+  .orderBy("-timestamp")
+  .limit(5)
+  .fetch();
 latest.catch(() => undefined);
 const paid = client.model<OrderRow>("order").filter({ total__gte: "10.00" });
 
@@ -303,7 +308,10 @@ export async function totals(): Promise<string[]> {
 }
 
 export function follow(render: (text: string) => void): () => void {
-  return client.sessions.orderBy("-updated_at").limit(20).live(({ rows }) => render(rows.map((row) => row.title).join(", ")));
+  return client.sessions
+    .orderBy("-updated_at")
+    .limit(20)
+    .live(({ rows }) => render(rows.map((row) => row.title).join(", ")));
 }
 
 console.log(JSON.stringify({ createClient: typeof createClient, follow: typeof follow, paid: typeof paid.fetch }));
@@ -314,7 +322,9 @@ CONSUMER_PAGE = """
 import { createClient } from "django-ai-first-client/browser";
 
 export const client = createClient({ baseUrl: "/api/conversations/" });
-export const started: Promise<string> = client.startConversation("support", { tier: "premium" }).then((c) => c.sessionId);
+export const started: Promise<string> = client
+  .startConversation("support", { tier: "premium" })
+  .then((c) => c.sessionId);
 """
 
 COMPILER_OPTIONS = {

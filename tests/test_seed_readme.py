@@ -265,8 +265,8 @@ def test_context_injection(quick_start):
     premium = start_conversation("sales", context_kwargs={"user_id": 7, "account_tier": "premium"})
     basic = start_conversation("sales", context_kwargs={"user_id": 8, "account_tier": "basic"})
 
-    assert ConversationService.send_message(premium["session_id"], "can I?")["response"] == "User 7 can access pro-features"
-    assert ConversationService.send_message(basic["session_id"], "can I?")["response"] == "Upgrade required"
+    replies = [ConversationService.send_message(s["session_id"], "can I?")["response"] for s in (premium, basic)]
+    assert replies == ["User 7 can access pro-features", "Upgrade required"]
 
     import inspect
 
@@ -315,7 +315,8 @@ def test_file_processing(settings, tmp_path):
     # The turn waits this long for the pending scan, then the agent runs without its text.
     settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "FILE_WAIT_TIMEOUT": 0.3}
 
-    result = ConversationService.send_message(session.id, "What is in these?", user=user, files=[report, notes.id, str(scan.id)])
+    files = [report, notes.id, str(scan.id)]
+    result = ConversationService.send_message(session.id, "What is in these?", user=user, files=files)
 
     assert result["status"] == "success"
     assert result["response"] == (
@@ -327,7 +328,8 @@ def test_file_processing(settings, tmp_path):
     assert set(user_message.files.all()) == {report, notes, scan}
     assert set(File.objects.filter(session=session)) == {report, notes, scan}
 
-    assert ConversationService.send_message(session.id, "and now?", user=user)["response"] == "Upload a file and I'll analyze it."
+    later = ConversationService.send_message(session.id, "and now?", user=user)
+    assert later["response"] == "Upload a file and I'll analyze it."
 
 
 class SlowPlainText(PlainTextExtractor):
@@ -486,7 +488,8 @@ def test_models_section(quick_start):
     assert [m.content for m in message] == ["Hello! How can I help you today?"]
     assert File.objects.count() == 0
     assert [c[0] for c in ConversationSession._meta.get_field("status").choices] == ["active", "completed", "archived"]
-    assert [c[0] for c in ConversationMessage._meta.get_field("message_type").choices] == ["user", "agent", "system", "widget"]
+    message_types = [c[0] for c in ConversationMessage._meta.get_field("message_type").choices]
+    assert message_types == ["user", "agent", "system", "widget"]
 
 
 # --- Examples ---------------------------------------------------------------------------------------

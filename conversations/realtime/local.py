@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..exceptions import TooManyStreams
-from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
-from .sender import EventSender
+from .sender import EventSender, QueuedBackend
 
 __all__ = ["Broker", "LocalBackend", "StoredEvent", "Subscription", "TooManyStreams"]
 
@@ -304,7 +303,7 @@ async def sse_frames_async(subscription: Subscription, *, heartbeat: float) -> A
         subscription.broker.unsubscribe(subscription)
 
 
-class LocalBackend(BaseRealtimeBackend):
+class LocalBackend(QueuedBackend):
     """In-process broker plus the Server-Sent Events endpoint.
 
     Sending goes through the same coalescing sender thread as Pusher, so clients see the same
@@ -351,14 +350,8 @@ class LocalBackend(BaseRealtimeBackend):
         per_address = self.options["MAX_ANONYMOUS_STREAMS_PER_ADDRESS"]
         return (None if per_visitor is None else int(per_visitor), None if per_address is None else int(per_address))
 
-    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
-        self.sender.send(channel, event, payload)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.sender.flush(timeout)
-
     def close(self) -> None:
-        self.sender.close()
+        super().close()
         self.broker.close()
 
     def _deliver(self, events: list[OutgoingEvent]) -> None:

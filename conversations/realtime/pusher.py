@@ -27,10 +27,9 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .base import BaseRealtimeBackend
 from .coalescer import OutgoingEvent, encode
 from .events import truncated_event
-from .sender import EventSender
+from .sender import EventSender, QueuedBackend
 
 __all__ = ["PusherBackend"]
 
@@ -52,7 +51,7 @@ def _import_pusher() -> Any:
     return pusher
 
 
-class PusherBackend(BaseRealtimeBackend):
+class PusherBackend(QueuedBackend):
     """Sends events through Pusher's HTTP API and signs private-channel subscriptions.
 
     Override :meth:`get_client` to build the ``pusher.Pusher`` client differently (another HTTP
@@ -130,15 +129,6 @@ class PusherBackend(BaseRealtimeBackend):
             ssl=self.ssl,
             timeout=float(options.get("TIMEOUT") or 5),
         )
-
-    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
-        self.sender.send(channel, event, payload)
-
-    def flush(self, timeout: float | None = None) -> None:
-        self.sender.flush(timeout)
-
-    def close(self) -> None:
-        self.sender.close()
 
     def _deliver(self, events: list[OutgoingEvent]) -> None:
         batch = []

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .base import BaseRealtimeBackend
 from .coalescer import Coalescer, FlushMarker, OutgoingEvent
 
 __all__ = ["EventSender"]
@@ -203,6 +204,22 @@ class EventSender:
                         self.lost - self._lost_before_outage,
                     )
                 return
+
+
+class QueuedBackend(BaseRealtimeBackend):
+    """A backend whose events go through an :class:`EventSender` (``self.sender``, built by the
+    subclass): agent code only queues, the sender thread coalesces and delivers."""
+
+    sender: EventSender
+
+    def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
+        self.sender.send(channel, event, payload)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.sender.flush(timeout)
+
+    def close(self) -> None:
+        self.sender.close()
 
 
 @atexit.register

@@ -10,6 +10,7 @@ signals go out. A change to how a turn fails (its notice, its error code, its st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -62,29 +63,17 @@ def conclude(
             metrics=metrics,
             save_context=True,
         )
+    # A turn that did not complete keeps what the agent had streamed.
+    stopped = partial(finish, state, token, agent_cls, text=state.stream_text, metrics=metrics, error=error)
     if isinstance(error, TurnCancelled):
         metrics["stopped"] = error.reason
         if error.reason == "timeout":
             logger.warning("Turn for message %s timed out after %s s", user_message.pk, timeout)
-            return finish(
-                state,
-                token,
-                agent_cls,
+            return stopped(
                 status=ProcessingStatus.FAILED,
-                text=state.stream_text,
-                metrics=metrics,
-                error=error,
                 notice=("The agent took too long to answer and was stopped.", ErrorCode.TURN_TIMEOUT),
             )
-        return finish(
-            state,
-            token,
-            agent_cls,
-            status=ProcessingStatus.CANCELLED,
-            text=state.stream_text,
-            metrics=metrics,
-            error=error,
-        )
+        return stopped(status=ProcessingStatus.CANCELLED)
     logger.error(
         "Agent %s failed to answer message %s of session %s",
         session.agent_path,
@@ -93,16 +82,7 @@ def conclude(
         exc_info=(type(error), error, error.__traceback__),
     )
     code = ErrorCode.INVALID_CONTEXT if isinstance(error, ContextValidationError) else ErrorCode.AGENT_ERROR
-    return finish(
-        state,
-        token,
-        agent_cls,
-        status=ProcessingStatus.FAILED,
-        text=state.stream_text,
-        metrics=metrics,
-        error=error,
-        notice=(generic_error_text(error), code),
-    )
+    return stopped(status=ProcessingStatus.FAILED, notice=(generic_error_text(error), code))
 
 
 class _LeaseLost(Exception):

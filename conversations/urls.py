@@ -10,8 +10,8 @@ in the error envelope, not Django's HTML page.
 from django.urls import URLPattern, path, re_path
 
 from .bridge import views as bridge_views
-from .realtime import views as realtime_views
 from .files.views import UploadView
+from .realtime import views as realtime_views
 
 app_name = "django_ai_conversations"
 

@@ -7,7 +7,7 @@ from backend.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.shop"]  # noqa: F405
 
-DJANGO_AI = {  # noqa: F405
+DJANGO_AI = {
     **DJANGO_AI,  # noqa: F405
     "AGENTS": {**DJANGO_AI.get("AGENTS", {}), "stream-test": "tests.sdk_agents.StreamTestAgent"},  # noqa: F405
     "TURN_RECOVERY_IN_WEB": False,  # tests decide when crash recovery runs (tests/test_turn_recovery.py)

@@ -22,7 +22,7 @@ from django_ai.conversations.testing.factories import (
     WidgetFactory,
 )
 
-from .bridge_support import ai, API, Api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import API, Api, ai, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 

@@ -26,12 +26,12 @@ import pytest
 import requests
 from django.core.asgi import get_asgi_application
 
-from django_ai.conversations.asgi import BodySizeLimitMiddleware
 from django_ai.conversations.api import views as api_views
-from django_ai.conversations.exceptions import MultipleErrors
 from django_ai.conversations.api.parsing import MAX_JSON_DEPTH
+from django_ai.conversations.asgi import BodySizeLimitMiddleware
 from django_ai.conversations.bridge import get_exposed
 from django_ai.conversations.bridge.serialization import validate_write_data
+from django_ai.conversations.exceptions import MultipleErrors
 from django_ai.conversations.internal.jsonsafe import json_problem
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget
 from django_ai.conversations.testing.factories import SessionFactory, UserFactory, WidgetFactory
@@ -287,7 +287,7 @@ def _multipart_parts(total: int):
 @pytest.mark.slow
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize(
-    "path, content_type, parts, code",
+    ("path", "content_type", "parts", "code"),
     [
         ("models/message/", "application/json", _json_parts, "request_too_large"),
         ("files/", f"multipart/form-data; boundary={BOUNDARY}", _multipart_parts, "file_too_large"),

@@ -14,7 +14,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from django.test import Client
-from rest_framework import exceptions as drf_exceptions, serializers
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
 from django_ai.conversations.api.views import BaseAPIView
@@ -24,7 +25,19 @@ from django_ai.conversations.models import ConversationMessage, ConversationSess
 from django_ai.conversations.owners import new_anonymous_id, valid_anonymous_id
 from django_ai.conversations.testing.factories import SessionFactory, UserFactory
 
-from .bridge_support import API, Api, ai, echo_agent, error_codes, error_fields, fresh_bridge, owner, rows, send_raw, user_api  # noqa: F401
+from .bridge_support import (  # noqa: F401
+    API,
+    Api,
+    ai,
+    echo_agent,
+    error_codes,
+    error_fields,
+    fresh_bridge,
+    owner,
+    rows,
+    send_raw,
+    user_api,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 

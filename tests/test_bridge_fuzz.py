@@ -44,7 +44,7 @@ QUERIES = st.fixed_dictionaries(
         "order_by": st.one_of(st.lists(st.sampled_from(["timestamp", "-timestamp", "updated_at", "-id", "content", "?", "session__user__password"]), max_size=4), JSON),
         "limit": st.one_of(st.integers(min_value=-5, max_value=400), JSON),
         "offset": st.one_of(st.integers(min_value=-5, max_value=200_000), JSON),
-        "fields": st.one_of(st.lists(st.sampled_from(PATHS + ["context"]), max_size=4), JSON),
+        "fields": st.one_of(st.lists(st.sampled_from([*PATHS, "context"]), max_size=4), JSON),
         "count": st.one_of(st.booleans(), JSON),
         "include": st.one_of(st.lists(st.sampled_from(["session", "files", "reply_to", "widget", "session__user"]), max_size=3), JSON),
         "extra": JSON,

@@ -21,8 +21,7 @@ from django_ai.conversations.testing import isolated_registry, wait_for_turns
 from django_ai.conversations.testing.factories import FileFactory, SessionFactory, UserFactory
 
 from .bridge_support import anonymous_api, echo_agent, error_codes, fresh_bridge, user_api  # noqa: F401
-from .turns_support import IMMEDIATE
-from .turns_support import Background, ai_settings
+from .turns_support import IMMEDIATE, Background, ai_settings
 
 
 def _op(value: str) -> dict[str, str]:

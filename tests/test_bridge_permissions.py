@@ -15,7 +15,17 @@ from django.test.utils import CaptureQueriesContext
 from django_ai.conversations.bridge import expose
 from django_ai.conversations.bridge.builtins import ExposedMessage, ExposedSession, SessionFilterSet
 from django_ai.conversations.bridge.catalog import exposed_models
-from django_ai.conversations.bridge.permissions import AllowAny, BasePermission, DenyAll, IsAuthenticated, IsOwner, IsStaff, OnlyActions, ReadOnly, resolve_permission
+from django_ai.conversations.bridge.permissions import (
+    AllowAny,
+    BasePermission,
+    DenyAll,
+    IsAuthenticated,
+    IsOwner,
+    IsStaff,
+    OnlyActions,
+    ReadOnly,
+    resolve_permission,
+)
 from django_ai.conversations.constants import BridgeAction
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.testing.factories import MessageFactory, SessionFactory, UserFactory

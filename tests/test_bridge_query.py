@@ -23,9 +23,28 @@ from django_ai.conversations.bridge.permissions import AllowAny, BasePermission,
 from django_ai.conversations.constants import MessageType
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.owners import new_anonymous_id
-from django_ai.conversations.testing.factories import FileFactory, MessageFactory, SessionFactory, UserFactory, WidgetFactory
+from django_ai.conversations.testing.factories import (
+    FileFactory,
+    MessageFactory,
+    SessionFactory,
+    UserFactory,
+    WidgetFactory,
+)
 
-from .bridge_support import Api, ai, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, messages_in, owner, rows, send_raw, user_api  # noqa: F401
+from .bridge_support import (  # noqa: F401
+    Api,
+    ai,
+    anonymous_api,
+    echo_agent,
+    error_codes,
+    error_fields,
+    fresh_bridge,
+    messages_in,
+    owner,
+    rows,
+    send_raw,
+    user_api,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 

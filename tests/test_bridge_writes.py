@@ -14,9 +14,25 @@ from django_ai.conversations.bridge.permissions import AllowAny
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus, SessionStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession, File
 from django_ai.conversations.registry import register_agent
-from django_ai.conversations.testing.factories import FileFactory, MessageFactory, SessionFactory, UserFactory, WidgetFactory
+from django_ai.conversations.testing.factories import (
+    FileFactory,
+    MessageFactory,
+    SessionFactory,
+    UserFactory,
+    WidgetFactory,
+)
 
-from .bridge_support import RejectAgent, ai, anonymous_api, echo_agent, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
+from .bridge_support import (  # noqa: F401
+    RejectAgent,
+    ai,
+    anonymous_api,
+    echo_agent,
+    error_codes,
+    error_fields,
+    fresh_bridge,
+    rows,
+    user_api,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge", "echo_agent")]
 

@@ -3,6 +3,7 @@ reassembly algorithm that its ``offset``/``sequence`` fields are made for."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -129,7 +130,7 @@ def test_long_text_is_split_under_the_event_size_limit_and_never_dropped():
     assert "".join(e.payload["text"] for e in events) == "".join(writes)
     offsets = [e.payload["offset"] for e in events]
     assert offsets == sorted(offsets) and offsets[0] == 0
-    for event, following in zip(events, events[1:], strict=False):
+    for event, following in itertools.pairwise(events):
         assert following.payload["offset"] == event.payload["offset"] + utf16_len(event.payload["text"])
     assert events[0].payload["first_sequence"] == 1 and events[-1].payload["sequence"] == 4
     assert all(e.payload["first_sequence"] <= e.payload["sequence"] for e in events)

@@ -5,6 +5,7 @@ authenticate through the project's ``realtime/auth/`` endpoint served by ``live_
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
@@ -117,7 +118,7 @@ def test_pusher_js_receives_a_full_streamed_turn_in_order_with_no_gaps(soketi, r
     chunks = [e["data"] for e in received if e["event"] == EventName.TEXT_CHUNK]
     assert all(c["message_id"] == str(agent_message.pk) for c in chunks)
     assert chunks[0]["offset"] == 0 and chunks[0]["first_sequence"] == 1
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after["offset"] == before["offset"] + utf16_len(before["text"])  # no gap, no overlap
         assert after["first_sequence"] == before["sequence"] + 1
     assert chunks[-1]["sequence"] == len(Streamer.writes)

@@ -5,6 +5,7 @@ per visitor and per client address."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -153,7 +154,7 @@ def test_wsgi_and_asgi_readers_receive_the_same_complete_turn(local, live_server
         assert rebuilt.text == "".join(WORDS) == agent_message.content
         chunks = [e["data"] for e in wsgi.events if e["event"] == EventName.TEXT_CHUNK]
         assert chunks[0]["first_sequence"] == 1 and chunks[-1]["sequence"] == len(WORDS)
-        for before, after in zip(chunks, chunks[1:], strict=False):
+        for before, after in itertools.pairwise(chunks):
             assert after["first_sequence"] == before["sequence"] + 1  # no gap in sequences
 
         widget = ConversationWidget.objects.get(session=session)

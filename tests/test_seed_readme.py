@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus
-from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
 from django_ai.conversations.files.extraction.plain import PlainTextExtractor
+from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
 from django_ai.conversations.testing import FileFactory, UserFactory
 from tests import example_agents
 from tests.example_agents import (
@@ -462,9 +462,9 @@ def test_models_section(quick_start):
     user = get_user_model().objects.create_user("modeluser")
 
     from django_ai.conversations.models import (
-        ConversationSession,  # Conversation with an agent
         ConversationMessage,  # Individual message
-        File                  # Uploaded file
+        ConversationSession,  # Conversation with an agent
+        File,  # Uploaded file
     )
 
     # Sessions track conversations

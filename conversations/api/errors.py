@@ -40,7 +40,7 @@ from rest_framework.views import set_rollback
 from ..constants import ErrorCode
 from ..exceptions import ConversationError, MultipleErrors, RequestTooLarge
 
-__all__ = ["exception_handler", "error_response"]
+__all__ = ["error_response", "exception_handler"]
 
 # The logger's name predates this package: logging configurations of projects name it.
 logger = logging.getLogger("django_ai.conversations.bridge")

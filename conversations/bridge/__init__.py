@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ExposedModel", "expose", "get_exposed", "exposed_models", "bridge_registry"]
+__all__ = ["ExposedModel", "bridge_registry", "expose", "exposed_models", "get_exposed"]
 
 _CATALOG_NAMES = frozenset({"expose", "get_exposed", "exposed_models", "bridge_registry"})
 

@@ -6,4 +6,4 @@ from ..api.parsing import MAX_JSON_DEPTH, StrictJSONParser
 from ..api.views import ASGI_LIMIT_SCOPE_KEY
 from ..api.views import BaseAPIView as BridgeAPIView
 
-__all__ = ["ASGI_LIMIT_SCOPE_KEY", "BridgeAPIView", "MAX_JSON_DEPTH", "StrictJSONParser"]
+__all__ = ["ASGI_LIMIT_SCOPE_KEY", "MAX_JSON_DEPTH", "BridgeAPIView", "StrictJSONParser"]

@@ -41,14 +41,14 @@ from .exposed import ExposedModel
 from .permissions import IsOwner, OnlyActions
 
 __all__ = [
-    "SessionFilterSet",
-    "MessageFilterSet",
-    "WidgetFilterSet",
-    "FileFilterSet",
-    "ExposedSession",
-    "ExposedMessage",
-    "ExposedWidget",
     "ExposedFile",
+    "ExposedMessage",
+    "ExposedSession",
+    "ExposedWidget",
+    "FileFilterSet",
+    "MessageFilterSet",
+    "SessionFilterSet",
+    "WidgetFilterSet",
     "builtin_exposed_models",
 ]
 

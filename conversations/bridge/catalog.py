@@ -35,7 +35,7 @@ from .builtins import builtin_exposed_models
 from .errors import UnknownModel
 from .exposed import ExposedModel
 
-__all__ = ["ExposedModelCatalog", "exposed_models", "bridge_registry", "expose", "get_exposed"]
+__all__ = ["ExposedModelCatalog", "bridge_registry", "expose", "exposed_models", "get_exposed"]
 
 
 class ExposedModelCatalog:

@@ -20,7 +20,7 @@ from ..constants import EventName, ModelOperation
 from ..models import ConversationSession
 from ..realtime import publish
 
-__all__ = ["current_operation_id", "operation", "conversation_ids", "send_model_change"]
+__all__ = ["conversation_ids", "current_operation_id", "operation", "send_model_change"]
 
 #: The id of the write operation in progress (set by the bridge from the client's request) so a
 #: client can recognise the echo of its own write.

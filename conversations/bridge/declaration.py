@@ -50,7 +50,7 @@ def _check_orderings(exposed: Any, label: str) -> None:
             resolved = resolve_path(exposed.model, path)
         except FieldNotAllowed as exc:
             raise ImproperlyConfigured(f"{label}: ordering {path!r} is not a field path.") from exc
-        if resolved.many or resolved.last.is_relation and not resolved.last.concrete:
+        if resolved.many or (resolved.last.is_relation and not resolved.last.concrete):
             raise ImproperlyConfigured(f"{label}: ordering {path!r} crosses a to-many relation.")
     for o in exposed.default_ordering:
         if o.lstrip("-") not in exposed.orderings:

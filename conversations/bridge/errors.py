@@ -17,11 +17,11 @@ from ..exceptions import (
 
 __all__ = [
     "BridgeError",
-    "UnknownModel",
-    "ObjectNotFound",
-    "InvalidQuery",
     "FieldNotAllowed",
-    "OperationNotAllowed",
-    "OperationIdReused",
+    "InvalidQuery",
     "MultipleErrors",
+    "ObjectNotFound",
+    "OperationIdReused",
+    "OperationNotAllowed",
+    "UnknownModel",
 ]

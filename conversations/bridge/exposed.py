@@ -348,7 +348,7 @@ class ExposedModel:
             self._announce_write(request, ModelOperation.DELETE, instance, pk_value)
 
     def _require(self, request: Any, action: str) -> None:
-        if action == BridgeAction.CREATE and not self.create_fields or action == BridgeAction.UPDATE and not self.update_fields:
+        if (action == BridgeAction.CREATE and not self.create_fields) or (action == BridgeAction.UPDATE and not self.update_fields):
             raise OperationNotAllowed(f"{self.name} rows cannot be {action}d through the bridge.", code=ErrorCode.OPERATION_NOT_ALLOWED)
         if not self.has_permission(request, action):
             raise OperationNotAllowed(f"You may not {action} {self.name} rows.")

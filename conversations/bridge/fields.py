@@ -27,7 +27,7 @@ from django.utils.duration import duration_iso_string
 
 from .errors import FieldNotAllowed
 
-__all__ = ["ResolvedPath", "resolve_path", "field_type", "describe_field", "wire_converter", "wire_pk"]
+__all__ = ["ResolvedPath", "describe_field", "field_type", "resolve_path", "wire_converter", "wire_pk"]
 
 #: Largest integer a JSON reader that uses doubles (JavaScript) holds exactly.
 MAX_SAFE_INTEGER = 2**53 - 1

@@ -36,7 +36,7 @@ from django.utils.module_loading import import_string
 if TYPE_CHECKING:
     from .exposed import ExposedModel
 
-__all__ = ["BasePermission", "And", "Or", "Not", "resolve_permission"]
+__all__ = ["And", "BasePermission", "Not", "Or", "resolve_permission"]
 
 #: Redefining one of these in a class body withdraws an inherited ``scope_matches_object_permission``.
 _RULE_METHODS = ("has_object_permission", "scope_queryset")

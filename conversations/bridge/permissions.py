@@ -30,17 +30,17 @@ if TYPE_CHECKING:
     from .exposed import ExposedModel
 
 __all__ = [
-    "BasePermission",
-    "And",
-    "Or",
-    "Not",
     "AllowAny",
+    "And",
+    "BasePermission",
     "DenyAll",
     "IsAuthenticated",
-    "IsStaff",
-    "ReadOnly",
-    "OnlyActions",
     "IsOwner",
+    "IsStaff",
+    "Not",
+    "OnlyActions",
+    "Or",
+    "ReadOnly",
     "resolve_permission",
 ]
 

@@ -23,7 +23,7 @@ from .serialization import RowWriter, concrete_attnames
 if TYPE_CHECKING:
     from .exposed import ExposedModel
 
-__all__ = ["run_query", "scoped_rows", "include_rows", "serialize_instance", "normalized"]
+__all__ = ["include_rows", "normalized", "run_query", "scoped_rows", "serialize_instance"]
 
 
 def _apply(queryset: QuerySet, query: Query) -> QuerySet:

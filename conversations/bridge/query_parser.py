@@ -26,7 +26,7 @@ from .values import check_text, clean_value
 if TYPE_CHECKING:
     from .exposed import ExposedModel
 
-__all__ = ["Condition", "Query", "parse_query", "filter_specs"]
+__all__ = ["Condition", "Query", "filter_specs", "parse_query"]
 
 QUERY_KEYS = frozenset({"filter", "exclude", "order_by", "limit", "offset", "fields", "count", "include"})
 #: Deep pagination is slow on every database; page with a filter on the ordering field instead.

@@ -26,7 +26,7 @@ from .fields import wire_converter
 if TYPE_CHECKING:
     from .exposed import ExposedModel
 
-__all__ = ["RowWriter", "validate_write_data", "split_write_data"]
+__all__ = ["RowWriter", "split_write_data", "validate_write_data"]
 
 #: Most values a list field (e.g. a message's ``files``) may carry in one write.
 MAX_LIST_VALUES = 20

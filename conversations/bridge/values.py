@@ -21,7 +21,7 @@ from .errors import BridgeError, InvalidQuery, ObjectNotFound
 if TYPE_CHECKING:
     from .exposed import ExposedModel
 
-__all__ = ["clean_value", "clean_pk", "check_text"]
+__all__ = ["check_text", "clean_pk", "clean_value"]
 
 #: An integer written as a JSON string (big integers travel so): an optional minus, 1-20 digits.
 INTEGER_STRING = re.compile(r"-?[0-9]{1,20}")

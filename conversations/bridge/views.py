@@ -31,13 +31,13 @@ from .permissions import resolve_permission
 from .query import run_query, serialize_instance
 
 __all__ = [
-    "StartView",
-    "SchemaView",
-    "QueryView",
+    "CancelView",
     "ModelCreateView",
     "ModelDetailView",
-    "CancelView",
     "NotFoundView",
+    "QueryView",
+    "SchemaView",
+    "StartView",
 ]
 
 OPERATION_ID_HEADER = "X-Operation-Id"

@@ -37,7 +37,7 @@ from .auth import authorize_channel, requester_owner_channel
 from .channels import anonymous_digest
 from .local import LocalBackend, Subscription, sse_frames, sse_frames_async
 
-__all__ = ["EventStreamResponse", "RealtimeAuthView", "RealtimeEventsView", "RealtimeConfigView"]
+__all__ = ["EventStreamResponse", "RealtimeAuthView", "RealtimeConfigView", "RealtimeEventsView"]
 
 SOCKET_ID = re.compile(r"\A[0-9]{1,20}\.[0-9]{1,20}\Z")
 #: Channels one Server-Sent Events stream may read.

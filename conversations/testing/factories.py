@@ -32,11 +32,11 @@ from ..models import ConversationMessage, ConversationSession, ConversationWidge
 from ..owners import new_anonymous_id
 
 __all__ = [
-    "UserFactory",
-    "SessionFactory",
-    "MessageFactory",
-    "WidgetFactory",
     "FileFactory",
+    "MessageFactory",
+    "SessionFactory",
+    "UserFactory",
+    "WidgetFactory",
 ]
 
 

@@ -35,7 +35,7 @@ def _compiled_is_current() -> bool:
         return False
     built = COMPILED.stat().st_mtime
     inputs = [p for folder in SOURCES for p in (CLIENT / folder).rglob("*.ts")]
-    inputs += list(CLIENT.glob("tsconfig*.json")) + [CLIENT / "package-lock.json"]
+    inputs += [*list(CLIENT.glob("tsconfig*.json")), CLIENT / "package-lock.json"]
     return all(p.stat().st_mtime <= built for p in inputs if p.exists())
 
 

@@ -71,8 +71,8 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
     from django.test import override_settings
 
     from django_ai.conversations.internal.tasks_compat import ImmediateBackend, task_backends
-    from django_ai.conversations.turns.inprocess import in_process_runner
     from django_ai.conversations.testing import task_worker
+    from django_ai.conversations.turns.inprocess import in_process_runner
 
     immediate = {"default": {"BACKEND": settings.TASKS["default"]["BACKEND"]}}
     if "immediate" not in immediate["default"]["BACKEND"].lower():
@@ -96,7 +96,7 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
         register_agent(AGENT, EchoAgent)
         rows.append(("inline send_message (baseline, no queue)", _best(_inline, total, rounds)))
         with override_settings(TASKS=immediate):
-            task_backends["default"]  # noqa: B018 - built before the clock starts
+            task_backends["default"]
             if not quick:
                 rows.append(("in-process: ImmediateBackend + 4 threads", _best(_queued, total, rounds)))
             with _conn_max_age(60):

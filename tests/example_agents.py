@@ -201,7 +201,7 @@ class UtilitiesAgent(ConversationAgent):
         from django_ai.conversations.context import (
             ResponseStream,  # Stream response chunks
             display_widget,  # Show UI component
-            get_file_text,  # Extract text from files
+            get_file_text    # Extract text from files
         )
 
         # Streaming
@@ -216,13 +216,14 @@ class UtilitiesAgent(ConversationAgent):
         # Files
         file_id = self.files[0].id
         text = get_file_text(file_id)
-        return f"{stream.content}|{stream!s}|{text}"
+        return f"{stream.content}|{str(stream)}|{text}"
 
 
 # Seed README, API Reference: ConversationAgent Base Class.
 class YourAgent(ConversationAgent):
     class Context(BaseModel):
         """Define your context structure"""
+        pass
 
     @classmethod
     def create_context(cls, request=None, **kwargs):

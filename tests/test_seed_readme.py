@@ -462,9 +462,9 @@ def test_models_section(quick_start):
     user = get_user_model().objects.create_user("modeluser")
 
     from django_ai.conversations.models import (
-        ConversationMessage,  # Individual message
         ConversationSession,  # Conversation with an agent
-        File,  # Uploaded file
+        ConversationMessage,  # Individual message
+        File                  # Uploaded file
     )
 
     # Sessions track conversations

@@ -34,5 +34,9 @@ urlpatterns: list = [
     *_routes("realtime/config/", realtime_views.RealtimeConfigView.as_view(), "realtime-config"),
     # Last: anything else under this app's own top-level paths. Not every path: a project that
     # mounts these URLs at its root would lose its own URLs listed after them.
-    re_path(r"^(?:start|schema|cancel|models|files|realtime)(?:/.*)?$", bridge_views.NotFoundView.as_view(), name="not-found"),
+    re_path(
+        r"^(?:start|schema|cancel|models|files|realtime)(?:/.*)?$",
+        bridge_views.NotFoundView.as_view(),
+        name="not-found",
+    ),
 ]

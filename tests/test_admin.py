@@ -26,10 +26,17 @@ def staff_client(client):
 def conversation(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     owner = UserFactory(username="carol")
-    session = SessionFactory(user=owner, agent_path="support", title="Billing question", context={"support_tier": "premium", "note": "<b>vip</b>"})
+    session = SessionFactory(
+        user=owner,
+        agent_path="support",
+        title="Billing question",
+        context={"support_tier": "premium", "note": "<b>vip</b>"},
+    )
     file = FileFactory(user=owner, session=session, filename="invoice.pdf", text="Invoice 42")
     message = MessageFactory(session=session, content="Where is invoice 42?", files=[file])
-    MessageFactory(session=session, message_type="agent", content="Here it is.", reply_to=message, metrics={"total_ms": 12})
+    MessageFactory(
+        session=session, message_type="agent", content="Here it is.", reply_to=message, metrics={"total_ms": 12}
+    )
     widget = WidgetFactory(session=session, widget_type="appointment_form", data={"slots": ["10:00"]})
     return {"session": session, "message": message, "widget": widget, "file": file}
 
@@ -54,7 +61,9 @@ def test_changelist_and_change_pages_render(staff_client, conversation, name):
 
 def test_session_change_page_shows_context_read_only_and_messages_inline(staff_client, conversation):
     session = conversation["session"]
-    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])).content.decode()
+    page = staff_client.get(
+        reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])
+    ).content.decode()
     # The context as escaped, pretty-printed JSON, not as an editable field.
     assert "&quot;support_tier&quot;: &quot;premium&quot;" in page
     assert "&lt;b&gt;vip&lt;/b&gt;" in page and "<b>vip</b>" not in page
@@ -164,9 +173,10 @@ def test_session_list_fits_a_laptop_screen(staff_client):
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", updated)
     assert rows["writer"][0] == f"untitled {str(untitled.pk)[:8]}"
     # The whole title stays one hover away.
-    assert f'title="{LONG_TITLE.strip()}"' in staff_client.get(
-        reverse("admin:django_ai_conversations_conversationsession_changelist")
-    ).content.decode()
+    assert (
+        f'title="{LONG_TITLE.strip()}"'
+        in staff_client.get(reverse("admin:django_ai_conversations_conversationsession_changelist")).content.decode()
+    )
 
 
 def test_message_list_shows_a_preview_of_the_content(staff_client):
@@ -200,17 +210,23 @@ def _change_form_data(response) -> dict:
 
 def test_inlines_show_only_when_the_session_has_rows(staff_client, conversation):
     bare = SessionFactory(title="Nothing yet")
-    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])).content.decode()
+    page = staff_client.get(
+        reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])
+    ).content.decode()
     assert "widgets-TOTAL_FORMS" not in page and "messages-TOTAL_FORMS" not in page
 
     MessageFactory(session=bare, content="Hello")
-    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])).content.decode()
+    page = staff_client.get(
+        reverse("admin:django_ai_conversations_conversationsession_change", args=[bare.pk])
+    ).content.decode()
     assert 'name="messages-TOTAL_FORMS" value="1"' in page
     assert "widgets-TOTAL_FORMS" not in page
 
     # With widgets: the inline lists them, with no empty form to fill in.
     session = conversation["session"]
-    page = staff_client.get(reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])).content.decode()
+    page = staff_client.get(
+        reverse("admin:django_ai_conversations_conversationsession_change", args=[session.pk])
+    ).content.decode()
     assert 'name="widgets-TOTAL_FORMS" value="1"' in page
 
     # The change form saves with the inlines it shows, and without the ones it leaves out.

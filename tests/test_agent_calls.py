@@ -138,6 +138,8 @@ def test_sync_and_async_agents_outside_a_transaction(events):
     assert ConversationWidget.objects.filter(session=async_session).count() == 2
     agent_ids = sync_session.messages.filter(message_type="agent").values_list("pk", flat=True)
     assert sorted(events.text(pk) for pk in agent_ids) == ["sync 1", "sync 2"]
+
+
 @pytest.mark.django_db
 def test_self_session_request_files_and_message_inside_get_response(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
@@ -146,8 +148,13 @@ def test_self_session_request_files_and_message_inside_get_response(settings, tm
     class Inspecting(ConversationAgent):
         async def get_response(self, message, request=None, **kwargs):
             seen.update(
-                session=self.session, request=self.request, request_arg=request, files=self.files,
-                message=self.message, current=current_session(), kwargs=kwargs,
+                session=self.session,
+                request=self.request,
+                request_arg=request,
+                files=self.files,
+                message=self.message,
+                current=current_session(),
+                kwargs=kwargs,
             )
             return "ok"
 

@@ -40,7 +40,17 @@ pytestmark = pytest.mark.django_db
         lambda: report_usage(prompt_tokens=1),
         lambda: current_session(),
     ],
-    ids=["write", "start", "with", "display_widget", "update_widget", "get_file_text", "wait_for_file_text", "report_usage", "current_session"],
+    ids=[
+        "write",
+        "start",
+        "with",
+        "display_widget",
+        "update_widget",
+        "get_file_text",
+        "wait_for_file_text",
+        "report_usage",
+        "current_session",
+    ],
 )
 def test_helpers_outside_a_turn_raise_no_active_conversation(call):
     with pytest.raises(NoActiveConversation, match="inside get_response"):

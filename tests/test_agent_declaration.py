@@ -148,7 +148,12 @@ def test_registry_lookup_by_path_or_import_path_and_listing():
     assert registry.get("team/dotted") is EchoAgent
     assert registry.get("agents.chat_agents.EchoAgent") is EchoAgent
     assert "team/listed" in registry and "team/unknown" not in registry
-    assert {"path": "team/listed", "name": "Listed", "description": "Answers politely.", "start_params": None} in registry.describe()
+    assert {
+        "path": "team/listed",
+        "name": "Listed",
+        "description": "Answers politely.",
+        "start_params": None,
+    } in registry.describe()
     assert {"team/listed", "team/dotted"} <= set(registry.paths())
 
 

@@ -29,7 +29,11 @@ def test_get_file_text_is_none_while_pending_or_failed(settings, tmp_path):
     user = UserFactory()
     register_agent("under-test", Reader)
     session = ConversationService.create_session("under-test", user=user)
-    done, pending, failed = FileFactory(user=user, text="done text"), FileFactory(user=user), FileFactory(user=user, failed=True)
+    done, pending, failed = (
+        FileFactory(user=user, text="done text"),
+        FileFactory(user=user),
+        FileFactory(user=user, failed=True),
+    )
     result = ConversationService.send_message(session.id, "read", user=user, files=[done, pending, failed])
     assert result["response"] == repr(["done text", None, None])
 
@@ -52,7 +56,9 @@ def test_get_file_text_sees_extraction_that_finished_during_the_turn(settings, t
     register_agent("under-test", Late)
     session = ConversationService.create_session("under-test", user=user)
     file = FileFactory(user=user)
-    assert ConversationService.send_message(session.id, "x", user=user, files=[file])["response"] == "None|arrived|arrived"
+    assert (
+        ConversationService.send_message(session.id, "x", user=user, files=[file])["response"] == "None|arrived|arrived"
+    )
 
 
 def test_the_wait_for_attached_files_ends_at_the_turn_timeout(settings, tmp_path):
@@ -94,5 +100,8 @@ def test_get_file_text_only_reaches_the_owners_files(settings, tmp_path):
     theirs = FileFactory(user=stranger, text="theirs")
     register_agent("under-test", Snooping)
     session = ConversationService.create_session("under-test", user=owner)
-    answers = [ConversationService.send_message(session.id, m, user=owner)["response"] for m in (str(mine.id), str(theirs.id), "not-an-id")]
+    answers = [
+        ConversationService.send_message(session.id, m, user=owner)["response"]
+        for m in (str(mine.id), str(theirs.id), "not-an-id")
+    ]
     assert answers == ["mine", "file_not_found", "file_not_found"]

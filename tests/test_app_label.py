@@ -29,34 +29,45 @@ def test_a_project_app_named_conversations_with_a_file_model_and_a_chat_command(
     (app / "management" / "commands").mkdir(parents=True)
     for init in (app, app / "migrations", app / "management", app / "management" / "commands"):
         (init / "__init__.py").write_text("")
-    (app / "models.py").write_text(textwrap.dedent("""
+    (app / "models.py").write_text(
+        textwrap.dedent("""
         from django.conf import settings
         from django.db import models
 
         class File(models.Model):
             user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
             name = models.CharField(max_length=100)
-    """))
-    (app / "management" / "commands" / "chat.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (app / "management" / "commands" / "chat.py").write_text(
+        textwrap.dedent("""
         from django.core.management.base import BaseCommand
 
         class Command(BaseCommand):
             def handle(self, *args, **options):
                 self.stdout.write("the project's own chat")
-    """))
-    (tmp_path / "settings.py").write_text(textwrap.dedent(f"""
+    """)
+    )
+    (tmp_path / "settings.py").write_text(
+        textwrap.dedent(f"""
         SECRET_KEY = "x"
         INSTALLED_APPS = ["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
                           "conversations", "rest_framework", "django_filters", "django_ai.conversations"]
         DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {str(tmp_path / "db.sqlite3")!r}}}}}
         USE_TZ = True
         DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-    """))
+    """)
+    )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "settings", "PYTHONPATH": str(tmp_path)}
 
     def manage(*args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "django", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "django", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout

@@ -82,7 +82,9 @@ class TestOtherOwnersRows:
 
     def test_attaching_their_file(self, victim, attacker):
         mine = SessionFactory(user=attacker.user)
-        response = attacker.create("message", {"session": str(mine.pk), "content": "x", "files": [str(victim["file"].pk)]})
+        response = attacker.create(
+            "message", {"session": str(mine.pk), "content": "x", "files": [str(victim["file"].pk)]}
+        )
         assert response.status_code == 400 and error_fields(response) == ["files"]
         assert not ConversationMessage.objects.filter(session=mine).exists()
         victim["file"].refresh_from_db()
@@ -157,13 +159,28 @@ class TestPaths:
 
     @pytest.mark.parametrize(
         "order",
-        ["anonymous_id", "-anonymous_id", "context", "user", "user__password", "metadata", "?", "pk__foo", "turn_token", "-", "id", 5],
+        [
+            "anonymous_id",
+            "-anonymous_id",
+            "context",
+            "user",
+            "user__password",
+            "metadata",
+            "?",
+            "pk__foo",
+            "turn_token",
+            "-",
+            "id",
+            5,
+        ],
     )
     def test_ordering_on_hidden_fields(self, victim, attacker, order):
         response = attacker.query("session", {"order_by": [order]})
         assert response.status_code == 400 and error_fields(response)[0] == "order_by"
 
-    @pytest.mark.parametrize("field", ["anonymous_id", "context", "user", "metadata", "turn_token", "active_turn", "__dict__"])
+    @pytest.mark.parametrize(
+        "field", ["anonymous_id", "context", "user", "metadata", "turn_token", "active_turn", "__dict__"]
+    )
     def test_hidden_fields_cannot_be_asked_for(self, victim, field):
         response = user_api(victim["user"]).query("session", {"fields": ["title", field]})
         assert response.status_code == 400 and error_fields(response) == ["fields"]
@@ -261,7 +278,9 @@ class TestBulkTricks:
         api = user_api(victim["user"])
         for response in (
             api.create("message", body) if body is not None else api.create("message", None, raw="null"),
-            api.update("session", victim["session"].pk, body) if body is not None else api.update("session", victim["session"].pk, None, raw="null"),
+            api.update("session", victim["session"].pk, body)
+            if body is not None
+            else api.update("session", victim["session"].pk, None, raw="null"),
         ):
             assert response.status_code == 400, response.content
             assert error_codes(response) == ["invalid_body"]
@@ -280,7 +299,9 @@ class TestBulkTricks:
 
     def test_too_many_files_in_one_message(self, victim):
         api = user_api(victim["user"])
-        response = api.create("message", {"session": str(victim["session"].pk), "content": "x", "files": [str(victim["file"].pk)] * 21})
+        response = api.create(
+            "message", {"session": str(victim["session"].pk), "content": "x", "files": [str(victim["file"].pk)] * 21}
+        )
         assert response.status_code == 400 and error_fields(response) == ["files"]
 
     def test_wildcard_like_pks_do_not_match_rows(self, victim, attacker):
@@ -403,10 +424,14 @@ class TestMalformedInput:
     def test_errors_are_collected_per_field(self, victim):
         response = user_api(victim["user"]).query("message", {"limit": -1, "offset": -1, "filter": {"nope": 1}})
         assert sorted(error_fields(response)) == ["filter.nope", "limit", "offset"]
-        response = user_api(victim["user"]).query("message", {"exclude": [{"message_type": "user"}, {"nope": 1, "session__user": 1}]})
+        response = user_api(victim["user"]).query(
+            "message", {"exclude": [{"message_type": "user"}, {"nope": 1, "session__user": 1}]}
+        )
         assert sorted(error_fields(response)) == ["exclude[1].nope", "exclude[1].session__user"]
 
-    @pytest.mark.parametrize("raw", ["{bad", "{\"filter\": }", "\xff\xfe", "[1,", "NaN", "{\"limit\": Infinity}", "{\"a\":1}{"])
+    @pytest.mark.parametrize(
+        "raw", ["{bad", '{"filter": }', "\xff\xfe", "[1,", "NaN", '{"limit": Infinity}', '{"a":1}{']
+    )
     def test_malformed_json(self, victim, raw):
         api = user_api(victim["user"])
         response = api.query("message", None, raw=raw)
@@ -430,7 +455,9 @@ class TestMalformedInput:
         assert not ConversationMessage.objects.filter(content__startswith="y").exists()
 
     def test_bad_operation_id_header(self, victim):
-        response = user_api(victim["user"]).update("session", victim["session"].pk, {"title": "t"}, HTTP_X_OPERATION_ID="x" * 500)
+        response = user_api(victim["user"]).update(
+            "session", victim["session"].pk, {"title": "t"}, HTTP_X_OPERATION_ID="x" * 500
+        )
         assert response.status_code == 400 and error_fields(response) == ["X-Operation-Id"]
 
     def test_nul_in_written_text(self, victim):

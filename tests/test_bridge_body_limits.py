@@ -104,11 +104,13 @@ class TestCharsetAndDepth:
             assert f"more than {MAX_JSON_DEPTH} levels" in response.json()["errors"][0]["message"]
         _nothing_written(owned)
 
-    @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "application/json; charset=UTF8"])
+    @pytest.mark.parametrize(
+        "content_type", ["application/json", "application/json; charset=utf-8", "application/json; charset=UTF8"]
+    )
     def test_utf8_bodies_work_with_or_without_the_charset(self, owned, content_type):
         api, session, widget = owned["api"], owned["session"], owned["widget"]
         # Brackets and escaped quotes inside strings nest nothing.
-        text = 'Grüße 😀 ' + "[" * 200 + ' \\" {' * 100
+        text = "Grüße 😀 " + "[" * 200 + ' \\" {' * 100
         raw = json.dumps({"session": str(session.pk), "content": text}, ensure_ascii=False).encode()
         response = _send(api, "POST", "models/message/", raw, content_type)
         assert response.status_code == 201, response.content[:300]
@@ -128,10 +130,12 @@ class TestCharsetAndDepth:
 
     @pytest.mark.parametrize(
         "raw",
-        ['[' * 70 + '"' + '\\"' * 1000, '{"title": "' + "[" * 100, '{"title": "\\', '[' * 70 + '"\\' * 1000],
+        ["[" * 70 + '"' + '\\"' * 1000, '{"title": "' + "[" * 100, '{"title": "\\', "[" * 70 + '"\\' * 1000],
     )
     def test_unterminated_strings_are_parse_errors(self, owned, raw):
-        response = _send(owned["api"], "PATCH", f"models/session/{owned['session'].pk}/", raw.encode(), "application/json")
+        response = _send(
+            owned["api"], "PATCH", f"models/session/{owned['session'].pk}/", raw.encode(), "application/json"
+        )
         assert response.status_code == 400 and error_codes(response) == ["parse_error"]
         _nothing_written(owned)
 
@@ -143,7 +147,9 @@ class TestCharsetAndDepth:
             deep = [deep]
         request = make_request(owned["api"].user)
         with pytest.raises(MultipleErrors) as caught:
-            validate_write_data(get_exposed("widget"), request, "update", {"display_data": deep}, instance=owned["widget"])
+            validate_write_data(
+                get_exposed("widget"), request, "update", {"display_data": deep}, instance=owned["widget"]
+            )
         assert [(e.code, e.field) for e in caught.value.errors] == [("invalid", "display_data")]
         assert json_problem(deep) in ("it is nested too deeply", None)
         assert json_problem([deep, "a\x00"]) in ("it contains a NUL character", "it is nested too deeply")
@@ -173,13 +179,34 @@ def asgi_process(tmp_path_factory):
     }
     for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY"):
         env.pop(key, None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     port = free_port()
     log = var / "uvicorn.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "backend.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -212,7 +239,9 @@ def _written(pid: int) -> int:
     raise AssertionError("no wchar in /proc/<pid>/io")
 
 
-def _raw_post(port: int, path: str, content_type: str, parts, *, length: int | None) -> tuple[int, dict[str, str], bytes]:
+def _raw_post(
+    port: int, path: str, content_type: str, parts, *, length: int | None
+) -> tuple[int, dict[str, str], bytes]:
     """POST ``parts`` (byte strings) with ``Content-Length: length``, or chunked when None, and
     read the answer as it comes: sending stops once the server has answered."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -276,7 +305,7 @@ def _json_parts(total: int):
 
 def _multipart_parts(total: int):
     yield (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
         "Content-Type: text/plain\r\n\r\n"
     ).encode()
     for _ in range(total // (1024 * 1024)):
@@ -294,7 +323,9 @@ def _multipart_parts(total: int):
     ],
     ids=["bridge", "files"],
 )
-def test_oversized_bodies_are_refused_under_uvicorn_before_they_are_stored(asgi_process, path, content_type, parts, code, chunked):
+def test_oversized_bodies_are_refused_under_uvicorn_before_they_are_stored(
+    asgi_process, path, content_type, parts, code, chunked
+):
     process = asgi_process["process"]
     chunks = list(parts(BIG))
     length = None if chunked else sum(len(c) for c in chunks)
@@ -321,10 +352,14 @@ def test_requests_within_the_limits_still_work_through_the_middleware(asgi_proce
     headers = {"X-Conversation-Anonymous-Id": started.json()["anonymous_id"]}
     session = started.json()["session_id"]
     text = "y" * (900 * 1024)  # close to the 1 MiB bridge limit
-    sent = requests.post(base + API + "models/message/", json={"session": session, "content": text[:30000]}, headers=headers, timeout=30)
+    sent = requests.post(
+        base + API + "models/message/", json={"session": session, "content": text[:30000]}, headers=headers, timeout=30
+    )
     assert sent.status_code == 201, sent.text
     # A body near the limit gets through to the view (which then judges the message's length).
-    near = requests.post(base + API + "models/message/", json={"session": session, "content": text}, headers=headers, timeout=30)
+    near = requests.post(
+        base + API + "models/message/", json={"session": session, "content": text}, headers=headers, timeout=30
+    )
     assert near.status_code == 400 and [e["code"] for e in near.json()["errors"]] != ["request_too_large"], near.text
     upload = requests.post(
         base + API + "files/",

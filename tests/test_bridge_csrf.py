@@ -88,13 +88,17 @@ def test_a_query_another_site_could_send_is_still_checked(owner, body, content_t
     """What a form on another site can submit is refused with the CSRF error before the bridge
     runs anything (no permission class is asked, so nothing it does on a read happens)."""
     expose(
-        Order, name="recorded", permission_classes=[_Recorder(), IsOwner(path="owner"), OnlyActions("read")],
+        Order,
+        name="recorded",
+        permission_classes=[_Recorder(), IsOwner(path="owner"), OnlyActions("read")],
         read_fields=["id", "total"],
     )
     _Recorder.seen.clear()
     client = signed_in(owner)
     url = API + "models/recorded/query/"
-    response = client.post(url, body, content_type=content_type) if body is not None else client.post(url, {"filter": "x"})
+    response = (
+        client.post(url, body, content_type=content_type) if body is not None else client.post(url, {"filter": "x"})
+    )
     assert response.status_code == 403
     assert error_codes(response) == ["permission_denied"] and "CSRF" in response.json()["errors"][0]["message"]
     assert _Recorder.seen == []

@@ -36,7 +36,12 @@ class TestEndpoints:
         assert "context" not in body["models"]["session"]["fields"]
         assert body["models"]["session"]["actions"] == ["read", "update"]
         assert body["models"]["file"]["actions"] == ["read", "delete"]
-        assert {"path": "test-agent", "name": "EchoAgent", "description": "Answers with the message.", "start_params": None} in body["agents"]
+        assert {
+            "path": "test-agent",
+            "name": "EchoAgent",
+            "description": "Answers with the message.",
+            "start_params": None,
+        } in body["agents"]
         assert body["events"] == [str(e) for e in EventName]
 
     def test_schema_tells_the_upload_limit(self):
@@ -126,7 +131,9 @@ class TestUrlEdges:
         assert api.query("session").status_code == 200
 
     @pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
-    @pytest.mark.parametrize("path", ["models/a/b/c/", "models/session/1/2", "realtime/nope/", "files/x/y", "schema/more/"])
+    @pytest.mark.parametrize(
+        "path", ["models/a/b/c/", "models/session/1/2", "realtime/nope/", "files/x/y", "schema/more/"]
+    )
     def test_unknown_paths_are_json_404(self, settings, method, path):
         settings.DEBUG = True
         api = user_api(UserFactory())

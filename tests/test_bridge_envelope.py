@@ -101,7 +101,9 @@ def test_known_errors_become_the_envelope(exc, status, code, field):
 
 def test_validation_errors_one_entry_per_field():
     view = _Validates.as_view()
-    response = view(APIRequestFactory().post("/x/", {"title": "long", "tags": ["a", 2], "nested": {"k": "v"}}, format="json"))
+    response = view(
+        APIRequestFactory().post("/x/", {"title": "long", "tags": ["a", 2], "nested": {"k": "v"}}, format="json")
+    )
     response.render()
     assert response.status_code == 400
     fields = sorted((e["field"], e["code"]) for e in response.data["errors"])
@@ -143,7 +145,9 @@ class TestMalformedBodiesKeepTheEnvelope:
         started = client.post(API + "start/", json.dumps({"agent_path": "test-agent"}), content_type="application/json")
         assert started.status_code == 201
         # The CSRF check reads the form, which Django refuses in any charset but UTF-8 (BadRequest).
-        response = client.post(API + "cancel/", "session_id=x", content_type="application/x-www-form-urlencoded; charset=latin-1")
+        response = client.post(
+            API + "cancel/", "session_id=x", content_type="application/x-www-form-urlencoded; charset=latin-1"
+        )
         assert response.status_code == 400 and response["Content-Type"] == "application/json"
         assert error_codes(response) == ["bad_request"]
 
@@ -200,7 +204,9 @@ def test_numbers_out_of_the_double_range_are_a_parse_error_not_infinity(owner):
 
 def test_valid_astral_characters_still_work(owner):
     """A proper surrogate *pair* is one real character (an emoji): still accepted."""
-    response = send_raw(owner["client"], "patch", f"models/session/{owner['session'].pk}/", '{"title": "\\ud83d\\ude00"}')
+    response = send_raw(
+        owner["client"], "patch", f"models/session/{owner['session'].pk}/", '{"title": "\\ud83d\\ude00"}'
+    )
     assert response.status_code == 200, response.content
     owner["session"].refresh_from_db()
     assert owner["session"].title == "\U0001f600"
@@ -226,7 +232,9 @@ def test_deeply_nested_json_is_a_parse_error_not_a_500(owner, depth):
 
 def test_ordinary_nesting_is_accepted(owner):
     nested = {"a": [{"b": [[1, 2], {"c": "d"}]}]}
-    response = send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": nested}))
+    response = send_raw(
+        owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": nested})
+    )
     assert response.status_code == 200, response.content
     owner["widget"].refresh_from_db()
     assert owner["widget"].display_data == nested
@@ -239,7 +247,9 @@ def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
 
     def send(levels: int):
         value = "[" * levels + "]" * levels
-        return send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % value)
+        return send_raw(
+            owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", '{"display_data": {"a": %s}}' % value
+        )
 
     inside = send(MAX_JSON_DEPTH - 2)  # plus the two objects around it
     assert inside.status_code == 200, inside.content
@@ -247,7 +257,9 @@ def test_nesting_is_refused_from_a_fixed_depth_before_parsing(owner):
     assert too_deep.status_code == 400 and error_codes(too_deep) == ["parse_error"]
     assert b"nested more than" in too_deep.content
     # Brackets inside strings are text, not nesting.
-    text = send_raw(owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": {"a": "[" * 500}}))
+    text = send_raw(
+        owner["client"], "patch", f"models/widget/{owner['widget'].pk}/", json.dumps({"display_data": {"a": "[" * 500}})
+    )
     assert text.status_code == 200, text.content
 
 
@@ -307,6 +319,9 @@ class TestAnonymousIdHeader:
         started = client.post(API + "start/", json.dumps({"agent_path": "test-agent"}), content_type="application/json")
         assert started.status_code == 201
         listed = client.post(
-            API + "models/session/query/", "{}", content_type="application/json", HTTP_X_CONVERSATION_ANONYMOUS_ID="garbage"
+            API + "models/session/query/",
+            "{}",
+            content_type="application/json",
+            HTTP_X_CONVERSATION_ANONYMOUS_ID="garbage",
         )
         assert [r["id"] for r in rows(listed, "session")] == [started.json()["session_id"]]

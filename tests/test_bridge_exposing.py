@@ -45,7 +45,9 @@ class TestRegistration:
         assert created.status_code == 201, created.json()
         Group.objects.create(name="alpha")
         assert [r["name"] for r in rows(api.query("group"), "group")] == ["alpha", "beta"]
-        assert [r["name"] for r in rows(api.query("group", {"filter": {"name__startswith": "al"}}), "group")] == ["alpha"]
+        assert [r["name"] for r in rows(api.query("group", {"filter": {"name__startswith": "al"}}), "group")] == [
+            "alpha"
+        ]
         pk = created.json()["data"]
         assert api.update("group", pk, {"name": "gamma"}).status_code == 200
         assert api.delete("group", pk).status_code == 204
@@ -74,4 +76,10 @@ class TestRegistration:
             {"filterset_class": MessageFilterSet},
         ):
             with pytest.raises(ImproperlyConfigured):
-                expose(Group, name="group", permission_classes=[AllowAny], read_fields=options.pop("read_fields", ["name"]), **options)
+                expose(
+                    Group,
+                    name="group",
+                    permission_classes=[AllowAny],
+                    read_fields=options.pop("read_fields", ["name"]),
+                    **options,
+                )

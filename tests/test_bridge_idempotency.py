@@ -39,7 +39,9 @@ def _user_messages(session) -> list[ConversationMessage]:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("fresh_bridge", "echo_agent")
 class TestRetriedCreates:
-    def test_the_same_request_again_gets_the_stored_message_and_no_second_turn(self, django_capture_on_commit_callbacks):
+    def test_the_same_request_again_gets_the_stored_message_and_no_second_turn(
+        self, django_capture_on_commit_callbacks
+    ):
         user = UserFactory()
         session = SessionFactory(user=user, agent_path="test-agent")
         api = user_api(user)
@@ -73,7 +75,10 @@ class TestRetriedCreates:
 
     def test_ids_are_per_conversation_and_without_an_id_every_create_is_new(self):
         user = UserFactory()
-        first, second = SessionFactory(user=user, agent_path="test-agent"), SessionFactory(user=user, agent_path="test-agent")
+        first, second = (
+            SessionFactory(user=user, agent_path="test-agent"),
+            SessionFactory(user=user, agent_path="test-agent"),
+        )
         api = user_api(user)
         assert api.create("message", {"session": str(first.pk), "content": "hi"}, **_op("op-3")).status_code == 201
         assert api.create("message", {"session": str(second.pk), "content": "hi"}, **_op("op-3")).status_code == 201

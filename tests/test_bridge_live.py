@@ -29,7 +29,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("shop")]
 
 
 def changes(events, channel=None):
-    return [(p["model"], p["operation"], p["pks"], p["operation_id"]) for p in events.of(EventName.MODEL_CHANGE, channel=channel)]
+    return [
+        (p["model"], p["operation"], p["pks"], p["operation_id"])
+        for p in events.of(EventName.MODEL_CHANGE, channel=channel)
+    ]
 
 
 def test_order_writes_reach_the_owners_channel(django_capture_on_commit_callbacks, events):
@@ -95,7 +98,11 @@ def test_a_project_model_announcing_all_saves_hears_of_orm_writes(django_capture
     code = ticket.code
     with django_capture_on_commit_callbacks(execute=True):
         ticket.delete()
-    expected = [("ticket", "create", [code], None), ("ticket", "update", [code], None), ("ticket", "delete", [code], None)]
+    expected = [
+        ("ticket", "create", [code], None),
+        ("ticket", "update", [code], None),
+        ("ticket", "delete", [code], None),
+    ]
     assert changes(events, session_channel(session.pk)) == expected
     assert changes(events, owner_channel(user_id=user.pk)) == expected
 

@@ -26,19 +26,32 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_bridge")]
 
 def log_entry(user, text: str) -> LogEntry:
     return LogEntry.objects.create(
-        user=user, content_type=ContentType.objects.get_for_model(LogEntry), object_repr=text, action_flag=ADDITION,
+        user=user,
+        content_type=ContentType.objects.get_for_model(LogEntry),
+        object_repr=text,
+        action_flag=ADDITION,
     )
 
 
 @pytest.fixture
 def entries():
     expose(
-        LogEntry, name="entry",
+        LogEntry,
+        name="entry",
         permission_classes=[IsOwner(path="user"), OnlyActions("read", "update", "delete")],
-        read_fields=["id", "object_repr", "user"], update_fields=["object_repr"], orderings=["id"], default_ordering=["id"],
+        read_fields=["id", "object_repr", "user"],
+        update_fields=["object_repr"],
+        orderings=["id"],
+        default_ordering=["id"],
     )
     alice, bob = UserFactory(), UserFactory()
-    return {"alice": alice, "bob": bob, "a1": log_entry(alice, "a1"), "a2": log_entry(alice, "a2"), "b1": log_entry(bob, "b1")}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "a1": log_entry(alice, "a1"),
+        "a2": log_entry(alice, "a2"),
+        "b1": log_entry(bob, "b1"),
+    }
 
 
 def test_a_plain_user_foreign_key_scopes_reads(entries):
@@ -64,7 +77,9 @@ def test_writes_reach_only_the_owners_rows(entries):
 def test_a_path_that_ends_at_the_user_model_after_several_hops(entries):
     """widget -> session -> user is an owner row; a path may also end at the user through hops."""
     expose(
-        get_user_model(), name="me", permission_classes=[IsOwner(), OnlyActions("read")],
+        get_user_model(),
+        name="me",
+        permission_classes=[IsOwner(), OnlyActions("read")],
         read_fields=["id", "username"],
     )
     got = rows(user_api(entries["alice"]).query("me"), "me")
@@ -95,7 +110,9 @@ def test_a_path_it_cannot_use_is_refused_when_exposed(model, permission, reason)
 def test_a_path_through_the_session_still_works_for_visitors():
     from django_ai.conversations.testing import SessionFactory, WidgetFactory
 
-    expose(ConversationWidget, name="w", permission_classes=[IsOwner(path="session")], read_fields=["id", "widget_type"])
+    expose(
+        ConversationWidget, name="w", permission_classes=[IsOwner(path="session")], read_fields=["id", "widget_type"]
+    )
     api = anonymous_api()
     anonymous_id = api.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"]
     mine = WidgetFactory(session=SessionFactory(user=None, anonymous_id=anonymous_id))

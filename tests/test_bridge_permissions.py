@@ -67,8 +67,11 @@ def guarded(request):
         filterset_class=SessionFilterSet,
     )
     exposed_models.register(
-        ExposedMessage(name="guarded_message", relations={"session": "guarded"},
-                       permission_classes=[IsOwner(path="session"), OnlyActions("read")])
+        ExposedMessage(
+            name="guarded_message",
+            relations={"session": "guarded"},
+            permission_classes=[IsOwner(path="session"), OnlyActions("read")],
+        )
     )
     user = UserFactory()
     made = {
@@ -96,7 +99,11 @@ class TestObjectPermissionOnReads:
         # has_more is about readable rows: two refused rows follow, and they are not hinted at.
         assert second.json()["meta"] == {"limit": 2, "offset": 2, "has_more": False}
         probe = api.query("guarded", {"filter": {"id": str(made["secret d"].pk)}, "limit": 0, "count": True})
-        assert probe.json() == {"data": [], "included": {"guarded": {}}, "meta": {"limit": 0, "offset": 0, "has_more": False, "count": 0}}
+        assert probe.json() == {
+            "data": [],
+            "included": {"guarded": {}},
+            "meta": {"limit": 0, "offset": 0, "has_more": False, "count": 0},
+        }
 
     def test_queries_per_request_do_not_grow_with_rows(self, guarded):
         api, made = guarded
@@ -138,8 +145,11 @@ class TestObjectPermissionOnReads:
     def test_relation_fields_refuse_rows_the_object_check_refuses(self, guarded):
         api, made = guarded
         exposed_models.register(
-            ExposedMessage(name="message", relations={"session": "session"},
-                           permission_classes=[IsOwner(path="session"), OnlyActions("read", "create")])
+            ExposedMessage(
+                name="message",
+                relations={"session": "session"},
+                permission_classes=[IsOwner(path="session"), OnlyActions("read", "create")],
+            )
         )
         exposed_models.register(
             type("GuardedSession", (type(exposed_models.get("session")),), {})(
@@ -299,7 +309,9 @@ class TestModelPermissions:
         assert Group.objects.count() == 1
 
     def test_read_only_composition(self):
-        expose(Group, name="group", permission_classes=[AllowAny & ReadOnly], read_fields=["name"], create_fields=["name"])
+        expose(
+            Group, name="group", permission_classes=[AllowAny & ReadOnly], read_fields=["name"], create_fields=["name"]
+        )
         Group.objects.create(name="visible")
         api = anonymous_api()
         assert [r["name"] for r in rows(api.query("group"), "group")] == ["visible"]

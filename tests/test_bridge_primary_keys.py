@@ -32,7 +32,15 @@ def world():
     session = SessionFactory(user=alice)
     tickets = [Ticket.objects.create(code=code, session=session, subject=code.lower()) for code in ("T-1", "T-2")]
     other = Ticket.objects.create(code="T-9", session=SessionFactory(user=bob), subject="bob's")
-    return {"alice": alice, "bob": bob, "orders": orders, "theirs": theirs, "session": session, "tickets": tickets, "other": other}
+    return {
+        "alice": alice,
+        "bob": bob,
+        "orders": orders,
+        "theirs": theirs,
+        "session": session,
+        "tickets": tickets,
+        "other": other,
+    }
 
 
 def data(response):
@@ -130,7 +138,9 @@ class TestNamedStringPrimaryKey:
 
     def test_create_update_delete_by_code(self, world):
         api = user_api(world["alice"])
-        created = api.create("ticket", {"session": str(world["session"].pk), "subject": "late parcel", "order": world["orders"][0].pk})
+        created = api.create(
+            "ticket", {"session": str(world["session"].pk), "subject": "late parcel", "order": world["orders"][0].pk}
+        )
         assert created.status_code == 201, created.json()
         code = created.json()["data"]
         assert isinstance(code, str) and code.startswith("T-")
@@ -149,6 +159,13 @@ class TestNamedStringPrimaryKey:
         body = user_api(world["alice"]).query("ticket", {"filter": {"pk": ticket.pk}, "include": ["order"]}).json()
         order = world["orders"][2]
         assert body["included"]["ticket"]["T-1"]["order"] == order.pk
-        assert body["included"]["order"] == {str(order.pk): {
-            "id": order.pk, "total": "30.00", "big": 0, "duration": None, "reference": str(order.reference), "status": "open",
-        }}
+        assert body["included"]["order"] == {
+            str(order.pk): {
+                "id": order.pk,
+                "total": "30.00",
+                "big": 0,
+                "duration": None,
+                "reference": str(order.reference),
+                "status": "open",
+            }
+        }

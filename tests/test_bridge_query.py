@@ -56,12 +56,23 @@ class TestQuery:
         made = messages_in(session, 7)
         messages_in(SessionFactory(user=user), 3)  # another conversation of the same user
         api = user_api(user)
-        response = api.query("message", {"filter": {"session": str(session.pk)}, "order_by": ["-timestamp"], "limit": 5})
+        response = api.query(
+            "message", {"filter": {"session": str(session.pk)}, "order_by": ["-timestamp"], "limit": 5}
+        )
         got = rows(response, "message")
         assert [r["content"] for r in got] == ["m6", "m5", "m4", "m3", "m2"]
         assert response.json()["meta"] == {"limit": 5, "offset": 0, "has_more": True}
         assert got[0]["id"] == str(made[6].pk) and got[0]["session"] == str(session.pk)
-        nxt = api.query("message", {"filter": {"session": str(session.pk)}, "order_by": ["-timestamp"], "limit": 5, "offset": 5, "count": True})
+        nxt = api.query(
+            "message",
+            {
+                "filter": {"session": str(session.pk)},
+                "order_by": ["-timestamp"],
+                "limit": 5,
+                "offset": 5,
+                "count": True,
+            },
+        )
         assert [r["content"] for r in rows(nxt, "message")] == ["m1", "m0"]
         assert nxt.json()["meta"] == {"limit": 5, "offset": 5, "has_more": False, "count": 7}
 
@@ -73,7 +84,9 @@ class TestQuery:
         ConversationMessage.objects.filter(pk=msgs[5].pk).update(message_type=MessageType.AGENT)
         api = user_api(user)
         cut = (start + datetime.timedelta(seconds=2)).isoformat()
-        got = rows(api.query("message", {"filter": {"timestamp__gte": cut}, "exclude": {"message_type": "agent"}}), "message")
+        got = rows(
+            api.query("message", {"filter": {"timestamp__gte": cut}, "exclude": {"message_type": "agent"}}), "message"
+        )
         assert [r["content"] for r in got] == ["m2", "m3", "m4"]
         got = rows(api.query("message", {"filter": {"id__in": [str(msgs[0].pk), str(msgs[3].pk)]}}), "message")
         assert [r["content"] for r in got] == ["m0", "m3"]
@@ -83,9 +96,16 @@ class TestQuery:
         # a list of exclude objects drops each one: NOT (a) AND NOT (b), as chained .exclude() calls
         got = rows(api.query("message", {"exclude": [{"message_type": "agent"}, {"timestamp__lt": cut}]}), "message")
         assert [r["content"] for r in got] == ["m2", "m3", "m4"]
-        got = rows(api.query("message", {"exclude": [{"message_type": "user", "timestamp__lt": cut}, {"id": str(msgs[4].pk)}]}), "message")
+        got = rows(
+            api.query(
+                "message", {"exclude": [{"message_type": "user", "timestamp__lt": cut}, {"id": str(msgs[4].pk)}]}
+            ),
+            "message",
+        )
         assert [r["content"] for r in got] == ["m2", "m3", "m5"]
-        assert [r["content"] for r in rows(api.query("message", {"exclude": []}), "message")] == [f"m{i}" for i in range(6)]
+        assert [r["content"] for r in rows(api.query("message", {"exclude": []}), "message")] == [
+            f"m{i}" for i in range(6)
+        ]
         got = rows(api.query("message", {"filter": {"reply_to__isnull": True, "session__status": "active"}}), "message")
         assert len(got) == 6
         assert rows(api.query("message", {"filter": {"session__status": "archived"}}), "message") == []
@@ -98,8 +118,13 @@ class TestQuery:
         ConversationSession.objects.filter(pk=a.pk).update(updated_at=timezone.now() + datetime.timedelta(minutes=1))
         api = user_api(user)
         assert [r["title"] for r in rows(api.query("session"), "session")] == ["Billing question", "Shipping"]
-        assert [r["title"] for r in rows(api.query("session", {"order_by": ["title"]}), "session")] == ["Billing question", "Shipping"]
-        assert [r["id"] for r in rows(api.query("session", {"filter": {"title__icontains": "SHIP"}}), "session")] == [str(b.pk)]
+        assert [r["title"] for r in rows(api.query("session", {"order_by": ["title"]}), "session")] == [
+            "Billing question",
+            "Shipping",
+        ]
+        assert [r["id"] for r in rows(api.query("session", {"filter": {"title__icontains": "SHIP"}}), "session")] == [
+            str(b.pk)
+        ]
         row = rows(api.query("session"), "session")[0]
         assert set(row) == {"id", "agent_path", "title", "status", "created_at", "updated_at", "last_message_at"}
 
@@ -154,7 +179,9 @@ class TestQuery:
         files = [FileFactory(user=user, session=session) for _ in range(2)]
         for m in messages_in(session, 2):
             m.files.set(files)
-        response = user_api(user).query("message", {"fields": ["content"], "include": ["files", "files", "session", "session"]})
+        response = user_api(user).query(
+            "message", {"fields": ["content"], "include": ["files", "files", "session", "session"]}
+        )
         assert response.status_code == 200, response.content
         assert set(response.json()["included"]["file"]) == {str(f.pk) for f in files}
         assert list(response.json()["included"]["session"]) == [str(session.pk)]
@@ -188,7 +215,9 @@ class TestQuery:
             response = api.query("message", {"limit": 4})
             assert response.status_code == 400 and error_fields(response) == ["limit"]
         assert api.query("message", {"limit": 0, "count": True}).json() == {
-            "data": [], "included": {"message": {}}, "meta": {"limit": 0, "offset": 0, "has_more": True, "count": 5}
+            "data": [],
+            "included": {"message": {}},
+            "meta": {"limit": 0, "offset": 0, "has_more": True, "count": 5},
         }
 
 
@@ -203,12 +232,24 @@ class TestToManyPaths:
                 model = Group
                 fields = {"permissions__codename": ["exact", "in"]}
 
-        expose(Group, name="group", permission_classes=[AllowAny], read_fields=["name"], filterset_class=ByPermission,
-               orderings=["name"], default_ordering=["name"])
+        expose(
+            Group,
+            name="group",
+            permission_classes=[AllowAny],
+            read_fields=["name"],
+            filterset_class=ByPermission,
+            orderings=["name"],
+            default_ordering=["name"],
+        )
         group = Group.objects.create(name="editors")
         group.permissions.set(Permission.objects.filter(codename__in=["add_group", "change_group"]))
         Group.objects.create(name="readers")
-        got = rows(anonymous_api().query("group", {"filter": {"permissions__codename__in": ["add_group", "change_group"]}, "count": True}), "group")
+        got = rows(
+            anonymous_api().query(
+                "group", {"filter": {"permissions__codename__in": ["add_group", "change_group"]}, "count": True}
+            ),
+            "group",
+        )
         assert [r["name"] for r in got] == ["editors"]
         got = rows(anonymous_api().query("group", {"exclude": {"permissions__codename": "add_group"}}), "group")
         assert [r["name"] for r in got] == ["readers"]
@@ -240,14 +281,23 @@ def _candidates(lookup):
 
 class TestSchemaFilters:
     def test_every_filter_the_schema_lists_is_accepted_by_query(self):
-        expose(ConversationSession, name="searchable", permission_classes=[IsOwner(), ReadOnly],
-               read_fields=["id", "title"], filterset_class=SearchFilterSet)
+        expose(
+            ConversationSession,
+            name="searchable",
+            permission_classes=[IsOwner(), ReadOnly],
+            read_fields=["id", "title"],
+            filterset_class=SearchFilterSet,
+        )
         user = UserFactory()
         SessionFactory(user=user, title="a title")
         api = user_api(user)
         models = api.get("schema/").json()["models"]
         assert models["searchable"]["filters"] == {
-            "q": ["icontains"], "recent": ["gte"], "agent": ["exact"], "status": ["exact", "in"], "title": ["iexact"],
+            "q": ["icontains"],
+            "recent": ["gte"],
+            "agent": ["exact"],
+            "status": ["exact", "in"],
+            "title": ["iexact"],
             "pk": ["exact", "in"],  # every model's, whatever its FilterSet says
         }
         checked = 0
@@ -290,8 +340,22 @@ class TestHasMoreWithLimitZero:
         assert meta({"limit": 1, "offset": 1})["has_more"] is True
 
     def test_the_scoped_and_the_checked_path_agree(self):
-        expose(Group, name="fast", permission_classes=[AllowAny], read_fields=["name"], orderings=["name"], default_ordering=["name"])
-        expose(Group, name="checked", permission_classes=[Refusing], read_fields=["name"], orderings=["name"], default_ordering=["name"])
+        expose(
+            Group,
+            name="fast",
+            permission_classes=[AllowAny],
+            read_fields=["name"],
+            orderings=["name"],
+            default_ordering=["name"],
+        )
+        expose(
+            Group,
+            name="checked",
+            permission_classes=[Refusing],
+            read_fields=["name"],
+            orderings=["name"],
+            default_ordering=["name"],
+        )
         for name in ("alpha", "beta"):
             Group.objects.create(name=name)
         api = Api(anonymous_id=new_anonymous_id())
@@ -305,7 +369,9 @@ class TestHasMoreWithLimitZero:
 )
 def test_date_times_at_the_ends_of_the_calendar_are_400_not_500(owner, value):
     """Valid ISO 8601 with an offset that moves them out of the datetime range once in UTC."""
-    response = send_raw(owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": value}}))
+    response = send_raw(
+        owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": value}})
+    )
     assert response.status_code == 400, response.content
     assert error_codes(response) == ["invalid_query"]
     assert response.json()["errors"][0]["field"] == "filter.created_at__gt"
@@ -313,7 +379,10 @@ def test_date_times_at_the_ends_of_the_calendar_are_400_not_500(owner, value):
 
 def test_extreme_but_representable_date_times_still_filter(owner):
     response = send_raw(
-        owner["client"], "post", "models/session/query/", json.dumps({"filter": {"created_at__gt": "0001-01-01T00:00:00Z"}})
+        owner["client"],
+        "post",
+        "models/session/query/",
+        json.dumps({"filter": {"created_at__gt": "0001-01-01T00:00:00Z"}}),
     )
     assert response.status_code == 200, response.content
     assert response.json()["data"] == [str(owner["session"].pk)]

@@ -39,8 +39,11 @@ HEADER = "HTTP_X_CONVERSATION_ANONYMOUS_ID"
 def start(**meta: str) -> int:
     """A start/ from a new anonymous visitor (a fresh id header, no cookie)."""
     response = Client().post(
-        API + "start/", START, content_type="application/json",
-        HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(), **meta,
+        API + "start/",
+        START,
+        content_type="application/json",
+        HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(),
+        **meta,
     )
     if response.status_code == 429:
         assert error_codes(response) == ["throttled"]
@@ -69,8 +72,10 @@ def test_uploads_count_the_socket_address_too(three_per_address, settings, tmp_p
     for n in range(4):
         body = {"file": SimpleUploadedFile("notes.txt", b"some notes", content_type="text/plain")}
         response = Client().post(
-            API + "files/", body,
-            HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(), HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+            API + "files/",
+            body,
+            HTTP_X_CONVERSATION_ANONYMOUS_ID=new_anonymous_id(),
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
         )
         answers.append(response.status_code)
     wait_for_turns(30)
@@ -95,7 +100,9 @@ def test_with_no_proxy_the_header_is_ignored_and_the_socket_address_counts(three
 
 
 def test_client_address_follows_num_proxies(settings):
-    request = type("R", (), {"META": {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "1.1.1.1, 2.2.2.2, 3.3.3.3"}})()
+    request = type(
+        "R", (), {"META": {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": "1.1.1.1, 2.2.2.2, 3.3.3.3"}}
+    )()
     assert throttles.client_address(request) == "10.0.0.1"
     for proxies, expected in [(0, "10.0.0.1"), (1, "3.3.3.3"), (2, "2.2.2.2"), (3, "1.1.1.1"), (9, "1.1.1.1")]:
         settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": proxies}
@@ -149,7 +156,9 @@ class TestMessageCreation:
         session = SessionFactory(user=user)
         api = user_api(user)
         with ai(MESSAGE_CREATE_THROTTLE_RATE="2/min"):
-            codes = [api.create("message", {"session": str(session.pk), "content": f"m{i}"}).status_code for i in range(2)]
+            codes = [
+                api.create("message", {"session": str(session.pk), "content": f"m{i}"}).status_code for i in range(2)
+            ]
             response = api.create("message", {"session": str(session.pk), "content": "m3"})
             other = user_api(UserFactory())  # another user has their own budget
             assert other.query("message").status_code == 200
@@ -189,14 +198,14 @@ def test_fresh_anonymous_ids_do_not_escape_the_per_address_limit(settings):
 
     cache.clear()
     settings.DJANGO_AI = {
-        **settings.DJANGO_AI, "SESSION_START_THROTTLE_RATE": "100/min", "ANONYMOUS_ADDRESS_THROTTLE_RATE": "3/min",
+        **settings.DJANGO_AI,
+        "SESSION_START_THROTTLE_RATE": "100/min",
+        "ANONYMOUS_ADDRESS_THROTTLE_RATE": "3/min",
     }
     body = json.dumps({"agent_path": "test-agent"})
     answers = []
     for _ in range(4):
-        response = Client().post(
-            API + "start/", body, content_type="application/json", **{HEADER: new_anonymous_id()}
-        )
+        response = Client().post(API + "start/", body, content_type="application/json", **{HEADER: new_anonymous_id()})
         answers.append(response.status_code)
     assert answers == [201, 201, 201, 429]
     assert ConversationSession.objects.count() == 3

@@ -158,8 +158,11 @@ def test_a_uuid_column_takes_only_strings_in_writes(fresh_bridge):
     from django_ai.conversations.bridge.permissions import IsOwner, OnlyActions
 
     expose(
-        Order, name="refs", permission_classes=[IsOwner(path="owner"), OnlyActions("read", "update")],
-        read_fields=["id", "reference"], update_fields=["reference"],
+        Order,
+        name="refs",
+        permission_classes=[IsOwner(path="owner"), OnlyActions("read", "update")],
+        read_fields=["id", "reference"],
+        update_fields=["reference"],
     )
     owner = UserFactory()
     made = order(owner)
@@ -167,7 +170,9 @@ def test_a_uuid_column_takes_only_strings_in_writes(fresh_bridge):
     response = api.update("refs", made.pk, {"reference": 5})
     assert response.status_code == 400 and error_fields(response) == ["reference"]
     new = uuid.uuid4()
-    assert api.update("refs", made.pk, {"reference": str(new)}).json()["included"]["refs"][str(made.pk)]["reference"] == str(new)
+    assert api.update("refs", made.pk, {"reference": str(new)}).json()["included"]["refs"][str(made.pk)][
+        "reference"
+    ] == str(new)
 
 
 @pytest.mark.usefixtures("echo_agent")
@@ -217,7 +222,9 @@ class TestRelationIdsAreStrings:
         user = UserFactory()
         session = SessionFactory(user=user)
         mine = FileFactory(user=user)
-        response = user_api(user).create("message", {"session": str(session.pk), "content": "hi", "files": [str(mine.pk), 7]})
+        response = user_api(user).create(
+            "message", {"session": str(session.pk), "content": "hi", "files": [str(mine.pk), 7]}
+        )
         assert response.status_code == 400 and error_codes(response) == ["invalid"]
         assert error_fields(response) == ["files"]
         assert ConversationMessage.objects.count() == 0

@@ -45,7 +45,9 @@ class TestWrites:
         api = user_api(user)
         with django_capture_on_commit_callbacks(execute=True):
             response = api.create(
-                "message", {"session": str(session.pk), "content": "    Hello\n", "files": [str(f.pk)]}, HTTP_X_OPERATION_ID="op-1"
+                "message",
+                {"session": str(session.pk), "content": "    Hello\n", "files": [str(f.pk)]},
+                HTTP_X_OPERATION_ID="op-1",
             )
         assert response.status_code == 201, response.json()
         body = response.json()
@@ -60,7 +62,9 @@ class TestWrites:
         assert f.session_id == session.pk  # an unattached file joins the conversation
         changes = [p for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "message" and p["pks"] == [pk]]
         assert changes and changes[0]["operation"] == "create" and changes[0]["operation_id"] == "op-1"
-        file_changes = [p for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "file" and p["pks"] == [str(f.pk)]]
+        file_changes = [
+            p for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "file" and p["pks"] == [str(f.pk)]
+        ]
         assert file_changes and file_changes[0]["operation_id"] == "op-1"
 
     def test_message_validation_errors_per_field(self):
@@ -167,7 +171,14 @@ class TestHooks:
             if phase == "after" and instance.name == "forbidden":
                 raise ConversationError("Not that name.", code="name_refused", field="name")
 
-        expose(Group, name="group", permission_classes=[AllowAny], read_fields=["name"], create_fields=["name"], hooks=[refuse])
+        expose(
+            Group,
+            name="group",
+            permission_classes=[AllowAny],
+            read_fields=["name"],
+            create_fields=["name"],
+            hooks=[refuse],
+        )
         response = anonymous_api().create("group", {"name": "forbidden"})
         assert response.status_code == 400 and error_codes(response) == ["name_refused"]
         assert not Group.objects.filter(name="forbidden").exists()

@@ -172,7 +172,12 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "chat", *args, "--no-color"],
-            cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
         )
         os.close(slave)
         self.output = ""
@@ -255,7 +260,9 @@ def test_ctrl_c_stops_the_streaming_reply_and_ctrl_c_at_the_prompt_leaves(termin
     term.type("a lighthouse keeper")
     term.wait_for(lambda out: len(reply_after(out, "writer").split()) > 12, "the story to stream")
     term.interrupt()
-    term.wait_for(lambda out: "(stopped)" in out and out.endswith(Terminal.PROMPT), "the stopped reply and a new prompt")
+    term.wait_for(
+        lambda out: "(stopped)" in out and out.endswith(Terminal.PROMPT), "the stopped reply and a new prompt"
+    )
     assert "Traceback" not in term.output
     (_, user_status, _), (_, agent_status, partial) = term.rows(MESSAGES)
     assert (user_status, agent_status) == ("cancelled", "cancelled")
@@ -278,7 +285,9 @@ def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
     term.interrupt()
     # The first Ctrl-C has reached the turn when the message records the cancel request.
     deadline = time.monotonic() + 90
-    while not term.rows("SELECT 1 FROM django_ai_conversations_conversationmessage WHERE cancel_requested_at IS NOT NULL"):
+    while not term.rows(
+        "SELECT 1 FROM django_ai_conversations_conversationmessage WHERE cancel_requested_at IS NOT NULL"
+    ):
         assert time.monotonic() < deadline, term.output
         term.read()
     term.interrupt()
@@ -289,9 +298,13 @@ def test_a_second_ctrl_c_while_the_turn_stops_leaves(terminal, tmp_path):
 
 @pytest.mark.once
 def test_replies_wrap_at_word_boundaries_to_the_terminal_width(terminal):
-    term = terminal("support", "--context", '{"tier": "premium"}', "-m", "How do refunds work, and where is my invoice?", columns=50)
+    term = terminal(
+        "support", "--context", '{"tier": "premium"}', "-m", "How do refunds work, and where is my invoice?", columns=50
+    )
     assert term.exit_code() == 0, term.output
-    [(reply,)] = term.rows("SELECT content FROM django_ai_conversations_conversationmessage WHERE message_type = 'agent'")
+    [(reply,)] = term.rows(
+        "SELECT content FROM django_ai_conversations_conversationmessage WHERE message_type = 'agent'"
+    )
     shown = term.output.partition("support › ")[2].rstrip("\n").split("\n")
     assert len(shown) > 4
     # One column spare: some terminals add a blank line after a line that fills them exactly.

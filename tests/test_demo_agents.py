@@ -60,8 +60,16 @@ def test_support_says_hello_without_streaming(events):
         # A greeting in front of a question: the question is answered.
         ("Hi, I was charged twice this month", "here is what I know about billing: Invoices are in", "Hello!"),
         # Words inside other words are not keywords: no booking form for "disappointment" or "recall".
-        ("I can't recall my password, what a disappointment", "about signing in: Use “Forgot password”", "select your preferred time"),
-        ("My order never arrived and I want a refund", "about refunds and cancellations and orders and shipping", "“My order"),
+        (
+            "I can't recall my password, what a disappointment",
+            "about signing in: Use “Forgot password”",
+            "select your preferred time",
+        ),
+        (
+            "My order never arrived and I want a refund",
+            "about refunds and cancellations and orders and shipping",
+            "“My order",
+        ),
         ("Do you have a loyalty programme?", "I couldn't find an article on that yet.", "here is what I"),
     ],
 )
@@ -125,7 +133,9 @@ def test_file_analyst_answers_a_follow_up_from_earlier_files():
     file = FileFactory(anonymous_id=ANON, session=session, filename="invoice.txt", text=text)
     send(session, "Here is my invoice", files=[file.pk])
     assert send(session, "What is the total?")["response"] == "In invoice.txt:\n• Total due: 120 EUR"
-    assert send(session, "Who signed the contract?")["response"].startswith("Nothing in invoice.txt matches your question.")
+    assert send(session, "Who signed the contract?")["response"].startswith(
+        "Nothing in invoice.txt matches your question."
+    )
 
 
 def test_file_analyst_without_files_and_with_a_failed_extraction():
@@ -169,9 +179,17 @@ def test_storyteller_tells_another_story_for_another_subject_and_the_same_one_ag
     session = ConversationService.create_session("writer", anonymous_id=ANON)
     keeper = send(session, "a lighthouse keeper")["response"]
     assert send(session, "a lighthouse keeper")["response"] == keeper
-    stories = {send(session, subject)["response"].replace(subject, "X").replace(subject.replace("a ", "the ", 1), "X") for subject in (
-        "a lighthouse keeper", "a lost umbrella", "a dragon", "a red bicycle", "a quiet library", "a brass key"
-    )}
+    stories = {
+        send(session, subject)["response"].replace(subject, "X").replace(subject.replace("a ", "the ", 1), "X")
+        for subject in (
+            "a lighthouse keeper",
+            "a lost umbrella",
+            "a dragon",
+            "a red bicycle",
+            "a quiet library",
+            "a brass key",
+        )
+    }
     assert len(stories) == 6  # not one story with the subject swapped in
 
 
@@ -186,7 +204,11 @@ def test_storyteller_without_a_subject_and_off_topic():
     ("tier", "tool_result", "expected"),
     [
         ("premium", "can access pro-features", "Yes: Pro features is available with your current plan (€12 / month)."),
-        ("basic", "Upgrade required: pro-features needs the premium plan", "Not with your current plan: Pro features needs the premium plan."),
+        (
+            "basic",
+            "Upgrade required: pro-features needs the premium plan",
+            "Not with your current plan: Pro features needs the premium plan.",
+        ),
     ],
 )
 def test_sales_agent_calls_tools_with_context_injected(rf, tier, tool_result, expected):
@@ -230,7 +252,9 @@ def test_sales_tool_schema_hides_context_parameters():
 
 
 def test_offline_brain_answers_without_tools_when_nothing_matches():
-    request = FakeRequest(model="x", messages=[{"role": "user", "content": "Tell me a joke"}], tools=None, stream=True, kwargs={})
+    request = FakeRequest(
+        model="x", messages=[{"role": "user", "content": "Tell me a joke"}], tools=None, stream=True, kwargs={}
+    )
     assert "look through our products" in offline_brain(request)
     request.messages[0]["content"] = "is team seats available?"
     assert offline_brain(request) == FakeToolCall("check_eligibility", {"product_id": "team-seats"})

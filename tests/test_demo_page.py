@@ -74,7 +74,9 @@ def test_debug_is_off_unless_asked_for():
         if value is not None:
             env["DJANGO_DEBUG"] = value
         code = "import backend.settings as s; print(s.DEBUG)"
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert debug_with(None) == "False"
     assert debug_with("0") == "False"
@@ -90,5 +92,9 @@ def test_the_page_and_its_files_are_served_with_debug_off(client, settings):
         assert response.status_code == 200, url
         assert b"".join(response.streaming_content)
     # No path escapes the static folders.
-    for path in ("/static/../backend/settings.py", "/static/demo/../../backend/settings.py", "/static/demo/%2e%2e/%2e%2e/settings.py"):
+    for path in (
+        "/static/../backend/settings.py",
+        "/static/demo/../../backend/settings.py",
+        "/static/demo/%2e%2e/%2e%2e/settings.py",
+    ):
         assert client.get(path).status_code in (400, 404), path

@@ -28,7 +28,9 @@ def test_demo_setup_migrates_a_fresh_database_and_creates_the_login(tmp_path):
     with sqlite3.connect(tmp_path / "demo.sqlite3") as db:
         [(is_superuser,)] = db.execute("SELECT is_superuser FROM auth_user WHERE username = 'demo'").fetchall()
         assert is_superuser
-        assert db.execute("SELECT count(*) FROM django_migrations WHERE app = 'django_ai_conversations'").fetchone()[0] > 0
+        assert (
+            db.execute("SELECT count(*) FROM django_migrations WHERE app = 'django_ai_conversations'").fetchone()[0] > 0
+        )
 
 
 def test_the_demo_has_its_own_agents_and_the_sdk_tests_have_theirs():
@@ -39,7 +41,9 @@ def test_the_demo_has_its_own_agents_and_the_sdk_tests_have_theirs():
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings"}
     env.pop("DJANGO_AI_SETTINGS_JSON", None)
-    code = "import django; django.setup(); from django_ai.conversations.registry import registry; print(registry.paths())"
+    code = (
+        "import django; django.setup(); from django_ai.conversations.registry import registry; print(registry.paths())"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['echo', 'files', 'sales', 'support', 'writer']"

@@ -56,7 +56,9 @@ def test_fake_model_example():
             import litellm_stand_in
 
             with ResponseStream() as stream:
-                for chunk in litellm_stand_in.completion(model="m", messages=[{"role": "user", "content": message}], stream=True):
+                for chunk in litellm_stand_in.completion(
+                    model="m", messages=[{"role": "user", "content": message}], stream=True
+                ):
                     stream.write(chunk.choices[0].delta.content or "")
             return stream.content
 
@@ -99,7 +101,10 @@ def test_widget_example_from_agents_doc(events):
 
     register_agent("booking", Booking)
     session = ConversationService.create_session("booking")
-    assert [ConversationService.send_message(session.id, m)["response"] for m in ("book", "10:00")] == ["Pick a time.", "Booked."]
+    assert [ConversationService.send_message(session.id, m)["response"] for m in ("book", "10:00")] == [
+        "Pick a time.",
+        "Booked.",
+    ]
     assert [e["display_data"] for e in events.of("widget_update")] == [{"open": False, "picked": "10:00"}]
 
 
@@ -108,14 +113,19 @@ def test_tools_doc_schema_example():
     from django_ai.conversations.tools import tool_schema, tool_schemas
 
     agent = ToolsDocSalesAgent(context=ToolsDocSalesAgent.Context(user_id=7, account_tier="premium"))
-    printed = {"type": "function",
-               "function": {"name": "check_eligibility",
-                            "description": "Whether the user may use a product.",
-                            "parameters": {"type": "object",
-                                           "properties": {"product_id": {"type": "string",
-                                                                         "description": "The product to check."}},
-                                           "required": ["product_id"],
-                                           "additionalProperties": False}}}
+    printed = {
+        "type": "function",
+        "function": {
+            "name": "check_eligibility",
+            "description": "Whether the user may use a product.",
+            "parameters": {
+                "type": "object",
+                "properties": {"product_id": {"type": "string", "description": "The product to check."}},
+                "required": ["product_id"],
+                "additionalProperties": False,
+            },
+        },
+    }
     assert tool_schema(agent.check_eligibility) == printed
     assert tool_schemas([agent.check_eligibility]) == [printed]
     assert agent.check_eligibility(product_id="pro") == "User 7 can access pro"
@@ -131,7 +141,7 @@ def test_installation_doc_lists_every_url_name_of_the_namespace():
     from django_ai.conversations import urls
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "installation.md").read_text()
-    text = text[text.index("The URLs live in the namespace"):]
+    text = text[text.index("The URLs live in the namespace") :]
     text = text[: text.index("```")]
     documented = re.findall(r"^\| `([a-z-]+)` \| `([^`]+)` \| ([^|]*)\|$", text, re.M)
     named = {p.name for p in urls.urlpatterns if getattr(p, "name", None) and p.name != "not-found"}

@@ -52,7 +52,9 @@ def test_usage_is_a_deterministic_token_estimate():
 
 
 def test_scripted_usage_and_finish_reason_override_the_estimate():
-    model = FakeModel(replies=[FakeReply(text="cut", usage={"prompt_tokens": 100, "completion_tokens": 1}, finish_reason="length")])
+    model = FakeModel(
+        replies=[FakeReply(text="cut", usage={"prompt_tokens": 100, "completion_tokens": 1}, finish_reason="length")]
+    )
     response = model.completion(messages=USER)
     assert response.usage.total_tokens == 101
     assert response.choices[0].finish_reason == "length"
@@ -60,8 +62,16 @@ def test_scripted_usage_and_finish_reason_override_the_estimate():
 
 def test_chunk_size_and_explicit_chunks():
     model = FakeModel(replies=["abcdefg", ["Hel", "lo", " there"]], chunk_size=3)
-    assert [c.choices[0].delta.content for c in model.completion(messages=USER, stream=True)][:-1] == ["abc", "def", "g"]
-    assert [c.choices[0].delta.content for c in model.completion(messages=USER, stream=True)][:-1] == ["Hel", "lo", " there"]
+    assert [c.choices[0].delta.content for c in model.completion(messages=USER, stream=True)][:-1] == [
+        "abc",
+        "def",
+        "g",
+    ]
+    assert [c.choices[0].delta.content for c in model.completion(messages=USER, stream=True)][:-1] == [
+        "Hel",
+        "lo",
+        " there",
+    ]
     with pytest.raises(ValueError, match="chunk_size"):
         FakeModel(chunk_size=0)
 
@@ -139,7 +149,9 @@ def test_script_mistakes_fail_loudly():
     model = FakeModel(replies=[FakeToolCall("delete_all")])
     with pytest.raises(FakeModelError, match="offered no tools"):
         model.completion(messages=USER)
-    with pytest.raises(FakeModelError, match=r"ran out of replies: request 2 arrived but the script has 1.*'Hello, model'"):
+    with pytest.raises(
+        FakeModelError, match=r"ran out of replies: request 2 arrived but the script has 1.*'Hello, model'"
+    ):
         model.completion(messages=USER)
     with pytest.raises(FakeModelError, match="no request"):
         _ = FakeModel().last_request
@@ -228,7 +240,9 @@ class StreamingAgent(ConversationAgent):
             async for chunk in await self.model.acompletion(model="gpt-4", messages=history, stream=True):
                 stream.write(chunk.choices[0].delta.content or "")
                 if chunk.usage:
-                    report_usage(prompt_tokens=chunk.usage.prompt_tokens, completion_tokens=chunk.usage.completion_tokens)
+                    report_usage(
+                        prompt_tokens=chunk.usage.prompt_tokens, completion_tokens=chunk.usage.completion_tokens
+                    )
         return stream.content
 
 
@@ -243,7 +257,13 @@ def test_fake_model_drives_a_streaming_agent_turn(events):
 
     assert (first["response"], second["response"]) == ("Sure, here is the plan.", "Done again.")
     chunks = events.of("text_chunk")
-    assert [c["text"] for c in chunks if c["message_id"] == first["message_id"]] == ["Sure, ", "here ", "is ", "the ", "plan."]
+    assert [c["text"] for c in chunks if c["message_id"] == first["message_id"]] == [
+        "Sure, ",
+        "here ",
+        "is ",
+        "the ",
+        "plan.",
+    ]
     assert events.text(first["message_id"]) == "Sure, here is the plan."
     assert [r.last_user_message for r in model.requests] == ["Plan my day", "Again"]
     row = ConversationMessage.objects.get(pk=first["message_id"])

@@ -87,7 +87,9 @@ def test_readme_litellm_agent_streams_text_chunks(mocked_completion, events):
 
     assert result["status"] == "success", result
     assert result["response"] == MOCK_TEXT
-    assert calls == [{"model": "gpt-4", "messages": [{"role": "user", "content": "I need help with billing"}], "stream": True}]
+    assert calls == [
+        {"model": "gpt-4", "messages": [{"role": "user", "content": "I need help with billing"}], "stream": True}
+    ]
     chunks = events.of("text_chunk")
     assert len(chunks) > 3  # litellm's mock stream really arrives in pieces
     assert [c["sequence"] for c in chunks] == list(range(1, len(chunks) + 1))
@@ -134,7 +136,9 @@ def test_litellm_tool_call_objects_dispatch_with_context_injection(offline):
         model="gpt-4",
         messages=[{"role": "user", "content": "Who am I?"}],
         mock_response="Looking you up.",
-        mock_tool_calls=[{"id": "call_abc", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}],
+        mock_tool_calls=[
+            {"id": "call_abc", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}
+        ],
     )
     [call] = response.choices[0].message.tool_calls
     done = dispatch_tool_call([agent.get_user_data], call)

@@ -150,7 +150,9 @@ def _run(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None
 
 
 def _build_bundle(*args: str) -> None:
-    assert shutil.which("node") and TSC.exists(), "Node.js 20+ and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    assert shutil.which("node") and TSC.exists(), (
+        "Node.js 20+ and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    )
     _run(["node", "scripts/build.mjs", "--static", *args], cwd=CLIENT)
 
 
@@ -162,7 +164,8 @@ def _listed_packages() -> set[str]:
 def test_every_package_folder_is_listed_in_pyproject():
     # The folder is mapped by hand: a sub-package left out of the list would be missing from the wheel.
     on_disk = {
-        "django_ai.conversations" + "".join("." + part for part in init.parent.relative_to(ROOT / "conversations").parts)
+        "django_ai.conversations"
+        + "".join("." + part for part in init.parent.relative_to(ROOT / "conversations").parts)
         for init in (ROOT / "conversations").rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
@@ -189,7 +192,22 @@ def wheel(sdist, tmp_path_factory) -> Path:
         archive.extractall(tree, filter="data")
     (source,) = tree.iterdir()
     out = tmp_path_factory.mktemp("wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(source)], cwd=tree)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        cwd=tree,
+    )
     (built,) = out.glob("django_ai_first-*.whl")
     return built
 
@@ -205,7 +223,9 @@ def test_the_wheel_holds_every_module_and_no_project_folder(wheel):
     assert "django_ai/conversations/py.typed" in names
     assert any(n.startswith("django_ai/conversations/migrations/0001_") for n in names)
     # The demo project, its agents and the tests stay out of the distribution.
-    assert not [n for n in names if n.split("/")[0] in {"backend", "agents", "tests", "conversations", "frontend_client"}]
+    assert not [
+        n for n in names if n.split("/")[0] in {"backend", "agents", "tests", "conversations", "frontend_client"}
+    ]
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Name: django-ai-first" in text
@@ -254,7 +274,9 @@ def test_a_project_outside_the_checkout_runs_on_the_wheel_alone(wheel, tmp_path)
     }
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
@@ -275,8 +297,17 @@ def test_a_project_outside_the_checkout_runs_on_the_wheel_alone(wheel, tmp_path)
     map_name = collected.read_text().rstrip().rsplit("//# sourceMappingURL=", 1)[1]
     assert map_name.startswith("client.js.") and (collected.parent / map_name).is_file()
     assert (project / "collected" / "django_ai" / "conversations" / "client.d.ts").is_file()
-    loaded = _run(["node", "--input-type=module", "-e", IMPORT_BUNDLE], cwd=project, timeout=60, env={**env, "BUNDLE": str(collected)})
-    assert json.loads(loaded.strip().splitlines()[-1]) == {"createClient": "function", "isRateLimited": "function", "query": "function"}
+    loaded = _run(
+        ["node", "--input-type=module", "-e", IMPORT_BUNDLE],
+        cwd=project,
+        timeout=60,
+        env={**env, "BUNDLE": str(collected)},
+    )
+    assert json.loads(loaded.strip().splitlines()[-1]) == {
+        "createClient": "function",
+        "isRateLimited": "function",
+        "query": "function",
+    }
 
 
 # What a Vite project's main.ts might do with the SDK, each call typed; run by node in the Node
@@ -339,7 +370,9 @@ COMPILER_OPTIONS = {
 
 
 def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
-    assert shutil.which("npm") and TSC.exists(), "npm and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    assert shutil.which("npm") and TSC.exists(), (
+        "npm and the SDK's npm packages are needed: run ./dev setup (or npm ci in frontend_client/)."
+    )
     packed = tmp_path / "packed"
     packed.mkdir()
     (report,) = json.loads(_run(["npm", "pack", "--json", "--pack-destination", str(packed)], cwd=CLIENT, timeout=600))
@@ -349,11 +382,26 @@ def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
     assert f'__version__ = "{version}"' in (ROOT / "conversations" / "__init__.py").read_text()
     package = json.loads((CLIENT / "package.json").read_text())
     assert package["license"] == "MIT"
-    assert package["repository"]["url"].endswith("/django-ai-first.git") and package["repository"]["directory"] == "frontend_client"
+    assert (
+        package["repository"]["url"].endswith("/django-ai-first.git")
+        and package["repository"]["directory"] == "frontend_client"
+    )
     files = {entry["path"] for entry in report["files"]}
-    assert {"package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts", "dist/browser.d.ts", "dist/browser/django-ai-client.js"} <= files
+    assert {
+        "package.json",
+        "README.md",
+        "LICENSE",
+        "dist/index.js",
+        "dist/index.d.ts",
+        "dist/browser.d.ts",
+        "dist/browser/django-ai-client.js",
+    } <= files
     # Only the SDK: not its tests, build scripts or the demo's markdown-it.
-    assert not [f for f in files if f.split("/")[0] in {"test", "e2e", "bench", "scripts", "node_modules", ".test-build"} or "markdown-it" in f]
+    assert not [
+        f
+        for f in files
+        if f.split("/")[0] in {"test", "e2e", "bench", "scripts", "node_modules", ".test-build"} or "markdown-it" in f
+    ]
 
     project = tmp_path / "consumer"
     project.mkdir()
@@ -361,11 +409,21 @@ def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
     _run(["npm", "install", "--offline", "--no-audit", "--no-fund", str(packed / report["filename"])], cwd=project)
     (project / "main.ts").write_text(CONSUMER_MAIN)
     (project / "page.ts").write_text(CONSUMER_PAGE)
-    vite = {"compilerOptions": {**COMPILER_OPTIONS, "module": "ESNext", "moduleResolution": "bundler", "noEmit": True}, "include": ["main.ts", "page.ts"]}
+    vite = {
+        "compilerOptions": {**COMPILER_OPTIONS, "module": "ESNext", "moduleResolution": "bundler", "noEmit": True},
+        "include": ["main.ts", "page.ts"],
+    }
     (project / "tsconfig.json").write_text(json.dumps(vite))
-    node = {"compilerOptions": {**COMPILER_OPTIONS, "module": "NodeNext", "moduleResolution": "NodeNext", "outDir": "out"}, "include": ["main.ts"]}
+    node = {
+        "compilerOptions": {**COMPILER_OPTIONS, "module": "NodeNext", "moduleResolution": "NodeNext", "outDir": "out"},
+        "include": ["main.ts"],
+    }
     (project / "tsconfig.node.json").write_text(json.dumps(node))
     _run(["node", str(TSC), "-p", "tsconfig.json"], cwd=project)
     _run(["node", str(TSC), "-p", "tsconfig.node.json"], cwd=project)
     ran = _run(["node", "out/main.js"], cwd=project, timeout=60)
-    assert json.loads(ran.strip().splitlines()[-1]) == {"createClient": "function", "follow": "function", "paid": "function"}
+    assert json.loads(ran.strip().splitlines()[-1]) == {
+        "createClient": "function",
+        "follow": "function",
+        "paid": "function",
+    }

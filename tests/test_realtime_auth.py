@@ -21,7 +21,14 @@ EVENTS = "/api/conversations/realtime/events/"
 CONFIG = "/api/conversations/realtime/config/"
 HEADER = "HTTP_X_CONVERSATION_ANONYMOUS_ID"
 SOCKET = "123456.7890123"
-PUSHER = {"APP_ID": "4242", "KEY": "public-key", "SECRET": "very-secret", "HOST": "127.0.0.1", "PORT": 9, "SCHEME": "http"}
+PUSHER = {
+    "APP_ID": "4242",
+    "KEY": "public-key",
+    "SECRET": "very-secret",
+    "HOST": "127.0.0.1",
+    "PORT": 9,
+    "SCHEME": "http",
+}
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +50,9 @@ def local_backend():
 
 
 def expected_auth(channel: str) -> dict:
-    client = pusher.Pusher(app_id=PUSHER["APP_ID"], key=PUSHER["KEY"], secret=PUSHER["SECRET"], host="127.0.0.1", port=9, ssl=False)
+    client = pusher.Pusher(
+        app_id=PUSHER["APP_ID"], key=PUSHER["KEY"], secret=PUSHER["SECRET"], host="127.0.0.1", port=9, ssl=False
+    )
     return client.authenticate(channel=channel, socket_id=SOCKET)
 
 
@@ -76,7 +85,10 @@ def test_json_bodies_are_accepted_too(client, pusher_backend):
     session = SessionFactory()
     channel = session_channel(session.pk)
     response = client.post(
-        AUTH, json.dumps({"socket_id": SOCKET, "channel_name": channel}), content_type="application/json", **{HEADER: session.anonymous_id}
+        AUTH,
+        json.dumps({"socket_id": SOCKET, "channel_name": channel}),
+        content_type="application/json",
+        **{HEADER: session.anonymous_id},
     )
     assert response.status_code == 200
     assert response.json() == expected_auth(channel)
@@ -106,23 +118,33 @@ def test_other_users_and_visitors_are_refused_with_403(client, pusher_backend):
     alices = SessionFactory(user=alice)
     visitors = SessionFactory()
     client.force_login(bob)
-    for channel in (session_channel(alices.pk), session_channel(visitors.pk), owner_channel(user_id=alice.pk),
-                    owner_channel(anonymous_id=visitors.anonymous_id)):
+    for channel in (
+        session_channel(alices.pk),
+        session_channel(visitors.pk),
+        owner_channel(user_id=alice.pk),
+        owner_channel(anonymous_id=visitors.anonymous_id),
+    ):
         response = post_form(client, {"socket_id": SOCKET, "channel_name": channel})
         assert response.status_code == 403, channel
         assert errors(response)[0]["code"] == "channel_forbidden"
         assert "auth" not in response.json()
 
     stranger = Client()
-    response = stranger.post(AUTH, {"socket_id": SOCKET, "channel_name": session_channel(visitors.pk)}, **{HEADER: new_anonymous_id()})
+    response = stranger.post(
+        AUTH, {"socket_id": SOCKET, "channel_name": session_channel(visitors.pk)}, **{HEADER: new_anonymous_id()}
+    )
     assert response.status_code == 403 and errors(response)[0]["code"] == "channel_forbidden"
     # A visitor without any id owns nothing, not even an owner channel.
-    response = Client().post(AUTH, {"socket_id": SOCKET, "channel_name": owner_channel(anonymous_id=visitors.anonymous_id)})
+    response = Client().post(
+        AUTH, {"socket_id": SOCKET, "channel_name": owner_channel(anonymous_id=visitors.anonymous_id)}
+    )
     assert response.status_code == 403
 
 
 def test_unknown_sessions_are_404(client, pusher_backend):
-    response = client.post(AUTH, {"socket_id": SOCKET, "channel_name": session_channel(uuid.uuid4())}, **{HEADER: new_anonymous_id()})
+    response = client.post(
+        AUTH, {"socket_id": SOCKET, "channel_name": session_channel(uuid.uuid4())}, **{HEADER: new_anonymous_id()}
+    )
     assert response.status_code == 404
     assert errors(response)[0]["code"] == "session_not_found"
 
@@ -152,7 +174,11 @@ def test_malformed_channel_names_are_403(client, pusher_backend, channel):
     [
         ({"channel_name": "private-conversation-owner-user-1"}, "socket_id", "invalid_socket_id"),
         ({"socket_id": "abc", "channel_name": "private-conversation-owner-user-1"}, "socket_id", "invalid_socket_id"),
-        ({"socket_id": "1.2\n3", "channel_name": "private-conversation-owner-user-1"}, "socket_id", "invalid_socket_id"),
+        (
+            {"socket_id": "1.2\n3", "channel_name": "private-conversation-owner-user-1"},
+            "socket_id",
+            "invalid_socket_id",
+        ),
         ({"socket_id": SOCKET}, "channel_name", "required"),
     ],
 )

@@ -41,7 +41,16 @@ def test_the_first_write_leaves_at_once_and_later_ones_coalesce_within_the_windo
     queue.add(CH, "text_chunk", chunk(1, "Hel"))
     first, _ = queue.take()  # the channel was quiet: no waiting
     assert [{**e.payload, "id": "-", "timestamp": "-"} for e in first] == [
-        {"id": "-", "session_id": "s", "timestamp": "-", "message_id": "m1", "first_sequence": 1, "sequence": 1, "offset": 0, "text": "Hel"}
+        {
+            "id": "-",
+            "session_id": "s",
+            "timestamp": "-",
+            "message_id": "m1",
+            "first_sequence": 1,
+            "sequence": 1,
+            "offset": 0,
+            "text": "Hel",
+        }
     ]
     clock.now += 0.01
     queue.add(CH, "text_chunk", chunk(2, "lo "))
@@ -51,9 +60,9 @@ def test_the_first_write_leaves_at_once_and_later_ones_coalesce_within_the_windo
     assert queue.next_deadline() == pytest.approx(100.05)
     clock.now = 100.05
     events, _ = queue.take()
-    assert [(e.payload["first_sequence"], e.payload["sequence"], e.payload["offset"], e.payload["text"]) for e in events] == [
-        (2, 3, 3, "lo world")
-    ]
+    assert [
+        (e.payload["first_sequence"], e.payload["sequence"], e.payload["offset"], e.payload["text"]) for e in events
+    ] == [(2, 3, 3, "lo world")]
     clock.now += 1  # quiet again: the next write leaves at once
     queue.add(CH, "text_chunk", chunk(4, "!"))
     assert [e.payload["text"] for e in queue.take()[0]] == ["!"]
@@ -175,7 +184,11 @@ def test_a_full_queue_drops_the_oldest_item_and_later_offsets_stay_true():
     assert queue.dropped == 1 and len(queue) == 3
     clock.now += 100
     events, _ = queue.take()
-    assert [(e.event, e.payload.get("offset")) for e in events] == [("widget", None), ("text_chunk", 5), ("widget", None)]
+    assert [(e.event, e.payload.get("offset")) for e in events] == [
+        ("widget", None),
+        ("text_chunk", 5),
+        ("widget", None),
+    ]
 
 
 def test_slow_delivery_means_longer_runs_not_more_items():
@@ -237,7 +250,9 @@ def _run_stream(writes: list[str], gaps: list[float], limit: int | None) -> list
     limit=st.sampled_from([None, 200, 10 * 1024]),
 )
 def test_a_late_joiner_rebuilds_exactly_the_streamed_text(writes, data, limit):
-    gaps = data.draw(st.lists(st.sampled_from([0.0, 0.01, 0.03, 0.06, 0.2]), min_size=len(writes), max_size=len(writes)))
+    gaps = data.draw(
+        st.lists(st.sampled_from([0.0, 0.01, 0.03, 0.06, 0.2]), min_size=len(writes), max_size=len(writes))
+    )
     sent = _run_stream(writes, gaps, limit)
     full = "".join(writes)
     if limit is not None:
@@ -284,7 +299,10 @@ def test_a_finished_row_wins_over_chunks():
     late.apply_chunk({"message_id": "m1", "offset": 0, "sequence": 1, "first_sequence": 1, "text": "partial"})
     late.apply_row(content="the final answer", stream_sequence=9, processing_status="completed")
     assert late.text == "the final answer" and late.finished
-    assert late.apply_chunk({"message_id": "m1", "offset": 7, "sequence": 2, "first_sequence": 2, "text": " more"}) is False
+    assert (
+        late.apply_chunk({"message_id": "m1", "offset": 7, "sequence": 2, "first_sequence": 2, "text": " more"})
+        is False
+    )
     assert late.text == "the final answer"
 
 

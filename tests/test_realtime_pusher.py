@@ -110,7 +110,9 @@ def test_pusher_js_receives_a_full_streamed_turn_in_order_with_no_gaps(soketi, r
     assert names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END)
     assert names.index(EventName.STREAM_END) < names.index(EventName.WIDGET) < names.index(EventName.WIDGET_UPDATE)
     for event in received:
-        assert {"id", "session_id", "timestamp"} <= set(event["data"]) and event["data"]["session_id"] == str(session.pk)
+        assert {"id", "session_id", "timestamp"} <= set(event["data"]) and event["data"]["session_id"] == str(
+            session.pk
+        )
     ids = [e["data"]["id"] for e in received]
     assert len(set(ids)) == len(ids)  # coalesced chunks too: de-duplicating by id loses nothing
 
@@ -130,7 +132,9 @@ def test_pusher_js_receives_a_full_streamed_turn_in_order_with_no_gaps(soketi, r
     updated = next(e["data"] for e in received if e["event"] == EventName.WIDGET_UPDATE)
     assert shown["widget_id"] == updated["widget_id"] == str(widget.pk)
     assert (shown["widget_type"], shown["data"], updated["display_data"]) == ("rating", {"scale": 5}, {"selected": 4})
-    statuses = [(e["data"]["message_id"], e["data"]["status"]) for e in received if e["event"] == EventName.MESSAGE_STATUS]
+    statuses = [
+        (e["data"]["message_id"], e["data"]["status"]) for e in received if e["event"] == EventName.MESSAGE_STATUS
+    ]
     assert (str(agent_message.pk), ProcessingStatus.COMPLETED) in statuses
 
 
@@ -173,7 +177,9 @@ def test_a_subscriber_joining_mid_stream_rebuilds_the_text_from_the_row_and_late
                 sub.wait_subscribed()
                 row = ConversationMessage.objects.get(session=session, message_type="agent")
                 assert row.processing_status == ProcessingStatus.STREAMING
-                assert row.stream_sequence == len(PausingStreamer.first) and row.content == "".join(PausingStreamer.first)
+                assert row.stream_sequence == len(PausingStreamer.first) and row.content == "".join(
+                    PausingStreamer.first
+                )
                 PausingStreamer.go_on.set()
                 turn.join(30)
                 sub.wait_for(lambda s: bool(s.events(EventName.STREAM_END)), what="stream_end")
@@ -201,7 +207,12 @@ def test_unauthorised_subscribers_are_refused_and_receive_nothing(soketi, realti
     channel = session_channel(session.pk)
     unknown = session_channel(uuid.uuid4())
     owner = subscriber(soketi, live_server, [channel], headers={HEADER: visitor})
-    stranger = subscriber(soketi, live_server, [channel, unknown, "private-conversation-session-nope"], headers={HEADER: new_anonymous_id()})
+    stranger = subscriber(
+        soketi,
+        live_server,
+        [channel, unknown, "private-conversation-session-nope"],
+        headers={HEADER: new_anonymous_id()},
+    )
     with owner, stranger:
         owner.wait_subscribed()
         stranger.wait_subscribed(3)
@@ -230,17 +241,23 @@ def test_a_logged_in_user_subscribes_with_the_session_cookie_and_csrf_token(soke
     assert (config.json()["key"], config.json()["port"]) == (soketi.key, soketi.port)
 
     cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    with subscriber(soketi, live_server, [session_channel(session.pk), own], cookie=cookie, csrf_token=cookies["csrftoken"]) as sub:
+    with subscriber(
+        soketi, live_server, [session_channel(session.pk), own], cookie=cookie, csrf_token=cookies["csrftoken"]
+    ) as sub:
         sub.wait_subscribed(2)
         assert {m["channel"] for m in sub.messages("subscribed")} == {session_channel(session.pk), own}
         session.title = "Renamed"
         session.save()
         realtime.flush(timeout=5)
-        sub.wait_for(lambda s: any(e["channel"] == own for e in s.events(EventName.MODEL_CHANGE)), what="owner model_change")
+        sub.wait_for(
+            lambda s: any(e["channel"] == own for e in s.events(EventName.MODEL_CHANGE)), what="owner model_change"
+        )
     change = next(e["data"] for e in sub.events(EventName.MODEL_CHANGE) if e["channel"] == own)
     assert (change["model"], change["operation"], change["pks"]) == ("session", "update", [str(session.pk)])
 
-    with subscriber(soketi, live_server, [session_channel(session.pk)], cookie=f"sessionid={cookies['sessionid']}") as no_csrf:
+    with subscriber(
+        soketi, live_server, [session_channel(session.pk)], cookie=f"sessionid={cookies['sessionid']}"
+    ) as no_csrf:
         no_csrf.wait_subscribed()
         error = no_csrf.messages("subscription_error")[0]["error"]
         assert error.startswith("HTTP 403") and "CSRF" in error
@@ -330,7 +347,15 @@ class SlowStreamer(ConversationAgent):
 
 def test_an_unreachable_pusher_server_does_not_break_the_turn_and_is_logged_once(caplog):
     """No server listens on the port: the realtime layer fails, the conversation does not."""
-    dead = {"APP_ID": "1", "KEY": "k", "SECRET": "s", "HOST": "127.0.0.1", "PORT": free_port(), "SCHEME": "http", "TIMEOUT": 1}
+    dead = {
+        "APP_ID": "1",
+        "KEY": "k",
+        "SECRET": "s",
+        "HOST": "127.0.0.1",
+        "PORT": free_port(),
+        "SCHEME": "http",
+        "TIMEOUT": 1,
+    }
     caplog.set_level(logging.DEBUG, logger="django_ai.conversations.realtime")
     with use_pusher(dead, STREAM_COALESCE_WINDOW=0.005):
         reset_backend()
@@ -346,6 +371,10 @@ def test_an_unreachable_pusher_server_does_not_break_the_turn_and_is_logged_once
     row = ConversationMessage.objects.get(pk=result["message_id"])
     assert (row.processing_status, row.content) == (ProcessingStatus.COMPLETED, "".join(SlowStreamer.writes))
     assert failures >= 3  # several batches failed ...
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("django_ai.conversations.realtime")]
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.startswith("django_ai.conversations.realtime")
+    ]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # ... and the outage was logged once
     assert "pusher" in errors[0].getMessage()

@@ -35,10 +35,22 @@ pytestmark = pytest.mark.slow
 def project_env(tmp_path_factory):
     """Environment for a server subprocess: the demo settings on a fresh, migrated SQLite file."""
     var = tmp_path_factory.mktemp("demo-var")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "backend.settings", "DJANGO_AI_VAR_DIR": str(var), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "backend.settings",
+        "DJANGO_AI_VAR_DIR": str(var),
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY"):
         env.pop(key, None)  # never touch the suite's databases; Local backend, not Pusher
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     return env
 
 
@@ -65,11 +77,33 @@ def servers(project_env, tmp_path_factory):
     wsgi_port, asgi_port = free_port(), free_port()
     started = []
     try:
-        started.append(_serve([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{wsgi_port}"], project_env, wsgi_port, logs / "runserver.log"))
-        started.append(_serve(
-            [sys.executable, "-m", "uvicorn", "backend.asgi:application", "--host", "127.0.0.1", "--port", str(asgi_port), "--log-level", "warning"],
-            project_env, asgi_port, logs / "uvicorn.log",
-        ))
+        started.append(
+            _serve(
+                [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{wsgi_port}"],
+                project_env,
+                wsgi_port,
+                logs / "runserver.log",
+            )
+        )
+        started.append(
+            _serve(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "backend.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(asgi_port),
+                    "--log-level",
+                    "warning",
+                ],
+                project_env,
+                asgi_port,
+                logs / "uvicorn.log",
+            )
+        )
         yield {"runserver": started[0][1], "uvicorn": started[1][1]}
     finally:
         for process, _ in started:
@@ -92,10 +126,20 @@ def _converse(base: str) -> tuple[list[dict], dict]:
     try:
         assert reader.status == 200, reader.body
         reader.wait_for(lambda r: "connected" in r.comments, what="the stream to open")
-        sent = requests.post(base + API + "models/message/", json={"session": session_id, "content": "Where do I find my invoice?"}, headers=headers, timeout=60)
+        sent = requests.post(
+            base + API + "models/message/",
+            json={"session": session_id, "content": "Where do I find my invoice?"},
+            headers=headers,
+            timeout=60,
+        )
         assert sent.status_code == 201, sent.text
         reader.wait_for(
-            lambda r: any(e["event"] == EventName.MESSAGE_STATUS and e["data"]["message_type"] == "agent" and e["data"]["status"] == "completed" for e in r.events),
+            lambda r: any(
+                e["event"] == EventName.MESSAGE_STATUS
+                and e["data"]["message_type"] == "agent"
+                and e["data"]["status"] == "completed"
+                for e in r.events
+            ),
             timeout=30,
             what="the agent message to complete",
         )
@@ -103,7 +147,9 @@ def _converse(base: str) -> tuple[list[dict], dict]:
         events = list(reader.events)
     finally:
         reader.close()
-    rows = requests.post(base + API + "models/message/query/", json={"filter": {"session": session_id}}, headers=headers, timeout=10).json()
+    rows = requests.post(
+        base + API + "models/message/query/", json={"filter": {"session": session_id}}, headers=headers, timeout=10
+    ).json()
     agent = next(row for row in rows["included"]["message"].values() if row["message_type"] == "agent")
     return events, agent
 
@@ -120,10 +166,18 @@ def test_runserver_and_uvicorn_deliver_the_same_stream(servers):
         # The demo agent returns its streamed text stripped; the row holds what it returned.
         assert rebuilt.text.strip() == agent["content"] and "Billing" in agent["content"], kind
         names = [e["event"] for e in events]
-        assert names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END), kind
+        assert (
+            names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END)
+        ), kind
         # What a client sees, without ids, times and coalescing boundaries (timing-dependent).
         shapes[kind] = [
-            (e["event"], e["data"].get("message_type"), e["data"].get("status"), e["data"].get("model"), e["data"].get("operation"))
+            (
+                e["event"],
+                e["data"].get("message_type"),
+                e["data"].get("status"),
+                e["data"].get("model"),
+                e["data"].get("operation"),
+            )
             for e in events
             if e["event"] != EventName.TEXT_CHUNK
         ]

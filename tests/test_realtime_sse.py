@@ -139,7 +139,9 @@ def test_wsgi_and_asgi_readers_receive_the_same_complete_turn(local, live_server
         assert wsgi.retry == asgi.retry == 2000
 
         names = wsgi.names()
-        assert names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END)
+        assert (
+            names.index(EventName.STREAM_START) < names.index(EventName.TEXT_CHUNK) < names.index(EventName.STREAM_END)
+        )
         assert names.index(EventName.STREAM_END) < names.index(EventName.WIDGET) < names.index(EventName.WIDGET_UPDATE)
         assert EventName.MODEL_CHANGE in names and EventName.MESSAGE_STATUS in names
 
@@ -191,7 +193,9 @@ def test_last_event_id_replays_exactly_what_was_missed(local, live_server, asgi_
         assert len(again.events) == missed  # nothing twice
         first_ids = {e["id"] for e in first.events}
         assert not first_ids & {e["id"] for e in again.events}
-        assert [int(e["id"].split("-")[1]) for e in again.events] == sorted(int(e["id"].split("-")[1]) for e in again.events)
+        assert [int(e["id"].split("-")[1]) for e in again.events] == sorted(
+            int(e["id"].split("-")[1]) for e in again.events
+        )
         # An id from another broker (another process, or before a restart) replays nothing.
         stale = SSEReader(base, path(session), headers={HEADER: visitor, "Last-Event-ID": "deadbeef-1"})
         stale.wait_for(lambda r: "connected" in r.comments, what="connected")
@@ -203,7 +207,9 @@ def test_last_event_id_replays_exactly_what_was_missed(local, live_server, asgi_
 
 
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
-def test_idle_streams_get_heartbeats_and_closed_clients_are_cleaned_up(local, live_server, asgi_server, conversation, server):
+def test_idle_streams_get_heartbeats_and_closed_clients_are_cleaned_up(
+    local, live_server, asgi_server, conversation, server
+):
     session, visitor = conversation
     base = live_server.url if server == "wsgi" else asgi_server.url
     reader = SSEReader(base, path(session), headers={HEADER: visitor})
@@ -257,7 +263,9 @@ def _refusal(reader: SSEReader) -> dict:
 
 
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
-def test_open_streams_are_capped_per_visitor_and_per_address_and_freed_on_close(capped, live_server, asgi_server, server):
+def test_open_streams_are_capped_per_visitor_and_per_address_and_freed_on_close(
+    capped, live_server, asgi_server, server
+):
     base = live_server.url if server == "wsgi" else asgi_server.url
     register_agent("sse-streamer", StreamingAgent)
     visitors = [new_anonymous_id() for _ in range(3)]

@@ -45,7 +45,9 @@ def agents():
 
 def test_a_client_cannot_choose_the_user_a_tool_runs_as():
     alice, bob = UserFactory(), UserFactory()
-    response = user_api(bob).post("start/", {"agent_path": "tools-doc", "context": {"user_id": alice.pk, "account_tier": "premium"}})
+    response = user_api(bob).post(
+        "start/", {"agent_path": "tools-doc", "context": {"user_id": alice.pk, "account_tier": "premium"}}
+    )
     assert response.status_code == 400, response.content
     assert error_codes(response) == ["start_param_not_allowed", "start_param_not_allowed"]
     assert error_fields(response) == ["context.user_id", "context.account_tier"]
@@ -70,7 +72,9 @@ def test_declared_start_parameters_reach_create_context():
 
 def test_a_declared_parameter_does_not_open_the_others():
     victim = UserFactory()
-    response = user_api(UserFactory()).post("start/", {"agent_path": "plan", "context": {"tier": "premium", "user_id": victim.pk}})
+    response = user_api(UserFactory()).post(
+        "start/", {"agent_path": "plan", "context": {"tier": "premium", "user_id": victim.pk}}
+    )
     assert response.status_code == 400
     assert error_codes(response) == ["start_param_not_allowed"] and error_fields(response) == ["context.user_id"]
     assert "tier" in response.json()["errors"][0]["message"]
@@ -103,21 +107,34 @@ def test_only_the_keys_sent_reach_create_context(monkeypatch):
 
 
 def test_anonymous_visitors_get_the_same_rule():
-    refused = Client().post("/api/conversations/start/", {"agent_path": "tools-doc", "context": {"user_id": 1}}, content_type="application/json")
+    refused = Client().post(
+        "/api/conversations/start/",
+        {"agent_path": "tools-doc", "context": {"user_id": 1}},
+        content_type="application/json",
+    )
     assert refused.status_code == 400 and error_fields(refused) == ["context.user_id"]
-    accepted = Client().post("/api/conversations/start/", {"agent_path": "plan", "context": {"tier": "premium"}}, content_type="application/json")
+    accepted = Client().post(
+        "/api/conversations/start/",
+        {"agent_path": "plan", "context": {"tier": "premium"}},
+        content_type="application/json",
+    )
     assert accepted.status_code == 201
     assert ConversationSession.objects.get().context == {"user_id": 0, "support_tier": "premium"}
 
 
 def test_python_callers_are_trusted_as_the_seed_readme_shows():
     user = UserFactory()
-    started = start_conversation(agent_path="seed-support", context_kwargs={"tier": "premium"}, request=make_request(user))
+    started = start_conversation(
+        agent_path="seed-support", context_kwargs={"tier": "premium"}, request=make_request(user)
+    )
     session = ConversationSession.objects.get(pk=started["session_id"])
     assert session.context == {"user_id": user.pk, "support_tier": "premium"}
     # A server-side caller may set what clients may not, e.g. for a background job.
     started = start_conversation(agent_path="tools-doc", context_kwargs={"user_id": user.pk, "account_tier": "premium"})
-    assert ConversationSession.objects.get(pk=started["session_id"]).context == {"user_id": user.pk, "account_tier": "premium"}
+    assert ConversationSession.objects.get(pk=started["session_id"]).context == {
+        "user_id": user.pk,
+        "account_tier": "premium",
+    }
 
 
 def test_the_schema_lists_each_agents_start_parameters():
@@ -140,7 +157,10 @@ def test_the_demo_plan_selector_goes_through_the_declared_parameter():
     sales = api.post("start/", {"agent_path": "sales", "context": {"tier": "premium"}})
     assert support.status_code == 201 and sales.status_code == 201
     assert ConversationSession.objects.get(pk=support.json()["session_id"]).context["support_tier"] == "premium"
-    assert ConversationSession.objects.get(pk=sales.json()["session_id"]).context == {"user_id": user.pk, "account_tier": "premium"}
+    assert ConversationSession.objects.get(pk=sales.json()["session_id"]).context == {
+        "user_id": user.pk,
+        "account_tier": "premium",
+    }
     forged = api.post("start/", {"agent_path": "sales", "context": {"user_id": 1, "account_tier": "premium"}})
     assert forged.status_code == 400 and error_fields(forged) == ["context.user_id", "context.account_tier"]
 

@@ -27,7 +27,13 @@ from ..conf import ai_settings
 from ..owners import get_owner
 from ..realtime.channels import anonymous_digest
 
-__all__ = ["AnonymousAddressThrottle", "ClientAddressMixin", "MessageCreateThrottle", "SessionStartThrottle", "client_address"]
+__all__ = [
+    "AnonymousAddressThrottle",
+    "ClientAddressMixin",
+    "MessageCreateThrottle",
+    "SessionStartThrottle",
+    "client_address",
+]
 
 # The logger's name predates this module (it was bridge/throttles.py): logging configurations name it.
 logger = logging.getLogger("django_ai.conversations.bridge.throttles")

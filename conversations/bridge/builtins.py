@@ -236,7 +236,9 @@ class ExposedMessage(_BuiltinExposed):
         except InvalidMessage:
             content = None
         files = data.get("files") or []
-        same_files = isinstance(files, list) and sorted(map(str, files)) == sorted(str(pk) for pk in existing.files.values_list("pk", flat=True))
+        same_files = isinstance(files, list) and sorted(map(str, files)) == sorted(
+            str(pk) for pk in existing.files.values_list("pk", flat=True)
+        )
         if content != existing.content or not same_files:
             raise OperationIdReused(
                 "This X-Operation-Id was already used for another message in this conversation; "

@@ -25,7 +25,9 @@ def check_declaration(exposed: Any) -> None:
             except FieldDoesNotExist as exc:
                 raise ImproperlyConfigured(f"{label}: {attr} names {name!r}, which is not a field.") from exc
             if isinstance(field, ForeignObjectRel):
-                raise ImproperlyConfigured(f"{label}: {attr} names the reverse relation {name!r}; expose it from the other side.")
+                raise ImproperlyConfigured(
+                    f"{label}: {attr} names the reverse relation {name!r}; expose it from the other side."
+                )
             if attr != "read_fields" and (not field.editable or field.primary_key):
                 raise ImproperlyConfigured(f"{label}: {attr} names {name!r}, which is not editable.")
     if exposed.default_fields is not None and not set(exposed.default_fields) <= set(exposed.read_fields):

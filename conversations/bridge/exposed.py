@@ -271,7 +271,9 @@ class ExposedModel:
         """Values set on a new row whatever the client sent (e.g. the owner, a forced type)."""
         return {}
 
-    def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: models.Model | None) -> dict[str, Any]:
+    def validate_write(
+        self, request: Any, action: str, data: dict[str, Any], instance: models.Model | None
+    ) -> dict[str, Any]:
         """Check and adjust validated ``data`` before it is applied; raise a ConversationError
         (with ``field``) to refuse. ``instance`` is None for creates."""
         return data
@@ -348,8 +350,12 @@ class ExposedModel:
             self._announce_write(request, ModelOperation.DELETE, instance, pk_value)
 
     def _require(self, request: Any, action: str) -> None:
-        if (action == BridgeAction.CREATE and not self.create_fields) or (action == BridgeAction.UPDATE and not self.update_fields):
-            raise OperationNotAllowed(f"{self.name} rows cannot be {action}d through the bridge.", code=ErrorCode.OPERATION_NOT_ALLOWED)
+        if (action == BridgeAction.CREATE and not self.create_fields) or (
+            action == BridgeAction.UPDATE and not self.update_fields
+        ):
+            raise OperationNotAllowed(
+                f"{self.name} rows cannot be {action}d through the bridge.", code=ErrorCode.OPERATION_NOT_ALLOWED
+            )
         if not self.has_permission(request, action):
             raise OperationNotAllowed(f"You may not {action} {self.name} rows.")
 
@@ -367,7 +373,11 @@ class ExposedModel:
         channels: list[str | None] = []
         if request is not None:
             owner = get_owner(request)
-            channels.append(owner_channel(user_id=owner.user.pk if owner.user is not None else None, anonymous_id=owner.anonymous_id or ""))
+            channels.append(
+                owner_channel(
+                    user_id=owner.user.pk if owner.user is not None else None, anonymous_id=owner.anonymous_id or ""
+                )
+            )
         channels += [session_channel(session_id) for session_id in conversation_ids(instance)]
         return [c for c in dict.fromkeys(channels) if c]
 

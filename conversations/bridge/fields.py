@@ -49,7 +49,11 @@ class ResolvedPath:
         """The field whose values a filter on this path compares with (a relation's target pk)."""
         last = self.last
         if last.is_relation:
-            return last.target_field if hasattr(last, "target_field") and not last.many_to_many else last.related_model._meta.pk
+            return (
+                last.target_field
+                if hasattr(last, "target_field") and not last.many_to_many
+                else last.related_model._meta.pk
+            )
         return last
 
 
@@ -165,7 +169,9 @@ def _decimal_converter(field: models.DecimalField) -> Callable[[Any], Any]:
         if exponent is not None and value.is_finite():
             try:
                 # As DRF renders it: always the field's decimal places ("99.00").
-                value = value.quantize(exponent, context=decimal.Context(prec=max(28, len(value.as_tuple().digits) + places)))
+                value = value.quantize(
+                    exponent, context=decimal.Context(prec=max(28, len(value.as_tuple().digits) + places))
+                )
             except decimal.InvalidOperation:
                 pass
         return format(value, "f")

@@ -194,7 +194,9 @@ class Or(_Composite):
         return bool(self._allowing(request, action, exposed))
 
     def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
-        scopes = [op.scope_queryset(request, action, queryset, exposed) for op in self._allowing(request, action, exposed)]
+        scopes = [
+            op.scope_queryset(request, action, queryset, exposed) for op in self._allowing(request, action, exposed)
+        ]
         if not scopes:
             return queryset.none()
         combined = scopes[0]
@@ -204,8 +206,7 @@ class Or(_Composite):
 
     def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return any(
-            op.has_object_permission(request, action, obj, exposed)
-            for op in self._allowing(request, action, exposed)
+            op.has_object_permission(request, action, obj, exposed) for op in self._allowing(request, action, exposed)
         )
 
     def reads_need_object_check(self) -> bool:

@@ -183,8 +183,14 @@ class IsOwner(BasePermission):
                 and issubclass(user_field.related_model, user_model)
                 and "anonymous_id" in names
             ):
-                where = f"the path {self.path!r} ends at {current._meta.label}" if self.path else f"{current._meta.label} itself"
-                raise self._improper(model, f"{where}, which is neither the user model nor a model with `user` and `anonymous_id` fields")
+                where = (
+                    f"the path {self.path!r} ends at {current._meta.label}"
+                    if self.path
+                    else f"{current._meta.label} itself"
+                )
+                raise self._improper(
+                    model, f"{where}, which is neither the user model nor a model with `user` and `anonymous_id` fields"
+                )
             resolved = (False, tuple(hops))
         self._resolved[model] = resolved
         return resolved
@@ -192,9 +198,9 @@ class IsOwner(BasePermission):
     def _improper(self, model: type[Model], reason: str) -> ImproperlyConfigured:
         return ImproperlyConfigured(
             f"{self!r} cannot find who owns a {model._meta.label} row: {reason}. Give the path of "
-            f"foreign keys from {model.__name__} to the user who owns a row (e.g. IsOwner(path=\"owner\") "
+            f'foreign keys from {model.__name__} to the user who owns a row (e.g. IsOwner(path="owner") '
             "for owner = models.ForeignKey(settings.AUTH_USER_MODEL, ...)), or to a model with `user` and "
-            "`anonymous_id` fields such as a conversation session (IsOwner(path=\"session\"))."
+            '`anonymous_id` fields such as a conversation session (IsOwner(path="session")).'
         )
 
     def _lookup(self, to_user: bool, suffix: str) -> str:
@@ -211,7 +217,9 @@ class IsOwner(BasePermission):
         if owner.user is not None:
             return queryset.filter(**{self._lookup(to_user, "user"): owner.user.pk})
         if owner.anonymous_id and not to_user:
-            return queryset.filter(**{self._lookup(False, "user__isnull"): True, self._lookup(False, "anonymous_id"): owner.anonymous_id})
+            return queryset.filter(
+                **{self._lookup(False, "user__isnull"): True, self._lookup(False, "anonymous_id"): owner.anonymous_id}
+            )
         return queryset.none()
 
     def owning_row(self, obj: Model) -> Any:

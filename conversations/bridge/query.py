@@ -152,7 +152,9 @@ def normalized(data: Any, included: dict[str, dict[str, Any]], meta: dict[str, A
     return {"data": data, "included": included, "meta": meta or {}}
 
 
-def include_rows(exposed: ExposedModel, request: Any, rows: list[models.Model], names: list[str], included: dict[str, dict[str, Any]]) -> None:
+def include_rows(
+    exposed: ExposedModel, request: Any, rows: list[models.Model], names: list[str], included: dict[str, dict[str, Any]]
+) -> None:
     """Add the related rows of ``names`` to ``included``: one query per relation, scoped by the
     related model's permissions and passing its read check (rows the caller may not read are
     left out)."""
@@ -171,8 +173,11 @@ def include_rows(exposed: ExposedModel, request: Any, rows: list[models.Model], 
                     pks.add(value)
         if not pks:
             continue
-        fields = [f for f in (related.default_fields or related.get_fields(request, BridgeAction.READ))
-                  if f in related.get_fields(request, BridgeAction.READ)]
+        fields = [
+            f
+            for f in (related.default_fields or related.get_fields(request, BridgeAction.READ))
+            if f in related.get_fields(request, BridgeAction.READ)
+        ]
         check = related.get_read_check(request)
         queryset = related.get_queryset(request, BridgeAction.READ).filter(pk__in=pks)
         if check is None:
@@ -221,5 +226,7 @@ def serialize_instance(exposed: ExposedModel, request: Any, instance: models.Mod
     key = wire_pk(exposed.model, instance.pk)
     included: dict[str, dict[str, Any]] = {exposed.name: {}}
     if row is not None:
-        included[exposed.name][str(key)] = RowWriter(exposed, fields, related_checks=_related_checks(exposed, request, fields))(row)
+        included[exposed.name][str(key)] = RowWriter(
+            exposed, fields, related_checks=_related_checks(exposed, request, fields)
+        )(row)
     return normalized(key, included)

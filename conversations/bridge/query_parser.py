@@ -34,7 +34,20 @@ MAX_OFFSET = 100_000
 MAX_ORDER_BY = 5
 MAX_EXCLUDE_GROUPS = 10
 SCALAR_LOOKUPS = frozenset(
-    {"exact", "iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith", "gt", "gte", "lt", "lte"}
+    {
+        "exact",
+        "iexact",
+        "contains",
+        "icontains",
+        "startswith",
+        "istartswith",
+        "endswith",
+        "iendswith",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+    }
 )
 TEXT_LOOKUPS = frozenset({"iexact", "contains", "icontains", "startswith", "istartswith", "endswith", "iendswith"})
 MODEL_LOOKUPS = SCALAR_LOOKUPS | {"in", "range", "isnull"}
@@ -119,7 +132,9 @@ def _condition(exposed: ExposedModel, key: Any, value: Any, where: str) -> Condi
         raise FieldNotAllowed("Filter keys are strings.", field=where)
     flt = _lookup_filter(exposed, key)
     if flt is None:
-        raise FieldNotAllowed(f"{key[:100]!r} is not a filter of {exposed.name}.", code=ErrorCode.UNKNOWN_FILTER, field=where)
+        raise FieldNotAllowed(
+            f"{key[:100]!r} is not a filter of {exposed.name}.", code=ErrorCode.UNKNOWN_FILTER, field=where
+        )
     if not (_is_scalar(value) or isinstance(value, list)):
         raise InvalidQuery("Filter values are JSON scalars or lists.", field=where)
     if flt.method is not None or flt.lookup_expr not in MODEL_LOOKUPS:
@@ -184,11 +199,15 @@ def _exclude_groups(exposed: ExposedModel, request: Any, raw: Any, errors: list[
         groups = [("exclude", raw)]
     elif isinstance(raw, list):
         if len(raw) > MAX_EXCLUDE_GROUPS:
-            errors.append(InvalidQuery(f"exclude has too many objects ({MAX_EXCLUDE_GROUPS} at most).", field="exclude"))
+            errors.append(
+                InvalidQuery(f"exclude has too many objects ({MAX_EXCLUDE_GROUPS} at most).", field="exclude")
+            )
             return []
         groups = [(f"exclude[{i}]", item) for i, item in enumerate(raw)]
     else:
-        errors.append(InvalidQuery("exclude must be an object of path__lookup: value, or a list of them.", field="exclude"))
+        errors.append(
+            InvalidQuery("exclude must be an object of path__lookup: value, or a list of them.", field="exclude")
+        )
         return []
     result = []
     for name, item in groups:
@@ -203,7 +222,9 @@ def _int(raw: Any, name: str, *, low: int, high: int, errors: list[BridgeError])
         errors.append(InvalidQuery(f"{name} must be an integer.", field=name))
         return None
     if not low <= raw <= high:
-        errors.append(InvalidQuery(f"{name} must be from {low} to {high}.", code=ErrorCode(f"invalid_{name}"), field=name))
+        errors.append(
+            InvalidQuery(f"{name} must be from {low} to {high}.", code=ErrorCode(f"invalid_{name}"), field=name)
+        )
         return None
     return raw
 
@@ -238,7 +259,9 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
     errors: list[BridgeError] = []
     for key in body:
         if key not in QUERY_KEYS:
-            errors.append(InvalidQuery(f"Unknown query key {str(key)[:64]!r}.", code=ErrorCode.UNKNOWN_KEY, field=str(key)[:64]))
+            errors.append(
+                InvalidQuery(f"Unknown query key {str(key)[:64]!r}.", code=ErrorCode.UNKNOWN_KEY, field=str(key)[:64])
+            )
     query = Query(limit=exposed.get_default_limit())
     query.filter = _bind_methods(exposed, request, _conditions(exposed, body.get("filter"), "filter", errors))
     query.exclude = _exclude_groups(exposed, request, body.get("exclude"), errors)
@@ -290,7 +313,9 @@ def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
         names = _names(body["include"], "include", errors, limit=10)
         for name in names or []:
             if name not in exposed.relations or name not in readable:
-                errors.append(FieldNotAllowed(f"{exposed.name} has no includable relation {name[:100]!r}.", field="include"))
+                errors.append(
+                    FieldNotAllowed(f"{exposed.name} has no includable relation {name[:100]!r}.", field="include")
+                )
             elif name not in query.include:  # a name asked for twice is included once
                 query.include.append(name)
         if not errors:

@@ -79,7 +79,9 @@ def concrete_attnames(exposed: ExposedModel, fields: Sequence[str]) -> list[str]
     return names
 
 
-def _relation_target(exposed: ExposedModel, request: Any, model: type[models.Model]) -> tuple[Any, Callable[[models.Model], bool] | None]:
+def _relation_target(
+    exposed: ExposedModel, request: Any, model: type[models.Model]
+) -> tuple[Any, Callable[[models.Model], bool] | None]:
     """(the rows a relation field may point to, the read check they must pass too)."""
     related = exposed.get_exposed_for(model)
     if related is None:
@@ -162,7 +164,9 @@ class _BridgeModelSerializer(serializers.ModelSerializer):
         field_class, kwargs = super().build_standard_field(field_name, model_field)
         field_class = _STRICT_FIELDS.get(field_class, field_class)
         text_column = isinstance(model_field, (models.CharField, models.TextField))
-        if issubclass(field_class, serializers.CharField) or (text_column and issubclass(field_class, serializers.ChoiceField)):
+        if issubclass(field_class, serializers.CharField) or (
+            text_column and issubclass(field_class, serializers.ChoiceField)
+        ):
             field_class = _text_only(field_class)
         return field_class, kwargs
 
@@ -216,12 +220,16 @@ def _reject_unstorable_value(value: Any, path: str, errors: list[Any]) -> None:
         item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                errors.append(FieldNotAllowed("Text may not contain NUL characters.", code=ErrorCode.INVALID, field=path))
+                errors.append(
+                    FieldNotAllowed("Text may not contain NUL characters.", code=ErrorCode.INVALID, field=path)
+                )
                 return
         elif isinstance(item, (dict, list)):
             if depth >= MAX_JSON_DEPTH:
                 errors.append(
-                    FieldNotAllowed(f"Values may nest at most {MAX_JSON_DEPTH} levels deep.", code=ErrorCode.INVALID, field=path)
+                    FieldNotAllowed(
+                        f"Values may nest at most {MAX_JSON_DEPTH} levels deep.", code=ErrorCode.INVALID, field=path
+                    )
                 )
                 return
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
@@ -238,15 +246,15 @@ def validate_write_data(
     errors: list[Any] = []
     for key in data:
         if key not in allowed:
-            errors.append(
-                FieldNotAllowed(f"{key!s:.64} cannot be set on {action}.", field=str(key)[:64])
-            )
+            errors.append(FieldNotAllowed(f"{key!s:.64} cannot be set on {action}.", field=str(key)[:64]))
     if errors:
         raise MultipleErrors(errors)
     for key, value in data.items():
         _reject_unstorable_value(value, key, errors)
         if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
-            errors.append(FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code=ErrorCode.TOO_MANY_VALUES, field=key))
+            errors.append(
+                FieldNotAllowed(f"At most {MAX_LIST_VALUES} values.", code=ErrorCode.TOO_MANY_VALUES, field=key)
+            )
     if errors:
         raise MultipleErrors(errors)
     if action == BridgeAction.UPDATE and not data:

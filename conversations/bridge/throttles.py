@@ -11,4 +11,10 @@ from ..api.throttling import (
     client_address,
 )
 
-__all__ = ["AnonymousAddressThrottle", "ClientAddressMixin", "MessageCreateThrottle", "SessionStartThrottle", "client_address"]
+__all__ = [
+    "AnonymousAddressThrottle",
+    "ClientAddressMixin",
+    "MessageCreateThrottle",
+    "SessionStartThrottle",
+    "client_address",
+]

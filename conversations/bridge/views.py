@@ -90,7 +90,9 @@ class StartView(BaseAPIView):
         # The client's context is untrusted: only the agent's declared StartParams get through.
         context_kwargs = registry.get(agent_path).validate_start_params(context or {})
         with operation(_operation_id(request)):
-            result = start_conversation(agent_path, context_kwargs=context_kwargs, request=request._request, title=title)
+            result = start_conversation(
+                agent_path, context_kwargs=context_kwargs, request=request._request, title=title
+            )
         # Cookie clients need the CSRF token for their next writes (see docs/protocol.md).
         get_token(request._request)
         return Response(result, status=status.HTTP_201_CREATED)
@@ -166,7 +168,8 @@ class ModelCreateView(_ModelView):
         with operation(_operation_id(request)):
             instance, replayed = exposed.create_or_replay(request, data)
         return Response(
-            serialize_instance(exposed, request, instance), status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
+            serialize_instance(exposed, request, instance),
+            status=status.HTTP_200_OK if replayed else status.HTTP_201_CREATED,
         )
 
 

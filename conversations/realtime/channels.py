@@ -47,7 +47,7 @@ def parse_channel(name: str) -> ParsedChannel | None:
     if not isinstance(name, str) or len(name) > 200:
         return None
     if name.startswith(SESSION_CHANNEL_PREFIX):
-        raw = name[len(SESSION_CHANNEL_PREFIX):]
+        raw = name[len(SESSION_CHANNEL_PREFIX) :]
         try:
             parsed = uuid.UUID(raw)
         except ValueError:
@@ -56,12 +56,12 @@ def parse_channel(name: str) -> ParsedChannel | None:
             return None
         return ParsedChannel("session", raw)
     if name.startswith(OWNER_CHANNEL_PREFIX + "user-"):
-        raw = name[len(OWNER_CHANNEL_PREFIX + "user-"):]
+        raw = name[len(OWNER_CHANNEL_PREFIX + "user-") :]
         if raw and raw.isascii() and raw.replace("-", "").isalnum():
             return ParsedChannel("owner-user", raw)
         return None
     if name.startswith(OWNER_CHANNEL_PREFIX + "anon-"):
-        raw = name[len(OWNER_CHANNEL_PREFIX + "anon-"):]
+        raw = name[len(OWNER_CHANNEL_PREFIX + "anon-") :]
         if len(raw) == 40 and all(c in "0123456789abcdef" for c in raw):
             return ParsedChannel("owner-anon", raw)
         return None

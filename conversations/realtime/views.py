@@ -98,15 +98,21 @@ class RealtimeEventsView(RealtimeView):
             )
         channels = list(dict.fromkeys(request.query_params.getlist("channel")))
         if not channels:
-            raise InvalidRealtimeRequest("Give at least one channel: ?channel=<name>.", code=ErrorCode.REQUIRED, field="channel")
+            raise InvalidRealtimeRequest(
+                "Give at least one channel: ?channel=<name>.", code=ErrorCode.REQUIRED, field="channel"
+            )
         if len(channels) > MAX_STREAM_CHANNELS:
             raise InvalidRealtimeRequest(
-                f"One stream reads at most {MAX_STREAM_CHANNELS} channels.", code=ErrorCode.TOO_MANY_CHANNELS, field="channel"
+                f"One stream reads at most {MAX_STREAM_CHANNELS} channels.",
+                code=ErrorCode.TOO_MANY_CHANNELS,
+                field="channel",
             )
         for channel in channels:
             authorize_channel(request, channel)
         last_event_id = request.META.get("HTTP_LAST_EVENT_ID") or request.query_params.get("last_event_id")
-        subscription = backend.broker.subscribe(channels, last_event_id=last_event_id, limits=self.get_stream_limits(request))
+        subscription = backend.broker.subscribe(
+            channels, last_event_id=last_event_id, limits=self.get_stream_limits(request)
+        )
         if _is_asgi(request):
             content: Any = sse_frames_async(subscription, heartbeat=backend.heartbeat)
         else:

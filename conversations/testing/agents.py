@@ -12,7 +12,9 @@ __all__ = ["isolated_registry"]
 
 
 @contextmanager
-def isolated_registry(agents: dict[str, Any] | None = None, *, target: AgentRegistry | None = None) -> Iterator[AgentRegistry]:
+def isolated_registry(
+    agents: dict[str, Any] | None = None, *, target: AgentRegistry | None = None
+) -> Iterator[AgentRegistry]:
     """Inside the block, agents registered (here or with ``register_agent``) are forgotten when it
     ends, and agents replaced under an existing path come back.
 

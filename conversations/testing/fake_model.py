@@ -166,7 +166,9 @@ class FakeModel:
                 stack.enter_context(mock.patch.object(module, name, getattr(self, name)))
             yield self
 
-    def _take(self, model: str | None, messages: Any, stream: bool, tools: Any, kwargs: dict[str, Any]) -> tuple[FakeRequest, Script, int]:
+    def _take(
+        self, model: str | None, messages: Any, stream: bool, tools: Any, kwargs: dict[str, Any]
+    ) -> tuple[FakeRequest, Script, int]:
         if messages is None or not isinstance(messages, list) or not messages:
             raise ValueError("completion() needs messages=[{'role': 'user', 'content': '...'}, ...].")
         request = FakeRequest(
@@ -219,36 +221,58 @@ class FakeModel:
         model_name = request.model or self.model
         created = int(time.time())
         calls = [
-            ChatCompletionMessageToolCall(id=c.id or f"call_{number + 1}_{i}", function=Function(c.name, c.arguments_json))
+            ChatCompletionMessageToolCall(
+                id=c.id or f"call_{number + 1}_{i}", function=Function(c.name, c.arguments_json)
+            )
             for i, c in enumerate(reply.tool_calls)
         ]
         if not request.stream:
             message = Message(content=text if (text or not calls) else None, tool_calls=calls or None)
             return ModelResponse(
-                id=response_id, model=model_name, created=created,
-                choices=[Choices(message=message, finish_reason=finish)], usage=usage,
+                id=response_id,
+                model=model_name,
+                created=created,
+                choices=[Choices(message=message, finish_reason=finish)],
+                usage=usage,
             )
         deltas: list[Delta] = [Delta(content=p) for p in pieces]
         for i, call in enumerate(calls):
-            deltas.append(Delta(tool_calls=[ChatCompletionDeltaToolCall(
-                index=i, id=call.id, type="function", function=Function(name=call.function.name, arguments=""),
-            )]))
+            deltas.append(
+                Delta(
+                    tool_calls=[
+                        ChatCompletionDeltaToolCall(
+                            index=i,
+                            id=call.id,
+                            type="function",
+                            function=Function(name=call.function.name, arguments=""),
+                        )
+                    ]
+                )
+            )
             for part in self._argument_pieces(call.function.arguments or ""):
-                deltas.append(Delta(tool_calls=[ChatCompletionDeltaToolCall(index=i, function=Function(arguments=part))]))
+                deltas.append(
+                    Delta(tool_calls=[ChatCompletionDeltaToolCall(index=i, function=Function(arguments=part))])
+                )
         if deltas:
             deltas[0].role = "assistant"
         chunks = [
             ModelResponseChunk(id=response_id, model=model_name, created=created, choices=[StreamingChoices(delta=d)])
             for d in deltas
         ]
-        chunks.append(ModelResponseChunk(
-            id=response_id, model=model_name, created=created,
-            choices=[StreamingChoices(delta=Delta(role=None if deltas else "assistant"), finish_reason=finish)],
-            usage=usage,
-        ))
+        chunks.append(
+            ModelResponseChunk(
+                id=response_id,
+                model=model_name,
+                created=created,
+                choices=[StreamingChoices(delta=Delta(role=None if deltas else "assistant"), finish_reason=finish)],
+                usage=usage,
+            )
+        )
         if (request.kwargs.get("stream_options") or {}).get("include_usage"):
             # OpenAI sends usage in one more chunk without choices when asked to.
-            chunks.append(ModelResponseChunk(id=response_id, model=model_name, created=created, choices=[], usage=usage))
+            chunks.append(
+                ModelResponseChunk(id=response_id, model=model_name, created=created, choices=[], usage=usage)
+            )
         return FakeStream(chunks, delay=self.chunk_delay)
 
     def _pieces(self, text: str | list[str]) -> list[str]:
@@ -257,9 +281,9 @@ class FakeModel:
         if not text:
             return []
         if self.chunk_size:
-            return [text[i:i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
+            return [text[i : i + self.chunk_size] for i in range(0, len(text), self.chunk_size)]
         return _WORD_CHUNK_RE.findall(text)
 
     def _argument_pieces(self, arguments: str) -> list[str]:
         size = self.chunk_size or 8
-        return [arguments[i:i + size] for i in range(0, len(arguments), size)] or []
+        return [arguments[i : i + size] for i in range(0, len(arguments), size)] or []

@@ -110,7 +110,11 @@ def tool_definitions(tools: Any) -> list[dict[str, Any]] | None:
     definitions = []
     for tool in tools:
         if isinstance(tool, dict):
-            if tool.get("type") != "function" or not isinstance(tool.get("function"), dict) or not tool["function"].get("name"):
+            if (
+                tool.get("type") != "function"
+                or not isinstance(tool.get("function"), dict)
+                or not tool["function"].get("name")
+            ):
                 raise ValueError(
                     f"A tool definition must look like {{'type': 'function', 'function': {{'name': ..., "
                     f"'parameters': {{...}}}}}}; got {tool!r}."

@@ -25,7 +25,7 @@ from tests.bench.options import Skipped
 def main(argv: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.bench.settings")
     here = Path(__file__).parent
-    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    names = sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
     wanted = [a for a in argv if not a.startswith("-")] or names
     options = [a for a in argv if a.startswith("-")]
     unknown = sorted(set(wanted) - set(names))

@@ -93,9 +93,12 @@ def _insert(model: Any, rows: Any) -> None:
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     with raw.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([
-                f.get_db_prep_save(row[f.attname], connection) if f.attname in row else defaults[f.attname] for f in fields
-            ])
+            copy.write_row(
+                [
+                    f.get_db_prep_save(row[f.attname], connection) if f.attname in row else defaults[f.attname]
+                    for f in fields
+                ]
+            )
 
 
 def _load(users: int, conversations: int, per_conversation: int) -> float:
@@ -115,9 +118,7 @@ def _load(users: int, conversations: int, per_conversation: int) -> float:
         ConversationMessage.objects.all().delete()
         ConversationSession.objects.all().delete()
         User.objects.filter(username__startswith="bench").delete()
-        User.objects.bulk_create(
-            [User(username=f"bench{i}", password="!") for i in range(users)], batch_size=1000
-        )
+        User.objects.bulk_create([User(username=f"bench{i}", password="!") for i in range(users)], batch_size=1000)
     user_ids = list(User.objects.filter(username__startswith="bench").order_by("id").values_list("id", flat=True))
     now = datetime.now(UTC)
     session_ids = [uuid.uuid4() for _ in range(conversations)]
@@ -125,8 +126,15 @@ def _load(users: int, conversations: int, per_conversation: int) -> float:
         _insert(
             ConversationSession,
             (
-                {"id": sid, "agent_path": "bench", "user_id": user_ids[i % len(user_ids)], "title": f"Conversation {i}",
-                 "status": "active", "created_at": now, "updated_at": now}
+                {
+                    "id": sid,
+                    "agent_path": "bench",
+                    "user_id": user_ids[i % len(user_ids)],
+                    "title": f"Conversation {i}",
+                    "status": "active",
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for i, sid in enumerate(session_ids)
             ),
         )
@@ -136,9 +144,15 @@ def _load(users: int, conversations: int, per_conversation: int) -> float:
                 start = now - timedelta(minutes=per_conversation)
                 for j in range(per_conversation):
                     ts = start + timedelta(minutes=j)
-                    yield {"id": uuid.uuid4(), "session_id": sid, "message_type": "user" if j % 2 == 0 else "agent",
-                           "content": f"Message {j} of the conversation, some words to carry.",
-                           "processing_status": "completed", "timestamp": ts, "updated_at": ts}
+                    yield {
+                        "id": uuid.uuid4(),
+                        "session_id": sid,
+                        "message_type": "user" if j % 2 == 0 else "agent",
+                        "content": f"Message {j} of the conversation, some words to carry.",
+                        "processing_status": "completed",
+                        "timestamp": ts,
+                        "updated_at": ts,
+                    }
 
         _insert(ConversationMessage, messages())
     if connection.vendor == "postgresql":
@@ -157,8 +171,20 @@ def _baseline_view() -> Any:
     class MessageSerializer(serializers.ModelSerializer):
         class Meta:
             model = ConversationMessage
-            fields = ["id", "session", "message_type", "content", "component_type", "component_data", "files",
-                      "processing_status", "reply_to", "stream_sequence", "timestamp", "updated_at"]
+            fields = [
+                "id",
+                "session",
+                "message_type",
+                "content",
+                "component_type",
+                "component_data",
+                "files",
+                "processing_status",
+                "reply_to",
+                "stream_sequence",
+                "timestamp",
+                "updated_at",
+            ]
 
     class LatestMessages(generics.ListAPIView):
         serializer_class = MessageSerializer
@@ -264,13 +290,18 @@ def main(argv: list[str]) -> None:
         with bench_database() as label:
             _, _, users, conversations, per = QUICK_DATASET
             _load(users, conversations, per)
-            print(f"quick: {conversations * per:,} messages, {conversations} conversations, {users} users; {label}", flush=True)
+            print(
+                f"quick: {conversations * per:,} messages, {conversations} conversations, {users} users; {label}",
+                flush=True,
+            )
             requests = int_option(argv, "requests", 20)
             _report([_measure(QUICK_DATASET[0], requests)], requests)
         return
     if connection.vendor != "postgresql":
-        raise Skipped("the bridge benchmark needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
-                      "(--quick runs on SQLite too)")
+        raise Skipped(
+            "the bridge benchmark needs PostgreSQL: set DATABASE_URL=postgres://postgres@127.0.0.1:5432/test "
+            "(--quick runs on SQLite too)"
+        )
     from django.test.utils import setup_test_environment, teardown_test_environment
 
     requests = int_option(argv, "requests", 300)
@@ -287,8 +318,11 @@ def main(argv: list[str]) -> None:
                 with connection.cursor() as cursor:
                     cursor.execute("SHOW server_version")
                     version = cursor.fetchone()[0].split()[0]
-                print(f"{label}: {conversations * per:,} messages, {conversations:,} conversations, "
-                      f"{users:,} users ({note}); PostgreSQL {version}", flush=True)
+                print(
+                    f"{label}: {conversations * per:,} messages, {conversations:,} conversations, "
+                    f"{users:,} users ({note}); PostgreSQL {version}",
+                    flush=True,
+                )
                 results.append(_measure(label, requests))
             finally:
                 _use_database(original)
@@ -307,16 +341,24 @@ def _report(results: list[dict[str, Any]], requests: int) -> None:
         t = result["timings"]
         bm, lm = statistics.median(t["bridge"]), statistics.median(t["baseline"])
         medians[result["label"]] = (bm, lm)
-        out.write(f"| {result['label']} | {bm:.2f} | {_p(t['bridge'], .95):.2f} | {lm:.2f} | "
-                  f"{_p(t['baseline'], .95):.2f} | {bm / lm:.2f}x |\n")
+        out.write(
+            f"| {result['label']} | {bm:.2f} | {_p(t['bridge'], 0.95):.2f} | {lm:.2f} | "
+            f"{_p(t['baseline'], 0.95):.2f} | {bm / lm:.2f}x |\n"
+        )
     if len(results) > 1:
         first, last = results[0]["label"], results[-1]["label"]
         small, large = medians[first], medians[last]
-        out.write(f"\nGrowth {first} -> {last} (median): bridge {large[0] / small[0]:.2f}x, "
-                  f"ListAPIView {large[1] / small[1]:.2f}x\n")
-    out.write("\nSQL queries per request (page size 10 / 50 / 100)\n\n| data set | bridge | ListAPIView |\n|---|---|---|\n")
+        out.write(
+            f"\nGrowth {first} -> {last} (median): bridge {large[0] / small[0]:.2f}x, "
+            f"ListAPIView {large[1] / small[1]:.2f}x\n"
+        )
+    out.write(
+        "\nSQL queries per request (page size 10 / 50 / 100)\n\n| data set | bridge | ListAPIView |\n|---|---|---|\n"
+    )
     for result in results:
         q = result["queries"]
-        out.write(f"| {result['label']} | {' / '.join(str(q[k][0]) for k in sorted(q))} | "
-                  f"{' / '.join(str(q[k][1]) for k in sorted(q))} |\n")
+        out.write(
+            f"| {result['label']} | {' / '.join(str(q[k][0]) for k in sorted(q))} | "
+            f"{' / '.join(str(q[k][1]) for k in sorted(q))} |\n"
+        )
     print(out.getvalue(), flush=True)

@@ -72,7 +72,9 @@ def main(argv: list[str]) -> None:
 
     def timed(extractor: EmbeddedTikaExtractor, path: Path, content_type: str) -> tuple[float, str]:
         started = time.perf_counter()
-        result = extractor.extract(ExtractionSource.from_path(path, content_type=content_type), timeout=600, max_length=10_000_000)
+        result = extractor.extract(
+            ExtractionSource.from_path(path, content_type=content_type), timeout=600, max_length=10_000_000
+        )
         return time.perf_counter() - started, result.text
 
     def warm(path: Path, content_type: str) -> tuple[float, str]:
@@ -83,7 +85,9 @@ def main(argv: list[str]) -> None:
 
     def fresh(path: Path) -> tuple[float, str]:
         started = time.perf_counter()
-        out = subprocess.run([java, "-jar", jar, "--text", str(path)], capture_output=True, text=True, timeout=600, check=True)
+        out = subprocess.run(
+            [java, "-jar", jar, "--text", str(path)], capture_output=True, text=True, timeout=600, check=True
+        )
         return time.perf_counter() - started, out.stdout
 
     isolated_started = time.perf_counter()
@@ -101,9 +105,20 @@ def main(argv: list[str]) -> None:
         f"{isolated_start_ms:.0f} ms (the process start included), in this process {first_here * 1000:.0f} ms\n\n"
     )
 
-    sys.stdout.write("### Per document: warm embedded (extraction process, this process) vs fresh `java -jar` process\n\n")
     sys.stdout.write(
-        _row(["document", "warm, extraction process ms", "warm, this process ms", "isolated / here", "fresh process ms", "fresh / isolated"])
+        "### Per document: warm embedded (extraction process, this process) vs fresh `java -jar` process\n\n"
+    )
+    sys.stdout.write(
+        _row(
+            [
+                "document",
+                "warm, extraction process ms",
+                "warm, this process ms",
+                "isolated / here",
+                "fresh process ms",
+                "fresh / isolated",
+            ]
+        )
         + "\n"
     )
     sys.stdout.write(_row(["---", "---:", "---:", "---:", "---:", "---:"]) + "\n")
@@ -135,7 +150,13 @@ def main(argv: list[str]) -> None:
     sys.stdout.write(_row(["**mean**", f"{w:.1f}", f"{h:.1f}", f"{w / h:.2f}x", f"{f:.0f}", f"{f / w:.0f}x"]) + "\n\n")
 
     sys.stdout.write(f"### {page_count}-page PDF\n\n")
-    pages = [[f"Page {p + 1}, line {line + 1}: the committee reviewed the budget and approved item {p * 100 + line}." for line in range(PAGE_LINES)] for p in range(page_count)]
+    pages = [
+        [
+            f"Page {p + 1}, line {line + 1}: the committee reviewed the budget and approved item {p * 100 + line}."
+            for line in range(PAGE_LINES)
+        ]
+        for p in range(page_count)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "pages.pdf"
         big.write_bytes(generate.text_pdf(pages))
@@ -156,15 +177,31 @@ def main(argv: list[str]) -> None:
             fresh_seconds, _ = fresh(big)
             fresh_cells = [f"{fresh_seconds * 1000:.0f}", f"{page_count / fresh_seconds:.0f}"]
         sys.stdout.write(
-            _row(["pages", "size", "warm, extraction process ms", "pages/s", "warm, this process ms", "pages/s", "fresh process ms", "fresh pages/s"])
+            _row(
+                [
+                    "pages",
+                    "size",
+                    "warm, extraction process ms",
+                    "pages/s",
+                    "warm, this process ms",
+                    "pages/s",
+                    "fresh process ms",
+                    "fresh pages/s",
+                ]
+            )
             + "\n"
         )
         sys.stdout.write(_row(["---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:"]) + "\n")
         sys.stdout.write(
             _row(
                 [
-                    page_count, f"{big.stat().st_size // 1024} KB", f"{ms:.0f}", f"{page_count / (ms / 1000):.0f}",
-                    f"{here_ms:.0f}", f"{page_count / (here_ms / 1000):.0f}", *fresh_cells,
+                    page_count,
+                    f"{big.stat().st_size // 1024} KB",
+                    f"{ms:.0f}",
+                    f"{page_count / (ms / 1000):.0f}",
+                    f"{here_ms:.0f}",
+                    f"{page_count / (here_ms / 1000):.0f}",
+                    *fresh_cells,
                 ]
             )
             + "\n\n"
@@ -185,7 +222,16 @@ def main(argv: list[str]) -> None:
             jpype.JClass("javax.imageio.ImageIO").write(picture, "png", jpype.JClass("java.io.File")(str(page_png)))
             images.append(("page.png (28 lines)", page_png, f"{picture.getWidth()}x{picture.getHeight()}"))
         sys.stdout.write(
-            _row(["image", "pixels", "Tika + tesseract, extraction process ms", "this process ms", "tesseract CLI alone ms", "isolated / CLI"])
+            _row(
+                [
+                    "image",
+                    "pixels",
+                    "Tika + tesseract, extraction process ms",
+                    "this process ms",
+                    "tesseract CLI alone ms",
+                    "isolated / CLI",
+                ]
+            )
             + "\n"
         )
         sys.stdout.write(_row(["---", "---:", "---:", "---:", "---:", "---:"]) + "\n")
@@ -200,7 +246,9 @@ def main(argv: list[str]) -> None:
                 seconds, _ = warm_here(path, "image/png")
                 here_times.append(seconds)
                 started = time.perf_counter()
-                subprocess.run([tesseract, str(path), "stdout", "-l", "eng"], capture_output=True, timeout=600, check=True)
+                subprocess.run(
+                    [tesseract, str(path), "stdout", "-l", "eng"], capture_output=True, timeout=600, check=True
+                )
                 cli_times.append(time.perf_counter() - started)
             assert "4711" in text or "invoice 4727" in text.lower(), text[:200]
             t, h, c = _median_ms(tika_times), _median_ms(here_times), _median_ms(cli_times)

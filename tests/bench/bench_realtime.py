@@ -148,7 +148,9 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
     print()
     print(f"One stream: {writes} writes, one every ~2 ms, {rounds} rounds (figures pooled over the rounds).")
     print()
-    print("| backend | write() median µs | write() p99 µs | HTTP requests / 1,000 chunks | events / 1,000 chunks | receipt latency p50 ms | p95 ms |")
+    print(
+        "| backend | write() median µs | write() p99 µs | HTTP requests / 1,000 chunks | events / 1,000 chunks | receipt latency p50 ms | p95 ms |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for kind, bucket in results.items():
         print(
@@ -198,8 +200,12 @@ def _single_stream(kind: str, soketi: Any, web: Any, log: dict, log_lock: thread
         visitor = new_anonymous_id()
         session = ConversationService.create_session("bench-paced", anonymous_id=visitor)
         channel = session_channel(session.pk)
-        with NodeSubscriber(soketi=soketi, auth_endpoint=web.url + "/api/conversations/realtime/auth/", channels=[channel],
-                            headers={"X-Conversation-Anonymous-Id": visitor}) as sub:
+        with NodeSubscriber(
+            soketi=soketi,
+            auth_endpoint=web.url + "/api/conversations/realtime/auth/",
+            channels=[channel],
+            headers={"X-Conversation-Anonymous-Id": visitor},
+        ) as sub:
             sub.wait_subscribed()
             backend = get_backend()
             backend.flush(timeout=5)
@@ -215,7 +221,9 @@ def _single_stream(kind: str, soketi: Any, web: Any, log: dict, log_lock: thread
         latency = [
             event["received_ms"] - times[seq][0]
             for event in chunks
-            for seq in range(event["data"].get("first_sequence", event["data"]["sequence"]), event["data"]["sequence"] + 1)
+            for seq in range(
+                event["data"].get("first_sequence", event["data"]["sequence"]), event["data"]["sequence"] + 1
+            )
         ]
         return {
             "cost": [ns / 1000 for _, ns in times.values()],
@@ -261,8 +269,12 @@ def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock
     try:
         sessions = [ConversationService.create_session("bench-load", anonymous_id=visitor) for _ in range(streams)]
         channels = [session_channel(s.pk) for s in sessions]
-        with NodeSubscriber(soketi=soketi, auth_endpoint=web.url + "/api/conversations/realtime/auth/", channels=channels,
-                            headers={"X-Conversation-Anonymous-Id": visitor}) as sub:
+        with NodeSubscriber(
+            soketi=soketi,
+            auth_endpoint=web.url + "/api/conversations/realtime/auth/",
+            channels=channels,
+            headers={"X-Conversation-Anonymous-Id": visitor},
+        ) as sub:
             sub.wait_subscribed(streams, timeout=60)
             assert len(sub.messages("subscribed")) == streams, sub.messages("subscription_error")[:3]
             backend = get_backend()
@@ -324,7 +336,9 @@ def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock
     print()
     print(f"Load: {streams} concurrent streams, a write every 20 ms each, for {seconds} s (coalescing sender only).")
     print()
-    print("| streams | turns ok | writes | events received | HTTP requests | requests / 1,000 chunks | streams with a gap | write() median µs | p99 µs | latency p50 ms | p95 ms | p99 ms | wall s |")
+    print(
+        "| streams | turns ok | writes | events received | HTTP requests | requests / 1,000 chunks | streams with a gap | write() median µs | p99 µs | latency p50 ms | p95 ms | p99 ms | wall s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {streams} | {len(results) - len(failed)} | {total_writes} | {len(received)} | {requests} | "
@@ -332,4 +346,6 @@ def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock
         f"{_pct(latency, 50):.1f} | {_pct(latency, 95):.1f} | {_pct(latency, 99):.1f} | {elapsed:.1f} |"
     )
     if gaps or failed or len(results) != streams:
-        raise SystemExit(f"load run failed: {gaps} stream(s) with gaps, {len(failed)} failed turn(s), {len(results)}/{streams} finished")
+        raise SystemExit(
+            f"load run failed: {gaps} stream(s) with gaps, {len(failed)} failed turn(s), {len(results)}/{streams} finished"
+        )

@@ -70,12 +70,16 @@ def main(argv: list[str]) -> None:
     print("| writes | N | listener | queries | ratio | lag after last write (ms) | ended current |")
     # "ended current": rounds whose listener showed the final title 0.5 s after it appeared (or 5 s).
     print("|---|---:|---|---:|---:|---:|---:|")
-    for (pattern, burst, client), items in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], not kv[0][2].startswith("naive"))):
+    for (pattern, burst, client), items in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], not kv[0][2].startswith("naive"))
+    ):
         queries = statistics.median(r["queries"] for r in items)
         naive = groups.get((pattern, burst, "naive: refetch per event"))
         base = statistics.median(r["queries"] for r in naive) if naive else queries
         lags = [r["lag_ms"] for r in items if r["reached"]]
         lag = f"{statistics.median(lags):.0f}" if lags else "never"
         current = sum(r["ended_current"] for r in items)
-        print(f"| {pattern} | {burst} | {client} | {queries:g} | {queries / base:.2f}x | {lag} | {current}/{len(items)} |")
+        print(
+            f"| {pattern} | {burst} | {client} | {queries:g} | {queries / base:.2f}x | {lag} | {current}/{len(items)} |"
+        )
     print("\n(The server runs on SQLite whatever DATABASE_URL says: it is the demo server.)")

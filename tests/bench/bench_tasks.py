@@ -85,8 +85,10 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
     # (workers, CONN_MAX_AGE) of the db_worker rows; bursts are measured on the last one.
     worker_rows = ((1, 60),) if quick else ((1, 0), (2, 0), (2, 60))
 
-    print(f"{label}; Python {platform.python_version()}, Django {django.get_version()}; "
-          f"{total} messages, one per conversation; echo agent; db_worker --interval {WORKER_INTERVAL}\n")
+    print(
+        f"{label}; Python {platform.python_version()}, Django {django.get_version()}; "
+        f"{total} messages, one per conversation; echo agent; db_worker --interval {WORKER_INTERVAL}\n"
+    )
 
     rows: list[tuple[str, dict[str, float]]] = []
     bursts: list[tuple[str, int, dict[str, float]]] = []
@@ -121,14 +123,18 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
         latency = (f"{r['p50']:.0f} | {r['p95']:.0f}") if "p50" in r else "- | -"
         print(f"| {name} | {r['turns_per_s']:.1f} | {r['turns_per_s'] / base:.2f}x | {latency} |")
     print()
-    print("| backend | conversations active at once | messages | latency p50 ms | p95 ms | max ms | p50 ratio to 1 conversation |")
+    print(
+        "| backend | conversations active at once | messages | latency p50 ms | p95 ms | max ms | p50 ratio to 1 conversation |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     single: dict[str, float] = {}
     for name, conversations, r in bursts:
         if conversations == 1:
             single[name] = r["p50"]
-        print(f"| {name} | {conversations} | {r['n']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
-              f"{r['p50'] / max(single[name], 0.5):.1f}x |")
+        print(
+            f"| {name} | {conversations} | {r['n']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
+            f"{r['p50'] / max(single[name], 0.5):.1f}x |"
+        )
 
 
 @contextmanager

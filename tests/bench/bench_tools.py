@@ -39,10 +39,19 @@ def main(argv: list[str]) -> None:
             return product_id if account_tier == "premium" else ""
 
         @with_context()
-        def search(self, query: str, user_id: int, tags: list[str] | None = None, sort: Literal["price", "date"] = "date", limit: int = 10) -> list[str]:
+        def search(
+            self,
+            query: str,
+            user_id: int,
+            tags: list[str] | None = None,
+            sort: Literal["price", "date"] = "date",
+            limit: int = 10,
+        ) -> list[str]:
             return [query] * min(limit, 2)
 
-        def search_plain(self, query: str, user_id: int, tags: list[str] | None = None, sort: str = "date", limit: int = 10) -> list[str]:
+        def search_plain(
+            self, query: str, user_id: int, tags: list[str] | None = None, sort: str = "date", limit: int = 10
+        ) -> list[str]:
             return [query] * min(limit, 2)
 
         @with_context()
@@ -74,48 +83,62 @@ def main(argv: list[str]) -> None:
 
     rows = []
     n = 50_000
-    rows.append((
-        "with_context call (2 injected)",
-        per_call(lambda: agent.check(product_id="p"), n),
-        per_call(lambda: agent.check_plain("p", ctx.user_id, ctx.account_tier), n),
-    ))
-    rows.append((
-        "async with_context call",
-        per_async_call(lambda: agent.lookup(code="c"), n),
-        per_async_call(lambda: agent.lookup_plain("c", ctx.user_id), n),
-    ))
+    rows.append(
+        (
+            "with_context call (2 injected)",
+            per_call(lambda: agent.check(product_id="p"), n),
+            per_call(lambda: agent.check_plain("p", ctx.user_id, ctx.account_tier), n),
+        )
+    )
+    rows.append(
+        (
+            "async with_context call",
+            per_async_call(lambda: agent.lookup(code="c"), n),
+            per_async_call(lambda: agent.lookup_plain("c", ctx.user_id), n),
+        )
+    )
     n = 20_000
 
     def baseline_dispatch():
         args = json.loads(search_args)
         return agent.search_plain(args["query"], ctx.user_id, args["tags"], args["sort"], args["limit"])
 
-    rows.append((
-        "dispatch_tool_call (JSON + pydantic)",
-        per_call(lambda: dispatch_tool_call(tools, "search", search_args), n),
-        per_call(baseline_dispatch, n),
-    ))
+    rows.append(
+        (
+            "dispatch_tool_call (JSON + pydantic)",
+            per_call(lambda: dispatch_tool_call(tools, "search", search_args), n),
+            per_call(baseline_dispatch, n),
+        )
+    )
 
     async def baseline_async():
         args = json.loads('{"code": "x"}')
         return await agent.lookup_plain(args["code"], ctx.user_id)
 
-    rows.append((
-        "adispatch_tool_call (async tool)",
-        per_async_call(lambda: adispatch_tool_call(tools, "lookup", '{"code": "x"}'), n),
-        per_async_call(baseline_async, n),
-    ))
-    rows.append((
-        "tool_schema, cached vs first build",
-        per_call(lambda: tool_schema(agent.search), 2_000),
-        per_call(lambda: _build_spec(agent.search), 200),
-    ))
+    rows.append(
+        (
+            "adispatch_tool_call (async tool)",
+            per_async_call(lambda: adispatch_tool_call(tools, "lookup", '{"code": "x"}'), n),
+            per_async_call(baseline_async, n),
+        )
+    )
+    rows.append(
+        (
+            "tool_schema, cached vs first build",
+            per_call(lambda: tool_schema(agent.search), 2_000),
+            per_call(lambda: _build_spec(agent.search), 200),
+        )
+    )
 
     print("| operation | measured µs/call | baseline µs/call | ratio |")
     print("|---|---:|---:|---:|")
     for name, measured, baseline in rows:
         ratio = measured / baseline
-        print(f"| {name} | {measured:.2f} | {baseline:.2f} | {ratio:.1f}x |" if ratio >= 1 else f"| {name} | {measured:.2f} | {baseline:.2f} | {ratio:.3f}x |")
+        print(
+            f"| {name} | {measured:.2f} | {baseline:.2f} | {ratio:.1f}x |"
+            if ratio >= 1
+            else f"| {name} | {measured:.2f} | {baseline:.2f} | {ratio:.3f}x |"
+        )
     print()
     print("Baselines: a plain method given the context values by hand; json.loads + a direct call;")
     print("for tool_schema, building the pydantic model and JSON schema (done once per function).")

@@ -73,7 +73,9 @@ def _run(label: str, turns: int, rounds: int) -> None:
     def baseline_turn(session: Any, text: str) -> None:
         with transaction.atomic():
             user = ConversationMessage.objects.create(session=session, message_type="user", content=text)
-            ConversationMessage.objects.create(session=session, message_type="agent", content=f"You said: {text}", reply_to=user)
+            ConversationMessage.objects.create(
+                session=session, message_type="agent", content=f"You said: {text}", reply_to=user
+            )
 
     def service_turn(session: Any, text: str) -> None:
         result = ConversationService.send_message(session.pk, text)
@@ -114,8 +116,10 @@ def _run(label: str, turns: int, rounds: int) -> None:
         queries[name] = [q["sql"] for q in captured.captured_queries]
 
     base = statistics.median(timings[rows[0][0]])
-    print(f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
-          f"{turns} turns x {rounds} rounds per row\n")
+    print(
+        f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
+        f"{turns} turns x {rounds} rounds per row\n"
+    )
     print("| turn | ms/turn (median of rounds) | ratio to baseline | SQL queries/turn | of which |")
     print("|---|---:|---:|---:|---|")
     for name, _, _ in rows:

@@ -57,7 +57,14 @@ class Soketi:
 
     @property
     def pusher_settings(self) -> dict[str, Any]:
-        return {"APP_ID": self.app_id, "KEY": self.key, "SECRET": self.secret, "HOST": "127.0.0.1", "PORT": self.port, "SCHEME": "http"}
+        return {
+            "APP_ID": self.app_id,
+            "KEY": self.key,
+            "SECRET": self.secret,
+            "HOST": "127.0.0.1",
+            "PORT": self.port,
+            "SCHEME": "http",
+        }
 
     def start(self, timeout: float = 30.0) -> Soketi:
         env = {
@@ -78,7 +85,12 @@ class Soketi:
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"soketi-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            ["node", str(SOKETI_BIN), "start"], cwd=HERE, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            ["node", str(SOKETI_BIN), "start"],
+            cwd=HERE,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -115,8 +127,16 @@ class Soketi:
 class NodeSubscriber:
     """pusher-js in a Node process; collects what ``subscriber.mjs`` prints."""
 
-    def __init__(self, *, soketi: Soketi, auth_endpoint: str, channels: list[str], headers: dict[str, str] | None = None,
-                 cookie: str | None = None, csrf_token: str | None = None):
+    def __init__(
+        self,
+        *,
+        soketi: Soketi,
+        auth_endpoint: str,
+        channels: list[str],
+        headers: dict[str, str] | None = None,
+        cookie: str | None = None,
+        csrf_token: str | None = None,
+    ):
         config = {
             "key": soketi.key,
             "host": "127.0.0.1",
@@ -171,10 +191,16 @@ class NodeSubscriber:
         stderr = ""
         if self.process.poll() is not None and self.process.stderr is not None:
             stderr = self.process.stderr.read().decode(errors="replace")[-2000:]
-        raise AssertionError(f"pusher-js subscriber: timed out waiting for {what or predicate}; got {self.messages()[-10:]} {stderr}")
+        raise AssertionError(
+            f"pusher-js subscriber: timed out waiting for {what or predicate}; got {self.messages()[-10:]} {stderr}"
+        )
 
     def wait_subscribed(self, count: int = 1, timeout: float = 15.0) -> None:
-        self.wait_for(lambda s: len(s.messages("subscribed")) + len(s.messages("subscription_error")) >= count, timeout, "subscriptions")
+        self.wait_for(
+            lambda s: len(s.messages("subscribed")) + len(s.messages("subscription_error")) >= count,
+            timeout,
+            "subscriptions",
+        )
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -202,7 +228,9 @@ class UvicornThread:
         import uvicorn
 
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -261,7 +289,13 @@ class SSEReader:
                 if not line:
                     if "data" in fields:
                         with self._lock:
-                            self.events.append({"id": fields.get("id"), "event": fields.get("event", "message"), "data": json.loads(fields["data"])})
+                            self.events.append(
+                                {
+                                    "id": fields.get("id"),
+                                    "event": fields.get("event", "message"),
+                                    "data": json.loads(fields["data"]),
+                                }
+                            )
                     fields = {}
                     continue
                 if line.startswith(":"):

@@ -12,7 +12,9 @@ class Order(models.Model):
     big = models.BigIntegerField(default=0)
     duration = models.DurationField(null=True, blank=True)
     reference = models.UUIDField(default=uuid.uuid4)
-    status = models.CharField(max_length=20, default="open", choices=[("open", "open"), ("paid", "paid"), ("shipped", "shipped")])
+    status = models.CharField(
+        max_length=20, default="open", choices=[("open", "open"), ("paid", "paid"), ("shipped", "shipped")]
+    )
 
     class Meta:
         ordering = ["id"]

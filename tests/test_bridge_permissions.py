@@ -293,7 +293,7 @@ class TestComposition:
         assert not exposed.has_object_permission(request, "read", ConversationSession.objects.first())
 
     def test_only_actions_rejects_unknown_actions(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="'drop' is not a valid"):
             OnlyActions("read", "drop")
 
 

@@ -151,7 +151,9 @@ class PausingStreamer(ConversationAgent):
             for text in self.first:
                 stream.write(text)
             self.halfway.set()
-            while not self.go_on.is_set():
+            # go_on is a threading.Event the test sets from its own thread: an asyncio.Event
+            # cannot be set from there.
+            while not self.go_on.is_set():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             for text in self.second:
                 stream.write(text)

@@ -45,7 +45,8 @@ def check_throttle_client_address(app_configs: Any = None, **kwargs: Any) -> lis
     return [
         checks.Warning(
             "REST_FRAMEWORK['DEFAULT_THROTTLE_CLASSES'] count clients by an address taken from the "
-            f"X-Forwarded-For header, which any client can make up, because NUM_PROXIES is not set: {', '.join(trusting)}.",
+            "X-Forwarded-For header, which any client can make up, because NUM_PROXIES is not set: "
+            f"{', '.join(trusting)}.",
             hint="Set REST_FRAMEWORK['NUM_PROXIES'] to the number of proxies in front of the project "
             "(0 when clients connect directly); see docs/deployment.md, 'Behind a proxy'.",
             id="django_ai.W050",

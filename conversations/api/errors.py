@@ -149,7 +149,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = "%d" % exc.wait
+            headers["Retry-After"] = str(int(exc.wait))
         default_code = getattr(exc, "default_code", None) or _DRF_CODES.get(exc.status_code, ErrorCode.ERROR)
         # ErrorDetail strings carry their own code; validation errors become one entry per field.
         errors = list(_flatten(exc.detail, None, default_code))

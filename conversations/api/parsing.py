@@ -116,7 +116,8 @@ def _reject_unstorable(data: Any) -> None:
                 value.encode("utf-8")
             except UnicodeEncodeError as exc:
                 raise drf_exceptions.ParseError(
-                    "JSON parse error - text contains a lone surrogate escape (e.g. \\ud800), which is not valid Unicode."
+                    "JSON parse error - text contains a lone surrogate escape (e.g. \\ud800), "
+                    "which is not valid Unicode."
                 ) from exc
         elif isinstance(value, dict):
             stack.extend(value.keys())

@@ -149,7 +149,8 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
     print(f"One stream: {writes} writes, one every ~2 ms, {rounds} rounds (figures pooled over the rounds).")
     print()
     print(
-        "| backend | write() median µs | write() p99 µs | HTTP requests / 1,000 chunks | events / 1,000 chunks | receipt latency p50 ms | p95 ms |"
+        "| backend | write() median µs | write() p99 µs | HTTP requests / 1,000 chunks | events / 1,000 chunks "
+        "| receipt latency p50 ms | p95 ms |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for kind, bucket in results.items():
@@ -161,10 +162,12 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
     ours, naive = results["coalescing sender"], results["naive sync trigger"]
     print()
     print(
-        f"ratios (coalescing / naive): write() median {statistics.median(ours['cost']) / statistics.median(naive['cost']):.3f}x, "
+        "ratios (coalescing / naive): write() median "
+        f"{statistics.median(ours['cost']) / statistics.median(naive['cost']):.3f}x, "
         f"p99 {_pct(ours['cost'], 99) / _pct(naive['cost'], 99):.3f}x, HTTP requests "
         f"{statistics.mean(ours['requests']) / statistics.mean(naive['requests']):.3f}x, latency p50 "
-        f"{_pct(ours['latency'], 50) / _pct(naive['latency'], 50):.2f}x, p95 {_pct(ours['latency'], 95) / _pct(naive['latency'], 95):.2f}x"
+        f"{_pct(ours['latency'], 50) / _pct(naive['latency'], 50):.2f}x, "
+        f"p95 {_pct(ours['latency'], 95) / _pct(naive['latency'], 95):.2f}x"
     )
     _load(streams, seconds, soketi, web, log, log_lock)
 
@@ -337,15 +340,18 @@ def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock
     print(f"Load: {streams} concurrent streams, a write every 20 ms each, for {seconds} s (coalescing sender only).")
     print()
     print(
-        "| streams | turns ok | writes | events received | HTTP requests | requests / 1,000 chunks | streams with a gap | write() median µs | p99 µs | latency p50 ms | p95 ms | p99 ms | wall s |"
+        "| streams | turns ok | writes | events received | HTTP requests | requests / 1,000 chunks "
+        "| streams with a gap | write() median µs | p99 µs | latency p50 ms | p95 ms | p99 ms | wall s |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {streams} | {len(results) - len(failed)} | {total_writes} | {len(received)} | {requests} | "
-        f"{requests * 1000 / max(total_writes, 1):.1f} | {gaps} | {statistics.median(costs):.1f} | {_pct(costs, 99):.1f} | "
+        f"{requests * 1000 / max(total_writes, 1):.1f} | {gaps} | {statistics.median(costs):.1f} | "
+        f"{_pct(costs, 99):.1f} | "
         f"{_pct(latency, 50):.1f} | {_pct(latency, 95):.1f} | {_pct(latency, 99):.1f} | {elapsed:.1f} |"
     )
     if gaps or failed or len(results) != streams:
         raise SystemExit(
-            f"load run failed: {gaps} stream(s) with gaps, {len(failed)} failed turn(s), {len(results)}/{streams} finished"
+            f"load run failed: {gaps} stream(s) with gaps, {len(failed)} failed turn(s), "
+            f"{len(results)}/{streams} finished"
         )

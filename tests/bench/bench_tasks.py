@@ -124,7 +124,8 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
         print(f"| {name} | {r['turns_per_s']:.1f} | {r['turns_per_s'] / base:.2f}x | {latency} |")
     print()
     print(
-        "| backend | conversations active at once | messages | latency p50 ms | p95 ms | max ms | p50 ratio to 1 conversation |"
+        "| backend | conversations active at once | messages | latency p50 ms | p95 ms | max ms "
+        "| p50 ratio to 1 conversation |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     single: dict[str, float] = {}

@@ -7,7 +7,10 @@ other path under the app's own top-level paths (``models/a/b/c/``, ``realtime/no
 in the error envelope, not Django's HTML page.
 """
 
-from django.urls import URLPattern, path, re_path
+from collections.abc import Callable
+from typing import Any
+
+from django.urls import URLPattern, URLResolver, path, re_path
 
 from .bridge import views as bridge_views
 from .files.views import UploadView
@@ -16,12 +19,12 @@ from .realtime import views as realtime_views
 app_name = "django_ai_conversations"
 
 
-def _routes(route: str, view, name: str) -> list[URLPattern]:
+def _routes(route: str, view: Callable[..., Any], name: str) -> list[URLPattern]:
     # The named pattern (what reverse() gives) keeps the slash; the other one only matches.
     return [path(route, view, name=name), path(route.removesuffix("/"), view)]
 
 
-urlpatterns: list = [
+urlpatterns: list[URLPattern | URLResolver] = [
     *_routes("start/", bridge_views.StartView.as_view(), "start"),
     *_routes("schema/", bridge_views.SchemaView.as_view(), "schema"),
     *_routes("cancel/", bridge_views.CancelView.as_view(), "cancel"),

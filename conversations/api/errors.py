@@ -146,10 +146,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             return answer
     if isinstance(exc, drf_exceptions.APIException):
         headers: dict[str, str] = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+        # Only some DRF exceptions carry them (NotAuthenticated, Throttled), as DRF's handler reads them.
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait:
+            headers["Retry-After"] = str(int(wait))
         default_code = getattr(exc, "default_code", None) or _DRF_CODES.get(exc.status_code, ErrorCode.ERROR)
         # ErrorDetail strings carry their own code; validation errors become one entry per field.
         errors = list(_flatten(exc.detail, None, default_code))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.http import HttpRequest, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.http import parse_header_parameters
 from rest_framework import exceptions as drf_exceptions
@@ -53,6 +54,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: body was counted against the view's limit before Django stored it.
 ASGI_LIMIT_SCOPE_KEY = "django_ai.body_size_limited"
 _warned_unlimited_asgi = False
+
+
+def _no_view(request: HttpRequest) -> HttpResponseBase:
+    """The view the CSRF middleware is given: only its checks run, never a view (nor is the view
+    exempt, as ``csrf_exempt`` would make it)."""
+    raise AssertionError("the CSRF check runs no view")
 
 
 class _CSRFCheck(CsrfViewMiddleware):
@@ -196,9 +203,9 @@ class BaseAPIView(APIView):
 
     def check_csrf(self, request: Request) -> None:
         """Django's CSRF check for this request; PermissionDenied (403) when it fails."""
-        check = _CSRFCheck(lambda req: None)
+        check = _CSRFCheck(_no_view)
         check.process_request(request._request)
-        reason = check.process_view(request._request, None, (), {})
+        reason = check.process_view(request._request, _no_view, (), {})
         if reason:
             raise drf_exceptions.PermissionDenied(f"CSRF Failed: {reason}")
 

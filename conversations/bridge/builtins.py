@@ -21,7 +21,8 @@ Replace one with ``exposed_models.register(...)`` under the same name, e.g. to a
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, cast
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -219,7 +220,7 @@ class ExposedMessage(_BuiltinExposed):
             return None
         try:
             existing = ConversationMessage.objects.filter(
-                session_id=session, client_operation_id=operation_id, message_type=MessageType.USER
+                session_id=uuid.UUID(session), client_operation_id=operation_id, message_type=MessageType.USER
             ).first()
         except (ValueError, DjangoValidationError):
             return None  # not a uuid: the normal validation says so
@@ -228,7 +229,7 @@ class ExposedMessage(_BuiltinExposed):
         # The same visitor's conversation only: for anyone else the create goes on and is refused
         # as it would be without the id (they learn nothing about it).
         try:
-            existing = self.get_object(request, BridgeAction.READ, str(existing.pk))
+            existing = cast(ConversationMessage, self.get_object(request, BridgeAction.READ, str(existing.pk)))
         except ObjectNotFound:
             return None
         try:

@@ -11,8 +11,9 @@ registration so that relations can find the exposed model at their other end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+import django_filters
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models, transaction
 from django.db.models import QuerySet
@@ -58,7 +59,7 @@ class ExposedModel:
     default_fields: Sequence[str] | None = None
     create_fields: Sequence[str] = ()
     update_fields: Sequence[str] = ()
-    filterset_class: type | None = None
+    filterset_class: type[django_filters.FilterSet] | None = None
     orderings: Sequence[str] = ()
     default_ordering: Sequence[str] = ()
     #: Relations a query may ``include``: field name -> exposed model name.
@@ -88,7 +89,7 @@ class ExposedModel:
         default_fields: Iterable[str] | None = None,
         create_fields: Iterable[str] | None = None,
         update_fields: Iterable[str] | None = None,
-        filterset_class: type | None = None,
+        filterset_class: type[django_filters.FilterSet] | None = None,
         orderings: Iterable[str] | None = None,
         default_ordering: Iterable[str] | None = None,
         relations: Mapping[str, str] | None = None,
@@ -333,7 +334,8 @@ class ExposedModel:
             if not self.has_object_permission(request, BridgeAction.UPDATE, instance):
                 raise OperationNotAllowed(f"You may not change this {self.name} that way.")
             self.run_hooks(operation=BridgeAction.UPDATE, instance=instance, request=request, phase="before")
-            changed = [self.model._meta.get_field(n).attname for n in plain]
+            # Plain values are the model's own fields (relations to many are in ``many``).
+            changed = [cast(models.Field, self.model._meta.get_field(n)).attname for n in plain]
             self.perform_update(request, instance, changed, many)
             self.run_hooks(operation=BridgeAction.UPDATE, instance=instance, request=request, phase="after")
             self._announce_write(request, ModelOperation.UPDATE, instance, instance.pk)

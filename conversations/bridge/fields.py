@@ -18,7 +18,7 @@ import decimal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -75,7 +75,7 @@ def resolve_path(model: type[models.Model], path: str) -> ResolvedPath:
             if field.many_to_many or field.one_to_many:
                 many = True
             if index < len(parts) - 1:
-                current = field.related_model
+                current = cast(type[models.Model], field.related_model)  # a relation's model is a class
         elif index < len(parts) - 1:
             raise FieldNotAllowed(f"Unknown field {path!r}.", field=path)
     return ResolvedPath(path, tuple(fields), many)

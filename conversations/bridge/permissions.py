@@ -16,7 +16,7 @@ An exposed model without permission classes allows nothing (default deny).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
@@ -171,7 +171,7 @@ class IsOwner(BasePermission):
             if not (field.concrete and (field.many_to_one or field.one_to_one)):
                 raise self._improper(model, f"{current._meta.label}.{part} is not a foreign key or one-to-one field")
             hops.append(field)
-            current = field.related_model
+            current = cast(type[Model], field.related_model)  # a foreign key's model is a class
         if issubclass(current, user_model):
             resolved = (True, tuple(hops))
         else:
@@ -180,6 +180,7 @@ class IsOwner(BasePermission):
             if not (
                 user_field is not None
                 and user_field.many_to_one
+                and isinstance(user_field.related_model, type)
                 and issubclass(user_field.related_model, user_model)
                 and "anonymous_id" in names
             ):

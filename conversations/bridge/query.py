@@ -10,7 +10,7 @@ own scope and read check.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models
 from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
@@ -71,7 +71,7 @@ def _prefetches(exposed: ExposedModel, request: Any, fields: list[str]) -> list[
             queryset = (
                 related.get_queryset(request, BridgeAction.READ)
                 if related is not None
-                else field.related_model._default_manager.all()
+                else cast(type[models.Model], field.related_model)._default_manager.all()
             )
             if related is None or related.get_read_check(request) is None:
                 # Only the ids travel; rows the read check looks at are loaded whole.
@@ -162,7 +162,8 @@ def include_rows(
         related = exposed.get_related(name)
         if related is None:
             continue
-        field = exposed.model._meta.get_field(name)
+        # An included relation is a field of the model (reverse relations are not exposed).
+        field = cast(models.Field, exposed.model._meta.get_field(name))
         pks: set[Any] = set()
         for row in rows:
             if field.many_to_many:

@@ -244,9 +244,10 @@ def _names(raw: Any, name: str, errors: list[BridgeError], *, limit: int = 100) 
 def _bind_methods(exposed: ExposedModel, request: Any, conditions: list[Condition]) -> list[Condition]:
     """Filters with ``method="name"`` find that method on their FilterSet: give them one (bound
     to the request, as django-filter does), not the unbound class-level filter."""
-    if not any(c.filter.method is not None for c in conditions):
+    filterset_class = exposed.filterset_class
+    if filterset_class is None or not any(c.filter.method is not None for c in conditions):
         return conditions
-    filterset = exposed.filterset_class(queryset=exposed.model._default_manager.none(), request=request)
+    filterset = filterset_class(queryset=exposed.model._default_manager.none(), request=request)
     return [replace(c, filter=filterset.filters[c.key]) if c.filter.method is not None else c for c in conditions]
 
 

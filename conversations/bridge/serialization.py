@@ -13,7 +13,7 @@ accept rows the caller may read (so a foreign key to another owner's row is "doe
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import models
 from rest_framework import serializers
@@ -175,12 +175,14 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
     opts = exposed.model._meta
     attrs: dict[str, Any] = {}
     for name in fields:
-        field = opts.get_field(name)
+        # The declaration refuses reverse relations: every exposed field is a model field.
+        field = cast(models.Field, opts.get_field(name))
         if not field.is_relation:
             continue
-        related_pk = field.related_model._meta.pk
+        related_model = cast(type[models.Model], field.related_model)  # a relation's model is a class
+        related_pk = related_model._meta.pk
         pk_field = _StrictUUIDField() if isinstance(related_pk, models.UUIDField) else None
-        queryset, read_check = _relation_target(exposed, request, field.related_model)
+        queryset, read_check = _relation_target(exposed, request, related_model)
         if field.many_to_many:
             attrs[name] = _ReadableRelatedField(
                 queryset=queryset,
@@ -201,8 +203,8 @@ def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]
     extra_kwargs = {
         name: {"trim_whitespace": False}
         for name in fields
-        if isinstance(opts.get_field(name), (models.CharField, models.TextField))
-        and not opts.get_field(name).choices
+        if isinstance(model_field := opts.get_field(name), (models.CharField, models.TextField))
+        and not model_field.choices
         and name not in attrs
     }
     meta = type("Meta", (), {"model": exposed.model, "fields": list(fields), "extra_kwargs": extra_kwargs})

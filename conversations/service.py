@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -32,6 +32,11 @@ from .registry import registry
 from .turns.hooks import answered_by_caller
 from .turns.inline import answer_inline
 from .turns.policy import apply_concurrency_policy, request_cancel
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
 
 __all__ = ["ConversationService", "SendMessageResult"]
 
@@ -130,7 +135,9 @@ class ConversationService:
         )
 
     @staticmethod
-    def get_session(session_id: Any, *, user: Any = None, request: Any = None) -> ConversationSession:
+    def get_session(
+        session_id: Any, *, user: Any = None, request: HttpRequest | Request | None = None
+    ) -> ConversationSession:
         """The session, checked against the owner that ``user``/``request`` act as (when given)."""
         pk = _as_uuid(session_id, SessionNotFound, "Conversation", "session_id")
         try:
@@ -148,7 +155,7 @@ class ConversationService:
         session_id: Any,
         message: str,
         user: Any = None,
-        request: Any = None,
+        request: HttpRequest | Request | None = None,
         files: Iterable[Any] | None = None,
     ) -> SendMessageResult:
         """Save ``message`` as the user's, run the agent's turn inline and return
@@ -204,7 +211,11 @@ class ConversationService:
 
     @staticmethod
     async def asend_message(
-        session_id: Any, message: str, user: Any = None, request: Any = None, files: Iterable[Any] | None = None
+        session_id: Any,
+        message: str,
+        user: Any = None,
+        request: HttpRequest | Request | None = None,
+        files: Iterable[Any] | None = None,
     ) -> SendMessageResult:
         """``send_message`` for async code: the turn runs in a worker thread, off the event loop."""
         return await sync_to_async(ConversationService.send_message, thread_sensitive=True)(
@@ -212,7 +223,9 @@ class ConversationService:
         )
 
     @staticmethod
-    def cancel_turn(session_id: Any, *, user: Any = None, request: Any = None) -> dict[str, Any]:
+    def cancel_turn(
+        session_id: Any, *, user: Any = None, request: HttpRequest | Request | None = None
+    ) -> dict[str, Any]:
         """Ask the running turn of a session to stop, and drop its waiting messages.
 
         The agent stops at its next ``stream.write()`` (or when it checks ``self.cancelled``); the
@@ -246,7 +259,7 @@ class ConversationService:
 
     @staticmethod
     def _resolve_files(
-        files: Iterable[Any] | None, session: ConversationSession, *, user: Any, request: Any
+        files: Iterable[Any] | None, session: ConversationSession, *, user: Any, request: HttpRequest | Request | None
     ) -> list[File]:
         if files is None:
             return []

@@ -18,7 +18,7 @@ header (docs/deployment.md, "Behind a proxy").
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rest_framework.settings import api_settings as drf_settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -26,6 +26,10 @@ from rest_framework.throttling import SimpleRateThrottle
 from ..conf import ai_settings
 from ..owners import get_owner
 from ..realtime.channels import anonymous_digest
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = [
     "AnonymousAddressThrottle",
@@ -40,7 +44,7 @@ logger = logging.getLogger("django_ai.conversations.bridge.throttles")
 _warned_forwarded_for = False
 
 
-def client_address(request: Any) -> str:
+def client_address(request: Request) -> str:
     """The client's address as the deployment trusts it.
 
     ``REMOTE_ADDR`` when ``REST_FRAMEWORK['NUM_PROXIES']`` is unset (None): a header the client
@@ -79,7 +83,7 @@ class ClientAddressMixin:
     """``get_ident`` for throttles that count per client address: see :func:`client_address`.
     Mix it in before DRF's throttle class."""
 
-    def get_ident(self, request: Any) -> str:
+    def get_ident(self, request: Request) -> str:
         return client_address(request)
 
 
@@ -93,7 +97,7 @@ class MessageCreateThrottle(ClientAddressMixin, SimpleRateThrottle):
     def get_rate(self) -> str | None:
         return ai_settings.THROTTLE_RATES.get(self.rate_scope) or None
 
-    def get_cache_key(self, request: Any, view: Any) -> str | None:
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
         owner = get_owner(request)
         if owner.user is not None:
             ident = f"user-{owner.user.pk}"
@@ -127,7 +131,7 @@ class AnonymousAddressThrottle(ClientAddressMixin, SimpleRateThrottle):
     def get_rate(self) -> str | None:
         return ai_settings.THROTTLE_RATES.get(self.rate_scope) or None
 
-    def get_cache_key(self, request: Any, view: Any) -> str | None:
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
         if get_owner(request).user is not None:
             return None  # signed-in users are counted per user by the other throttles
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -63,11 +63,11 @@ def _no_view(request: HttpRequest) -> HttpResponseBase:
 
 
 class _CSRFCheck(CsrfViewMiddleware):
-    def _reject(self, request: Any, reason: str) -> str:
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
-def _skip_csrf(self: Any, request: Any) -> None:
+def _skip_csrf(self: Any, request: Request) -> None:
     return None
 
 
@@ -86,7 +86,7 @@ def _csrf_free(authentication_class: type) -> type:
     return found
 
 
-def _is_json(request: Any) -> bool:
+def _is_json(request: Request) -> bool:
     media_type, _ = parse_header_parameters(request.META.get("CONTENT_TYPE") or "")
     return media_type.strip().lower() == "application/json"
 
@@ -107,7 +107,7 @@ class BaseAPIView(APIView):
     #: requests need no CSRF token (:meth:`needs_csrf_token`). Never set it on a view that writes.
     reads_only = False
 
-    def needs_csrf_token(self, request: Any) -> bool:
+    def needs_csrf_token(self, request: Request) -> bool:
         """Whether ``request``, when a cookie identifies the caller, must carry the CSRF token.
 
         Unsafe methods do, except on a ``reads_only`` view when the body is JSON

@@ -22,7 +22,7 @@ Replace one with ``exposed_models.register(...)`` under the same name, e.g. to a
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -40,6 +40,10 @@ from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
 from .exposed import ExposedModel
 from .permissions import IsOwner, OnlyActions
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = [
     "ExposedFile",
@@ -116,7 +120,7 @@ class _BuiltinExposed(ExposedModel):
 
     announce_all_saves = True
 
-    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+    def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         return [session_channel(instance.session_id)]
 
 
@@ -133,7 +137,7 @@ class ExposedSession(_BuiltinExposed):
     #: Statuses an owner may set: archiving is allowed, anything else is the server's business.
     settable_statuses = frozenset({SessionStatus.ARCHIVED})
 
-    def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
+    def validate_write(self, request: Request, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
         status = data.get("status")
         if status is not None and status != getattr(instance, "status", None) and status not in self.settable_statuses:
             raise FieldNotAllowed(
@@ -143,7 +147,7 @@ class ExposedSession(_BuiltinExposed):
             )
         return data
 
-    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+    def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         # The owner's channel carries their list of conversations.
         return [c for c in (session_channel(instance.pk), owner_channel_for_session(instance)) if c]
 
@@ -174,11 +178,11 @@ class ExposedMessage(_BuiltinExposed):
     # Each message starts a turn: creation has rates of its own, per visitor and per address.
     throttle_classes = {BridgeAction.CREATE: (MessageCreateThrottle, AnonymousAddressThrottle)}
 
-    def get_create_defaults(self, request: Any, data: dict[str, Any]) -> dict[str, Any]:
+    def get_create_defaults(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         # Whatever the client sent: a user message, waiting for its turn.
         return {"message_type": MessageType.USER, "processing_status": ProcessingStatus.PENDING}
 
-    def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
+    def validate_write(self, request: Request, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
         if action != BridgeAction.CREATE:
             return data
         session = data["session"]
@@ -192,7 +196,7 @@ class ExposedMessage(_BuiltinExposed):
             raise InvalidMessage(exc.message.replace("message", "content", 1), field="content") from exc
         return data
 
-    def create_or_replay(self, request: Any, data: Any) -> tuple[Any, bool]:
+    def create_or_replay(self, request: Request, data: Any) -> tuple[Any, bool]:
         """Create a user message; idempotent on the request's ``X-Operation-Id``.
 
         A client whose create answer was lost (a dropped connection) sends the same request again
@@ -214,7 +218,7 @@ class ExposedMessage(_BuiltinExposed):
                 raise
             return replayed, True
 
-    def _replayed(self, request: Any, data: Any, operation_id: str) -> Any:
+    def _replayed(self, request: Request, data: Any, operation_id: str) -> Any:
         session = data.get("session") if isinstance(data, dict) else None
         if not isinstance(session, str):
             return None
@@ -247,7 +251,7 @@ class ExposedMessage(_BuiltinExposed):
             )
         return existing
 
-    def perform_create(self, request: Any, instance: Any, many: dict[str, Any]) -> None:
+    def perform_create(self, request: Request, instance: Any, many: dict[str, Any]) -> None:
         instance.client_operation_id = current_operation_id.get() or ""
         session = instance.session
         # Refuses (TurnInProgress, 409) or interrupts per the agent's policy, before anything is
@@ -276,7 +280,7 @@ class ExposedWidget(_BuiltinExposed):
     default_ordering = ("created_at",)
     relations = {"session": BuiltinModel.SESSION, "message": BuiltinModel.MESSAGE}
 
-    def validate_write(self, request: Any, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
+    def validate_write(self, request: Request, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
         if "display_data" in data and not isinstance(data["display_data"], dict):
             raise FieldNotAllowed("display_data must be a JSON object.", code=ErrorCode.INVALID, field="display_data")
         return data
@@ -320,14 +324,14 @@ class ExposedFile(_BuiltinExposed):
     default_ordering = ("-created_at",)
     relations = {"session": BuiltinModel.SESSION}
 
-    def get_change_channels(self, request: Any, instance: Any) -> list[str]:
+    def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         # The owner's channel: a file is theirs before it joins a conversation.
         channels = [owner_channel(user_id=instance.user_id, anonymous_id=instance.anonymous_id)]
         if instance.session_id:
             channels.append(session_channel(instance.session_id))
         return [c for c in channels if c]
 
-    def perform_delete(self, request: Any, instance: Any) -> None:
+    def perform_delete(self, request: Request, instance: Any) -> None:
         stored = instance.file
         storage, name = (stored.storage, stored.name) if stored else (None, "")
         instance.delete()

@@ -11,7 +11,7 @@ registration so that relations can find the exposed model at their other end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import django_filters
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +30,10 @@ from .permission_base import And, BasePermission, resolve_permission
 from .query_parser import filter_specs
 from .serialization import split_write_data, validate_write_data
 from .values import clean_pk
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = ["ExposedModel", "Hook"]
 
@@ -154,12 +158,12 @@ class ExposedModel:
             return None  # default deny: no classes of its own, no access
         return And(*permissions)
 
-    def has_permission(self, request: Any, action: str) -> bool:
+    def has_permission(self, request: Request, action: str) -> bool:
         """Model-level: may ``request`` perform ``action`` on this model at all?"""
         combined = self._combined()
         return combined is not None and combined.has_permission(request, action, self)
 
-    def has_object_permission(self, request: Any, action: str, obj: models.Model) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: models.Model) -> bool:
         """Object-level: may ``request`` perform ``action`` on ``obj``? (Includes the model level.)"""
         combined = self._combined()
         return (
@@ -168,7 +172,7 @@ class ExposedModel:
             and combined.has_object_permission(request, action, obj, self)
         )
 
-    def get_read_check(self, request: Any) -> Callable[[models.Model], bool] | None:
+    def get_read_check(self, request: Request) -> Callable[[models.Model], bool] | None:
         """The object check every row read must pass, or None when ``scope_queryset`` alone
         decides reads (each permission's scope matches its object check, as the built-ins'
         do). Rows failing it are left out of query answers, ``include`` and write answers."""
@@ -185,7 +189,7 @@ class ExposedModel:
         """Everything, before permissions. Override to add ``select_related`` or a soft-delete filter."""
         return self.model._default_manager.all()
 
-    def get_queryset(self, request: Any, action: str = BridgeAction.READ) -> QuerySet:
+    def get_queryset(self, request: Request, action: str = BridgeAction.READ) -> QuerySet:
         """The rows ``request`` may ``action`` (permission-scoped)."""
         queryset = self.get_base_queryset()
         combined = self._combined()
@@ -193,7 +197,7 @@ class ExposedModel:
             return queryset.none()
         return combined.scope_queryset(request, action, queryset, self)
 
-    def get_object(self, request: Any, action: str, pk: Any) -> models.Model:
+    def get_object(self, request: Request, action: str, pk: Any) -> models.Model:
         """The row ``pk`` if ``request`` may ``action`` it, else ObjectNotFound (never 403, so ids
         of other owners' rows cannot be probed)."""
         value = clean_pk(self, pk)
@@ -203,7 +207,7 @@ class ExposedModel:
             raise ObjectNotFound(f"No {self.name} with id {pk!s:.64} exists.")
         return obj
 
-    def get_fields(self, request: Any, action: str) -> list[str]:
+    def get_fields(self, request: Request, action: str) -> list[str]:
         """Fields ``request`` may read (``read``) or set (``create`` / ``update``)."""
         declared = {
             BridgeAction.READ: self.read_fields,
@@ -223,7 +227,7 @@ class ExposedModel:
                 fields.insert(0, pk_name)
         return fields
 
-    def allowed_actions(self, request: Any) -> list[str]:
+    def allowed_actions(self, request: Request) -> list[str]:
         """Actions the request may perform at the model level (for ``schema/``)."""
         allowed = []
         for action in ACTIONS:
@@ -268,23 +272,25 @@ class ExposedModel:
 
     # Writes. The views call create_or_replay / update / delete; each runs in one transaction.
 
-    def get_create_defaults(self, request: Any, data: dict[str, Any]) -> dict[str, Any]:
+    def get_create_defaults(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         """Values set on a new row whatever the client sent (e.g. the owner, a forced type)."""
         return {}
 
     def validate_write(
-        self, request: Any, action: str, data: dict[str, Any], instance: models.Model | None
+        self, request: Request, action: str, data: dict[str, Any], instance: models.Model | None
     ) -> dict[str, Any]:
         """Check and adjust validated ``data`` before it is applied; raise a ConversationError
         (with ``field``) to refuse. ``instance`` is None for creates."""
         return data
 
-    def perform_create(self, request: Any, instance: models.Model, many: dict[str, Any]) -> None:
+    def perform_create(self, request: Request, instance: models.Model, many: dict[str, Any]) -> None:
         instance.save()
         for name, values in many.items():
             getattr(instance, name).set(values)
 
-    def perform_update(self, request: Any, instance: models.Model, changed: list[str], many: dict[str, Any]) -> None:
+    def perform_update(
+        self, request: Request, instance: models.Model, changed: list[str], many: dict[str, Any]
+    ) -> None:
         update_fields = list(changed)
         if any(f.name == "updated_at" for f in instance._meta.concrete_fields):
             update_fields.append("updated_at")
@@ -293,20 +299,20 @@ class ExposedModel:
         for name, values in many.items():
             getattr(instance, name).set(values)
 
-    def perform_delete(self, request: Any, instance: models.Model) -> None:
+    def perform_delete(self, request: Request, instance: models.Model) -> None:
         instance.delete()
 
-    def run_hooks(self, *, operation: str, instance: models.Model, request: Any, phase: str) -> None:
+    def run_hooks(self, *, operation: str, instance: models.Model, request: Request, phase: str) -> None:
         for hook in self.hooks:
             hook(operation=operation, instance=instance, request=request, phase=phase)
 
-    def create_or_replay(self, request: Any, data: Any) -> tuple[models.Model, bool]:
+    def create_or_replay(self, request: Request, data: Any) -> tuple[models.Model, bool]:
         """``(row, replayed)``: the new row, or, when this request repeats an earlier create
         (a retry after a lost answer), the row that one stored and True. The default never
         replays; the built-in message model does, on the request's ``X-Operation-Id``."""
         return self.create(request, data), False
 
-    def create(self, request: Any, data: Any) -> models.Model:
+    def create(self, request: Request, data: Any) -> models.Model:
         self._require(request, BridgeAction.CREATE)
         validated = validate_write_data(self, request, BridgeAction.CREATE, data, instance=None)
         validated = self.validate_write(request, BridgeAction.CREATE, validated, None)
@@ -322,7 +328,7 @@ class ExposedModel:
             self._announce_write(request, ModelOperation.CREATE, instance, instance.pk)
         return instance
 
-    def update(self, request: Any, pk: Any, data: Any) -> models.Model:
+    def update(self, request: Request, pk: Any, data: Any) -> models.Model:
         self._require(request, BridgeAction.UPDATE)
         with transaction.atomic():
             instance = self.get_object(request, BridgeAction.UPDATE, pk)
@@ -341,7 +347,7 @@ class ExposedModel:
             self._announce_write(request, ModelOperation.UPDATE, instance, instance.pk)
         return instance
 
-    def delete(self, request: Any, pk: Any) -> None:
+    def delete(self, request: Request, pk: Any) -> None:
         self._require(request, BridgeAction.DELETE)
         with transaction.atomic():
             instance = self.get_object(request, BridgeAction.DELETE, pk)
@@ -351,7 +357,7 @@ class ExposedModel:
             self.run_hooks(operation=BridgeAction.DELETE, instance=instance, request=request, phase="after")
             self._announce_write(request, ModelOperation.DELETE, instance, pk_value)
 
-    def _require(self, request: Any, action: str) -> None:
+    def _require(self, request: Request, action: str) -> None:
         if (action == BridgeAction.CREATE and not self.create_fields) or (
             action == BridgeAction.UPDATE and not self.update_fields
         ):
@@ -363,7 +369,7 @@ class ExposedModel:
 
     # model_change: what live querysets of this model listen for.
 
-    def get_change_channels(self, request: Any, instance: models.Model) -> list[str]:
+    def get_change_channels(self, request: Request | None, instance: models.Model) -> list[str]:
         """The channels the ``model_change`` of a change to ``instance`` goes to. ``request`` is
         the bridge request that wrote it, or None (a save announced from model signals, or by
         code of yours).
@@ -383,7 +389,7 @@ class ExposedModel:
         channels += [session_channel(session_id) for session_id in conversation_ids(instance)]
         return [c for c in dict.fromkeys(channels) if c]
 
-    def announce_change(self, request: Any, operation: str, instance: models.Model, pk: Any) -> None:
+    def announce_change(self, request: Request | None, operation: str, instance: models.Model, pk: Any) -> None:
         """Send ``model_change`` (this model's name, ``pk``, the request's ``X-Operation-Id``) on
         :meth:`get_change_channels` once the current transaction commits. Call it for rows your
         code changes when the model does not ``announce_all_saves``."""
@@ -395,14 +401,14 @@ class ExposedModel:
             session_id=next(iter(conversation_ids(instance)), None),
         )
 
-    def _announce_write(self, request: Any, operation: str, instance: models.Model, pk: Any) -> None:
+    def _announce_write(self, request: Request | None, operation: str, instance: models.Model, pk: Any) -> None:
         # A model that announces all saves heard of this one from its signal already.
         if not self.announce_all_saves:
             self.announce_change(request, operation, instance, pk)
 
     # schema/
 
-    def describe(self, request: Any) -> dict[str, Any]:
+    def describe(self, request: Request) -> dict[str, Any]:
         """This model's part of ``schema/`` for ``request``."""
         read = self.get_fields(request, BridgeAction.READ)
         fields = {}

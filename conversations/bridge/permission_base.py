@@ -34,6 +34,8 @@ from django.db.models import Model, QuerySet
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+
     from .exposed import ExposedModel
 
 __all__ = ["And", "BasePermission", "Not", "Or", "resolve_permission"]
@@ -76,16 +78,16 @@ class BasePermission(metaclass=_ComposableMeta):
             # The inherited declaration was about the base's rule, not this class's new one.
             cls.scope_matches_object_permission = False
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return True
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return True
 
-    def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
+    def get_fields(self, request: Request, action: str, exposed: ExposedModel) -> Collection[str] | None:
         return None
 
     def check_model(self, exposed: ExposedModel) -> None:
@@ -155,15 +157,15 @@ class _Composite(BasePermission):
 
 
 class And(_Composite):
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return all(op.has_permission(request, action, exposed) for op in self.operands)
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         for op in self.operands:
             queryset = op.scope_queryset(request, action, queryset, exposed)
         return queryset
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return all(op.has_object_permission(request, action, obj, exposed) for op in self.operands)
 
     def reads_need_object_check(self) -> bool:
@@ -174,7 +176,7 @@ class And(_Composite):
     def read_scope_is_exact(self) -> bool:
         return all(op.read_scope_is_exact() for op in self.operands)
 
-    def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
+    def get_fields(self, request: Request, action: str, exposed: ExposedModel) -> Collection[str] | None:
         result: set[str] | None = None
         for op in self.operands:
             fields = op.get_fields(request, action, exposed)
@@ -187,13 +189,13 @@ class And(_Composite):
 
 
 class Or(_Composite):
-    def _allowing(self, request: Any, action: str, exposed: ExposedModel) -> list[BasePermission]:
+    def _allowing(self, request: Request, action: str, exposed: ExposedModel) -> list[BasePermission]:
         return [op for op in self.operands if op.has_permission(request, action, exposed)]
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return bool(self._allowing(request, action, exposed))
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         scopes = [
             op.scope_queryset(request, action, queryset, exposed) for op in self._allowing(request, action, exposed)
         ]
@@ -204,7 +206,7 @@ class Or(_Composite):
             combined = combined | scope
         return combined
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return any(
             op.has_object_permission(request, action, obj, exposed) for op in self._allowing(request, action, exposed)
         )
@@ -217,7 +219,7 @@ class Or(_Composite):
     def read_scope_is_exact(self) -> bool:
         return all(op.read_scope_is_exact() for op in self.operands)
 
-    def get_fields(self, request: Any, action: str, exposed: ExposedModel) -> Collection[str] | None:
+    def get_fields(self, request: Request, action: str, exposed: ExposedModel) -> Collection[str] | None:
         result: set[str] = set()
         for op in self._allowing(request, action, exposed):
             fields = op.get_fields(request, action, exposed)
@@ -237,14 +239,14 @@ class Not(BasePermission):
     def check_model(self, exposed: ExposedModel) -> None:
         self.operand.check_model(exposed)
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return not self.operand.has_permission(request, action, exposed)
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         inner = self.operand.scope_queryset(request, action, exposed.get_base_queryset(), exposed)
         return queryset.exclude(pk__in=inner.values("pk"))
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return not self.operand.has_object_permission(request, action, obj, exposed)
 
     def reads_need_object_check(self) -> bool:

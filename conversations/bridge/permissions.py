@@ -27,6 +27,8 @@ from ..owners import get_owner, owns
 from .permission_base import And, BasePermission, Not, Or, resolve_permission
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+
     from .exposed import ExposedModel
 
 __all__ = [
@@ -54,24 +56,24 @@ class DenyAll(BasePermission):
 
     scope_matches_object_permission = True
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return False
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset.none()
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return False
 
 
 class IsAuthenticated(BasePermission):
     """Only logged-in users (anonymous visitors are refused)."""
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         user = getattr(request, "user", None)
         return bool(user is not None and user.is_authenticated)
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset if self.has_permission(request, action, exposed) else queryset.none()
 
 
@@ -83,14 +85,14 @@ class IsStaff(BasePermission):
 
     scope_matches_object_permission = True
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         user = getattr(request, "user", None)
         return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset if self.has_permission(request, action, exposed) else queryset.none()
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return self.has_permission(request, action, exposed)
 
 
@@ -99,13 +101,13 @@ class ReadOnly(BasePermission):
 
     scope_matches_object_permission = True
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return action == BridgeAction.READ
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset if action == BridgeAction.READ else queryset.none()
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return action == BridgeAction.READ
 
 
@@ -117,13 +119,13 @@ class OnlyActions(BasePermission):
     def __init__(self, *actions: str):
         self.actions = frozenset(str(BridgeAction(a)) for a in actions)
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return str(action) in self.actions
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         return queryset if str(action) in self.actions else queryset.none()
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         return str(action) in self.actions
 
     def __repr__(self) -> str:
@@ -209,10 +211,10 @@ class IsOwner(BasePermission):
             return self.path or "pk"
         return f"{self.path}__{suffix}" if self.path else suffix
 
-    def has_permission(self, request: Any, action: str, exposed: ExposedModel) -> bool:
+    def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return action == BridgeAction.READ or get_owner(request).is_known
 
-    def scope_queryset(self, request: Any, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
+    def scope_queryset(self, request: Request, action: str, queryset: QuerySet, exposed: ExposedModel) -> QuerySet:
         to_user, _ = self._resolve(queryset.model)
         owner = get_owner(request)
         if owner.user is not None:
@@ -248,7 +250,7 @@ class IsOwner(BasePermission):
                 return None
         return getattr(target, hops[-1].attname, None)
 
-    def has_object_permission(self, request: Any, action: str, obj: Model, exposed: ExposedModel) -> bool:
+    def has_object_permission(self, request: Request, action: str, obj: Model, exposed: ExposedModel) -> bool:
         owner = get_owner(request)
         to_user, _ = self._resolve(type(obj))
         if to_user:

@@ -21,6 +21,8 @@ from .query_parser import Condition, Query, parse_query
 from .serialization import RowWriter, concrete_attnames
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+
     from .exposed import ExposedModel
 
 __all__ = ["include_rows", "normalized", "run_query", "scoped_rows", "serialize_instance"]
@@ -62,7 +64,7 @@ def _exclude(queryset: QuerySet, group: list[Condition]) -> QuerySet:
     return queryset.exclude(pk__in=matching.values("pk"))
 
 
-def _prefetches(exposed: ExposedModel, request: Any, fields: list[str]) -> list[Prefetch]:
+def _prefetches(exposed: ExposedModel, request: Request, fields: list[str]) -> list[Prefetch]:
     result = []
     for name in fields:
         field = exposed.model._meta.get_field(name)
@@ -80,7 +82,7 @@ def _prefetches(exposed: ExposedModel, request: Any, fields: list[str]) -> list[
     return result
 
 
-def _related_checks(exposed: ExposedModel, request: Any, fields: list[str]) -> dict[str, Any]:
+def _related_checks(exposed: ExposedModel, request: Request, fields: list[str]) -> dict[str, Any]:
     """Many-to-many field -> the read check its related rows must pass to be listed."""
     checks = {}
     for name in fields:
@@ -97,7 +99,7 @@ CHECKED_SCAN_CHUNK_SIZE = 500
 
 
 def _checked_rows(
-    exposed: ExposedModel, request: Any, query: Query, queryset: QuerySet, check: Any
+    exposed: ExposedModel, request: Request, query: Query, queryset: QuerySet, check: Any
 ) -> tuple[list[models.Model], bool, int | None]:
     """The page when reads need the per-row object check: the ordered scope is read in one
     streaming query and rows count only once they pass, so ``offset``, ``has_more`` and ``count``
@@ -121,7 +123,7 @@ def _checked_rows(
     return page, passed > end, passed if query.count else None
 
 
-def scoped_rows(exposed: ExposedModel, request: Any, query: Query) -> tuple[list[models.Model], bool, int | None]:
+def scoped_rows(exposed: ExposedModel, request: Request, query: Query) -> tuple[list[models.Model], bool, int | None]:
     """(rows of the page, has_more, count or None)."""
     queryset = _apply(exposed.get_queryset(request, BridgeAction.READ), query)
     pk_name = exposed.model._meta.pk.name
@@ -153,7 +155,11 @@ def normalized(data: Any, included: dict[str, dict[str, Any]], meta: dict[str, A
 
 
 def include_rows(
-    exposed: ExposedModel, request: Any, rows: list[models.Model], names: list[str], included: dict[str, dict[str, Any]]
+    exposed: ExposedModel,
+    request: Request,
+    rows: list[models.Model],
+    names: list[str],
+    included: dict[str, dict[str, Any]],
 ) -> None:
     """Add the related rows of ``names`` to ``included``: one query per relation, scoped by the
     related model's permissions and passing its read check (rows the caller may not read are
@@ -193,7 +199,7 @@ def include_rows(
                 bucket[str(wire_pk(related.model, obj.pk))] = writer(obj)
 
 
-def run_query(exposed: ExposedModel, request: Any, body: Any) -> dict[str, Any]:
+def run_query(exposed: ExposedModel, request: Request, body: Any) -> dict[str, Any]:
     """Parse, check and run a query; the normalized answer."""
     query = parse_query(exposed, request, body)
     rows, has_more, count = scoped_rows(exposed, request, query)
@@ -212,7 +218,7 @@ def run_query(exposed: ExposedModel, request: Any, body: Any) -> dict[str, Any]:
     return normalized(data, included, meta)
 
 
-def serialize_instance(exposed: ExposedModel, request: Any, instance: models.Model) -> dict[str, Any]:
+def serialize_instance(exposed: ExposedModel, request: Request, instance: models.Model) -> dict[str, Any]:
     """The normalized answer of a write: the row as the caller may read it now."""
     fields = exposed.get_fields(request, BridgeAction.READ)
     fields = [f for f in (exposed.default_fields or fields) if f in fields]

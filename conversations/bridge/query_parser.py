@@ -24,6 +24,8 @@ from .fields import ResolvedPath, resolve_path
 from .values import check_text, clean_value
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+
     from .exposed import ExposedModel
 
 __all__ = ["Condition", "Query", "filter_specs", "parse_query"]
@@ -191,7 +193,9 @@ def _conditions(exposed: ExposedModel, raw: Any, name: str, errors: list[BridgeE
     return result
 
 
-def _exclude_groups(exposed: ExposedModel, request: Any, raw: Any, errors: list[BridgeError]) -> list[list[Condition]]:
+def _exclude_groups(
+    exposed: ExposedModel, request: Request, raw: Any, errors: list[BridgeError]
+) -> list[list[Condition]]:
     """``exclude``: one object of conditions, or a list of them (each excluded on its own)."""
     if raw is None:
         return []
@@ -241,7 +245,7 @@ def _names(raw: Any, name: str, errors: list[BridgeError], *, limit: int = 100) 
     return raw
 
 
-def _bind_methods(exposed: ExposedModel, request: Any, conditions: list[Condition]) -> list[Condition]:
+def _bind_methods(exposed: ExposedModel, request: Request, conditions: list[Condition]) -> list[Condition]:
     """Filters with ``method="name"`` find that method on their FilterSet: give them one (bound
     to the request, as django-filter does), not the unbound class-level filter."""
     filterset_class = exposed.filterset_class
@@ -251,7 +255,7 @@ def _bind_methods(exposed: ExposedModel, request: Any, conditions: list[Conditio
     return [replace(c, filter=filterset.filters[c.key]) if c.filter.method is not None else c for c in conditions]
 
 
-def parse_query(exposed: ExposedModel, request: Any, body: Any) -> Query:
+def parse_query(exposed: ExposedModel, request: Request, body: Any) -> Query:
     """Validate a query body; every problem is reported (MultipleErrors), nothing is run."""
     if body is None:
         body = {}

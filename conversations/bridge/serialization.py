@@ -24,6 +24,8 @@ from .errors import FieldNotAllowed, InvalidQuery, MultipleErrors
 from .fields import wire_converter
 
 if TYPE_CHECKING:
+    from rest_framework.request import Request
+
     from .exposed import ExposedModel
 
 __all__ = ["RowWriter", "split_write_data", "validate_write_data"]
@@ -80,7 +82,7 @@ def concrete_attnames(exposed: ExposedModel, fields: Sequence[str]) -> list[str]
 
 
 def _relation_target(
-    exposed: ExposedModel, request: Any, model: type[models.Model]
+    exposed: ExposedModel, request: Request, model: type[models.Model]
 ) -> tuple[Any, Callable[[models.Model], bool] | None]:
     """(the rows a relation field may point to, the read check they must pass too)."""
     related = exposed.get_exposed_for(model)
@@ -171,7 +173,9 @@ class _BridgeModelSerializer(serializers.ModelSerializer):
         return field_class, kwargs
 
 
-def _serializer_class(exposed: ExposedModel, request: Any, fields: Sequence[str]) -> type[serializers.ModelSerializer]:
+def _serializer_class(
+    exposed: ExposedModel, request: Request, fields: Sequence[str]
+) -> type[serializers.ModelSerializer]:
     opts = exposed.model._meta
     attrs: dict[str, Any] = {}
     for name in fields:
@@ -239,7 +243,7 @@ def _reject_unstorable_value(value: Any, path: str, errors: list[Any]) -> None:
 
 
 def validate_write_data(
-    exposed: ExposedModel, request: Any, action: str, data: Any, *, instance: models.Model | None
+    exposed: ExposedModel, request: Request, action: str, data: Any, *, instance: models.Model | None
 ) -> dict[str, Any]:
     """Validated values for a create (``instance`` None) or a partial update."""
     if not isinstance(data, dict):

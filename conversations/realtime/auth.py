@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bridge.catalog import get_exposed
 from ..constants import BridgeAction, BuiltinModel
@@ -19,6 +19,10 @@ from ..exceptions import ChannelForbidden, InvalidChannel, SessionNotFound
 from ..models import ConversationSession
 from ..owners import get_owner, owns
 from .channels import ParsedChannel, owner_channel, parse_channel
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = [
     "ChannelForbidden",
@@ -28,7 +32,7 @@ __all__ = [
 ]
 
 
-def requester_owner_channel(request: Any) -> str | None:
+def requester_owner_channel(request: Request) -> str | None:
     """The owner channel of the user or anonymous visitor making ``request`` (None if unknown)."""
     owner = get_owner(request)
     if owner.user is not None:
@@ -43,7 +47,7 @@ def _exposed_session() -> Any:
         return None
 
 
-def _check_session(request: Any, session_id: str) -> None:
+def _check_session(request: Request, session_id: str) -> None:
     exposed = _exposed_session()
     if exposed is not None:
         row = exposed.get_queryset(request, BridgeAction.READ).filter(pk=session_id).first()
@@ -59,7 +63,7 @@ def _check_session(request: Any, session_id: str) -> None:
         raise ChannelForbidden("You may not read this conversation.")
 
 
-def authorize_channel(request: Any, channel_name: Any) -> ParsedChannel:
+def authorize_channel(request: Request, channel_name: Any) -> ParsedChannel:
     """Raise unless ``request`` may subscribe to ``channel_name``; returns the parsed name.
 
     Raises :class:`InvalidChannel` (403) for names that are not ours or malformed,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
 
 
 class BaseRealtimeBackend:
@@ -45,6 +48,6 @@ class BaseRealtimeBackend:
         """
         return {"channel_name": channel_name, "authorized": True}
 
-    def client_config(self, request: Any) -> dict[str, Any]:
+    def client_config(self, request: Request) -> dict[str, Any]:
         """What ``realtime/config/`` tells clients about this backend (never secrets)."""
         return {"backend": self.name}

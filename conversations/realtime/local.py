@@ -30,11 +30,15 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import TooManyStreams
 from .coalescer import OutgoingEvent, encode
 from .sender import EventSender, QueuedBackend
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = ["Broker", "LocalBackend", "StoredEvent", "Subscription", "TooManyStreams"]
 
@@ -358,5 +362,5 @@ class LocalBackend(QueuedBackend):
         for event in events:
             self.broker.publish(event.channel, event.event, event.payload)
 
-    def client_config(self, request: Any) -> dict[str, Any]:
+    def client_config(self, request: Request) -> dict[str, Any]:
         return {"backend": self.name}

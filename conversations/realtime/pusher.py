@@ -23,13 +23,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
 from .coalescer import OutgoingEvent, encode
 from .events import truncated_event
 from .sender import EventSender, QueuedBackend
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
 
 __all__ = ["PusherBackend"]
 
@@ -172,7 +176,7 @@ class PusherBackend(QueuedBackend):
         signature = hmac.new(self.secret.encode(), f"{socket_id}:{channel_name}".encode(), hashlib.sha256).hexdigest()
         return {"auth": f"{self.key}:{signature}"}
 
-    def client_config(self, request: Any) -> dict[str, Any]:
+    def client_config(self, request: Request) -> dict[str, Any]:
         options = self.options
         config: dict[str, Any] = {"key": self.key, "cluster": options.get("CLUSTER") or None}
         host = options.get("WS_HOST") or options.get("HOST")

@@ -23,7 +23,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import AsyncToSync
 from django.db import connections, transaction
@@ -35,6 +35,11 @@ from ..models import ConversationMessage, File
 from .lease import db_alias, renew_lease
 from .notify import logger
 from .state import TurnExecutor, TurnState, current_turn
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
 
 __all__ = ["CANCEL_POLL_INTERVAL", "call_agent", "wait_for_attached_files"]
 
@@ -56,7 +61,7 @@ _EXTRACTION_FIELDS = (
 _EXTRACTING = (ExtractionStatus.PENDING, ExtractionStatus.PROCESSING)
 
 
-def call_agent(agent: Any, state: TurnState, message: str, request: Any, token: str) -> Any:
+def call_agent(agent: Any, state: TurnState, message: str, request: HttpRequest | Request | None, token: str) -> Any:
     """``agent.get_response(message)``, in a helper thread or (see the module docstring) right here."""
     if not type(agent).is_async and transaction.get_connection(db_alias()).in_atomic_block:
         state.poll = _make_poller(state, token)
@@ -134,7 +139,9 @@ def _cancel_requested(message_id: Any) -> bool:
     return ConversationMessage.objects.filter(pk=message_id, cancel_requested_at__isnull=False).exists()
 
 
-def _run_in_helper_thread(agent: Any, state: TurnState, message: str, request: Any, token: str) -> Any:
+def _run_in_helper_thread(
+    agent: Any, state: TurnState, message: str, request: HttpRequest | Request | None, token: str
+) -> Any:
     """Run ``get_response`` in a helper thread while this thread serves database calls and watches
     the turn (heartbeats, cancel requests, the timeout)."""
     is_async = type(agent).is_async

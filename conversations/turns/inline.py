@@ -4,7 +4,7 @@ returns the reply, so it runs the turn itself instead of leaving it to a task.""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..conf import ai_settings
 from ..constants import MessageType, ProcessingStatus
@@ -15,10 +15,17 @@ from .outcome import TurnOutcome
 from .runner import process_pending
 from .scheduling import schedule_session
 
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
+
 __all__ = ["answer_inline"]
 
 
-def answer_inline(session: ConversationSession, user_message: ConversationMessage, request: Any) -> TurnOutcome | None:
+def answer_inline(
+    session: ConversationSession, user_message: ConversationMessage, request: HttpRequest | Request | None
+) -> TurnOutcome | None:
     """Answer ``user_message`` here, after the messages waiting before it; its outcome, or None
     when it was still not answered after the turn timeout plus ``STALE_TURN_TIMEOUT``.
 

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import F
 from django.utils import timezone
@@ -32,6 +32,11 @@ from .notify import generic_error_text, logger, publish_status, send_turn_signal
 from .outcome import TurnOutcome, conclude, finish
 from .state import TurnState
 
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
+
+
 __all__ = ["Processed", "TurnOutcome", "next_pending", "process_pending", "run_turn"]
 
 
@@ -49,7 +54,9 @@ def _ms(start: float, end: float | None) -> int | None:
     return None if end is None else int((end - start) * 1000)
 
 
-def run_turn(user_message: ConversationMessage, *, token: str, request: Any = None) -> TurnOutcome:
+def run_turn(
+    user_message: ConversationMessage, *, token: str, request: HttpRequest | Request | None = None
+) -> TurnOutcome:
     """Answer ``user_message``; the caller holds the session's lease ``token``.
 
     Never raises for agent failures: the outcome says what happened and the rows record it.
@@ -196,7 +203,7 @@ def next_pending(session_id: Any) -> ConversationMessage | None:
 def process_pending(
     session_id: Any,
     *,
-    request: Any = None,
+    request: HttpRequest | Request | None = None,
     request_for: Any = None,
     until: Any = None,
     token: str | None = None,

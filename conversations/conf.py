@@ -89,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
         "image/webp",
     ],
     "UPLOAD_TO": "django_ai/files/%Y/%m/",
+    # Seconds a tool step waits for the user's approval before it is rejected as expired
+    # (docs/tools.md, "Approval before a tool runs").
+    "APPROVAL_TIMEOUT": 86400,
     # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",

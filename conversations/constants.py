@@ -20,14 +20,20 @@ class MessageType(models.TextChoices):
     AGENT = "agent", _("Agent")
     SYSTEM = "system", _("System")
     WIDGET = "widget", _("Widget")
+    #: A tool call of the agent's reply (``component_data`` holds the step: docs/tools.md, "Tool steps").
+    TOOL = "tool", _("Tool call")
 
 
 class ProcessingStatus(models.TextChoices):
     """Life cycle of a message.
 
-    User messages: pending -> processing -> completed | failed | cancelled.
+    User messages: pending -> processing -> completed | failed | cancelled, or -> awaiting_approval
+    (the turn waits for the user to answer a tool's approval; no worker is held) -> pending again
+    once answered.
     Agent messages: streaming -> completed | failed | cancelled (or completed at once when the
-    agent answers without a stream).
+    agent answers without a stream); awaiting_approval while its turn waits.
+    Tool steps (``message_type="tool"``): processing (running) -> completed | failed | cancelled;
+    awaiting_approval -> pending (approved, runs when the turn resumes) or failed (rejected, expired).
     """
 
     PENDING = "pending", _("Pending")
@@ -36,6 +42,7 @@ class ProcessingStatus(models.TextChoices):
     COMPLETED = "completed", _("Completed")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
+    AWAITING_APPROVAL = "awaiting_approval", _("Awaiting approval")
 
 
 FINISHED_STATUSES = frozenset({ProcessingStatus.COMPLETED, ProcessingStatus.FAILED, ProcessingStatus.CANCELLED})
@@ -46,6 +53,16 @@ class ExtractionStatus(models.TextChoices):
     PROCESSING = "processing", _("Processing")
     DONE = "done", _("Done")
     FAILED = "failed", _("Failed")
+
+
+class ApprovalStatus(StrEnum):
+    """The ``approval["status"]`` of a tool step that needs the user's approval before it runs."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -66,6 +83,9 @@ class EventName(StrEnum):
     WIDGET_UPDATE = "widget_update"
     MESSAGE_STATUS = "message_status"
     MODEL_CHANGE = "model_change"
+    TOOL_CALL_START = "tool_call_start"
+    TOOL_CALL_ARGUMENTS = "tool_call_arguments"
+    TOOL_CALL_RESULT = "tool_call_result"
 
 
 class ModelOperation(StrEnum):
@@ -158,6 +178,21 @@ class ErrorCode(StrEnum):
     AGENT_ERROR = "agent_error"
     TURN_TIMEOUT = "turn_timeout"
     TURN_INTERRUPTED = "turn_interrupted"
+
+    # Tool steps (``component_data["error"]["code"]`` of a tool message; also told to the model).
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_TOOL_CALL = "invalid_tool_call"
+    INVALID_TOOL_ARGUMENTS = "invalid_tool_arguments"
+    TOOL_ERROR = "tool_error"
+    TOOL_TIMEOUT = "tool_timeout"
+    TOOL_REJECTED = "tool_rejected"
+    APPROVAL_EXPIRED = "approval_expired"
+    TOOL_ROUNDS_EXCEEDED = "tool_rounds_exceeded"
+
+    # Answering a tool's approval (``POST models/message/<pk>/approve/``).
+    NOT_A_TOOL_STEP = "not_a_tool_step"
+    APPROVAL_ALREADY_ANSWERED = "approval_already_answered"
+    NOT_AWAITING_APPROVAL = "not_awaiting_approval"
 
     # The bridge.
     INVALID_REQUEST = "invalid_request"

@@ -98,7 +98,7 @@ class ConversationMessage(models.Model):
     files: models.ManyToManyField[File, Any] = models.ManyToManyField("File", blank=True, related_name="messages")
     processing_status = models.CharField(
         _("processing status"),
-        max_length=16,
+        max_length=20,
         choices=ProcessingStatus.choices,
         default=ProcessingStatus.COMPLETED,
     )
@@ -130,7 +130,7 @@ class ConversationMessage(models.Model):
             models.Index(
                 fields=["processing_status", "updated_at"],
                 name="convmsg_unfinished",
-                condition=Q(processing_status__in=["pending", "processing", "streaming"]),
+                condition=Q(processing_status__in=["pending", "processing", "streaming", "awaiting_approval"]),
             ),
         ]
         constraints = [

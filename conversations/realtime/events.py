@@ -50,6 +50,8 @@ ENVELOPE_FIELDS = (
     "operation",
     "pks",
     "operation_id",
+    "reply_to",
+    "call_id",
 )
 
 

@@ -26,6 +26,7 @@ The package: :mod:`.schema` (tool definitions), :mod:`.dispatch` (running a call
 
 from __future__ import annotations
 
+from .approval import approval_rule, needs_approval, requires_approval
 from .calls import ToolCall, ToolCallCollector
 from .dispatch import adispatch_tool_call, dispatch_tool_call
 from .errors import ToolCallError, ToolDefinitionError
@@ -37,7 +38,10 @@ __all__ = [
     "ToolCallError",
     "ToolDefinitionError",
     "adispatch_tool_call",
+    "approval_rule",
     "dispatch_tool_call",
+    "needs_approval",
+    "requires_approval",
     "tool_schema",
     "tool_schemas",
 ]

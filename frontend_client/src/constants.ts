@@ -18,6 +18,7 @@ export const MessageType = {
   AGENT: "agent",
   SYSTEM: "system",
   WIDGET: "widget",
+  TOOL: "tool",
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -28,6 +29,7 @@ export const ProcessingStatus = {
   COMPLETED: "completed",
   FAILED: "failed",
   CANCELLED: "cancelled",
+  AWAITING_APPROVAL: "awaiting_approval",
 } as const;
 export type ProcessingStatus = (typeof ProcessingStatus)[keyof typeof ProcessingStatus];
 
@@ -38,6 +40,15 @@ export const ExtractionStatus = {
   FAILED: "failed",
 } as const;
 export type ExtractionStatus = (typeof ExtractionStatus)[keyof typeof ExtractionStatus];
+
+export const ApprovalStatus = {
+  PENDING: "pending",
+  APPROVED: "approved",
+  REJECTED: "rejected",
+  EXPIRED: "expired",
+  CANCELLED: "cancelled",
+} as const;
+export type ApprovalStatus = (typeof ApprovalStatus)[keyof typeof ApprovalStatus];
 
 export const ConcurrencyPolicy = {
   ENQUEUE: "enqueue",
@@ -54,6 +65,9 @@ export const EventName = {
   WIDGET_UPDATE: "widget_update",
   MESSAGE_STATUS: "message_status",
   MODEL_CHANGE: "model_change",
+  TOOL_CALL_START: "tool_call_start",
+  TOOL_CALL_ARGUMENTS: "tool_call_arguments",
+  TOOL_CALL_RESULT: "tool_call_result",
 } as const;
 export type EventName = (typeof EventName)[keyof typeof EventName];
 
@@ -95,6 +109,9 @@ export const EVENT_PAYLOAD_FIELDS = {
   widget_update: { required: ["widget_id", "message_id", "widget_type", "data", "display_data"], optional: [] },
   message_status: { required: ["message_id", "message_type", "status"], optional: ["reason"] },
   model_change: { required: ["model", "operation", "pks", "operation_id"], optional: [] },
+  tool_call_start: { required: ["reply_to", "call_id", "name"], optional: ["round", "index"] },
+  tool_call_arguments: { required: ["message_id", "reply_to", "call_id", "name", "arguments", "status"], optional: ["approval", "round", "index", "text_offset"] },
+  tool_call_result: { required: ["message_id", "reply_to", "call_id", "name", "status"], optional: ["result", "error", "duration_ms", "approval"] },
 } as const satisfies Record<EventName, { required: readonly string[]; optional: readonly string[] }>;
 
 /** Fields every event payload carries. */
@@ -162,6 +179,17 @@ export const ErrorCode = {
   AGENT_ERROR: "agent_error",
   TURN_TIMEOUT: "turn_timeout",
   TURN_INTERRUPTED: "turn_interrupted",
+  UNKNOWN_TOOL: "unknown_tool",
+  INVALID_TOOL_CALL: "invalid_tool_call",
+  INVALID_TOOL_ARGUMENTS: "invalid_tool_arguments",
+  TOOL_ERROR: "tool_error",
+  TOOL_TIMEOUT: "tool_timeout",
+  TOOL_REJECTED: "tool_rejected",
+  APPROVAL_EXPIRED: "approval_expired",
+  TOOL_ROUNDS_EXCEEDED: "tool_rounds_exceeded",
+  NOT_A_TOOL_STEP: "not_a_tool_step",
+  APPROVAL_ALREADY_ANSWERED: "approval_already_answered",
+  NOT_AWAITING_APPROVAL: "not_awaiting_approval",
 
   // The bridge.
   INVALID_REQUEST: "invalid_request",

@@ -31,7 +31,7 @@ class TestEndpoints:
         assert message["actions"] == ["read", "create"]
         assert message["create_fields"] == ["session", "content", "files"]
         assert message["fields"]["session"] == {"type": "relation", "null": False, "related": "session"}
-        assert message["fields"]["message_type"]["choices"] == ["user", "agent", "system", "widget"]
+        assert message["fields"]["message_type"]["choices"] == ["user", "agent", "system", "widget", "tool"]
         assert message["filters"]["timestamp"] == ["gt", "gte", "lt", "lte"]
         assert "context" not in body["models"]["session"]["fields"]
         assert body["models"]["session"]["actions"] == ["read", "update"]

@@ -213,3 +213,7 @@ class NotFoundView(BaseAPIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         raise drf_exceptions.NotFound("There is no endpoint at this path; see docs/protocol.md for the paths.")
+
+
+class ModelActionView(NotFoundView):
+    """``POST models/<name>/<pk>/<action>/``: an action on one row (``approve``...). Not served yet."""

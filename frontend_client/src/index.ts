@@ -63,6 +63,7 @@ export { StreamAssembler } from "./stream.js";
 export type { StreamChunk, StreamRow } from "./stream.js";
 
 export {
+  ApprovalStatus,
   BridgeAction,
   BuiltinModel,
   ConcurrencyPolicy,
@@ -110,6 +111,12 @@ export type {
   StreamStartEvent,
   TextChunkEvent,
   WidgetEvent,
+  ToolApproval,
+  ToolCallArgumentsEvent,
+  ToolCallResultEvent,
+  ToolCallStartEvent,
+  ToolStepData,
+  ToolStepError,
   WidgetRow,
   WidgetUpdateEvent,
   WireTypes,

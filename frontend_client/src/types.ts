@@ -1,6 +1,8 @@
 /** Rows of the built-in models and realtime event payloads, as the server sends them. */
 
 import type {
+  ApprovalStatus,
+  ErrorCode,
   EVENT_BASE_FIELDS,
   EVENT_PAYLOAD_FIELDS,
   EventName,
@@ -309,6 +311,79 @@ export interface ModelChangeEvent extends BaseEvent {
   operation_id: string | null;
 }
 
+/** What a tool step's `approval` says (`component_data.approval` of a tool message). */
+export interface ToolApproval {
+  status: ApprovalStatus;
+  /** The user's reason for a rejection ("expired" / "cancelled" for the other endings). */
+  reason: string;
+  answered_by: number | string | null;
+  answered_at: string | null;
+  expires_at: string | null;
+}
+
+/** A tool step's error (`component_data.error`): also what the model was told. */
+export interface ToolStepError {
+  code: ErrorCode | string;
+  message: string;
+}
+
+/**
+ * The `component_data` of a tool message (`message_type: "tool"`): one tool call of the agent's
+ * reply (docs/tools.md, "Tool steps"). `arguments` are what the model sent, never injected Context
+ * values; `text_offset` is where the call sits in the reply's text (UTF-16 units).
+ */
+export interface ToolStepData {
+  call_id: string;
+  name: string;
+  arguments: JsonObject;
+  round: number;
+  index: number;
+  text_offset: number;
+  result: Json | null;
+  error: ToolStepError | null;
+  duration_ms: number | null;
+  approval: ToolApproval | null;
+}
+
+/** A tool call was seen in the model's stream (no row yet): its id and name. */
+export interface ToolCallStartEvent extends BaseEvent {
+  reply_to: string;
+  call_id: string;
+  name: string;
+  round?: number;
+  index?: number;
+}
+
+/** The call's arguments are complete: its tool message row exists (`message_id`). */
+export interface ToolCallArgumentsEvent extends BaseEvent {
+  message_id: string;
+  reply_to: string;
+  call_id: string;
+  name: string;
+  /** Absent when `truncated`: read the row. */
+  arguments: JsonObject;
+  /** `processing` (running now) or `awaiting_approval`. */
+  status: ProcessingStatus;
+  approval?: ToolApproval | null;
+  round?: number;
+  index?: number;
+  text_offset?: number;
+}
+
+/** The call ended: `completed`, `failed` (error, rejected, expired) or `cancelled`. */
+export interface ToolCallResultEvent extends BaseEvent {
+  message_id: string;
+  reply_to: string;
+  call_id: string;
+  name: string;
+  status: ProcessingStatus;
+  /** Absent when `truncated`: read the row. */
+  result?: Json | null;
+  error?: ToolStepError | null;
+  duration_ms?: number | null;
+  approval?: ToolApproval | null;
+}
+
 /** Payload type of each event name. */
 export interface EventPayloads {
   stream_start: StreamStartEvent;
@@ -318,6 +393,9 @@ export interface EventPayloads {
   widget_update: WidgetUpdateEvent;
   message_status: MessageStatusEvent;
   model_change: ModelChangeEvent;
+  tool_call_start: ToolCallStartEvent;
+  tool_call_arguments: ToolCallArgumentsEvent;
+  tool_call_result: ToolCallResultEvent;
 }
 
 /** An event as adapters deliver it: its name, its payload and the channel it came on. */

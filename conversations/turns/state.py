@@ -30,6 +30,26 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+class TurnSuspended(Exception):
+    """Raised by an agent (the declared loop's ``run_tool_calls``) to suspend its turn.
+
+    Some tool calls of the reply wait for the user's approval: their rows already exist with status
+    ``awaiting_approval``. The runner catches this exception and records the suspension (the reply
+    so far, the user and agent messages ``awaiting_approval``, the session Context) in one
+    transaction, then releases the turn: no worker or thread waits. Answering the last waiting step
+    (:func:`~django_ai.conversations.turns.approval.answer_approval`) schedules the turn again, and
+    ``get_response`` is called again on the same agent message with ``TurnState.resumed`` true.
+
+    ``step_ids``: the primary keys of the tool rows that wait (informative; the runner reads the
+    rows' statuses, not this list).
+    """
+
+    def __init__(self, message: str = "awaiting approval", *, step_ids: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.step_ids: list[Any] = list(step_ids or [])
+
+
 current_turn: contextvars.ContextVar[TurnState | None] = contextvars.ContextVar("django_ai_current_turn", default=None)
 
 
@@ -50,6 +70,9 @@ class TurnState:
     cancel_reason: str | None = None
     widgets: list[Any] = field(default_factory=list)
     usage: dict[str, int | float] = field(default_factory=dict)
+    #: True when this run continues a reply that was suspended for tool approval (:class:`TurnSuspended`):
+    #: ``agent_message`` is then that reply's row and ``streamed`` its text so far.
+    resumed: bool = False
     #: Milliseconds the turn waited for attached files' extraction before the agent ran.
     file_wait_ms: int | None = None
     owner_thread: threading.Thread = field(default_factory=threading.current_thread)

@@ -16,10 +16,7 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -36,11 +33,11 @@ from django_ai.conversations.internal.jsonsafe import json_problem
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget
 from django_ai.conversations.testing.factories import SessionFactory, UserFactory, WidgetFactory
 from tests.helpers import make_request
-from tests.realtime_server.harness import UvicornThread, free_port
+from tests.realtime_server.harness import UvicornThread
+from tests.servers import migrated_demo_env, running_server
 
 from .bridge_support import API, Api, echo_agent, error_codes, fresh_bridge, user_api  # noqa: F401
 
-ROOT = Path(__file__).resolve().parent.parent
 DEEP = "[" * 1100 + "]" * 1100
 
 
@@ -169,66 +166,9 @@ def asgi_process(tmp_path_factory):
         pytest.skip("needs Linux's /proc/<pid>/io to see what the server writes")
     var = tmp_path_factory.mktemp("limits-var")
     spool = tmp_path_factory.mktemp("limits-tmp")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "backend.settings",
-        "DJANGO_AI_VAR_DIR": str(var),
-        "DJANGO_AI_SETTINGS_JSON": json.dumps(LIMITS),
-        "TMPDIR": str(spool),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY"):
-        env.pop(key, None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    port = free_port()
-    log = var / "uvicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "backend.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                if requests.get(base + API + "realtime/config/", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield {"process": process, "port": port, "base": base, "spool": spool, "log": log}
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    env = migrated_demo_env(var, settings=LIMITS, TMPDIR=str(spool))
+    with running_server("uvicorn", env, var / "uvicorn.log") as server:
+        yield {"process": server.process, "port": server.port, "base": server.base, "spool": spool, "log": server.log}
 
 
 def _written(pid: int) -> int:

@@ -10,11 +10,7 @@ the same events.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -22,9 +18,9 @@ import requests
 from django_ai.conversations.constants import EventName
 from django_ai.conversations.realtime.channels import session_channel
 from django_ai.conversations.realtime.resume import StreamAssembler
-from tests.realtime_server.harness import SSEReader, free_port
+from tests.realtime_server.harness import SSEReader
+from tests.servers import migrated_demo_env, running_server
 
-ROOT = Path(__file__).resolve().parent.parent
 API = "/api/conversations/"
 HEADER = "X-Conversation-Anonymous-Id"
 
@@ -32,87 +28,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project_env(tmp_path_factory):
-    """Environment for a server subprocess: the demo settings on a fresh, migrated SQLite file."""
+def servers(tmp_path_factory):
+    """Both servers on one fresh, migrated SQLite file: the demo settings, the Local backend."""
     var = tmp_path_factory.mktemp("demo-var")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "backend.settings",
-        "DJANGO_AI_VAR_DIR": str(var),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY"):
-        env.pop(key, None)  # never touch the suite's databases; Local backend, not Pusher
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    return env
-
-
-def _serve(command: list[str], env: dict, port: int, log: Path):
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[2]} exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if requests.get(base + API + "realtime/config/", timeout=2).status_code == 200:
-                return process, base
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{command} did not answer within 60 s: {log.read_text(errors='replace')[-2000:]}")
-
-
-@pytest.fixture(scope="module")
-def servers(project_env, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("server-logs")
-    wsgi_port, asgi_port = free_port(), free_port()
-    started = []
-    try:
-        started.append(
-            _serve(
-                [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{wsgi_port}"],
-                project_env,
-                wsgi_port,
-                logs / "runserver.log",
-            )
-        )
-        started.append(
-            _serve(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "backend.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(asgi_port),
-                    "--log-level",
-                    "warning",
-                ],
-                project_env,
-                asgi_port,
-                logs / "uvicorn.log",
-            )
-        )
-        yield {"runserver": started[0][1], "uvicorn": started[1][1]}
-    finally:
-        for process, _ in started:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    env = migrated_demo_env(var)
+    with running_server("runserver", env, var / "runserver.log") as wsgi:
+        with running_server("uvicorn", env, var / "uvicorn.log") as asgi:
+            yield {"runserver": wsgi.base, "uvicorn": asgi.base}
 
 
 def _converse(base: str) -> tuple[list[dict], dict]:

@@ -12,8 +12,6 @@ task was lost); one unrelated HTTP request.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +27,7 @@ from django.test.client import ClientHandler
 
 from django_ai.conversations.turns import sweeps
 
+from .servers import migrated_demo_env, running_server
 from .turns_support import DUMMY, IMMEDIATE, ai_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,39 +62,11 @@ print(json.dumps({"running": str(running.pk), "waiting": str(waiting.pk)}))
 """
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture
 def demo_env(tmp_path):
-    var = tmp_path / "var"
-    var.mkdir()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "backend.settings",
-        "DJANGO_AI_VAR_DIR": str(var),
-        "PYTHONUNBUFFERED": "1",
-        "DJANGO_AI_SETTINGS_JSON": json.dumps({"STALE_TURN_ACTION": "retry"}),
-    }
-    for key in ("DATABASE_URL", "DJANGO_TEST_DB_NAME", "PUSHER_KEY", "DJANGO_TASKS_BACKEND"):
-        env.pop(key, None)  # never the suite's databases; in-process tasks, Local realtime backend
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    return env, var / "demo.sqlite3"
+    # In-process tasks and the Local realtime backend, never the suite's databases.
+    env = migrated_demo_env(tmp_path / "var", settings={"STALE_TURN_ACTION": "retry"}, drop=["DJANGO_TASKS_BACKEND"])
+    return env, tmp_path / "var" / "demo.sqlite3"
 
 
 def _rows(db: Path, sql: str, *params) -> list[tuple]:
@@ -111,25 +82,8 @@ def _status(db: Path, message_id: str) -> str:
     )[0][0]
 
 
-SERVERS = {
-    "runserver": lambda port: [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-    "uvicorn": lambda port: [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "backend.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ],
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", SERVERS)
+@pytest.mark.parametrize("kind", ["runserver", "uvicorn"])
 def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_request(demo_env, tmp_path, kind):
     env, db = demo_env
     made = subprocess.run(
@@ -144,35 +98,21 @@ def test_a_restarted_web_process_recovers_left_over_turns_after_one_unrelated_re
     ids = json.loads(made.stdout.strip().splitlines()[-1])
     assert _status(db, ids["running"]) == "processing" and _status(db, ids["waiting"]) == "pending"
 
-    port = _port()
-    log = tmp_path / f"{kind}.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(SERVERS[kind](port), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not _listening(port):  # a TCP connect only: no request yet
-            assert server.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, f"{kind} did not listen within 60 s"
-            time.sleep(0.1)
+    with running_server(kind, env, tmp_path / f"{kind}.log", http_ready=False) as server:  # TCP only
         time.sleep(1.0)
         # Nothing happens before a request: the process does not sweep at start-up (nor would
         # `migrate` or any other command).
         assert _status(db, ids["running"]) == "processing"
 
-        assert (
-            requests.get(f"http://127.0.0.1:{port}/api/conversations/realtime/config/", timeout=10).status_code == 200
-        )
+        assert requests.get(f"{server.base}/api/conversations/realtime/config/", timeout=10).status_code == 200
 
         deadline = time.monotonic() + 20
         while {_status(db, ids["running"]), _status(db, ids["waiting"])} != {"completed"}:
             assert time.monotonic() < deadline, (
                 f"left-over turns not recovered: {_status(db, ids['running'])}, {_status(db, ids['waiting'])}\n"
-                + log.read_text(errors="replace")[-3000:]
+                + server.log_tail()
             )
             time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.wait(10)
 
     replies = _rows(
         db,

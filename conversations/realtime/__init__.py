@@ -60,7 +60,7 @@ def reset_backend() -> None:
 _failing: str | None = None
 
 
-def publish(name: EventName | str, *, session_id: Any, channel: str | None = None, **data: Any) -> dict[str, Any]:
+def publish(name: EventName | str, /, *, session_id: Any, channel: str | None = None, **data: Any) -> dict[str, Any]:
     """Build an event and hand it to the backend. Never raises: failures are logged, once per
     distinct failure until sending works again."""
     global _failing

@@ -22,7 +22,7 @@ def event_timestamp() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def build_event(name: EventName | str, *, session_id: Any, **data: Any) -> dict[str, Any]:
+def build_event(name: EventName | str, /, *, session_id: Any, **data: Any) -> dict[str, Any]:
     EventName(name)  # unknown names are a programming error
     payload: dict[str, Any] = {
         "id": new_event_id(),

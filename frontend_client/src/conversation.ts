@@ -9,7 +9,8 @@
  * - `store/view.ts`: the public snapshot of a state;
  * - effects, each its own module: `store/fetcher.ts` (rows read in batches), `store/sync.ts`
  *   (full reads with events held meanwhile, polling without a channel), `store/sends.ts`
- *   (ordered sends), `store/uploads.ts`;
+ *   (ordered sends), `store/uploads.ts`, `store/approvals.ts` (answers to tool steps awaiting
+ *   approval);
  * - this class wires them to the realtime channel and tells the listeners.
  *
  * How it stays correct (docs/protocol.md, "Resuming a stream"): it subscribes to the session's
@@ -22,6 +23,7 @@ import { ConversationClientError, toClientError, UsageError } from "./errors.js"
 import { newOperationId } from "./http.js";
 import { callListener } from "./internal/report.js";
 import type { ChannelState, Unsubscribe } from "./realtime/types.js";
+import { answerApproval } from "./store/approvals.js";
 import { RowFetcher } from "./store/fetcher.js";
 import type { ConversationDeps, StoreHost } from "./store/host.js";
 import { reduce, type StoreAction } from "./store/reducer.js";
@@ -207,6 +209,25 @@ export class Conversation {
     const row = await this.host.deps.widgets.update(widgetId, { display_data: displayData });
     this.dispatch({ type: "widgetSaved", row });
     return row;
+  }
+
+  /**
+   * Approve a tool step awaiting approval (`state.pendingApprovals`, `step.id`): the server runs
+   * the tool when the turn resumes, and the same reply goes on. Resolves with the step's row;
+   * rejects with the server's typed error, e.g. a `ConflictError` with code
+   * `approval_already_answered` (answered elsewhere, or expired) or `not_awaiting_approval`, a
+   * `NotFoundError` for a step that is not the caller's.
+   */
+  approve(stepId: string): Promise<MessageRow> {
+    return answerApproval(this.host, stepId, { approved: true });
+  }
+
+  /**
+   * Reject a tool step awaiting approval: the tool does not run, the model is told it was refused
+   * (with `reason`, up to 2,000 characters) and the reply goes on. Errors as for `approve()`.
+   */
+  reject(stepId: string, reason?: string): Promise<MessageRow> {
+    return answerApproval(this.host, stepId, reason === undefined ? { approved: false } : { approved: false, reason });
   }
 
   /** Re-read everything from the server. */

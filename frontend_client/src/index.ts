@@ -3,7 +3,7 @@ export type { Client, ClientOptions, StartOptions } from "./client.js";
 
 export { Conversation } from "./conversation.js";
 export type { ConversationOptions } from "./conversation.js";
-export type { Attachment, ConversationMessage, ConversationPhase, ConversationState, UploadState } from "./store/state.js";
+export type { Attachment, ConversationMessage, ConversationPhase, ConversationState, MessagePart, ToolStep, UploadState } from "./store/state.js";
 export type { SendOptions } from "./store/sends.js";
 
 export { ModelManager, QuerySet } from "./queryset.js";

@@ -455,3 +455,214 @@ describe("sends and uploads", () => {
     assert.deepEqual(view(run(failed, { type: "uploadsCleared", failedOnly: false }).state).uploads, []);
   });
 });
+
+describe("tool steps and parts", () => {
+  const USER = "u";
+  const user = (fields: Partial<MessageRow> = {}) => messageRow(USER, { message_type: "user", content: "hi", processing_status: "processing", timestamp: at(0), ...fields });
+  const agent = (content: string, fields: Partial<MessageRow> = {}) =>
+    messageRow("a", { content, processing_status: "streaming", reply_to: USER, timestamp: at(10), updated_at: at(10), ...fields });
+  const stepData = (call: string, fields: Record<string, unknown> = {}) => ({
+    call_id: call,
+    name: "search",
+    arguments: { q: call },
+    round: 0,
+    index: 0,
+    text_offset: 0,
+    result: null,
+    error: null,
+    duration_ms: null,
+    approval: null,
+    ...fields,
+  });
+  const toolRow = (id: string, call: string, fields: Record<string, unknown> = {}, row: Partial<MessageRow> = {}) =>
+    messageRow(id, {
+      message_type: "tool",
+      component_type: "search",
+      component_data: stepData(call, fields) as MessageRow["component_data"],
+      reply_to: USER,
+      timestamp: at(20),
+      updated_at: at(20),
+      ...row,
+    });
+  const start = (call: string, fields: Partial<EventPayloads["tool_call_start"]> = {}) => event("tool_call_start", { reply_to: USER, call_id: call, name: "search", ...fields });
+  const args = (id: string, call: string, fields: Partial<EventPayloads["tool_call_arguments"]> = {}) =>
+    event("tool_call_arguments", { message_id: id, reply_to: USER, call_id: call, name: "search", arguments: { q: call }, status: "processing", round: 0, index: 0, ...fields });
+  const result = (id: string, call: string, fields: Partial<EventPayloads["tool_call_result"]> = {}) =>
+    event("tool_call_result", { message_id: id, reply_to: USER, call_id: call, name: "search", status: "completed", result: [1, 2], error: null, duration_ms: 12, ...fields });
+  /** An agent message's parts as short strings: `text:<text>`, `tool:<name or id>:<status>`, `widget:<id>`. */
+  const parts = (state: StoreState, id = "a") =>
+    (message(state, id)?.parts ?? []).map((p) =>
+      p.type === "text" ? `text:${p.text}` : p.type === "tool" ? `tool:${p.step.id ?? `(${p.step.call_id})`}:${p.step.status}` : `widget:${p.message.id}`,
+    );
+  const streaming = (text: string) =>
+    run(loaded(), read({ messages: [user()] }), event("stream_start", { message_id: "a", sequence: 0, reply_to: USER }), chunk("a", text, 0, 1)).state;
+
+  test("tool_call_start shows a step with no row after the text so far; its events fill it in; text after it follows", () => {
+    const seen = run(streaming("Let me look. "), start("c1"));
+    assert.deepEqual(parts(seen.state), ["text:Let me look. ", "tool:(c1):pending"]);
+    const step = message(seen.state, "a")?.parts[1];
+    assert.equal(step?.type === "tool" && step.step.id, null, "no row yet");
+    assert.deepEqual(seen.reads, []);
+    const running = run(seen.state, args("t1", "c1", { text_offset: 13 }));
+    assert.deepEqual(parts(running.state), ["text:Let me look. ", "tool:t1:processing"]);
+    assert.equal(view(running.state).messages.filter((m) => m.message_type === "tool").length, 1, "the placeholder gave way to the row");
+    const done = run(running.state, result("t1", "c1"), chunk("a", "Found two.", 13, 2));
+    assert.deepEqual(parts(done.state), ["text:Let me look. ", "tool:t1:completed", "text:Found two."]);
+    const tool = message(done.state, "t1");
+    assert.deepEqual([tool?.partOf, tool?.step?.arguments, tool?.step?.result, tool?.step?.duration_ms], ["a", { q: "c1" }, [1, 2], 12]);
+    assert.equal(done.state.rows.has("tool-call:u:c1"), false);
+  });
+
+  test("rows read after a reload give the same parts as the live events: text, steps and widgets by text_offset", () => {
+    const text = "Looking 😀 up. Found it. Done.";
+    const firstCut = "Looking 😀 up. ".length; // UTF-16 units: the emoji counts two
+    const secondCut = "Looking 😀 up. Found it. ".length;
+    const rows = [
+      user({ processing_status: "completed" }),
+      agent(text, { processing_status: "completed" }),
+      toolRow("t2", "c2", { round: 1, text_offset: secondCut }, { processing_status: "completed", timestamp: at(30) }),
+      toolRow("t1b", "c1b", { index: 1, text_offset: firstCut }, { processing_status: "completed", timestamp: at(20, "100") }),
+      toolRow("t1a", "c1a", { index: 0, text_offset: firstCut }, { processing_status: "completed", timestamp: at(20, "200") }),
+      // Made after the steps (the live events' rows are stamped with the events' times).
+      messageRow("w", { message_type: "widget", reply_to: USER, timestamp: at(100_000), metadata: { text_offset: secondCut } }),
+    ];
+    const reloaded = run(initialState(SESSION), synced(initialState(SESSION), { messages: rows, widgets: [widgetRow("wr", { message: "w" })] })).state;
+    assert.deepEqual(parts(reloaded), [
+      "text:Looking 😀 up. ",
+      "tool:t1a:completed",
+      "tool:t1b:completed",
+      "text:Found it. ",
+      "tool:t2:completed",
+      "widget:w",
+      "text:Done.",
+    ]);
+    const widget = message(reloaded, "a")?.parts[5];
+    assert.equal(widget?.type === "widget" && widget.widget?.id, "wr");
+    assert.deepEqual(
+      view(reloaded).messages.filter((m) => m.partOf === null).map((m) => m.id),
+      ["u", "a"],
+      "steps and widgets show inside the reply only",
+    );
+    // The same reply seen live, then finished by its row: the same parts.
+    const live = run(
+      streaming("Looking 😀 up. "),
+      start("c1a", { index: 0 }),
+      start("c1b", { index: 1 }),
+      args("t1b", "c1b", { index: 1, text_offset: firstCut }),
+      args("t1a", "c1a", { index: 0, text_offset: firstCut }),
+      result("t1a", "c1a"),
+      result("t1b", "c1b"),
+      chunk("a", "Found it. ", firstCut, 2),
+      args("t2", "c2", { round: 1, text_offset: secondCut }),
+      result("t2", "c2"),
+      read({ messages: [rows[5] as MessageRow], widgets: [widgetRow("wr", { message: "w" })] }),
+      chunk("a", "Done.", secondCut, 3),
+    ).state;
+    assert.deepEqual(parts(live), parts(reloaded));
+  });
+
+  test("events out of order: a result before its arguments, a late arguments event, a start after the row", () => {
+    const early = run(streaming("Hi. "), result("t1", "c1", { status: "failed", result: null, error: { code: "tool_error", message: "boom" } }));
+    assert.deepEqual(early.reads, [{ model: "message", pk: "t1", delay: 25 }], "a step known only from its result reads its row");
+    assert.equal(message(early.state, "t1")?.step?.error?.code, "tool_error");
+    const late = run(early.state, args("t1", "c1", { text_offset: 4 }), start("c1"));
+    assert.equal(message(late.state, "t1")?.step?.status, "failed", "a late arguments event does not take the step back");
+    assert.equal(message(late.state, "t1")?.step?.error?.code, "tool_error");
+    assert.deepEqual(message(late.state, "t1")?.step?.arguments, { q: "c1" }, "but gives the call's arguments and place");
+    assert.equal(late.state.rows.has("tool-call:u:c1"), false, "a start after the row adds nothing");
+    assert.deepEqual(parts(late.state), ["text:Hi. ", "tool:t1:failed"]);
+  });
+
+  test("a read that started before the step ended does not bring it back; a fresher read fills in the row", () => {
+    const ended = run(streaming("x"), args("t1", "c1"), result("t1", "c1")).state;
+    const stale = run(ended, read({ messages: [toolRow("t1", "c1", {}, { processing_status: "processing", updated_at: at(1) })] })).state;
+    assert.equal(message(stale, "t1")?.step?.status, "completed");
+    const fresh = run(stale, read({ messages: [toolRow("t1", "c1", { result: [1, 2] }, { processing_status: "completed", content: "[1, 2]", updated_at: at(5000) })] })).state;
+    assert.equal(message(fresh, "t1")?.step?.content, "[1, 2]");
+  });
+
+  test("truncated tool events keep what is shown and read the row at once", () => {
+    const seen = run(streaming("x"), start("c1")).state;
+    const truncated = run(
+      seen,
+      event("tool_call_arguments", { message_id: "t1", reply_to: USER, call_id: "c1", name: "search", status: "processing", truncated: true } as never),
+      event("tool_call_result", { message_id: "t1", reply_to: USER, call_id: "c1", name: "search", status: "completed", truncated: true } as never),
+    );
+    assert.deepEqual(truncated.reads, [
+      { model: "message", pk: "t1", delay: 0 },
+      { model: "message", pk: "t1", delay: 0 },
+    ]);
+    assert.deepEqual(parts(truncated.state), ["text:x", "tool:(c1):pending"], "the placeholder stays until the row is read");
+    const filled = run(truncated.state, read({ messages: [toolRow("t1", "c1", { text_offset: 1, result: "big" }, { processing_status: "completed" })] })).state;
+    assert.deepEqual(parts(filled), ["text:x", "tool:t1:completed"]);
+  });
+
+  test("steps of a reply with no agent message yet show on their own, then move into the reply", () => {
+    const alone = run(loaded(), read({ messages: [user()] }), start("c1"), args("t1", "c1")).state;
+    const step = message(alone, "t1");
+    assert.deepEqual([step?.partOf, step?.step?.status, view(alone).phase], [null, "processing", "waiting"]);
+    const replied = run(alone, result("t1", "c1"), event("stream_start", { message_id: "a", sequence: 0, reply_to: USER }), chunk("a", "Done.", 0, 1)).state;
+    assert.equal(message(replied, "t1")?.partOf, "a");
+    assert.deepEqual(parts(replied), ["tool:t1:completed", "text:Done."]);
+  });
+
+  test("a widget without an offset sits before the text when it was made first, else after it", () => {
+    const rows = [
+      user(),
+      agent("Pick one.", { processing_status: "completed" }),
+      messageRow("before", { message_type: "widget", reply_to: USER, timestamp: at(5) }),
+      messageRow("after", { message_type: "widget", reply_to: USER, timestamp: at(15) }),
+    ];
+    assert.deepEqual(parts(run(loaded(), read({ messages: rows })).state), ["widget:before", "text:Pick one.", "widget:after"]);
+  });
+
+  test("a full read keeps a step seen only by tool_call_start", () => {
+    const seen = run(streaming("x"), start("c1")).state;
+    const { state } = run(seen, synced(seen, { messages: [user(), agent("x")] }));
+    assert.deepEqual(parts(state), ["text:x", "tool:(c1):pending"]);
+  });
+
+  test("a step awaiting approval is pending approval; the waiting turn is no failure and not busy; answers move it on", () => {
+    const approval = { status: "pending", reason: "", answered_by: null, answered_at: null, expires_at: at(86_400_000) } as const;
+    const asked = run(
+      streaming("I can apply it. "),
+      args("t1", "c1", { name: "apply_discount", arguments: { percent: 15 }, status: "awaiting_approval", approval, text_offset: 16 }),
+      event("message_status", { message_id: "a", message_type: "agent", status: "awaiting_approval" }),
+      event("message_status", { message_id: USER, message_type: "user", status: "awaiting_approval" }),
+    );
+    assert.deepEqual(asked.reads, [], "waiting is no finished status: nothing to read");
+    const shown = view(asked.state);
+    assert.deepEqual(shown.pendingApprovals.map((s) => [s.id, s.name, s.arguments, s.awaitingApproval, s.answering]), [["t1", "apply_discount", { percent: 15 }, true, false]]);
+    assert.deepEqual([shown.phase, shown.busy, shown.error, shown.streamingMessageId], ["awaiting_approval", false, null, null]);
+    assert.equal(message(asked.state, "a")?.processing_status, "awaiting_approval");
+    const answering = run(asked.state, { type: "answerStarted", stepId: "t1" }).state;
+    assert.equal(view(answering).pendingApprovals[0]?.answering, true);
+    const approvedRow = toolRow("t1", "c1", { name: "apply_discount", approval: { ...approval, status: "approved" } }, { processing_status: "pending", updated_at: at(60_000) });
+    const approved = run(answering, { type: "answerEnded", stepId: "t1", row: approvedRow }).state;
+    assert.deepEqual(view(approved).pendingApprovals, []);
+    assert.equal(message(approved, "t1")?.step?.approval?.status, "approved");
+    const conflict = new ConversationClientError("already answered", { code: "approval_already_answered" });
+    const refused = run(asked.state, { type: "answerStarted", stepId: "t1" }, { type: "answerEnded", stepId: "t1", row: null, error: conflict });
+    assert.equal(view(refused.state).error, conflict);
+    assert.equal(view(refused.state).pendingApprovals[0]?.answering, false);
+    assert.deepEqual(refused.reads, [{ model: "message", pk: "t1", delay: 0 }], "the row says what the step is now");
+    const rejected = run(asked.state, result("t1", "c1", { status: "failed", result: null, error: { code: "tool_rejected", message: "no" }, approval: { ...approval, status: "rejected", reason: "no" } })).state;
+    assert.deepEqual(view(rejected).pendingApprovals, []);
+    assert.equal(message(rejected, "t1")?.step?.error?.code, "tool_rejected");
+  });
+
+  test("a reply resumed after an approval streams on after its text, which never blanks", () => {
+    const waiting = run(
+      loaded(),
+      read({ messages: [user({ processing_status: "pending" }), agent("I can apply it. ", { processing_status: "awaiting_approval", stream_sequence: 3 })] }),
+    ).state;
+    const resumed = run(waiting, event("stream_start", { message_id: "a", sequence: 3, reply_to: USER }));
+    assert.equal(message(resumed.state, "a")?.streaming, true);
+    assert.equal(message(resumed.state, "a")?.content, "I can apply it. ");
+    const more = run(resumed.state, chunk("a", "Done: 15 % off.", 16, 4)).state;
+    assert.equal(message(more, "a")?.content, "I can apply it. Done: 15 % off.");
+    // Chunks of the resumed reply before its stream_start (another order on the wire) too.
+    const early = run(waiting, chunk("a", "Done.", 16, 4)).state;
+    assert.equal(message(early, "a")?.content, "I can apply it. Done.");
+  });
+});

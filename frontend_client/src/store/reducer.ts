@@ -12,13 +12,32 @@
  * message has a `StreamAssembler` fed by its row and its `text_chunk` events by `offset`; a chunk
  * beyond the known text (a gap) is held and the row is read again every `GAP_RETRY_DELAY` ms until
  * it catches up. A finished row is the whole truth.
+ *
+ * Tool steps (docs/tools.md, "Tool steps") are `tool` message rows. `tool_call_start` comes before
+ * the row exists: the store shows a placeholder step (keyed by the reply and the call id), which
+ * the row replaces once an event or a read brings it. `tool_call_arguments` and
+ * `tool_call_result` carry the row's fields and are applied at once; a step only moves forward
+ * (`awaiting_approval` → `pending` → `processing` → finished), so a late event or a read that
+ * started before a change never takes it back. A truncated event reads the row.
  */
 
 import { BuiltinModel, EventName, FINISHED_STATUSES, MessageType, ModelOperation, ProcessingStatus } from "../constants.js";
 import { type ConversationClientError, isNetworkError, isRealtimeError } from "../errors.js";
 import type { ChannelState } from "../realtime/types.js";
 import { StreamAssembler } from "../stream.js";
-import type { FileRow, MessageRow, ModelChangeEvent, RealtimeEvent, SessionRow, TextChunkEvent, WidgetRow } from "../types.js";
+import type {
+  FileRow,
+  JsonObject,
+  MessageRow,
+  ModelChangeEvent,
+  RealtimeEvent,
+  SessionRow,
+  TextChunkEvent,
+  ToolCallArgumentsEvent,
+  ToolCallResultEvent,
+  ToolCallStartEvent,
+  WidgetRow,
+} from "../types.js";
 import type { Attachment, StoredMessage, StoreState, UploadState } from "./state.js";
 
 /**
@@ -59,7 +78,11 @@ export type StoreAction =
   | { type: "uploadFailed"; key: string; error: ConversationClientError }
   | { type: "uploadsCleared"; failedOnly: boolean }
   /** A widget row this client wrote. */
-  | { type: "widgetSaved"; row: WidgetRow };
+  | { type: "widgetSaved"; row: WidgetRow }
+  /** `approve()` / `reject()` of a tool step was sent. */
+  | { type: "answerStarted"; stepId: string }
+  /** The answer came back: the step's row as the server stored it (null when it failed). */
+  | { type: "answerEnded"; stepId: string; row: MessageRow | null; error?: ConversationClientError };
 
 export interface Step {
   state: StoreState;
@@ -137,6 +160,18 @@ export function reduce(state: StoreState, action: StoreAction): Step {
     case "widgetSaved":
       mergeWidget(draft, action.row);
       break;
+    case "answerStarted":
+      draft.answering.add(action.stepId);
+      break;
+    case "answerEnded":
+      draft.answering.delete(action.stepId);
+      if (action.row && action.row.session === state.sessionId) mergeMessage(draft, action.row);
+      if (action.error) {
+        draft.error = action.error;
+        // Answered elsewhere, expired, or gone: the row says what it is now.
+        draft.read(BuiltinModel.MESSAGE, action.stepId, 0);
+      }
+      break;
   }
   return draft.finish();
 }
@@ -150,6 +185,7 @@ class Draft {
   uploads: UploadState[];
   readonly ownOperations: Set<string>;
   readonly adoptions: Map<string, string>;
+  readonly answering: Set<string>;
   connection: ChannelState;
   error: ConversationClientError | null;
   loaded: boolean;
@@ -167,6 +203,7 @@ class Draft {
     this.streams = new Map(base.streams);
     this.ownOperations = new Set(base.ownOperations);
     this.adoptions = new Map(base.adoptions);
+    this.answering = new Set(base.answering);
     this.connection = base.connection;
     this.error = base.error;
     this.loaded = base.loaded;
@@ -196,8 +233,8 @@ class Draft {
   }
 
   read(model: typeof BuiltinModel.MESSAGE | typeof BuiltinModel.WIDGET | typeof BuiltinModel.FILE, pk: string, delay = READ_DELAY): void {
-    // A local message has no row on the server yet.
-    if (pk.startsWith("local-")) return;
+    // A local message or a placeholder step has no row on the server yet.
+    if (pk.startsWith("local-") || pk.startsWith(PLACEHOLDER_PREFIX)) return;
     this.reads.push({ model, pk, delay });
   }
 
@@ -212,6 +249,7 @@ class Draft {
       streams: this.streams,
       ownOperations: this.ownOperations,
       adoptions: this.adoptions,
+      answering: this.answering,
       connection: this.connection,
       error: this.error,
       loaded: this.loaded,
@@ -224,7 +262,16 @@ function applyEvent(draft: Draft, event: RealtimeEvent): void {
   switch (event.name) {
     case EventName.STREAM_START: {
       const p = event.payload;
-      if (draft.rows.has(p.message_id)) break;
+      const existing = draft.rows.get(p.message_id);
+      if (existing) {
+        // A reply resumed after an approval: the same message streams on from its text.
+        if (!FINISHED_STATUSES.has(existing.processing_status) && existing.processing_status !== ProcessingStatus.STREAMING) {
+          draft.rows.set(p.message_id, { ...existing, processing_status: ProcessingStatus.STREAMING });
+          seedStream(draft, p.message_id);
+          if (p.sequence > existing.stream_sequence) draft.read(BuiltinModel.MESSAGE, p.message_id);
+        }
+        break;
+      }
       draft.rows.set(p.message_id, {
         id: p.message_id,
         session: draft.sessionId,
@@ -288,7 +335,131 @@ function applyEvent(draft: Draft, event: RealtimeEvent): void {
     case EventName.MODEL_CHANGE:
       applyModelChange(draft, event.payload);
       break;
+    case EventName.TOOL_CALL_START:
+      applyToolCallStart(draft, event.payload);
+      break;
+    case EventName.TOOL_CALL_ARGUMENTS:
+    case EventName.TOOL_CALL_RESULT:
+      applyToolCallEvent(draft, event.payload);
+      break;
   }
+}
+
+/** The id of the placeholder of a tool call seen before its row: the store's own, never a row's. */
+export const PLACEHOLDER_PREFIX = "tool-call:";
+export function placeholderId(replyTo: string, callId: string): string {
+  return `${PLACEHOLDER_PREFIX}${replyTo}:${callId}`;
+}
+
+/**
+ * Where a step or widget moves forward to: a step goes `awaiting_approval` → `pending`
+ * (approved) → `processing` → finished, or straight to finished (rejected, expired, cancelled).
+ */
+function stepRank(status: string): number {
+  if (FINISHED_STATUSES.has(status as ProcessingStatus)) return 4;
+  if (status === ProcessingStatus.PROCESSING || status === ProcessingStatus.STREAMING) return 3;
+  if (status === ProcessingStatus.PENDING) return 2;
+  return 1;
+}
+
+function isToolRow(row: MessageRow | undefined): row is MessageRow {
+  return row?.message_type === MessageType.TOOL;
+}
+
+function callIdOf(row: MessageRow): string {
+  const id = row.component_data?.call_id;
+  return typeof id === "string" ? id : "";
+}
+
+/** The tool row (not a placeholder) of a call of a reply, if the store has it. */
+function findToolRow(draft: Draft, replyTo: string, callId: string): StoredMessage | undefined {
+  for (const row of draft.rows.values()) {
+    if (isToolRow(row) && !row.placeholder && row.reply_to === replyTo && callIdOf(row) === callId) return row;
+  }
+  return undefined;
+}
+
+/** The agent message of a reply (the first, if a reply has several). */
+function agentMessageOf(draft: Draft, replyTo: string): StoredMessage | undefined {
+  let found: StoredMessage | undefined;
+  for (const row of draft.rows.values()) {
+    if (row.message_type === MessageType.AGENT && row.reply_to === replyTo && (!found || row.timestamp < found.timestamp)) found = row;
+  }
+  return found;
+}
+
+function applyToolCallStart(draft: Draft, p: ToolCallStartEvent): void {
+  const id = placeholderId(p.reply_to, p.call_id);
+  if (draft.rows.has(id) || findToolRow(draft, p.reply_to, p.call_id)) return;
+  // No row yet, so no text_offset: the call sits after the text streamed so far.
+  const offset = agentMessageOf(draft, p.reply_to)?.content.length ?? 0;
+  draft.rows.set(id, {
+    id,
+    session: draft.sessionId,
+    message_type: MessageType.TOOL,
+    content: "",
+    component_type: p.name,
+    component_data: {
+      call_id: p.call_id,
+      name: p.name,
+      arguments: {},
+      round: p.round ?? 0,
+      index: p.index ?? 0,
+      text_offset: offset,
+      result: null,
+      error: null,
+      duration_ms: null,
+      approval: null,
+    },
+    files: [],
+    processing_status: ProcessingStatus.PENDING,
+    reply_to: p.reply_to,
+    stream_sequence: 0,
+    timestamp: p.timestamp,
+    placeholder: true,
+  });
+}
+
+/** The fields of a step that never change once the model made the call. */
+const CALL_FIELDS: ReadonlySet<string> = new Set(["arguments", "round", "index", "text_offset"]);
+
+/** `tool_call_arguments` or `tool_call_result`: the step's row, with the event's fields. */
+function applyToolCallEvent(draft: Draft, p: ToolCallArgumentsEvent | ToolCallResultEvent): void {
+  if (p.truncated) {
+    // Too large for the transport: the row has the arguments and the result.
+    draft.read(BuiltinModel.MESSAGE, p.message_id, 0);
+    return;
+  }
+  const existing = draft.rows.get(p.message_id);
+  // A step only moves forward: an event older than what the store has keeps its status and
+  // outcome, and gives only what never changes (the call itself).
+  const older = !!existing && stepRank(p.status) < stepRank(existing.processing_status);
+  const data: JsonObject = { ...(existing?.component_data ?? { arguments: {}, result: null, error: null, duration_ms: null, approval: null }) };
+  data.call_id = p.call_id;
+  data.name = p.name;
+  for (const key of ["arguments", "round", "index", "text_offset", "result", "error", "duration_ms", "approval"] as const) {
+    const value = (p as unknown as Record<string, unknown>)[key];
+    if (value !== undefined && (!older || CALL_FIELDS.has(key))) data[key] = value as JsonObject[string];
+  }
+  if (data.text_offset === undefined) data.text_offset = draft.rows.get(placeholderId(p.reply_to, p.call_id))?.component_data.text_offset ?? 0;
+  draft.rows.delete(placeholderId(p.reply_to, p.call_id));
+  draft.rows.set(p.message_id, {
+    ...(existing ?? {
+      id: p.message_id,
+      session: draft.sessionId,
+      message_type: MessageType.TOOL,
+      content: "",
+      files: [],
+      reply_to: p.reply_to,
+      stream_sequence: 0,
+      timestamp: p.timestamp,
+    }),
+    component_type: p.name,
+    component_data: data,
+    processing_status: older ? existing.processing_status : p.status,
+  });
+  // A result of a step not known yet: its arguments and place are in the row.
+  if (!existing && !("arguments" in p)) draft.read(BuiltinModel.MESSAGE, p.message_id);
 }
 
 function applyModelChange(draft: Draft, p: ModelChangeEvent): void {
@@ -323,6 +494,7 @@ function applyChunk(draft: Draft, event: TextChunkEvent): void {
   const row = draft.rows.get(event.message_id);
   // A finished row is the whole truth: later chunks (a late transport) change nothing.
   if (row && FINISHED_STATUSES.has(row.processing_status)) return;
+  if (row) seedStream(draft, event.message_id);
   const stream = draft.stream(event.message_id);
   stream.applyChunk(event);
   // Not read yet, or a gap: the row gives what came before.
@@ -334,13 +506,25 @@ function applyChunk(draft: Draft, event: TextChunkEvent): void {
   if (stream.needsRow) draft.read(BuiltinModel.MESSAGE, event.message_id, GAP_RETRY_DELAY);
 }
 
+/**
+ * Start a message's assembler from its row when it has none: a row that is not streaming (a reply
+ * waiting for an approval) gets chunks again when its turn resumes, after the text it has.
+ */
+function seedStream(draft: Draft, messageId: string): void {
+  const row = draft.rows.get(messageId);
+  if (!row || draft.peekStream(messageId)) return;
+  draft.stream(messageId).applyRow({ content: row.content, stream_sequence: row.stream_sequence, processing_status: ProcessingStatus.STREAMING });
+}
+
 /** Copy a message's assembled text into its row (the row is streaming while it streams). */
 function showStream(draft: Draft, messageId: string): void {
   const row = draft.rows.get(messageId);
   const stream = draft.peekStream(messageId);
   if (!row || !stream || FINISHED_STATUSES.has(row.processing_status)) return;
   if (row.content === stream.text && row.stream_sequence === stream.sequence) return;
-  draft.rows.set(messageId, { ...row, content: stream.text, stream_sequence: stream.sequence, processing_status: ProcessingStatus.STREAMING });
+  // The last chunks of a reply that now waits for an approval: its status stays.
+  const status = row.processing_status === ProcessingStatus.AWAITING_APPROVAL ? row.processing_status : ProcessingStatus.STREAMING;
+  draft.rows.set(messageId, { ...row, content: stream.text, stream_sequence: stream.sequence, processing_status: status });
 }
 
 /** Take a message row from the server, keeping streamed text that is newer than the row's. */
@@ -352,6 +536,11 @@ function mergeMessage(draft: Draft, row: MessageRow): void {
   }
   const existing = draft.rows.get(row.id);
   if (existing && !existing.local && !isNotOlder(row, existing)) return;
+  if (isToolRow(row)) {
+    // A read that started before the step moved on (an event said so) is older than it.
+    if (existing && stepRank(row.processing_status) < stepRank(existing.processing_status)) return;
+    if (row.reply_to) draft.rows.delete(placeholderId(row.reply_to, callIdOf(row)));
+  }
   draft.rows.set(row.id, { ...row });
   if (row.processing_status !== ProcessingStatus.STREAMING) {
     // Finished (the whole truth), or not streaming at all.
@@ -386,7 +575,7 @@ function applySync(draft: Draft, action: Extract<StoreAction, { type: "synced" }
   const seen = new Set(action.messages.map((m) => m.id));
   for (const [id, row] of draft.rows) {
     // Rows that arrived while the read ran (from a refetch) are newer than it: they stay.
-    if (action.known.has(id) && !seen.has(id) && !row.local && row.processing_status !== ProcessingStatus.STREAMING) {
+    if (action.known.has(id) && !seen.has(id) && !row.local && !row.placeholder && row.processing_status !== ProcessingStatus.STREAMING) {
       draft.rows.delete(id);
       draft.dropStream(id);
     }

@@ -11,10 +11,60 @@
 import type { ConversationClientError } from "../errors.js";
 import type { ChannelState } from "../realtime/types.js";
 import type { StreamAssembler } from "../stream.js";
-import type { FileRow, MessageRow, SessionRow, WidgetRow } from "../types.js";
+import type { ProcessingStatus } from "../constants.js";
+import type { FileRow, MessageRow, SessionRow, ToolStepData, WidgetRow } from "../types.js";
+
+/**
+ * One tool call of an agent's reply (a `tool` message; docs/tools.md, "Tool steps"): the row's
+ * `component_data` (`ToolStepData`) plus what the store knows of it.
+ */
+export interface ToolStep extends ToolStepData {
+  /**
+   * The tool message's id; `null` while the call is only known from `tool_call_start` (the model
+   * is still writing it, no row exists yet).
+   */
+  id: string | null;
+  /** The user message the reply answers. */
+  reply_to: string;
+  /**
+   * The step's `processing_status`: `processing` (running), `awaiting_approval` (waiting for the
+   * user), `pending` (approved, runs when the turn resumes; also a call still being written),
+   * then `completed`, `failed` (tool error, invalid arguments, rejected, expired) or `cancelled`.
+   */
+  status: ProcessingStatus;
+  /** What the model was told (the row's `content`): the result as text, or the error's JSON. */
+  content: string;
+  timestamp: string;
+  /** The step waits for the user's answer: offer `approve()` / `reject()`. */
+  awaitingApproval: boolean;
+  /** This store is sending an answer (`approve()` / `reject()`) for the step. */
+  answering: boolean;
+}
+
+/**
+ * A piece of an agent's reply, in order (docs/sdk.md, "Parts of a reply"): the reply's text cut
+ * where its tool steps and widgets sit (their `text_offset`). `key` is stable while the reply
+ * changes (a UI's list key).
+ */
+export type MessagePart =
+  | { type: "text"; key: string; text: string }
+  | { type: "tool"; key: string; step: ToolStep }
+  | { type: "widget"; key: string; message: ConversationMessage; widget: WidgetRow | null };
 
 /** A message as the store shows it. */
 export interface ConversationMessage extends MessageRow {
+  /**
+   * An agent message's reply in order: text, tool steps and widgets (the tool and widget
+   * messages answering the same user message). Empty for the other messages.
+   */
+  parts: MessagePart[];
+  /** The tool step of a `tool` message; null for the other messages. */
+  step: ToolStep | null;
+  /**
+   * The agent message whose `parts` show this tool or widget message; null when it shows on its
+   * own (other kinds, or a reply that has no agent message yet: its steps come first).
+   */
+  partOf: string | null;
   /** The widget of a `widget` message, once known. */
   widget: WidgetRow | null;
   /** The file rows of the message that the store knows. */
@@ -45,9 +95,11 @@ export interface UploadState {
  * - `idle`: nothing is happening;
  * - `sending`: a message or its files are being sent;
  * - `waiting`: the server has the message, the agent has not started streaming yet;
- * - `streaming`: the agent is streaming its reply.
+ * - `streaming`: the agent is streaming its reply;
+ * - `awaiting_approval`: the reply waits for the user to approve or reject a tool call
+ *   (`pendingApprovals`); no turn runs meanwhile.
  */
-export type ConversationPhase = "loading" | "idle" | "sending" | "waiting" | "streaming";
+export type ConversationPhase = "loading" | "idle" | "sending" | "waiting" | "streaming" | "awaiting_approval";
 
 export interface ConversationState {
   sessionId: string;
@@ -61,6 +113,8 @@ export interface ConversationState {
   busy: boolean;
   /** The agent message being streamed, if any. */
   streamingMessageId: string | null;
+  /** Tool steps waiting for the user's answer, in order (`approve()` / `reject()`). */
+  pendingApprovals: ToolStep[];
   /** The realtime state of the conversation's channel. */
   connection: ChannelState;
   /** The last error (loading, sending, realtime); cleared by `clearError()`. */
@@ -78,6 +132,8 @@ export interface StoredMessage extends MessageRow {
   operationId?: string;
   /** What `retry()` sends again: the attachments, uploaded ones by their id. */
   attachmentsToSend?: Attachment[];
+  /** A tool step known only from `tool_call_start`: no row yet (its id is the store's own). */
+  placeholder?: boolean;
 }
 
 export interface StoreState {
@@ -93,6 +149,8 @@ export interface StoreState {
   readonly ownOperations: ReadonlySet<string>;
   /** Confirmed pk -> the local message it replaces once its row is read. */
   readonly adoptions: ReadonlyMap<string, string>;
+  /** Tool steps this store is answering (`approve()` / `reject()` sent, no answer yet). */
+  readonly answering: ReadonlySet<string>;
   readonly connection: ChannelState;
   readonly error: ConversationClientError | null;
   /** The first full read is done. */
@@ -111,6 +169,7 @@ export function initialState(sessionId: string): StoreState {
     streams: new Map(),
     ownOperations: new Set(),
     adoptions: new Map(),
+    answering: new Set(),
     connection: "connecting",
     error: null,
     loaded: false,

@@ -1,11 +1,13 @@
 /**
- * The public snapshot of a store state: messages in order with their widget and attachments, the
- * phase and `busy`. A pure function of the state; the store builds it once per state it shows.
+ * The public snapshot of a store state: messages in order with their widget and attachments, each
+ * agent message's parts (its text cut where its tool steps and widgets sit), the steps awaiting an
+ * approval, the phase and `busy`. A pure function of the state; the store builds it once per state
+ * it shows.
  */
 
-import { MessageType, ProcessingStatus } from "../constants.js";
-import type { FileRow, MessageRow, WidgetRow } from "../types.js";
-import type { ConversationMessage, ConversationPhase, ConversationState, StoreState } from "./state.js";
+import { ApprovalStatus, MessageType, ProcessingStatus } from "../constants.js";
+import type { FileRow, Json, JsonObject, MessageRow, ToolApproval, ToolStepError, WidgetRow } from "../types.js";
+import type { ConversationMessage, ConversationPhase, ConversationState, MessagePart, StoredMessage, StoreState, ToolStep } from "./state.js";
 
 const BUSY_USER = new Set<string>([ProcessingStatus.PENDING, ProcessingStatus.PROCESSING]);
 
@@ -22,11 +24,15 @@ export function view(state: StoreState): ConversationState {
     return typeRank(a) - typeRank(b);
   });
   const messages: ConversationMessage[] = stored.map((row) => {
-    const { local, sendError, operationId: _op, attachmentsToSend: _files, ...rest } = row;
+    const { local, sendError, operationId: _op, attachmentsToSend: _files, placeholder: _placeholder, ...rest } = row;
     void _op;
     void _files;
+    void _placeholder;
     return {
       ...rest,
+      parts: [],
+      step: row.message_type === MessageType.TOOL ? toolStep(row, state.answering) : null,
+      partOf: null,
       files: row.files ?? [],
       widget: widgetsByMessage.get(row.id) ?? null,
       attachments: (row.files ?? []).map((id) => state.files.get(id)).filter((f): f is FileRow => !!f),
@@ -35,8 +41,12 @@ export function view(state: StoreState): ConversationState {
       sendError: sendError ?? null,
     };
   });
+  placeParts(messages);
+  const pendingApprovals = messages.flatMap((m) => (m.step?.awaitingApproval ? [m.step] : []));
   const streaming = messages.find((m) => m.streaming) ?? null;
   const waiting = messages.some((m) => m.message_type === MessageType.USER && !m.local && BUSY_USER.has(m.processing_status));
+  const awaiting =
+    pendingApprovals.length > 0 || messages.some((m) => m.message_type === MessageType.USER && m.processing_status === ProcessingStatus.AWAITING_APPROVAL);
   const sending = messages.some((m) => m.local && !m.sendError) || state.uploads.some((u) => u.status === "uploading");
   const phase: ConversationPhase = !state.loaded
     ? "loading"
@@ -46,7 +56,9 @@ export function view(state: StoreState): ConversationState {
         ? "sending"
         : waiting
           ? "waiting"
-          : "idle";
+          : awaiting
+            ? "awaiting_approval"
+            : "idle";
   return {
     sessionId: state.sessionId,
     session: state.session,
@@ -57,6 +69,7 @@ export function view(state: StoreState): ConversationState {
     phase,
     busy: !!streaming || waiting || sending,
     streamingMessageId: streaming?.id ?? null,
+    pendingApprovals,
     connection: state.connection,
     error: state.error,
     loaded: state.loaded,
@@ -70,6 +83,83 @@ export function summarize(state: ConversationState): string {
     .join(" ");
   const uploads = state.uploads.map((u) => `${u.filename}:${u.status}:${u.file?.extraction_status ?? "-"}`).join(" ");
   return `phase=${state.phase} busy=${state.busy} connection=${state.connection} error=${state.error?.code ?? "none"} messages=[${messages}] uploads=[${uploads}]`;
+}
+
+/** The tool step of a `tool` row (its `component_data`, read defensively: it is the server's JSON). */
+function toolStep(row: StoredMessage, answering: ReadonlySet<string>): ToolStep {
+  const d = row.component_data ?? {};
+  const approval = isObject(d.approval) ? (d.approval as unknown as ToolApproval) : null;
+  const status = row.processing_status;
+  return {
+    id: row.placeholder ? null : row.id,
+    reply_to: row.reply_to ?? "",
+    status,
+    call_id: typeof d.call_id === "string" ? d.call_id : "",
+    name: typeof d.name === "string" ? d.name : row.component_type,
+    arguments: isObject(d.arguments) ? d.arguments : {},
+    round: typeof d.round === "number" ? d.round : 0,
+    index: typeof d.index === "number" ? d.index : 0,
+    text_offset: typeof d.text_offset === "number" ? d.text_offset : 0,
+    result: d.result ?? null,
+    error: isObject(d.error) ? (d.error as unknown as ToolStepError) : null,
+    duration_ms: typeof d.duration_ms === "number" ? d.duration_ms : null,
+    approval,
+    content: row.content,
+    timestamp: row.timestamp,
+    awaitingApproval: status === ProcessingStatus.AWAITING_APPROVAL && (!approval || approval.status === ApprovalStatus.PENDING),
+    answering: !row.placeholder && answering.has(row.id),
+  };
+}
+
+function isObject(value: Json | undefined): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Fill each agent message's `parts` with its reply's tool and widget messages (the same
+ * `reply_to`), placed in its text by their `text_offset` (UTF-16 units, what `String.length`
+ * counts; a widget's is `metadata.text_offset`). Equal offsets keep the calls' (round, index)
+ * order, else the rows' timestamps. A widget without an offset sits before the text when it was
+ * made before the agent message, else after it.
+ */
+function placeParts(messages: ConversationMessage[]): void {
+  const agents = new Map<string, ConversationMessage>();
+  for (const m of messages) {
+    if (m.message_type === MessageType.AGENT && m.reply_to && !agents.has(m.reply_to)) agents.set(m.reply_to, m);
+  }
+  const items = new Map<string, { message: ConversationMessage; offset: number }[]>();
+  for (const m of messages) {
+    if (m.message_type !== MessageType.TOOL && m.message_type !== MessageType.WIDGET) continue;
+    const agent = m.reply_to ? agents.get(m.reply_to) : undefined;
+    if (!agent) continue;
+    m.partOf = agent.id;
+    const text = agent.content.length;
+    const declared = m.step ? m.step.text_offset : m.metadata?.text_offset;
+    const offset = typeof declared === "number" ? declared : microseconds(m.timestamp) < microseconds(agent.timestamp) ? 0 : text;
+    const list = items.get(agent.id) ?? [];
+    list.push({ message: m, offset: Math.max(0, Math.min(text, offset)) });
+    items.set(agent.id, list);
+  }
+  for (const agent of agents.values()) {
+    const placed = (items.get(agent.id) ?? []).sort((a, b) => {
+      if (a.offset !== b.offset) return a.offset - b.offset;
+      const x = a.message.step;
+      const y = b.message.step;
+      if (x && y && (x.round !== y.round || x.index !== y.index)) return x.round - y.round || x.index - y.index;
+      return microseconds(a.message.timestamp) - microseconds(b.message.timestamp);
+    });
+    const text = agent.content;
+    const parts: MessagePart[] = [];
+    let at = 0;
+    for (const { message, offset } of placed) {
+      if (offset > at) parts.push({ type: "text", key: `${agent.id}:text:${at}`, text: text.slice(at, offset) });
+      at = Math.max(at, offset);
+      if (message.step) parts.push({ type: "tool", key: `${message.step.reply_to}:${message.step.call_id}`, step: message.step });
+      else parts.push({ type: "widget", key: message.id, message, widget: message.widget });
+    }
+    if (at < text.length) parts.push({ type: "text", key: `${agent.id}:text:${at}`, text: text.slice(at) });
+    agent.parts = parts;
+  }
 }
 
 /**

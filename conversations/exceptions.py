@@ -121,6 +121,38 @@ class TurnInterrupted(ConversationError):
     default_detail = "The worker answering this message stopped before it finished."
 
 
+class ApprovalError(ConversationError):
+    """Base class of the refusals of an answer to a tool call's approval
+    (:func:`~django_ai.conversations.turns.approval.answer_approval`)."""
+
+    status_code = 409
+    default_code = ErrorCode.APPROVAL_ALREADY_ANSWERED
+
+
+class NotAToolStep(ApprovalError):
+    """The message answered is not a tool step (``message_type`` ``tool``)."""
+
+    status_code = 400
+    default_code = ErrorCode.NOT_A_TOOL_STEP
+    default_detail = "Only a tool step (a message of type tool) can be approved or rejected."
+
+
+class ApprovalAlreadyAnswered(ApprovalError):
+    """The tool step's approval was answered already, expired, or was cancelled with its turn."""
+
+    status_code = 409
+    default_code = ErrorCode.APPROVAL_ALREADY_ANSWERED
+    default_detail = "This tool call's approval has already been answered."
+
+
+class NotAwaitingApproval(ApprovalError):
+    """The tool step never needed an approval (its tool does not require one)."""
+
+    status_code = 409
+    default_code = ErrorCode.NOT_AWAITING_APPROVAL
+    default_detail = "This tool call does not wait for an approval."
+
+
 class NoActiveConversation(ConversationError, RuntimeError):
     """A helper of ``django_ai.conversations.context`` was called outside an agent's turn."""
 

@@ -14,17 +14,23 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from ..constants import ErrorCode, MessageType, ProcessingStatus
+from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
 from ..exceptions import ContextValidationError, TurnCancelled
 from ..models import ConversationMessage
 from ..signals import turn_failed, turn_finished
 from .lease import db_alias, renew_lease
 from .notify import generic_error_text, logger, publish_status, send_turn_signal
 from .state import TurnState
+from .steps import end_open_steps
 
-__all__ = ["TurnOutcome", "conclude", "finish"]
+__all__ = ["NothingToWaitFor", "TurnOutcome", "conclude", "finish", "suspend"]
+
+#: Where a suspended reply keeps the usage its first runs reported (``report_usage``), so that
+#: the run that resumes it adds to it: ``metadata`` of the agent message, which clients do not read.
+USAGE_BEFORE_RESUME = "usage_before_resume"
 
 
 @dataclass
@@ -89,6 +95,95 @@ class _LeaseLost(Exception):
     pass
 
 
+class NothingToWaitFor(RuntimeError):
+    """The agent raised ``TurnSuspended`` while no tool step of its reply waits for an approval
+    (nor was one answered during this run): the turn fails instead of waiting for nothing."""
+
+
+def _steps_to_wait_for(user_message: ConversationMessage) -> bool:
+    """Whether a tool step of the reply waits for an approval (True), or was answered while this
+    run went on (False: resume at once); NothingToWaitFor when neither."""
+    answered_now = Q(processing_status=ProcessingStatus.PENDING) | Q(
+        component_data__approval__status__in=[ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED],
+        updated_at__gte=user_message.started_at,
+    )
+    counts = ConversationMessage.objects.filter(reply_to=user_message, message_type=MessageType.TOOL).aggregate(
+        waiting=Count("pk", filter=Q(processing_status=ProcessingStatus.AWAITING_APPROVAL)),
+        answered=Count("pk", filter=answered_now),
+    )
+    if counts["waiting"]:
+        return True
+    if counts["answered"]:
+        return False
+    raise NothingToWaitFor(
+        "The agent raised TurnSuspended, but no tool step of its reply waits for an approval: raise it only "
+        "after creating the steps (message_type 'tool', processing_status 'awaiting_approval')."
+    )
+
+
+def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, Any]) -> TurnOutcome:
+    """Record a turn the agent suspended (``TurnSuspended``): some tool calls wait for approval.
+
+    In one transaction, while the lease is this turn's: the agent message (created when the reply
+    has no text yet) keeps its text so far with status ``awaiting_approval``; the user message
+    becomes ``awaiting_approval`` (``finished_at`` stays empty); the session keeps the Context the
+    tools that ran may have changed. The user message's row is locked first: an answer to the last
+    waiting step (``turns.approval``) locks it too, so whichever commits second sees the other. If
+    every step was answered before this commits, the user message goes back to ``pending``
+    instead, and the runner's loop resumes it at once. No worker or thread waits: the caller
+    releases the lease (``next_pending`` starts nothing newer while a turn of the session awaits).
+    """
+    session, user_message = state.session, state.user_message
+    now = timezone.now()
+    agent_message = state.agent_message
+    try:
+        with transaction.atomic(using=db_alias()):
+            if not renew_lease(session.pk, token):
+                raise _LeaseLost
+            locked = ConversationMessage.objects.select_for_update().filter(pk=user_message.pk)
+            list(locked.values_list("pk", flat=True))
+            waiting = _steps_to_wait_for(user_message)
+            if agent_message is None:
+                agent_message = ConversationMessage(
+                    session=session, message_type=MessageType.AGENT, reply_to=user_message
+                )
+            agent_message.content = state.stream_text
+            agent_message.processing_status = ProcessingStatus.AWAITING_APPROVAL
+            agent_message.stream_sequence = state.sequence
+            agent_message.metrics = metrics
+            agent_message.metadata = {**(agent_message.metadata or {}), USAGE_BEFORE_RESUME: dict(state.usage)}
+            agent_message.save()
+            user_message.processing_status = ProcessingStatus.AWAITING_APPROVAL if waiting else ProcessingStatus.PENDING
+            user_message.save(update_fields=["processing_status", "updated_at"])
+            fields = ["last_message_at", "updated_at"]
+            if state.agent is not None:
+                session.context = state.agent.context.model_dump(mode="json")
+                fields.append("context")
+            session.last_message_at = now
+            session.save(update_fields=fields)
+    except _LeaseLost:
+        logger.warning(
+            "The turn of message %s lost its lease before it could record its suspension for approval; "
+            "crash recovery owns the message now.",
+            user_message.pk,
+        )
+        user_message.refresh_from_db()
+        return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None, lease_lost=True)
+
+    publish_status(user_message)
+    publish_status(agent_message)
+    send_turn_signal(
+        turn_finished,
+        agent_cls,
+        session=session,
+        user_message=user_message,
+        agent_message=agent_message,
+        status=ProcessingStatus.AWAITING_APPROVAL,
+        metrics=metrics,
+    )
+    return TurnOutcome(ProcessingStatus.AWAITING_APPROVAL, state.stream_text, user_message, agent_message)
+
+
 def finish(
     state: TurnState,
     token: str,
@@ -127,6 +222,9 @@ def finish(
             user_message.processing_status = status
             user_message.finished_at = now
             user_message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            if status != ProcessingStatus.COMPLETED:
+                # Tool calls of the reply still running or waiting for an approval end with it.
+                end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
             if notice is not None:
                 error_message = ConversationMessage.objects.create(
                     session=session,

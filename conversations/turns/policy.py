@@ -19,21 +19,31 @@ from ..constants import ConcurrencyPolicy, MessageType, ProcessingStatus
 from ..exceptions import TurnInProgress
 from ..models import ConversationMessage, ConversationSession
 from .notify import publish_status
+from .steps import end_open_steps
 
 __all__ = ["apply_concurrency_policy", "request_cancel"]
 
 
+#: Statuses of a user message whose turn has not ended: waiting for its turn, being answered, or
+#: suspended until the user answers a tool call's approval.
+_UNFINISHED = [ProcessingStatus.PENDING, ProcessingStatus.PROCESSING, ProcessingStatus.AWAITING_APPROVAL]
+
+
 def _busy(session: ConversationSession) -> Any:
-    """The session's user messages waiting or being answered."""
+    """The session's user messages waiting, being answered, or awaiting a tool call's approval."""
     return ConversationMessage.objects.filter(
         session=session,
         message_type=MessageType.USER,
-        processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.PROCESSING],
+        processing_status__in=_UNFINISHED,
     )
 
 
 def request_cancel(session: ConversationSession) -> list[Any]:
-    """Ask the session's running turn to stop and cancel its waiting messages; their ids."""
+    """Ask the session's running turn to stop and cancel its waiting messages; their ids.
+
+    A turn suspended for a tool call's approval runs nowhere: it ends here, its user message, its
+    agent message and its steps still waiting (or approved but not run) ``cancelled``.
+    """
     now = timezone.now()
     with transaction.atomic():
         pks = list(_busy(session).select_for_update().values_list("pk", flat=True))
@@ -42,11 +52,28 @@ def request_cancel(session: ConversationSession) -> list[Any]:
         ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
         # Waiting messages never start; the running one notices the request within half a
         # second (its turn's thread polls) and stops at the agent's next write.
-        for message in ConversationMessage.objects.filter(pk__in=pks, processing_status=ProcessingStatus.PENDING):
+        ended = list(
+            ConversationMessage.objects.filter(
+                pk__in=pks, processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.AWAITING_APPROVAL]
+            )
+        )
+        # The replies of suspended turns (also of those answered but not resumed yet: pending).
+        replies = list(
+            ConversationMessage.objects.filter(
+                reply_to__in=ended,
+                message_type=MessageType.AGENT,
+                processing_status=ProcessingStatus.AWAITING_APPROVAL,
+            )
+        )
+        for message in [*ended, *replies]:
             message.processing_status = ProcessingStatus.CANCELLED
-            message.finished_at = now
-            message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            if message.message_type == MessageType.USER:
+                message.finished_at = now
+                message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            else:
+                message.save(update_fields=["processing_status", "updated_at"])
             transaction.on_commit(partial(publish_status, message, reason="cancelled"))
+        end_open_steps([m.pk for m in ended], status=ProcessingStatus.CANCELLED)
     return pks
 
 

@@ -6,7 +6,8 @@ memory, machine gone): :func:`recover_stale_turns` takes the lease over and, per
 ``STALE_TURN_ACTION``, answers the message again (``"retry"``, at most ``MAX_TURN_ATTEMPTS``
 starts in all) or marks it ``failed`` with a notice (``"fail"``). It also enqueues again the
 ``pending`` messages of idle conversations whose task never ran (e.g. the process died between
-the commit and the enqueue).
+the commit and the enqueue). And it answers as expired the tool calls nobody approved or rejected
+within ``APPROVAL_TIMEOUT`` (``turns.approval.expire_approvals``), resuming their turns.
 
 The sweep hands the conversations to answer to the ``schedule`` callable it is given (the turn
 task passes its own enqueue, the others ``turns.scheduling.schedule_session``), so this module
@@ -25,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from ..agent import ConversationAgent
@@ -37,19 +38,21 @@ from ..registry import registry
 from ..signals import turn_failed, turn_finished
 from .lease import release_lease, stale_leases, take_over_lease
 from .notify import generic_error_text, logger, publish_status, send_turn_signal
+from .steps import end_open_steps, expire_approvals
 
 __all__ = ["RecoveredTurn", "Schedule", "maybe_recover", "recover_stale_turns"]
 
 #: Enqueues the turn of a conversation (its id); see the module docstring.
 Schedule = Callable[[Any], Any]
 
-RETRIED, FAILED, CANCELLED, RESCHEDULED = "retried", "failed", "cancelled", "rescheduled"
+RETRIED, FAILED, CANCELLED, RESCHEDULED, EXPIRED = "retried", "failed", "cancelled", "rescheduled", "expired"
 
 
 @dataclass(frozen=True)
 class RecoveredTurn:
     """One thing recovery did: ``action`` is ``retried``, ``failed``, ``cancelled`` (the user had
-    asked to stop it) or ``rescheduled`` (a waiting message whose task was lost)."""
+    asked to stop it), ``rescheduled`` (a waiting message whose task was lost) or ``expired`` (a
+    tool call nobody approved within ``APPROVAL_TIMEOUT``: ``message_id`` is the tool step's)."""
 
     session_id: Any
     message_id: Any
@@ -101,6 +104,12 @@ def recover_stale_turns(
 
     # Waiting messages of idle conversations whose task never ran. Touching updated_at keeps the
     # next sweeps from enqueueing them again while a backlogged queue works its way to them.
+    # Messages queued behind a turn suspended for approval are not lost: they wait for it.
+    suspended = ConversationMessage.objects.filter(
+        session_id=OuterRef("session_id"),
+        message_type=MessageType.USER,
+        processing_status=ProcessingStatus.AWAITING_APPROVAL,
+    )
     lost = list(
         ConversationMessage.objects.filter(
             message_type=MessageType.USER,
@@ -108,7 +117,9 @@ def recover_stale_turns(
             timestamp__lt=cutoff,
             updated_at__lt=cutoff,
             session__turn_token="",
-        ).values_list("pk", "session_id")[:limit]
+        )
+        .filter(~Exists(suspended))
+        .values_list("pk", "session_id")[:limit]
     )
     if lost:
         ConversationMessage.objects.filter(pk__in=[pk for pk, _ in lost]).update(updated_at=timezone.now())
@@ -116,6 +127,11 @@ def recover_stale_turns(
             if session_id not in reschedule:
                 done.append(RecoveredTurn(session_id, message_id, RESCHEDULED))
             reschedule.add(session_id)
+
+    # Tool calls nobody approved or rejected within APPROVAL_TIMEOUT: answered as expired, and the
+    # turns left with nothing to wait for are resumed.
+    for step in expire_approvals(schedule=schedule, limit=limit):
+        done.append(RecoveredTurn(step.session_id, step.pk, EXPIRED))
 
     for session_id in reschedule:
         try:
@@ -149,6 +165,8 @@ def _recover_message(message_id: Any, action: str) -> RecoveredTurn | None:
             agent_message.processing_status = ProcessingStatus.FAILED
             agent_message.metadata = {**(agent_message.metadata or {}), "interrupted": True}
             agent_message.save(update_fields=["processing_status", "metadata", "updated_at"])
+        # Tool calls the dead worker left running or waiting for an approval end with its turn.
+        end_open_steps([message.pk], status=ProcessingStatus.CANCELLED)
         notice = None
         if message.cancel_requested_at is not None:
             outcome, message.processing_status = CANCELLED, ProcessingStatus.CANCELLED

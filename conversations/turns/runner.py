@@ -29,8 +29,8 @@ from ..signals import turn_started
 from .execution import call_agent
 from .lease import acquire_lease, move_lease, release_lease
 from .notify import generic_error_text, logger, publish_status, send_turn_signal
-from .outcome import TurnOutcome, conclude, finish
-from .state import TurnState
+from .outcome import USAGE_BEFORE_RESUME, NothingToWaitFor, TurnOutcome, conclude, finish, suspend
+from .state import TurnState, TurnSuspended
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -73,11 +73,17 @@ def run_turn(
     if not started:
         user_message.refresh_from_db()
         return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
-    queue_wait_ms = max(int((now - user_message.timestamp).total_seconds() * 1000), 0)
+    # A message that ran before may be a reply suspended for tool approval: one query, only then.
+    suspended = _suspended_reply(user_message) if user_message.attempts else None
+    # A resumed turn waited in the queue since its last answer (the save that made it pending).
+    queued_since = user_message.updated_at if suspended is not None else user_message.timestamp
+    queue_wait_ms = max(int((now - queued_since).total_seconds() * 1000), 0)
     user_message.processing_status = ProcessingStatus.PROCESSING
     user_message.started_at = now
     user_message.attempts = (user_message.attempts or 0) + 1
     publish_status(user_message)
+    if suspended is not None:
+        publish_status(suspended)
 
     # In the order they were attached (the through table's pk), not File's default ordering.
     files = [
@@ -87,6 +93,8 @@ def run_turn(
         .order_by("pk")
     ]
     state = TurnState(session=session, user_message=user_message, files={str(f.pk): f for f in files})
+    if suspended is not None:
+        _continue_reply(state, suspended)
     try:
         agent_cls = registry.get(session.agent_path)
     except AgentNotFound as exc:
@@ -111,6 +119,7 @@ def run_turn(
     send_turn_signal(turn_started, agent_cls, session=session, user_message=user_message)
     response: str | None = None
     error: BaseException | None = None
+    suspension: TurnSuspended | None = None
     reraise: BaseException | None = None
     try:
         # A JSON null written by hand stands for "no state yet", as an empty dict does.
@@ -142,6 +151,19 @@ def run_turn(
             raise TurnCancelled(state.cancel_reason or "cancelled")
     except TurnCancelled as exc:
         error = exc
+    except TurnSuspended as exc:
+        if state.is_cancelled():
+            error = TurnCancelled(state.cancel_reason or "cancelled")
+        else:
+            # The tools that ran before the suspension may have changed the Context: it is saved
+            # with the suspension, so it must fit the agent's Context and be JSON.
+            try:
+                agent.context = agent_cls.validate_context(agent.context)
+                agent_cls.dump_context(agent.context)
+            except Exception as invalid:  # noqa: BLE001 - recorded as the turn's failure
+                error = invalid
+            else:
+                suspension = exc
     except BaseException as exc:  # noqa: BLE001 - any agent failure ends the turn as failed
         # Not only Exception: a BaseException of the agent's (pytest.fail(), a library's timeout,
         # KeyboardInterrupt) must not leave the message "processing" and the lease held; the
@@ -181,23 +203,59 @@ def run_turn(
         **({"file_wait_ms": state.file_wait_ms} if state.file_wait_ms is not None else {}),
         **state.usage,
     }
+    if state.resumed:
+        metrics["resumed"] = True
+    if suspension is not None:
+        try:
+            return suspend(state, token, agent_cls, metrics=metrics)
+        except NothingToWaitFor as exc:
+            error = exc
     outcome = conclude(state, token, agent_cls, response=response, error=error, metrics=metrics, timeout=timeout)
     if reraise is not None:
         raise reraise  # recorded as failed; the process is stopping
     return outcome
 
 
+def _suspended_reply(user_message: ConversationMessage) -> ConversationMessage | None:
+    """The agent message of ``user_message`` suspended for tool approval, now streaming again."""
+    reply = ConversationMessage.objects.filter(
+        reply_to=user_message, message_type=MessageType.AGENT, processing_status=ProcessingStatus.AWAITING_APPROVAL
+    ).first()
+    if reply is not None:
+        reply.processing_status = ProcessingStatus.STREAMING
+        reply.save(update_fields=["processing_status", "updated_at"])
+    return reply
+
+
+def _continue_reply(state: TurnState, reply: ConversationMessage) -> None:
+    """The turn continues the suspended ``reply``: ResponseStream appends to it, and the usage its
+    earlier runs reported is added to."""
+    state.agent_message = reply
+    state.streamed = [reply.content] if reply.content else []
+    state.sequence = state.persisted_sequence = reply.stream_sequence
+    state.resumed = True
+    metadata = dict(reply.metadata or {})
+    usage = metadata.pop(USAGE_BEFORE_RESUME, None)
+    if isinstance(usage, dict):
+        state.usage.update({k: v for k, v in usage.items() if isinstance(v, (int, float))})
+    reply.metadata = metadata
+
+
 def next_pending(session_id: Any) -> ConversationMessage | None:
-    """The oldest user message of the session still waiting for its turn."""
-    return (
+    """The oldest user message of the session still waiting for its turn; None also while an older
+    one's turn is suspended for tool approval (newer messages wait until it ends). One query."""
+    message = (
         ConversationMessage.objects.filter(
             session_id=session_id,
             message_type=MessageType.USER,
-            processing_status=ProcessingStatus.PENDING,
+            processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.AWAITING_APPROVAL],
         )
         .order_by("timestamp", "id")
         .first()
     )
+    if message is None or message.processing_status != ProcessingStatus.PENDING:
+        return None
+    return message
 
 
 def process_pending(

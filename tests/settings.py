@@ -9,6 +9,10 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.shop"]  # noqa: F405
 
 DJANGO_AI = {
     **DJANGO_AI,  # noqa: F405
-    "AGENTS": {**DJANGO_AI.get("AGENTS", {}), "stream-test": "tests.sdk_agents.StreamTestAgent"},  # noqa: F405
+    "AGENTS": {
+        **DJANGO_AI.get("AGENTS", {}),  # noqa: F405
+        "stream-test": "tests.sdk_agents.StreamTestAgent",
+        "ai-sdk-test": "tests.ai_sdk_agents.AISDKTestAgent",
+    },
     "TURN_RECOVERY_IN_WEB": False,  # tests decide when crash recovery runs (tests/test_turn_recovery.py)
 }

@@ -1,5 +1,12 @@
-"""The AI SDK endpoints, included by the app's ``urls.py`` under ``ai-sdk/``."""
+"""The AI SDK endpoints, included by the app's ``urls.py`` under ``ai-sdk/`` (docs/ai-sdk.md)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("chat/", views.ChatView.as_view(), name="ai-sdk-chat"),
+    path("chat", views.ChatView.as_view()),
+    path("chat/<str:session_id>/stream/", views.ChatStreamView.as_view(), name="ai-sdk-chat-stream"),
+    path("chat/<str:session_id>/stream", views.ChatStreamView.as_view()),
+]

@@ -1,0 +1,126 @@
+"""The body ``DefaultChatTransport`` POSTs: ``{"id", "messages", "trigger", "messageId"?}``.
+
+Only the new user message is taken (the last entry of ``messages``); the history the client sends
+is ignored, so a client cannot rewrite earlier turns or put words in the agent's mouth: the
+conversation's rows are the truth.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import ErrorCode
+from ..exceptions import InvalidMessage, InvalidQuery
+
+__all__ = ["FILE_URL_PREFIX", "ChatRequest", "parse_chat_request"]
+
+#: A file part's ``url`` naming a file uploaded with ``POST files/``: ``django-ai-file:<file id>``.
+FILE_URL_PREFIX = "django-ai-file:"
+#: Keys the transport sends (``messageId`` only when regenerating a given message).
+CHAT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
+#: An id the bridge can keep as the message's ``X-Operation-Id`` (printable ASCII, at most 128).
+_OPERATION_ID = re.compile(r"\A[\x21-\x7e]{1,128}\Z")
+_MAX_FILES = 20
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What a POST asks: the conversation, the new message's text and files, the client's id of
+    the message (kept as its operation id, so a retried request makes no second message)."""
+
+    session_id: str
+    text: str
+    file_ids: tuple[str, ...]
+    client_message_id: str | None
+
+
+def _bad(message: str, *, field: str, code: str = ErrorCode.INVALID_REQUEST) -> InvalidQuery:
+    return InvalidQuery(message, code=code, field=field)
+
+
+def parse_chat_request(data: Any) -> ChatRequest:
+    """The request, or a 400 naming what is wrong (``field`` is the body's path to it)."""
+    if not isinstance(data, dict):
+        raise _bad("The request body must be a JSON object.", field="body", code=ErrorCode.INVALID_BODY)
+    for key in data:
+        if key not in CHAT_KEYS:
+            raise InvalidQuery(
+                f"Unknown key {str(key)[:64]!r}: the chat endpoint takes id, messages and trigger.",
+                code=ErrorCode.UNKNOWN_KEY,
+                field=str(key)[:64],
+            )
+    session_id = data.get("id")
+    if not isinstance(session_id, str) or not session_id:
+        raise _bad(
+            "id is required: the id of the conversation (start/ returns it).", field="id", code=ErrorCode.REQUIRED
+        )
+    trigger = data.get("trigger", "submit-message")
+    if trigger != "submit-message":
+        raise _bad(
+            f"trigger {str(trigger)[:32]!r} is not supported: only new messages are (submit-message); "
+            "a reply cannot be regenerated through this endpoint.",
+            field="trigger",
+        )
+    if data.get("messageId") is not None:
+        raise _bad("messageId is not supported: earlier messages cannot be replaced.", field="messageId")
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("messages must be a non-empty list ending with the new user message.", field="messages")
+    last = messages[-1]
+    where = f"messages.{len(messages) - 1}"
+    if not isinstance(last, dict) or last.get("role") != "user":
+        raise _bad(
+            "The last message must be the new user message (role 'user'). Tool approvals are answered "
+            "with POST models/message/<id>/approve/, then resumeStream() (docs/ai-sdk.md).",
+            field=f"{where}.role",
+        )
+    parts = last.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise _bad("The user message needs parts: a text part at least.", field=f"{where}.parts")
+    texts: list[str] = []
+    files: list[str] = []
+    for n, part in enumerate(parts):
+        path = f"{where}.parts.{n}"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _bad("A text part needs its text as a string.", field=f"{path}.text")
+            texts.append(text)
+        elif kind == "file":
+            files.append(_file_id(part.get("url"), f"{path}.url"))
+        else:
+            raise _bad(
+                f"Part type {str(kind)[:32]!r} is not supported in a user message: send text parts and file "
+                f"parts of uploaded files ({FILE_URL_PREFIX}<id>).",
+                field=f"{path}.type",
+            )
+    if len(files) > _MAX_FILES:
+        raise _bad(f"At most {_MAX_FILES} files per message.", field=f"{where}.parts")
+    text = "\n".join(texts)
+    if not text.strip():
+        raise InvalidMessage("The message has no text.", field=f"{where}.parts")
+    client_id = last.get("id")
+    return ChatRequest(
+        session_id=session_id,
+        text=text,
+        file_ids=tuple(dict.fromkeys(files)),
+        client_message_id=client_id if isinstance(client_id, str) and _OPERATION_ID.match(client_id) else None,
+    )
+
+
+def _file_id(url: Any, field: str) -> str:
+    if isinstance(url, str) and url.startswith(FILE_URL_PREFIX):
+        try:
+            return str(uuid.UUID(url.removeprefix(FILE_URL_PREFIX)))
+        except ValueError:
+            pass
+    raise InvalidQuery(
+        f"A file part's url must name an uploaded file: {FILE_URL_PREFIX}<the id POST files/ returned>. "
+        "Data and web URLs are not fetched.",
+        code=ErrorCode.INVALID_REQUEST,
+        field=field,
+    )

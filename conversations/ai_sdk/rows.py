@@ -1,0 +1,122 @@
+"""What the AI SDK endpoints read and write in the database: a reply's saved state, the reply a
+resume request re-attaches to, and the cancel of one reply when its client stops."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..constants import MessageType, ProcessingStatus
+from ..models import ConversationMessage, ConversationWidget
+from ..turns.notify import publish_status
+from .translate import ReplySnapshot, StepRow, WidgetRow
+
+__all__ = ["cancel_reply", "read_reply", "streaming_reply"]
+
+#: User messages whose reply is on its way: a resume request re-attaches to them.
+_UNDER_WAY = (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING)
+
+
+def read_reply(user_message_id: Any) -> ReplySnapshot:
+    """The saved state of the reply to ``user_message_id`` (three small queries: the user
+    message's status, the messages that answer it, their widgets)."""
+    user_status = (
+        ConversationMessage.objects.filter(pk=user_message_id).values_list("processing_status", flat=True).first()
+        or ProcessingStatus.CANCELLED  # deleted meanwhile: nothing more will come
+    )
+    replies = list(
+        ConversationMessage.objects.filter(reply_to_id=user_message_id)
+        .only("id", "message_type", "content", "component_type", "component_data", "processing_status", "metadata")
+        .order_by("timestamp", "id")
+    )
+    widgets = {
+        w.message_id: w
+        for w in ConversationWidget.objects.filter(message_id__in=[m.pk for m in replies if m.message_type == "widget"])
+    }
+    agent_id: str | None = None
+    text = ""
+    notice: str | None = None
+    parts: list[tuple[float, int, StepRow | WidgetRow]] = []
+    for n, message in enumerate(replies):
+        if message.message_type == MessageType.AGENT and agent_id is None:
+            agent_id, text = str(message.pk), message.content
+        elif message.message_type == MessageType.SYSTEM:
+            notice = message.content
+        elif message.message_type == MessageType.TOOL:
+            data = message.component_data if isinstance(message.component_data, dict) else {}
+            offset = data.get("text_offset")
+            step = StepRow(
+                message_id=str(message.pk),
+                call_id=str(data.get("call_id") or message.pk),
+                name=str(data.get("name") or message.component_type),
+                arguments=data.get("arguments") or {},
+                status=message.processing_status,
+                result=data.get("result"),
+                error=data.get("error") if isinstance(data.get("error"), dict) else None,
+                text_offset=offset if isinstance(offset, int) else None,
+            )
+            parts.append((_order(step.text_offset), n, step))
+        elif message.message_type == MessageType.WIDGET and message.pk in widgets:
+            widget = widgets[message.pk]
+            offset = (message.metadata or {}).get("text_offset") if isinstance(message.metadata, dict) else None
+            row = WidgetRow(
+                widget_id=str(widget.pk),
+                message_id=str(message.pk),
+                widget_type=widget.widget_type,
+                data=widget.data,
+                display_data=widget.display_data,
+                text_offset=offset if isinstance(offset, int) else None,
+            )
+            parts.append((_order(row.text_offset), n, row))
+    parts.sort(key=lambda item: (item[0], item[1]))
+    return ReplySnapshot(
+        user_status=user_status, agent_id=agent_id, text=text, parts=tuple(p for _, _, p in parts), notice=notice
+    )
+
+
+def _order(offset: int | None) -> float:
+    # Rows without an offset (made before offsets were recorded) keep their time order after
+    # the placed ones.
+    return float("inf") if offset is None else float(offset)
+
+
+def streaming_reply(session_id: Any) -> ConversationMessage | None:
+    """The user message of ``session_id`` whose reply is being written or waits its turn (the
+    oldest, as turns run in order), or None."""
+    return (
+        ConversationMessage.objects.filter(
+            session_id=session_id, message_type=MessageType.USER, processing_status__in=_UNDER_WAY
+        )
+        .order_by("timestamp", "id")
+        .first()
+    )
+
+
+def cancel_reply(user_message_id: Any) -> bool:
+    """Stop the reply to one user message, as ``cancel/`` does for a whole conversation: a
+    message still waiting is cancelled at once, a running turn is asked to stop (it stops at the
+    agent's next write). Other messages of the conversation are left alone. False when the
+    message had already ended."""
+    now = timezone.now()
+    with transaction.atomic():
+        message = (
+            ConversationMessage.objects.select_for_update()
+            .filter(pk=user_message_id, processing_status__in=_UNDER_WAY)
+            .first()
+        )
+        if message is None:
+            return False
+        fields = ["updated_at"]
+        if message.cancel_requested_at is None:
+            message.cancel_requested_at = now
+            fields.append("cancel_requested_at")
+        if message.processing_status == ProcessingStatus.PENDING:
+            message.processing_status = ProcessingStatus.CANCELLED
+            message.finished_at = now
+            fields += ["processing_status", "finished_at"]
+            transaction.on_commit(partial(publish_status, message, reason="cancelled"))
+        message.save(update_fields=fields)
+    return True

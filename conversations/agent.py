@@ -140,6 +140,39 @@ class ConversationAgent:
             f"{type(self).__name__} must implement get_response(self, message, request=None, **kwargs)."
         )
 
+    def history(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        include_files: bool = False,
+        include_failed: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The conversation so far, for a model: OpenAI / litellm chat messages, oldest first,
+        ending with the message being answered (``self.message``) and, when the turn resumes after
+        an approval, the reply's text and tool steps so far.
+
+        Earlier replies come with their tool calls and results; system notices and widgets are left
+        out, and so are failed or cancelled turns unless ``include_failed``. ``include_files``
+        adds the extracted text of attached files to their message. ``max_messages`` and
+        ``max_tokens`` (an estimate: characters / 4) drop whole turns, oldest first; the current
+        one is always kept. The system prompt is yours to put first. One database query (two with
+        ``include_files``); inside a turn it runs on the turn's thread, so sync and async agents
+        call it alike. Outside a turn (tests) build the agent with ``session=`` and ``message=``
+        and call it from sync code.
+        """
+        # Not at the top: history.py reads the models, and agent modules import this one before
+        # Django's app registry is ready.
+        from .history import agent_history
+
+        return agent_history(
+            self,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
+            include_files=include_files,
+            include_failed=include_failed,
+        )
+
     @property
     def cancelled(self) -> bool:
         """True once the turn was cancelled (or timed out); stop working when it is."""

@@ -27,6 +27,7 @@ from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatu
 from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, WidgetNotFound
 from .internal.jsonsafe import json_problem
 from .realtime import get_backend, publish
+from .realtime.coalescer import utf16_len
 from .turns.state import TurnState, current_turn
 
 logger = logging.getLogger("django_ai.conversations.realtime")
@@ -34,6 +35,7 @@ logger = logging.getLogger("django_ai.conversations.realtime")
 __all__ = [
     "ResponseStream",
     "current_session",
+    "current_text_offset",
     "display_widget",
     "get_file_text",
     "report_usage",
@@ -190,7 +192,9 @@ def display_widget(
     """Show a UI component in the conversation; returns the ConversationWidget row.
 
     Saves a ``widget`` message and a ConversationWidget, and sends a ``widget`` event carrying the
-    widget id so clients can reconcile it with the synced rows.
+    widget id so clients can reconcile it with the synced rows. The message's
+    ``metadata["text_offset"]`` is where the widget sits in the reply's text (UTF-16 units), so
+    clients place it among the reply's parts.
     """
     state = _require_turn("display_widget()")
     if not isinstance(widget_type, str) or not widget_type or len(widget_type) > 100:
@@ -202,6 +206,9 @@ def display_widget(
     display_data = _json_dict(display_data, "display_data")
     from .models import ConversationMessage, ConversationWidget  # not at import: see the module docstring
 
+    # Where the widget sits in the reply's text (UTF-16 units, as the SDK counts): parts order.
+    text_offset = current_text_offset()
+
     def create() -> ConversationWidget:
         with transaction.atomic():
             message = ConversationMessage.objects.create(
@@ -210,6 +217,7 @@ def display_widget(
                 component_type=widget_type,
                 component_data=data,
                 reply_to=state.user_message,
+                metadata={"text_offset": text_offset},
             )
             return ConversationWidget.objects.create(
                 session=state.session,
@@ -343,6 +351,12 @@ def wait_for_file_text(file_id: Any, timeout: float = 30.0, poll_interval: float
             return None
         state.raise_if_cancelled()
         time.sleep(poll_interval)
+
+
+def current_text_offset() -> int:
+    """How far the reply being written has streamed, in UTF-16 units (JavaScript's ``length``):
+    the ``text_offset`` that places a widget or a tool step among the reply's text."""
+    return utf16_len(_require_turn("current_text_offset()").stream_text)
 
 
 def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: Any) -> None:

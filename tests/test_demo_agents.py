@@ -222,18 +222,20 @@ def test_sales_agent_calls_tools_with_context_injected(rf, tier, tool_result, ex
     session = ConversationSession.objects.get(pk=started["session_id"])
     result = ConversationService.send_message(session.id, "Can I use pro-features?", request=request)
     assert result["status"] == "success"
-    widget = ConversationWidget.objects.get(session=session, widget_type="tool_call")
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
     # The model supplied only product_id; user_id and account_tier came from the Context.
-    assert widget.data["name"] == "check_eligibility"
-    assert widget.data["arguments"] == {"product_id": "pro-features"}
-    assert tool_result in widget.data["result"]
+    assert step.component_type == "check_eligibility" == step.component_data["name"]
+    assert step.component_data["arguments"] == {"product_id": "pro-features"}
+    assert tool_result in step.component_data["result"] and step.content == step.component_data["result"]
+    assert step.processing_status == ProcessingStatus.COMPLETED
     # The answer words the tool's result for the customer instead of repeating it.
     assert result["response"].startswith(expected) and "User " not in result["response"]
     agent = ConversationMessage.objects.get(pk=result["message_id"])
     assert agent.message_type == MessageType.AGENT and agent.processing_status == ProcessingStatus.COMPLETED
-    # The tool call shows above the answer it led to.
-    assert widget.message.timestamp < agent.timestamp
+    # The tool step sits before the answer's text (no text was streamed before the call).
+    assert step.component_data["text_offset"] == 0 and step.reply_to_id == agent.reply_to_id
     assert agent.metrics.get("completion_tokens", 0) > 0
+    assert not ConversationWidget.objects.filter(session=session).exists()  # steps, not tool_call widgets
 
 
 def test_sales_agent_searches_the_catalogue():
@@ -241,7 +243,43 @@ def test_sales_agent_searches_the_catalogue():
     result = send(session, "What products do you sell?")
     for product in CATALOGUE.values():
         assert product["name"] in result["response"]
-    assert ConversationWidget.objects.get(session=session).data["name"] == "search_products"
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
+    assert step.component_data["name"] == "search_products" and len(step.component_data["result"]) == 4
+
+
+def test_sales_agent_answers_a_follow_up_from_the_history():
+    """ "and the other one?" names no product: the offline model finds it in the earlier turn it is
+    sent (history), as a real model would."""
+    session = ConversationService.create_session("sales", anonymous_id=ANON, context={"account_tier": "premium"})
+    first = send(session, "Can I use pro-features or api-access?")
+    assert first["response"].startswith("Yes: Pro features")
+    second = send(session, "And the other one?")
+    assert second["response"].startswith("Yes: API access"), second["response"]
+    steps = ConversationMessage.objects.filter(session=session, message_type=MessageType.TOOL).order_by("timestamp")
+    assert [s.component_data["arguments"]["product_id"] for s in steps] == ["pro-features", "api-access"]
+
+
+def test_sales_agent_applies_a_small_discount_without_asking():
+    session = ConversationService.create_session("sales", anonymous_id=ANON)
+    result = send(session, "Can I get a 5 % discount on team-seats?")
+    assert result["response"] == "Done: 5 % off Extra team seats is applied to your account."
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
+    assert step.component_data["approval"] is None and step.processing_status == ProcessingStatus.COMPLETED
+    session.refresh_from_db()
+    assert session.context["discounts"] == {"team-seats": 5}
+
+
+def test_sales_agent_asks_approval_for_a_large_discount():
+    """A discount over 10 % is recorded as a step awaiting approval and the turn is suspended (the
+    approval round trip itself is tested in tests/test_turn_approval.py)."""
+    session = ConversationService.create_session("sales", anonymous_id=ANON)
+    send(session, "I would like a 20% discount on pro-features")
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
+    assert step.processing_status == ProcessingStatus.AWAITING_APPROVAL
+    assert step.component_data["arguments"] == {"product_id": "pro-features", "percent": 20}
+    assert step.component_data["approval"]["status"] == "pending"
+    session.refresh_from_db()
+    assert session.context.get("discounts", {}) == {}  # not applied
 
 
 def test_sales_tool_schema_hides_context_parameters():
@@ -275,4 +313,4 @@ def test_sales_agent_uses_litellm_when_a_model_is_configured(monkeypatch):
         result = send(session, "I need help faster")
     assert result["response"] == "Priority support it is."
     assert [r.model for r in model.requests] == ["gpt-4o-mini", "gpt-4o-mini"]
-    assert model.requests[0].tool_names == ["search_products", "check_eligibility"]
+    assert model.requests[0].tool_names == ["search_products", "check_eligibility", "apply_discount"]

@@ -117,7 +117,7 @@ def test_event_table_names_every_event():
 
 @pytest.mark.django_db(transaction=True)
 def test_real_payloads_match_the_ts_event_table(events, monkeypatch):
-    """Turns of the demo's support agent send every kind of event; each payload must have exactly
+    """Turns of the demo's support and sales agents send every kind of event; each payload must have exactly
     the TS interface's fields (required ones always, optional ones maybe, nothing else). A
     transactional test: model_change events go out on commit."""
     from agents import chat_agents
@@ -129,6 +129,10 @@ def test_real_payloads_match_the_ts_event_table(events, monkeypatch):
     send("book a call")
     slot = session.widgets.get().data["available_slots"][0]
     send(f"Book {slot}")
+    # The sales agent's tool loop sends the three tool_call events (one call runs, one waits for approval).
+    sales = ConversationService.create_session("sales", anonymous_id="anon_" + "c" * 43)
+    ConversationService.send_message(session_id=sales.id, message="Can I use pro-features?")
+    ConversationService.send_message(session_id=sales.id, message="A 20 % discount on pro-features, please")
     table = ts_event_fields()
     seen = set()
     for captured in events.events:

@@ -18,7 +18,7 @@ from .calls import ToolCall
 from .errors import ToolCallError
 from .schema import named_tools, spec_of
 
-__all__ = ["adispatch_tool_call", "dispatch_tool_call"]
+__all__ = ["PreparedToolCall", "adispatch_tool_call", "dispatch_tool_call", "prepare_tool_call"]
 
 _P = inspect.Parameter
 
@@ -124,6 +124,60 @@ def _prepare(
         else:
             kwargs[param] = value
     return func, request, args, kwargs, values
+
+
+@dataclass(frozen=True)
+class PreparedToolCall:
+    """A tool call read and validated but not run: from :func:`prepare_tool_call`.
+
+    For loops that decide something between validation and the call (ask for approval, record the
+    step): ``arguments`` are the validated visible arguments by parameter name, ``raw_arguments``
+    what the model sent; ``call()`` runs the tool (a coroutine for an ``async def`` tool) and
+    ``done(result)`` wraps its result as :func:`dispatch_tool_call` does.
+    """
+
+    name: str
+    call_id: str | None
+    func: Callable[..., Any]
+    arguments: dict[str, Any]
+    raw_arguments: dict[str, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @property
+    def is_async(self) -> bool:
+        return _is_async(self.func)
+
+    def call(self) -> Any:
+        return self.func(*self.args, **self.kwargs)
+
+    def done(self, result: Any) -> ToolCall:
+        return ToolCall(
+            name=self.name, arguments=self.arguments, result=result, id=self.call_id, raw_arguments=self.raw_arguments
+        )
+
+
+def prepare_tool_call(
+    tools: Iterable[Callable[..., Any]] | Mapping[str, Callable[..., Any]],
+    call: Any,
+    arguments: str | Mapping[str, Any] | None = None,
+    *,
+    call_id: str | None = None,
+) -> PreparedToolCall:
+    """Read and validate a tool call as :func:`dispatch_tool_call` does, without running it.
+
+    Raises :class:`ToolCallError` for an unknown tool or bad arguments.
+    """
+    func, request, args, kwargs, values = _prepare(tools, call, arguments, call_id)
+    return PreparedToolCall(
+        name=request.name,
+        call_id=request.call_id,
+        func=func,
+        arguments=values,
+        raw_arguments=request.arguments,
+        args=tuple(args),
+        kwargs=kwargs,
+    )
 
 
 def dispatch_tool_call(

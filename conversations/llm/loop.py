@@ -1,0 +1,160 @@
+"""One model call of the loop: stream its text to the reply, collect its tool calls, report its
+usage (:func:`stream_completion`); and the model a declaration names, resolved to an
+``acompletion`` function (:func:`completion_function`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..constants import EventName
+from ..context import ResponseStream, report_usage
+from ..realtime import publish
+from ..tools.calls import ToolCallCollector
+from ..turns.state import current_turn
+from .steps import new_call_id
+
+__all__ = ["CompletionResult", "completion_function", "stream_completion"]
+
+Completion = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class CompletionResult:
+    """What one streamed model call gave: its text, its tool calls (dicts shaped like an assistant
+    message's ``tool_calls``, each with an ``id``), its finish reason and usage (as reported)."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def as_message(self) -> dict[str, Any]:
+        """The ``{"role": "assistant", ...}`` message to append to the model's messages."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return message
+
+
+def completion_function(model: Any) -> tuple[str | None, Completion]:
+    """The model name to send and the ``acompletion`` function to call, for a declaration's ``model``.
+
+    A str is a litellm model name (``"gpt-4o-mini"``, ``"anthropic/claude-..."``): litellm's
+    ``acompletion`` (looked up on each call, so ``FakeModel.patch("litellm")`` reaches it). An
+    object with ``acompletion`` (a :class:`~django_ai.conversations.testing.FakeModel`) answers
+    itself; a bare async function is called as ``acompletion``.
+    """
+    if isinstance(model, str):
+        try:
+            # Here, not at the top: litellm is an optional extra, and importing it costs a second.
+            import litellm
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"The model {model!r} is a litellm model name, but litellm is not installed: "
+                "pip install 'django-ai-first[llm]' (or declare model = FakeModel(...) for tests)."
+            ) from exc
+        return model, litellm.acompletion
+    acompletion = getattr(model, "acompletion", None)
+    if callable(acompletion):
+        name = getattr(model, "model", None)
+        return (name if isinstance(name, str) else None), acompletion
+    if callable(model):
+        return None, model
+    raise ImproperlyConfigured(
+        f"An LLM agent's model must be a litellm model name (str), an object with acompletion() such as "
+        f"FakeModel(...), or an async completion function; not {model!r}."
+    )
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def _usage_numbers(usage: Any) -> dict[str, Any]:
+    if usage is None:
+        return {}
+    numbers = {}
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = _get(usage, key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[key] = value
+    return numbers
+
+
+async def stream_completion(
+    model: Any,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    stream: ResponseStream | None = None,
+    round: int = 0,
+    **kwargs: Any,
+) -> CompletionResult:
+    """Call the model once, streaming: its text goes to ``stream`` (which opens with the first
+    text, so tool calls made before any text show above the answer), its tool calls are
+    collected, and its usage is added to the turn (``report_usage``).
+
+    ``model`` is what :func:`completion_function` takes; ``tools`` are tool definitions
+    (``tool_schemas(...)``); ``kwargs`` go to ``acompletion`` (``temperature``...). Inside a turn,
+    ``tool_call_start`` is sent when a call first shows in the stream (``round`` is its round),
+    and the turn's cancel is checked between chunks (``TurnCancelled``).
+    """
+    name, acompletion = completion_function(model)
+    state = current_turn.get()
+    if state is not None:
+        state.raise_if_cancelled()
+    request: dict[str, Any] = {"model": name, "messages": messages, "stream": True, **kwargs}
+    if tools:
+        request["tools"] = tools
+    response = await acompletion(**request)
+    collector = ToolCallCollector()
+    announced: set[int] = set()
+    text: list[str] = []
+    result = CompletionResult()
+    usage: Any = None
+    async for chunk in response:
+        if state is not None:
+            state.raise_if_cancelled()
+        usage = _get(chunk, "usage") or usage
+        choices = _get(chunk, "choices") or ()
+        if not choices:
+            continue
+        choice = choices[0]
+        result.finish_reason = _get(choice, "finish_reason") or result.finish_reason
+        delta = _get(choice, "delta")
+        if delta is None:
+            continue
+        content = _get(delta, "content")
+        if content:
+            text.append(content)
+            if stream is not None:
+                stream.write(content)
+        if _get(delta, "tool_calls"):
+            collector.add(delta)
+            for index, call in enumerate(collector.calls):
+                if index in announced or not call["function"]["name"]:
+                    continue
+                announced.add(index)
+                call["id"] = call["id"] or new_call_id()
+                if state is not None:
+                    publish(
+                        EventName.TOOL_CALL_START,
+                        session_id=state.session.pk,
+                        reply_to=state.user_message.pk,
+                        call_id=call["id"],
+                        name=call["function"]["name"],
+                        round=round,
+                        index=index,
+                    )
+    for call in collector.calls:
+        call["id"] = call["id"] or new_call_id()
+    result.text = "".join(text)
+    result.tool_calls = collector.calls
+    result.usage = _usage_numbers(usage)
+    if state is not None and result.usage:
+        report_usage(**result.usage)
+    return result

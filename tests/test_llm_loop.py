@@ -1,0 +1,429 @@
+"""The declared tool loop (``LLMAgent``): what the model is sent (system prompt, history, tools),
+rounds of tool calls run in parallel, errors and timeouts fed back to the model, the round limit,
+cancel during a tool, and the declaration's checks. Real turns (``send_message``) with
+``FakeModel`` as the model, SQLite / PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from pydantic import BaseModel
+
+from django_ai.conversations import register_agent
+from django_ai.conversations.constants import MessageType, ProcessingStatus
+from django_ai.conversations.decorators import with_context
+from django_ai.conversations.exceptions import ImproperlyDeclaredAgent
+from django_ai.conversations.llm import LLMAgent, ToolError, completion_function, run_tool_calls
+from django_ai.conversations.models import ConversationMessage
+from django_ai.conversations.registry import registry
+from django_ai.conversations.service import ConversationService
+from django_ai.conversations.testing import FakeModel, FakeReply, FakeToolCall
+from tests.turns_support import Background
+
+pytestmark = pytest.mark.django_db
+
+#: Generous: CI is a busy 2-core machine; waits end as soon as the awaited state is there.
+WAIT = 20
+
+
+def start(agent_cls: type[LLMAgent], context: dict | None = None):
+    register_agent("under-test", agent_cls)
+    return ConversationService.create_session("under-test", context=context)
+
+
+def send(session, text: str) -> dict:
+    return ConversationService.send_message(session.id, text)
+
+
+def steps_of(session) -> list[ConversationMessage]:
+    rows = ConversationMessage.objects.filter(session=session, message_type=MessageType.TOOL)
+    return sorted(rows, key=lambda r: (r.timestamp, r.component_data["round"], r.component_data["index"]))
+
+
+def test_the_second_question_reaches_the_model_with_the_first_turn():
+    model = FakeModel(replies=["Pro features cost 12 EUR a month.", "Team seats cost 5 EUR a seat."])
+
+    class Shop(LLMAgent):
+        system_prompt = "You sell software."
+
+    Shop.model = model
+    session = start(Shop)
+    assert send(session, "How much are pro features?")["response"] == "Pro features cost 12 EUR a month."
+    assert send(session, "And the other one?")["response"] == "Team seats cost 5 EUR a seat."
+    assert model.requests[1].messages == [
+        {"role": "system", "content": "You sell software."},
+        {"role": "user", "content": "How much are pro features?"},
+        {"role": "assistant", "content": "Pro features cost 12 EUR a month."},
+        {"role": "user", "content": "And the other one?"},
+    ]
+    assert model.requests[0].stream is True and model.requests[0].tools is None  # no tools declared
+
+
+def test_system_prompt_may_be_a_method_that_reads_the_context():
+    model = FakeModel(replies=["Hi Ada."])
+
+    class Greeter(LLMAgent):
+        class Context(BaseModel):
+            name: str = "Ada"
+
+        def system_prompt(self) -> str:
+            return f"The customer is {self.context.name}."
+
+    Greeter.model = model
+    send(start(Greeter), "hello")
+    assert model.requests[0].messages[0] == {"role": "system", "content": "The customer is Ada."}
+
+
+def test_three_rounds_of_tool_calls_with_parallel_calls_in_a_round():
+    """Round 1: two async tools that each wait for the other (they finish only if they run at the
+    same time); round 2: two sync tools meeting at a barrier (same); round 3: one call; then the
+    answer. Every result reaches the model, in call order."""
+    met: dict[str, asyncio.Event] = {}
+    barrier = threading.Barrier(2, timeout=WAIT)
+
+    class Parallel(LLMAgent):
+        tools = ["left", "right", "north", "south", "total"]
+
+        async def left(self) -> str:
+            """Left."""
+            return await self._meet("left", "right")
+
+        async def right(self) -> str:
+            """Right."""
+            return await self._meet("right", "left")
+
+        async def _meet(self, me: str, other: str) -> str:
+            met.setdefault(me, asyncio.Event()).set()
+            await asyncio.wait_for(met.setdefault(other, asyncio.Event()).wait(), WAIT)
+            return f"{me} met {other}"
+
+        def north(self) -> str:
+            """North."""
+            barrier.wait()
+            return "north passed"
+
+        def south(self) -> str:
+            """South."""
+            barrier.wait()
+            return "south passed"
+
+        def total(self, count: int) -> dict:
+            """Total."""
+            return {"count": count}
+
+    model = FakeModel(
+        replies=[
+            [FakeToolCall("left", {}, id="c1"), FakeToolCall("right", {}, id="c2")],
+            [FakeToolCall("north", {}, id="c3"), FakeToolCall("south", {}, id="c4")],
+            FakeToolCall("total", {"count": "4"}, id="c5"),
+            "All four met.",
+        ]
+    )
+    Parallel.model = model
+    session = start(Parallel)
+    result = send(session, "go")
+    assert result["status"] == "success" and result["response"] == "All four met."
+    assert len(model.requests) == 4
+    last = model.requests[3].messages
+    tool_messages = [(m["tool_call_id"], m["content"]) for m in last if m["role"] == "tool"]
+    assert tool_messages == [
+        ("c1", "left met right"),
+        ("c2", "right met left"),
+        ("c3", "north passed"),
+        ("c4", "south passed"),
+        ("c5", '{"count": 4}'),  # validated: "4" became 4
+    ]
+    assistants = [m for m in last if m["role"] == "assistant"]
+    assert [[c["id"] for c in m["tool_calls"]] for m in assistants] == [["c1", "c2"], ["c3", "c4"], ["c5"]]
+    steps = steps_of(session)
+    assert [(s.component_data["round"], s.component_data["index"]) for s in steps] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+    ]
+    assert {s.processing_status for s in steps} == {ProcessingStatus.COMPLETED}
+
+
+def test_a_tool_error_is_told_to_the_model_and_the_turn_goes_on(caplog):
+    class Failing(LLMAgent):
+        tools = ["lookup", "find_order"]
+
+        def lookup(self, key: str) -> str:
+            """Look up."""
+            raise RuntimeError("connection to db://admin:hunter2@db failed")
+
+        async def find_order(self, number: int) -> str:
+            """Find an order."""
+            raise ToolError(f"There is no order {number}.")
+
+    model = FakeModel(
+        replies=[
+            [FakeToolCall("lookup", {"key": "a"}, id="a"), FakeToolCall("find_order", {"number": 42}, id="b")],
+            "Sorry, I could not find it.",
+        ]
+    )
+    Failing.model = model
+    session = start(Failing)
+    assert send(session, "where is my order?")["response"] == "Sorry, I could not find it."
+    told = {m["tool_call_id"]: m["content"] for m in model.requests[1].messages if m["role"] == "tool"}
+    assert told == {
+        "a": '{"error": {"code": "tool_error", "message": "The tool failed."}}',
+        "b": '{"error": {"code": "tool_error", "message": "There is no order 42."}}',
+    }
+    lookup, find = steps_of(session)
+    assert lookup.processing_status == find.processing_status == ProcessingStatus.FAILED
+    assert lookup.component_data["error"] == {"code": "tool_error", "message": "The tool failed."}
+    assert find.component_data["error"] == {"code": "tool_error", "message": "There is no order 42."}
+    # The exception's text is in the log (with its traceback), never in the rows or the model's messages.
+    assert "hunter2" in caplog.text
+    assert not ConversationMessage.objects.filter(session=session, content__contains="hunter2").exists()
+    assert "hunter2" not in str(lookup.component_data)
+
+
+def test_bad_arguments_are_answered_with_their_error_without_running_the_tool():
+    ran = []
+
+    class Strict(LLMAgent):
+        tools = ["add"]
+
+        def add(self, a: int, b: int) -> int:
+            """Add."""
+            ran.append((a, b))
+            return a + b
+
+    model = FakeModel(
+        replies=[
+            [FakeToolCall("add", {"a": "x", "b": 1}, id="bad-args"), FakeToolCall("add", "{no", id="nj")],
+            "Let me try again.",
+        ]
+    )
+    Strict.model = model
+    session = start(Strict)
+    send(session, "add")
+    assert ran == []
+    told = {m["tool_call_id"]: m["content"] for m in model.requests[1].messages if m["role"] == "tool"}
+    assert '"invalid_tool_arguments"' in told["bad-args"] and "a:" in told["bad-args"]
+    assert '"invalid_tool_arguments"' in told["nj"] and "not valid JSON" in told["nj"]
+    bad, not_json = steps_of(session)
+    assert bad.component_data["arguments"] == {"a": "x", "b": 1}  # as the model sent them
+    assert not_json.component_data["arguments"] == {}
+    assert bad.component_data["error"]["code"] == "invalid_tool_arguments"
+    assert bad.processing_status == not_json.processing_status == ProcessingStatus.FAILED
+
+
+def test_an_unknown_tool_is_answered_with_unknown_tool():
+    """FakeModel will not script a call of a tool it was not offered: the call goes to
+    run_tool_calls directly, inside a real turn."""
+    captured: dict = {}
+
+    class Direct(LLMAgent):
+        model = FakeModel()
+        tools = ["known"]
+
+        def known(self) -> str:
+            """Known."""
+            return "ok"
+
+        async def get_response(self, message, request=None, **kwargs):
+            call = {"id": "u1", "type": "function", "function": {"name": "subtract", "arguments": "{}"}}
+            captured["messages"] = await run_tool_calls(self, self.get_tools(), [call])
+            return "done"
+
+    session = start(Direct)
+    send(session, "go")
+    [message] = captured["messages"]
+    assert message["tool_call_id"] == "u1" and '"unknown_tool"' in message["content"]
+    [step] = steps_of(session)
+    assert step.component_data["error"]["code"] == "unknown_tool" and step.component_data["name"] == "subtract"
+
+
+def test_a_tool_that_runs_too_long_times_out_and_the_model_is_told():
+    release = threading.Event()
+
+    class Slow(LLMAgent):
+        tools = ["wait_async", "wait_sync"]
+        tool_timeout = 0.3
+
+        async def wait_async(self) -> str:
+            """Wait."""
+            await asyncio.Event().wait()
+            return "never"
+
+        def wait_sync(self) -> str:
+            """Wait in a thread."""
+            release.wait(WAIT)
+            return "late"
+
+    model = FakeModel(replies=[[FakeToolCall("wait_async", id="a"), FakeToolCall("wait_sync", id="s")], "Too slow."])
+    Slow.model = model
+    session = start(Slow)
+    try:
+        assert send(session, "go")["response"] == "Too slow."
+    finally:
+        release.set()  # the abandoned thread finishes
+    told = [m["content"] for m in model.requests[1].messages if m["role"] == "tool"]
+    message = "The tool did not finish within 0.3 seconds."
+    assert told == [f'{{"error": {{"code": "tool_timeout", "message": "{message}"}}}}'] * 2
+    for step in steps_of(session):
+        assert step.processing_status == ProcessingStatus.FAILED
+        assert step.component_data["error"] == {"code": "tool_timeout", "message": message}
+        assert step.component_data["duration_ms"] >= 300
+
+
+def test_after_max_tool_rounds_further_calls_are_not_run_and_the_reply_says_so():
+    calls = []
+
+    class Loops(LLMAgent):
+        tools = ["again"]
+        max_tool_rounds = 2
+
+        def again(self) -> str:
+            """Again."""
+            calls.append(1)
+            return "more"
+
+    model = FakeModel(replies=[FakeReply(text="Trying. ", tool_calls=[FakeToolCall("again")])] * 3)
+    Loops.model = model
+    session = start(Loops)
+    result = send(session, "loop")
+    assert len(calls) == 2 and len(model.requests) == 3
+    assert result["response"] == "Trying. Trying. Trying. \n\n" + Loops.rounds_exceeded_text
+    last = steps_of(session)[-1]
+    assert last.component_data["round"] == 2 and last.processing_status == ProcessingStatus.FAILED
+    assert last.component_data["error"]["code"] == "tool_rounds_exceeded"
+
+
+def test_context_is_injected_into_tools_and_changes_are_saved():
+    class Counter(LLMAgent):
+        tools = ["bump"]
+
+        class Context(BaseModel):
+            user_id: int = 7
+            count: int = 0
+
+        @with_context()
+        def bump(self, by: int, user_id: int) -> str:
+            """Bump the counter."""
+            self.context.count += by
+            return f"user {user_id} at {self.context.count}"
+
+    model = FakeModel(replies=[FakeToolCall("bump", {"by": 2}), "Bumped."])
+    Counter.model = model
+    session = start(Counter)
+    send(session, "bump")
+    assert model.requests[0].tools[0]["function"]["parameters"]["properties"] == {"by": {"type": "integer"}}
+    [step] = steps_of(session)
+    assert step.component_data["arguments"] == {"by": 2} and step.content == "user 7 at 2"
+    session.refresh_from_db()
+    assert session.context["count"] == 2
+
+
+def test_usage_of_every_round_is_summed_on_the_reply():
+    class Tooling(LLMAgent):
+        tools = ["ping"]
+
+        def ping(self) -> str:
+            """Ping."""
+            return "pong"
+
+    model = FakeModel(
+        replies=[
+            FakeReply(tool_calls=[FakeToolCall("ping")], usage={"prompt_tokens": 10, "completion_tokens": 3}),
+            FakeReply(text="pong it is", usage={"prompt_tokens": 20, "completion_tokens": 4}),
+        ]
+    )
+    Tooling.model = model
+    result = send(start(Tooling), "ping")
+    reply = ConversationMessage.objects.get(pk=result["message_id"])
+    assert reply.metrics["prompt_tokens"] == 30 and reply.metrics["completion_tokens"] == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_during_a_tool_stops_it_and_no_further_tool_or_model_call_starts():
+    started = threading.Event()
+    later = []
+
+    class Cancellable(LLMAgent):
+        tools = ["slow", "later"]
+
+        async def slow(self) -> str:
+            """Slow."""
+            started.set()
+            await asyncio.Event().wait()
+            return "never"
+
+        def later(self) -> str:
+            """Later."""
+            later.append(1)
+            return "ran"
+
+    model = FakeModel(replies=[FakeReply(text="Working on it. ", tool_calls=[FakeToolCall("slow")]), "x"])
+    Cancellable.model = model
+    session = start(Cancellable)
+    turn = Background(lambda: send(session, "go"))
+    turn.start()
+    assert started.wait(WAIT)
+    assert ConversationService.cancel_turn(session.id)["status"] == "cancelling"
+    result = turn.outcome(WAIT)
+    assert result["status"] == "cancelled" and result["response"] == "Working on it. "
+    [step] = steps_of(session)
+    assert step.processing_status == ProcessingStatus.CANCELLED and step.finished_at is not None
+    assert later == [] and len(model.requests) == 1
+
+
+def test_litellm_model_names_call_litellm_and_a_missing_litellm_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    name, call = completion_function("gpt-4o-mini")
+    assert name == "gpt-4o-mini" and call is litellm.acompletion
+    fake = FakeModel(model="scripted")
+    assert completion_function(fake) == ("scripted", fake.acompletion)
+    monkeypatch.setitem(sys.modules, "litellm", None)  # as if the extra were not installed
+    with pytest.raises(ImproperlyConfigured, match=r"pip install 'django-ai-first\[llm\]'"):
+        completion_function("gpt-4o-mini")
+    with pytest.raises(ImproperlyConfigured, match="model must be"):
+        completion_function(42)
+
+
+def test_litellm_mock_response_drives_the_loop(monkeypatch):
+    """litellm itself (its streaming mock: ``mock_response``; no network), not FakeModel."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pytest.importorskip("litellm")
+
+    class Mocked(LLMAgent):
+        model = "gpt-4o-mini"
+        completion_kwargs = {"mock_response": "Hello from litellm's mock."}
+
+    session = start(Mocked)
+    result = send(session, "hi")
+    assert result["status"] == "success" and result["response"] == "Hello from litellm's mock."
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [
+        ({}, "declares no model"),
+        ({"model": "m", "tools": ["nope"]}, "names 'nope'"),
+        ({"model": "m", "tools": "search"}, "must be a list"),
+        ({"model": "m", "max_tool_rounds": -1}, "max_tool_rounds"),
+        ({"model": "m", "tool_timeout": 0}, "tool_timeout"),
+    ],
+)
+def test_declaration_errors_name_the_fix(attributes, message):
+    agent_cls = type("Declared", (LLMAgent,), dict(attributes))
+    with pytest.raises(ImproperlyDeclaredAgent, match=message):
+        register_agent("declared", agent_cls)
+
+
+def test_a_declared_agent_is_async():
+    class Declared(LLMAgent):
+        model = "gpt-4o-mini"
+
+    register_agent("declared", Declared)
+    assert registry.get("declared").is_async is True

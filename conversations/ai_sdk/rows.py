@@ -14,7 +14,7 @@ from ..models import ConversationMessage, ConversationWidget
 from ..turns.notify import publish_status
 from .translate import ReplySnapshot, StepRow, WidgetRow
 
-__all__ = ["cancel_reply", "read_reply", "streaming_reply"]
+__all__ = ["build_snapshot", "cancel_reply", "read_reply", "streaming_reply"]
 
 #: User messages whose reply is on its way: a resume request re-attaches to them.
 _UNDER_WAY = (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING)
@@ -27,15 +27,21 @@ def read_reply(user_message_id: Any) -> ReplySnapshot:
         ConversationMessage.objects.filter(pk=user_message_id).values_list("processing_status", flat=True).first()
         or ProcessingStatus.CANCELLED  # deleted meanwhile: nothing more will come
     )
-    replies = list(
-        ConversationMessage.objects.filter(reply_to_id=user_message_id)
-        .only("id", "message_type", "content", "component_type", "component_data", "processing_status", "metadata")
-        .order_by("timestamp", "id")
-    )
+    replies = list(ConversationMessage.objects.filter(reply_to_id=user_message_id).order_by("timestamp", "id"))
     widgets = {
         w.message_id: w
-        for w in ConversationWidget.objects.filter(message_id__in=[m.pk for m in replies if m.message_type == "widget"])
+        for w in ConversationWidget.objects.filter(
+            message_id__in=[m.pk for m in replies if m.message_type == MessageType.WIDGET]
+        )
     }
+    return build_snapshot(user_status, replies, widgets)
+
+
+def build_snapshot(
+    user_status: str, replies: list[ConversationMessage], widgets: dict[Any, ConversationWidget]
+) -> ReplySnapshot:
+    """A reply's state from its rows: ``replies`` (the messages whose ``reply_to`` is the user
+    message, in time order) and ``widgets`` (their ConversationWidget rows by message id)."""
     agent_id: str | None = None
     text = ""
     notice: str | None = None
@@ -61,7 +67,7 @@ def read_reply(user_message_id: Any) -> ReplySnapshot:
             parts.append((_order(step.text_offset), n, step))
         elif message.message_type == MessageType.WIDGET and message.pk in widgets:
             widget = widgets[message.pk]
-            offset = (message.metadata or {}).get("text_offset") if isinstance(message.metadata, dict) else None
+            offset = message.metadata.get("text_offset") if isinstance(message.metadata, dict) else None
             row = WidgetRow(
                 widget_id=str(widget.pk),
                 message_id=str(message.pk),

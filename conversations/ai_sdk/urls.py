@@ -9,4 +9,6 @@ urlpatterns: list[URLPattern] = [
     path("chat", views.ChatView.as_view()),
     path("chat/<str:session_id>/stream/", views.ChatStreamView.as_view(), name="ai-sdk-chat-stream"),
     path("chat/<str:session_id>/stream", views.ChatStreamView.as_view()),
+    path("chat/<str:session_id>/messages/", views.ChatMessagesView.as_view(), name="ai-sdk-chat-messages"),
+    path("chat/<str:session_id>/messages", views.ChatMessagesView.as_view()),
 ]

@@ -6,6 +6,8 @@
   message), then the reply streams back as UI message chunks until the turn ends.
 - ``GET ai-sdk/chat/<id>/stream/``: the transport's ``reconnectToStream``: the reply still being
   written (its saved rows, then live), or 204 when none is.
+- ``GET ai-sdk/chat/<id>/messages/``: the conversation as ``UIMessage`` objects, for
+  ``useChat({messages})`` when a page opens it again.
 
 Errors before the stream starts are the app's JSON envelope with their status; once it has
 started, a failed turn is an ``error`` chunk.
@@ -19,6 +21,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from ..api.views import BaseAPIView
 from ..bridge.catalog import get_exposed
@@ -29,12 +32,13 @@ from ..realtime import get_backend, session_channel
 from ..realtime.local import LocalBackend, Subscription
 from ..realtime.views import RealtimeEventsView
 from .chunks import CONTENT_TYPE, STREAM_HEADERS
+from .messages import conversation_messages
 from .request import parse_chat_request
 from .rows import read_reply, streaming_reply
 from .streaming import ReplyStream
 from .translate import ReplyTranslator, WidgetRow
 
-__all__ = ["ChatStreamView", "ChatView", "UIMessageStreamResponse"]
+__all__ = ["ChatMessagesView", "ChatStreamView", "ChatView", "UIMessageStreamResponse"]
 
 
 class UIMessageStreamResponse(StreamingHttpResponse):
@@ -165,3 +169,12 @@ class ChatStreamView(_ChatBaseView):
         known = frozenset(p.widget_id for p in snapshot.parts if isinstance(p, WidgetRow))
         stream = self.new_stream(translator, subscription, initial=initial, replay=held, known_widgets=known)
         return self.stream_response(request, stream)
+
+
+class ChatMessagesView(_ChatBaseView):
+    """``GET ai-sdk/chat/<id>/messages/``: ``{"id", "messages": [UIMessage, ...]}``, the
+    conversation's rows as the stream showed them (a reply being written: its saved part)."""
+
+    def get(self, request: Request, session_id: str) -> Response:
+        session = self.get_session(request, session_id)
+        return Response({"id": str(session.pk), "messages": conversation_messages(session)})

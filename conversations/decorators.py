@@ -29,6 +29,10 @@ Decisions recorded here:
   a concrete class). Subclasses that redeclare Context get their own resolution.
 - A decorated method with no parameter matching a Context field is a declaration error, reported
   when the class is created: it usually means a typo.
+- On an instance the method is a :class:`BoundTool`: the bound method and, as a ``dict``, its own
+  tool definition, so ``litellm.completion(..., tools=[self.method])`` sends what a provider
+  expects (litellm silently drops tools that are not dicts). A new one per lookup, as Python makes
+  a new bound method per lookup; the cost is a copy of the cached schema (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ from pydantic import BaseModel
 
 from .exceptions import ConversationError
 from .internal.docstrings import without_params
+from .tools.schema import spec_of
 
-__all__ = ["ContextInjectionError", "context_parameters", "with_context"]
+__all__ = ["BoundTool", "ContextInjectionError", "context_parameters", "with_context"]
 
 
 _P = inspect.Parameter
@@ -75,6 +80,120 @@ class _Plan:
     visible: inspect.Signature  # without self
     original: inspect.Signature  # without self
     wrapper: Callable[..., Any]  # the function the class exposes (takes self)
+    definition: _Definition  # the method's tool definition, read on the first instance lookup
+
+
+class _Definition:
+    """A decorated method's tool definition on one class, read on the first instance lookup:
+    (name, description, parameters schema), or None when the method cannot be described to a model."""
+
+    __slots__ = ("parts", "read")
+
+    def __init__(self) -> None:
+        self.read = False
+        self.parts: tuple[str, str, dict[str, Any]] | None = None
+
+    def get(self, wrapper: Callable[..., Any], instance: object) -> tuple[str, str, dict[str, Any]] | None:
+        if not self.read:
+            try:
+                spec = spec_of(types.MethodType(wrapper, instance))
+            except Exception:  # noqa: BLE001 - not a tool, still a method: tool_schema() says why when offered
+                # (a parameter type without a JSON schema, an annotation naming an undefined type...)
+                self.parts = None
+            else:
+                self.parts = (spec.name, spec.description, spec.parameters_schema)
+            self.read = True
+        return self.parts
+
+
+class _FromFunction(str):
+    # A BoundTool's __doc__ and __module__ are its function's, as a bound method's are. The class
+    # keeps its own: Python reads a class's __module__ (and __doc__) from its __dict__, so the
+    # descriptor is that string.
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = name
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return str(self)
+        return getattr(instance.__func__, self.attribute)  # type: ignore[attr-defined]
+
+
+class BoundTool(dict[str, Any]):
+    __doc__ = _FromFunction(
+        """What ``agent.tool`` is for a ``@with_context()`` method: a bound method that is also its own
+    tool definition.
+
+    As a ``dict`` it is ``{"type": "function", "function": {"name", "description", "parameters"}}``
+    exactly as :func:`~django_ai.conversations.tools.tool_schema` builds it (injected parameters
+    left out), so ``litellm.completion(..., tools=[self.get_user_data])`` and the ``openai`` client
+    send the definition a provider expects. As a method it is what a bound method is: callable with
+    the visible parameters, awaitable when ``async def``, with ``__self__``, ``__func__``,
+    ``__name__``, ``__doc__``, ``__wrapped__`` and the visible ``inspect.signature``; two lookups of
+    the same method on the same agent compare equal and hash alike.
+
+    Each lookup makes a new one, so changing its dict changes no other. Copying it (``copy``,
+    ``deepcopy``, ``pickle``) gives the definition as a plain ``dict``. A method whose parameters
+    have no JSON schema stays a plain bound method (:func:`tool_schema` says why when it is offered).
+    """
+    )
+    __module__ = _FromFunction(__module__)
+    __slots__ = ("__func__", "__self__", "__signature__", "__weakref__")
+    # No annotations in this body: they would make a class __annotations__ that hides the function's.
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        instance: object,
+        signature: inspect.Signature,
+        parts: tuple[str, str, dict[str, Any]],
+    ) -> None:
+        name, description, parameters = parts
+        function: dict[str, Any] = {"name": name}
+        if description:
+            function["description"] = description
+        function["parameters"] = _json_copy(parameters)
+        super().__init__(type="function", function=function)
+        self.__func__ = func
+        self.__self__ = instance
+        self.__signature__ = signature
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # What a bound method does: other attributes are the function's (__name__, __wrapped__,
+        # __code__ so inspect.iscoroutinefunction and isasyncgenfunction answer as for a method).
+        return getattr(_FUNC_SLOT.__get__(self), name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BoundTool):
+            return self.__self__ is other.__self__ and self.__func__ == other.__func__
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash((id(self.__self__), self.__func__))
+
+    def __repr__(self) -> str:
+        return f"<bound method {type(self.__self__).__name__}.{self.__func__.__name__} of {self.__self__!r}>"
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (dict, (dict(self),))
+
+
+_FUNC_SLOT: Any = BoundTool.__dict__["__func__"]
+
+
+def _json_copy(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _json_copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_json_copy(item) for item in value]
+    return value
 
 
 class ContextInjected:
@@ -128,7 +247,10 @@ class ContextInjected:
         plan = self._plan(owner)
         if instance is None:
             return plan.wrapper
-        return types.MethodType(plan.wrapper, instance)
+        parts = plan.definition.get(plan.wrapper, instance)
+        if parts is None:
+            return types.MethodType(plan.wrapper, instance)
+        return BoundTool(plan.wrapper, instance, plan.visible, parts)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise ContextInjectionError(
@@ -207,7 +329,7 @@ class ContextInjected:
         wrapper.__doc__ = without_params(func.__doc__, injected)
         wrapper.__name__ = self._name
         wrapper.__django_ai_injected__ = injected  # type: ignore[attr-defined]
-        return _Plan(injected=injected, visible=visible, original=original, wrapper=wrapper)
+        return _Plan(injected=injected, visible=visible, original=original, wrapper=wrapper, definition=_Definition())
 
 
 def _make_wrapper(

@@ -57,7 +57,8 @@ _specs_lock = threading.Lock()
 def spec_of(func: Callable[..., Any]) -> ToolSpec:
     if isinstance(func, (staticmethod, classmethod)):
         func = func.__func__
-    bound = inspect.ismethod(func)
+    # A bound method, or what @with_context() gives for one (a BoundTool): cached by its function.
+    bound = inspect.ismethod(func) or (hasattr(func, "__self__") and hasattr(func, "__func__"))
     cache, key = (_bound_specs, getattr(func, "__func__", func)) if bound else (_specs, func)
     try:
         found = cache.get(key)

@@ -1,0 +1,284 @@
+"""``ConversationAgent.history()``: the conversation as a model reads it, built from the rows (SQLite
+/ PostgreSQL): order, earlier tool calls replayed round by round, what is left out (system notices,
+widgets, failed turns, newer messages), the bounds (messages, tokens; the current turn kept), the
+files' text, and one query whatever the length."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.constants import MessageType, ProcessingStatus
+from django_ai.conversations.exceptions import NoActiveConversation
+from django_ai.conversations.history import approximate_tokens
+from django_ai.conversations.models import ConversationMessage
+from django_ai.conversations.testing import FileFactory, SessionFactory
+
+pytestmark = pytest.mark.django_db
+
+COMPLETED = ProcessingStatus.COMPLETED
+
+
+class Conversation:
+    """Rows of one conversation, saved with increasing timestamps (as turns save them), in bulk:
+    no turn is scheduled for them."""
+
+    def __init__(self) -> None:
+        self.session = SessionFactory(agent_path="history-test")
+        self.clock = timezone.now() - timedelta(days=1)
+        self.rows: list[ConversationMessage] = []
+
+    def _add(self, **fields: Any) -> ConversationMessage:
+        self.clock += timedelta(seconds=1)
+        row = ConversationMessage(session=self.session, timestamp=self.clock, **fields)
+        self.rows.append(row)
+        return row
+
+    def user(self, text: str, status: str = COMPLETED) -> ConversationMessage:
+        return self._add(message_type=MessageType.USER, content=text, processing_status=status)
+
+    def agent(self, to: ConversationMessage, text: str, status: str = COMPLETED) -> ConversationMessage:
+        return self._add(message_type=MessageType.AGENT, content=text, processing_status=status, reply_to=to)
+
+    def step(
+        self,
+        to: ConversationMessage,
+        name: str,
+        arguments: dict,
+        content: str,
+        *,
+        round: int = 0,
+        index: int = 0,
+        offset: int = 0,
+        status: str = COMPLETED,
+    ) -> ConversationMessage:
+        data = {
+            "call_id": f"call_{round}_{index}",
+            "name": name,
+            "arguments": arguments,
+            "round": round,
+            "index": index,
+            "text_offset": offset,
+            "result": content,
+            "error": None,
+            "duration_ms": 1,
+            "approval": None,
+        }
+        return self._add(
+            message_type=MessageType.TOOL,
+            component_type=name,
+            component_data=data,
+            content=content,
+            processing_status=status,
+            reply_to=to,
+        )
+
+    def other(self, to: ConversationMessage | None, kind: str, text: str = "") -> ConversationMessage:
+        return self._add(message_type=kind, content=text, reply_to=to)
+
+    def save(self) -> None:
+        ConversationMessage.objects.bulk_create(self.rows)
+        self.rows = []
+
+    def history(self, current: ConversationMessage | None = None, **bounds: Any) -> list[dict[str, Any]]:
+        self.save()
+        agent = ConversationAgent(session=self.session, message=current)
+        return agent.history(**bounds)
+
+
+def turn(conversation: Conversation, question: str, answer: str) -> ConversationMessage:
+    user = conversation.user(question)
+    conversation.agent(user, answer)
+    return user
+
+
+def test_turns_in_order_ending_with_the_current_message():
+    c = Conversation()
+    turn(c, "Hi", "Hello!")
+    turn(c, "Price of pro?", "12 EUR.")
+    current = c.user("And the other one?", ProcessingStatus.PROCESSING)
+    assert c.history(current) == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Price of pro?"},
+        {"role": "assistant", "content": "12 EUR."},
+        {"role": "user", "content": "And the other one?"},
+    ]
+
+
+def test_system_notices_widgets_and_newer_messages_are_not_sent():
+    c = Conversation()
+    first = turn(c, "Book a call", "Pick a time above.")
+    c.other(first, MessageType.WIDGET)
+    failed = c.user("crash", ProcessingStatus.FAILED)
+    c.other(failed, MessageType.SYSTEM, "Sorry, something went wrong.")
+    waiting_before = c.user("queued long ago", ProcessingStatus.PENDING)  # not answered: not sent
+    current = c.user("Now?", ProcessingStatus.PROCESSING)
+    c.user("a newer message, waiting", ProcessingStatus.PENDING)
+    c.agent(None, "a greeting saved by the app, after the current message")
+    history = c.history(current)
+    assert [m["content"] for m in history] == ["Book a call", "Pick a time above.", "Now?"]
+    assert waiting_before.content not in str(history)
+
+
+def test_failed_and_cancelled_turns_only_when_asked():
+    c = Conversation()
+    failed = c.user("do the thing", ProcessingStatus.FAILED)
+    c.agent(failed, "I started to", ProcessingStatus.FAILED)
+    cancelled = c.user("stop that", ProcessingStatus.CANCELLED)
+    c.agent(cancelled, "Partial", ProcessingStatus.CANCELLED)
+    current = c.user("hello", ProcessingStatus.PROCESSING)
+    assert c.history(current) == [{"role": "user", "content": "hello"}]
+    assert [m["content"] for m in c.history(current, include_failed=True)] == [
+        "do the thing",
+        "I started to",
+        "stop that",
+        "Partial",
+        "hello",
+    ]
+
+
+def test_without_a_current_message_every_finished_turn():
+    c = Conversation()
+    turn(c, "a", "b")
+    turn(c, "c", "d")
+    assert [m["content"] for m in c.history()] == ["a", "b", "c", "d"]
+
+
+def test_earlier_tool_calls_are_replayed_round_by_round_with_the_text_around_them():
+    c = Conversation()
+    text = "Let me look. Found two. Both fit: pro and seats."
+    user = c.user("What fits me?")
+    c.agent(user, text)
+    # Round 0 after "Let me look. " (two calls), round 1 after "Found two. ", then the answer.
+    c.step(user, "search", {"q": "pro"}, '[{"id": "pro"}]', round=0, index=0, offset=13)
+    c.step(user, "search", {"q": "seats"}, '[{"id": "seats"}]', round=0, index=1, offset=13)
+    c.step(user, "check", {"id": "pro"}, "ok", round=1, index=0, offset=24)
+    current = c.user("Thanks", ProcessingStatus.PROCESSING)
+    history = c.history(current)
+    call = lambda r, i, name, args: {  # noqa: E731
+        "id": f"call_{r}_{i}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args)},
+    }
+    assert history == [
+        {"role": "user", "content": "What fits me?"},
+        {
+            "role": "assistant",
+            "content": "Let me look. ",
+            "tool_calls": [call(0, 0, "search", {"q": "pro"}), call(0, 1, "search", {"q": "seats"})],
+        },
+        {"role": "tool", "tool_call_id": "call_0_0", "content": '[{"id": "pro"}]'},
+        {"role": "tool", "tool_call_id": "call_0_1", "content": '[{"id": "seats"}]'},
+        {"role": "assistant", "content": "Found two. ", "tool_calls": [call(1, 0, "check", {"id": "pro"})]},
+        {"role": "tool", "tool_call_id": "call_1_0", "content": "ok"},
+        {"role": "assistant", "content": "Both fit: pro and seats."},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
+def test_offsets_are_utf16_units_as_the_sdk_counts_them():
+    c = Conversation()
+    before = "Sure 😀 à "  # the emoji is two UTF-16 units
+    user = c.user("go")
+    c.agent(user, before + "done")
+    c.step(user, "t", {}, "r", offset=len(before.encode("utf-16-le")) // 2)
+    history = c.history(c.user("next", ProcessingStatus.PROCESSING))
+    assert history[1]["content"] == before and history[3] == {"role": "assistant", "content": "done"}
+
+
+def test_tool_calls_before_any_text_and_steps_that_never_ran():
+    c = Conversation()
+    user = c.user("go", ProcessingStatus.CANCELLED)
+    c.agent(user, "", ProcessingStatus.CANCELLED)
+    c.step(user, "t", {"a": 1}, "", status=ProcessingStatus.CANCELLED)
+    history = c.history(c.user("again", ProcessingStatus.PROCESSING), include_failed=True)
+    assert history[1]["content"] is None and history[1]["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'
+    assert json.loads(history[2]["content"])["error"]["code"] == "tool_error"  # every call is answered
+
+
+def test_the_current_reply_so_far_ends_the_history_on_resume():
+    """A turn resumed after an approval: its partial text and finished steps follow the message."""
+    c = Conversation()
+    current = c.user("discount please", ProcessingStatus.PROCESSING)
+    c.agent(current, "Asking first. ", ProcessingStatus.STREAMING)
+    c.step(current, "apply_discount", {"percent": 20}, "Discount applied.", offset=14)
+    history = c.history(current)
+    assert [m["role"] for m in history] == ["user", "assistant", "tool"]
+    assert history[1]["content"] == "Asking first. "
+
+
+def test_max_messages_drops_whole_turns_oldest_first_and_keeps_the_current_one():
+    c = Conversation()
+    for i in range(5):
+        turn(c, f"q{i}", f"a{i}")
+    current = c.user("now", ProcessingStatus.PROCESSING)
+    assert [m["content"] for m in c.history(current, max_messages=5)] == ["q3", "a3", "q4", "a4", "now"]
+    # A turn is never cut in half: 4 leaves room for one earlier turn only.
+    assert [m["content"] for m in c.history(current, max_messages=4)] == ["q4", "a4", "now"]
+    assert [m["content"] for m in c.history(current, max_messages=0)] == ["now"]
+
+
+def test_max_tokens_is_an_estimate_that_drops_the_oldest_turns():
+    c = Conversation()
+    turn(c, "x" * 400, "y" * 400)  # about 100 + 100 tokens
+    turn(c, "short", "reply")
+    current = c.user("z" * 4000, ProcessingStatus.PROCESSING)  # over any small budget, kept anyway
+    full = c.history(current)
+    assert approximate_tokens(full) == 4 + 100 + 4 + 100 + 4 + 1 + 4 + 1 + 4 + 1000
+    assert [m["content"][:5] for m in c.history(current, max_tokens=1020)] == ["short", "reply", "zzzzz"]
+    assert [m["content"][:5] for m in c.history(current, max_tokens=10)] == ["zzzzz"]
+    assert c.history(current, max_tokens=10_000) == full
+
+
+def test_bad_bounds_are_refused():
+    c = Conversation()
+    with pytest.raises(ValueError, match="max_messages"):
+        c.history(max_messages=-1)
+    with pytest.raises(ValueError, match="max_tokens"):
+        c.history(max_tokens="10")
+
+
+def test_files_text_is_added_to_its_message_when_asked(django_assert_num_queries):
+    c = Conversation()
+    user = turn(c, "Here is my invoice", "Got it.")
+    current = c.user("What is the total?", ProcessingStatus.PROCESSING)
+    c.save()
+    owner = {"anonymous_id": c.session.anonymous_id, "user": c.session.user}
+    user.files.add(FileFactory(**owner, filename="invoice.txt", text="Total due: 120 EUR"))
+    user.files.add(FileFactory(**owner, filename="scan.pdf", failed=True))
+    agent = ConversationAgent(session=c.session, message=current)
+    with django_assert_num_queries(1):
+        assert agent.history()[0] == {"role": "user", "content": "Here is my invoice"}
+    with django_assert_num_queries(2):
+        history = agent.history(include_files=True)
+    assert history[0]["content"] == (
+        "Here is my invoice\n\n[Attached file: invoice.txt]\nTotal due: 120 EUR\n\n"
+        "[Attached file: scan.pdf (no text could be read from it)]"
+    )
+
+
+@pytest.mark.parametrize("turns", [5, 500])
+def test_one_query_whatever_the_length(turns, django_assert_num_queries):
+    """10 and 1,000 messages (with tool steps in every other turn): one query."""
+    c = Conversation()
+    for i in range(turns):
+        user = turn(c, f"question {i}", f"answer {i}")
+        if i % 2:
+            c.step(user, "t", {"i": i}, "r")
+    current = c.user("last", ProcessingStatus.PROCESSING)
+    c.save()
+    agent = ConversationAgent(session=c.session, message=current)
+    with django_assert_num_queries(1):
+        history = agent.history(max_messages=50)
+    assert history[-1] == {"role": "user", "content": "last"} and len(history) <= 50
+
+
+def test_outside_a_conversation_history_says_what_is_missing():
+    with pytest.raises(NoActiveConversation, match="session"):
+        ConversationAgent().history()

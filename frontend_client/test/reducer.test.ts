@@ -634,6 +634,9 @@ describe("tool steps and parts", () => {
     const shown = view(asked.state);
     assert.deepEqual(shown.pendingApprovals.map((s) => [s.id, s.name, s.arguments, s.awaitingApproval, s.answering]), [["t1", "apply_discount", { percent: 15 }, true, false]]);
     assert.deepEqual([shown.phase, shown.busy, shown.error, shown.streamingMessageId], ["awaiting_approval", false, null, null]);
+    // Before the turn records its suspension the step already waits; so does a message sent meanwhile.
+    const early = view(run(loaded(), read({ messages: [user()] }), args("t1", "c1", { status: "awaiting_approval", approval })).state);
+    assert.deepEqual([early.phase, early.busy, early.pendingApprovals.length], ["awaiting_approval", true, 1]);
     assert.equal(message(asked.state, "a")?.processing_status, "awaiting_approval");
     const answering = run(asked.state, { type: "answerStarted", stepId: "t1" }).state;
     assert.equal(view(answering).pendingApprovals[0]?.answering, true);

@@ -97,7 +97,8 @@ export interface UploadState {
  * - `waiting`: the server has the message, the agent has not started streaming yet;
  * - `streaming`: the agent is streaming its reply;
  * - `awaiting_approval`: the reply waits for the user to approve or reject a tool call
- *   (`pendingApprovals`); no turn runs meanwhile.
+ *   (`pendingApprovals`); no turn runs meanwhile (`busy` is false unless a message sent
+ *   meanwhile waits for its turn).
  */
 export type ConversationPhase = "loading" | "idle" | "sending" | "waiting" | "streaming" | "awaiting_approval";
 

@@ -48,16 +48,17 @@ export function view(state: StoreState): ConversationState {
   const awaiting =
     pendingApprovals.length > 0 || messages.some((m) => m.message_type === MessageType.USER && m.processing_status === ProcessingStatus.AWAITING_APPROVAL);
   const sending = messages.some((m) => m.local && !m.sendError) || state.uploads.some((u) => u.status === "uploading");
+  // A step awaiting approval outranks waiting: a message sent meanwhile waits for the answer too.
   const phase: ConversationPhase = !state.loaded
     ? "loading"
     : streaming
       ? "streaming"
       : sending
         ? "sending"
-        : waiting
-          ? "waiting"
-          : awaiting
-            ? "awaiting_approval"
+        : awaiting
+          ? "awaiting_approval"
+          : waiting
+            ? "waiting"
             : "idle";
   return {
     sessionId: state.sessionId,

@@ -17,13 +17,17 @@
 //   of the session list's channel and the open conversation's channel.
 // - Replies are Markdown, rendered by markdown-it with raw HTML off; the conversation is drawn at
 //   most once per animation frame, so a streaming reply is re-rendered at most once a frame.
+// - A reply is drawn from its parts (the store's `message.parts`): text, tool steps and widgets in
+//   the order the agent made them. A step awaiting approval has Approve / Reject buttons; they come
+//   from the step's row, so a reload shows them again. Tool and widget messages that are parts of
+//   a reply are not drawn on their own (`partOf`).
 
 const config = JSON.parse(document.getElementById("demo-config").textContent);
 const $ = (id) => document.getElementById(id);
 
 const AGENTS = {
   support: { hue: 245, suggestions: ["How do refunds work?", "I'd like to book a call", "I forgot my password"] },
-  sales: { hue: 160, suggestions: ["What do you sell?", "Can I use pro-features?", "Are team seats available?"] },
+  sales: { hue: 160, suggestions: ["What do you sell?", "Can I use pro-features?", "Can I get a 20% discount on pro-features?"] },
   files: { hue: 25, suggestions: ["Attach a PDF, a Word file or a photo of a page, then ask about it"] },
   writer: { hue: 300, suggestions: ["A story about a lighthouse keeper", "A story about a lost umbrella"] },
   echo: { hue: 200, suggestions: ["Hello!", "Is anybody there?"] },
@@ -493,7 +497,9 @@ function renderConversation(state) {
   const entry = current;
   if (!entry || state.sessionId !== entry.sessionId) return;
   const agentPath = state.session?.agent_path ?? sessions.find((s) => s.id === state.sessionId)?.agent_path;
-  const phaseText = { loading: "Loading…", idle: "", sending: "Sending…", waiting: "Thinking…", streaming: "Replying…" }[state.phase];
+  const phaseText = {
+    loading: "Loading…", idle: "", sending: "Sending…", waiting: "Thinking…", streaming: "Replying…", awaiting_approval: "Waiting for your approval",
+  }[state.phase];
   renderTitle(agentPath ? agentName(agentPath) : "Conversation", [state.session?.title, phaseText].filter(Boolean).join(" · "));
 
   const thread = $("thread");
@@ -502,11 +508,13 @@ function renderConversation(state) {
   const wanted = [];
   const seen = new Set();
   for (const message of state.messages) {
+    // Tool steps and widgets of a reply are drawn inside it.
+    if (message.partOf) continue;
     seen.add(message.id);
     const signature = JSON.stringify([
       message.content, message.processing_status, message.local, message.sendError?.code, message.widget?.display_data,
       message.widget?.data, message.attachments.map((f) => [f.id, f.extraction_status]), message.files.map((id) => state.files[id]?.extraction_status),
-      state.busy,
+      state.busy, message.step && stepSignature(message.step), message.parts.map(partSignature),
     ]);
     let cached = rendered.get(message.id);
     if (!cached || cached.signature !== signature) {
@@ -584,14 +592,92 @@ function renderMessage(message, state) {
     li.append(stack);
   } else if (type === "widget") {
     li.append(avatar(agentPath), renderWidget(message, state));
+  } else if (type === "tool") {
+    // A step of a reply that has no text yet.
+    li.append(avatar(agentPath), el("div", { class: "stack" }, renderStep(message.step)));
   } else if (type === "system") {
     li.append(el("div", { class: "bubble", text: message.content }));
   } else {
-    const stack = el("div", { class: "stack" }, markdownBubble(message.content));
+    const pieces = message.parts.map((part) =>
+      part.type === "text" ? markdownBubble(part.text) : part.type === "tool" ? renderStep(part.step) : renderWidget(part.message, state));
+    // Nothing yet (a reply that starts streaming): an empty bubble with the caret.
+    if (!message.parts.some((part) => part.type === "text") && (message.streaming || !pieces.length)) pieces.push(markdownBubble(message.content));
+    const stack = el("div", { class: "stack" }, pieces);
     if (message.processing_status === "cancelled") stack.append(el("div", { class: "status stopped", text: "Stopped" }));
     li.append(avatar(agentPath), stack);
   }
   return li;
+}
+
+function stepSignature(step) {
+  return [step.id, step.status, step.arguments, step.result, step.error, step.approval?.status, step.answering];
+}
+
+function partSignature(part) {
+  if (part.type === "text") return part.text;
+  if (part.type === "tool") return stepSignature(part.step);
+  return [part.message.id, part.widget?.data, part.widget?.display_data];
+}
+
+// A tool step: the call (name and arguments as the model sent them), its status, then its result
+// or error; Approve / Reject (with an optional reason) while it waits for the user.
+const STEP_STATUS = {
+  pending: "approved, runs next",
+  processing: "running…",
+  awaiting_approval: "needs your approval",
+  completed: "done",
+  failed: "failed",
+  cancelled: "cancelled",
+};
+const stepReasons = new Map(); // step id -> the reason typed (kept across redraws)
+
+function renderStep(step) {
+  const args = Object.entries(step.arguments ?? {}).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(", ");
+  const status = step.id === null ? "preparing…" : step.approval?.status === "rejected" ? "rejected" : step.approval?.status === "expired" ? "expired" : STEP_STATUS[step.status] ?? step.status;
+  const running = step.id === null || step.status === "processing";
+  const card = el("div", { class: "widget-card tool-step", dataset: { step: step.id ?? "", tool: step.name, status: step.status, call: step.call_id } },
+    el("div", { class: "tool-call" },
+      el("span", { class: "tool-label", text: "tool" }),
+      el("code", { text: `${step.name}(${args})` }),
+      el("span", { class: `step-status ${step.status}` }, running ? el("span", { class: "spinner" }) : null, status,
+        step.approval?.status === "approved" ? " · approved" : "",
+        step.duration_ms !== null && step.status === "completed" ? ` · ${step.duration_ms} ms` : ""),
+    ),
+  );
+  if (step.status === "completed") card.append(el("div", { class: "step-result", text: `→ ${describeResult(step.result)}` }));
+  else if (step.error) card.append(el("div", { class: "step-result bad", text: step.error.message }));
+  if (step.awaitingApproval) {
+    const reason = el("input", {
+      type: "text", class: "reason", placeholder: "Reason (optional, sent with Reject)", maxlength: "2000", value: stepReasons.get(step.id) ?? "",
+      "aria-label": `Why you reject ${step.name}`, disabled: step.answering,
+      oninput: (event) => stepReasons.set(step.id, event.target.value),
+    });
+    card.append(el("div", { class: "approval" },
+      el("button", { type: "button", class: "approve", text: "Approve", disabled: step.answering, onclick: () => answerStep(step, true) }),
+      el("button", { type: "button", class: "reject", text: "Reject", disabled: step.answering, onclick: () => answerStep(step, false) }),
+      reason,
+    ));
+  }
+  return card;
+}
+
+function describeResult(result) {
+  if (typeof result === "string") return result;
+  if (Array.isArray(result)) return `${result.length} result${result.length === 1 ? "" : "s"}`;
+  const text = JSON.stringify(result);
+  return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+async function answerStep(step, approved) {
+  const conversation = current?.conversation;
+  if (!conversation) return;
+  try {
+    if (approved) await conversation.approve(step.id);
+    else await conversation.reject(step.id, stepReasons.get(step.id)?.trim() || undefined);
+    stepReasons.delete(step.id);
+  } catch {
+    // Shown by the store (state.error: answered elsewhere, expired...); the step shows its row.
+  }
 }
 
 // Messages waiting for the running reply to end, above the composer (the thread moves while a
@@ -654,12 +740,6 @@ function renderWidget(message, state) {
         }, formatSlot(slot)))),
       confirmed ? el("div", { class: "confirmed", text: `✓ Booked for ${formatSlot(selected)}` }) : null,
     );
-  }
-  if (widget.widget_type === "tool_call") {
-    const args = Object.entries(widget.data.arguments ?? {}).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(", ");
-    const result = typeof widget.data.result === "string" ? widget.data.result : `${(widget.data.result ?? []).length ?? ""} result(s)`;
-    return el("div", { class: "widget-card tool", dataset: { widget: widget.id } },
-      el("div", { class: "tool-call" }, el("span", { class: "tool-label", text: "tool" }), el("code", { text: `${widget.data.name}(${args})` }), "→", el("span", { text: result })));
   }
   return el("div", { class: "widget-card", dataset: { widget: widget.id } },
     el("h3", { text: widget.widget_type }), el("pre", { text: JSON.stringify(widget.data, null, 2) }));

@@ -20,6 +20,7 @@ plain methods; :func:`approval_rule` reads it back from a function, a bound meth
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -48,14 +49,23 @@ def requires_approval(func: Any = None, /, *, when: ApprovalRule | None = None) 
     ``@requires_approval`` (or ``@requires_approval()``) asks for every call;
     ``@requires_approval(when=rule)`` only for the calls where ``rule(agent, arguments)`` is true
     (e.g. refunds over 100 EUR). The rule runs before the tool, in the turn; an exception in it is
-    a tool error the model is told of.
+    a tool error the model is told of. Mistakes fail when the class is defined, not at the first
+    call: a rule that is not a function of two arguments, a rule passed without ``when=``, a
+    bound method (``agent.refund``: mark the ``def``), anything that is not a function.
     """
-    if when is not None and not callable(when):
-        raise TypeError(f"requires_approval(when=...) takes a function (agent, arguments) -> bool, not {when!r}.")
+    if when is not None:
+        _check_rule(when)
     rule = when or _always
 
     def mark(f: Any) -> Any:
-        target = getattr(f, "__func__", f)  # the function inside @with_context()'s descriptor
+        if hasattr(f, "__self__") and hasattr(f, "__func__"):
+            raise TypeError(
+                f"@requires_approval marks a tool where it is defined, above or below its def, not a "
+                f"bound method ({f!r})."
+            )
+        if not callable(f) and not hasattr(f, "__func__"):
+            raise TypeError(f"@requires_approval decorates functions and methods, not {f!r}.")
+        target = getattr(f, "__func__", f)  # the function in @with_context()'s descriptor or a staticmethod
         for obj in {id(f): f, id(target): target}.values():
             try:
                 setattr(obj, _MARK, rule)
@@ -64,10 +74,29 @@ def requires_approval(func: Any = None, /, *, when: ApprovalRule | None = None) 
         return f
 
     if func is not None:
-        if not callable(func) and not hasattr(func, "__func__"):
-            raise TypeError(f"@requires_approval decorates functions and methods, not {func!r}.")
+        if getattr(func, "__name__", None) == "<lambda>":
+            raise TypeError(
+                "requires_approval() was given a lambda as the tool: pass the rule by name, "
+                "@requires_approval(when=lambda agent, arguments: ...)."
+            )
         return mark(func)
     return mark
+
+
+def _check_rule(when: Any) -> None:
+    if not callable(when):
+        raise TypeError(f"requires_approval(when=...) takes a function (agent, arguments) -> bool, not {when!r}.")
+    try:
+        signature = inspect.signature(when)
+    except (TypeError, ValueError):
+        return  # a builtin or C function without a readable signature: trusted
+    try:
+        signature.bind(None, {})
+    except TypeError:
+        raise TypeError(
+            f"requires_approval(when=...) calls the rule as rule(agent, arguments); "
+            f"{getattr(when, '__qualname__', when)!r}{signature} cannot take those two arguments."
+        ) from None
 
 
 def approval_rule(tool: Any) -> ApprovalRule | None:
@@ -79,7 +108,7 @@ def approval_rule(tool: Any) -> ApprovalRule | None:
         seen.add(id(obj))
         rule = getattr(obj, _MARK, None)
         if rule is not None:
-            return rule  # type: ignore[no-any-return]
+            return rule
         obj = getattr(obj, "__func__", None) or getattr(obj, "__wrapped__", None)
     return None
 

@@ -4,6 +4,9 @@ demo's agents (``agents/``), so that ``./dev demo`` (``backend.settings``) never
 
 - ``stream-test``: ``StreamTestAgent`` streams text chosen by the message, to check how clients
   rebuild a reply from coalesced and split ``text_chunk`` events (docs/protocol.md, "Text chunks").
+- ``tools-test``: ``ToolsTestAgent``, a declared ``LLMAgent`` on a scripted ``FakeModel``, makes
+  tool steps among its text and asks for approval, for the store's parts and approvals
+  (frontend_client/test/store-tools.test.ts).
 
 The demo page lists them only on a server started with the test settings
 (frontend_client/test/helpers/server.ts does).
@@ -12,9 +15,14 @@ The demo page lists them only on a server started with the test settings
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.context import ResponseStream
+from django_ai.conversations.llm import LLMAgent
+from django_ai.conversations.testing import FakeModel, FakeReply, FakeRequest, FakeToolCall
+from django_ai.conversations.tools import requires_approval
 
 #: Text with characters of every UTF-8/UTF-16 width and JSON escapes: ASCII, accented letters,
 #: CJK, characters outside the BMP (two UTF-16 code units each), a combining accent, quotes,
@@ -76,3 +84,69 @@ class StreamTestAgent(ConversationAgent):
                 stream.write(f"Unknown command {command!r}: say 'long <n>', 'burst <rounds>' or 'fail <n>'.")
         await asyncio.sleep(END_PAUSE)
         return stream.content
+
+
+class ToolsTestAgent(LLMAgent):
+    """A declared LLM agent whose model is scripted by the message (no network):
+
+    - ``steps``: "Looking up. ", ``lookup(q="a")``, "Found a. ", ``lookup("b")`` and ``lookup("c")``
+      in one round (parallel), then "Done.": the reply's parts are text, a step, text, two steps,
+      text;
+    - ``grant <n>``: "Asking first. ", then ``grant(amount=n)``, which waits for the user's
+      approval; approved, the reply goes on with "Done: granted <n>."; rejected, with "Not granted:
+      " and what the model was told (the user's reason in it).
+    """
+
+    display_name = "Tools test"
+    tools = ["lookup", "grant"]
+
+    def get_model(self) -> FakeModel:
+        # A model per reply: each request of the turn reads the conversation it is sent.
+        return FakeModel(replies=[tools_test_brain] * (self.max_tool_rounds + 1))
+
+    def lookup(self, q: str) -> str:
+        """Look a word up.
+
+        Args:
+            q: The word.
+        """
+        return f"{q}!"
+
+    @requires_approval
+    def grant(self, amount: int) -> str:
+        """Grant credits to the user; the user approves each grant.
+
+        Args:
+            amount: How many credits.
+        """
+        return f"granted {amount}"
+
+
+def _field(message: Any, key: str) -> Any:
+    return message.get(key) if isinstance(message, dict) else getattr(message, key, None)
+
+
+def tools_test_brain(request: FakeRequest) -> Any:
+    """The script of :class:`ToolsTestAgent`: the command of the last user message, and the tool
+    answers of the reply so far (after that message) say what comes next."""
+    last_user = max(i for i, m in enumerate(request.messages) if _field(m, "role") == "user")
+    answers = [m for m in request.messages[last_user + 1 :] if _field(m, "role") == "tool"]
+    command, _, argument = (request.last_user_message or "").strip().partition(" ")
+    if command == "steps":
+        if not answers:
+            return FakeReply("Looking up. ", [FakeToolCall("lookup", {"q": "a"})])
+        if len(answers) == 1:
+            return FakeReply("Found a. ", [FakeToolCall("lookup", {"q": "b"}), FakeToolCall("lookup", {"q": "c"})])
+        return "Done."
+    if command == "grant":
+        if not answers:
+            return FakeReply("Asking first. ", [FakeToolCall("grant", {"amount": int(argument or 1)})])
+        content = str(_field(answers[-1], "content"))
+        try:
+            error = json.loads(content).get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if error:
+            return f"Not granted: {error['message']}"
+        return f"Done: {content}."
+    return "Say 'steps' or 'grant <n>'."

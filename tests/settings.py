@@ -12,6 +12,7 @@ DJANGO_AI = {
     "AGENTS": {
         **DJANGO_AI.get("AGENTS", {}),  # noqa: F405
         "stream-test": "tests.sdk_agents.StreamTestAgent",
+        "tools-test": "tests.sdk_agents.ToolsTestAgent",
         "ai-sdk-test": "tests.ai_sdk_agents.AISDKTestAgent",
     },
     "TURN_RECOVERY_IN_WEB": False,  # tests decide when crash recovery runs (tests/test_turn_recovery.py)

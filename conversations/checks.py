@@ -76,6 +76,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         "TURN_HEARTBEAT_INTERVAL": (0.05, 3600),
         "TURN_CANCEL_GRACE": (0, 3600),
         "TURN_RECOVERY_INTERVAL": (0, 86400),
+        # Seconds a tool call waits for its approval: positive (0 would expire every approval at
+        # the next sweep), at most a year.
+        "APPROVAL_TIMEOUT": (1, 86400 * 366),
         "MAX_TURN_ATTEMPTS": (1, 100),
         "IN_PROCESS_TURN_THREADS": (0, 256),
         "EXTRACTION_TIMEOUT": (1, 86400),

@@ -137,6 +137,7 @@ DEFAULTS: dict[str, Any] = {
         "session_start": "30/min",
         "upload": "60/min",
         "anonymous_address": "300/min",
+        "row_action": "60/min",
     },
     "MAX_MESSAGE_LENGTH": 32_000,
     # Bridge permission classes (dotted paths) ANDed with every exposed model's own classes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -293,8 +294,11 @@ class TestComposition:
         assert not exposed.has_object_permission(request, "read", ConversationSession.objects.first())
 
     def test_only_actions_rejects_unknown_actions(self):
-        with pytest.raises(ValueError, match="'drop' is not a valid"):
-            OnlyActions("read", "drop")
+        with pytest.raises(ValueError, match="'drop it' is not a valid"):
+            OnlyActions("read", "drop it")
+        # A name that is no bridge action nor a row action of the model: refused when exposed.
+        with pytest.raises(ImproperlyConfigured, match="'drop' is neither a bridge action"):
+            ExposedSession(permission_classes=[IsOwner(), OnlyActions("read", "drop")])
 
 
 class TestModelPermissions:

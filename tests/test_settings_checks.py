@@ -211,6 +211,7 @@ def test_throttle_rates_by_scope_over_the_older_keys_over_the_defaults():
             "session_start": "30/min",
             "upload": None,
             "anonymous_address": "300/min",
+            "row_action": "60/min",
             "mine": "1/s",
         }
         assert ai_settings.UPLOAD_THROTTLE_RATE is None  # the older name reads its scope

@@ -10,23 +10,28 @@ import asyncio
 import importlib.util
 import threading
 import time
+import uuid
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 from pydantic import BaseModel
 
-from django_ai.conversations import ConversationAgent
-from django_ai.conversations.constants import MessageType, ProcessingStatus
+from django_ai.conversations import ConversationAgent, conf
+from django_ai.conversations.constants import ApprovalStatus, MessageType, ProcessingStatus
 from django_ai.conversations.context import ResponseStream, report_usage
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
 from django_ai.conversations.testing import isolated_registry
+from django_ai.conversations.turns.approval import answer_approval
 from django_ai.conversations.turns.hooks import answered_by_caller
+from django_ai.conversations.turns.state import TurnSuspended, current_turn
 
 TASKS_PKG = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
 #: Django's ImmediateBackend: turn tasks run in this process (its background threads).
@@ -165,6 +170,116 @@ class FailingAgent(ConversationAgent):
             raise ValueError("the model is down")
 
 
+def make_step(
+    user_message: ConversationMessage,
+    *,
+    name: str = "refund",
+    arguments: dict[str, Any] | None = None,
+    index: int = 0,
+    needs_approval: bool = True,
+    text_offset: int = 0,
+) -> ConversationMessage:
+    """A tool step of ``user_message``'s reply as the declared loop (conversations/llm) makes it:
+    waiting for its approval (``needs_approval``), or a call that needed none and ran."""
+    now = timezone.now()
+    timeout = float(conf.ai_settings.APPROVAL_TIMEOUT)
+    approval = (
+        {
+            "status": ApprovalStatus.PENDING.value,
+            "reason": "",
+            "answered_by": None,
+            "answered_at": None,
+            "expires_at": (now + timedelta(seconds=timeout)).isoformat(),
+        }
+        if needs_approval
+        else None
+    )
+    return ConversationMessage.objects.create(
+        session_id=user_message.session_id,
+        message_type=MessageType.TOOL,
+        reply_to=user_message,
+        component_type=name,
+        processing_status=ProcessingStatus.AWAITING_APPROVAL if needs_approval else ProcessingStatus.COMPLETED,
+        content="" if needs_approval else '"done"',
+        started_at=now,
+        finished_at=None if needs_approval else now,
+        component_data={
+            "call_id": f"call_{uuid.uuid4().hex[:12]}",
+            "name": name,
+            "arguments": arguments or {},
+            "round": 0,
+            "index": index,
+            "text_offset": text_offset,
+            "result": None if needs_approval else "done",
+            "error": None,
+            "duration_ms": None if needs_approval else 1,
+            "approval": approval,
+        },
+    )
+
+
+class ApprovalAgent(ConversationAgent):
+    """Stands in for the declared loop of conversations/llm (it is what that loop does, by hand):
+    streams "Checking. ", makes a ``refund`` step waiting for approval and suspends the turn.
+    Resumed, it reads its steps: an approved one runs (a refund of the step's amount, capped by
+    the CURRENT Context's ``limit``, counted in ``refunded``), a refused or expired one is
+    reported with the refusal the model would read (the step's ``content``).
+
+    Messages: ``refund <amount>`` (one step), ``refund <a> and <b>`` (two), ``answer first``
+    (the agent approves its own step before suspending: an answer that comes before the
+    suspension is recorded), ``suspend for nothing`` (suspends without a step: a bug).
+    """
+
+    class Context(BaseModel):
+        limit: int = 100
+        refunded: int = 0
+
+    def get_response(self, message, request=None, **kwargs):
+        state = current_turn.get()
+        assert state is not None
+        user_message = self.message
+        with ResponseStream() as stream:
+            if not state.resumed:
+                stream.write("Checking. ")
+                if message == "suspend for nothing":
+                    raise TurnSuspended()
+                amounts = [int(word) for word in message.split() if word.isdigit()] or [1]
+                offset = len(state.stream_text)
+                steps = state.call_db(
+                    lambda: [
+                        make_step(user_message, arguments={"amount": a}, index=i, text_offset=offset)
+                        for i, a in enumerate(amounts)
+                    ]
+                )
+                if message == "answer first":
+                    state.call_db(lambda: answer_approval(steps[0].pk, approved=True))
+                raise TurnSuspended(step_ids=[step.pk for step in steps])
+            steps = state.call_db(
+                lambda: list(
+                    ConversationMessage.objects.filter(reply_to=user_message, message_type=MessageType.TOOL).order_by(
+                        "component_data__index"
+                    )
+                )
+            )
+            for step in steps:
+                if step.processing_status == ProcessingStatus.PENDING:
+                    amount = min(step.component_data["arguments"]["amount"], self.context.limit)
+                    self.context.refunded += amount
+                    state.call_db(lambda step=step, amount=amount: _complete(step, amount))
+                    stream.write(f"Refunded {amount}. ")
+                else:
+                    stream.write(f"Not run: {step.content} ")
+        return stream.content
+
+
+def _complete(step: ConversationMessage, amount: int) -> None:
+    step.processing_status = ProcessingStatus.COMPLETED
+    step.content = str(amount)
+    step.component_data = {**step.component_data, "result": amount, "duration_ms": 1}
+    step.finished_at = timezone.now()
+    step.save()
+
+
 AGENTS = {
     "quick-echo": EchoAgent,
     "counter": CounterAgent,
@@ -176,6 +291,7 @@ AGENTS = {
     "polite": PoliteSyncAgent,
     "usage": UsageAgent,
     "failing": FailingAgent,
+    "approval": ApprovalAgent,
 }
 AGENT_PATHS = {path: f"{__name__}.{cls.__name__}" for path, cls in AGENTS.items()}
 

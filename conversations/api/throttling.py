@@ -1,7 +1,7 @@
 """The app's throttles, shared by the bridge, uploads and realtime views: who a request is counted
 as (per user, per anonymous visitor, per client address) and at which rate. Each throttle reads its
 rate from ``DJANGO_AI['THROTTLE_RATES']`` under its ``rate_scope`` (e.g. ``"30/min"``, None to
-switch it off): ``message_create``, ``session_start``, ``anonymous_address`` here, ``upload`` in
+switch it off): ``message_create``, ``session_start``, ``row_action``, ``anonymous_address`` here, ``upload`` in
 ``files/throttles.py``. Which exposed model uses which is the model's own decision
 (``ExposedModel.throttle_classes``).
 
@@ -35,6 +35,7 @@ __all__ = [
     "AnonymousAddressThrottle",
     "ClientAddressMixin",
     "MessageCreateThrottle",
+    "RowActionThrottle",
     "SessionStartThrottle",
     "client_address",
 ]
@@ -113,6 +114,15 @@ class SessionStartThrottle(MessageCreateThrottle):
 
     scope = "django_ai_session_start"
     rate_scope = "session_start"
+
+
+class RowActionThrottle(MessageCreateThrottle):
+    """``DJANGO_AI['THROTTLE_RATES']['row_action']``: row actions of the bridge (``POST
+    models/<name>/<pk>/<action>/``, e.g. approving a tool call, which resumes a turn), per user or
+    anonymous visitor, all actions together."""
+
+    scope = "django_ai_row_action"
+    rate_scope = "row_action"
 
 
 class AnonymousAddressThrottle(ClientAddressMixin, SimpleRateThrottle):

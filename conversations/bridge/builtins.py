@@ -7,7 +7,7 @@ Owners (users, or anonymous visitors by their id) see and act only on their own 
   metadata, owner and turn bookkeeping are neither readable nor writable.
 - ``message``: read; create a *user* message (``session``, ``content``, optional ``files``) in an
   active session of theirs. Type and status are forced (``user``, ``pending``); the turn starts
-  when the row commits.
+  when the row commits. The row action ``approve`` answers a tool call waiting for approval.
 - ``widget``: read; change ``display_data`` (presentation state), never ``data``.
 - ``file``: read (the extracted text only when asked for with ``fields``); delete their own files
   (the stored file goes once the deletion commits). Uploads go through ``POST files/``.
@@ -28,17 +28,19 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from ..api.throttling import AnonymousAddressThrottle, MessageCreateThrottle
+from ..api.throttling import AnonymousAddressThrottle, MessageCreateThrottle, RowActionThrottle
 from ..constants import BridgeAction, BuiltinModel, ErrorCode, MessageType, ProcessingStatus, SessionStatus
-from ..exceptions import InvalidMessage, SessionNotActive, TurnInProgress
+from ..exceptions import InvalidInput, InvalidMessage, SessionNotActive, TurnInProgress
 from ..models import ConversationMessage, ConversationSession, ConversationWidget, File
+from ..owners import get_owner
 from ..realtime.channels import owner_channel, owner_channel_for_session, session_channel
 from ..registry import get_agent
 from ..service import ConversationService
+from ..turns.approval import MAX_REASON_LENGTH, answer_approval
 from ..turns.policy import apply_concurrency_policy
 from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
-from .exposed import ExposedModel
+from .exposed import ExposedModel, row_action
 from .permissions import IsOwner, OnlyActions
 
 if TYPE_CHECKING:
@@ -155,7 +157,7 @@ class ExposedSession(_BuiltinExposed):
 class ExposedMessage(_BuiltinExposed):
     model = ConversationMessage
     name = BuiltinModel.MESSAGE
-    permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.CREATE))
+    permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.CREATE, "approve"))
     read_fields = (
         "id",
         "session",
@@ -176,7 +178,30 @@ class ExposedMessage(_BuiltinExposed):
     default_ordering = ("timestamp",)
     relations = {"session": BuiltinModel.SESSION, "files": BuiltinModel.FILE, "reply_to": BuiltinModel.MESSAGE}
     # Each message starts a turn: creation has rates of its own, per visitor and per address.
-    throttle_classes = {BridgeAction.CREATE: (MessageCreateThrottle, AnonymousAddressThrottle)}
+    throttle_classes = {
+        BridgeAction.CREATE: (MessageCreateThrottle, AnonymousAddressThrottle),
+        "approve": (RowActionThrottle, AnonymousAddressThrottle),
+    }
+
+    @row_action(body_keys=("approved", "reason"))
+    def approve(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:
+        """``POST models/message/<tool step id>/approve/`` ``{"approved": bool, "reason"?: str}``:
+        answer a tool call that waits for the owner's approval (``turns.approval.answer_approval``:
+        400 ``not_a_tool_step``, 409 ``approval_already_answered`` / ``not_awaiting_approval``)."""
+        approved = data.get("approved")
+        if "approved" not in data:
+            raise InvalidInput("approved is required: true or false.", code=ErrorCode.REQUIRED, field="approved")
+        if not isinstance(approved, bool):
+            raise InvalidInput("approved must be true or false.", field="approved")
+        reason = data.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON_LENGTH or "\x00" in reason:
+            raise InvalidInput(f"reason must be a string of at most {MAX_REASON_LENGTH} characters.", field="reason")
+        # The permission classes chose the row (get_object for "approve"); the answer locks and
+        # re-reads it.
+        user = get_owner(request).user
+        return answer_approval(
+            instance.pk, approved=approved, reason=reason, answered_by=user.pk if user is not None else None
+        )
 
     def get_create_defaults(self, request: Request, data: dict[str, Any]) -> dict[str, Any]:
         # Whatever the client sent: a user message, waiting for its turn.

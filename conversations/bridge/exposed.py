@@ -11,6 +11,7 @@ registration so that relations can find the exposed model at their other end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import django_filters
@@ -24,7 +25,7 @@ from ..owners import get_owner
 from ..realtime.channels import owner_channel, session_channel
 from .changes import conversation_ids, send_model_change
 from .declaration import check_declaration
-from .errors import ObjectNotFound, OperationNotAllowed
+from .errors import InvalidQuery, ObjectNotFound, OperationNotAllowed
 from .fields import describe_field
 from .permission_base import And, BasePermission, resolve_permission
 from .query_parser import filter_specs
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 
-__all__ = ["ExposedModel", "Hook"]
+__all__ = ["ExposedModel", "Hook", "RowAction", "row_action"]
 
 #: A hook: ``hook(operation=..., instance=..., request=..., phase="before" | "after")``. "before"
 #: runs inside the write's transaction before the row is saved or deleted (raise a
@@ -43,6 +44,47 @@ __all__ = ["ExposedModel", "Hook"]
 Hook = Callable[..., None]
 
 ACTIONS = tuple(BridgeAction)
+
+#: The attribute :func:`row_action` sets on the methods it marks.
+_ROW_ACTION_ATTR = "bridge_row_action"
+
+
+@dataclass(frozen=True)
+class RowAction:
+    """An action on one row, served at ``POST models/<name>/<pk>/<action>/`` (see :func:`row_action`)."""
+
+    name: str
+    method_name: str
+    body_keys: frozenset[str]
+
+
+def row_action(
+    name: str | None = None, *, body_keys: Iterable[str] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a method of an :class:`ExposedModel` subclass as a row action, as DRF's ``@action``
+    marks a viewset's: ``POST models/<model>/<pk>/<name>/`` (``name`` defaults to the method's).
+
+    The method is called as ``method(request, instance, data)`` with the row the request may act
+    on and the JSON object it sent, and returns the row to answer with (200, serialized as a read
+    of it). Before it runs the bridge checks, in this order: the model-level permission for the
+    action (its name is the ``action`` the permission classes are asked about: list it in
+    ``OnlyActions``), that ``data`` has only ``body_keys``, and the object permission, through
+    :meth:`ExposedModel.get_object` (404 for a row the caller may not act on). The method
+    validates the values (a ``ConversationError`` with ``field``) and does the work; its
+    throttles are ``throttle_classes[name]``. Like every write it needs the CSRF token when a
+    cookie identifies the caller.
+    """
+
+    def mark(method: Callable[..., Any]) -> Callable[..., Any]:
+        action_name = name or method.__name__
+        if not action_name.isidentifier() or action_name in ACTIONS:
+            raise ImproperlyConfigured(
+                f"Row action {action_name!r}: the name must be an identifier other than {', '.join(ACTIONS)}."
+            )
+        setattr(method, _ROW_ACTION_ATTR, RowAction(action_name, method.__name__, frozenset(body_keys)))
+        return method
+
+    return mark
 
 
 class ExposedModel:
@@ -82,6 +124,8 @@ class ExposedModel:
     #: The catalog this model is registered in (set by ``catalog.register``); relations look up
     #: the exposed model at their other end there. None until registered.
     catalog: Any = None
+    #: The row actions (:func:`row_action` methods) by name; set from the class when constructed.
+    row_actions: Mapping[str, RowAction] = {}
 
     def __init__(
         self,
@@ -130,7 +174,14 @@ class ExposedModel:
         if max_limit is not None:
             self.max_limit = max_limit
         if throttle_classes is not None:
-            self.throttle_classes = {str(BridgeAction(a)): tuple(c) for a, c in throttle_classes.items()}
+            self.throttle_classes = {str(a): tuple(c) for a, c in throttle_classes.items()}
+        self.row_actions = self.get_row_actions()
+        for action in self.throttle_classes:
+            if action not in ACTIONS and action not in self.row_actions:
+                raise ImproperlyConfigured(
+                    f"{type(self).__name__}.throttle_classes names {action!r}, which is neither a bridge action "
+                    f"({', '.join(ACTIONS)}) nor a row action of this model ({', '.join(self.row_actions) or 'none'})."
+                )
         if announce_all_saves is not None:
             self.announce_all_saves = announce_all_saves
         self._permissions = [resolve_permission(p) for p in self.permission_classes]
@@ -238,6 +289,36 @@ class ExposedModel:
             if self.has_permission(request, action):
                 allowed.append(str(action))
         return allowed
+
+    # Row actions: POST models/<name>/<pk>/<action>/ (row_action marks the methods).
+
+    @classmethod
+    def get_row_actions(cls) -> dict[str, RowAction]:
+        """The row actions of this class (methods marked with :func:`row_action`), by name."""
+        found: dict[str, RowAction] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                action = getattr(value, _ROW_ACTION_ATTR, None)
+                if isinstance(action, RowAction):
+                    found = {n: a for n, a in found.items() if a.method_name != attr}
+                    found[action.name] = action
+        return found
+
+    def run_row_action(self, request: Request, name: str, pk: Any, data: Any) -> models.Model:
+        """Run the row action ``name`` on the row ``pk``; the row to answer with (see :func:`row_action`)."""
+        action = self.row_actions.get(name)
+        if action is None:
+            raise ObjectNotFound(f"{self.name} rows have no action {name!s:.64}.")
+        if not self.has_permission(request, name):
+            raise OperationNotAllowed(f"You may not {name} {self.name} rows.")
+        if not isinstance(data, dict):
+            raise InvalidQuery("The request body must be a JSON object.", code=ErrorCode.INVALID_BODY)
+        for key in data:
+            if key not in action.body_keys:
+                raise InvalidQuery(f"Unknown key {str(key)[:64]!r}.", code=ErrorCode.UNKNOWN_KEY, field=str(key)[:64])
+        instance = self.get_object(request, name, pk)
+        result: models.Model = getattr(self, action.method_name)(request, instance, data)
+        return result
 
     def get_throttles(self, action: str) -> list[Any] | None:
         """The throttles a request performing ``action`` passes (instances), or None for the
@@ -431,6 +512,7 @@ class ExposedModel:
             "default_limit": self.get_default_limit(),
             "max_limit": self.get_max_limit(),
             "actions": self.allowed_actions(request),
+            "row_actions": [name for name in self.row_actions if self.has_permission(request, name)],
         }
 
     def __repr__(self) -> str:

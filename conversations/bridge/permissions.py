@@ -112,12 +112,29 @@ class ReadOnly(BasePermission):
 
 
 class OnlyActions(BasePermission):
-    """Allows only the listed actions: ``OnlyActions("read", "update")``."""
+    """Allows only the listed actions: ``OnlyActions("read", "update")``; a row action by its
+    name (``OnlyActions("read", "approve")``, see ``bridge.exposed.row_action``)."""
 
     scope_matches_object_permission = True
 
     def __init__(self, *actions: str):
-        self.actions = frozenset(str(BridgeAction(a)) for a in actions)
+        for action in actions:
+            if not isinstance(action, str) or not action.isidentifier():
+                raise ValueError(
+                    f"OnlyActions({action!r}): {action!r} is not a valid action: name a bridge action "
+                    f"({', '.join(BridgeAction)}) or a row action."
+                )
+        self.actions = frozenset(str(a) for a in actions)
+
+    def check_model(self, exposed: ExposedModel) -> None:
+        known = {*BridgeAction, *exposed.row_actions}
+        unknown = sorted(self.actions - known)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{self!r} on exposed model {exposed.name!r}: {', '.join(map(repr, unknown))} is neither a bridge "
+                f"action ({', '.join(BridgeAction)}) nor a row action of the model "
+                f"({', '.join(exposed.row_actions) or 'it has none'})."
+            )
 
     def has_permission(self, request: Request, action: str, exposed: ExposedModel) -> bool:
         return str(action) in self.actions

@@ -32,6 +32,7 @@ from .query import run_query, serialize_instance
 
 __all__ = [
     "CancelView",
+    "ModelActionView",
     "ModelCreateView",
     "ModelDetailView",
     "NotFoundView",
@@ -215,5 +216,29 @@ class NotFoundView(BaseAPIView):
         raise drf_exceptions.NotFound("There is no endpoint at this path; see docs/protocol.md for the paths.")
 
 
-class ModelActionView(NotFoundView):
-    """``POST models/<name>/<pk>/<action>/``: an action on one row (``approve``...). Not served yet."""
+class ModelActionView(_ModelView):
+    """``POST models/<name>/<pk>/<action>/``: a row action of the exposed model (``approve`` on a
+    message), 200 with the row; the model's permission classes are asked about the action's name
+    and its throttles are ``throttle_classes[<action>]`` (:func:`~.exposed.row_action`)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # A model without that row action has no endpoint here, whatever the method (as for any
+        # other unknown path): 404 before authentication, throttles or parsing.
+        try:
+            known = self.kwargs["action"] in self.get_exposed().row_actions
+        except UnknownModel:
+            known = False
+        if not known:
+            raise drf_exceptions.NotFound("There is no endpoint at this path; see docs/protocol.md for the paths.")
+        super().initial(request, *args, **kwargs)
+
+    def get_throttles(self) -> list[Any]:
+        throttles = self.get_exposed().get_throttles(self.kwargs["action"])
+        return throttles if throttles is not None else super().get_throttles()
+
+    def post(self, request: Request, name: str, pk: str, action: str) -> Response:
+        exposed = self.get_exposed()
+        data = _object_body(request)
+        with operation(_operation_id(request)):
+            instance = exposed.run_row_action(request, action, pk, data)
+        return Response(serialize_instance(exposed, request, instance))

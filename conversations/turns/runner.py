@@ -93,6 +93,8 @@ def run_turn(
         .order_by("pk")
     ]
     state = TurnState(session=session, user_message=user_message, files={str(f.pk): f for f in files})
+    # The reply's text before this run (a resumed reply's, kept as ResponseStream appends to it).
+    text_before = suspended.content if suspended is not None else ""
     if suspended is not None:
         _continue_reply(state, suspended)
     try:
@@ -143,6 +145,10 @@ def run_turn(
             )
         # PostgreSQL cannot store NUL in text.
         response = response.replace("\x00", "\ufffd")
+        if state.resumed and not response.startswith(text_before):
+            # A resumed reply: what get_response returns continues the text written before the
+            # suspension (an agent may return the whole reply instead: then it starts with it).
+            response = text_before + response
         # The context the agent leaves must still fit its Context (assignments are not validated)
         # and be JSON: otherwise this turn fails and the stored context stays as it was.
         agent.context = agent_cls.validate_context(agent.context)

@@ -9,6 +9,9 @@ CLIENT="$ROOT/frontend_client"
 export PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 
 [ -d "$CLIENT/node_modules" ] || (cd "$CLIENT" && npm ci --no-audit --no-fund --loglevel=error)
+# The AI SDK (ai, @ai-sdk/react, react) that e2e/ai-sdk.test.ts bundles its useChat page from.
+AI_SDK_CLIENT="$ROOT/tests/ai_sdk_client"
+[ -d "$AI_SDK_CLIENT/node_modules" ] || (cd "$AI_SDK_CLIENT" && npm ci --no-audit --no-fund --loglevel=error)
 
 # A type error in the SDK, its tests or the benchmarks fails the run before anything starts.
 echo "==> Type-checking the SDK and its tests (tsc --noEmit)" >&2

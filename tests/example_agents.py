@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.decorators import with_context
+from django_ai.conversations.llm import LLMAgent, ToolError, run_tool_calls, stream_completion
+from django_ai.conversations.tools import requires_approval, tool_schemas
 
 litellm: Any = None
 
@@ -284,3 +286,61 @@ class SmartAgent(ConversationAgent):
         )
         # Context injected when LLM calls the function
         return response.choices[0].message.content
+
+
+# docs/tools.md, The declared tool loop (ORDERS is left to the reader there).
+ORDERS = {(7, 42): {"number": 42, "status": "shipped", "total": 120.0}}
+
+
+class ShopAgent(LLMAgent):
+    model = "gpt-4o-mini"                      # any litellm model name; or FakeModel(...) in tests
+    system_prompt = "You are the shop's assistant. Answer in two sentences."
+    tools = ["find_order", "refund"]           # method names (or the functions themselves)
+    max_tool_rounds = 4
+    tool_timeout = 30.0                        # seconds per tool call
+
+    class Context(BaseModel):
+        user_id: int = 0
+
+    @with_context()
+    def find_order(self, number: int, user_id: int) -> dict:
+        """Find one of the customer's orders.
+
+        Args:
+            number: The order number.
+        """
+        order = ORDERS.get((user_id, number))
+        if order is None:
+            raise ToolError(f"You have no order {number}.")
+        return order
+
+    @requires_approval(when=lambda agent, arguments: arguments["amount"] > 100)
+    @with_context()
+    def refund(self, number: int, amount: float, user_id: int) -> str:
+        """Refund part of an order.
+
+        Args:
+            number: The order number.
+            amount: The amount to refund, in EUR.
+        """
+        return f"Refunded {amount} EUR on order {number}."
+
+
+# docs/tools.md, A hand-written loop from the same pieces.
+class HandWrittenShopAgent(ShopAgent):  # ShopAgent's tools and Context, a loop of its own
+    async def get_response(self, message, request=None, **kwargs):
+        tools = [self.find_order]
+        messages = [{"role": "system", "content": "You are the shop's assistant."}, *self.history(max_messages=50)]
+        stream = ResponseStream()
+        try:
+            for round in range(4):
+                result = await stream_completion(
+                    "gpt-4o-mini", messages, tools=tool_schemas(tools), stream=stream, round=round
+                )
+                if not result.tool_calls:
+                    break
+                messages.append(result.as_message())
+                messages += await run_tool_calls(self, tools, result.tool_calls, round=round, tool_timeout=30)
+        finally:
+            stream.end()
+        return stream.content

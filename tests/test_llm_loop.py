@@ -427,3 +427,80 @@ def test_a_declared_agent_is_async():
 
     register_agent("declared", Declared)
     assert registry.get("declared").is_async is True
+
+
+def test_an_async_tool_uses_the_async_orm_on_the_turns_connection():
+    """The ORM from an ``async def`` tool runs on the turn's thread: inside this test's transaction
+    it sees the test's rows."""
+
+    class Counting(LLMAgent):
+        tools = ["count_messages"]
+
+        async def count_messages(self) -> int:
+            """Count."""
+            return await ConversationMessage.objects.filter(session=self.session).acount()
+
+    model = FakeModel(replies=[FakeToolCall("count_messages"), "Counted."])
+    Counting.model = model
+    session = start(Counting)
+    send(session, "count")
+    assert model.requests[1].messages[-1]["content"] == "2"  # the user message and this step
+
+
+def test_the_docs_shop_agents_run_as_written(monkeypatch):
+    """docs/tools.md's ShopAgent and HandWrittenShopAgent (tests/example_agents.py), their litellm
+    model name answered by FakeModel through ``FakeModel.patch("litellm")``."""
+    from tests.example_agents import HandWrittenShopAgent, ShopAgent, use_litellm
+
+    use_litellm(monkeypatch)
+    for agent_cls in (ShopAgent, HandWrittenShopAgent):
+        model = FakeModel(
+            replies=[
+                FakeReply(text="Let me see. ", tool_calls=[FakeToolCall("find_order", {"number": 42})]),
+                "Order 42 has shipped.",
+                FakeToolCall("find_order", {"number": 7}),
+                "You have no order 7.",
+            ]
+        )
+        register_agent("shop", agent_cls)
+        session = ConversationService.create_session("shop", context={"user_id": 7})
+        with model.patch("litellm"):
+            assert send(session, "Where is order 42?")["response"] == "Let me see. Order 42 has shipped."
+            assert send(session, "And order 7?")["response"] == "You have no order 7."
+        assert [r.model for r in model.requests] == ["gpt-4o-mini"] * 4
+        assert model.requests[0].messages[0]["role"] == "system"
+        assert model.requests[1].messages[-1]["content"] == '{"number": 42, "status": "shipped", "total": 120.0}'
+        assert model.requests[3].messages[-1]["content"] == (
+            '{"error": {"code": "tool_error", "message": "You have no order 7."}}'
+        )
+        assert "user_id" not in str(model.requests[0].tools)
+
+
+def test_the_docs_refund_waits_for_approval_above_100(monkeypatch):
+    from tests.example_agents import ShopAgent, use_litellm
+
+    use_litellm(monkeypatch)
+    model = FakeModel(replies=[FakeToolCall("refund", {"number": 42, "amount": 150})])
+    register_agent("shop", ShopAgent)
+    session = ConversationService.create_session("shop", context={"user_id": 7})
+    with model.patch("litellm"):
+        send(session, "Refund 150 EUR on order 42")
+    [step] = steps_of(session)
+    assert step.processing_status == ProcessingStatus.AWAITING_APPROVAL
+    assert step.component_data["arguments"] == {"number": 42, "amount": 150}
+
+
+def test_the_docs_show_the_example_agents_as_tests_run_them():
+    """docs/tools.md prints ShopAgent and HandWrittenShopAgent exactly as tests/example_agents.py
+    holds them (the tests above run those)."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from tests import example_agents
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "tools.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", docs, re.S)
+    for agent_cls in (example_agents.ShopAgent, example_agents.HandWrittenShopAgent):
+        source = inspect.getsource(agent_cls)
+        assert any(source in block for block in blocks), f"{agent_cls.__name__} differs from docs/tools.md"

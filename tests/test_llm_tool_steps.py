@@ -242,3 +242,59 @@ def test_injected_context_values_appear_in_no_row_event_or_log(events, caplog):
     assert str(SECRET_USER) not in caplog.text
     # A model that sends an injected parameter is refused, not obeyed.
     assert steps_of(session)[1].component_data["error"]["code"] == "invalid_tool_arguments"
+
+
+def test_widgets_record_where_they_sit_in_the_reply():
+    """display_widget's metadata.text_offset (UTF-16 units), from an agent and from a sync tool
+    running in its own thread during the loop."""
+    from django_ai.conversations import ConversationAgent
+    from django_ai.conversations.context import ResponseStream, display_widget
+
+    class Writer(ConversationAgent):
+        def get_response(self, message, request=None, **kwargs):
+            with ResponseStream() as stream:
+                display_widget("first")
+                stream.write("Voilà 😀 ")  # 9 UTF-16 units
+                display_widget("second")
+                stream.write("done")
+            return stream.content
+
+    register_agent("writer-test", Writer)
+    session = ConversationService.create_session("writer-test")
+    ConversationService.send_message(session.id, "go")
+    widgets = ConversationMessage.objects.filter(session=session, message_type=MessageType.WIDGET)
+    assert sorted((w.component_type, w.metadata["text_offset"]) for w in widgets) == [("first", 0), ("second", 9)]
+
+    class Showing(LLMAgent):
+        tools = ["show"]
+
+        def show(self, name: str) -> str:
+            """Show a card."""
+            display_widget("card", {"name": name})
+            return "shown"
+
+    model = FakeModel(replies=[FakeReply(text="Here: ", tool_calls=[FakeToolCall("show", {"name": "pro"})]), "Done."])
+    Showing.model = model
+    register_agent("showing", Showing)
+    session = ConversationService.create_session("showing")
+    ConversationService.send_message(session.id, "show")
+    card = ConversationMessage.objects.get(session=session, message_type=MessageType.WIDGET)
+    assert card.metadata == {"text_offset": 6} and card.component_data == {"name": "pro"}
+    [step] = steps_of(session)
+    assert step.component_data["text_offset"] == 6 and step.content == "shown"
+
+
+def test_rounds_after_a_resume_are_numbered_on():
+    session, model = shop(
+        FakeToolCall("refund", {"amount": 50}, id="r"),
+        FakeToolCall("price", {"item": "pro"}, id="p"),
+        "Refunded, and pro is 12 EUR.",
+    )
+    ConversationService.send_message(session.id, "refund 50 and price pro")
+    answer_approval(steps_of(session)[0].pk, approved=True)
+    process_pending(session.pk)
+    assert [(s.component_data["call_id"], s.component_data["round"]) for s in steps_of(session)] == [
+        ("r", 0),
+        ("p", 1),
+    ]
+    assert [m["role"] for m in model.requests[2].messages] == ["user", "assistant", "tool", "assistant", "tool"]

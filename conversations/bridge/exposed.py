@@ -65,8 +65,8 @@ def row_action(
     marks a viewset's: ``POST models/<model>/<pk>/<name>/`` (``name`` defaults to the method's).
 
     The method is called as ``method(request, instance, data)`` with the row the request may act
-    on and the JSON object it sent, and returns the row to answer with (200, serialized as a read
-    of it). Before it runs the bridge checks, in this order: the model-level permission for the
+    on and the JSON object it sent, inside a transaction, and returns the row to answer with (200,
+    serialized as a read of it; its ``model_change`` goes out as for an update through the bridge). Before it runs the bridge checks, in this order: the model-level permission for the
     action (its name is the ``action`` the permission classes are asked about: list it in
     ``OnlyActions``), that ``data`` has only ``body_keys``, and the object permission, through
     :meth:`ExposedModel.get_object` (404 for a row the caller may not act on). The method
@@ -316,8 +316,11 @@ class ExposedModel:
         for key in data:
             if key not in action.body_keys:
                 raise InvalidQuery(f"Unknown key {str(key)[:64]!r}.", code=ErrorCode.UNKNOWN_KEY, field=str(key)[:64])
-        instance = self.get_object(request, name, pk)
-        result: models.Model = getattr(self, action.method_name)(request, instance, data)
+        with transaction.atomic():
+            instance = self.get_object(request, name, pk)
+            result: models.Model = getattr(self, action.method_name)(request, instance, data)
+            # Clients' live querysets hear of it as of any bridge write (update of the row).
+            self._announce_write(request, ModelOperation.UPDATE, result, result.pk)
         return result
 
     def get_throttles(self, action: str) -> list[Any] | None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The JavaScript part of `./dev test`: type-check the SDK and its tests (tsc --noEmit), build the SDK
-# (tsc + the browser bundle), then run its tests and the browser test against one demo server
-# (runserver on a free port, temporary SQLite).
+# (tsc + the browser bundle) and the React and Vue examples, then run its tests and the browser tests
+# against one demo server (runserver on a free port, temporary SQLite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -19,6 +19,11 @@ echo "==> Type-checking the SDK and its tests (tsc --noEmit)" >&2
 
 echo "==> Building the SDK" >&2
 (cd "$CLIENT" && node scripts/build.mjs && node scripts/build.mjs --tests)
+
+# The React and Vue examples (examples/, type-checked, then built into examples/*/dist/), which the
+# demo server serves at /examples/react/ and /examples/vue/ for e2e/examples.test.ts.
+echo "==> Type-checking and building the examples" >&2
+(cd "$CLIENT" && node scripts/build-examples.mjs --check)
 
 # One demo server for every test file (each file can also start its own when run alone).
 SERVER_LOG=$(mktemp)

@@ -10,6 +10,7 @@ tests pin the turn machinery on its own; the declared loop's own tests use it en
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from datetime import timedelta
@@ -33,7 +34,7 @@ from django_ai.conversations.owners import get_owner
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_finished
-from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
+from django_ai.conversations.testing import isolated_registry, task_worker, wait_for_turns, wait_until
 from django_ai.conversations.testing.factories import UserFactory
 from django_ai.conversations.turns.approval import answer_approval, expire_approvals
 from django_ai.conversations.turns.runner import next_pending
@@ -41,6 +42,7 @@ from django_ai.conversations.turns.sweeps import recover_now
 
 from .bridge_support import Api, anonymous_api, error_codes, error_fields, user_api
 from .turns_support import (
+    AGENT_PATHS,
     AGENTS,
     IMMEDIATE,
     ApprovalAgent,
@@ -492,3 +494,31 @@ def test_send_message_returns_when_its_turn_suspends():
     assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
     assert result["response"] == "Checking. "
     assert result["message_id"] == str(reply_to(message).pk)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("django_tasks_db") is None, reason="the 'worker' extra (django-tasks-db) is not installed"
+)
+def test_approved_after_a_restart_a_fresh_worker_process_resumes_the_turn(events):
+    """The turn is suspended in this process; the approval arrives over HTTP after a "deploy":
+    turns now go to a task queue, and a worker process that never saw the turn resumes it from
+    the rows alone."""
+    user = UserFactory()
+    session, message = suspended("refund 50", user=user)
+    [step] = steps_of(message)
+    answer = reply_to(message)
+    with (
+        override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}),
+        ai_settings(AGENTS=AGENT_PATHS),
+        task_worker() as start,
+    ):
+        worker = start()
+        response = user_api(user).post(approve_url(step), {"approved": True})
+        assert response.status_code == 200, response.json()
+        wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 30, message=worker.output())
+    answer.refresh_from_db()
+    assert (answer.processing_status, answer.content) == (ProcessingStatus.COMPLETED, "Checking. Refunded 50. ")
+    assert status_of(step) == ProcessingStatus.COMPLETED
+    session.refresh_from_db()
+    assert session.context["refunded"] == 50 and session.turn_token == ""

@@ -504,3 +504,34 @@ def test_the_docs_show_the_example_agents_as_tests_run_them():
     for agent_cls in (example_agents.ShopAgent, example_agents.HandWrittenShopAgent):
         source = inspect.getsource(agent_cls)
         assert any(source in block for block in blocks), f"{agent_cls.__name__} differs from docs/tools.md"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_while_the_model_streams_stops_between_chunks_before_any_tool():
+    from django_ai.conversations.testing import wait_until
+
+    ran = []
+
+    class Streaming(LLMAgent):
+        tools = ["later"]
+
+        def later(self) -> str:
+            """Later."""
+            ran.append(1)
+            return "ran"
+
+    model = FakeModel(replies=[FakeReply(text="word " * 2000, tool_calls=[FakeToolCall("later")])], chunk_delay=0.01)
+    Streaming.model = model
+    session = start(Streaming)
+    turn = Background(lambda: send(session, "go"))
+    turn.start()
+    wait_until(
+        lambda: ConversationMessage.objects.filter(session=session, message_type=MessageType.AGENT).exists(),
+        timeout=WAIT,
+        message="the reply never started streaming",
+    )
+    ConversationService.cancel_turn(session.id)
+    result = turn.outcome(WAIT)
+    assert result["status"] == "cancelled"
+    assert result["response"].startswith("word ") and len(result["response"]) < len("word " * 2000)
+    assert ran == [] and not steps_of(session)

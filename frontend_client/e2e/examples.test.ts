@@ -126,6 +126,33 @@ for (const example of EXAMPLES) {
       }
     });
 
+    test("a tool step waits for approval: Approve runs it and the reply goes on, Reject refuses it", async () => {
+      const { page, errors } = await openExample(example.name);
+      try {
+        // The sales agent's apply_discount asks first above 10 %.
+        await start(page, "sales");
+        await send(page, "Can I get a 20% discount on pro-features?");
+        const waiting = page.locator(".step[data-status='awaiting_approval']");
+        await waiting.locator("button.approve").waitFor();
+        assert.match(await waiting.locator("code").innerText(), /apply_discount/);
+        assert.match(await waiting.locator("pre").first().innerText(), /"percent": 20/);
+        await page.waitForSelector(".chat[data-phase='awaiting_approval']");
+        await waiting.locator("button.approve").click();
+        const done = page.locator(".message.agent[data-status='completed']").last();
+        await done.locator(".step[data-status='completed'] >> text=apply_discount").waitFor();
+        assert.match(await done.locator(".body").innerText(), /Done: 20 % off Pro features is applied/);
+        assert.equal(await page.locator(".step button.approve").count(), 0, "an answered step has no buttons");
+
+        await send(page, "A 30% discount on team-seats, please");
+        await page.locator(".step[data-status='awaiting_approval'] button.reject").click();
+        await page.waitForSelector(".message.agent[data-status='completed'] >> text=I did not apply that discount");
+        await page.waitForSelector(".step[data-status='failed'] >> text=apply_discount");
+        assert.deepEqual(errors, []);
+      } finally {
+        await page.context().close();
+      }
+    });
+
     test("Stop ends a long reply, keeps its text, and marks it stopped", async () => {
       const { page, errors } = await openExample(example.name);
       try {

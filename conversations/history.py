@@ -207,7 +207,7 @@ def _turn_messages(turn: _Turn, files: dict[Any, list[str]], current_text: str |
         messages.append({"role": "user", "content": content})
     agents = list(turn.agents)
     text = current_text if current_text is not None else (agents[0]["content"] if agents else "")
-    if agents or current_text is not None:
+    if agents or current_text is not None or turn.steps:
         if agents:
             agents.pop(0)
         messages.extend(_replay(text, turn.steps))

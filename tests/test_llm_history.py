@@ -282,3 +282,12 @@ def test_one_query_whatever_the_length(turns, django_assert_num_queries):
 def test_outside_a_conversation_history_says_what_is_missing():
     with pytest.raises(NoActiveConversation, match="session"):
         ConversationAgent().history()
+
+
+def test_steps_of_a_reply_without_text_yet_are_replayed():
+    """A hand-written loop that reads history() between rounds: the reply has steps but no agent row."""
+    c = Conversation()
+    current = c.user("go", ProcessingStatus.PROCESSING)
+    c.step(current, "t", {}, "r")
+    history = c.history(current)
+    assert [m["role"] for m in history] == ["user", "assistant", "tool"] and history[1]["content"] is None

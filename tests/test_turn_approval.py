@@ -45,6 +45,7 @@ from .turns_support import (
     AGENT_PATHS,
     AGENTS,
     IMMEDIATE,
+    LLM_REQUESTS,
     ApprovalAgent,
     Background,
     ai_settings,
@@ -522,3 +523,126 @@ def test_approved_after_a_restart_a_fresh_worker_process_resumes_the_turn(events
     assert status_of(step) == ProcessingStatus.COMPLETED
     session.refresh_from_db()
     assert session.context["refunded"] == 50 and session.turn_token == ""
+
+
+# End to end: the declared loop (LLMAgent) with a scripted model (turns_support.refund_brain).
+
+
+def llm_suspended(text: str = "refund 50", *, path: str = "llm-refund", **owner):
+    session, message = suspended(text, path=path, **owner)
+    assert reply_to(message).content == "Let me see. "
+    return session, message
+
+
+def tool_messages_sent_last() -> list[dict]:
+    """The tool results of the last request the scripted model received."""
+    return [m for m in LLM_REQUESTS[-1].messages if m.get("role") == "tool"]
+
+
+def test_llm_approved_the_tool_runs_with_the_current_context_in_the_same_reply():
+    user = UserFactory()
+    session, message = llm_suspended(user=user)
+    answer = reply_to(message)
+    [step] = steps_of(message)
+    ConversationSession.objects.filter(pk=session.pk).update(context={"limit": 30, "refunded": 0})
+    assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    wait_for_turns(10)
+    answer.refresh_from_db()
+    assert answer.content == "Let me see. The refund tool answered: Refunded 30."
+    assert ConversationMessage.objects.filter(reply_to=message, message_type=MessageType.AGENT).count() == 1
+    step.refresh_from_db()
+    assert (step.processing_status, step.content) == (ProcessingStatus.COMPLETED, "Refunded 30.")
+    session.refresh_from_db()
+    assert session.context == {"limit": 30, "refunded": 30}
+
+
+def test_llm_rejected_the_model_is_told_the_reason_and_goes_on():
+    user = UserFactory()
+    session, message = llm_suspended(user=user)
+    [step] = steps_of(message)
+    assert user_api(user).post(approve_url(step), {"approved": False, "reason": "not today"}).status_code == 200
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    [told] = tool_messages_sent_last()
+    assert json.loads(told["content"]) == {
+        "error": {"code": "tool_rejected", "message": "The user refused this call: not today"}
+    }
+    assert "The user refused this call: not today" in reply_to(message).content
+    session.refresh_from_db()
+    assert session.context["refunded"] == 0
+
+
+def test_llm_an_expired_approval_is_told_to_the_model():
+    _, message = llm_suspended()
+    [step] = steps_of(message)
+    ConversationMessage.objects.filter(pk=step.pk).update(started_at=timezone.now() - timedelta(days=2))
+    assert [r.action for r in recover_now()] == ["expired"]
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    [told] = tool_messages_sent_last()
+    assert json.loads(told["content"])["error"]["code"] == "approval_expired"
+    assert status_of(step) == ProcessingStatus.FAILED
+
+
+def test_llm_answers_by_others_twice_and_by_an_anonymous_owner():
+    visitor = anonymous_api()
+    _, message = llm_suspended("refund 5 and 6", anonymous_id=visitor.headers["HTTP_X_CONVERSATION_ANONYMOUS_ID"])
+    first, second = steps_of(message)
+    assert user_api(UserFactory()).post(approve_url(first), {"approved": True}).status_code == 404
+    assert anonymous_api().post(approve_url(first), {"approved": True}).status_code == 404
+    assert visitor.post(approve_url(first), {"approved": True}).status_code == 200
+    twice = visitor.post(approve_url(first), {"approved": False})
+    assert twice.status_code == 409 and error_codes(twice) == ["approval_already_answered"]
+    assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
+    assert visitor.post(approve_url(second), {"approved": True}).status_code == 200
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    assert reply_to(message).content == "Let me see. The refund tool answered: Refunded 5. | Refunded 6."
+
+
+def test_llm_cancel_while_waiting_and_the_policies():
+    user = UserFactory()
+    api = user_api(user)
+    # cancel
+    session, message = llm_suspended(user=user)
+    [step] = steps_of(message)
+    assert api.post("cancel/", {"session_id": str(session.pk)}).json()["cancelled"] == [str(message.pk)]
+    assert [status_of(message), status_of(reply_to(message)), status_of(step)] == ["cancelled"] * 3
+    # enqueue: the new message waits for the suspended turn
+    session, message = llm_suspended("refund 2", user=user)
+    created = api.create("message", {"session": str(session.pk), "content": "refund 3"})
+    newer = ConversationMessage.objects.get(pk=created.json()["data"])
+    wait_for_turns(10)
+    assert status_of(newer) == ProcessingStatus.PENDING
+    assert api.post(approve_url(steps_of(message)[0]), {"approved": True}).status_code == 200
+    wait_until(lambda: status_of(newer) == ProcessingStatus.AWAITING_APPROVAL, 15)
+    assert status_of(message) == ProcessingStatus.COMPLETED
+    # reject
+    session, message = llm_suspended(path="llm-refund-reject", user=user)
+    refused = api.create("message", {"session": str(session.pk), "content": "refund 3"})
+    assert refused.status_code == 409 and error_codes(refused) == ["turn_in_progress"]
+    # interrupt
+    session, message = llm_suspended(path="llm-refund-interrupt", user=user)
+    created = api.create("message", {"session": str(session.pk), "content": "refund 4"})
+    assert created.status_code == 201 and status_of(message) == ProcessingStatus.CANCELLED
+    newer = ConversationMessage.objects.get(pk=created.json()["data"])
+    wait_until(lambda: status_of(newer) == ProcessingStatus.AWAITING_APPROVAL, 15)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("django_tasks_db") is None, reason="the 'worker' extra (django-tasks-db) is not installed"
+)
+def test_llm_approved_after_a_restart_a_fresh_worker_process_continues_the_reply():
+    user = UserFactory()
+    session, message = llm_suspended("refund 40", user=user)
+    [step] = steps_of(message)
+    with (
+        override_settings(TASKS={"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}),
+        ai_settings(AGENTS=AGENT_PATHS),
+        task_worker() as start,
+    ):
+        worker = start()
+        assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
+        wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 30, message=worker.output())
+    assert reply_to(message).content == "Let me see. The refund tool answered: Refunded 40."
+    session.refresh_from_db()
+    assert session.context["refunded"] == 40

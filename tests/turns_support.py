@@ -24,11 +24,14 @@ from pydantic import BaseModel
 from django_ai.conversations import ConversationAgent, conf
 from django_ai.conversations.constants import ApprovalStatus, MessageType, ProcessingStatus
 from django_ai.conversations.context import ResponseStream, report_usage
+from django_ai.conversations.decorators import with_context
+from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.signals import turn_failed, turn_finished, turn_started
-from django_ai.conversations.testing import isolated_registry
+from django_ai.conversations.testing import FakeModel, FakeReply, FakeRequest, FakeToolCall, isolated_registry
+from django_ai.conversations.tools import requires_approval
 from django_ai.conversations.turns.approval import answer_approval
 from django_ai.conversations.turns.hooks import answered_by_caller
 from django_ai.conversations.turns.state import TurnSuspended, current_turn
@@ -272,6 +275,58 @@ class ApprovalAgent(ConversationAgent):
         return stream.content
 
 
+#: Requests the refund brain answered in this process (for assertions on what the model was sent).
+LLM_REQUESTS: list[FakeRequest] = []
+
+
+def refund_brain(request: FakeRequest) -> Any:
+    """A scripted model's answer decided by the messages alone (so a worker process, with a
+    FakeModel of its own, answers a resumed turn the same way): a user message ``refund <amounts>``
+    is answered with a call of ``refund`` per amount; tool results with the text of each."""
+    LLM_REQUESTS.append(request)
+    results = []
+    for message in reversed(request.messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, message["content"])
+    if results:
+        return "The refund tool answered: " + " | ".join(results)
+    text = request.last_user_message or ""
+    amounts = [int(word) for word in text.split() if word.isdigit()] or [1]
+    calls = [FakeToolCall("refund", {"amount": a}, id=f"call_{i}") for i, a in enumerate(amounts)]
+    return FakeReply(text="Let me see. ", tool_calls=calls)
+
+
+class LLMRefundAgent(LLMAgent):
+    """The declared loop with a tool that needs approval; the model is ``refund_brain``."""
+
+    system_prompt = "You refund customers."
+    tools = ["refund"]
+
+    class Context(BaseModel):
+        limit: int = 100
+        refunded: int = 0
+
+    def get_model(self):
+        return FakeModel(replies=[refund_brain] * 8)
+
+    @requires_approval
+    @with_context()
+    def refund(self, amount: int, limit: int) -> str:
+        """Refund an amount to the customer (at most the Context's limit)."""
+        granted = min(amount, limit)
+        self.context.refunded += granted
+        return f"Refunded {granted}."
+
+
+class RejectingLLMRefundAgent(LLMRefundAgent):
+    concurrency = "reject"
+
+
+class InterruptingLLMRefundAgent(LLMRefundAgent):
+    concurrency = "interrupt"
+
+
 def _complete(step: ConversationMessage, amount: int) -> None:
     step.processing_status = ProcessingStatus.COMPLETED
     step.content = str(amount)
@@ -292,6 +347,9 @@ AGENTS = {
     "usage": UsageAgent,
     "failing": FailingAgent,
     "approval": ApprovalAgent,
+    "llm-refund": LLMRefundAgent,
+    "llm-refund-reject": RejectingLLMRefundAgent,
+    "llm-refund-interrupt": InterruptingLLMRefundAgent,
 }
 AGENT_PATHS = {path: f"{__name__}.{cls.__name__}" for path, cls in AGENTS.items()}
 

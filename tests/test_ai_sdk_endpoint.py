@@ -24,7 +24,9 @@ from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.realtime import get_backend, reset_backend
 from django_ai.conversations.realtime.local import LocalBackend
+from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory, wait_for_turns
+from tests.ai_sdk_agents import AISDKTestAgent
 
 API = "/api/conversations/"
 CHAT = API + "ai-sdk/chat/"
@@ -397,3 +399,44 @@ def test_a_finished_stream_leaves_no_watcher_and_no_pending_cancel(local):
     user = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.USER)
     assert reply_watchers.watching(str(user.pk)) == 0
     assert not reply_watchers.cancel_pending(str(user.pk))
+
+
+def test_a_message_posted_during_a_turn_streams_only_its_own_reply(local):
+    """The agent's policy is enqueue (the default): the second message waits for the first turn,
+    whose events its stream sees and drops."""
+    client = Client()
+    session_id = start(client)
+    first = Reader(post(client, body(session_id, "slow 30")))
+    first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta")
+    second = Reader(post(client, body(session_id, "second")))
+    assert text_of(second.all()) == "You said: second "
+    assert text_of(first.all()) == "".join(f"w{n} " for n in range(30))
+
+
+def test_the_reject_policy_refuses_a_message_during_a_turn_with_409(local):
+    class Refusing(AISDKTestAgent):
+        concurrency = "reject"
+
+    register_agent("refusing", Refusing)
+    client = Client()
+    session_id = start(client, "refusing")
+    first = Reader(post(client, body(session_id, "slow 30")))
+    first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta")
+    refused = post(client, body(session_id, "too soon"))
+    assert refused.status_code == 409
+    assert refused.json()["errors"][0]["code"] == "turn_in_progress"
+    first.all()
+    assert ConversationMessage.objects.filter(session_id=session_id, message_type=MessageType.USER).count() == 1
+
+
+def test_without_the_local_backend_a_resume_reads_the_rows(fast, settings):
+    settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "STREAM_SAVE_INTERVAL": 0.05}
+    client = Client()
+    session_id = start(client)
+    first = Reader(post(client, body(session_id, "slow 40")))
+    first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta")
+    resumed = Reader(client.get(f"{CHAT}{session_id}/stream/"))
+    chunks = resumed.all()
+    assert chunks[0]["type"] == "start"
+    assert text_of(chunks) == "".join(f"w{n} " for n in range(40))
+    first.all()

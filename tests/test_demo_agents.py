@@ -3,6 +3,8 @@ realtime backend to read the events)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from agents import chat_agents
@@ -314,3 +316,102 @@ def test_sales_agent_uses_litellm_when_a_model_is_configured(monkeypatch):
     assert result["response"] == "Priority support it is."
     assert [r.model for r in model.requests] == ["gpt-4o-mini", "gpt-4o-mini"]
     assert model.requests[0].tool_names == ["search_products", "check_eligibility", "apply_discount"]
+
+
+class _OpenAIStub:
+    """A local OpenAI-compatible server that streams scripted chat.completion chunks (Server-Sent
+    Events, as api.openai.com does) and records each request body: litellm's real client code
+    runs against it, no network. Not a mock of our code: the provider is what cannot run here."""
+
+    def __init__(self, replies: list[list[dict]]):
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.replies = list(replies)
+        self.bodies: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.bodies.append(body)
+                deltas = stub.replies.pop(0)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for delta, finish in [(d, None) for d in deltas] + [({}, "stop")]:
+                    if finish and any("tool_calls" in d for d in deltas):
+                        finish = "tool_calls"
+                    chunk = {
+                        "id": "chatcmpl-stub",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    }
+                    if finish:
+                        chunk["usage"] = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_sales_agent_streams_from_a_real_provider_through_litellm(monkeypatch):
+    """DJANGO_AI_DEMO_MODEL with litellm's real OpenAI client against a local server: the request
+    carries the tool definitions (no injected parameter), the streamed tool call runs, the second
+    request carries the assistant's tool_calls and the result, the answer streams into the reply."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    pytest.importorskip("litellm")
+    call = {"index": 0, "id": "call_stub", "type": "function", "function": {"name": "check_eligibility"}}
+    replies = [
+        [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{**call, "function": {**call["function"], "arguments": ""}}],
+            },
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"product_id": '}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '"api-access"}'}}]},
+        ],
+        [{"role": "assistant", "content": "Yes, "}, {"content": "API access is included."}],
+    ]
+    with _OpenAIStub(replies) as provider:
+        monkeypatch.setenv("DJANGO_AI_DEMO_MODEL", "openai/gpt-4o-mini")
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", provider.url)
+        monkeypatch.setenv("OPENAI_API_BASE", provider.url)
+        session = ConversationService.create_session("sales", anonymous_id=ANON)
+        result = send(session, "Can I use the API?")
+    assert result["status"] == "success" and result["response"] == "Yes, API access is included."
+    first, second = provider.bodies
+    assert first["model"] == "gpt-4o-mini" and first["stream"] is True
+    definitions = {t["function"]["name"]: t["function"]["parameters"] for t in first["tools"]}
+    assert list(definitions) == ["search_products", "check_eligibility", "apply_discount"]
+    assert list(definitions["check_eligibility"]["properties"]) == ["product_id"]  # user_id, tier injected
+    assert first["messages"][0]["role"] == "system" and first["messages"][-1]["content"] == "Can I use the API?"
+    assert second["messages"][-2]["tool_calls"][0]["id"] == "call_stub"
+    assert second["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_stub",
+        "content": "User 0 can access api-access.",
+    }
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
+    assert step.component_data["arguments"] == {"product_id": "api-access"}
+    # litellm asks an OpenAI-style provider for the stream's usage: both rounds are counted.
+    assert first["stream_options"] == {"include_usage": True}
+    reply = ConversationMessage.objects.get(pk=result["message_id"])
+    assert (reply.metrics["prompt_tokens"], reply.metrics["completion_tokens"]) == (22, 10)

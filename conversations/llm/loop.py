@@ -4,8 +4,10 @@ usage (:func:`stream_completion`); and the model a declaration names, resolved t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -49,15 +51,7 @@ def completion_function(model: Any) -> tuple[str | None, Completion]:
     itself; a bare async function is called as ``acompletion``.
     """
     if isinstance(model, str):
-        try:
-            # Here, not at the top: litellm is an optional extra, and importing it costs a second.
-            import litellm
-        except ImportError as exc:
-            raise ImproperlyConfigured(
-                f"The model {model!r} is a litellm model name, but litellm is not installed: "
-                "pip install 'django-ai-first[llm]' (or declare model = FakeModel(...) for tests)."
-            ) from exc
-        return model, litellm.acompletion
+        return model, _litellm(model).acompletion
     acompletion = getattr(model, "acompletion", None)
     if callable(acompletion):
         name = getattr(model, "model", None)
@@ -68,6 +62,29 @@ def completion_function(model: Any) -> tuple[str | None, Completion]:
         f"An LLM agent's model must be a litellm model name (str), an object with acompletion() such as "
         f"FakeModel(...), or an async completion function; not {model!r}."
     )
+
+
+def _litellm(model: str) -> ModuleType:
+    try:
+        # Here, not at the top: litellm is an optional extra, and importing it costs a second.
+        import litellm
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"The model {model!r} is a litellm model name, but litellm is not installed: "
+            "pip install 'django-ai-first[llm]' (or declare model = FakeModel(...) for tests)."
+        ) from exc
+    return litellm
+
+
+@functools.lru_cache(maxsize=256)
+def streams_usage(model: str) -> bool:
+    """Whether litellm may ask this model's provider for usage in a stream (``stream_options``):
+    OpenAI-style providers report streamed usage only when asked."""
+    try:
+        supported = _litellm(model).get_supported_openai_params(model=model)
+    except Exception:  # noqa: BLE001 - an unknown model or provider: do not ask
+        return False
+    return bool(supported) and "stream_options" in supported
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -99,7 +116,9 @@ async def stream_completion(
     collected, and its usage is added to the turn (``report_usage``).
 
     ``model`` is what :func:`completion_function` takes; ``tools`` are tool definitions
-    (``tool_schemas(...)``); ``kwargs`` go to ``acompletion`` (``temperature``...). Inside a turn,
+    (``tool_schemas(...)``); ``kwargs`` go to ``acompletion`` (``temperature``...); for a litellm
+    model whose provider takes ``stream_options``, ``{"include_usage": True}`` is added unless
+    ``kwargs`` say otherwise, so the stream reports its usage. Inside a turn,
     ``tool_call_start`` is sent when a call first shows in the stream (``round`` is its round),
     and the turn's cancel is checked between chunks (``TurnCancelled``).
     """
@@ -108,6 +127,8 @@ async def stream_completion(
     if state is not None:
         state.raise_if_cancelled()
     request: dict[str, Any] = {"model": name, "messages": messages, "stream": True, **kwargs}
+    if isinstance(model, str) and "stream_options" not in kwargs and streams_usage(model):
+        request["stream_options"] = {"include_usage": True}
     if tools:
         request["tools"] = tools
     response = await acompletion(**request)

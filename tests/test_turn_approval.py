@@ -646,3 +646,17 @@ def test_llm_approved_after_a_restart_a_fresh_worker_process_continues_the_reply
     assert reply_to(message).content == "Let me see. The refund tool answered: Refunded 40."
     session.refresh_from_db()
     assert session.context["refunded"] == 40
+
+
+def test_send_message_behind_a_suspended_turn_returns_without_waiting_for_it():
+    """The enqueue policy keeps the message, answered by a task after the suspended turn; the
+    inline answer of send_message does not wait hours for the user's approval."""
+    user = UserFactory()
+    session, message = suspended("refund 5", user=user)
+    result = ConversationService.send_message(session.pk, "refund 6", user=user)
+    newer = ConversationMessage.objects.get(pk=result["user_message_id"])
+    assert status_of(newer) == ProcessingStatus.PENDING
+    assert (result["response"], result["message_id"]) == ("", None)
+    [step] = steps_of(message)
+    assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
+    wait_until(lambda: status_of(newer) == ProcessingStatus.AWAITING_APPROVAL, 15)

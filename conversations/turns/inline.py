@@ -30,7 +30,10 @@ def answer_inline(
     when it was still not answered after the turn timeout plus ``STALE_TURN_TIMEOUT``.
 
     While another turn of the conversation runs (a worker's), this waits for the lease; a message
-    answered elsewhere meanwhile (or cancelled by a newer one) is read back from the rows.
+    answered elsewhere meanwhile (or cancelled by a newer one) is read back from the rows. A
+    message queued behind a turn suspended for tool approval is not waited for: its outcome is
+    ``pending`` (a task answers it once that turn ends), as a suspended turn's own outcome is
+    ``awaiting_approval``.
     """
     agent_cls = registry.get(session.agent_path)
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
@@ -50,10 +53,23 @@ def answer_inline(
         user_message.refresh_from_db()
         if user_message.processing_status not in (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING):
             return _outcome_from_rows(user_message)
+        if user_message.processing_status == ProcessingStatus.PENDING and _behind_a_suspended_turn(user_message):
+            # Queued behind a turn that waits for a tool call's approval, maybe for hours: the
+            # message is answered after it, by a task; the caller gets it back still pending.
+            return _outcome_from_rows(user_message)
         if time.monotonic() > deadline:
             return None
         time.sleep(delay)
         delay = min(delay * 2, 0.25)
+
+
+def _behind_a_suspended_turn(user_message: ConversationMessage) -> bool:
+    return ConversationMessage.objects.filter(
+        session_id=user_message.session_id,
+        message_type=MessageType.USER,
+        processing_status=ProcessingStatus.AWAITING_APPROVAL,
+        timestamp__lte=user_message.timestamp,
+    ).exists()
 
 
 def _outcome_from_rows(user_message: ConversationMessage) -> TurnOutcome:

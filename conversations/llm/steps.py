@@ -11,8 +11,9 @@ Decisions recorded here:
   (raise it to say something on purpose, "No order 42"). Any other exception is logged with its
   traceback, and both read "The tool failed." An exception's text can hold what neither should
   see (SQL, paths, keys, injected Context values).
-- Injected Context values never reach a row, an event or a log line: steps record the visible
-  arguments as the model sent them, and the log names the tool, not its arguments.
+- Injected Context values never reach a row, an event or a log line of the loop's: steps record
+  the visible arguments as the model sent them, and the log names the tool, not its arguments.
+  (A tool's own exception goes to the log with its text: word yours accordingly.)
 - The calls of one round run together: ``async def`` tools on the agent's event loop, plain
   ``def`` tools each in a worker thread (with its own database connection, closed after the
   call). A tool still running when ``tool_timeout`` passes is abandoned: an async one is

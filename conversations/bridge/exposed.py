@@ -66,7 +66,8 @@ def row_action(
 
     The method is called as ``method(request, instance, data)`` with the row the request may act
     on and the JSON object it sent, inside a transaction, and returns the row to answer with (200,
-    serialized as a read of it; its ``model_change`` goes out as for an update through the bridge). Before it runs the bridge checks, in this order: the model-level permission for the
+    serialized as a read of it; its ``model_change`` goes out as for an update through the
+    bridge). Before it runs the bridge checks, in this order: the model-level permission for the
     action (its name is the ``action`` the permission classes are asked about: list it in
     ``OnlyActions``), that ``data`` has only ``body_keys``, and the object permission, through
     :meth:`ExposedModel.get_object` (404 for a row the caller may not act on). The method

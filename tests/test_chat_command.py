@@ -350,3 +350,12 @@ def test_stream_wrapper_cuts_words_longer_than_a_line_and_counts_wide_characters
     assert _wrapped(["aaaa bbbb cccc dddd eeee ffff"], width=29, column=9, indent=9) == (
         "aaaa bbbb cccc dddd\n         eeee ffff"
     )
+
+
+def test_tool_steps_show_their_result_or_that_they_wait_for_approval():
+    out, _ = chat("sales", "-m", "a 5 % discount on team-seats", "-m", "a 20 % discount on pro-features")
+    assert (
+        '[tool] apply_discount({"product_id": "team-seats", "percent": 5}) → Discount applied: 5 % off team-seats.'
+        in out
+    )
+    assert '[tool] apply_discount({"product_id": "pro-features", "percent": 20}) → waits for approval (step ' in out

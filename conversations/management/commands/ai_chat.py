@@ -78,6 +78,7 @@ class Command(BaseCommand):
         self._streamed = False
         self._prefix_written = False
         self._widgets: list[dict[str, Any]] = []
+        self._tool_arguments: dict[Any, Any] = {}
         self._wrapper = StreamWrapper(self._write, width=None)
         # Ctrl-C state: a turn is running, its stop was asked for, the user wants to leave.
         self._in_turn = False
@@ -243,6 +244,22 @@ class Command(BaseCommand):
                 self.stdout.flush()
             elif event == EventName.WIDGET:
                 self._show_widget(payload)
+            elif event == EventName.TOOL_CALL_ARGUMENTS:
+                self._tool_arguments[payload.get("call_id")] = payload.get("arguments") or {}
+                if payload.get("status") == "awaiting_approval":
+                    self._show_tool(payload, f"waits for approval (step {payload.get('message_id')})")
+            elif event == EventName.TOOL_CALL_RESULT:
+                error = payload.get("error") or {}
+                self._show_tool(
+                    payload, payload.get("result") if not error else f"{error.get('code')}: {error.get('message')}"
+                )
+
+    def _show_tool(self, payload: dict[str, Any], outcome: Any) -> None:
+        # A tool step of the reply (the declared tool loop's tool_call_* events), on a line of its own.
+        arguments = json.dumps(self._tool_arguments.get(payload.get("call_id"), {}), ensure_ascii=False)
+        if self._prefix_written:
+            self._wrapper.break_line()
+        self.stdout.write(self.style.WARNING(f"[tool] {payload.get('name')}({arguments}) → {outcome}"))
 
     def _show_widget(self, payload: dict[str, Any]) -> None:
         data = payload.get("data") or {}

@@ -1,0 +1,92 @@
+"""Tool steps of the declared tool loop (``LLMAgent``, issue 13) through the AI SDK endpoint: the
+real loop with a scripted model (``turns_support.LLMRefundAgent``: a ``refund`` tool that needs
+the user's approval), the Local broker, the database. The stream shows the call and asks for the
+approval, then ends (``finish`` ``tool-calls``); once it is approved through the bridge, a resume
+request attaches to the resumed turn: the step's output, then the rest of the reply.
+
+Turns are held (a DummyBackend) and run by the test in a thread of its own, so the resume request
+is made while the approved turn waits: no race with a background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from django.test import Client
+
+from django_ai.conversations.constants import MessageType, ProcessingStatus
+from django_ai.conversations.models import ConversationMessage
+from django_ai.conversations.registry import register_agent
+
+from .test_ai_sdk_endpoint import API, CHAT, Reader, body, local, post, text_of, types  # noqa: F401
+from .turns_support import LLMRefundAgent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_held(held_tasks) -> threading.Thread:
+    """Run the turn tasks held so far, in a thread (as a worker would)."""
+    results = list(held_tasks.results)
+    held_tasks.clear()
+    assert results, "no turn was scheduled"
+
+    def work() -> None:
+        for result in results:
+            result.task.call(*result.args, **result.kwargs)
+
+    thread = threading.Thread(target=work, name="test-held-turns")
+    thread.start()
+    return thread
+
+
+def test_a_tool_needing_approval_then_its_resumed_turn(local, held_tasks):
+    register_agent("refund", LLMRefundAgent)
+    client = Client()
+    started = client.post(API + "start/", {"agent_path": "refund"}, content_type="application/json")
+    session_id = started.json()["session_id"]
+
+    reader = Reader(post(client, body(session_id, "refund 5")))
+    turn = run_held(held_tasks)
+    first = reader.all()
+    turn.join(30)
+    step = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.TOOL)
+    assert step.processing_status == ProcessingStatus.AWAITING_APPROVAL
+    named = [c for c in first if isinstance(c, dict) and c["type"].startswith("tool-")]
+    assert [c["type"] for c in named][-2:] == ["tool-input-available", "tool-approval-request"]
+    assert named[-2]["toolName"] == "refund"
+    assert named[-2]["input"] == {"amount": 5}
+    assert named[-1] == {"type": "tool-approval-request", "approvalId": str(step.pk), "toolCallId": "call_0"}
+    assert text_of(first) == "Let me see. "
+    assert types(first)[-2:] == ["finish", "[DONE]"]
+    assert first[-2]["finishReason"] == "tool-calls"
+    # Nothing streams while the turn waits for the answer.
+    assert client.get(f"{CHAT}{session_id}/stream/").status_code == 204
+
+    answered = client.post(
+        f"{API}models/message/{step.pk}/approve/", json.dumps({"approved": True}), content_type="application/json"
+    )
+    assert answered.status_code == 200, answered.content
+    resumed = Reader(client.get(f"{CHAT}{session_id}/stream/"))
+    assert resumed.response.status_code == 200
+    turn = run_held(held_tasks)
+    chunks = resumed.all()
+    turn.join(30)
+    agent = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.AGENT)
+    assert agent.processing_status == ProcessingStatus.COMPLETED
+    # Replayed from the start (the saved text and the approved step), then live.
+    assert chunks[0] == {
+        "type": "start",
+        "messageId": str(agent.pk),
+        "messageMetadata": {"session_id": session_id, "reply_to": str(agent.reply_to_id)},
+    }
+    assert text_of(chunks) == agent.content
+    assert agent.content.startswith("Let me see. ")
+    assert "Refunded 5." in agent.content
+    outputs = [c for c in chunks if isinstance(c, dict) and c["type"] == "tool-output-available"]
+    assert outputs == [{"type": "tool-output-available", "toolCallId": "call_0", "output": "Refunded 5."}]
+    order = [c["type"] for c in chunks if isinstance(c, dict) and c["type"] in ("tool-input-available", "text-start")]
+    assert order[:2] == ["text-start", "tool-input-available"], "the step sits after the text before it"
+    assert types(chunks)[-2:] == ["finish", "[DONE]"]
+    assert chunks[-2]["finishReason"] == "stop"

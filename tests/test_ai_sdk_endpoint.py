@@ -280,7 +280,8 @@ def test_a_signed_in_users_conversation_is_theirs_only(local):
         ({"messageId": "x"}, "messageId", "invalid_request"),
         ({"extra": 1}, "extra", "unknown_key"),
         ({"messages": []}, "messages", "invalid_request"),
-        ({"messages": [{"role": "assistant", "parts": [{"type": "text", "text": "x"}]}]}, "messages.0.role", None),
+        ({"messages": [{"role": "assistant", "parts": [{"type": "text", "text": "x"}]}]}, "messages.0.parts", None),
+        ({"messages": [{"role": "system", "parts": [{"type": "text", "text": "x"}]}]}, "messages.0.role", None),
         ({"messages": [{"role": "user", "parts": [{"type": "data-x", "data": 1}]}]}, "messages.0.parts.0.type", None),
         (
             {"messages": [{"role": "user", "parts": [{"type": "file", "mediaType": "text/plain", "url": "data:,x"}]}]},

@@ -90,3 +90,83 @@ def test_a_tool_needing_approval_then_its_resumed_turn(local, held_tasks):
     assert order[:2] == ["text-start", "tool-input-available"], "the step sits after the text before it"
     assert types(chunks)[-2:] == ["finish", "[DONE]"]
     assert chunks[-2]["finishReason"] == "stop"
+
+
+def suspended_refund(client, held_tasks) -> tuple[str, ConversationMessage, list]:
+    register_agent("refund", LLMRefundAgent)
+    started = client.post(API + "start/", {"agent_path": "refund"}, content_type="application/json")
+    session_id = started.json()["session_id"]
+    reader = Reader(post(client, body(session_id, "refund 5")))
+    turn = run_held(held_tasks)
+    chunks = reader.all()
+    turn.join(30)
+    step = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.TOOL)
+    return session_id, step, chunks
+
+
+def answered(session_id: str, chunks: list, step: ConversationMessage, **approval) -> dict:
+    """The request useChat sends after addToolApprovalResponse (sendAutomaticallyWhen): the
+    assistant message last, its tool part answered, ``messageId`` naming it."""
+    message_id = chunks[0]["messageId"]
+    assistant = {
+        "id": message_id,
+        "role": "assistant",
+        "parts": [
+            {"type": "text", "text": "Let me see. ", "state": "done"},
+            {
+                "type": "tool-refund",
+                "toolCallId": "call_0",
+                "state": "approval-responded",
+                "input": {"amount": 5},
+                "approval": {"id": str(step.pk), **approval},
+            },
+        ],
+    }
+    user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "refund 5"}]}
+    return {"id": session_id, "messages": [user, assistant], "trigger": "submit-message", "messageId": message_id}
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_use_chats_approval_answer_records_it_and_streams_the_rest_of_the_reply(local, held_tasks, approved):
+    client = Client()
+    session_id, step, first = suspended_refund(client, held_tasks)
+    approval = {"approved": approved} if approved else {"approved": False, "reason": "Too much."}
+    reader = Reader(post(client, answered(session_id, first, step, **approval)))
+    assert reader.response.status_code == 200
+    step.refresh_from_db()
+    assert step.component_data["approval"]["status"] == ("approved" if approved else "rejected")
+    turn = run_held(held_tasks)
+    chunks = reader.all()
+    turn.join(30)
+    agent = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.AGENT)
+    assert agent.processing_status == ProcessingStatus.COMPLETED
+    # Only what the client does not have yet: the step's end, then the new text.
+    assert "start" not in types(chunks)
+    assert text_of(first) + text_of(chunks) == agent.content
+    ending = "tool-output-available" if approved else "tool-output-denied"
+    assert collapse_tools(types(chunks)) == [ending, "text-start", "text-delta", "text-end", "finish", "[DONE]"]
+    if approved:
+        assert "Refunded 5." in text_of(chunks)
+
+
+def test_an_approval_of_another_conversation_or_answered_twice_is_refused(local, held_tasks):
+    client = Client()
+    session_id, step, first = suspended_refund(client, held_tasks)
+    other = client.post(API + "start/", {"agent_path": "refund"}, content_type="application/json").json()
+    wrong = answered(other["session_id"], first, step, approved=True)
+    assert post(client, wrong).status_code == 404
+    reader = Reader(post(client, answered(session_id, first, step, approved=True)))
+    again = post(client, answered(session_id, first, step, approved=False))
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["code"] == "approval_already_answered"
+    turn = run_held(held_tasks)
+    reader.all()
+    turn.join(30)
+
+
+def collapse_tools(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        if not (name == "text-delta" and out and out[-1] == "text-delta"):
+            out.append(name)
+    return out

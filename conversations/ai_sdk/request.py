@@ -1,8 +1,9 @@
 """The body ``DefaultChatTransport`` POSTs: ``{"id", "messages", "trigger", "messageId"?}``.
 
-Only the new user message is taken (the last entry of ``messages``); the history the client sends
-is ignored, so a client cannot rewrite earlier turns or put words in the agent's mouth: the
-conversation's rows are the truth.
+Only the last entry of ``messages`` is read: the new user message, or, after
+``addToolApprovalResponse``, the assistant message whose tool parts carry the user's answers (then
+``messageId`` names it). The history the client sends is ignored, so a client cannot rewrite
+earlier turns or put words in the agent's mouth: the conversation's rows are the truth.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 from ..constants import ErrorCode
 from ..exceptions import InvalidMessage, InvalidQuery
 
-__all__ = ["FILE_URL_PREFIX", "ChatRequest", "parse_chat_request"]
+__all__ = ["FILE_URL_PREFIX", "ApprovalAnswer", "ApprovalRequest", "ChatRequest", "parse_chat_request"]
 
 #: A file part's ``url`` naming a file uploaded with ``POST files/``: ``django-ai-file:<file id>``.
 FILE_URL_PREFIX = "django-ai-file:"
-#: Keys the transport sends (``messageId`` only when regenerating a given message).
+#: Keys the transport sends (``messageId`` when it regenerates or answers approvals of a message).
 CHAT_KEYS = frozenset({"id", "messages", "trigger", "messageId"})
 #: An id the bridge can keep as the message's ``X-Operation-Id`` (printable ASCII, at most 128).
 _OPERATION_ID = re.compile(r"\A[\x21-\x7e]{1,128}\Z")
@@ -37,11 +38,30 @@ class ChatRequest:
     client_message_id: str | None
 
 
+@dataclass(frozen=True)
+class ApprovalAnswer:
+    """The user's answer to a tool call waiting for approval: ``step_id`` is the ``approvalId``
+    the stream sent (the tool step's message id)."""
+
+    step_id: str
+    approved: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What a POST after ``addToolApprovalResponse`` asks: record the answers, then stream the
+    rest of the reply."""
+
+    session_id: str
+    answers: tuple[ApprovalAnswer, ...]
+
+
 def _bad(message: str, *, field: str, code: str = ErrorCode.INVALID_REQUEST) -> InvalidQuery:
     return InvalidQuery(message, code=code, field=field)
 
 
-def parse_chat_request(data: Any) -> ChatRequest:
+def parse_chat_request(data: Any) -> ChatRequest | ApprovalRequest:
     """The request, or a 400 naming what is wrong (``field`` is the body's path to it)."""
     if not isinstance(data, dict):
         raise _bad("The request body must be a JSON object.", field="body", code=ErrorCode.INVALID_BODY)
@@ -64,17 +84,20 @@ def parse_chat_request(data: Any) -> ChatRequest:
             "a reply cannot be regenerated through this endpoint.",
             field="trigger",
         )
-    if data.get("messageId") is not None:
-        raise _bad("messageId is not supported: earlier messages cannot be replaced.", field="messageId")
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages must be a non-empty list ending with the new user message.", field="messages")
     last = messages[-1]
     where = f"messages.{len(messages) - 1}"
-    if not isinstance(last, dict) or last.get("role") != "user":
+    role = last.get("role") if isinstance(last, dict) else None
+    if role == "assistant" and isinstance(last, dict):
+        return ApprovalRequest(session_id=session_id, answers=_approval_answers(last, where, data.get("messageId")))
+    if data.get("messageId") is not None:
+        raise _bad("messageId is not supported: earlier messages cannot be replaced.", field="messageId")
+    if not isinstance(last, dict) or role != "user":
         raise _bad(
-            "The last message must be the new user message (role 'user'). Tool approvals are answered "
-            "with POST models/message/<id>/approve/, then resumeStream() (docs/ai-sdk.md).",
+            "The last message must be the new user message (role 'user'), or the assistant message "
+            "answering tool approvals.",
             field=f"{where}.role",
         )
     parts = last.get("parts")
@@ -110,6 +133,34 @@ def parse_chat_request(data: Any) -> ChatRequest:
         file_ids=tuple(dict.fromkeys(files)),
         client_message_id=client_id if isinstance(client_id, str) and _OPERATION_ID.match(client_id) else None,
     )
+
+
+def _approval_answers(message: dict[str, Any], where: str, message_id: Any) -> tuple[ApprovalAnswer, ...]:
+    """The answers in an assistant message's tool parts (state ``approval-responded``)."""
+    if message_id is not None and message_id != message.get("id"):
+        raise _bad("messageId must be the id of the last message, the one answering approvals.", field="messageId")
+    parts = message.get("parts")
+    answers: list[ApprovalAnswer] = []
+    for n, part in enumerate(parts if isinstance(parts, list) else []):
+        if not isinstance(part, dict) or part.get("state") != "approval-responded":
+            continue
+        approval = part.get("approval")
+        path = f"{where}.parts.{n}.approval"
+        if not isinstance(approval, dict) or not isinstance(approval.get("id"), str):
+            raise _bad("An answered approval needs its id (the approvalId the stream sent).", field=f"{path}.id")
+        if not isinstance(approval.get("approved"), bool):
+            raise _bad("An answered approval needs approved: true or false.", field=f"{path}.approved")
+        reason = approval.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise _bad("An approval's reason must be a string.", field=f"{path}.reason")
+        answers.append(ApprovalAnswer(approval["id"], approval["approved"], reason or ""))
+    if not answers:
+        raise _bad(
+            "The last message is the assistant's, but none of its tool parts answers an approval "
+            "(state 'approval-responded'): send the new user message last.",
+            field=f"{where}.parts",
+        )
+    return tuple(answers)
 
 
 def _file_id(url: Any, field: str) -> str:

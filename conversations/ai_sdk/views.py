@@ -3,7 +3,9 @@
 - ``POST ai-sdk/chat/``: ``DefaultChatTransport``'s request. The new user message goes through the
   bridge's message create (the conversation must be the caller's, else 404; the message model's
   permissions, throttles and the agent's concurrency policy apply; the turn is scheduled as for any
-  message), then the reply streams back as UI message chunks until the turn ends.
+  message), then the reply streams back as UI message chunks until the turn ends. After
+  ``addToolApprovalResponse`` the last message is the assistant's: its answers go through the
+  bridge's ``approve`` row action, then the rest of the reply streams.
 - ``GET ai-sdk/chat/<id>/stream/``: the transport's ``reconnectToStream``: the reply still being
   written (its saved rows, then live), or 204 when none is.
 - ``GET ai-sdk/chat/<id>/messages/``: the conversation as ``UIMessage`` objects, for
@@ -15,6 +17,7 @@ started, a failed turn is an ``error`` chunk.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -26,14 +29,15 @@ from rest_framework.response import Response
 from ..api.views import BaseAPIView
 from ..bridge.catalog import get_exposed
 from ..bridge.changes import operation
-from ..constants import BridgeAction, BuiltinModel
-from ..models import ConversationSession
+from ..constants import BridgeAction, BuiltinModel, MessageType
+from ..exceptions import InvalidQuery, ObjectNotFound
+from ..models import ConversationMessage, ConversationSession
 from ..realtime import get_backend, session_channel
 from ..realtime.local import LocalBackend, Subscription
 from ..realtime.views import RealtimeEventsView
 from .chunks import CONTENT_TYPE, STREAM_HEADERS
 from .messages import conversation_messages
-from .request import parse_chat_request
+from .request import ApprovalRequest, parse_chat_request
 from .rows import read_reply, streaming_reply
 from .streaming import ReplyStream
 from .translate import ReplyTranslator, WidgetRow
@@ -124,6 +128,8 @@ class ChatView(_ChatBaseView):
     def post(self, request: Request) -> HttpResponseBase:
         chat = parse_chat_request(request.data)
         session = self.get_session(request, chat.session_id)
+        if isinstance(chat, ApprovalRequest):
+            return self.answer_approvals(request, session, chat)
         data: dict[str, Any] = {"session": str(session.pk), "content": chat.text}
         if chat.file_ids:
             data["files"] = list(chat.file_ids)
@@ -140,6 +146,54 @@ class ChatView(_ChatBaseView):
         # A retried request (same message id) gets the reply of the message stored the first time.
         initial = translator.apply_snapshot(read_reply(message.pk)) if replayed else []
         return self.stream_response(request, self.new_stream(translator, subscription, initial=initial))
+
+    def answer_approvals(
+        self, request: Request, session: ConversationSession, approvals: ApprovalRequest
+    ) -> HttpResponseBase:
+        """Record the answers (``POST models/message/<id>/approve/`` for each: its permission and
+        rules), then stream what the resumed turn adds to the reply the client already shows."""
+        step_ids = [answer.step_id for answer in approvals.answers]
+        replies = {
+            str(pk): reply_to
+            for pk, reply_to in ConversationMessage.objects.filter(
+                pk__in=_uuids(step_ids), session=session, message_type=MessageType.TOOL
+            ).values_list("pk", "reply_to_id")
+        }
+        for step_id in step_ids:
+            if step_id not in replies:
+                raise ObjectNotFound(f"No tool step with id {step_id:.64} in this conversation.")
+        if len(set(replies.values())) != 1:
+            raise InvalidQuery("The approvals answered at once must be of one reply.", field="messages")
+        user_message_id = str(next(iter(replies.values())))
+        subscription = self.subscribe(request, session, replay=False)
+        try:
+            # What the client shows: read before the answers can resume the turn.
+            before = read_reply(user_message_id)
+            exposed = get_exposed(BuiltinModel.MESSAGE)
+            for answer in approvals.answers:
+                data: dict[str, Any] = {"approved": answer.approved}
+                if answer.reason:
+                    data["reason"] = answer.reason
+                exposed.run_row_action(request, "approve", answer.step_id, data)
+        except BaseException:
+            if subscription is not None:
+                subscription.broker.unsubscribe(subscription)
+            raise
+        translator = ReplyTranslator(user_message_id=user_message_id, session_id=str(session.pk))
+        translator.apply_snapshot(before)  # not sent again: the client has it
+        translator.ended_status = None  # the turn goes on (or the rows say it still waits)
+        translator.needs_rows = True
+        return self.stream_response(request, self.new_stream(translator, subscription, initial=[]))
+
+
+def _uuids(values: list[str]) -> list[uuid.UUID]:
+    found = []
+    for value in values:
+        try:
+            found.append(uuid.UUID(value))
+        except ValueError as exc:
+            raise ObjectNotFound(f"No tool step with id {value:.64} in this conversation.") from exc
+    return found
 
 
 class ChatStreamView(_ChatBaseView):

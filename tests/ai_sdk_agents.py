@@ -12,6 +12,10 @@ It answers what the message asks for:
 - ``plain <text>``: returns ``<text>`` without streaming;
 - ``fail``: streams a little, then raises (the turn fails with the generic notice);
 - anything else: ``You said: <message>``, streamed word by word.
+
+``ai-sdk-refund`` (``AISDKRefundAgent``) is the declared tool loop (``LLMAgent``) with a scripted
+model: ``refund <amount>`` makes it call ``refund``, a tool that needs the user's approval; once the
+call is answered, the model says what the tool answered.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import asyncio
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, ProcessingStatus
 from django_ai.conversations.context import ResponseStream, display_widget, update_widget
+from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.realtime import publish
+from django_ai.conversations.testing import FakeModel, FakeReply, FakeToolCall
+from django_ai.conversations.tools import requires_approval
 
 #: Seconds between two words of ``slow``.
 SLOW_PAUSE = 0.04
@@ -78,3 +85,32 @@ class AISDKTestAgent(ConversationAgent):
             result={"count": 2},
             duration_ms=1,
         )
+
+
+def refund_model(request):
+    """The scripted model: tool results are answered in words; a user message asks for a refund."""
+    results = []
+    for message in reversed(request.messages):
+        if message.get("role") != "tool":
+            break
+        results.insert(0, message["content"])
+    if results:
+        return "The tool answered: " + " | ".join(results)
+    amounts = [int(word) for word in (request.last_user_message or "").split() if word.isdigit()] or [1]
+    return FakeReply(text="Let me see. ", tool_calls=[FakeToolCall("refund", {"amount": amounts[0]}, id="call_0")])
+
+
+class AISDKRefundAgent(LLMAgent):
+    """See the module docstring."""
+
+    display_name = "AI SDK refund test"
+    system_prompt = "You refund customers."
+    tools = ["refund"]
+
+    def get_model(self):
+        return FakeModel(replies=[refund_model] * 4)
+
+    @requires_approval
+    def refund(self, amount: int) -> str:
+        """Refund an amount to the customer."""
+        return f"Refunded {amount}."

@@ -14,6 +14,7 @@ DJANGO_AI = {
         "stream-test": "tests.sdk_agents.StreamTestAgent",
         "tools-test": "tests.sdk_agents.ToolsTestAgent",
         "ai-sdk-test": "tests.ai_sdk_agents.AISDKTestAgent",
+        "ai-sdk-refund": "tests.ai_sdk_agents.AISDKRefundAgent",
     },
     "TURN_RECOVERY_IN_WEB": False,  # tests decide when crash recovery runs (tests/test_turn_recovery.py)
 }

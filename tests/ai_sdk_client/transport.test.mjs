@@ -7,17 +7,18 @@
 // travels in the X-Conversation-Anonymous-Id header (no cookie, hence no CSRF token to send).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DefaultChatTransport, readUIMessageStream } from "ai";
+import { Chat } from "@ai-sdk/react";
+import { DefaultChatTransport, lastAssistantMessageIsCompleteWithApprovalResponses, readUIMessageStream } from "ai";
 
 const API = process.env.AI_SDK_TEST_API;
 if (!API) throw new Error("AI_SDK_TEST_API is not set: run tests/test_ai_sdk_node.py");
 const TIMEOUT = 30_000;
 
-async function startConversation() {
+async function startConversation(agent = "ai-sdk-test") {
   const response = await fetch(`${API}start/`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ agent_path: "ai-sdk-test" }),
+    body: JSON.stringify({ agent_path: agent }),
   });
   assert.equal(response.status, 201, await response.clone().text());
   const { session_id, anonymous_id } = await response.json();
@@ -188,4 +189,37 @@ test("another visitor's conversation is an API error, not a stream", { timeout: 
     assert.equal(error.statusCode, 404);
     return true;
   });
+});
+
+test("useChat's Chat answers a tool approval with addToolApprovalResponse", { timeout: TIMEOUT }, async () => {
+  // Chat is what useChat runs (@ai-sdk/react), without React rendering it.
+  const conversation = await startConversation("ai-sdk-refund");
+  const chat = new Chat({
+    id: conversation.id,
+    transport: conversation.transport,
+    sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses,
+  });
+  await chat.sendMessage({ text: "refund 5" });
+  assert.equal(chat.status, "ready", String(chat.error));
+  const asked = chat.messages.at(-1).parts.find((p) => p.type === "tool-refund");
+  assert.equal(asked.state, "approval-requested");
+  assert.deepEqual(asked.input, { amount: 5 });
+  const step = (await messages(conversation)).find((r) => r.message_type === "tool");
+  assert.equal(asked.approval.id, step.id, "the approval is named by the step's row");
+
+  await chat.addToolApprovalResponse({ id: asked.approval.id, approved: true });
+  const done = await waitFor(() => {
+    const part = chat.messages.at(-1).parts.find((p) => p.type === "tool-refund");
+    return chat.status === "ready" && part?.state === "output-available" ? part : null;
+  }, "the approved step's output");
+  assert.equal(done.output, "Refunded 5.");
+  assert.equal(chat.messages.length, 2, "the same assistant message goes on");
+  const reply = chat.messages.at(-1);
+  const agent = await waitFor(async () => {
+    const row = (await messages(conversation)).find((r) => r.message_type === "agent");
+    return row.processing_status === "completed" ? row : null;
+  }, "the reply to complete");
+  assert.equal(reply.id, agent.id);
+  assert.equal(agent.content, text(reply));
+  assert.equal(text(reply), "Let me see. The tool answered: Refunded 5.");
 });

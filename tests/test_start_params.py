@@ -134,6 +134,7 @@ def test_python_callers_are_trusted_as_the_seed_readme_shows():
     assert ConversationSession.objects.get(pk=started["session_id"]).context == {
         "user_id": user.pk,
         "account_tier": "premium",
+        "discounts": {},
     }
 
 
@@ -160,6 +161,7 @@ def test_the_demo_plan_selector_goes_through_the_declared_parameter():
     assert ConversationSession.objects.get(pk=sales.json()["session_id"]).context == {
         "user_id": user.pk,
         "account_tier": "premium",
+        "discounts": {},
     }
     forged = api.post("start/", {"agent_path": "sales", "context": {"user_id": 1, "account_tier": "premium"}})
     assert forged.status_code == 400 and error_fields(forged) == ["context.user_id", "context.account_tier"]

@@ -134,7 +134,6 @@ def test_python_callers_are_trusted_as_the_seed_readme_shows():
     assert ConversationSession.objects.get(pk=started["session_id"]).context == {
         "user_id": user.pk,
         "account_tier": "premium",
-        "discounts": {},
     }
 
 

@@ -12,7 +12,10 @@ from django.utils import timezone
 from ..constants import MessageType, ProcessingStatus
 from ..models import ConversationMessage, ConversationSession
 
-__all__ = ["create_steps", "reply_steps", "save_step"]
+__all__ = ["RUNNABLE", "create_steps", "int_or_zero", "reply_steps", "save_step"]
+
+#: Statuses of a step that still has to run (approved while its turn was suspended).
+RUNNABLE = (ProcessingStatus.PENDING,)
 
 _SAVED = ["processing_status", "content", "component_data", "started_at", "finished_at", "updated_at"]
 
@@ -71,7 +74,3 @@ def reply_steps(user_message_id: Any) -> list[ConversationMessage]:
 
 def int_or_zero(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-#: Statuses of a step that still has to run (approved while its turn was suspended).
-RUNNABLE = (ProcessingStatus.PENDING,)

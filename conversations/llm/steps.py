@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
@@ -112,7 +112,6 @@ class _Step:
     approval: dict[str, Any] | None = None
     text_offset: int = 0
     row: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fail(self, code: str, message: str, *, for_model: str | None = None) -> None:
         self.status = ProcessingStatus.FAILED

@@ -616,6 +616,14 @@ describe("tool steps and parts", () => {
     assert.deepEqual(parts(run(loaded(), read({ messages: rows })).state), ["widget:before", "text:Pick one.", "widget:after"]);
   });
 
+  test("a call that never got its row goes when the reply ends", () => {
+    const seen = run(streaming("x"), start("c1")).state;
+    const cancelled = run(seen, read({ messages: [agent("x", { processing_status: "cancelled", updated_at: at(9000) })] })).state;
+    assert.deepEqual(parts(cancelled), ["text:x"]);
+    const failed = run(loaded(), read({ messages: [user()] }), start("c1"), read({ messages: [user({ processing_status: "failed", updated_at: at(9000) })] })).state;
+    assert.deepEqual(view(failed).messages.map((m) => m.id), ["u"]);
+  });
+
   test("a full read keeps a step seen only by tool_call_start", () => {
     const seen = run(streaming("x"), start("c1")).state;
     const { state } = run(seen, synced(seen, { messages: [user(), agent("x")] }));

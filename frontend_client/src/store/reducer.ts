@@ -362,7 +362,7 @@ function stepRank(status: string): number {
   return 1;
 }
 
-function isToolRow(row: MessageRow | undefined): row is MessageRow {
+function isToolRow(row: MessageRow | undefined): boolean {
   return row?.message_type === MessageType.TOOL;
 }
 
@@ -422,6 +422,10 @@ function applyToolCallStart(draft: Draft, p: ToolCallStartEvent): void {
 
 /** The fields of a step that never change once the model made the call. */
 const CALL_FIELDS: ReadonlySet<string> = new Set(["arguments", "round", "index", "text_offset"]);
+
+function dropPlaceholders(draft: Draft, replyTo: string): void {
+  for (const [id, row] of draft.rows) if (row.placeholder && row.reply_to === replyTo) draft.rows.delete(id);
+}
 
 /** `tool_call_arguments` or `tool_call_result`: the step's row, with the event's fields. */
 function applyToolCallEvent(draft: Draft, p: ToolCallArgumentsEvent | ToolCallResultEvent): void {
@@ -540,6 +544,11 @@ function mergeMessage(draft: Draft, row: MessageRow): void {
     // A read that started before the step moved on (an event said so) is older than it.
     if (existing && stepRank(row.processing_status) < stepRank(existing.processing_status)) return;
     if (row.reply_to) draft.rows.delete(placeholderId(row.reply_to, callIdOf(row)));
+  } else if (FINISHED_STATUSES.has(row.processing_status)) {
+    // The reply is over: a call the model began but that got no row (the turn was cancelled or
+    // failed meanwhile) never will.
+    const reply = row.message_type === MessageType.USER ? row.id : row.message_type === MessageType.AGENT ? row.reply_to : null;
+    if (reply) dropPlaceholders(draft, reply);
   }
   draft.rows.set(row.id, { ...row });
   if (row.processing_status !== ProcessingStatus.STREAMING) {

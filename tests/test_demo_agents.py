@@ -415,3 +415,25 @@ def test_sales_agent_streams_from_a_real_provider_through_litellm(monkeypatch):
     assert first["stream_options"] == {"include_usage": True}
     reply = ConversationMessage.objects.get(pk=result["message_id"])
     assert (reply.metrics["prompt_tokens"], reply.metrics["completion_tokens"]) == (22, 10)
+
+
+@pytest.mark.parametrize(
+    ("approved", "answer", "discounts"),
+    [
+        (True, "Done: 20 % off Pro features is applied to your account.", {"pro-features": 20}),
+        (False, "Understood: I did not apply that discount.", {}),
+    ],
+)
+def test_sales_agent_continues_the_reply_once_the_discount_is_answered(approved, answer, discounts):
+    from django_ai.conversations.turns.approval import answer_approval
+    from django_ai.conversations.turns.runner import process_pending
+
+    session = ConversationService.create_session("sales", anonymous_id=ANON)
+    result = send(session, "I would like a 20% discount on pro-features")
+    step = ConversationMessage.objects.get(session=session, message_type=MessageType.TOOL)
+    answer_approval(step.pk, approved=approved, reason="" if approved else "not today")
+    process_pending(session.pk)  # the task the answer schedules, run here
+    reply = ConversationMessage.objects.get(reply_to_id=result["user_message_id"], message_type=MessageType.AGENT)
+    assert reply.processing_status == ProcessingStatus.COMPLETED and reply.content == answer
+    session.refresh_from_db()
+    assert session.context["discounts"] == discounts

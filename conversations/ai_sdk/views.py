@@ -63,7 +63,7 @@ class UIMessageStreamResponse(StreamingHttpResponse):
 
 
 class _ChatBaseView(BaseAPIView):
-    """What both endpoints share: the conversation lookup, the broker subscription and the
+    """What the AI SDK endpoints share: the conversation lookup, the broker subscription and the
     stream's timings. Override the ``get_*`` steps to change them."""
 
     #: Seconds a reply goes on after its last client left (a reload re-attaches within them);

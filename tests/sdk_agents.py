@@ -94,7 +94,9 @@ class ToolsTestAgent(LLMAgent):
       text;
     - ``grant <n>``: "Asking first. ", then ``grant(amount=n)``, which waits for the user's
       approval; approved, the reply goes on with "Done: granted <n>."; rejected, with "Not granted:
-      " and what the model was told (the user's reason in it).
+      " and what the model was told (the user's reason in it);
+    - ``big <n>``: "Big. ", then ``lookup`` of a word of ``n`` characters (its events outgrow a
+      small event limit), then "Done.".
     """
 
     display_name = "Tools test"
@@ -138,6 +140,10 @@ def tools_test_brain(request: FakeRequest) -> Any:
         if len(answers) == 1:
             return FakeReply("Found a. ", [FakeToolCall("lookup", {"q": "b"}), FakeToolCall("lookup", {"q": "c"})])
         return "Done."
+    if command == "big":
+        if not answers:
+            return FakeReply("Big. ", [FakeToolCall("lookup", {"q": "x" * int(argument or 1000)})])
+        return "Done."
     if command == "grant":
         if not answers:
             return FakeReply("Asking first. ", [FakeToolCall("grant", {"amount": int(argument or 1)})])
@@ -149,4 +155,4 @@ def tools_test_brain(request: FakeRequest) -> Any:
         if error:
             return f"Not granted: {error['message']}"
         return f"Done: {content}."
-    return "Say 'steps' or 'grant <n>'."
+    return "Say 'steps', 'grant <n>' or 'big <n>'."

@@ -17,6 +17,7 @@ import {
   type Client,
   type Conversation,
   type TextChunkEvent,
+  type ToolCallResultEvent,
   type WidgetEvent,
 } from "../src/index.js";
 import { freePort, repoRoot, startDemoServer, type DemoServer } from "./helpers/server.js";
@@ -170,7 +171,7 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
     assertRebuiltExactly(seen);
   });
 
-  test("a widget event over the server's event limit arrives truncated, and the store reads the widget row", async () => {
+  test("widget and tool step events over the server's event limit arrive truncated, and the store reads the rows", async () => {
     // A second demo server on the same soketi whose events may carry 400 bytes: the appointment
     // widget's event (about 450) does not fit, text is split to fit.
     const small = await startDemoServer({
@@ -201,6 +202,22 @@ describe("over Pusher (soketi)", { skip: missing ?? false }, () => {
       assert.deepEqual(widget.data, row.data);
       assert.equal((widget.data.available_slots as string[]).length, 3);
       assert.equal(state.messages.find((m) => m.widget)?.widget?.id, event.widget_id);
+
+      // A tool step whose arguments and result do not fit: its events name the row (issue 13).
+      const tools = await c.startConversation("tools-test");
+      conversations.push(tools);
+      await tools.waitFor((s) => s.loaded && s.connection === "subscribed", { timeout: 15_000 });
+      const stepEvents: ToolCallResultEvent[] = [];
+      c.realtime.subscribe(tools.channel, {
+        event: (e) => void ((e.name === "tool_call_arguments" || e.name === "tool_call_result") && stepEvents.push(e.payload as ToolCallResultEvent)),
+      });
+      await tools.send("big 600");
+      const done = await tools.waitFor((s) => replied(s) && lastAgent(s)?.parts.at(-1)?.type === "text", { timeout: 20_000 });
+      assert.deepEqual(stepEvents.map((e) => [e.truncated, e.status, e.name]), [[true, "processing", undefined], [true, "completed", undefined]]);
+      const step = lastAgent(done)?.parts.find((p) => p.type === "tool");
+      assert.ok(step?.type === "tool");
+      assert.deepEqual([step.step.id, step.step.arguments, step.step.result, step.step.status], [stepEvents[0]?.message_id, { q: "x".repeat(600) }, `${"x".repeat(600)}!`, "completed"]);
+      assert.deepEqual(lastAgent(done)?.parts.map((p) => p.type), ["text", "tool", "text"]);
     } finally {
       await small.stop();
     }

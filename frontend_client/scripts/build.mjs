@@ -52,10 +52,24 @@ const browserOptions = {
   logLevel: "warning",
 };
 
+// The React and Vue bindings (src/react/, src/vue/ and their shared src/bindings/) are the
+// "./react" and "./vue" exports, compiled by tsc into dist/react/ and dist/vue/ like the rest of
+// src/; React and Vue are optional peer dependencies. The core stays framework-free: no bundle
+// built from src/browser.ts (the core's whole API) may contain them.
+const FRAMEWORK_INPUT = /(^|\/)src\/(react|vue|bindings)\/|(^|\/)node_modules\/(react|react-dom|vue|@vue)\//;
+
+function checkFrameworkFree(metafile) {
+  const found = Object.keys(metafile.inputs).filter((input) => FRAMEWORK_INPUT.test(input));
+  if (found.length) {
+    throw new Error(`The core bundle must not include the React/Vue bindings or a framework; it includes ${found.join(", ")}.`);
+  }
+}
+
 async function npmBrowserBundle() {
   // One ESM file with pusher-js inside: the npm package's "./browser" export (for a page that
   // loads the package from a CDN). Its map points at ../../src/, which the package ships.
-  await build({ ...browserOptions, outfile: join(root, "dist", "browser", "django-ai-client.js") });
+  const result = await build({ ...browserOptions, outfile: join(root, "dist", "browser", "django-ai-client.js"), metafile: true });
+  checkFrameworkFree(result.metafile);
 }
 
 async function staticBundle(out) {
@@ -64,7 +78,8 @@ async function staticBundle(out) {
   // written, so the files are the same wherever they are built (the packaging test relies on it)
   // and mean something in site-packages; the sources' text is inside the map.
   const outfile = join(out, "client.js");
-  const result = await build({ ...browserOptions, outfile, write: false });
+  const result = await build({ ...browserOptions, outfile, write: false, metafile: true });
+  checkFrameworkFree(result.metafile);
   mkdirSync(out, { recursive: true });
   for (const file of result.outputFiles) {
     let contents = file.contents;

@@ -22,8 +22,13 @@ import type { Row } from "../types.js";
 export type { ConversationActions, ConversationTarget, ConversationView } from "../bindings/conversation.js";
 export type { LiveInput, LiveView, UseLiveOptions } from "../bindings/live.js";
 
-const ClientContext = createContext<Client | null>(null);
-ClientContext.displayName = "DjangoAIClient";
+function clientContext() {
+  const context = createContext<Client | null>(null);
+  context.displayName = "DjangoAIClient";
+  return context;
+}
+
+const ClientContext = /* @__PURE__ */ clientContext();
 
 export interface ClientProviderProps {
   client: Client;

@@ -35,7 +35,7 @@ export type { ConversationActions, ConversationTarget, ConversationView } from "
 export type { LiveInput, LiveView, UseLiveOptions } from "../bindings/live.js";
 
 /** The injection key of the client: `app.provide(clientKey, client)` provides it to a whole app. */
-export const clientKey: InjectionKey<Client> = Symbol("django-ai-first-client");
+export const clientKey: InjectionKey<Client> = /* @__PURE__ */ Symbol("django-ai-first-client");
 
 /** Provide `client` to this component and its descendants (call it in `setup`). */
 export function provideClient(client: Client): void {

@@ -6,6 +6,7 @@ cancel during a tool, and the declaration's checks. Real turns (``send_message``
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 
@@ -535,3 +536,28 @@ def test_cancel_while_the_model_streams_stops_between_chunks_before_any_tool():
     assert result["status"] == "cancelled"
     assert result["response"].startswith("word ") and len(result["response"]) < len("word " * 2000)
     assert ran == [] and not steps_of(session)
+
+
+def test_an_llm_agent_module_imports_before_the_app_registry_is_ready():
+    """Agent modules declare LLMAgents at import, possibly while Django loads its apps: importing
+    the llm package (and declaring an agent) loads no model. A fresh interpreter, no settings."""
+    import subprocess
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from django_ai.conversations.llm import LLMAgent\n"
+        "class Declared(LLMAgent):\n"
+        "    model = 'gpt-4o-mini'\n"
+        "    tools = ['ping']\n"
+        "    def ping(self) -> str:\n"
+        "        '''Ping.'''\n"
+        "        return 'pong'\n"
+        "Declared.check_declaration()\n"
+        "print(Declared.is_async, 'django_ai.conversations.models' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { isConflict, isNotFound, type ConversationState } from "../src/index.js";
+import { isConflict, isNotFound, isUsageError, isValidationError, type ConversationState } from "../src/index.js";
 import { useDemoServer } from "./helpers/fixture.js";
 import { lastAgent, replied } from "./helpers/store.js";
 
@@ -94,6 +94,13 @@ describe("tool steps and approvals in the store", () => {
     const stranger = client();
     const theirs = keep(await stranger.startConversation("echo"));
     await assert.rejects(theirs.approve(step.id), (error: unknown) => isNotFound(error));
+
+    // Refused before anything changes: a reason over 2,000 characters, a step with no row yet.
+    await assert.rejects(conversation.reject(step.id, "x".repeat(2001)), (error: unknown) => isValidationError(error));
+    await assert.rejects(conversation.approve(`tool-call:${step.reply_to}:${step.call_id}`), (error: unknown) => isUsageError(error));
+    const still = await conversation.waitFor((s) => s.pendingApprovals[0]?.answering === false, { timeout: 5_000 });
+    assert.equal(still.pendingApprovals[0]?.id, step.id, "the step still waits");
+    conversation.clearError();
 
     await conversation.reject(step.id, "Not now");
     const done = await conversation.waitFor((s) => replied(s) && parts(s).length === 3, { timeout: 20_000 });

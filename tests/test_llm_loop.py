@@ -561,3 +561,40 @@ def test_an_llm_agent_module_imports_before_the_app_registry_is_ready():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False"]
+
+
+def shout(text: str) -> str:
+    """Shout a text (a module-level function offered as a tool)."""
+    return text.upper()
+
+
+def test_tools_may_be_given_as_the_functions_themselves():
+    class Functions(LLMAgent):
+        class Context(BaseModel):
+            suffix: str = "!"
+
+        @with_context()
+        def excite(self, text: str, suffix: str) -> str:
+            """Add excitement."""
+            return text + suffix
+
+        def whisper(self, text: str) -> str:
+            """Whisper."""
+            return text.lower()
+
+        tools = [excite, whisper, shout]  # the class's methods are bound to the agent
+
+    model = FakeModel(
+        replies=[
+            [
+                FakeToolCall("excite", {"text": "hi"}),
+                FakeToolCall("whisper", {"text": "HI"}),
+                FakeToolCall("shout", {"text": "hi"}),
+            ],
+            "ok",
+        ]
+    )
+    Functions.model = model
+    send(start(Functions), "go")
+    assert model.requests[0].tool_names == ["excite", "whisper", "shout"]
+    assert [m["content"] for m in model.requests[1].messages if m["role"] == "tool"] == ["hi!", "hi", "HI"]

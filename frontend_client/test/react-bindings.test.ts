@@ -17,6 +17,7 @@ import { createRoot, type Root } from "react-dom/client";
 
 import { SESSION_CHANNEL_PREFIX, type Client, type FetchLike, type SessionRow } from "../src/index.js";
 import { ClientProvider, useClient, useConversation, useLive, type ConversationView, type LiveView } from "../src/react/index.js";
+import { RELEASE_AFTER_MS } from "../src/bindings/conversation.js";
 import { animationFrames, countingRealtime, waitUntil } from "./helpers/bindings.js";
 import { useDemoServer } from "./helpers/fixture.js";
 
@@ -190,6 +191,57 @@ describe("React bindings", () => {
       app.unmount();
     }
     await waitUntil(() => counting.open() === 0, () => `the channel subscriptions to close (${counting.open()} open)`, 10_000);
+  });
+
+  test("a store you made, no target, and server rendering", async () => {
+    const counting = countingRealtime();
+    const c = demo.client({ realtime: counting.realtime });
+    const own = demo.keep(await demo.start(c, "echo"));
+    const record = { renders: 0, views: [] as ConversationView[] };
+    let current: ConversationView | null = null;
+    let setTarget: (target: typeof own | null) => void = () => undefined;
+    function Pane() {
+      const [target, set] = useState<typeof own | null>(null);
+      setTarget = set;
+      current = useConversation(target);
+      record.renders += 1;
+      if (current && record.views.at(-1) !== current) record.views.push(current);
+      return createElement("p", null, current ? lastAgent(current)?.content ?? "" : "no conversation");
+    }
+    const app = mount(createElement(ClientProvider, { client: c }, createElement(Pane)));
+    try {
+      await waitUntil(() => app.container.textContent === "no conversation", "the empty pane");
+      assert.equal(current, null);
+      setTarget(own);
+      await waitUntil(() => record.views.at(-1)?.conversation === own, "the store's view");
+      // Its methods are bound: they work taken off the view.
+      const { send } = record.views.at(-1) as ConversationView;
+      await send("bound");
+      await waitUntil(() => lastAgent(record.views.at(-1) ?? null)?.processing_status === "completed", "the echo");
+      assert.match(app.container.textContent ?? "", /bound/);
+    } finally {
+      app.unmount();
+    }
+    // A store the caller made stays open after the component is gone; closing it is the caller's.
+    await new Promise((r) => setTimeout(r, RELEASE_AFTER_MS + 200));
+    assert.equal(counting.open(), 1);
+    own.close();
+    assert.equal(counting.open(), 0);
+
+    // On a server (no `window`) nothing is made or fetched: the hook gives null.
+    const { renderToString } = await import("react-dom/server");
+    const globals = globalThis as Record<string, unknown>;
+    const browserWindow = globals.window;
+    const openedBefore = counting.opened();
+    delete globals.window;
+    let html: string;
+    try {
+      html = renderToString(createElement(ClientProvider, { client: c }, createElement(chatPane({ renders: 0, views: [] }), { id: own.sessionId })));
+    } finally {
+      globals.window = browserWindow;
+    }
+    assert.match(html, /none/);
+    assert.equal(counting.opened(), openedBefore);
   });
 
   test("without a provider, the hooks say what to do", async () => {

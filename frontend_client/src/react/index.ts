@@ -65,18 +65,22 @@ const nothing = () => null;
  * files, uploads, phase, busy, ...) and its methods bound (`send`, `cancel`, `retry`, ...), one
  * object per snapshot; null for a null/undefined/empty target. Components asking for the same
  * id share one store. `options` (e.g. `history`) apply when the store is created.
+ *
+ * Null too while rendering on a server (no `window`: nothing is fetched there) and while hydrating
+ * what it rendered; the store is made once the page runs in the browser.
  */
 export function useConversation(target: ConversationTarget, options: UseConversationOptions = {}): ConversationView | null {
   const provided = useContext(ClientContext);
   const client = options.client ?? provided;
   const { history } = options;
+  const onServer = typeof window === "undefined";
   const entry = useMemo(
-    () => entryFor(target, client, history !== undefined ? { history } : undefined, noClient),
-    [target, client, history],
+    () => (onServer ? null : entryFor(target, client, history !== undefined ? { history } : undefined, noClient)),
+    [onServer, target, client, history],
   );
   const subscribe = useCallback((onChange: () => void) => (entry ? entry.subscribe(onChange) : noSubscription()), [entry]);
   const getSnapshot = useMemo(() => (entry ? () => entry.value.get() : nothing), [entry]);
-  return useSyncExternalStore(subscribe, getSnapshot, getSnapshot);
+  return useSyncExternalStore(subscribe, getSnapshot, nothing);
 }
 
 /**

@@ -624,6 +624,17 @@ describe("tool steps and parts", () => {
     assert.deepEqual(view(failed).messages.map((m) => m.id), ["u"]);
   });
 
+  test("a widget without an offset made while a tool ran sits after that step", () => {
+    const rows = [
+      user(),
+      agent("Let me see. Here it is.", { processing_status: "completed" }),
+      toolRow("t1", "c1", { text_offset: 12 }, { processing_status: "completed", timestamp: at(20) }),
+      messageRow("w", { message_type: "widget", reply_to: USER, timestamp: at(25) }),
+      toolRow("t2", "c2", { text_offset: 12, index: 1 }, { processing_status: "completed", timestamp: at(30) }),
+    ];
+    assert.deepEqual(parts(run(loaded(), read({ messages: rows })).state), ["text:Let me see. ", "tool:t1:completed", "widget:w", "tool:t2:completed", "text:Here it is."]);
+  });
+
   test("a full read keeps a step seen only by tool_call_start", () => {
     const seen = run(streaming("x"), start("c1")).state;
     const { state } = run(seen, synced(seen, { messages: [user(), agent("x")] }));

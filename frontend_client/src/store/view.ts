@@ -120,8 +120,10 @@ function isObject(value: Json | undefined): value is JsonObject {
  * Fill each agent message's `parts` with its reply's tool and widget messages (the same
  * `reply_to`), placed in its text by their `text_offset` (UTF-16 units, what `String.length`
  * counts; a widget's is `metadata.text_offset`). Equal offsets keep the calls' (round, index)
- * order, else the rows' timestamps. A widget without an offset sits before the text when it was
- * made before the agent message, else after it.
+ * order, else the rows' timestamps. A widget without an offset (the bridge does not send a
+ * message's `metadata`) sits where the last step made before it sits (a tool showed it while it
+ * ran: the model writes no text meanwhile); with no such step, before the text when it was made
+ * before the agent message, else after it.
  */
 function placeParts(messages: ConversationMessage[]): void {
   const agents = new Map<string, ConversationMessage>();
@@ -129,6 +131,8 @@ function placeParts(messages: ConversationMessage[]): void {
     if (m.message_type === MessageType.AGENT && m.reply_to && !agents.has(m.reply_to)) agents.set(m.reply_to, m);
   }
   const items = new Map<string, { message: ConversationMessage; offset: number }[]>();
+  const steps = new Map<string, ToolStep[]>();
+  for (const m of messages) if (m.step && m.reply_to) steps.set(m.reply_to, [...(steps.get(m.reply_to) ?? []), m.step]);
   for (const m of messages) {
     if (m.message_type !== MessageType.TOOL && m.message_type !== MessageType.WIDGET) continue;
     const agent = m.reply_to ? agents.get(m.reply_to) : undefined;
@@ -136,7 +140,7 @@ function placeParts(messages: ConversationMessage[]): void {
     m.partOf = agent.id;
     const text = agent.content.length;
     const declared = m.step ? m.step.text_offset : m.metadata?.text_offset;
-    const offset = typeof declared === "number" ? declared : microseconds(m.timestamp) < microseconds(agent.timestamp) ? 0 : text;
+    const offset = typeof declared === "number" ? declared : undeclaredOffset(m, agent, steps.get(agent.reply_to ?? "") ?? []);
     const list = items.get(agent.id) ?? [];
     list.push({ message: m, offset: Math.max(0, Math.min(text, offset)) });
     items.set(agent.id, list);
@@ -161,6 +165,18 @@ function placeParts(messages: ConversationMessage[]): void {
     if (at < text.length) parts.push({ type: "text", key: `${agent.id}:text:${at}`, text: text.slice(at) });
     agent.parts = parts;
   }
+}
+
+/** Where a widget without a `text_offset` goes (see `placeParts`). */
+function undeclaredOffset(widget: ConversationMessage, agent: ConversationMessage, steps: ToolStep[]): number {
+  const made = microseconds(widget.timestamp);
+  let before: ToolStep | null = null;
+  for (const step of steps) {
+    const at = microseconds(step.timestamp);
+    if (at <= made && (!before || at >= microseconds(before.timestamp))) before = step;
+  }
+  if (before) return before.text_offset;
+  return made < microseconds(agent.timestamp) ? 0 : agent.content.length;
 }
 
 /**

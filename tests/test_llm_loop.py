@@ -598,3 +598,26 @@ def test_tools_may_be_given_as_the_functions_themselves():
     send(start(Functions), "go")
     assert model.requests[0].tool_names == ["excite", "whisper", "shout"]
     assert [m["content"] for m in model.requests[1].messages if m["role"] == "tool"] == ["hi!", "hi", "HI"]
+
+
+def test_a_completion_function_that_does_not_stream_fits_the_loop_too():
+    """A bare async function as the model, answering whole responses (stream ignored)."""
+    script = FakeModel(replies=[FakeReply(text="Checking. ", tool_calls=[FakeToolCall("ping", id="p")]), "Pong."])
+
+    async def complete(**request):
+        return await script.acompletion(**{**request, "stream": False})
+
+    class Whole(LLMAgent):
+        model = complete  # a function, used as declared (not bound to the agent)
+        tools = ["ping"]
+
+        def ping(self) -> str:
+            """Ping."""
+            return "pong"
+
+    session = start(Whole)
+    result = send(session, "ping")
+    assert result["response"] == "Checking. Pong."
+    assert script.requests[1].messages[-1] == {"role": "tool", "tool_call_id": "p", "content": "pong"}
+    reply = ConversationMessage.objects.get(pk=result["message_id"])
+    assert reply.metrics["completion_tokens"] > 0

@@ -46,7 +46,8 @@ class LLMAgent(ConversationAgent):
     none) bounds each call.
     """
 
-    #: A litellm model name, or an object with ``acompletion`` (``FakeModel``); see ``get_model``.
+    #: A litellm model name, an object with ``acompletion`` (``FakeModel``) or an async completion
+    #: function; see ``get_model``.
     model: ClassVar[Any] = None
     #: The system prompt: a str, or a method ``def system_prompt(self) -> str`` (may read the Context).
     system_prompt: ClassVar[Any] = ""
@@ -66,7 +67,9 @@ class LLMAgent(ConversationAgent):
 
     def get_model(self) -> Any:
         """The model of this reply (default: ``model``). Override to choose per Context or setting."""
-        return self.model
+        # As declared: a completion function in the class body is not to be bound as a method.
+        model = inspect.getattr_static(self, "model", None)
+        return model.__func__ if isinstance(model, staticmethod) else model
 
     def get_system_prompt(self) -> str:
         """The system prompt: ``system_prompt``, called when it is a method."""

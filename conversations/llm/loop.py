@@ -5,7 +5,7 @@ usage (:func:`stream_completion`); and the model a declaration names, resolved t
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -87,6 +87,30 @@ def streams_usage(model: str) -> bool:
     return bool(supported) and "stream_options" in supported
 
 
+async def _chunks(response: Any) -> AsyncIterator[Any]:
+    """The chunks of a streamed reply; a whole reply (an ``acompletion`` that does not stream) as
+    one chunk, so any completion function fits the loop."""
+    if hasattr(response, "__aiter__"):
+        async for chunk in response:
+            yield chunk
+    elif _get(response, "choices") is not None:
+        choices = _get(response, "choices") or [{}]
+        message = _get(choices[0], "message") or {}
+        delta = {"content": _get(message, "content"), "tool_calls": _get(message, "tool_calls")}
+        yield {
+            "choices": [{"delta": delta, "finish_reason": _get(choices[0], "finish_reason")}],
+            "usage": _get(response, "usage"),
+        }
+    elif hasattr(response, "__iter__"):
+        for chunk in response:
+            yield chunk
+    else:
+        raise TypeError(
+            f"The completion function returned {type(response).__name__}: expected a stream of chunks "
+            "(as litellm.acompletion(..., stream=True) returns) or a chat completion response."
+        )
+
+
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
@@ -137,7 +161,7 @@ async def stream_completion(
     text: list[str] = []
     result = CompletionResult()
     usage: Any = None
-    async for chunk in response:
+    async for chunk in _chunks(response):
         if state is not None:
             state.raise_if_cancelled()
         usage = _get(chunk, "usage") or usage

@@ -14,8 +14,10 @@ files' text, when asked); the rest is Python. Decisions:
   message per call, then the text after the last round. The text is cut at the steps'
   ``text_offset`` (UTF-16 units, as the SDK counts).
 - Bounds drop whole turns, oldest first, so a tool call is never separated from its result; the
-  current turn is always kept. Tokens are estimated (characters / 4 plus a few per message): a
-  budget, not a count; use your provider's tokenizer when it must be exact.
+  current turn is always kept. With ``max_messages`` the query reads only the newest rows that
+  bound can need, so a long conversation costs no more than a short one. Tokens are estimated
+  (characters / 4 plus a few per message): a budget, not a count; use your provider's tokenizer
+  when it must be exact.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.db.models import Q, Subquery
 
 from .constants import ExtractionStatus, MessageType, ProcessingStatus
 from .exceptions import NoActiveConversation
@@ -121,14 +125,7 @@ def conversation_history(
     for name, bound in (("max_messages", max_messages), ("max_tokens", max_tokens)):
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
             raise ValueError(f"history({name}=...) takes a number >= 0 or None, not {bound!r}.")
-    rows = list(
-        ConversationMessage.objects.filter(
-            session_id=session_id,
-            message_type__in=(MessageType.USER, MessageType.AGENT, MessageType.TOOL),
-        )
-        .order_by("timestamp", "id")
-        .values(*_FIELDS)
-    )
+    rows = _rows(session_id, current_id, max_messages)
     turns = _group(rows, current_id, include_failed)
     files = _file_texts(session_id) if include_files else {}
     for turn in turns:
@@ -143,6 +140,27 @@ def conversation_history(
         count -= len(dropped.messages)
         tokens -= dropped.tokens
     return [message for turn in turns for message in turn.messages]
+
+
+def _rows(session_id: Any, current_id: Any, max_messages: int | None) -> list[dict[str, Any]]:
+    """The user, agent and tool rows up to the current turn, oldest first: one query.
+
+    With ``max_messages`` only the newest ``2 * max_messages + 20`` rows are read (each row gives
+    a chat message or more, so whole turns enough for the bound are there; a turn cut by the
+    window has lost its user message and is left out whole).
+    """
+    rows = ConversationMessage.objects.filter(
+        session_id=session_id, message_type__in=(MessageType.USER, MessageType.AGENT, MessageType.TOOL)
+    )
+    if current_id is not None:
+        # Nothing newer than the current message, except what answers it.
+        current = ConversationMessage.objects.filter(pk=current_id).values("timestamp")[:1]
+        rows = rows.filter(Q(timestamp__lte=Subquery(current)) | Q(reply_to_id=current_id))
+    if max_messages is None:
+        return list(rows.order_by("timestamp", "id").values(*_FIELDS))
+    newest = list(rows.order_by("-timestamp", "-id").values(*_FIELDS)[: 2 * max_messages + 20])
+    newest.reverse()
+    return newest
 
 
 def _group(rows: list[dict[str, Any]], current_id: Any, include_failed: bool) -> list[_Turn]:

@@ -291,3 +291,36 @@ def test_steps_of_a_reply_without_text_yet_are_replayed():
     c.step(current, "t", {}, "r")
     history = c.history(current)
     assert [m["role"] for m in history] == ["user", "assistant", "tool"] and history[1]["content"] is None
+
+
+def test_a_bounded_history_reads_a_window_with_the_same_result():
+    """With max_messages the query reads only the newest rows: the turns returned are the same as
+    when every row is read and the oldest turns are dropped."""
+    from django_ai.conversations.history import conversation_history
+
+    c = Conversation()
+    for i in range(40):
+        user = c.user(f"q{i}", ProcessingStatus.FAILED if i % 7 == 3 else COMPLETED)
+        if i % 3 == 0:
+            for k in range(i % 5):
+                c.step(user, "t", {"k": k}, f"r{k}", index=k)
+        c.agent(user, f"a{i}")
+    current = c.user("now", ProcessingStatus.PROCESSING)
+    c.user("newer, waiting", ProcessingStatus.PENDING)
+    c.save()
+
+    def trimmed(bound: int) -> list:
+        full = conversation_history(c.session.pk, current_id=current.pk)
+        turns, turn = [], []
+        for message in full:
+            if message["role"] == "user" and turn:
+                turns.append(turn)
+                turn = []
+            turn.append(message)
+        turns.append(turn)
+        while len(turns) > 1 and sum(map(len, turns)) > bound:
+            turns.pop(0)
+        return [m for t in turns for m in t]
+
+    for bound in (0, 1, 5, 12, 30, 60, 200):
+        assert conversation_history(c.session.pk, current_id=current.pk, max_messages=bound) == trimmed(bound), bound

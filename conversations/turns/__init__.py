@@ -8,13 +8,13 @@ One job per module; imports run down this list, never up (``tests/test_import_gr
 - ``lease``: the conversation's turn lease, SQL only (take, renew, release, take over).
 - ``notify``: what a turn tells the outside: ``message_status`` events, the turn signals, the
   generic error text users see.
+- ``steps``: a reply's tool steps ended (answered, expired, cancelled) and a suspended turn resumed
+  once nothing waits; the approval expiry; ``schedule`` is passed in.
 - ``execution``: running ``get_response`` on a helper thread while the turn's thread serves its
   database work, renews the lease, watches for cancel requests and the timeout.
 - ``outcome``: recording how a turn ended (completed, failed, cancelled, timed out) or was
   suspended for tool approval, in one transaction. A change to how a turn fails goes here.
 - ``runner``: run one turn, and the queue loop of a conversation (``process_pending``).
-- ``steps``: a reply's tool steps ended (answered, expired, cancelled) and a suspended turn resumed
-  once nothing waits; the approval expiry; ``schedule`` is passed in.
 - ``policy``: what a message sent during a turn does (the agent's ``concurrency``) and cancel.
 - ``inprocess``: the web process's background threads for a backend that runs tasks in the caller.
 - ``enqueue``: putting a task on the configured backend and queue (turns and file extraction).

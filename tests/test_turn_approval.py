@@ -660,3 +660,26 @@ def test_send_message_behind_a_suspended_turn_returns_without_waiting_for_it():
     [step] = steps_of(message)
     assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
     wait_until(lambda: status_of(newer) == ProcessingStatus.AWAITING_APPROVAL, 15)
+
+
+def test_cancel_after_the_last_answer_before_the_turn_resumes(held_tasks):
+    """Answered, but the task that resumes the turn has not run yet (it is held): cancel ends the
+    user message, its suspended reply and the approved step that never ran."""
+    user = UserFactory()
+    session = ConversationService.create_session("approval", user=user)
+    message = post(session, "refund 8")
+    [first] = held_tasks.results
+    first.task.call(*first.args)  # the turn runs here and suspends
+    assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
+    [step] = steps_of(message)
+    assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
+    assert status_of(message) == ProcessingStatus.PENDING and len(held_tasks.results) == 2
+    assert ConversationService.cancel_turn(session.pk)["cancelled"] == [str(message.pk)]
+    assert status_of(message) == ProcessingStatus.CANCELLED
+    assert status_of(reply_to(message)) == ProcessingStatus.CANCELLED
+    step.refresh_from_db()
+    assert (step.processing_status, step.component_data["approval"]["status"]) == ("cancelled", "approved")
+    result = held_tasks.results[1]
+    result.task.call(*result.args)  # the held task runs now: nothing to answer
+    assert status_of(message) == ProcessingStatus.CANCELLED
+    assert reply_to(message).content == "Checking. "

@@ -171,6 +171,7 @@ def test_rejected_the_model_reads_the_refusal_with_the_reason(events):
     user = UserFactory()
     session, message = suspended("refund 50", user=user)
     [step] = steps_of(message)
+    events.clear()
     response = user_api(user).post(approve_url(step), {"approved": False, "reason": "too much"})
     assert response.status_code == 200, response.json()
     step.refresh_from_db()
@@ -183,6 +184,9 @@ def test_rejected_the_model_reads_the_refusal_with_the_reason(events):
     assert step.finished_at is not None
     [result] = events.of(EventName.TOOL_CALL_RESULT)
     assert result["message_id"] == str(step.pk) and result["status"] == "failed"
+    # The row was saved with save(): live querysets of the conversation hear of it.
+    changed = [(p["operation"], p["pks"]) for p in events.of(EventName.MODEL_CHANGE) if p["model"] == "message"]
+    assert ("update", [str(step.pk)]) in changed
     assert result["reply_to"] == str(message.pk) and result["name"] == "refund"
     assert result["error"] == refusal["error"] and result["approval"]["status"] == "rejected"
     wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)

@@ -382,6 +382,16 @@ def test_each_lookup_is_its_own_dict():
     assert tool_schema(agent.get_user_data) == USER_DATA_TOOL
 
 
+def test_the_same_method_looked_up_twice_is_one_tool():
+    agent, other = smart_agent(), smart_agent()
+    shop = ShopAgent(context=ShopAgent.Context(user_id=5))
+    assert tool_schemas([agent.get_user_data, agent.get_user_data]) == [USER_DATA_TOOL]
+    assert tool_schemas([shop.plain, shop.plain])[0]["function"]["name"] == "plain"
+    assert dispatch_tool_call([agent.get_user_data, agent.get_user_data], "get_user_data", "{}").result["org_id"] == 77
+    with pytest.raises(ToolDefinitionError, match="Two tools are named 'get_user_data'"):
+        tool_schemas([agent.get_user_data, other.get_user_data])
+
+
 def test_copies_are_plain_definitions():
     agent = smart_agent()
     for copied in (copy.copy(agent.get_user_data), copy.deepcopy(agent.get_user_data)):

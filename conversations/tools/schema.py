@@ -195,7 +195,8 @@ def named_tools(
     named: dict[str, Callable[..., Any]] = {}
     for func in funcs:
         tool_name = spec_of(func).name
-        if tool_name in named and named[tool_name] is not func:
+        # Equal, not identical: two lookups of one method (self.search twice) are the same tool.
+        if tool_name in named and named[tool_name] != func:
             raise ToolDefinitionError(
                 f"Two tools are named {tool_name!r}; give one another name with a mapping {{name: func}}."
             )

@@ -103,9 +103,12 @@ class LLMAgent(ConversationAgent):
         return system + history
 
     def get_completion_kwargs(self) -> dict[str, Any]:
+        """More arguments of every model call (default: a copy of ``completion_kwargs``)."""
         return dict(self.completion_kwargs)
 
     async def get_response(self, message: str, request: HttpRequest | None = None, **kwargs: Any) -> str:
+        """The tool loop (see the class docstring); returns the reply's whole text. Override the
+        ``get_*`` steps to change a part, or this method for a loop of your own (docs/tools.md)."""
         state = current_turn.get()
         tools = self.get_tools()
         schemas = tool_schemas(tools) if tools else None
@@ -130,7 +133,8 @@ class LLMAgent(ConversationAgent):
                         code=ErrorCode.TOOL_ROUNDS_EXCEEDED,
                         message=f"More than {self.max_tool_rounds} rounds of tool calls: this call was not run.",
                     )
-                    stream.write(("\n\n" if result.text else "") + self.rounds_exceeded_text)
+                    written = state.stream_text if state is not None else stream.content
+                    stream.write(("\n\n" if written else "") + self.rounds_exceeded_text)
                     break
                 messages.append(result.as_message())
                 answers = await run_tool_calls(

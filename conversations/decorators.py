@@ -130,11 +130,13 @@ class BoundTool(dict[str, Any]):
     send the definition a provider expects. As a method it is what a bound method is: callable with
     the visible parameters, awaitable when ``async def``, with ``__self__``, ``__func__``,
     ``__name__``, ``__doc__``, ``__wrapped__`` and the visible ``inspect.signature``; two lookups of
-    the same method on the same agent compare equal and hash alike.
+    the same method on the same agent compare equal and hash alike (and a plain ``dict`` compares
+    with it as with its definition).
 
     Each lookup makes a new one, so changing its dict changes no other. Copying it (``copy``,
     ``deepcopy``, ``pickle``) gives the definition as a plain ``dict``. A method whose parameters
     have no JSON schema stays a plain bound method (:func:`tool_schema` says why when it is offered).
+    Made by ``@with_context()`` on attribute lookup, not meant to be built or subclassed.
     """
     )
     __module__ = _FromFunction(__module__)

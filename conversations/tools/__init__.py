@@ -28,11 +28,12 @@ from __future__ import annotations
 
 from .approval import approval_rule, needs_approval, requires_approval
 from .calls import ToolCall, ToolCallCollector
-from .dispatch import adispatch_tool_call, dispatch_tool_call
+from .dispatch import PreparedToolCall, adispatch_tool_call, dispatch_tool_call, prepare_tool_call
 from .errors import ToolCallError, ToolDefinitionError
 from .schema import _build_spec, tool_schema, tool_schemas  # noqa: F401  (_build_spec: timed by tests/bench/bench_tools.py)
 
 __all__ = [
+    "PreparedToolCall",
     "ToolCall",
     "ToolCallCollector",
     "ToolCallError",
@@ -41,6 +42,7 @@ __all__ = [
     "approval_rule",
     "dispatch_tool_call",
     "needs_approval",
+    "prepare_tool_call",
     "requires_approval",
     "tool_schema",
     "tool_schemas",

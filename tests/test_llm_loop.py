@@ -621,3 +621,22 @@ def test_a_completion_function_that_does_not_stream_fits_the_loop_too():
     assert script.requests[1].messages[-1] == {"role": "tool", "tool_call_id": "p", "content": "pong"}
     reply = ConversationMessage.objects.get(pk=result["message_id"])
     assert reply.metrics["completion_tokens"] > 0
+
+
+def test_prepare_tool_call_validates_without_running():
+    from django_ai.conversations.tools import ToolCallError, prepare_tool_call
+
+    ran = []
+
+    def add(a: int, b: int = 1) -> int:
+        """Add."""
+        ran.append((a, b))
+        return a + b
+
+    prepared = prepare_tool_call([add], {"id": "c", "function": {"name": "add", "arguments": '{"a": "2"}'}})
+    assert ran == [] and (prepared.name, prepared.call_id, prepared.is_async) == ("add", "c", False)
+    assert prepared.arguments == {"a": 2, "b": 1} and prepared.raw_arguments == {"a": "2"}
+    done = prepared.done(prepared.call())
+    assert ran == [(2, 1)] and done.as_message() == {"role": "tool", "tool_call_id": "c", "name": "add", "content": "3"}
+    with pytest.raises(ToolCallError, match="Invalid arguments"):
+        prepare_tool_call([add], "add", {"a": "x"})

@@ -244,6 +244,27 @@ describe("React bindings", () => {
     assert.equal(counting.opened(), openedBefore);
   });
 
+  test("a hidden tab (frames requested, none run) still shows the reply", async () => {
+    const globals = globalThis as Record<string, unknown>;
+    let requested = 0;
+    globals.requestAnimationFrame = () => ++requested;
+    globals.cancelAnimationFrame = () => undefined;
+    const c = demo.client();
+    const id = await startedId(c, "echo");
+    const record = { renders: 0, views: [] as ConversationView[] };
+    const app = mount(createElement(ClientProvider, { client: c }, createElement(chatPane(record), { id })));
+    try {
+      await waitUntil(() => record.views.at(-1)?.connection === "subscribed" && record.views.at(-1)?.loaded === true, "the conversation to load");
+      await (record.views.at(-1) as ConversationView).send("in the background");
+      await waitUntil(() => lastAgent(record.views.at(-1) ?? null)?.processing_status === "completed", "the reply without frames");
+      assert.ok(requested > 0, "no frame was requested");
+    } finally {
+      app.unmount();
+      delete globals.requestAnimationFrame;
+      delete globals.cancelAnimationFrame;
+    }
+  });
+
   test("without a provider, the hooks say what to do", async () => {
     let error: unknown = null;
     function Orphan() {

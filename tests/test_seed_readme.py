@@ -489,7 +489,8 @@ def test_models_section(quick_start):
     assert File.objects.count() == 0
     assert [c[0] for c in ConversationSession._meta.get_field("status").choices] == ["active", "completed", "archived"]
     message_types = [c[0] for c in ConversationMessage._meta.get_field("message_type").choices]
-    assert message_types == ["user", "agent", "system", "widget"]
+    # The README's four, and the tool steps of issue 13 (docs/tools.md, "Tool steps").
+    assert message_types == ["user", "agent", "system", "widget", "tool"]
 
 
 # --- Examples ---------------------------------------------------------------------------------------

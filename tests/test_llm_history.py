@@ -324,3 +324,27 @@ def test_a_bounded_history_reads_a_window_with_the_same_result():
 
     for bound in (0, 1, 5, 12, 30, 60, 200):
         assert conversation_history(c.session.pk, current_id=current.pk, max_messages=bound) == trimmed(bound), bound
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sync_and_async_agents_read_it_alike_during_their_turn(kind):
+    from tests.helpers import run_agent
+
+    seen: list = []
+
+    class Reader(ConversationAgent):
+        def get_response(self, message, request=None, **kwargs):
+            seen.append(self.history())
+            return f"seen {len(seen[-1])}"
+
+    class AsyncReader(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            seen.append(self.history())
+            return f"seen {len(seen[-1])}"
+
+    run_agent(Reader if kind == "sync" else AsyncReader, "one", "two")
+    assert seen[1] == [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "seen 1"},
+        {"role": "user", "content": "two"},
+    ]

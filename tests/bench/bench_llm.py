@@ -15,8 +15,8 @@ the cost of one tool round.
 
 History rows: ``history()`` of a conversation of 10, 100 and 1,000 messages (turns cloned from
 real turns of the declared agent: three of four plain, one with a tool step), unbounded and with
-``LLMAgent``'s default bounds, against the baseline of its one query alone
-(``.values()`` of the same rows).
+``LLMAgent``'s default bounds, against the baseline of reading every row of the conversation as
+the unbounded call's one query does (``.values()``); a bounded call reads only the newest rows.
 
 ``./dev bench llm`` (SQLite file); ``DATABASE_URL=postgres://... ./dev bench llm``;
 ``--turns=20``, ``--rounds=3`` (tool rounds of the long rows). ``--quick``: 3 turns per row, one
@@ -149,7 +149,7 @@ def _history_rows(declared: type, brain: _Brain, sizes: tuple[int, ...], repeats
     templates = _template_turns(brain)
     fields = ("id", "message_type", "content", "processing_status", "reply_to_id", "component_data")
 
-    print("| history of | measured ms | baseline ms (its query alone) | ratio | queries | messages sent |")
+    print("| history of | measured ms | baseline ms (reading every row) | ratio | queries | messages sent |")
     print("|---|---:|---:|---:|---:|---:|")
     for size in sizes:
         session, current = _conversation(templates, size)

@@ -12,7 +12,7 @@ import { after, describe, test } from "node:test";
 // First: the DOM the renderers read when they are imported.
 import { closeDom } from "./helpers/dom.js";
 
-import { createApp, defineComponent, h, ref, type App } from "vue";
+import { createApp, createSSRApp, defineComponent, h, ref, type App } from "vue";
 
 import { SESSION_CHANNEL_PREFIX, type Client, type FetchLike, type SessionRow } from "../src/index.js";
 import { provideClient, useClient, useConversation, useLive, type ConversationView, type LiveRefs } from "../src/vue/index.js";
@@ -153,5 +153,41 @@ describe("Vue bindings", () => {
       app.unmount();
     }
     await waitUntil(() => counting.open() === 0, () => `the channel subscriptions to close (${counting.open()} open)`, 10_000);
+  });
+
+  test("on a server nothing is made or fetched", async () => {
+    let requests = 0;
+    const countingFetch: FetchLike = (url, init) => {
+      requests += 1;
+      return fetch(url, init);
+    };
+    const counting = countingRealtime();
+    const c = demo.client({ realtime: counting.realtime, fetch: countingFetch });
+    const id = await startedId(c, "echo");
+    const { renderToString } = await import("vue/server-renderer");
+    const page = createSSRApp(
+      defineComponent({
+        setup() {
+          provideClient(c);
+          const conversation = useConversation(id);
+          const live = useLive(() => c.sessions.all());
+          return () => h("p", `${conversation.value?.phase ?? "none"} ${live.loading.value} ${live.rows.value.length}`);
+        },
+      }),
+    );
+    const requestsBefore = requests;
+    const openedBefore = counting.opened();
+    const globals = globalThis as Record<string, unknown>;
+    const browserWindow = globals.window;
+    delete globals.window;
+    let html: string;
+    try {
+      html = await renderToString(page);
+    } finally {
+      globals.window = browserWindow;
+    }
+    assert.equal(html, "<p>none true 0</p>");
+    assert.equal(requests, requestsBefore);
+    assert.equal(counting.opened(), openedBefore);
   });
 });

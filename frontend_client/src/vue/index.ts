@@ -67,7 +67,8 @@ export interface UseConversationOptions extends ConversationOptions {
  * it) as a shallow ref of its `ConversationView`: the store's snapshot (messages with their
  * streaming text, widgets, files, uploads, phase, busy, ...) with its methods bound (`send`,
  * `cancel`, `retry`, ...); null while the target is null/undefined/empty. Stops showing the store
- * when the calling scope ends (a component's unmount).
+ * when the calling scope ends (a component's unmount). On a server (no `window`) it stays null and
+ * nothing is made or fetched.
  */
 export function useConversation(
   target: MaybeRefOrGetter<ConversationTarget>,
@@ -77,6 +78,8 @@ export function useConversation(
   const conversationOptions = options.history !== undefined ? { history: options.history } : undefined;
   const view = shallowRef<ConversationView | null>(null);
   let stop: (() => void) | null = null;
+  // Rendering on a server: nothing is made or fetched there.
+  if (onServer()) return view;
   watch(
     () => toValue(target),
     (current) => {
@@ -119,7 +122,8 @@ export interface LiveRefs<T extends Row = Row> {
  * A live queryset's rows as refs: `const { rows, loading, error, refetch } =
  * useLive(() => client.sessions.filter({ title__icontains: search.value }))`. A getter or ref is
  * followed: the live result is started again only when the queryset's identity changes
- * (`liveKey()`: its client, model, query and options), not for every new queryset object.
+ * (`liveKey()`: its client, model, query and options), not for every new queryset object. On a
+ * server (no `window`) it gives the first state (`loading`, no rows) and fetches nothing.
  */
 export function useLive<T extends Row>(source: MaybeRefOrGetter<LiveInput<T>>, options: UseLiveOptions = {}): LiveRefs<T> {
   let binding: LiveBinding<T> | null = null;
@@ -134,6 +138,11 @@ export function useLive<T extends Row>(source: MaybeRefOrGetter<LiveInput<T>>, o
     return current.value.get();
   };
   const state = shallowRef<LiveView<T>>(undefined as unknown as LiveView<T>);
+  if (onServer()) {
+    // Rendering on a server: the first state (loading, no rows); nothing is fetched there.
+    state.value = new LiveBinding<T>(toValue(source), options).value.get();
+    return refsOf(state, () => Promise.resolve());
+  }
   state.value = start(toValue(source));
   watch(
     () => liveKey(toValue(source) as LiveInput, options),
@@ -145,6 +154,10 @@ export function useLive<T extends Row>(source: MaybeRefOrGetter<LiveInput<T>>, o
     stop?.();
     stop = null;
   });
+  return refsOf(state, () => (binding ? binding.value.get().refetch() : Promise.resolve()));
+}
+
+function refsOf<T extends Row>(state: ShallowRef<LiveView<T>>, refetch: () => Promise<void>): LiveRefs<T> {
   return {
     rows: computed(() => state.value.rows),
     loading: computed(() => state.value.loading),
@@ -153,6 +166,11 @@ export function useLive<T extends Row>(source: MaybeRefOrGetter<LiveInput<T>>, o
     included: computed(() => state.value.included),
     connection: computed(() => state.value.connection),
     state,
-    refetch: () => (binding ? binding.value.get().refetch() : Promise.resolve()),
+    refetch,
   };
+}
+
+/** No `window`: rendering on a server (Nuxt, `@vue/server-renderer`). */
+function onServer(): boolean {
+  return typeof window === "undefined";
 }

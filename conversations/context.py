@@ -192,9 +192,9 @@ def display_widget(
     """Show a UI component in the conversation; returns the ConversationWidget row.
 
     Saves a ``widget`` message and a ConversationWidget, and sends a ``widget`` event carrying the
-    widget id so clients can reconcile it with the synced rows. The message's
-    ``metadata["text_offset"]`` is where the widget sits in the reply's text (UTF-16 units), so
-    clients place it among the reply's parts.
+    widget id so clients can reconcile it with the synced rows. The message's ``text_offset`` is
+    where the widget sits in the reply's text (UTF-16 units), so clients place it among the reply's
+    parts.
     """
     state = _require_turn("display_widget()")
     if not isinstance(widget_type, str) or not widget_type or len(widget_type) > 100:
@@ -217,7 +217,7 @@ def display_widget(
                 component_type=widget_type,
                 component_data=data,
                 reply_to=state.user_message,
-                metadata={"text_offset": text_offset},
+                text_offset=text_offset,
             )
             return ConversationWidget.objects.create(
                 session=state.session,

@@ -106,6 +106,9 @@ class ConversationMessage(models.Model):
     reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     # Streaming: the sequence number of the last chunk whose text is included in ``content``.
     stream_sequence = models.PositiveIntegerField(_("stream sequence"), default=0)
+    # Tool steps and widgets: where the row sits in its reply's text (UTF-16 units, as JavaScript
+    # counts), so clients and history place it among the reply's parts. None on other messages.
+    text_offset = models.PositiveIntegerField(_("text offset"), null=True, blank=True, editable=False)
     # Per-turn figures, on the agent message: queue_wait_ms, first_chunk_ms, total_ms, chunks,
     # prompt_tokens, completion_tokens ...
     metrics = models.JSONField(_("metrics"), default=dict, blank=True)

@@ -44,7 +44,10 @@ __all__ = ["ConversationService", "SendMessageResult"]
 class SendMessageResult(TypedDict):
     """What ``send_message`` returns: the seed's ``status``/``response``/``session_id`` plus ids."""
 
-    status: Literal["success", "error", "cancelled"]
+    #: "awaiting_approval": the reply stopped at a tool call the user must approve (``response`` is
+    #: its text so far; the steps are in ``pending_approvals``); "queued": the message waits behind
+    #: such a turn and a task answers it once that turn ends.
+    status: Literal["success", "error", "cancelled", "awaiting_approval", "queued"]
     response: str
     session_id: str
     user_message_id: str
@@ -52,6 +55,14 @@ class SendMessageResult(TypedDict):
     message_id: str | None
     #: Only with status "error": the generic text shown to the user.
     error: NotRequired[str]
+    #: Only with status "awaiting_approval": the ids of the tool steps waiting for an answer
+    #: (``POST models/message/<id>/approve/``).
+    pending_approvals: NotRequired[list[str]]
+
+
+def _int_or(data: Any, key: str) -> int:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, int) else 0
 
 
 def _as_uuid(value: Any, error: type[ConversationError], what: str, field: str) -> uuid.UUID:
@@ -160,7 +171,9 @@ class ConversationService:
     ) -> SendMessageResult:
         """Save ``message`` as the user's, run the agent's turn inline and return
         ``{"status": "success", "response": ..., "session_id": ...}`` (``"error"`` with a generic
-        ``error`` text when the agent fails; details go to the log)."""
+        ``error`` text when the agent fails; details go to the log). ``"awaiting_approval"``: the
+        reply waits for the user to approve a tool call (``pending_approvals`` lists the steps);
+        ``"queued"``: the message waits behind such a reply, and a task answers it later."""
         text = ConversationService._clean_message(message)
         session = ConversationService.get_session(session_id, user=user, request=request)
         if session.status != SessionStatus.ACTIVE:
@@ -207,6 +220,22 @@ class ConversationService:
             )
         elif outcome.status == ProcessingStatus.CANCELLED:
             result["status"] = "cancelled"
+        elif outcome.status == ProcessingStatus.AWAITING_APPROVAL:
+            result["status"] = "awaiting_approval"
+            waiting = ConversationMessage.objects.filter(
+                reply_to=user_message,
+                message_type=MessageType.TOOL,
+                processing_status=ProcessingStatus.AWAITING_APPROVAL,
+            ).values_list("pk", "component_data")
+            # In the model's order: the round, then the call's place in it.
+            result["pending_approvals"] = [
+                str(pk)
+                for pk, data in sorted(
+                    waiting, key=lambda row: (_int_or(row[1], "round"), _int_or(row[1], "index"), str(row[0]))
+                )
+            ]
+        elif outcome.status == ProcessingStatus.PENDING:
+            result["status"] = "queued"
         return result
 
     @staticmethod

@@ -95,7 +95,7 @@ def test_a_reply_is_its_text_cut_by_steps_and_widgets_where_they_happened(visito
         data={"items": 2},
         message__reply_to=user,
         message__message_type=MessageType.WIDGET,
-        message__metadata={"text_offset": after_first + len(middle)},
+        message__text_offset=after_first + len(middle),
     )
     messages = history(client, session_id)
     assert [m["role"] for m in messages] == ["user", "assistant"]

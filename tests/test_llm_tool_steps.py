@@ -245,7 +245,7 @@ def test_injected_context_values_appear_in_no_row_event_or_log(events, caplog):
 
 
 def test_widgets_record_where_they_sit_in_the_reply():
-    """display_widget's metadata.text_offset (UTF-16 units), from an agent and from a sync tool
+    """display_widget's row text_offset (UTF-16 units), from an agent and from a sync tool
     running in its own thread during the loop."""
     from django_ai.conversations import ConversationAgent
     from django_ai.conversations.context import ResponseStream, display_widget
@@ -263,7 +263,7 @@ def test_widgets_record_where_they_sit_in_the_reply():
     session = ConversationService.create_session("writer-test")
     ConversationService.send_message(session.id, "go")
     widgets = ConversationMessage.objects.filter(session=session, message_type=MessageType.WIDGET)
-    assert sorted((w.component_type, w.metadata["text_offset"]) for w in widgets) == [("first", 0), ("second", 9)]
+    assert sorted((w.component_type, w.text_offset) for w in widgets) == [("first", 0), ("second", 9)]
 
     class Showing(LLMAgent):
         tools = ["show"]
@@ -279,7 +279,7 @@ def test_widgets_record_where_they_sit_in_the_reply():
     session = ConversationService.create_session("showing")
     ConversationService.send_message(session.id, "show")
     card = ConversationMessage.objects.get(session=session, message_type=MessageType.WIDGET)
-    assert card.metadata == {"text_offset": 6} and card.component_data == {"name": "pro"}
+    assert card.text_offset == 6 and card.component_data == {"name": "pro"}
     [step] = steps_of(session)
     assert step.component_data["text_offset"] == 6 and step.content == "shown"
 

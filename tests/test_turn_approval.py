@@ -497,8 +497,10 @@ def test_send_message_returns_when_its_turn_suspends():
     result = ConversationService.send_message(session.pk, "refund 4")
     message = ConversationMessage.objects.get(pk=result["user_message_id"])
     assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
+    assert result["status"] == "awaiting_approval"
     assert result["response"] == "Checking. "
     assert result["message_id"] == str(reply_to(message).pk)
+    assert result["pending_approvals"] == [str(step.pk) for step in steps_of(message)] != []
 
 
 @pytest.mark.slow
@@ -660,7 +662,7 @@ def test_send_message_behind_a_suspended_turn_returns_without_waiting_for_it():
     result = ConversationService.send_message(session.pk, "refund 6", user=user)
     newer = ConversationMessage.objects.get(pk=result["user_message_id"])
     assert status_of(newer) == ProcessingStatus.PENDING
-    assert (result["response"], result["message_id"]) == ("", None)
+    assert (result["status"], result["response"], result["message_id"]) == ("queued", "", None)
     [step] = steps_of(message)
     assert user_api(user).post(approve_url(step), {"approved": True}).status_code == 200
     wait_until(lambda: status_of(newer) == ProcessingStatus.AWAITING_APPROVAL, 15)

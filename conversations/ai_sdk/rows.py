@@ -67,7 +67,7 @@ def build_snapshot(
             parts.append((_order(step.text_offset), n, step))
         elif message.message_type == MessageType.WIDGET and message.pk in widgets:
             widget = widgets[message.pk]
-            offset = message.metadata.get("text_offset") if isinstance(message.metadata, dict) else None
+            offset = message.text_offset
             row = WidgetRow(
                 widget_id=str(widget.pk),
                 message_id=str(message.pk),

@@ -169,6 +169,7 @@ class ExposedMessage(_BuiltinExposed):
         "processing_status",
         "reply_to",
         "stream_sequence",
+        "text_offset",
         "timestamp",
         "updated_at",
     )

@@ -33,6 +33,7 @@ def create_steps(
             reply_to=user_message,
             component_type=step["name"][:100],
             component_data=step["data"],
+            text_offset=step["data"].get("text_offset"),
             content=step["content"],
             processing_status=step["status"],
             timestamp=now,

@@ -86,6 +86,8 @@ export interface MessageRow extends Row {
   processing_status: ProcessingStatus;
   reply_to: string | null;
   stream_sequence: number;
+  /** Tool steps and widgets: where the row sits in its reply's text (UTF-16 units); null otherwise. */
+  text_offset?: number | null;
   timestamp: string;
   updated_at?: string;
   metrics?: JsonObject;

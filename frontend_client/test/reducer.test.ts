@@ -38,6 +38,7 @@ function messageRow(id: string, fields: Partial<MessageRow> = {}): MessageRow {
     processing_status: "completed",
     reply_to: null,
     stream_sequence: 0,
+    text_offset: null,
     timestamp: at(0),
     updated_at: at(0),
     ...fields,
@@ -524,7 +525,7 @@ describe("tool steps and parts", () => {
       toolRow("t1b", "c1b", { index: 1, text_offset: firstCut }, { processing_status: "completed", timestamp: at(20, "100") }),
       toolRow("t1a", "c1a", { index: 0, text_offset: firstCut }, { processing_status: "completed", timestamp: at(20, "200") }),
       // Made after the steps (the live events' rows are stamped with the events' times).
-      messageRow("w", { message_type: "widget", reply_to: USER, timestamp: at(100_000), metadata: { text_offset: secondCut } }),
+      messageRow("w", { message_type: "widget", reply_to: USER, timestamp: at(100_000), text_offset: secondCut }),
     ];
     const reloaded = run(initialState(SESSION), synced(initialState(SESSION), { messages: rows, widgets: [widgetRow("wr", { message: "w" })] })).state;
     assert.deepEqual(parts(reloaded), [

@@ -119,7 +119,7 @@ function isObject(value: Json | undefined): value is JsonObject {
 /**
  * Fill each agent message's `parts` with its reply's tool and widget messages (the same
  * `reply_to`), placed in its text by their `text_offset` (UTF-16 units, what `String.length`
- * counts; a widget's is `metadata.text_offset`). Equal offsets keep the calls' (round, index)
+ * counts; a widget's is its row's `text_offset`). Equal offsets keep the calls' (round, index)
  * order, else the rows' timestamps. A widget without an offset (the bridge does not send a
  * message's `metadata`) sits where the last step made before it sits (a tool showed it while it
  * ran: the model writes no text meanwhile); with no such step, before the text when it was made
@@ -139,7 +139,7 @@ function placeParts(messages: ConversationMessage[]): void {
     if (!agent) continue;
     m.partOf = agent.id;
     const text = agent.content.length;
-    const declared = m.step ? m.step.text_offset : m.metadata?.text_offset;
+    const declared = m.step ? m.step.text_offset : m.text_offset;
     const offset = typeof declared === "number" ? declared : undeclaredOffset(m, agent, steps.get(agent.reply_to ?? "") ?? []);
     const list = items.get(agent.id) ?? [];
     list.push({ message: m, offset: Math.max(0, Math.min(text, offset)) });

@@ -1,5 +1,6 @@
 /**
- * The React bindings (`django-ai-first-client/react`) with the real React 19 rendering into a DOM
+ * The React bindings (`django-ai-first-client/react`) with the real React 19 (React 18:
+ * react-18.test.ts runs this file again with it) rendering into a DOM
  * (happy-dom) in Node, against the real demo server over Server-Sent Events: a streamed reply
  * arrives in a rendered component at most once per animation frame, unmounting closes every
  * channel subscription, StrictMode's double render and mount leave one subscription, and a live
@@ -12,7 +13,7 @@ import { after, describe, test } from "node:test";
 // First: the DOM the renderers read when they are imported.
 import { closeDom } from "./helpers/dom.js";
 
-import { createElement, StrictMode, useState, type ReactNode } from "react";
+import { createElement, StrictMode, useState, version, type ReactNode } from "react";
 import { createRoot, type Root } from "react-dom/client";
 
 import { SESSION_CHANNEL_PREFIX, type Client, type FetchLike, type SessionRow } from "../src/index.js";
@@ -60,7 +61,8 @@ async function startedId(c: Client, agent: string, title?: string): Promise<stri
   return started.sessionId;
 }
 
-describe("React bindings", () => {
+// The version in the title: react-18.test.ts runs this file again with React 18.
+describe(`React ${version} bindings`, () => {
   after(closeDom);
 
   test("a streamed reply arrives in the component, at most one render per animation frame", async () => {

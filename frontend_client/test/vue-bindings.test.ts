@@ -190,4 +190,25 @@ describe("Vue bindings", () => {
     assert.equal(requests, requestsBefore);
     assert.equal(counting.opened(), openedBefore);
   });
+
+  test("without a provided client, the composables say what to do", () => {
+    const errors: unknown[] = [];
+    const container = document.createElement("div");
+    const app = createApp(
+      defineComponent({
+        setup() {
+          useConversation("some-id");
+          return () => h("p");
+        },
+      }),
+    );
+    app.config.errorHandler = (error) => {
+      errors.push(error);
+    };
+    app.mount(container);
+    app.unmount();
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /provideClient/);
+    assert.equal((errors[0] as { code?: string }).code, "no_client");
+  });
 });

@@ -38,5 +38,15 @@ def bench_database() -> Iterator[str]:
                 label = f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
         yield label
     finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
+        try:
+            if connection.vendor == "postgresql":
+                # Threads the benchmark started (an in-process server, turn threads) may still hold
+                # connections to the database: PostgreSQL refuses to drop it while they do.
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+        finally:
+            teardown_test_environment()

@@ -130,11 +130,12 @@ def test_litellm_tool_call_objects_dispatch_with_context_injection(offline):
     agent = SmartAgent(context=SmartAgent.Context(user_id=3, org_id=77))
     schema = tool_schema(agent.get_user_data)
     assert schema["function"]["parameters"]["properties"] == {}
-    # tools=[schema] is left out: litellm 1.106 then imports its MCP gateway, which needs the
-    # optional 'mcp' package (ModuleNotFoundError without it). The reply objects are the same.
+    # The tool definition goes with the request as a real provider needs it (litellm 1.110 takes
+    # tools= without its optional 'mcp' package; 1.106 imported its MCP gateway for it).
     response = litellm.completion(
         model="gpt-4",
         messages=[{"role": "user", "content": "Who am I?"}],
+        tools=[schema],
         mock_response="Looking you up.",
         mock_tool_calls=[
             {"id": "call_abc", "type": "function", "function": {"name": "get_user_data", "arguments": "{}"}}

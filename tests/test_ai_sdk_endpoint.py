@@ -10,16 +10,23 @@ a write to a gone client fails.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
 from django.test import Client, override_settings
 
+from django_ai.conversations.ai_sdk import streaming
 from django_ai.conversations.ai_sdk import views as ai_views
 from django_ai.conversations.ai_sdk.streaming import reply_watchers
+from django_ai.conversations.asgi import BodySizeLimitMiddleware
 from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.realtime import get_backend, reset_backend
@@ -441,3 +448,71 @@ def test_without_the_local_backend_a_resume_reads_the_rows(fast, settings):
     assert chunks[0]["type"] == "start"
     assert text_of(chunks) == "".join(f"w{n} " for n in range(40))
     first.all()
+
+
+def test_under_asgi_the_rows_are_read_where_django_closes_the_connection_at_the_end(local, monkeypatch):
+    """Django's real ASGI handler serves the stream (the async loop). Every thread that read the
+    reply's rows for it must be one where ``request_finished`` ran at the response's end (that
+    signal closes the thread's database connections): a read on another thread (a worker of the
+    loop's default executor) would keep a connection open for the life of the process."""
+    client = Client()
+    response = client.post(API + "start/", {"agent_path": "ai-sdk-test"}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    session_id, anonymous_id = response.json()["session_id"], response.json()["anonymous_id"]
+    read_threads: set[int] = set()
+    finished_threads: set[int] = set()
+    real_read = streaming.read_reply
+
+    def read_reply(user_message_id: Any) -> Any:
+        read_threads.add(threading.get_ident())
+        return real_read(user_message_id)
+
+    def finished(**kwargs: Any) -> None:
+        finished_threads.add(threading.get_ident())
+
+    monkeypatch.setattr(streaming, "read_reply", read_reply)
+    request_finished.connect(finished, dispatch_uid="test-ai-sdk-asgi-finished")
+    payload = json.dumps(body(session_id, "hi")).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-conversation-anonymous-id", anonymous_id.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+    async def serve() -> tuple[int, str]:
+        communicator = ApplicationCommunicator(BodySizeLimitMiddleware(ASGIHandler()), scope)
+        await communicator.send_input({"type": "http.request", "body": payload, "more_body": False})
+        start_message = await communicator.receive_output(timeout=30)
+        text = ""
+        while True:
+            message = await communicator.receive_output(timeout=30)
+            text += message.get("body", b"").decode()
+            if not message.get("more_body"):
+                break
+        await communicator.wait(timeout=30)
+        return start_message["status"], text
+
+    try:
+        status, text = async_to_sync(serve)()
+    finally:
+        request_finished.disconnect(dispatch_uid="test-ai-sdk-asgi-finished")
+    assert status == 200, text
+    assert text.endswith("data: [DONE]\n\n")
+    frames = [f.removeprefix("data: ") for f in text.split("\n\n") if f.startswith("data: ")]
+    assert text_of([json.loads(f) for f in frames[:-1]]) == "You said: hi "
+    assert read_threads, "the stream read no rows"
+    assert read_threads <= finished_threads

@@ -203,9 +203,11 @@ class ReplyStream:
             self.close()
 
     async def __aiter__(self) -> AsyncIterator[str]:
-        """The same stream for ASGI servers: waits on the event loop; the rows are read on a
-        worker thread."""
-        read = sync_to_async(self._apply_rows, thread_sensitive=False)
+        """The same stream for ASGI servers: waits on the event loop; the rows are read on the
+        request's own thread (Django's ``ThreadSensitiveContext``), where the view ran and where
+        the response's close (``request_finished``) closes the database connection: a thread of
+        the loop's default executor would keep its connection open for the life of the process."""
+        read = sync_to_async(self._apply_rows, thread_sensitive=True)
         try:
             chunks = [*self.initial, *self._events()]
             yield frames(chunks) if chunks else HEARTBEAT_FRAME

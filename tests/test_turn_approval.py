@@ -398,6 +398,25 @@ def test_an_unanswered_approval_expires_as_rejected_and_the_turn_goes_on(events)
         answer_approval(first.pk, approved=True)
 
 
+def test_an_approval_past_its_time_is_refused_before_the_sweep_expires_it():
+    """The sweep runs when turns run (TURN_RECOVERY_INTERVAL): a quiet site may not have expired a
+    step yet when its owner answers it days later; the answer is refused as for an expired one."""
+    user = UserFactory()
+    _, message = suspended("refund 50", user=user)
+    [step] = steps_of(message)
+    ConversationMessage.objects.filter(pk=step.pk).update(started_at=timezone.now() - timedelta(days=1, minutes=1))
+    response = user_api(user).post(approve_url(step), {"approved": True})
+    assert response.status_code == 409, response.json()
+    assert error_codes(response) == ["approval_already_answered"]
+    assert "expired" in response.json()["errors"][0]["message"]
+    # Nothing was recorded: the step still waits, for the sweep to expire it and resume the turn.
+    assert status_of(step) == ProcessingStatus.AWAITING_APPROVAL
+    assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
+    assert [r.action for r in recover_now()] == ["expired"]
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    assert "approval_expired" in reply_to(message).content
+
+
 def test_the_expiry_sweep_reads_the_waiting_steps_through_the_partial_index():
     if connection.vendor != "postgresql":
         pytest.skip("the query plan is PostgreSQL's")

@@ -11,11 +11,14 @@ the stale-turn sweep). The HTTP endpoint is the bridge's ``POST models/message/<
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.utils import timezone
 
+from ..conf import ai_settings
 from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
 from ..exceptions import ApprovalAlreadyAnswered, NotAToolStep, NotAwaitingApproval, ObjectNotFound
 from ..models import ConversationMessage
@@ -45,8 +48,9 @@ def answer_approval(
 
     Raises :class:`NotAToolStep` (400) for a message that is not a tool step,
     :class:`NotAwaitingApproval` (409) for a step whose tool needs no approval and
-    :class:`ApprovalAlreadyAnswered` (409) for one answered already (or expired, or cancelled):
-    of two answers at the same moment exactly one is recorded.
+    :class:`ApprovalAlreadyAnswered` (409) for one answered already (or expired, or cancelled; also
+    one waiting longer than ``APPROVAL_TIMEOUT`` that the sweep has not expired yet): of two answers
+    at the same moment exactly one is recorded.
     """
     if not isinstance(approved, bool):
         raise TypeError(f"approved must be True or False, not {approved!r}.")
@@ -72,6 +76,14 @@ def answer_approval(
         ):
             raise ApprovalAlreadyAnswered(
                 f"This tool call's approval is {approval.get('status')!s:.32} already; it cannot be answered again."
+            )
+        if step.started_at is not None and step.started_at < timezone.now() - timedelta(
+            seconds=float(ai_settings.APPROVAL_TIMEOUT)
+        ):
+            # Past APPROVAL_TIMEOUT: expired, though the sweep (run when turns run) has not recorded
+            # it yet. Nothing is written here; the sweep expires it and resumes the turn.
+            raise ApprovalAlreadyAnswered(
+                "This tool call's approval expired (nobody answered it within APPROVAL_TIMEOUT); it was not run."
             )
         if approved:
             end_step(

@@ -154,9 +154,10 @@ def _rows(session_id: Any, current_id: Any, max_messages: int | None) -> list[di
         session_id=session_id, message_type__in=(MessageType.USER, MessageType.AGENT, MessageType.TOOL)
     )
     if current_id is not None:
-        # Nothing newer than the current message, except what answers it.
+        # Nothing newer than the current message, except what answers it or an older message: a
+        # message sent while the previous reply streamed (enqueue) is older than that reply's rows.
         current = ConversationMessage.objects.filter(pk=current_id).values("timestamp")[:1]
-        rows = rows.filter(Q(timestamp__lte=Subquery(current)) | Q(reply_to_id=current_id))
+        rows = rows.filter(Q(timestamp__lte=Subquery(current)) | Q(reply_to__timestamp__lte=Subquery(current)))
     if max_messages is None:
         return list(rows.order_by("timestamp", "id").values(*_FIELDS))
     newest = list(rows.order_by("-timestamp", "-id").values(*_FIELDS)[: 2 * max_messages + 20])

@@ -348,3 +348,29 @@ def test_sync_and_async_agents_read_it_alike_during_their_turn(kind):
         {"role": "assistant", "content": "seen 1"},
         {"role": "user", "content": "two"},
     ]
+
+
+def test_a_message_sent_while_the_previous_reply_streamed_reads_that_whole_reply():
+    """Enqueue: the second message is saved while the first turn runs, so the first reply's agent row
+    and tool steps are newer than the current message; they answer an older one and are sent."""
+    c = Conversation()
+    first = c.user("Price of pro?")
+    current = c.user("And the other one?", ProcessingStatus.PROCESSING)
+    c.step(first, "price", {"plan": "pro"}, "12", offset=9)
+    c.agent(first, "Checking. 12 EUR.")
+    c.user("a newer message, waiting", ProcessingStatus.PENDING)
+    expected = [
+        {"role": "user", "content": "Price of pro?"},
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "tool_calls": [
+                {"id": "call_0_0", "type": "function", "function": {"name": "price", "arguments": '{"plan": "pro"}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_0_0", "content": "12"},
+        {"role": "assistant", "content": " 12 EUR."},
+        {"role": "user", "content": "And the other one?"},
+    ]
+    assert c.history(current) == expected
+    assert c.history(current, max_messages=10) == expected

@@ -20,7 +20,7 @@ from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.registry import register_agent
 
-from .test_ai_sdk_endpoint import API, CHAT, Reader, body, local, post, text_of, types  # noqa: F401
+from .test_ai_sdk_endpoint import API, CHAT, Reader, body, fast, local, post, text_of, types, wait_until  # noqa: F401
 from .turns_support import LLMRefundAgent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,6 +162,30 @@ def test_an_approval_of_another_conversation_or_answered_twice_is_refused(local,
     turn = run_held(held_tasks)
     reader.all()
     turn.join(30)
+
+
+def test_a_stop_after_the_approval_before_the_turn_resumes_cancels_the_whole_reply(local, fast, held_tasks):
+    """The client leaves (useChat's stop) after answering, while the resumed turn still waits for
+    a worker: the grace period's cancel ends the user message, and with it the suspended reply and
+    its approved step, as cancel/ does; none is left waiting for ever."""
+    client = Client()
+    session_id, step, first = suspended_refund(client, held_tasks)
+    reader = Reader(post(client, answered(session_id, first, step, approved=True)))
+    assert reader.response.status_code == 200
+    step.refresh_from_db()
+    assert step.processing_status == ProcessingStatus.PENDING  # approved, to run when the turn resumes
+    reader.close()
+    user = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.USER)
+    wait_until(lambda: ConversationMessage.objects.get(pk=user.pk).processing_status == ProcessingStatus.CANCELLED)
+    agent = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.AGENT)
+    step.refresh_from_db()
+    assert agent.processing_status == ProcessingStatus.CANCELLED
+    assert step.processing_status == ProcessingStatus.CANCELLED
+    # The turn's task, when a worker runs it, finds nothing to do.
+    run_held(held_tasks).join(30)
+    agent.refresh_from_db()
+    assert agent.processing_status == ProcessingStatus.CANCELLED
+    assert ConversationMessage.objects.get(pk=user.pk).processing_status == ProcessingStatus.CANCELLED
 
 
 def collapse_tools(names: list[str]) -> list[str]:

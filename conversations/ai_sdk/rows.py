@@ -12,6 +12,7 @@ from django.utils import timezone
 from ..constants import MessageType, ProcessingStatus
 from ..models import ConversationMessage, ConversationWidget
 from ..turns.notify import publish_status
+from ..turns.steps import end_open_steps
 from .translate import ReplySnapshot, StepRow, WidgetRow
 
 __all__ = ["build_snapshot", "cancel_reply", "read_reply", "streaming_reply"]
@@ -104,8 +105,9 @@ def streaming_reply(session_id: Any) -> ConversationMessage | None:
 def cancel_reply(user_message_id: Any) -> bool:
     """Stop the reply to one user message, as ``cancel/`` does for a whole conversation: a
     message still waiting is cancelled at once, a running turn is asked to stop (it stops at the
-    agent's next write). Other messages of the conversation are left alone. False when the
-    message had already ended."""
+    agent's next write); a waiting message whose turn was suspended for an approval (answered, not
+    resumed yet) ends with its reply and steps. Other messages of the conversation are left
+    alone. False when the message had already ended."""
     now = timezone.now()
     with transaction.atomic():
         message = (
@@ -124,5 +126,17 @@ def cancel_reply(user_message_id: Any) -> bool:
             message.finished_at = now
             fields += ["processing_status", "finished_at"]
             transaction.on_commit(partial(publish_status, message, reason="cancelled"))
+            # A turn suspended for an approval, answered but not resumed yet: its reply and its
+            # steps end with it, as cancel/ ends them (turns.policy.request_cancel).
+            suspended = ConversationMessage.objects.select_for_update().filter(
+                reply_to_id=message.pk,
+                message_type=MessageType.AGENT,
+                processing_status=ProcessingStatus.AWAITING_APPROVAL,
+            )
+            for reply in suspended:
+                reply.processing_status = ProcessingStatus.CANCELLED
+                reply.save(update_fields=["processing_status", "updated_at"])
+                transaction.on_commit(partial(publish_status, reply, reason="cancelled"))
+            end_open_steps([message.pk], status=ProcessingStatus.CANCELLED)
         message.save(update_fields=fields)
     return True

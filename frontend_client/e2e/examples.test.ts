@@ -153,6 +153,41 @@ for (const example of EXAMPLES) {
       }
     });
 
+    test("an answer refused by the server (answered in another tab meanwhile) shows the store's error, and Dismiss clears it", async () => {
+      const { page, errors } = await openExample(example.name);
+      try {
+        await start(page, "sales");
+        await send(page, "Can I get a 20% discount on pro-features?");
+        const waiting = page.locator(".step[data-status='awaiting_approval']");
+        await waiting.locator("button.approve").waitFor();
+        // Just before this page's answer reaches the server, the same visitor approves the step
+        // elsewhere (a real request with the page's cookies); the page's own answer then gets the
+        // server's real 409 approval_already_answered.
+        let answeredElsewhere = false;
+        await page.route("**/approve/", async (route) => {
+          const other = await page.context().request.fetch(route.request());
+          answeredElsewhere = other.ok();
+          await route.continue();
+        });
+        await waiting.locator("button.approve").click();
+        const shown = page.locator(".chat .error");
+        await shown.waitFor();
+        assert.ok(answeredElsewhere, "the other answer was accepted");
+        assert.match(await shown.innerText(), /approved already/);
+        // The step shows what it is now (approved, then run), and the reply goes on.
+        await page.locator(".message.agent[data-status='completed'] .step[data-status='completed'] >> text=apply_discount").waitFor();
+        await shown.locator("button.dismiss").click();
+        await shown.waitFor({ state: "detached" });
+        // The browser logs the 409 itself; nothing else went wrong.
+        assert.deepEqual(
+          errors.filter((e) => !/status of 409/.test(e)),
+          [],
+        );
+      } finally {
+        await page.context().close();
+      }
+    });
+
     test("Stop ends a long reply, keeps its text, and marks it stopped", async () => {
       const { page, errors } = await openExample(example.name);
       try {

@@ -41,7 +41,16 @@ export function Chat({ sessionId, agentName }: { sessionId: string; agentName: (
             <MessageItem key={message.id} message={message} conversation={conversation} />
           ))}
       </ol>
-      {conversation.error && <p className="error">{conversation.error.message}</p>}
+      {/* The store's last error: a refused approve / reject (answered in another tab, expired), a
+          failed read or realtime. It stays until cleared, so the user can dismiss it. */}
+      {conversation.error && (
+        <p className="error">
+          {conversation.error.message}{" "}
+          <button type="button" className="dismiss" onClick={() => conversation.clearError()}>
+            Dismiss
+          </button>
+        </p>
+      )}
       <form className="composer" onSubmit={submit}>
         <input aria-label="Message" placeholder="Write a message" value={text} onChange={(e) => setText(e.target.value)} />
         <button type="submit" className="send" disabled={!text.trim()}>

@@ -69,7 +69,8 @@ function Step({ step, conversation }: { step: ToolStep; conversation: Conversati
 }
 
 function Approval({ stepId, answering, conversation }: { stepId: string; answering: boolean; conversation: ConversationView }) {
-  // A refusal (answered in another tab, expired) is also the snapshot's `error`, shown by <Chat>.
+  // Nothing to do with a failure here: the store sets every refusal of an answer (answered in
+  // another tab, expired, the network) as the snapshot's `error`, which <Chat> shows.
   const answer = (approved: boolean) => (approved ? conversation.approve(stepId) : conversation.reject(stepId)).catch(() => undefined);
   return (
     <span className="approval">

@@ -47,7 +47,14 @@ export const Chat = defineComponent({
             .filter((message) => message.partOf === null)
             .map((message) => h(MessageItem, { key: message.id, message, conversation: view })),
         ),
-        view.error ? h("p", { class: "error" }, view.error.message) : null,
+        // The store's last error: a refused approve / reject (answered in another tab, expired), a
+        // failed read or realtime. It stays until cleared, so the user can dismiss it.
+        view.error
+          ? h("p", { class: "error" }, [
+              `${view.error.message} `,
+              h("button", { type: "button", class: "dismiss", onClick: () => view.clearError() }, "Dismiss"),
+            ])
+          : null,
         h("form", { class: "composer", onSubmit: submit }, [
           h("input", {
             "aria-label": "Message",

@@ -12,7 +12,8 @@ function widget(type: string, data: unknown): VNodeChild {
 }
 
 function approval(stepId: string, answering: boolean, conversation: ConversationView): VNodeChild {
-  // A refusal (answered in another tab, expired) is also the snapshot's `error`, shown by <Chat>.
+  // Nothing to do with a failure here: the store sets every refusal of an answer (answered in
+  // another tab, expired, the network) as the snapshot's `error`, which <Chat> shows.
   const answer = (approved: boolean) => (approved ? conversation.approve(stepId) : conversation.reject(stepId)).catch(() => undefined);
   return h("span", { class: "approval" }, [
     h("button", { type: "button", class: "approve", disabled: answering, onClick: () => void answer(true) }, "Approve"),

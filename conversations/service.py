@@ -46,7 +46,8 @@ class SendMessageResult(TypedDict):
 
     #: "awaiting_approval": the reply stopped at a tool call the user must approve (``response`` is
     #: its text so far; the steps are in ``pending_approvals``); "queued": the message waits behind
-    #: such a turn and a task answers it once that turn ends.
+    #: such a turn and a task answers it once that turn ends (or its steps were all answered before
+    #: the turn stopped for them: a task resumes it).
     status: Literal["success", "error", "cancelled", "awaiting_approval", "queued"]
     response: str
     session_id: str

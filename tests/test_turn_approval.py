@@ -522,6 +522,20 @@ def test_send_message_returns_when_its_turn_suspends():
     assert result["pending_approvals"] == [str(step.pk) for step in steps_of(message)] != []
 
 
+def test_send_message_whose_steps_were_answered_before_the_suspension_says_queued():
+    """Every step was answered while the turn still ran (before it recorded its suspension): nothing
+    waits for the user, a task resumes the turn; send_message says "queued", not "awaiting_approval"
+    with no step to answer."""
+    register_agent("under-test", ApprovalAgent)
+    session = ConversationService.create_session("under-test")
+    result = ConversationService.send_message(session.pk, "answer first")
+    message = ConversationMessage.objects.get(pk=result["user_message_id"])
+    assert result["status"] == "queued"
+    assert "pending_approvals" not in result
+    wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+    assert reply_to(message).content == "Checking. Refunded 1. "
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("django_tasks_db") is None, reason="the 'worker' extra (django-tasks-db) is not installed"

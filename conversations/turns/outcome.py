@@ -130,7 +130,8 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
     tools that ran may have changed. The user message's row is locked first: an answer to the last
     waiting step (``turns.approval``) locks it too, so whichever commits second sees the other. If
     every step was answered before this commits, the user message goes back to ``pending``
-    instead, and the runner's loop resumes it at once. No worker or thread waits: the caller
+    instead, and the runner's loop resumes it at once (the outcome's status is then ``pending``,
+    else ``awaiting_approval``). No worker or thread waits: the caller
     releases the lease (``next_pending`` starts nothing newer while a turn of the session awaits).
     """
     session, user_message = state.session, state.user_message
@@ -181,7 +182,9 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
         status=ProcessingStatus.AWAITING_APPROVAL,
         metrics=metrics,
     )
-    return TurnOutcome(ProcessingStatus.AWAITING_APPROVAL, state.stream_text, user_message, agent_message)
+    # Everything answered already: the message waits for the run that resumes it, not for the user.
+    status = ProcessingStatus.AWAITING_APPROVAL if waiting else ProcessingStatus.PENDING
+    return TurnOutcome(status, state.stream_text, user_message, agent_message)
 
 
 def finish(

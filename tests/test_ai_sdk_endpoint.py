@@ -21,6 +21,7 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_finished
+from django.db import DatabaseError
 from django.test import Client, override_settings
 
 from django_ai.conversations.ai_sdk import streaming
@@ -29,7 +30,7 @@ from django_ai.conversations.ai_sdk.streaming import reply_watchers
 from django_ai.conversations.asgi import BodySizeLimitMiddleware
 from django_ai.conversations.constants import MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession
-from django_ai.conversations.realtime import get_backend, reset_backend
+from django_ai.conversations.realtime import get_backend, reset_backend, session_channel
 from django_ai.conversations.realtime.local import LocalBackend
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.testing import UserFactory, wait_for_turns
@@ -516,3 +517,22 @@ def test_under_asgi_the_rows_are_read_where_django_closes_the_connection_at_the_
     assert text_of([json.loads(f) for f in frames[:-1]]) == "You said: hi "
     assert read_threads, "the stream read no rows"
     assert read_threads <= finished_threads
+
+
+def test_a_request_that_fails_after_subscribing_leaves_no_subscription(local, monkeypatch):
+    """A database error while a retried request reads the stored reply (simulated: the one
+    stand-in of this file, as a real outage cannot be made to fall on that read) is a 500 that
+    gives the broker subscription back: it no longer counts under the visitor's open streams."""
+    client = Client(raise_request_exception=False)
+    session_id = start(client)
+    data = body(session_id, "hi")
+    Reader(post(client, data)).all()
+    channel = session_channel(session_id)
+    assert local.broker.subscriber_count(channel) == 0
+
+    def broken(user_message_id: Any) -> Any:
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(ai_views, "read_reply", broken)
+    assert post(client, data).status_code == 500
+    assert local.broker.subscriber_count(channel) == 0

@@ -138,13 +138,13 @@ class ChatView(_ChatBaseView):
         try:
             with operation(chat.client_message_id):
                 message, replayed = get_exposed(BuiltinModel.MESSAGE).create_or_replay(request, data)
+            translator = ReplyTranslator(user_message_id=str(message.pk), session_id=str(session.pk))
+            # A retried request (same message id) gets the reply of the message stored the first time.
+            initial = translator.apply_snapshot(read_reply(message.pk)) if replayed else []
         except BaseException:
             if subscription is not None:
                 subscription.broker.unsubscribe(subscription)
             raise
-        translator = ReplyTranslator(user_message_id=str(message.pk), session_id=str(session.pk))
-        # A retried request (same message id) gets the reply of the message stored the first time.
-        initial = translator.apply_snapshot(read_reply(message.pk)) if replayed else []
         return self.stream_response(request, self.new_stream(translator, subscription, initial=initial))
 
     def answer_approvals(

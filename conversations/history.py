@@ -187,7 +187,9 @@ def _group(rows: list[dict[str, Any]], current_id: Any, include_failed: bool) ->
         owner = by_user.get(row["reply_to_id"]) if row["reply_to_id"] is not None else None
         if owner is not None:
             if kind == MessageType.AGENT:
-                if row["processing_status"] not in _FAILED or include_failed or owner.current:
+                # A failed reply in the current turn is a dead run's (crash recovery retried the
+                # turn): never sent, the reply being written is the new row.
+                if row["processing_status"] not in _FAILED or (include_failed and not owner.current):
                     owner.agents.append(row)
             else:
                 owner.steps.append(row)

@@ -374,3 +374,23 @@ def test_a_message_sent_while_the_previous_reply_streamed_reads_that_whole_reply
     ]
     assert c.history(current) == expected
     assert c.history(current, max_messages=10) == expected
+
+
+def test_a_turn_retried_after_a_crash_sends_the_new_reply_once():
+    """Crash recovery retries a turn: the dead run's reply stays, ``failed``, beside the new one.
+    The current reply is the new one (its text streamed so far), not the dead one's text followed
+    by the new row's."""
+    from django_ai.conversations.history import conversation_history
+
+    c = Conversation()
+    current = c.user("Price of pro?", ProcessingStatus.PROCESSING)
+    c.agent(current, "Let me", ProcessingStatus.FAILED)
+    c.agent(current, "It is 12", ProcessingStatus.STREAMING)
+    c.save()
+    expected = [{"role": "user", "content": "Price of pro?"}, {"role": "assistant", "content": "It is 12 EUR."}]
+    assert conversation_history(c.session.pk, current_id=current.pk, current_text="It is 12 EUR.") == expected
+    assert (
+        conversation_history(c.session.pk, current_id=current.pk, current_text="It is 12 EUR.", include_failed=True)
+        == expected
+    )
+    assert c.history(current)[1:] == [{"role": "assistant", "content": "It is 12"}]

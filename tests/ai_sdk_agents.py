@@ -6,6 +6,7 @@ It answers what the message asks for:
 
 - ``slow <n>``: ``n`` words, one write every 40 ms (long enough to stop or reload mid-reply);
 - ``widget``: text, a ``poll`` widget, an update of it, more text;
+- ``touch <widget id>``: text, an update of that widget (one an earlier reply showed), more text;
 - ``tool``: text, then one tool step announced with the three ``tool_call_*`` events exactly as
   docs/tools.md describes them (the declared tool loop of issue 13 sends the same; this agent
   sends them itself so the endpoint's mapping is tested without a model), then more text;
@@ -53,6 +54,10 @@ class AISDKTestAgent(ConversationAgent):
                 widget = display_widget("poll", {"question": "Tea or coffee?"})
                 update_widget(widget.pk, display_data={"answered": True})
                 stream.write("Vote above.")
+            elif command == "touch":
+                stream.write("Updating it. ")
+                update_widget(argument, display_data={"touched": True})
+                stream.write("Done.")
             elif command == "tool":
                 stream.write("Let me look. ")
                 self._tool_step()

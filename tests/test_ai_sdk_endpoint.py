@@ -201,6 +201,20 @@ def test_widgets_are_data_widget_parts_updated_in_place(local):
     assert text_of(chunks) == agent_reply(session_id).content
 
 
+def test_an_update_of_an_earlier_replys_widget_is_not_a_part_of_this_reply(local):
+    """The widget belongs to the reply that showed it (as messages/ and a resume show it): a later
+    turn that updates it does not add it to its own reply."""
+    client = Client()
+    session_id = start(client)
+    first = Reader(post(client, body(session_id, "widget"))).all()
+    widget_id = next(c for c in first if isinstance(c, dict) and c["type"] == "data-widget")["id"]
+    chunks = Reader(post(client, body(session_id, f"touch {widget_id}"))).all()
+    assert "data-widget" not in types(chunks)
+    assert text_of(chunks) == "Updating it. Done."
+    messages = client.get(f"{CHAT}{session_id}/messages/").json()["messages"]
+    assert [[p["type"] for p in m["parts"]] for m in messages if m["role"] == "assistant"][1] == ["text"]
+
+
 def test_tool_steps_are_tool_parts_between_text_parts(local):
     client = Client()
     session_id = start(client)

@@ -159,6 +159,11 @@ class ReplyTranslator:
             if payload.get("truncated"):
                 self.needs_rows = True  # the row has the data the event could not carry
                 return []
+            if event == EventName.WIDGET_UPDATE and widget_id not in self._widgets and known_widgets is None:
+                # Not shown by this reply (yet): maybe an earlier reply's widget, which stays
+                # there; the rows say whether it is this reply's.
+                self.needs_rows = True
+                return []
             return self._widget(
                 widget_data(
                     widget_id,

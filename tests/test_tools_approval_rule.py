@@ -189,6 +189,17 @@ def test_when_must_take_agent_and_arguments(rule):
         requires_approval(when=rule)
 
 
+def test_an_async_rule_is_refused():
+    """A rule is called, not awaited: an async one would return a coroutine (always true), so
+    every call would wait for approval whatever the rule says."""
+
+    async def over_100(agent, arguments):
+        return arguments["amount"] > 100
+
+    with pytest.raises(TypeError, match=r"is async: the rule is called, not awaited"):
+        requires_approval(when=over_100)
+
+
 def test_rules_with_defaults_or_star_args_are_accepted():
     requires_approval(when=lambda agent, arguments, strict=False: strict)
     requires_approval(when=lambda *args: True)

@@ -50,8 +50,9 @@ def requires_approval(func: Any = None, /, *, when: ApprovalRule | None = None) 
     ``@requires_approval(when=rule)`` only for the calls where ``rule(agent, arguments)`` is true
     (e.g. refunds over 100 EUR). The rule runs before the tool, in the turn; an exception in it is
     a tool error the model is told of. Mistakes fail when the class is defined, not at the first
-    call: a rule that is not a function of two arguments, a rule passed without ``when=``, a
-    bound method (``agent.refund``: mark the ``def``), anything that is not a function.
+    call: a rule that is not a function of two arguments, an ``async def`` rule, a rule passed
+    without ``when=``, a bound method (``agent.refund``: mark the ``def``), anything that is not a
+    function.
     """
     if when is not None:
         _check_rule(when)
@@ -86,6 +87,11 @@ def requires_approval(func: Any = None, /, *, when: ApprovalRule | None = None) 
 def _check_rule(when: Any) -> None:
     if not callable(when):
         raise TypeError(f"requires_approval(when=...) takes a function (agent, arguments) -> bool, not {when!r}.")
+    if inspect.iscoroutinefunction(when) or inspect.iscoroutinefunction(type(when).__call__):
+        raise TypeError(
+            f"requires_approval(when=...): {getattr(when, '__qualname__', when)!r} is async: the rule is called, "
+            "not awaited (a coroutine would count as true). Write it as a plain def."
+        )
     try:
         signature = inspect.signature(when)
     except (TypeError, ValueError):

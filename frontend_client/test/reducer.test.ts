@@ -642,6 +642,23 @@ describe("tool steps and parts", () => {
     assert.deepEqual(parts(state), ["text:x", "tool:(c1):pending"]);
   });
 
+  test("steps of one reply with the same call id (a model reusing ids per round) have distinct part keys", () => {
+    const state = run(
+      loaded(),
+      read({
+        messages: [
+          user({ processing_status: "completed" }),
+          agent("ab", { processing_status: "completed" }),
+          toolRow("t1", "call_0", { round: 0, index: 0, text_offset: 1 }, { processing_status: "completed" }),
+          toolRow("t2", "call_0", { round: 1, index: 0, text_offset: 2 }, { processing_status: "completed", timestamp: at(30) }),
+        ],
+      }),
+    ).state;
+    assert.deepEqual(parts(state), ["text:a", "tool:t1:completed", "text:b", "tool:t2:completed"]);
+    const keys = (message(state, "a")?.parts ?? []).map((p) => p.key);
+    assert.equal(new Set(keys).size, keys.length, `keys repeat: ${JSON.stringify(keys)}`);
+  });
+
   test("a step awaiting approval is pending approval; the waiting turn is no failure and not busy; answers move it on", () => {
     const approval = { status: "pending", reason: "", answered_by: null, answered_at: null, expires_at: at(86_400_000) } as const;
     const asked = run(

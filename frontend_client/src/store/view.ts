@@ -155,12 +155,19 @@ function placeParts(messages: ConversationMessage[]): void {
     });
     const text = agent.content;
     const parts: MessagePart[] = [];
+    const keys = new Set<string>();
     let at = 0;
     for (const { message, offset } of placed) {
       if (offset > at) parts.push({ type: "text", key: `${agent.id}:text:${at}`, text: text.slice(at, offset) });
       at = Math.max(at, offset);
-      if (message.step) parts.push({ type: "tool", key: `${message.step.reply_to}:${message.step.call_id}`, step: message.step });
-      else parts.push({ type: "widget", key: message.id, message, widget: message.widget });
+      if (message.step) {
+        // A model may reuse a call id in a later round (ids like "call_0" per response): such a
+        // step's key adds its round and index, so keys stay unique within the reply.
+        let key = `${message.step.reply_to}:${message.step.call_id}`;
+        if (keys.has(key)) key += `:${message.step.round}:${message.step.index}`;
+        keys.add(key);
+        parts.push({ type: "tool", key, step: message.step });
+      } else parts.push({ type: "widget", key: message.id, message, widget: message.widget });
     }
     if (at < text.length) parts.push({ type: "text", key: `${agent.id}:text:${at}`, text: text.slice(at) });
     agent.parts = parts;

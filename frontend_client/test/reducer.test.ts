@@ -657,6 +657,16 @@ describe("tool steps and parts", () => {
     assert.deepEqual(parts(state), ["text:a", "tool:t1:completed", "text:b", "tool:t2:completed"]);
     const keys = (message(state, "a")?.parts ?? []).map((p) => p.key);
     assert.equal(new Set(keys).size, keys.length, `keys repeat: ${JSON.stringify(keys)}`);
+    // Live: the second round's call shows from its tool_call_start although a row has its id, and
+    // a read of the first round's row does not take it away.
+    const live = run(
+      streaming("a"),
+      args("t1", "call_0", { text_offset: 1 }),
+      result("t1", "call_0"),
+      start("call_0", { round: 1, index: 0 }),
+      read({ messages: [toolRow("t1", "call_0", { text_offset: 1 }, { processing_status: "completed" })] }),
+    ).state;
+    assert.deepEqual(parts(live), ["text:a", "tool:t1:completed", "tool:(call_0):pending"]);
   });
 
   test("a step awaiting approval is pending approval; the waiting turn is no failure and not busy; answers move it on", () => {

@@ -371,10 +371,19 @@ function callIdOf(row: MessageRow): string {
   return typeof id === "string" ? id : "";
 }
 
-/** The tool row (not a placeholder) of a call of a reply, if the store has it. */
-function findToolRow(draft: Draft, replyTo: string, callId: string): StoredMessage | undefined {
+function roundOf(row: MessageRow): number {
+  const round = row.component_data?.round;
+  return typeof round === "number" ? round : 0;
+}
+
+/**
+ * The tool row (not a placeholder) of a call of a reply, if the store has it; of `round` when
+ * given (a model may reuse a call id in a later round).
+ */
+function findToolRow(draft: Draft, replyTo: string, callId: string, round?: number): StoredMessage | undefined {
   for (const row of draft.rows.values()) {
-    if (isToolRow(row) && !row.placeholder && row.reply_to === replyTo && callIdOf(row) === callId) return row;
+    if (!isToolRow(row) || row.placeholder || row.reply_to !== replyTo || callIdOf(row) !== callId) continue;
+    if (round === undefined || roundOf(row) === round) return row;
   }
   return undefined;
 }
@@ -390,7 +399,7 @@ function agentMessageOf(draft: Draft, replyTo: string): StoredMessage | undefine
 
 function applyToolCallStart(draft: Draft, p: ToolCallStartEvent): void {
   const id = placeholderId(p.reply_to, p.call_id);
-  if (draft.rows.has(id) || findToolRow(draft, p.reply_to, p.call_id)) return;
+  if (draft.rows.has(id) || findToolRow(draft, p.reply_to, p.call_id, p.round)) return;
   // No row yet, so no text_offset: the call sits after the text streamed so far.
   const offset = agentMessageOf(draft, p.reply_to)?.content.length ?? 0;
   draft.rows.set(id, {
@@ -543,7 +552,12 @@ function mergeMessage(draft: Draft, row: MessageRow): void {
   if (isToolRow(row)) {
     // A read that started before the step moved on (an event said so) is older than it.
     if (existing && stepRank(row.processing_status) < stepRank(existing.processing_status)) return;
-    if (row.reply_to) draft.rows.delete(placeholderId(row.reply_to, callIdOf(row)));
+    if (row.reply_to) {
+      // Its placeholder, unless that is a later round's call with the same id.
+      const id = placeholderId(row.reply_to, callIdOf(row));
+      const placeholder = draft.rows.get(id);
+      if (placeholder && roundOf(placeholder) <= roundOf(row)) draft.rows.delete(id);
+    }
   } else if (FINISHED_STATUSES.has(row.processing_status)) {
     // The reply is over: a call the model began but that got no row (the turn was cancelled or
     // failed meanwhile) never will.

@@ -298,3 +298,16 @@ def test_rounds_after_a_resume_are_numbered_on():
         ("p", 1),
     ]
     assert [m["role"] for m in model.requests[2].messages] == ["user", "assistant", "tool", "assistant", "tool"]
+
+
+def test_a_call_refused_before_it_runs_announces_its_row_failed_then_its_result(events):
+    """Invalid arguments (or an unknown tool): tool_call_arguments says ``failed`` (protocol.md),
+    and its tool_call_result follows with the error."""
+    session, _ = shop([FakeToolCall("price", {"colour": "red"}, id="n")], "Sorry.")
+    ConversationService.send_message(session.id, "go")
+    [step] = steps_of(session)
+    [arguments] = events.of(EventName.TOOL_CALL_ARGUMENTS)
+    [result] = events.of(EventName.TOOL_CALL_RESULT)
+    assert (arguments["message_id"], arguments["status"]) == (str(step.pk), "failed")
+    assert (result["message_id"], result["status"]) == (str(step.pk), "failed")
+    assert result["error"]["code"] == "invalid_tool_arguments" == step.component_data["error"]["code"]

@@ -364,7 +364,7 @@ export interface ToolCallArgumentsEvent extends BaseEvent {
   name: string;
   /** Absent when `truncated`: read the row. */
   arguments: JsonObject;
-  /** `processing` (running now) or `awaiting_approval`. */
+  /** `processing` (running now), `awaiting_approval`, or `failed` (refused before it ran; its result follows). */
   status: ProcessingStatus;
   approval?: ToolApproval | null;
   round?: number;

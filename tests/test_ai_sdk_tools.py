@@ -14,6 +14,7 @@ import json
 import threading
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from django_ai.conversations.constants import MessageType, ProcessingStatus
@@ -33,8 +34,11 @@ def run_held(held_tasks) -> threading.Thread:
     assert results, "no turn was scheduled"
 
     def work() -> None:
-        for result in results:
-            result.task.call(*result.args, **result.kwargs)
+        try:
+            for result in results:
+                result.task.call(*result.args, **result.kwargs)
+        finally:
+            connections.close_all()  # this thread's: a worker's would end with it
 
     thread = threading.Thread(target=work, name="test-held-turns")
     thread.start()

@@ -337,6 +337,28 @@ def test_a_cookie_visitor_needs_the_csrf_token(local):
     assert text_of(Reader(response).all()) == "You said: hi "
 
 
+def test_a_visitor_named_by_header_needs_no_cookie_and_reaches_only_their_conversation(local):
+    """Stateless clients (the Node test's transport) send ``X-Conversation-Anonymous-Id`` without
+    cookies: no CSRF token, and another id reaches nothing of the conversation."""
+    started = Client().post(API + "start/", {"agent_path": "ai-sdk-test"}, content_type="application/json")
+    session_id, anonymous_id = started.json()["session_id"], started.json()["anonymous_id"]
+    theirs = {"HTTP_X_CONVERSATION_ANONYMOUS_ID": anonymous_id}
+    other = {
+        "HTTP_X_CONVERSATION_ANONYMOUS_ID": Client()
+        .post(API + "start/", {"agent_path": "ai-sdk-test"}, content_type="application/json")
+        .json()["anonymous_id"]
+    }
+    stranger = Client(enforce_csrf_checks=True)
+    assert post(stranger, body(session_id, "hi"), **other).status_code == 404
+    assert stranger.get(f"{CHAT}{session_id}/stream/", **other).status_code == 404
+    assert stranger.get(f"{CHAT}{session_id}/messages/", **other).status_code == 404
+    assert not ConversationMessage.objects.filter(session_id=session_id).exists()
+    client = Client(enforce_csrf_checks=True)
+    assert text_of(Reader(post(client, body(session_id, "hi"), **theirs)).all()) == "You said: hi "
+    messages = client.get(f"{CHAT}{session_id}/messages/", **theirs).json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+
+
 def test_the_client_leaving_cancels_the_turn(local, fast):
     client = Client()
     session_id = start(client)

@@ -376,7 +376,7 @@ def test_the_client_leaving_cancels_the_turn(local, fast):
 def test_resume_replays_the_saved_reply_then_goes_on_live(local, fast):
     client = Client()
     session_id = start(client)
-    first = Reader(post(client, body(session_id, "slow 60")))
+    first = Reader(post(client, body(session_id, "slow 120")))
     first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta" and "w5 " in text_of(first.chunks))
     resumed = Reader(client.get(f"{CHAT}{session_id}/stream/"))
     assert resumed.response.status_code == 200
@@ -385,7 +385,7 @@ def test_resume_replays_the_saved_reply_then_goes_on_live(local, fast):
     reply = agent_reply(session_id)
     assert chunks[0]["type"] == "start"
     assert chunks[0]["messageId"] == str(reply.pk)
-    assert text_of(chunks) == reply.content == "".join(f"w{n} " for n in range(60))
+    assert text_of(chunks) == reply.content == "".join(f"w{n} " for n in range(120))
     assert types(chunks)[-2:] == ["finish", "[DONE]"]
     assert text_of(first.all()) == reply.content
     # Nothing streams any more.
@@ -467,7 +467,7 @@ def test_the_reject_policy_refuses_a_message_during_a_turn_with_409(local):
     register_agent("refusing", Refusing)
     client = Client()
     session_id = start(client, "refusing")
-    first = Reader(post(client, body(session_id, "slow 30")))
+    first = Reader(post(client, body(session_id, "slow 100")))
     first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta")
     refused = post(client, body(session_id, "too soon"))
     assert refused.status_code == 409
@@ -480,12 +480,12 @@ def test_without_the_local_backend_a_resume_reads_the_rows(fast, settings):
     settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "STREAM_SAVE_INTERVAL": 0.05}
     client = Client()
     session_id = start(client)
-    first = Reader(post(client, body(session_id, "slow 40")))
+    first = Reader(post(client, body(session_id, "slow 100")))
     first.until(lambda c: isinstance(c, dict) and c["type"] == "text-delta")
     resumed = Reader(client.get(f"{CHAT}{session_id}/stream/"))
     chunks = resumed.all()
     assert chunks[0]["type"] == "start"
-    assert text_of(chunks) == "".join(f"w{n} " for n in range(40))
+    assert text_of(chunks) == "".join(f"w{n} " for n in range(100))
     first.all()
 
 

@@ -354,6 +354,17 @@ def test_a_reason_of_2000_characters_is_kept():
     assert step.component_data["approval"]["reason"] == reason
 
 
+def test_answer_approval_called_directly_stores_a_reason_with_nul_as_text():
+    """The Python API takes what the endpoint refuses (a NUL, which PostgreSQL cannot store in
+    text): it is replaced, as the runner replaces it in replies, and the answer is recorded."""
+    _, message = suspended()
+    [step] = steps_of(message)
+    answer_approval(step.pk, approved=False, reason="no\x00way")
+    step.refresh_from_db()
+    assert step.component_data["approval"]["reason"] == "no\ufffdway"
+    assert "\x00" not in step.content and step.processing_status == ProcessingStatus.FAILED
+
+
 def test_the_approve_endpoint_has_its_own_rate():
     user = UserFactory()
     api = user_api(user)

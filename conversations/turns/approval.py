@@ -45,6 +45,7 @@ def answer_approval(
     ``owner``: when given, only a step of a conversation ``owner`` owns is found (else
     :class:`ObjectNotFound`, as for a step that does not exist). ``answered_by``: the pk of the
     user who answered (recorded in ``approval.answered_by``; None for an anonymous visitor).
+    ``reason`` is cut at ``MAX_REASON_LENGTH`` characters, a NUL in it replaced by U+FFFD.
 
     Raises :class:`NotAToolStep` (400) for a message that is not a tool step,
     :class:`NotAwaitingApproval` (409) for a step whose tool needs no approval and
@@ -54,7 +55,8 @@ def answer_approval(
     """
     if not isinstance(approved, bool):
         raise TypeError(f"approved must be True or False, not {approved!r}.")
-    reason = str(reason or "")[:MAX_REASON_LENGTH]
+    # PostgreSQL cannot store NUL in text (the endpoint refuses it; this API replaces it).
+    reason = str(reason or "")[:MAX_REASON_LENGTH].replace("\x00", "\ufffd")
     try:
         found = ConversationMessage.objects.filter(pk=step_id).values_list("reply_to_id", flat=True).first()
     except (DjangoValidationError, ValueError, TypeError) as exc:

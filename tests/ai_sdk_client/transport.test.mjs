@@ -162,7 +162,7 @@ test("aborting the request (stop) cancels the turn", { timeout: TIMEOUT }, async
 
 test("reconnectToStream re-attaches to a reply being written, and finds none after", { timeout: TIMEOUT }, async () => {
   const chat = await startConversation();
-  const first = await send(chat, "slow 60");
+  const first = await send(chat, "slow 150");
   const seen = [];
   const firstReader = first.getReader();
   while (!seen.join("").includes("w5 ")) {
@@ -174,7 +174,7 @@ test("reconnectToStream re-attaches to a reply being written, and finds none aft
   const { chunks, message, errors } = await consume(resumed);
   assert.deepEqual(errors, []);
   assert.equal(chunks[0].type, "start", "replayed from its start");
-  assert.equal(text(message), words(60));
+  assert.equal(text(message), words(150));
   await firstReader.cancel().catch(() => {});
   assert.equal(await chat.transport.reconnectToStream({ chatId: chat.id }), null, "204: nothing streams");
   const agent = (await messages(chat)).find((r) => r.message_type === "agent");

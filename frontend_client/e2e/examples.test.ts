@@ -137,6 +137,9 @@ for (const example of EXAMPLES) {
         assert.match(await waiting.locator("code").innerText(), /apply_discount/);
         assert.match(await waiting.locator("pre").first().innerText(), /"percent": 20/);
         await page.waitForSelector(".chat[data-phase='awaiting_approval']");
+        // Both examples alike: no turn runs while the step waits (busy is false once the turn has
+        // stopped for it), so Stop goes; Approve / Reject answer the step.
+        await page.waitForSelector(".composer .stop", { state: "detached" });
         await waiting.locator("button.approve").click();
         const done = page.locator(".message.agent[data-status='completed']").last();
         await done.locator(".step[data-status='completed'] >> text=apply_discount").waitFor();

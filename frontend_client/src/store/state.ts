@@ -110,7 +110,10 @@ export interface ConversationState {
   files: Record<string, FileRow>;
   uploads: UploadState[];
   phase: ConversationPhase;
-  /** A turn is running or waiting (the stop button's condition). */
+  /**
+   * A turn is running, or a message is being sent or waits for its turn (the stop button's
+   * condition); false while a reply only waits for an approval (no turn runs).
+   */
   busy: boolean;
   /** The agent message being streamed, if any. */
   streamingMessageId: string | null;

@@ -311,3 +311,16 @@ def test_a_call_refused_before_it_runs_announces_its_row_failed_then_its_result(
     assert (arguments["message_id"], arguments["status"]) == (str(step.pk), "failed")
     assert (result["message_id"], result["status"]) == (str(step.pk), "failed")
     assert result["error"]["code"] == "invalid_tool_arguments" == step.component_data["error"]["code"]
+
+
+def test_a_nul_in_a_tool_result_or_the_arguments_does_not_fail_the_turn():
+    """PostgreSQL stores no NUL in text nor ``\\u0000`` in jsonb: the step records U+FFFD instead,
+    and the reply goes on (nothing a tool returns fails the turn)."""
+    session, _ = shop([FakeToolCall("price", {"item": "p\x00ro"}, id="p")], "Done.")
+    result = ConversationService.send_message(session.id, "go")
+    assert result["status"] == "success" and result["response"] == "Done."
+    [step] = steps_of(session)
+    assert step.processing_status == ProcessingStatus.COMPLETED
+    assert step.component_data["arguments"] == {"item": "p\ufffdro"}
+    assert step.component_data["result"] == {"item": "p\ufffdro", "eur": 12}
+    assert "\x00" not in step.content and "\\u0000" not in step.content

@@ -12,12 +12,24 @@ from django.utils import timezone
 from ..constants import MessageType, ProcessingStatus
 from ..models import ConversationMessage, ConversationSession
 
-__all__ = ["RUNNABLE", "create_steps", "int_or_zero", "reply_steps", "save_step"]
+__all__ = ["RUNNABLE", "create_steps", "int_or_zero", "reply_steps", "save_step", "text_safe"]
 
 #: Statuses of a step that still has to run (approved while its turn was suspended).
 RUNNABLE = (ProcessingStatus.PENDING,)
 
 _SAVED = ["processing_status", "content", "component_data", "started_at", "finished_at", "updated_at"]
+
+
+def text_safe(value: Any) -> Any:
+    """``value`` with every NUL in its strings (keys too) replaced by U+FFFD: PostgreSQL stores no
+    NUL in text nor ``\\u0000`` in jsonb, and a model's arguments or a tool's result may hold one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {text_safe(k): text_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [text_safe(v) for v in value]
+    return value
 
 
 def create_steps(
@@ -31,10 +43,10 @@ def create_steps(
             session=session,
             message_type=MessageType.TOOL,
             reply_to=user_message,
-            component_type=step["name"][:100],
-            component_data=step["data"],
+            component_type=text_safe(step["name"][:100]),
+            component_data=text_safe(step["data"]),
             text_offset=step["data"].get("text_offset"),
-            content=step["content"],
+            content=text_safe(step["content"]),
             processing_status=step["status"],
             timestamp=now,
             started_at=now,
@@ -49,8 +61,8 @@ def save_step(row: ConversationMessage, *, status: str, content: str, data: dict
     """Record a step's new state (running, or ended)."""
     now: datetime = timezone.now()
     row.processing_status = status
-    row.content = content
-    row.component_data = data
+    row.content = text_safe(content)
+    row.component_data = text_safe(data)
     if not finished:
         row.started_at = now
     else:

@@ -315,8 +315,9 @@ async def _run(step: _Step, tool_timeout: float | None) -> None:
         step.fail(ErrorCode.TOOL_ERROR, GENERIC_FAILURE)
     else:
         try:
-            step.result = pydantic_core.to_jsonable_python(value)
-            step.content = value if isinstance(value, str) else json.dumps(step.result)
+            safe = _records().text_safe  # no NUL: PostgreSQL cannot store it, in the row nor in jsonb
+            step.result = safe(pydantic_core.to_jsonable_python(value))
+            step.content = safe(value) if isinstance(value, str) else json.dumps(step.result)
         except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
             logger.error("Tool %s returned %s, which cannot be sent as JSON", step.name, type(value).__name__)
             step.result = None

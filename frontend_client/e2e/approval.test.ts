@@ -120,4 +120,30 @@ describe("approval on the demo page", () => {
     assert.match(await page.locator('.tool-step[data-tool="apply_discount"] .step-result').innerText(), /Too generous/);
     assert.deepEqual(errors, []);
   });
+
+  test("an answer given elsewhere first is said in the banner; the step shows it approved and the reply goes on", async () => {
+    await openSales(page);
+    await send(page, "Can I get a 20% discount on pro-features?");
+    const step = page.locator(waitingStep("apply_discount"));
+    await step.locator("button.approve").waitFor();
+    // Just before this page's answer reaches the server, the same visitor approves the step
+    // elsewhere (a real request with the page's cookies): the page's answer gets the real 409.
+    let answeredElsewhere = false;
+    await page.route("**/approve/", async (route) => {
+      answeredElsewhere = (await page.context().request.fetch(route.request())).ok();
+      await route.continue();
+    });
+    try {
+      await step.locator("button.approve").click();
+      await page.waitForSelector("#banner:not([hidden]) >> text=approved already");
+      assert.ok(answeredElsewhere, "the other answer was accepted");
+      await page.waitForSelector(".message.agent.completed >> text=20 % off Pro features is applied");
+      assert.deepEqual(await lastReplyParts(page), ["tool:apply_discount:completed", "text:Done: 20 % off Pro features is applied to your account."]);
+      await page.click("#banner-action");
+      await page.waitForSelector("#banner", { state: "hidden" });
+    } finally {
+      await page.unroute("**/approve/");
+    }
+    assert.deepEqual(errors, []);
+  });
 });

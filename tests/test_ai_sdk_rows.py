@@ -6,8 +6,11 @@ that builds the parts are the real ones."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from django_ai.conversations.constants import ExtractionStatus, MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession, File
@@ -171,6 +174,43 @@ def test_files_and_failed_turns(visitor):
     ]
     assert messages[1]["parts"] == []
     assert messages[1]["metadata"]["error"] == "Sorry, that failed."
+
+
+def test_a_rerun_reply_is_its_newest_answer_not_the_failed_attempt_before_it(visitor):
+    """A failed message answered again (``rerun_messages``, crash recovery's retry) keeps its
+    failed attempt's rows: the reply is the newest agent message, and the old notice is no
+    error of a reply that then succeeded."""
+    client, session_id = visitor
+    session = ConversationSession.objects.get(pk=session_id)
+    now = timezone.now()
+    user = MessageFactory(session=session, content="hi", timestamp=now)
+    MessageFactory(
+        session=session,
+        message_type=MessageType.AGENT,
+        reply_to=user,
+        content="Partial ",
+        processing_status=ProcessingStatus.FAILED,
+        timestamp=now + timedelta(seconds=1),
+    )
+    MessageFactory(
+        session=session,
+        message_type=MessageType.SYSTEM,
+        reply_to=user,
+        content="Sorry, that failed.",
+        timestamp=now + timedelta(seconds=2),
+    )
+    again = MessageFactory(
+        session=session,
+        message_type=MessageType.AGENT,
+        reply_to=user,
+        content="Fine answer.",
+        timestamp=now + timedelta(seconds=3),
+    )
+    messages = history(client, session_id)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["id"] == str(again.pk)
+    assert messages[1]["parts"] == [{"type": "text", "text": "Fine answer.", "state": "done"}]
+    assert "error" not in messages[1]["metadata"]
 
 
 def test_another_visitors_history_is_404(visitor):

@@ -123,7 +123,8 @@ def _reply(
         "reply_to": str(user.pk),
         "status": user.processing_status,
     }
-    if snapshot.notice is not None:
+    if snapshot.notice is not None and user.processing_status == ProcessingStatus.FAILED:
+        # (A reply that succeeded when answered again keeps its failed attempt's notice.)
         metadata["error"] = snapshot.notice
     return {
         "id": snapshot.agent_id or f"{user.pk}-reply",

@@ -48,7 +48,9 @@ def build_snapshot(
     notice: str | None = None
     parts: list[tuple[float, int, StepRow | WidgetRow]] = []
     for n, message in enumerate(replies):
-        if message.message_type == MessageType.AGENT and agent_id is None:
+        if message.message_type == MessageType.AGENT:
+            # The newest: a message answered again (a rerun, a retry after a crash) keeps the
+            # agent message of its failed attempt before the one being written now.
             agent_id, text = str(message.pk), message.content
         elif message.message_type == MessageType.SYSTEM:
             notice = message.content

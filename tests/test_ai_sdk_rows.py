@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from django_ai.conversations.ai_sdk.rows import read_reply
 from django_ai.conversations.constants import ExtractionStatus, MessageType, ProcessingStatus
 from django_ai.conversations.models import ConversationMessage, ConversationSession, File
 from django_ai.conversations.realtime.coalescer import utf16_len
@@ -211,6 +212,13 @@ def test_a_rerun_reply_is_its_newest_answer_not_the_failed_attempt_before_it(vis
     assert messages[1]["id"] == str(again.pk)
     assert messages[1]["parts"] == [{"type": "text", "text": "Fine answer.", "state": "done"}]
     assert "error" not in messages[1]["metadata"]
+    # While the new attempt waits or runs, the failed one is not its text (a resumed stream
+    # would cut the new text by the old one's length).
+    again.delete()
+    user.processing_status = ProcessingStatus.PENDING
+    user.save()
+    snapshot = read_reply(user.pk)
+    assert (snapshot.agent_id, snapshot.text) == (None, "")
 
 
 def test_another_visitors_history_is_404(visitor):

@@ -19,6 +19,8 @@ __all__ = ["build_snapshot", "cancel_reply", "read_reply", "streaming_reply"]
 
 #: User messages whose reply is on its way: a resume request re-attaches to them.
 _UNDER_WAY = (ProcessingStatus.PENDING, ProcessingStatus.PROCESSING)
+#: Agent messages of an attempt that ended without answering.
+_ATTEMPT_ENDED = (ProcessingStatus.FAILED, ProcessingStatus.CANCELLED)
 
 
 def read_reply(user_message_id: Any) -> ReplySnapshot:
@@ -50,7 +52,10 @@ def build_snapshot(
     for n, message in enumerate(replies):
         if message.message_type == MessageType.AGENT:
             # The newest: a message answered again (a rerun, a retry after a crash) keeps the
-            # agent message of its failed attempt before the one being written now.
+            # agent message of its failed attempt before the one being written now, which is
+            # the reply while the new attempt waits or runs.
+            if user_status in _UNDER_WAY and message.processing_status in _ATTEMPT_ENDED:
+                continue
             agent_id, text = str(message.pk), message.content
         elif message.message_type == MessageType.SYSTEM:
             notice = message.content

@@ -39,8 +39,11 @@ async function openConversation() {
 const transport = new DefaultChatTransport({
   api: `${API}ai-sdk/chat`,
   headers: () => ({ "X-CSRFToken": csrfToken() }),
-  // The server ignores earlier messages (its rows are the truth): send only the new one.
-  prepareSendMessagesRequest: ({ id, messages }) => ({ body: { id, messages: messages.slice(-1) } }),
+  // The server ignores earlier messages (its rows are the truth): send only the new one. The trigger
+  // and messageId go too: a regenerate() is then refused (400), not taken for a retry of the message.
+  prepareSendMessagesRequest: ({ id, messages, trigger, messageId }) => ({
+    body: { id, messages: messages.slice(-1), trigger, messageId },
+  }),
 });
 
 function Part({ part }) {

@@ -16,8 +16,9 @@ import { build } from "esbuild";
 
 import { demoServer } from "./helpers/server.js";
 
-/** frontend_client/ (this file runs from .test-build/test/). */
-const client = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The build this file runs from (.test-build/, or a private one beside it), and frontend_client/. */
+const built = join(dirname(fileURLToPath(import.meta.url)), "..");
+const client = join(built, "..");
 const react18 = join(client, "test", "react18", "node_modules");
 
 test("the React binding tests pass with React 18", async (t) => {
@@ -25,9 +26,10 @@ test("the React binding tests pass with React 18", async (t) => {
   assert.match(version, /^18\./);
   // At the depth of the compiled tests (.test-build/test/), so that paths found from the file's
   // own place (the repository root, the demo server's manage.py) are the same.
-  const outfile = join(client, ".test-build", "react18", "test", "react-bindings.test.js");
+  // The compiled test of this build, not another build's (a private build folder runs its own).
+  const outfile = join(built, "react18", "test", "react-bindings.test.js");
   await build({
-    entryPoints: [join(client, ".test-build", "test", "react-bindings.test.js")],
+    entryPoints: [join(built, "test", "react-bindings.test.js")],
     outfile,
     bundle: true,
     format: "esm",

@@ -9,6 +9,7 @@ a write to a gone client fails.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -574,3 +575,24 @@ def test_a_request_that_fails_after_subscribing_leaves_no_subscription(local, mo
     monkeypatch.setattr(ai_views, "read_reply", broken)
     assert post(client, data).status_code == 500
     assert local.broker.subscriber_count(channel) == 0
+
+
+def test_a_stream_whose_response_is_lost_unclosed_still_gives_everything_back(local, fast):
+    """Under ASGI, a client that leaves while the view still runs makes Django drop the response
+    without closing it (the task awaiting the view is cancelled). Here the response is dropped
+    the same way: never read, never closed. Once it is garbage, its broker subscription is
+    given back and, its client gone, the reply is cancelled after the grace period."""
+    client = Client()
+    session_id = start(client)
+    response = post(client, body(session_id, "slow 400"))
+    assert response.status_code == 200
+    user = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.USER)
+    channel = session_channel(session_id)
+    assert local.broker.subscriber_count(channel) == 1
+    assert reply_watchers.watching(str(user.pk)) == 1
+    del response
+    gc.collect()
+    assert local.broker.subscriber_count(channel) == 0
+    assert reply_watchers.watching(str(user.pk)) == 0
+    wait_until(lambda: ConversationMessage.objects.get(pk=user.pk).processing_status == ProcessingStatus.CANCELLED)
+    wait_for_turns(15)

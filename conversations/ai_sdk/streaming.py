@@ -20,8 +20,9 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -110,6 +111,33 @@ def _payload(item: StoredEvent) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
+class _Release:
+    """What a stream holds until it ends (its broker subscription, its place among the reply's
+    watchers), given back once: by :meth:`ReplyStream.close`, or when a stream never closed is
+    garbage-collected. Holds no reference to the stream."""
+
+    def __init__(self, user_message_id: str, subscription: Subscription | None, grace: float):
+        self.user_message_id = user_message_id
+        self.subscription = subscription
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._done = False
+
+    def unsubscribe(self) -> None:
+        with self._lock:
+            subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            subscription.broker.unsubscribe(subscription)
+
+    def __call__(self, *, left: bool) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        self.unsubscribe()
+        reply_watchers.detach(self.user_message_id, left=left, grace=self.grace)
+
+
 @dataclass
 class ReplyStream:
     """The body of a UI message stream response for one reply.
@@ -130,9 +158,14 @@ class ReplyStream:
     known_widgets: frozenset[str] | None = None
     _completed: bool = False
     _closed: bool = False
+    _release: _Release = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         reply_watchers.attach(self.translator.user_message_id)
+        self._release = _Release(self.translator.user_message_id, self.subscription, self.grace)
+        # A response Django drops without closing it (an ASGI client that left while the view
+        # still ran) gives everything back once it is garbage, as if its client had left.
+        weakref.finalize(self, self._release, left=True).atexit = False
 
     # One step of the loop, shared by both servers' loops: what to send now, and whether the
     # rows must be read before the next step.
@@ -163,9 +196,8 @@ class ReplyStream:
         return chunks
 
     def _unsubscribe(self) -> None:
-        if self.subscription is not None:
-            self.subscription.broker.unsubscribe(self.subscription)
-            self.subscription = None
+        self.subscription = None
+        self._release.unsubscribe()
 
     def __iter__(self) -> Iterator[str]:
         """The stream for thread-per-request servers (WSGI, runserver)."""
@@ -244,5 +276,5 @@ class ReplyStream:
         if self._closed:
             return
         self._closed = True
-        self._unsubscribe()
-        reply_watchers.detach(self.translator.user_message_id, left=not self._completed, grace=self.grace)
+        self.subscription = None
+        self._release(left=not self._completed)

@@ -127,7 +127,7 @@ def conversation_history(
             raise ValueError(f"history({name}=...) takes a number >= 0 or None, not {bound!r}.")
     rows = _rows(session_id, current_id, max_messages)
     turns = _group(rows, current_id, include_failed)
-    files = _file_texts(session_id) if include_files else {}
+    files = _file_texts([t.user["id"] for t in turns if t.user is not None]) if include_files else {}
     for turn in turns:
         turn.messages = _turn_messages(turn, files, current_text if turn.current else None)
         turn.tokens = approximate_tokens(turn.messages)
@@ -199,12 +199,15 @@ def _group(rows: list[dict[str, Any]], current_id: Any, include_failed: bool) ->
     return turns
 
 
-def _file_texts(session_id: Any) -> dict[Any, list[str]]:
-    """The attached files of the conversation's messages, as text for the model, by message id."""
+def _file_texts(message_ids: list[Any]) -> dict[Any, list[str]]:
+    """The files attached to these user messages (the turns history read), as text for the model,
+    by message id: a bounded history does not read the text of every file of a long conversation."""
     through = ConversationMessage.files.through
     found: dict[Any, list[str]] = {}
+    if not message_ids:
+        return found
     links = (
-        through.objects.filter(conversationmessage__session_id=session_id)
+        through.objects.filter(conversationmessage_id__in=message_ids)
         .order_by("pk")
         .values_list("conversationmessage_id", "file__filename", "file__extraction_status", "file__extracted_text")
     )

@@ -263,6 +263,32 @@ def test_files_text_is_added_to_its_message_when_asked(django_assert_num_queries
     )
 
 
+def test_a_bounded_history_reads_only_the_files_of_the_turns_it_sends(django_assert_max_num_queries):
+    """Files of turns outside the window are not read: the files query names only the user
+    messages of the turns history read (a long conversation with many attachments stays cheap)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    c = Conversation()
+    early = turn(c, "An early question with a file", "An early answer.")
+    for i in range(30):
+        turn(c, f"question {i}", f"answer {i}")
+    late = turn(c, "A late question with a file", "A late answer.")
+    current = c.user("What is the total?", ProcessingStatus.PROCESSING)
+    c.save()
+    owner = {"anonymous_id": c.session.anonymous_id, "user": c.session.user}
+    early.files.add(FileFactory(**owner, filename="early.txt", text="far away"))
+    late.files.add(FileFactory(**owner, filename="late.txt", text="Total due: 120 EUR"))
+    agent = ConversationAgent(session=c.session, message=current)
+    with CaptureQueriesContext(connection) as captured, django_assert_max_num_queries(2):
+        history = agent.history(max_messages=4, include_files=True)
+    assert "Total due: 120 EUR" in json.dumps(history) and "far away" not in json.dumps(history)
+    [files_query] = [q["sql"] for q in captured.captured_queries if "conversationmessage_files" in q["sql"]]
+    for form in (str(early.pk), early.pk.hex):
+        assert form not in files_query
+    assert str(late.pk) in files_query or late.pk.hex in files_query
+
+
 @pytest.mark.parametrize("turns", [5, 500])
 def test_one_query_whatever_the_length(turns, django_assert_num_queries):
     """10 and 1,000 messages (with tool steps in every other turn): one query."""

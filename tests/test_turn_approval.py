@@ -21,7 +21,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from django_ai.conversations.constants import ApprovalStatus, EventName, MessageType, ProcessingStatus
+from django_ai.conversations.constants import ApprovalStatus, EventName, MessageType, ProcessingStatus, SessionStatus
 from django_ai.conversations.exceptions import (
     ApprovalAlreadyAnswered,
     NotAToolStep,
@@ -260,6 +260,20 @@ def test_answers_at_the_same_moment_record_exactly_one():
     codes = sorted(thread.outcome(30) for thread in answers)
     assert codes == [200, 409, 409, 409, 409, 409]
     wait_until(lambda: status_of(message) == ProcessingStatus.COMPLETED, 15)
+
+
+def test_a_step_of_a_conversation_no_longer_active_cannot_be_answered():
+    """As a new message would be refused: an archived conversation resumes no turn (409
+    session_not_active); the step keeps waiting and its approval stays unanswered."""
+    owner = UserFactory()
+    session, message = suspended(user=owner)
+    [step] = steps_of(message)
+    ConversationSession.objects.filter(pk=session.pk).update(status=SessionStatus.ARCHIVED)
+    response = user_api(owner).post(approve_url(step), {"approved": True})
+    assert response.status_code == 409 and error_codes(response) == ["session_not_active"]
+    step.refresh_from_db()
+    assert (step.processing_status, step.component_data["approval"]["status"]) == ("awaiting_approval", "pending")
+    assert status_of(message) == ProcessingStatus.AWAITING_APPROVAL
 
 
 def test_another_users_step_is_not_found_and_stays_waiting():

@@ -19,8 +19,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..conf import ai_settings
-from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
-from ..exceptions import ApprovalAlreadyAnswered, NotAToolStep, NotAwaitingApproval, ObjectNotFound
+from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus, SessionStatus
+from ..exceptions import (
+    ApprovalAlreadyAnswered,
+    NotAToolStep,
+    NotAwaitingApproval,
+    ObjectNotFound,
+    SessionNotActive,
+)
 from ..models import ConversationMessage
 from ..owners import Owner, owns
 from .scheduling import schedule_session
@@ -48,6 +54,7 @@ def answer_approval(
     ``reason`` is cut at ``MAX_REASON_LENGTH`` characters, a NUL in it replaced by U+FFFD.
 
     Raises :class:`NotAToolStep` (400) for a message that is not a tool step,
+    :class:`SessionNotActive` (409) when the conversation is no longer active (archived, completed),
     :class:`NotAwaitingApproval` (409) for a step whose tool needs no approval and
     :class:`ApprovalAlreadyAnswered` (409) for one answered already (or expired, or cancelled; also
     one waiting longer than ``APPROVAL_TIMEOUT`` that the sweep has not expired yet): of two answers
@@ -69,6 +76,11 @@ def answer_approval(
             raise ObjectNotFound(f"No message with id {step_id!s:.64} exists.")
         if step.message_type != MessageType.TOOL:
             raise NotAToolStep()
+        if step.session.status != SessionStatus.ACTIVE:
+            # As for a new message: an archived or completed conversation gets no more turns.
+            raise SessionNotActive(
+                f"This conversation is {step.session.status}; its tool calls can no longer be answered."
+            )
         approval = (step.component_data or {}).get("approval")
         if not isinstance(approval, dict):
             raise NotAwaitingApproval()

@@ -105,5 +105,5 @@ class EmbeddedTikaExtractor(TextExtractor):
                     **request,
                 )
             engine = get_engine()
-            remaining = max(0.5, timeout - (time.monotonic() - started))
+            remaining = max(min(0.5, timeout), timeout - (time.monotonic() - started))
             return engine.parse(path, timeout=remaining, **request)

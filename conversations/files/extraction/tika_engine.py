@@ -235,7 +235,9 @@ class TikaEngine:
         context.set(J("org.apache.tika.parser.pdf.PDFParserConfig"), pdf)
 
         refuse_when_too_many_left_behind(filename)
-        remaining = max(0.5, deadline - time.monotonic())
+        # Measuring the pages (or the JVM's start) may have used the time up: the parse still gets
+        # half a second, or the whole timeout when that is shorter, so a short timeout stays short.
+        remaining = max(min(0.5, timeout), deadline - time.monotonic())
         stream = J("org.apache.tika.io.TikaInputStream").get(J("java.nio.file.Paths").get(path), metadata)
         task, thread = self._start_parse(stream, handler, metadata, context)
         if not poll(task.isDone, remaining):

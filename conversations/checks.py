@@ -79,6 +79,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         # Seconds a tool call waits for its approval: positive (0 would expire every approval at
         # the next sweep), at most a year.
         "APPROVAL_TIMEOUT": (1, 86400 * 366),
+        "DELETED_CONVERSATION_RETENTION_DAYS": (0, 3650),
         "MAX_TURN_ATTEMPTS": (1, 100),
         "IN_PROCESS_TURN_THREADS": (0, 256),
         "EXTRACTION_TIMEOUT": (1, 86400),

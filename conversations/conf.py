@@ -92,6 +92,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a tool step waits for the user's approval before it is rejected as expired
     # (docs/tools.md, "Approval before a tool runs").
     "APPROVAL_TIMEOUT": 86400,
+    # Days a conversation its owner deleted stays restorable in the admin before
+    # ``manage.py purge_conversations`` removes it for good (docs/conversations.md).
+    "DELETED_CONVERSATION_RETENTION_DAYS": 30,
     # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",

@@ -13,6 +13,9 @@ class SessionStatus(models.TextChoices):
     ACTIVE = "active", _("Active")
     COMPLETED = "completed", _("Completed")
     ARCHIVED = "archived", _("Archived")
+    #: Deleted by its owner (soft): hidden from the owner everywhere, restorable in the admin until
+    #: ``manage.py purge_conversations`` removes it for good (docs/conversations.md).
+    DELETED = "deleted", _("Deleted")
 
 
 class MessageType(models.TextChoices):
@@ -46,6 +49,23 @@ class ProcessingStatus(models.TextChoices):
 
 
 FINISHED_STATUSES = frozenset({ProcessingStatus.COMPLETED, ProcessingStatus.FAILED, ProcessingStatus.CANCELLED})
+
+
+class MessageRevision(models.TextChoices):
+    """How a user message came to be (docs/versions.md): sent, or a new version of an earlier one
+    (``regenerate``: the same text answered again; ``edit``: new text). Versions of one message
+    share its ``version_group``."""
+
+    ORIGINAL = "original", _("Original")
+    REGENERATE = "regenerate", _("Regenerated")
+    EDIT = "edit", _("Edited")
+
+
+class FeedbackRating(models.TextChoices):
+    """An owner's rating of an agent reply (``POST models/message/<pk>/feedback/``)."""
+
+    UP = "up", _("Thumbs up")
+    DOWN = "down", _("Thumbs down")
 
 
 class ExtractionStatus(models.TextChoices):
@@ -193,6 +213,10 @@ class ErrorCode(StrEnum):
     NOT_A_TOOL_STEP = "not_a_tool_step"
     APPROVAL_ALREADY_ANSWERED = "approval_already_answered"
     NOT_AWAITING_APPROVAL = "not_awaiting_approval"
+
+    # Versions and feedback (regenerate, edit, activate, feedback row actions on a message).
+    NOT_A_USER_MESSAGE = "not_a_user_message"
+    NOT_AN_AGENT_REPLY = "not_an_agent_reply"
 
     # The bridge.
     INVALID_REQUEST = "invalid_request"

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import ai_settings
-from .constants import ExtractionStatus, MessageType, ProcessingStatus, SessionStatus
+from .constants import ExtractionStatus, FeedbackRating, MessageRevision, MessageType, ProcessingStatus, SessionStatus
 from .realtime.channels import session_channel
 
 __all__ = ["ConversationMessage", "ConversationSession", "ConversationWidget", "File"]
@@ -57,6 +57,8 @@ class ConversationSession(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
+    #: When the owner deleted it (``status`` ``deleted``); None otherwise. docs/conversations.md.
+    deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
     # The turn lease: the user message whose turn runs now, and when its worker last reported.
     # A turn holds the lease instead of a database lock, so no transaction stays open while the
     # agent thinks; a lease whose heartbeat is older than STALE_TURN_TIMEOUT is recovered.
@@ -124,12 +126,49 @@ class ConversationMessage(models.Model):
     #: sends it again (a retry after a lost answer) gets this row back instead of a second message.
     client_operation_id = models.CharField(max_length=128, blank=True, default="", editable=False)
 
+    # Versions (docs/versions.md). The conversation is a tree of user messages; the active path is
+    # the one clients are shown and the model is sent. ``active`` marks its rows (user messages and
+    # the rows replying to them); a new row is active, as it joins the path's end.
+    active = models.BooleanField(_("on the active path"), default=True)
+    #: User messages: the user message before this one on its path; None for the first, and for
+    #: messages sent since the conversation's last version change (filled in by the next one:
+    #: ``turns.versions.materialize_parents``), so sending a message costs no extra query.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children", editable=False
+    )
+    #: User messages: the id of the first version of this message, shared by all its versions;
+    #: None on a message that has no other version yet (its group is then itself).
+    version_group = models.UUIDField(_("version group"), null=True, blank=True, editable=False)
+    #: User messages: this version's number (1 for the original) and how many versions the group
+    #: has (kept equal on all of them), for a "< 2/3 >" picker without another query.
+    version_index = models.PositiveSmallIntegerField(_("version"), default=1, editable=False)
+    version_count = models.PositiveSmallIntegerField(_("versions"), default=1, editable=False)
+    revision = models.CharField(
+        _("revision"), max_length=16, choices=MessageRevision.choices, default=MessageRevision.ORIGINAL, editable=False
+    )
+    #: When this version was last chosen (created, or switched to); among siblings the path
+    #: follows the most recently chosen one. None means its ``timestamp``.
+    selected_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: User messages: the agent's Context (as stored JSON) when this turn started, and when it
+    #: ended, so the turn can be answered again from its own starting point and switching to a
+    #: path restores the Context that path ends with. None until the turn runs.
+    context_before = models.JSONField(null=True, blank=True, editable=False)
+    context_after = models.JSONField(null=True, blank=True, editable=False)
+
+    # The owner's rating of an agent reply.
+    feedback = models.CharField(_("feedback"), max_length=8, choices=FeedbackRating.choices, blank=True, default="")
+    feedback_comment = models.TextField(_("feedback comment"), blank=True, default="")
+    feedback_at = models.DateTimeField(_("feedback given at"), null=True, blank=True)
+
     class Meta:
         verbose_name = _("conversation message")
         verbose_name_plural = _("conversation messages")
         ordering = ["timestamp", "id"]
         indexes = [
             models.Index(fields=["session", "timestamp"], name="convmsg_session_time"),
+            # The active path of a conversation, in order: what the bridge and history() read.
+            models.Index(fields=["session", "active", "timestamp"], name="convmsg_session_path"),
+            models.Index(fields=["version_group"], name="convmsg_version_group"),
             models.Index(
                 fields=["processing_status", "updated_at"],
                 name="convmsg_unfinished",

@@ -18,12 +18,19 @@ and never breaks the turn. Keep them quick: the conversation waits for them.
 ``turn_failed(sender, session, user_message, exception)``
     Sent before ``turn_finished`` when a turn fails: the agent raised ``exception``, timed out
     (``TurnCancelled("timeout")``), or its worker died (``TurnInterrupted``).
+
+``message_feedback(sender, session, message, rating, comment, user)``
+    The owner rated the agent reply ``message`` (``POST models/message/<pk>/feedback/`` or
+    ``ConversationService.give_feedback``): ``rating`` is ``"up"``, ``"down"`` or None (the rating
+    was withdrawn), ``comment`` a str (may be empty), ``user`` the user who rated (None for an
+    anonymous visitor). Sent once the rating is committed, in the request's thread.
 """
 
 from django.dispatch import Signal
 
-__all__ = ["turn_failed", "turn_finished", "turn_started"]
+__all__ = ["message_feedback", "turn_failed", "turn_finished", "turn_started"]
 
 turn_started = Signal()
 turn_finished = Signal()
 turn_failed = Signal()
+message_feedback = Signal()

@@ -10,6 +10,7 @@ export const SessionStatus = {
   ACTIVE: "active",
   COMPLETED: "completed",
   ARCHIVED: "archived",
+  DELETED: "deleted",
 } as const;
 export type SessionStatus = (typeof SessionStatus)[keyof typeof SessionStatus];
 
@@ -32,6 +33,19 @@ export const ProcessingStatus = {
   AWAITING_APPROVAL: "awaiting_approval",
 } as const;
 export type ProcessingStatus = (typeof ProcessingStatus)[keyof typeof ProcessingStatus];
+
+export const MessageRevision = {
+  ORIGINAL: "original",
+  REGENERATE: "regenerate",
+  EDIT: "edit",
+} as const;
+export type MessageRevision = (typeof MessageRevision)[keyof typeof MessageRevision];
+
+export const FeedbackRating = {
+  UP: "up",
+  DOWN: "down",
+} as const;
+export type FeedbackRating = (typeof FeedbackRating)[keyof typeof FeedbackRating];
 
 export const ExtractionStatus = {
   PENDING: "pending",
@@ -190,6 +204,10 @@ export const ErrorCode = {
   NOT_A_TOOL_STEP: "not_a_tool_step",
   APPROVAL_ALREADY_ANSWERED: "approval_already_answered",
   NOT_AWAITING_APPROVAL: "not_awaiting_approval",
+
+  // Versions and feedback (regenerate, edit, activate, feedback row actions on a message).
+  NOT_A_USER_MESSAGE: "not_a_user_message",
+  NOT_AN_AGENT_REPLY: "not_an_agent_reply",
 
   // The bridge.
   INVALID_REQUEST: "invalid_request",

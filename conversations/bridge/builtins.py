@@ -38,6 +38,8 @@ from ..registry import get_agent
 from ..service import ConversationService
 from ..turns.approval import MAX_REASON_LENGTH, answer_approval
 from ..turns.policy import apply_concurrency_policy
+from . import feedback as message_feedback
+from . import versions as message_versions
 from .changes import current_operation_id
 from .errors import FieldNotAllowed, ObjectNotFound, OperationIdReused
 from .exposed import ExposedModel, row_action
@@ -88,6 +90,13 @@ class MessageFilterSet(django_filters.FilterSet):
             "reply_to": ["exact", "isnull"],
             "timestamp": RANGE,
             "updated_at": RANGE,
+            # Versions (docs/versions.md): list queries see the active path unless they name
+            # ``active``, ``version_group`` or ``id`` (ExposedMessage.get_base_queryset).
+            "active": ["exact"],
+            "version_group": ["exact", "in"],
+            "parent": ["exact", "isnull"],
+            "revision": ["exact", "in"],
+            "feedback": ["exact", "in"],
         }
 
 
@@ -157,7 +166,10 @@ class ExposedSession(_BuiltinExposed):
 class ExposedMessage(_BuiltinExposed):
     model = ConversationMessage
     name = BuiltinModel.MESSAGE
-    permission_classes = (IsOwner(path="session"), OnlyActions(BridgeAction.READ, BridgeAction.CREATE, "approve"))
+    permission_classes = (
+        IsOwner(path="session"),
+        OnlyActions(BridgeAction.READ, BridgeAction.CREATE, "approve", "regenerate", "edit", "activate", "feedback"),
+    )
     read_fields = (
         "id",
         "session",
@@ -172,17 +184,61 @@ class ExposedMessage(_BuiltinExposed):
         "text_offset",
         "timestamp",
         "updated_at",
+        # Versions (docs/versions.md).
+        "active",
+        "parent",
+        "version_group",
+        "version_index",
+        "version_count",
+        "revision",
+        # The owner's rating of an agent reply.
+        "feedback",
+        "feedback_comment",
     )
     create_fields = ("session", "content", "files")
     filterset_class = MessageFilterSet
     orderings = ("timestamp", "updated_at")
     default_ordering = ("timestamp",)
-    relations = {"session": BuiltinModel.SESSION, "files": BuiltinModel.FILE, "reply_to": BuiltinModel.MESSAGE}
-    # Each message starts a turn: creation has rates of its own, per visitor and per address.
+    relations = {
+        "session": BuiltinModel.SESSION,
+        "files": BuiltinModel.FILE,
+        "reply_to": BuiltinModel.MESSAGE,
+        "parent": BuiltinModel.MESSAGE,
+    }
+    # Each message starts a turn: creation has rates of its own, per visitor and per address, and
+    # so have regenerate and edit, which start one too.
     throttle_classes = {
         BridgeAction.CREATE: (MessageCreateThrottle, AnonymousAddressThrottle),
+        "regenerate": (MessageCreateThrottle, AnonymousAddressThrottle),
+        "edit": (MessageCreateThrottle, AnonymousAddressThrottle),
         "approve": (RowActionThrottle, AnonymousAddressThrottle),
+        "activate": (RowActionThrottle, AnonymousAddressThrottle),
+        "feedback": (RowActionThrottle, AnonymousAddressThrottle),
     }
+
+    @row_action()
+    def regenerate(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:
+        """``POST models/message/<pk>/regenerate/``: answer the user message again (``pk``: it, or
+        a row replying to it) as a new version; answers the new user message (docs/versions.md)."""
+        return message_versions.regenerate_action(self, request, instance, data)
+
+    @row_action(body_keys=("content", "files"))
+    def edit(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:
+        """``POST models/message/<pk>/edit/`` ``{"content": str, "files"?: [file ids]}``: a new
+        version of the user message with new text (and files), answered again; answers it."""
+        return message_versions.edit_action(self, request, instance, data)
+
+    @row_action()
+    def activate(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:
+        """``POST models/message/<pk>/activate/``: make this version of a user message the active
+        one (the "< 1/2 >" arrows); answers the user message."""
+        return message_versions.activate_action(self, request, instance, data)
+
+    @row_action(body_keys=("rating", "comment"))
+    def feedback(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:
+        """``POST models/message/<pk>/feedback/`` ``{"rating": "up" | "down" | null, "comment"?: str}``:
+        the owner's rating of an agent reply; answers the reply."""
+        return message_feedback.feedback_action(self, request, instance, data)
 
     @row_action(body_keys=("approved", "reason"))
     def approve(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:

@@ -6,6 +6,8 @@
 - ``files``: ``FileAnalystAgent`` reads attached files with ``get_file_text`` / ``wait_for_file_text``.
 - ``writer``: ``StorytellerAgent`` streams a story about what you ask for, slowly (try the stop button).
 - ``sales``: ``SalesAgent`` (in :mod:`agents.sales`) calls tools through an LLM, offline by default.
+- ``notes``: ``NotebookAgent`` keeps notes and a turn counter in its Context: regenerating or
+  editing an earlier message shows the Context that turn started from.
 """
 
 from __future__ import annotations
@@ -266,3 +268,36 @@ class StorytellerAgent(ConversationAgent):
                 stream.write(word + " ")
                 await asyncio.sleep(WORD_DELAY * 2)
         return stream.content.strip()
+
+
+NOTE_COMMAND = re.compile(r"^\W*(?:remember|note)\b[\s:,-]*(?P<note>.*?)[\s.!]*$", re.IGNORECASE | re.DOTALL)
+
+
+class NotebookAgent(ConversationAgent):
+    """Keeps what you ask it to remember, and counts the turns, in its Context.
+
+    Every answer is a function of the Context the turn starts from and the message, so a
+    regenerated turn answers as the first time (the same turn number, the same notes) and an
+    edited earlier message answers from the notes as they were before it.
+    """
+
+    display_name = "Notebook"
+
+    class Context(BaseModel):
+        turns: int = 0
+        notes: list[str] = Field(default_factory=list)
+
+    async def get_response(self, message, request=None, **kwargs):
+        ctx = self.context
+        ctx.turns += 1
+        match = NOTE_COMMAND.match(message)
+        if match and match.group("note"):
+            note = " ".join(match.group("note").split())[:200]
+            ctx.notes.append(note)
+            answer = f"Noted: “{note}”."
+        elif ctx.notes:
+            answer = "You asked me to remember:"
+        else:
+            answer = "Nothing noted yet. Say “remember …” and I'll keep it."
+        listing = "".join(f"\n{number}. {note}" for number, note in enumerate(ctx.notes, 1))
+        return f"{answer}{listing}\n\n_Turn {ctx.turns} of this conversation, {len(ctx.notes)} note(s) kept._"

@@ -437,3 +437,16 @@ def test_sales_agent_continues_the_reply_once_the_discount_is_answered(approved,
     assert reply.processing_status == ProcessingStatus.COMPLETED and reply.content == answer
     session.refresh_from_db()
     assert session.context["discounts"] == discounts
+
+
+def test_notebook_keeps_notes_and_counts_turns_in_its_context():
+    session = ConversationService.create_session("notes", anonymous_id=ANON)
+    assert send(session, "What do you remember?")["response"].startswith("Nothing noted yet.")
+    assert send(session, "Remember: milk")["response"] == (
+        "Noted: “milk”.\n1. milk\n\n_Turn 2 of this conversation, 1 note(s) kept._"
+    )
+    reply = send(session, "note the  bread!")["response"]
+    assert reply.startswith("Noted: “the bread”.\n1. milk\n2. the bread\n\n_Turn 3 ")
+    assert send(session, "and?")["response"].startswith("You asked me to remember:\n1. milk\n2. the bread\n\n_Turn 4 ")
+    session.refresh_from_db()
+    assert session.context == {"turns": 4, "notes": ["milk", "the bread"]}

@@ -215,6 +215,16 @@ class ExposedMessage(_BuiltinExposed):
         "activate": (RowActionThrottle, AnonymousAddressThrottle),
         "feedback": (RowActionThrottle, AnonymousAddressThrottle),
     }
+    #: Fields whose filter (or exclude) makes a query see every version; any other query sees the
+    #: active path only (docs/bridge.md#versions).
+    version_filter_fields = frozenset({"active", "version_group", "id"})
+
+    def filter_queryset(self, request: Request, queryset: Any, query: Any) -> Any:
+        named = {cond.filter.field_name for cond in query.filter}
+        named.update(cond.filter.field_name for group in query.exclude for cond in group)
+        if named.isdisjoint(self.version_filter_fields):
+            queryset = queryset.filter(active=True)
+        return queryset
 
     @row_action()
     def regenerate(self, request: Request, instance: Any, data: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from ..constants import EventName, ModelOperation
 from ..models import ConversationSession
 from ..realtime import publish
 
-__all__ = ["conversation_ids", "current_operation_id", "operation", "send_model_change"]
+__all__ = ["conversation_ids", "current_operation_id", "operation", "send_model_change", "send_model_changes"]
 
 #: The id of the write operation in progress (set by the bridge from the client's request) so a
 #: client can recognise the echo of its own write.
@@ -58,13 +58,23 @@ def send_model_change(
 ) -> None:
     """Send ``model_change`` for one row of the exposed model ``model`` on each of ``channels``
     once the current transaction commits (at once outside a transaction)."""
+    send_model_changes(model=model, operation=operation, pks=[pk], channels=channels, session_id=session_id)
+
+
+def send_model_changes(
+    *, model: str, operation: ModelOperation | str, pks: Iterable[Any], channels: Iterable[str], session_id: Any
+) -> None:
+    """Send one ``model_change`` naming every row of ``pks`` (rows of the exposed model ``model``
+    changed by one write, e.g. a bulk ``update()``, which fires no model signal) on each of
+    ``channels`` once the current transaction commits. Nothing is sent for no pks."""
     targets = [c for c in dict.fromkeys(channels) if c]
-    if not targets:
+    keys = list(dict.fromkeys(str(pk) for pk in pks))
+    if not targets or not keys:
         return
     payload = {
         "model": str(model),
         "operation": str(ModelOperation(operation)),
-        "pks": [str(pk)],
+        "pks": keys,
         "operation_id": current_operation_id.get(),
     }
 

@@ -28,7 +28,7 @@ from .declaration import check_declaration
 from .errors import InvalidQuery, ObjectNotFound, OperationNotAllowed
 from .fields import describe_field
 from .permission_base import And, BasePermission, resolve_permission
-from .query_parser import filter_specs
+from .query_parser import Query, filter_specs
 from .serialization import split_write_data, validate_write_data
 from .values import clean_pk
 
@@ -248,6 +248,14 @@ class ExposedModel:
         if combined is None or not combined.has_permission(request, action, self):
             return queryset.none()
         return combined.scope_queryset(request, action, queryset, self)
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, query: Query) -> QuerySet:
+        """The rows a query answers from: ``queryset`` is the read scope with the query's own
+        filters applied. Override to add a default scope that depends on what the query asks
+        (the built-in ``message`` answers the active path unless the query names a version
+        field). Only queries pass here: reads by pk (``get_object``, row actions, includes)
+        do not."""
+        return queryset
 
     def get_object(self, request: Request, action: str, pk: Any) -> models.Model:
         """The row ``pk`` if ``request`` may ``action`` it, else ObjectNotFound (never 403, so ids

@@ -125,7 +125,7 @@ def _checked_rows(
 
 def scoped_rows(exposed: ExposedModel, request: Request, query: Query) -> tuple[list[models.Model], bool, int | None]:
     """(rows of the page, has_more, count or None)."""
-    queryset = _apply(exposed.get_queryset(request, BridgeAction.READ), query)
+    queryset = exposed.filter_queryset(request, _apply(exposed.get_queryset(request, BridgeAction.READ), query), query)
     pk_name = exposed.model._meta.pk.name
     ordering = list(query.order_by)
     if not any(o.lstrip("-") in (pk_name, "pk") for o in ordering):

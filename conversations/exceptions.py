@@ -63,6 +63,15 @@ class FileNotFound(ConversationError, LookupError):
     default_detail = "The file does not exist."
 
 
+class MessageNotFound(ConversationError, LookupError):
+    """No message with that id, or not one of the caller's conversations (the same answer, so an
+    id of someone else's message reveals nothing)."""
+
+    status_code = 404
+    default_code = ErrorCode.NOT_FOUND
+    default_detail = "The message does not exist."
+
+
 class ConversationPermissionDenied(ConversationError, PermissionError):
     status_code = 403
     default_code = ErrorCode.PERMISSION_DENIED

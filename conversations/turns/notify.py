@@ -11,14 +11,15 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.dispatch import Signal
 
 from ..conf import ai_settings
-from ..constants import EventName
+from ..constants import BuiltinModel, EventName, ModelOperation
 from ..models import ConversationMessage
 from ..realtime import publish
 
-__all__ = ["generic_error_text", "logger", "publish_status", "send_turn_signal"]
+__all__ = ["generic_error_text", "logger", "publish_status", "send_path_change", "send_turn_signal"]
 
 logger = logging.getLogger("django_ai.conversations.turns")
 
@@ -33,6 +34,28 @@ def publish_status(message: ConversationMessage, **extra: Any) -> None:
         status=message.processing_status,
         **extra,
     )
+
+
+def send_path_change(session_id: Any, pks: list[Any], *, operation_id: str | None = None) -> None:
+    """Send one ``model_change`` (``update`` of the exposed model ``message``) naming ``pks`` on the
+    conversation's channel when the current transaction commits: rows that joined or left the
+    active path, or whose version count changed (``turns.versions``). Bulk updates send no
+    ``post_save``, so the bridge's own events do not cover them."""
+    if not pks:
+        return
+    ids = [str(pk) for pk in dict.fromkeys(pks)]
+
+    def send() -> None:
+        publish(
+            EventName.MODEL_CHANGE,
+            session_id=session_id,
+            model=str(BuiltinModel.MESSAGE),
+            operation=str(ModelOperation.UPDATE),
+            pks=ids,
+            operation_id=operation_id or None,
+        )
+
+    transaction.on_commit(send, robust=True)
 
 
 def send_turn_signal(signal: Signal, sender: Any, **kwargs: Any) -> None:

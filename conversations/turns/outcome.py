@@ -22,7 +22,7 @@ from ..exceptions import ContextValidationError, TurnCancelled
 from ..models import ConversationMessage
 from ..signals import turn_failed, turn_finished
 from .lease import db_alias, renew_lease
-from .notify import generic_error_text, logger, publish_status, send_turn_signal
+from .notify import generic_error_text, logger, publish_status, send_path_change, send_turn_signal
 from .state import TurnState
 from .steps import end_open_steps
 
@@ -121,6 +121,38 @@ def _steps_to_wait_for(user_message: ConversationMessage) -> bool:
     )
 
 
+def _record_user_message(state: TurnState, now: Any, **values: Any) -> bool:
+    """Write the turn's end on its user message; whether the message is still on the active path.
+
+    One UPDATE on the normal path. A message that left the path while its turn ran (a version
+    made or chosen elsewhere: ``turns.versions``) is updated all the same, by a second one; the
+    caller then leaves the conversation's Context alone and takes the turn's rows off the path.
+    """
+    user_message = state.user_message
+    rows = ConversationMessage.objects.filter(pk=user_message.pk)
+    user_message.updated_at = now
+    for name, value in values.items():
+        setattr(user_message, name, value)
+    if rows.filter(active=True).update(updated_at=now, **values):
+        return True
+    rows.update(updated_at=now, **values)
+    user_message.active = False
+    return False
+
+
+def _leave_path(state: TurnState) -> None:
+    """The rows of a turn whose user message left the active path while it ran (its reply, tool
+    steps, widget messages, notice, created active) leave it too, and clients hear of it."""
+    replies = ConversationMessage.objects.filter(reply_to=state.user_message, active=True)
+    pks = list(replies.values_list("pk", flat=True))
+    if not pks:
+        return
+    ConversationMessage.objects.filter(pk__in=pks).update(active=False, updated_at=timezone.now())
+    if state.agent_message is not None:
+        state.agent_message.active = False
+    send_path_change(state.session.pk, pks)
+
+
 def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, Any]) -> TurnOutcome:
     """Record a turn the agent suspended (``TurnSuspended``): some tool calls wait for approval.
 
@@ -155,11 +187,19 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
             agent_message.metadata = {**(agent_message.metadata or {}), USAGE_BEFORE_RESUME: dict(state.usage)}
             agent_message.save()
             user_message.processing_status = ProcessingStatus.AWAITING_APPROVAL if waiting else ProcessingStatus.PENDING
-            user_message.save(update_fields=["processing_status", "updated_at"])
+            context = state.agent.context.model_dump(mode="json") if state.agent is not None else None
+            on_path = _record_user_message(
+                state,
+                now,
+                processing_status=user_message.processing_status,
+                context_after=state.context_before if context is None else context,
+            )
             fields = ["last_message_at", "updated_at"]
-            if state.agent is not None:
-                session.context = state.agent.context.model_dump(mode="json")
+            if context is not None and on_path:
+                session.context = context
                 fields.append("context")
+            elif not on_path:
+                _leave_path(state)
             session.last_message_at = now
             session.save(update_fields=fields)
     except _LeaseLost:
@@ -224,7 +264,14 @@ def finish(
                 agent_message.save()
             user_message.processing_status = status
             user_message.finished_at = now
-            user_message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+            context = state.agent.context.model_dump(mode="json") if save_context and state.agent is not None else None
+            on_path = _record_user_message(
+                state,
+                now,
+                processing_status=status,
+                finished_at=now,
+                context_after=state.context_before if context is None else context,
+            )
             if status != ProcessingStatus.COMPLETED:
                 # Tool calls of the reply still running or waiting for an approval end with it.
                 end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
@@ -237,9 +284,11 @@ def finish(
                     metadata={"code": str(notice[1])},
                     metrics={} if agent_message is not None else metrics,
                 )
+            if not on_path:
+                _leave_path(state)
             fields = ["last_message_at", "updated_at"]
-            if save_context and state.agent is not None:
-                session.context = state.agent.context.model_dump(mode="json")
+            if context is not None and on_path:
+                session.context = context
                 fields.append("context")
             session.last_message_at = now
             session.save(update_fields=fields)

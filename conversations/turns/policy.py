@@ -19,9 +19,10 @@ from ..constants import ConcurrencyPolicy, MessageType, ProcessingStatus
 from ..exceptions import TurnInProgress
 from ..models import ConversationMessage, ConversationSession
 from .notify import publish_status
+from .state import CANCEL_REASON
 from .steps import end_open_steps
 
-__all__ = ["apply_concurrency_policy", "request_cancel"]
+__all__ = ["apply_concurrency_policy", "request_cancel", "supersede"]
 
 
 #: Statuses of a user message whose turn has not ended: waiting for its turn, being answered, or
@@ -44,36 +45,64 @@ def request_cancel(session: ConversationSession) -> list[Any]:
     A turn suspended for a tool call's approval runs nowhere: it ends here, its user message, its
     agent message and its steps still waiting (or approved but not run) ``cancelled``.
     """
-    now = timezone.now()
     with transaction.atomic():
         pks = list(_busy(session).select_for_update().values_list("pk", flat=True))
-        if not pks:
-            return []
-        ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True).update(cancel_requested_at=now)
-        # Waiting messages never start; the running one notices the request within half a
-        # second (its turn's thread polls) and stops at the agent's next write.
-        ended = list(
-            ConversationMessage.objects.filter(
-                pk__in=pks, processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.AWAITING_APPROVAL]
-            )
+        return _stop(pks, reason="cancelled")
+
+
+def supersede(pks: list[Any]) -> list[Any]:
+    """End the unfinished turns of the user messages ``pks`` that left the conversation's active
+    path (``turns.versions``), as :func:`request_cancel` does for a whole session, with the reason
+    ``"superseded"``: waiting and suspended ones are cancelled at once, a running one is asked to
+    stop (it ends ``cancelled``, ``metrics.stopped`` ``"superseded"``). Returns the ids stopped."""
+    if not pks:
+        return []
+    with transaction.atomic():
+        busy = ConversationMessage.objects.filter(
+            pk__in=pks, message_type=MessageType.USER, processing_status__in=_UNFINISHED
         )
-        # The replies of suspended turns (also of those answered but not resumed yet: pending).
-        replies = list(
-            ConversationMessage.objects.filter(
-                reply_to__in=ended,
-                message_type=MessageType.AGENT,
-                processing_status=ProcessingStatus.AWAITING_APPROVAL,
-            )
+        return _stop(list(busy.select_for_update().values_list("pk", flat=True)), reason="superseded")
+
+
+def _stop(pks: list[Any], *, reason: str) -> list[Any]:
+    """Inside a transaction, the rows of ``pks`` locked: stop their turns (see request_cancel)."""
+    if not pks:
+        return []
+    now = timezone.now()
+    requested = ConversationMessage.objects.filter(pk__in=pks, cancel_requested_at__isnull=True)
+    if reason == "cancelled":
+        requested.update(cancel_requested_at=now)
+    else:
+        # The running turn's poll reads the reason from here (``execution._cancel_requested``).
+        for message in requested.filter(processing_status=ProcessingStatus.PROCESSING):
+            message.metadata = {**(message.metadata or {}), CANCEL_REASON: reason}
+            message.cancel_requested_at = now
+            message.save(update_fields=["metadata", "cancel_requested_at", "updated_at"])
+        requested.update(cancel_requested_at=now)
+    # Waiting messages never start; the running one notices the request within half a
+    # second (its turn's thread polls) and stops at the agent's next write.
+    ended = list(
+        ConversationMessage.objects.filter(
+            pk__in=pks, processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.AWAITING_APPROVAL]
         )
-        for message in [*ended, *replies]:
-            message.processing_status = ProcessingStatus.CANCELLED
-            if message.message_type == MessageType.USER:
-                message.finished_at = now
-                message.save(update_fields=["processing_status", "finished_at", "updated_at"])
-            else:
-                message.save(update_fields=["processing_status", "updated_at"])
-            transaction.on_commit(partial(publish_status, message, reason="cancelled"))
-        end_open_steps([m.pk for m in ended], status=ProcessingStatus.CANCELLED)
+    )
+    # The replies of suspended turns (also of those answered but not resumed yet: pending).
+    replies = list(
+        ConversationMessage.objects.filter(
+            reply_to__in=ended,
+            message_type=MessageType.AGENT,
+            processing_status=ProcessingStatus.AWAITING_APPROVAL,
+        )
+    )
+    for message in [*ended, *replies]:
+        message.processing_status = ProcessingStatus.CANCELLED
+        if message.message_type == MessageType.USER:
+            message.finished_at = now
+            message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+        else:
+            message.save(update_fields=["processing_status", "updated_at"])
+        transaction.on_commit(partial(publish_status, message, reason=reason))
+    end_open_steps([m.pk for m in ended], status=ProcessingStatus.CANCELLED)
     return pks
 
 

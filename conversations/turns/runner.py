@@ -63,12 +63,24 @@ def run_turn(
     """
     session = ConversationSession.objects.get(pk=user_message.session_id)
     now = timezone.now()
+    # The Context the turn starts from: a version made by regenerate or edit (turns.versions)
+    # starts from the one its original started from, filled in when it was made; any other turn
+    # (a new message, a resume after approval, a rerun) from the conversation's. A turn's first
+    # run records it, in the UPDATE that starts the turn (no query of its own).
+    snapshot: dict[str, Any] = {}
+    if user_message.context_before is not None and not user_message.attempts:
+        start_context = user_message.context_before
+    else:
+        start_context = {} if session.context is None else session.context
+        if user_message.context_before is None:
+            snapshot["context_before"] = start_context
     # Only a message still waiting starts: a cancel may have reached it since it was picked.
     started = ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
         processing_status=ProcessingStatus.PROCESSING,
         started_at=now,
         attempts=F("attempts") + 1,
         updated_at=now,
+        **snapshot,
     )
     if not started:
         user_message.refresh_from_db()
@@ -92,7 +104,11 @@ def run_turn(
         .select_related("file")
         .order_by("pk")
     ]
-    state = TurnState(session=session, user_message=user_message, files={str(f.pk): f for f in files})
+    if snapshot:
+        user_message.context_before = start_context
+    state = TurnState(
+        session=session, user_message=user_message, files={str(f.pk): f for f in files}, context_before=start_context
+    )
     # The reply's text before this run (a resumed reply's, kept as ResponseStream appends to it).
     text_before = suspended.content if suspended is not None else ""
     if suspended is not None:
@@ -125,7 +141,7 @@ def run_turn(
     reraise: BaseException | None = None
     try:
         # A JSON null written by hand stands for "no state yet", as an empty dict does.
-        context = agent_cls.validate_context({} if session.context is None else session.context)
+        context = agent_cls.validate_context(start_context)
         agent = agent_cls(context=context, session=session, request=request, files=files, message=user_message)
         agent._cancel_check = state.check_cancelled
         state.agent = agent

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: The key of a user message's ``metadata`` that says why its running turn was asked to stop, when
+#: not by a plain cancel: ``"superseded"`` (the message left the conversation's active path,
+#: ``turns.versions``). Written by ``policy.supersede``, read by the turn's poll (``execution``).
+CANCEL_REASON = "cancel_reason"
+
 
 class TurnSuspended(Exception):
     """Raised by an agent (the declared loop's ``run_tool_calls``) to suspend its turn.
@@ -73,6 +78,9 @@ class TurnState:
     #: True when this run continues a reply that was suspended for tool approval (:class:`TurnSuspended`):
     #: ``agent_message`` is then that reply's row and ``streamed`` its text so far.
     resumed: bool = False
+    #: The Context (stored JSON) the turn started from: written to the user message's
+    #: ``context_after`` when the turn ends without a new Context (failed, cancelled).
+    context_before: Any = None
     #: Milliseconds the turn waited for attached files' extraction before the agent ran.
     file_wait_ms: int | None = None
     owner_thread: threading.Thread = field(default_factory=threading.current_thread)

@@ -10,12 +10,15 @@
  * - effects, each its own module: `store/fetcher.ts` (rows read in batches), `store/sync.ts`
  *   (full reads with events held meanwhile, polling without a channel), `store/sends.ts`
  *   (ordered sends), `store/uploads.ts`, `store/approvals.ts` (answers to tool steps awaiting
- *   approval);
+ *   approval), `store/versions.ts` (regenerate, edit, switch versions, feedback);
  * - this class wires them to the realtime channel and tells the listeners.
  *
  * How it stays correct (docs/protocol.md, "Resuming a stream"): it subscribes to the session's
  * channel first and holds events, then reads the rows, then applies the held events; the reducer
  * rebuilds each streaming message from its row and its `text_chunk` events by `offset`.
+ *
+ * It shows the conversation's active path (docs/sdk.md, "Versions"): rows that leave it (another
+ * version was chosen, here or elsewhere) leave the snapshot, rows that join it appear in order.
  */
 
 import { SESSION_CHANNEL_PREFIX } from "./constants.js";
@@ -31,6 +34,7 @@ import { Sender, type SendOptions } from "./store/sends.js";
 import { initialState, type ConversationState, type StoreState, type UploadState } from "./store/state.js";
 import { Syncer } from "./store/sync.js";
 import { Uploader } from "./store/uploads.js";
+import { Versions, type EditOptions, type Rating, type VersionOptions } from "./store/versions.js";
 import { summarize, view } from "./store/view.js";
 import type { CancelResult, FileRow, JsonObject, MessageRow, RealtimeEvent, WidgetRow } from "./types.js";
 
@@ -52,6 +56,7 @@ export class Conversation {
   private readonly syncer: Syncer;
   private readonly uploader: Uploader;
   private readonly sender: Sender;
+  private readonly versionOps: Versions;
   private state: StoreState;
   /** The snapshot of `state`, built when first asked for. */
   private snapshot: ConversationState | null = null;
@@ -76,6 +81,7 @@ export class Conversation {
     this.syncer = new Syncer(this.host, options.history ?? 200);
     this.uploader = new Uploader(this.host);
     this.sender = new Sender(this.host, this.uploader, () => void this.syncer.run());
+    this.versionOps = new Versions(this.host, this.uploader);
     this.unsubscribe = deps.realtime.subscribe(this.channel, {
       event: (event) => this.onEvent(event),
       state: (state, error) => this.onChannelState(state, error),
@@ -228,6 +234,58 @@ export class Conversation {
    */
   reject(stepId: string, reason?: string): Promise<MessageRow> {
     return answerApproval(this.host, stepId, reason === undefined ? { approved: false } : { approved: false, reason });
+  }
+
+  /**
+   * Answer a user message again (docs/sdk.md, "Versions"): `messageId` is the user message or its
+   * reply (the agent message, a tool step). The server makes a new version of the user message
+   * (same text and files) on the active path and runs its turn from the Context the first one
+   * started from; the earlier reply stays as the other version. Resolves with the new user
+   * message (`pending`); the reply streams in as for a send. Rejects with the typed error: a
+   * `ConflictError` `turn_in_progress` (the agent refuses a second turn while one runs) or
+   * `session_not_active`, a `ValidationError` `not_a_user_message`, a `NotFoundError` for a
+   * message that is not the caller's.
+   */
+  regenerate(messageId: string, options?: VersionOptions): Promise<MessageRow> {
+    return this.versionOps.regenerate(messageId, options);
+  }
+
+  /**
+   * A new version of the user message `messageId` with `content` (and `options.files`: omitted,
+   * it keeps the message's files), answered again from the Context the original's turn started
+   * from. Resolves with the new user message; errors as for `regenerate()`. An empty text is
+   * refused with a `UsageError` before anything is sent.
+   */
+  edit(messageId: string, content: string, options?: EditOptions): Promise<MessageRow> {
+    return this.versionOps.edit(messageId, content, options);
+  }
+
+  /**
+   * Every version of the user message `messageId` names (it, or a reply to it), in
+   * `version_index` order, whether on the active path or not: one query, none for a message the
+   * store shows with `versionCount` 1.
+   */
+  versions(messageId: string, options?: { signal?: AbortSignal }): Promise<MessageRow[]> {
+    return this.versionOps.versions(messageId, options);
+  }
+
+  /**
+   * Make the version `messageId` (a user message of `versions()`, or a reply to one) the active
+   * one: the conversation continues from it, with what followed it when it was last chosen.
+   * Resolves with the user message. Refused with a `ConflictError` `turn_in_progress` while a
+   * turn of the conversation runs.
+   */
+  setActiveVersion(messageId: string, options?: VersionOptions): Promise<MessageRow> {
+    return this.versionOps.setActiveVersion(messageId, options);
+  }
+
+  /**
+   * Rate an agent reply: `"up"`, `"down"`, or null to withdraw the rating (and its comment);
+   * `comment` up to 2,000 characters. Resolves with the reply's row. A message that is not an
+   * agent reply is refused with a `ValidationError` `not_an_agent_reply`.
+   */
+  feedback(messageId: string, rating: Rating, comment?: string, options?: VersionOptions): Promise<MessageRow> {
+    return this.versionOps.feedback(messageId, rating, comment, options);
   }
 
   /** Re-read everything from the server. */

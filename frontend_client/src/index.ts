@@ -5,6 +5,7 @@ export { Conversation } from "./conversation.js";
 export type { ConversationOptions } from "./conversation.js";
 export type { Attachment, ConversationMessage, ConversationPhase, ConversationState, MessagePart, ToolStep, UploadState } from "./store/state.js";
 export type { SendOptions } from "./store/sends.js";
+export type { EditOptions, Rating, VersionOptions } from "./store/versions.js";
 
 export { ModelManager, QuerySet } from "./queryset.js";
 export type { WriteOptions } from "./queryset.js";
@@ -71,7 +72,9 @@ export {
   EVENT_PAYLOAD_FIELDS,
   EventName,
   ExtractionStatus,
+  FeedbackRating,
   FINISHED_STATUSES,
+  MessageRevision,
   MessageType,
   ModelOperation,
   OWNER_CHANNEL_PREFIX,

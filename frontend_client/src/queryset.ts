@@ -70,6 +70,19 @@ export class QuerySet<T extends Row = Row> {
     return this.clone({ exclude: [...this.state.exclude, checkFilter(filter, "exclude")] });
   }
 
+  /**
+   * Keep rows matching `text` by the model's `search` filter: sessions whose title or whose
+   * messages on the active path contain it (`client.sessions.search("invoice")`; full-text words
+   * on PostgreSQL; docs/sdk.md, "Searching conversations"). At most 200 characters. A blank
+   * `text` drops the search. Models without a `search` filter answer 400 `unknown_filter`.
+   */
+  search(text: string): QuerySet<T> {
+    if (typeof text !== "string") throw new UsageError("search() takes the text to look for.", { code: "invalid_filter", field: "search" });
+    const { search: _previous, ...filter } = this.state.filter;
+    void _previous;
+    return this.clone({ filter: text.trim() ? { ...filter, search: text } : filter });
+  }
+
   /** Order by declared fields; `-` for descending: `orderBy("-timestamp")`. */
   orderBy(...fields: string[]): QuerySet<T> {
     return this.clone({ orderBy: fields });

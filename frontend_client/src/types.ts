@@ -7,6 +7,8 @@ import type {
   EVENT_PAYLOAD_FIELDS,
   EventName,
   ExtractionStatus,
+  FeedbackRating,
+  MessageRevision,
   MessageType,
   ModelOperation,
   ProcessingStatus,
@@ -67,6 +69,8 @@ export interface SessionRow extends Row {
   id: string;
   agent_path: string;
   title: string;
+  /** `active`, `completed` or `archived`. A `deleted` conversation (its owner deleted it) is
+   * answered as missing (404) and never listed, so rows read through the bridge do not have it. */
   status: SessionStatus;
   created_at: string;
   updated_at: string;
@@ -92,6 +96,28 @@ export interface MessageRow extends Row {
   updated_at?: string;
   metrics?: JsonObject;
   metadata?: JsonObject;
+  /**
+   * Versions (docs/versions.md, docs/sdk.md "Versions"). The row is on the conversation's active
+   * path: list queries of messages answer only such rows unless they name `active`,
+   * `version_group` or `id`; the conversation store shows only them.
+   */
+  active?: boolean;
+  /** A user message: the user message before it on its path (null on the first, and on messages
+   * sent since the last version change: the server fills it in lazily). Null on other rows. */
+  parent?: string | null;
+  /** A user message with other versions: the id of the first version, shared by all of them
+   * (`filter({ version_group })` finds them); null while it has none. */
+  version_group?: string | null;
+  /** A user message: which version it is (1 for the original, in the order they were made). */
+  version_index?: number;
+  /** A user message: how many versions its group has (1 when none other). */
+  version_count?: number;
+  /** How a user message came to be: `original` (sent), `regenerate` or `edit`. */
+  revision?: MessageRevision;
+  /** An agent reply: its owner's rating (`up`, `down`, or "" when none). */
+  feedback?: FeedbackRating | "";
+  /** An agent reply: the comment given with the rating ("" when none). */
+  feedback_comment?: string;
 }
 
 /** `widget` rows. `display_data` is presentation state a client may change. */

@@ -716,3 +716,127 @@ describe("tool steps and parts", () => {
     assert.equal(message(early, "a")?.content, "I can apply it. Done.");
   });
 });
+
+describe("versions: the active path", () => {
+  // A conversation u1 -> a1, u2 -> a2 (tool step t2 in a2's reply); u2 is then answered again
+  // (u2b, reply a2b) or edited. The server flips `active` (updated_at moves on) and says so with
+  // one model_change naming every row whose flag changed.
+  const user = (id: string, ms: number, fields: Partial<MessageRow> = {}) =>
+    messageRow(id, { message_type: "user", content: id, timestamp: at(ms), updated_at: at(ms), active: true, version_index: 1, version_count: 1, ...fields });
+  const reply = (id: string, to: string, ms: number, fields: Partial<MessageRow> = {}) =>
+    messageRow(id, { reply_to: to, content: `reply to ${to}`, timestamp: at(ms), updated_at: at(ms), active: true, ...fields });
+  const step = (id: string, to: string, ms: number) =>
+    reply(id, to, ms, { message_type: "tool", component_type: "lookup", component_data: { call_id: "c1", name: "lookup", arguments: {}, round: 0, index: 0, text_offset: 0 } });
+  const base = () =>
+    run(loaded(), read({ messages: [user("u1", 10), reply("a1", "u1", 20), user("u2", 30), step("t2", "u2", 35), reply("a2", "u2", 40)] })).state;
+  const ids = (state: StoreState) => view(state).messages.map((m) => m.id);
+  const change = (pks: string[]) => event("model_change", { model: "message", operation: "update", pks, operation_id: null });
+
+  test("rows read back inactive leave the snapshot, with their reply; rows that joined appear in order", () => {
+    const start = base();
+    assert.deepEqual(ids(start), ["u1", "a1", "u2", "t2", "a2"]);
+    const asked = run(start, change(["u2", "t2", "a2", "u2b"]));
+    assert.deepEqual(new Set(asked.reads.map((r) => (r.model === "message" ? r.pk : ""))), new Set(["u2", "t2", "a2", "u2b"]));
+    const u2b = user("u2b", 50, { version_group: "u2", version_index: 2, version_count: 2, revision: "regenerate", processing_status: "pending" });
+    // The user message alone says it left: its reply goes with it, before the reply's rows come.
+    const { state } = run(asked.state, read({ messages: [user("u2", 30, { active: false, updated_at: at(60), version_group: "u2", version_count: 2 }), u2b] }));
+    assert.deepEqual(ids(state), ["u1", "a1", "u2b"]);
+    assert.equal(view(state).phase, "waiting", "the new version waits for its reply");
+    const answered = run(state, read({ messages: [reply("a2b", "u2b", 70)] })).state;
+    assert.deepEqual(ids(answered), ["u1", "a1", "u2b", "a2b"]);
+  });
+
+  test("an active-scoped read that no longer returns a row the store shows removes it; rows it never showed stay unknown", () => {
+    const start = base();
+    const { state } = run(start, { ...read({ messages: [user("u2b", 50, { version_group: "u2", version_index: 2, version_count: 2 })] }), asked: ["u2", "t2", "a2", "u2b", "x9"] } as StoreAction);
+    assert.deepEqual(ids(state), ["u1", "a1", "u2b"]);
+    assert.ok(!state.offPath.has("x9"), "a row the store never showed is not taken for one that left");
+    // A row not asked for stays even when the answer lacks it.
+    const other = run(start, { ...read({ messages: [] }), asked: ["a1"] } as StoreAction).state;
+    assert.deepEqual(ids(other), ["u1", "u2", "t2", "a2"]);
+  });
+
+  test("events of a superseded turn (its late chunks, steps, status) do not bring its rows back", () => {
+    const streaming = run(
+      base(),
+      event("stream_start", { message_id: "a3", sequence: 0, reply_to: "u3" }),
+      read({ messages: [user("u3", 80, { processing_status: "processing" })] }),
+      chunk("a3", "Half", 0, 1),
+    ).state;
+    assert.deepEqual(ids(streaming), ["u1", "a1", "u2", "t2", "a2", "u3", "a3"]);
+    const left = run(streaming, read({ messages: [user("u3", 80, { active: false, updated_at: at(90), processing_status: "processing" })] })).state;
+    assert.deepEqual(ids(left), ["u1", "a1", "u2", "t2", "a2"]);
+    assert.equal(view(left).busy, false, "the superseded turn no longer makes the conversation busy");
+    const late = run(
+      left,
+      chunk("a3", " more", 4, 2),
+      event("tool_call_start", { reply_to: "u3", call_id: "c9", name: "lookup" }),
+      event("tool_call_arguments", { message_id: "t3", reply_to: "u3", call_id: "c9", name: "lookup", arguments: {}, status: "processing" }),
+      event("message_status", { message_id: "a3", message_type: "agent", status: "cancelled", reason: "superseded" }),
+      event("stream_end", { message_id: "a3", sequence: 2 }),
+      event("stream_start", { message_id: "a3", sequence: 2, reply_to: "u3" }),
+    );
+    assert.deepEqual(ids(late.state), ["u1", "a1", "u2", "t2", "a2"]);
+    assert.deepEqual(late.reads, [], "nothing of the superseded turn is read");
+    assert.equal(late.state.streams.size, 0);
+  });
+
+  test("a read that started before a row left the path does not bring it back; a later one that finds it active again does", () => {
+    const left = run(base(), read({ messages: [user("u2", 30, { active: false, updated_at: at(60) }), reply("a2", "u2", 40, { active: false, updated_at: at(60) })] })).state;
+    assert.deepEqual(ids(left), ["u1", "a1"]);
+    const stale = run(left, read({ messages: [user("u2", 30), reply("a2", "u2", 40)] })).state;
+    assert.deepEqual(ids(stale), ["u1", "a1"], "copies older than the change stay out");
+    const staleSync = run(stale, synced(stale, { messages: [user("u1", 10), reply("a1", "u1", 20), user("u2", 30), reply("a2", "u2", 40)] })).state;
+    assert.deepEqual(ids(staleSync), ["u1", "a1"], "a full read made before the change neither");
+    const back = run(staleSync, read({ messages: [user("u2", 30, { updated_at: at(70) }), reply("a2", "u2", 40, { updated_at: at(70) })] })).state;
+    assert.deepEqual(ids(back), ["u1", "a1", "u2", "a2"]);
+    assert.equal(back.offPath.size, 1, "only t2 (not read back yet) is still known off the path");
+  });
+
+  test("switching back and forth: the snapshot is always one path, in order", () => {
+    // u2 (a2) and u2b (a2b) are versions of one message; u3 followed u2b.
+    const v1 = { version_group: "u2", version_count: 2 };
+    const path1 = [user("u1", 10), reply("a1", "u1", 20), user("u2", 30, { ...v1, updated_at: at(100) }), reply("a2", "u2", 40, { updated_at: at(100) })];
+    const path2 = [user("u2b", 50, { ...v1, version_index: 2 }), reply("a2b", "u2b", 60), user("u3", 70), reply("a3", "u3", 75)];
+    let state = run(loaded(), read({ messages: [user("u1", 10), reply("a1", "u1", 20), ...path2] })).state;
+    assert.deepEqual(ids(state), ["u1", "a1", "u2b", "a2b", "u3", "a3"]);
+    // To version 1: u2b's path leaves, u2's joins (all in one model_change, one read).
+    const off = (rows: MessageRow[], ms: number) => rows.map((r) => ({ ...r, active: false, updated_at: at(ms) }));
+    state = run(state, read({ messages: [...path1.slice(2), ...off(path2, 100)] })).state;
+    assert.deepEqual(ids(state), ["u1", "a1", "u2", "a2"]);
+    assert.deepEqual(
+      view(state).messages.map((m) => [m.id, m.versionIndex, m.versionCount, m.versionOf]),
+      [["u1", 1, 1, "u1"], ["a1", 1, 1, "u1"], ["u2", 1, 2, "u2"], ["a2", 1, 2, "u2"]],
+      "a reply counts the versions of the user message it answers",
+    );
+    // And back: the rows come back active, newer than when they left.
+    const on = (rows: MessageRow[], ms: number) => rows.map((r) => ({ ...r, active: true, updated_at: at(ms) }));
+    state = run(state, read({ messages: [...off(path1.slice(2), 200), ...on(path2, 200)] })).state;
+    assert.deepEqual(ids(state), ["u1", "a1", "u2b", "a2b", "u3", "a3"]);
+    assert.equal(view(state).messages.find((m) => m.id === "u2b")?.versionIndex, 2);
+  });
+
+  test("the answer of the store's own version operation replaces the other version and everything after it at once", () => {
+    const start = run(base(), read({ messages: [user("u3", 50), reply("a3", "u3", 60)] })).state;
+    assert.deepEqual(ids(start), ["u1", "a1", "u2", "t2", "a2", "u3", "a3"]);
+    // u2 was regenerated: the server answers the new version (the original's row here still has
+    // version_group null: its group is itself).
+    const u2b = user("u2b", 90, { version_group: "u2", version_index: 2, version_count: 2, revision: "regenerate", processing_status: "pending" });
+    const { state } = run(start, { type: "messageSaved", row: u2b });
+    assert.deepEqual(ids(state), ["u1", "a1", "u2b"]);
+    assert.equal(view(state).busy, true);
+    // A local message being sent meanwhile stays.
+    const sending = run(start, { type: "sendStarted", row: { ...user("local-1", 95), local: true, operationId: "op" } }, { type: "messageSaved", row: u2b }).state;
+    assert.deepEqual(ids(sending), ["u1", "a1", "u2b", "local-1"]);
+    // Feedback on a reply (an agent row) changes that row only.
+    const rated = run(start, { type: "messageSaved", row: reply("a1", "u1", 20, { feedback: "up", feedback_comment: "good", updated_at: at(99) }) }).state;
+    assert.deepEqual(ids(rated), ids(start));
+    assert.equal(view(rated).messages.find((m) => m.id === "a1")?.feedback, "up");
+  });
+
+  test("a stale answer of a version operation (another switch came after it) changes nothing", () => {
+    const left = run(base(), read({ messages: [user("u2", 30, { active: false, updated_at: at(200) })] })).state;
+    const { state } = run(left, { type: "messageSaved", row: user("u2", 30, { updated_at: at(150) }) });
+    assert.deepEqual(ids(state), ["u1", "a1"]);
+  });
+});

@@ -46,8 +46,8 @@ export async function answerApproval(host: StoreHost, stepId: string, answer: Ap
   }
 }
 
-/** The message row of the answer: the bridge's normalized form, or a plain row. */
-function rowOf(reply: unknown): MessageRow | null {
+/** The message row of a row action's answer: the bridge's normalized form, or a plain row. */
+export function rowOf(reply: unknown): MessageRow | null {
   if (!reply || typeof reply !== "object") return null;
   const normalized = reply as Partial<Normalized<Pk>>;
   const row = normalized.included?.[BuiltinModel.MESSAGE]?.[String(normalized.data)];

@@ -2,14 +2,25 @@
  * The store's row fetcher: the rows the reducer asks for (`Step.reads`) are gathered and read
  * together, one query per model (`id__in`), after the shortest delay any of them asked for. A read
  * that fails is tried again after `READ_RETRY_DELAY`: what the store shows may be stale until then.
+ *
+ * One read runs at a time (the next waits for it), so answers reach the reducer in the order the
+ * reads were made: a message that left the active path and came back is never shown as it was
+ * before by a late answer. The reducer is told which messages were asked for: one the answer
+ * lacks is no longer on the path (docs/sdk.md, "Versions").
  */
 
 import { BuiltinModel } from "../constants.js";
 import { toClientError } from "../errors.js";
+import type { MessageRow } from "../types.js";
 import type { StoreHost } from "./host.js";
 import type { RowRead } from "./reducer.js";
 
 const READ_RETRY_DELAY = 2000;
+/**
+ * Ids per message query, well within the bridge's default `QUERY_MAX_LIMIT` and
+ * `QUERY_MAX_IN_VALUES` (200 each): a switch of versions can name hundreds of rows.
+ */
+const IDS_PER_QUERY = 100;
 
 export class RowFetcher {
   private readonly wanted = {
@@ -20,6 +31,8 @@ export class RowFetcher {
   private session = false;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private due = 0;
+  /** Settles when the read running now (if any) is over. */
+  private running: Promise<void> = Promise.resolve();
 
   constructor(private readonly host: StoreHost) {}
 
@@ -46,11 +59,12 @@ export class RowFetcher {
     this.due = due;
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.run();
+      this.running = this.running.then(() => this.run());
     }, delay);
   }
 
   private async run(): Promise<void> {
+    if (this.host.isClosed()) return;
     const messages = [...this.wanted.message];
     const widgets = [...this.wanted.widget];
     const files = [...this.wanted.file];
@@ -62,13 +76,13 @@ export class RowFetcher {
     const { deps, sessionId } = this.host;
     try {
       const [messageRows, widgetRows, fileRows, sessionRow] = await Promise.all([
-        messages.length ? deps.messages.filter({ id__in: messages }).limit(messages.length).fetch() : [],
+        readMessages(deps, messages),
         widgets.length ? deps.widgets.filter({ id__in: widgets }).limit(widgets.length).fetch() : [],
         files.length ? deps.files.filter({ id__in: files }).limit(files.length).fetch() : [],
         session ? deps.sessions.get(sessionId) : null,
       ]);
       if (this.host.isClosed()) return;
-      this.host.dispatch({ type: "read", session: sessionRow, messages: messageRows, widgets: widgetRows, files: fileRows });
+      this.host.dispatch({ type: "read", session: sessionRow, messages: messageRows, widgets: widgetRows, files: fileRows, asked: messages });
     } catch (error) {
       for (const pk of messages) this.wanted.message.add(pk);
       for (const pk of widgets) this.wanted.widget.add(pk);
@@ -78,4 +92,14 @@ export class RowFetcher {
       this.host.dispatch({ type: "error", error: toClientError(error) });
     }
   }
+}
+
+/** The message rows of `ids` (those the caller may see), one query per `IDS_PER_QUERY` of them. */
+async function readMessages(deps: StoreHost["deps"], ids: string[]): Promise<MessageRow[]> {
+  const pages: Promise<MessageRow[]>[] = [];
+  for (let at = 0; at < ids.length; at += IDS_PER_QUERY) {
+    const chunk = ids.slice(at, at + IDS_PER_QUERY);
+    pages.push(deps.messages.filter({ id__in: chunk }).limit(chunk.length).fetch());
+  }
+  return (await Promise.all(pages)).flat();
 }

@@ -39,6 +39,7 @@ import type {
   WidgetRow,
 } from "../types.js";
 import type { Attachment, StoredMessage, StoreState, UploadState } from "./state.js";
+import { microseconds } from "./view.js";
 
 /**
  * Milliseconds between re-reads of a streaming row while chunks wait for text that only the row
@@ -59,8 +60,11 @@ export type StoreAction =
   | { type: "event"; event: RealtimeEvent }
   /** A full read (first load, reconnect, poll): `known` are the message ids the store had when it started. */
   | { type: "synced"; session: SessionRow; messages: MessageRow[]; widgets: WidgetRow[]; files: FileRow[]; known: ReadonlySet<string> }
-  /** Rows read because a step asked for them (`reads`). */
-  | { type: "read"; session: SessionRow | null; messages: MessageRow[]; widgets: WidgetRow[]; files: FileRow[] }
+  /**
+   * Rows read because a step asked for them (`reads`). `asked`: the message ids the read asked
+   * for; one the store shows that the answer lacks left the active path (or is gone).
+   */
+  | { type: "read"; session: SessionRow | null; messages: MessageRow[]; widgets: WidgetRow[]; files: FileRow[]; asked?: readonly string[] }
   | { type: "connection"; state: ChannelState; error?: ConversationClientError | undefined }
   /** Set (or, with null, clear) the error the state shows. */
   | { type: "error"; error: ConversationClientError | null }
@@ -82,7 +86,13 @@ export type StoreAction =
   /** `approve()` / `reject()` of a tool step was sent. */
   | { type: "answerStarted"; stepId: string }
   /** The answer came back: the step's row as the server stored it (null when it failed). */
-  | { type: "answerEnded"; stepId: string; row: MessageRow | null; error?: ConversationClientError };
+  | { type: "answerEnded"; stepId: string; row: MessageRow | null; error?: ConversationClientError }
+  /**
+   * A message row this client wrote (regenerate, edit, setActiveVersion, feedback answered with
+   * it). A user message on the active path takes the place of its other version the store shows,
+   * and of everything after that version (they left the path).
+   */
+  | { type: "messageSaved"; row: MessageRow };
 
 export interface Step {
   state: StoreState;
@@ -100,11 +110,28 @@ export function reduce(state: StoreState, action: StoreAction): Step {
     case "synced":
       applySync(draft, action);
       break;
-    case "read":
-      for (const row of action.messages) if (row.session === state.sessionId) mergeMessage(draft, row);
+    case "read": {
+      const returned = new Set<string>();
+      for (const row of action.messages) {
+        if (row.session !== state.sessionId) continue;
+        returned.add(row.id);
+        mergeMessage(draft, row);
+      }
+      // A read of the active path no longer returns a row the store shows: it left the path (or
+      // was deleted). Rows the store does not show are left alone (nothing says what they are).
+      for (const pk of action.asked ?? []) {
+        const row = draft.rows.get(pk);
+        if (!returned.has(pk) && row && !row.local && !row.placeholder) leavePath(draft, pk, null);
+      }
       for (const row of action.widgets) mergeWidget(draft, row);
       for (const row of action.files) mergeFile(draft, row);
       if (action.session && isNotOlder(action.session, draft.session)) draft.session = action.session;
+      break;
+    }
+    case "messageSaved":
+      if (action.row.session !== state.sessionId) break;
+      mergeMessage(draft, action.row);
+      followVersion(draft, action.row);
       break;
     case "connection":
       draft.connection = action.state;
@@ -186,6 +213,7 @@ class Draft {
   readonly ownOperations: Set<string>;
   readonly adoptions: Map<string, string>;
   readonly answering: Set<string>;
+  readonly offPath: Map<string, string | null>;
   connection: ChannelState;
   error: ConversationClientError | null;
   loaded: boolean;
@@ -204,6 +232,7 @@ class Draft {
     this.ownOperations = new Set(base.ownOperations);
     this.adoptions = new Map(base.adoptions);
     this.answering = new Set(base.answering);
+    this.offPath = new Map(base.offPath);
     this.connection = base.connection;
     this.error = base.error;
     this.loaded = base.loaded;
@@ -228,6 +257,11 @@ class Draft {
     return this.streams.get(messageId);
   }
 
+  /** The message left the active path (or answers one that did): its events change nothing. */
+  isOffPath(messageId: string | null | undefined): boolean {
+    return !!messageId && this.offPath.has(messageId);
+  }
+
   dropStream(messageId: string): void {
     this.streams.delete(messageId);
   }
@@ -250,6 +284,7 @@ class Draft {
       ownOperations: this.ownOperations,
       adoptions: this.adoptions,
       answering: this.answering,
+      offPath: this.offPath,
       connection: this.connection,
       error: this.error,
       loaded: this.loaded,
@@ -259,6 +294,7 @@ class Draft {
 }
 
 function applyEvent(draft: Draft, event: RealtimeEvent): void {
+  if (event.name !== EventName.MODEL_CHANGE && isOffPathEvent(draft, event)) return;
   switch (event.name) {
     case EventName.STREAM_START: {
       const p = event.payload;
@@ -329,7 +365,7 @@ function applyEvent(draft: Draft, event: RealtimeEvent): void {
           updated_at: p.timestamp,
         } as WidgetRow);
       }
-      if (p.message_id && !draft.rows.has(p.message_id)) draft.read(BuiltinModel.MESSAGE, p.message_id);
+      if (p.message_id && !draft.rows.has(p.message_id) && !draft.isOffPath(p.message_id)) draft.read(BuiltinModel.MESSAGE, p.message_id);
       break;
     }
     case EventName.MODEL_CHANGE:
@@ -342,6 +378,28 @@ function applyEvent(draft: Draft, event: RealtimeEvent): void {
     case EventName.TOOL_CALL_RESULT:
       applyToolCallEvent(draft, event.payload);
       break;
+  }
+}
+
+/**
+ * An event of a message that left the active path, or of the reply to one (a superseded turn
+ * ending, its late chunks): it would bring back what another version replaced. Widget events
+ * still update the widget row (shown only with its message).
+ */
+function isOffPathEvent(draft: Draft, event: RealtimeEvent): boolean {
+  switch (event.name) {
+    case EventName.STREAM_START:
+    case EventName.TOOL_CALL_ARGUMENTS:
+    case EventName.TOOL_CALL_RESULT:
+      return draft.isOffPath(event.payload.message_id) || draft.isOffPath(event.payload.reply_to);
+    case EventName.TOOL_CALL_START:
+      return draft.isOffPath(event.payload.reply_to);
+    case EventName.TEXT_CHUNK:
+    case EventName.STREAM_END:
+    case EventName.MESSAGE_STATUS:
+      return draft.isOffPath(event.payload.message_id);
+    default:
+      return false;
   }
 }
 
@@ -549,6 +607,13 @@ function mergeMessage(draft: Draft, row: MessageRow): void {
   }
   const existing = draft.rows.get(row.id);
   if (existing && !existing.local && !isNotOlder(row, existing)) return;
+  // Off the path since a change this copy is older than (a read that started before it).
+  if (draft.offPath.has(row.id) && !isNotOlder(row, { updated_at: draft.offPath.get(row.id) })) return;
+  if (row.active === false) {
+    leavePath(draft, row.id, row.updated_at ?? null);
+    return;
+  }
+  draft.offPath.delete(row.id);
   if (isToolRow(row)) {
     // A read that started before the step moved on (an event said so) is older than it.
     if (existing && stepRank(row.processing_status) < stepRank(existing.processing_status)) return;
@@ -575,6 +640,52 @@ function mergeMessage(draft: Draft, row: MessageRow): void {
   showStream(draft, row.id);
   // Still a gap: the row is saved at an interval; read it again shortly.
   if (stream.needsRow) draft.read(BuiltinModel.MESSAGE, row.id, GAP_RETRY_DELAY);
+}
+
+/**
+ * A message left the active path: it leaves the store, and so does its reply when it is a user
+ * message (the rows answering it: agent message, tool steps, widget messages, placeholders). Its
+ * events are ignored from then on (`offPath`), until a read brings it back active.
+ */
+function leavePath(draft: Draft, id: string, updatedAt: string | null): void {
+  const row = draft.rows.get(id);
+  if (row?.local) return;
+  draft.rows.delete(id);
+  draft.dropStream(id);
+  draft.offPath.set(id, updatedAt ?? stamp(row));
+  for (const [replyId, reply] of draft.rows) {
+    if (reply.reply_to !== id || reply.local) continue;
+    draft.rows.delete(replyId);
+    draft.dropStream(replyId);
+    if (!reply.placeholder) draft.offPath.set(replyId, stamp(reply));
+  }
+}
+
+function stamp(row: { updated_at?: unknown } | undefined): string | null {
+  return typeof row?.updated_at === "string" ? row.updated_at : null;
+}
+
+/**
+ * A user message this client made active (a new version, or one switched to): only one version of
+ * a message is on the path, so the other version the store shows left it, with every user message
+ * after it and their replies (the rest of that path). The server's `model_change` says the same a
+ * moment later; this shows it at once.
+ */
+function followVersion(draft: Draft, row: MessageRow): void {
+  if (row.message_type !== MessageType.USER || row.active === false || !draft.rows.has(row.id)) return;
+  const group = row.version_group ?? row.id;
+  let from: number | null = null;
+  for (const other of draft.rows.values()) {
+    if (other.local || other.id === row.id || other.message_type !== MessageType.USER || (other.version_group ?? other.id) !== group) continue;
+    const t = microseconds(other.timestamp);
+    if (from === null || t < from) from = t;
+  }
+  if (from === null) return;
+  for (const other of [...draft.rows.values()]) {
+    if (!other.local && other.id !== row.id && other.message_type === MessageType.USER && microseconds(other.timestamp) >= from) {
+      leavePath(draft, other.id, null);
+    }
+  }
 }
 
 function mergeWidget(draft: Draft, row: WidgetRow): void {

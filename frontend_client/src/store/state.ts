@@ -75,6 +75,19 @@ export interface ConversationMessage extends MessageRow {
   local: boolean;
   /** Why a local message could not be sent (it stays, so nothing typed is lost). */
   sendError: ConversationClientError | null;
+  /**
+   * The versions this message belongs to, for a "< k/n >" picker (docs/sdk.md, "Versions"): a
+   * user message's own (`version_index`, `version_count`); for a reply (agent, tool and widget
+   * messages) those of the user message it answers. 1 and 1 when there is no other version.
+   */
+  versionIndex: number;
+  versionCount: number;
+  /**
+   * The user message whose versions `versionIndex`/`versionCount` count: the message itself for a
+   * user message, the one it answers for a reply (`reply_to`); pass it to `versions()` to list
+   * them. Null for a message that answers none (a greeting).
+   */
+  versionOf: string | null;
 }
 
 export interface UploadState {
@@ -155,6 +168,13 @@ export interface StoreState {
   readonly adoptions: ReadonlyMap<string, string>;
   /** Tool steps this store is answering (`approve()` / `reject()` sent, no answer yet). */
   readonly answering: ReadonlySet<string>;
+  /**
+   * Messages that left the conversation's active path (another version was chosen), by id: the
+   * `updated_at` of the row that said so (null when a read of the active path no longer returned
+   * it). Events of such a message or of its reply (a superseded turn still ending) do not bring it
+   * back; a row read later that is active again and not older does.
+   */
+  readonly offPath: ReadonlyMap<string, string | null>;
   readonly connection: ChannelState;
   readonly error: ConversationClientError | null;
   /** The first full read is done. */
@@ -174,6 +194,7 @@ export function initialState(sessionId: string): StoreState {
     ownOperations: new Set(),
     adoptions: new Map(),
     answering: new Set(),
+    offPath: new Map(),
     connection: "connecting",
     error: null,
     loaded: false,

@@ -28,6 +28,9 @@ export function view(state: StoreState): ConversationState {
     void _op;
     void _files;
     void _placeholder;
+    // A reply counts the versions of the user message it answers.
+    const versionOf = row.message_type === MessageType.USER ? row.id : row.reply_to;
+    const versioned = versionOf ? state.rows.get(versionOf) : undefined;
     return {
       ...rest,
       parts: [],
@@ -39,6 +42,9 @@ export function view(state: StoreState): ConversationState {
       streaming: row.processing_status === ProcessingStatus.STREAMING,
       local: !!local,
       sendError: sendError ?? null,
+      versionIndex: positive(versioned?.version_index),
+      versionCount: positive(versioned?.version_count),
+      versionOf: versionOf ?? null,
     };
   });
   placeParts(messages);
@@ -110,6 +116,11 @@ function toolStep(row: StoredMessage, answering: ReadonlySet<string>): ToolStep 
     awaitingApproval: status === ProcessingStatus.AWAITING_APPROVAL && (!approval || approval.status === ApprovalStatus.PENDING),
     answering: !row.placeholder && answering.has(row.id),
   };
+}
+
+/** A version number of a row (1 when the row has none: the server does not send it, or a local message). */
+function positive(value: unknown): number {
+  return typeof value === "number" && value >= 1 ? value : 1;
 }
 
 function isObject(value: Json | undefined): value is JsonObject {
@@ -190,7 +201,7 @@ function undeclaredOffset(widget: ConversationMessage, agent: ConversationMessag
  * An ISO timestamp in microseconds since the epoch: the server keeps microseconds, and two
  * messages of one turn are often less than a millisecond apart (Date.parse stops at milliseconds).
  */
-function microseconds(iso: string): number {
+export function microseconds(iso: string): number {
   const ms = Date.parse(iso);
   const fraction = /T[\d:]+\.(\d+)/.exec(iso)?.[1] ?? "";
   return ms * 1000 + Number((fraction.slice(3, 6) || "0").padEnd(3, "0"));

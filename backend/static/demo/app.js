@@ -30,6 +30,7 @@ const AGENTS = {
   sales: { hue: 160, suggestions: ["What do you sell?", "Can I use pro-features?", "Can I get a 20% discount on pro-features?"] },
   files: { hue: 25, suggestions: ["Attach a PDF, a Word file or a photo of a page, then ask about it"] },
   writer: { hue: 300, suggestions: ["A story about a lighthouse keeper", "A story about a lost umbrella"] },
+  notes: { hue: 45, suggestions: ["Remember: buy milk", "What do you remember?"] },
   echo: { hue: 200, suggestions: ["Hello!", "Is anybody there?"] },
 };
 const look = (path) => AGENTS[path] ?? { hue: 220, suggestions: [] };
@@ -292,32 +293,206 @@ function renderAgents() {
   }
 }
 
-function renderSessions() {
-  const list = $("session-list");
-  list.replaceChildren();
-  $("no-sessions").hidden = sessions.length > 0;
-  for (const session of sessions) {
-    const fresh = knownSessionIds && !knownSessionIds.has(session.id);
-    list.append(
-      el("li", { class: [session.id === current?.sessionId && "active", session.status === "archived" && "archived", fresh && "new"].filter(Boolean).join(" "), dataset: { session: session.id } },
-        el("button", { type: "button", onclick: () => openConversation(session.id) },
-          el("span", { class: "title", text: session.title || `New ${agentName(session.agent_path)} chat` }),
-          el("span", { class: "meta", text: `${agentName(session.agent_path)} · ${timeAgo(session.last_message_at || session.created_at)}` }),
-        ),
-      ),
-    );
-  }
-  knownSessionIds = new Set(sessions.map((s) => s.id));
+// The sidebar's list: each conversation with Rename (inline), Archive / Unarchive and Delete
+// (confirmed inline). The list is rebuilt from every live snapshot; what is being typed lives in
+// `renaming`, and the focus is given back to the same control (`data-focus`) after a rebuild.
+let renaming = null; // { id, text } while a title is edited
+let confirmingDelete = null; // the id of the conversation whose Delete asks to confirm
+const sessionBusy = new Set(); // ids with a rename, archive or delete on its way
+
+function sessionTitle(session) {
+  return session.title || `New ${agentName(session.agent_path)} chat`;
 }
 
+function renderSessions() {
+  const list = $("session-list");
+  const focus = focusedControl(list);
+  list.replaceChildren();
+  const empty = $("no-sessions");
+  empty.hidden = sessions.length > 0;
+  empty.textContent = searchTerm ? `No conversation matches “${searchTerm}”.` : "No conversations yet.";
+  for (const session of sessions) {
+    const fresh = knownSessionIds && !knownSessionIds.has(session.id);
+    const archived = session.status === "archived";
+    const classes = [session.id === current?.sessionId && "active", archived && "archived", fresh && "new"];
+    const li = el("li", { class: classes.filter(Boolean).join(" "), dataset: { session: session.id, status: session.status } });
+    const title = sessionTitle(session);
+    const busy = sessionBusy.has(session.id);
+    if (renaming?.id === session.id) {
+      li.append(el("form", { class: "rename", onsubmit: (event) => { event.preventDefault(); void saveRename(session); } },
+        el("input", {
+          type: "text", class: "rename-input", value: renaming.text, maxlength: "200", "aria-label": `New title of “${title}”`,
+          dataset: { focus: `${session.id}:rename-input` }, disabled: busy,
+          oninput: (event) => { renaming.text = event.target.value; },
+          onkeydown: (event) => { if (event.key === "Escape") { event.preventDefault(); cancelRename(session.id); } },
+        }),
+        el("button", { type: "submit", class: "link", text: "Save", disabled: busy, dataset: { focus: `${session.id}:rename-save` } }),
+        el("button", { type: "button", class: "link", text: "Cancel", onclick: () => cancelRename(session.id), dataset: { focus: `${session.id}:rename-cancel` } }),
+      ));
+    } else {
+      li.append(el("button", { type: "button", class: "open", onclick: () => openConversation(session.id), dataset: { focus: `${session.id}:open` } },
+        el("span", { class: "title", text: title }),
+        el("span", { class: "meta", text: `${agentName(session.agent_path)} · ${archived ? "archived · " : ""}${timeAgo(session.last_message_at || session.created_at)}` }),
+      ));
+      if (confirmingDelete === session.id) {
+        li.append(el("div", { class: "confirm-delete", role: "group", "aria-label": `Delete “${title}”?` },
+          el("span", { text: "Delete this conversation?" }),
+          el("button", { type: "button", class: "danger", text: "Delete", disabled: busy, onclick: () => void deleteSession(session), dataset: { focus: `${session.id}:delete-confirm` } }),
+          el("button", { type: "button", class: "link", text: "Cancel", onclick: () => { confirmingDelete = null; renderSessions(); focusSession(session.id, "delete"); }, dataset: { focus: `${session.id}:delete-cancel` } }),
+        ));
+      } else {
+        li.append(el("div", { class: "session-actions" },
+          el("button", { type: "button", class: "icon-button small", "aria-label": `Rename “${title}”`, title: "Rename", text: "✎", disabled: busy, onclick: () => startRename(session), dataset: { focus: `${session.id}:rename` } }),
+          el("button", {
+            type: "button", class: "icon-button small", "aria-label": `${archived ? "Unarchive" : "Archive"} “${title}”`, title: archived ? "Unarchive" : "Archive",
+            text: archived ? "⤴" : "⤓", disabled: busy, onclick: () => void setArchived(session, !archived), dataset: { focus: `${session.id}:archive`, action: archived ? "unarchive" : "archive" },
+          }),
+          el("button", { type: "button", class: "icon-button small", "aria-label": `Delete “${title}”`, title: "Delete", text: "🗑", disabled: busy, onclick: () => askDelete(session), dataset: { focus: `${session.id}:delete` } }),
+        ));
+      }
+    }
+    list.append(li);
+  }
+  restoreFocus(list, focus);
+  knownSessionIds = new Set(sessions.map((s) => s.id));
+  renderArchivedNotice();
+}
+
+function focusSession(sessionId, control) {
+  $("session-list").querySelector(`[data-focus="${sessionId}:${control}"]`)?.focus();
+}
+
+function startRename(session) {
+  confirmingDelete = null;
+  renaming = { id: session.id, text: session.title || "" };
+  renderSessions();
+  const input = $("session-list").querySelector(".rename-input");
+  input?.focus();
+  input?.select();
+}
+
+function cancelRename(sessionId) {
+  renaming = null;
+  renderSessions();
+  focusSession(sessionId, "rename");
+}
+
+async function saveRename(session) {
+  if (!renaming || renaming.id !== session.id) return;
+  const title = renaming.text.trim();
+  if (title === (session.title || "")) return cancelRename(session.id);
+  sessionBusy.add(session.id);
+  renderSessions();
+  try {
+    const row = await client.sessions.update(session.id, { title });
+    sessions = sessions.map((s) => (s.id === row.id ? { ...s, ...row } : s));
+    renaming = null;
+    sessionBusy.delete(session.id);
+    renderSessions();
+    focusSession(session.id, "rename");
+  } catch (error) {
+    sessionBusy.delete(session.id);
+    renderSessions();
+    showBanner(error);
+  }
+}
+
+async function setArchived(session, archived) {
+  sessionBusy.add(session.id);
+  renderSessions();
+  try {
+    const row = await client.sessions.update(session.id, { status: archived ? "archived" : "active" });
+    sessions = sessions.map((s) => (s.id === row.id ? { ...s, ...row } : s));
+  } catch (error) {
+    showBanner(error);
+  } finally {
+    sessionBusy.delete(session.id);
+    renderSessions();
+    focusSession(session.id, "archive");
+  }
+}
+
+function askDelete(session) {
+  renaming = null;
+  confirmingDelete = session.id;
+  renderSessions();
+  focusSession(session.id, "delete-confirm");
+}
+
+async function deleteSession(session) {
+  sessionBusy.add(session.id);
+  renderSessions();
+  try {
+    await client.sessions.delete(session.id);
+    confirmingDelete = null;
+    sessions = sessions.filter((s) => s.id !== session.id);
+    if (current?.sessionId === session.id) showWelcome();
+  } catch (error) {
+    showBanner(error);
+  } finally {
+    sessionBusy.delete(session.id);
+    renderSessions();
+  }
+}
+
+// The open conversation, archived: nothing can be sent to it until it is unarchived.
+function renderArchivedNotice() {
+  const session = current ? sessions.find((s) => s.id === current.sessionId) : null;
+  const archived = (session?.status ?? current?.conversation.getState().session?.status) === "archived";
+  $("archived").hidden = !archived || $("app").dataset.screen !== "conversation";
+  $("input").disabled = archived;
+  if (archived && session) $("unarchive").onclick = () => void setArchived(session, false);
+}
+
+// The list follows the search box: the server's `search` filter (title and message text), asked
+// once typing pauses. Every new search replaces the live query.
+let searchTerm = "";
+let stopSessions = null;
+let searchTimer = 0;
+
 function followSessions() {
-  client.sessions.orderBy("-updated_at").limit(50).live(
+  stopSessions?.();
+  const term = searchTerm;
+  let query = client.sessions.orderBy("-updated_at").limit(50);
+  if (term) query = typeof query.search === "function" ? query.search(term) : query.filter({ search: term });
+  stopSessions = query.live(
     (snapshot) => {
+      if (term !== searchTerm) return;
       sessions = snapshot.rows;
+      // What the list shows now (the tests wait for it).
+      $("session-list").dataset.search = term;
       renderSessions();
     },
     { onError: (error) => showBanner(error) },
   );
+}
+
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    const term = $("session-search").value.trim();
+    if (term === searchTerm) return;
+    searchTerm = term;
+    $("session-list").dataset.search = "…";
+    followSessions();
+  }, 300);
+}
+
+// Keyboard focus across a rebuild: the control that had it (its `data-focus`), with the caret of
+// a text field.
+function focusedControl(container) {
+  const active = document.activeElement;
+  if (!active || !container.contains(active) || !active.dataset?.focus) return null;
+  const text = "selectionStart" in active && typeof active.selectionStart === "number";
+  return { key: active.dataset.focus, start: text ? active.selectionStart : null, end: text ? active.selectionEnd : null };
+}
+
+function restoreFocus(container, focus) {
+  if (!focus || (document.activeElement && container.contains(document.activeElement))) return;
+  const node = container.querySelector(`[data-focus="${CSS.escape(focus.key)}"]`);
+  if (!node) return;
+  node.focus();
+  if (focus.start !== null && typeof node.setSelectionRange === "function") node.setSelectionRange(focus.start, focus.end);
 }
 
 // Screens.
@@ -331,6 +506,7 @@ function showScreen(screen) {
   $("composer").dataset.ready = String(ready);
   $("send").disabled = !ready;
   $("input").placeholder = ready ? "Message the agent…" : "Starting the conversation…";
+  renderArchivedNotice();
   if (!ready) {
     $("stop").hidden = true;
     $("suggestions").hidden = true;
@@ -360,6 +536,9 @@ function leaveConversation() {
   left.conversation.close();
   connections.conversation = null;
   rendered.clear();
+  editing.clear();
+  rating.clear();
+  switching.clear();
   queuedRendered.clear();
   $("messages").replaceChildren();
   $("queue").replaceChildren();
@@ -507,14 +686,19 @@ function renderConversation(state) {
   const list = $("messages");
   const wanted = [];
   const seen = new Set();
+  const focus = focusedControl(list);
   for (const message of state.messages) {
-    // Tool steps and widgets of a reply are drawn inside it.
-    if (message.partOf) continue;
+    // Tool steps and widgets of a reply are drawn inside it; a row that left the active path
+    // (another version was chosen) is not drawn.
+    if (message.partOf || message.active === false) continue;
     seen.add(message.id);
+    const thumbs = rating.get(message.id);
+    // A rating on its way shows until the row says the same.
+    if (thumbs && !thumbs.sending && thumbs.pending !== undefined && (message.feedback || null) === thumbs.pending) thumbs.pending = undefined;
     const signature = JSON.stringify([
       message.content, message.processing_status, message.local, message.sendError?.code, message.widget?.display_data,
       message.widget?.data, message.attachments.map((f) => [f.id, f.extraction_status]), message.files.map((id) => state.files[id]?.extraction_status),
-      state.busy, message.step && stepSignature(message.step), message.parts.map(partSignature),
+      state.busy, message.step && stepSignature(message.step), message.parts.map(partSignature), actionSignature(message),
     ]);
     let cached = rendered.get(message.id);
     if (!cached || cached.signature !== signature) {
@@ -540,8 +724,11 @@ function renderConversation(state) {
   }
 
   placeInOrder(list, wanted);
+  restoreFocus(list, focus);
+  for (const id of editing.keys()) if (!seen.has(id)) editing.delete(id);
 
   renderSuggestions(state, agentPath);
+  renderArchivedNotice();
   renderComposer(state);
 
   if (state.error && state.error !== lastErrorShown) {
@@ -576,7 +763,8 @@ function renderMessage(message, state) {
   const li = el("li", { class: classes.filter(Boolean).join(" "), dataset: { id: message.id, type, status: message.processing_status } });
   const agentPath = state.session?.agent_path;
   if (type === "user") {
-    const stack = el("div", { class: "stack" }, el("div", { class: "bubble", text: message.content }));
+    const editor = editing.get(message.id);
+    const stack = el("div", { class: "stack" }, editor ? renderEditor(message, editor) : el("div", { class: "bubble", text: message.content }));
     if (message.files.length) {
       stack.append(el("div", { class: "chips" }, message.files.map((id) => fileChip(state.files[id] ?? message.attachments.find((f) => f.id === id)))));
     }
@@ -588,6 +776,8 @@ function renderMessage(message, state) {
       ));
     } else if (message.local) {
       stack.append(el("div", { class: "status", text: "Sending…" }));
+    } else if (!editor) {
+      stack.append(userActions(message));
     }
     li.append(stack);
   } else if (type === "widget") {
@@ -604,9 +794,252 @@ function renderMessage(message, state) {
     if (!message.parts.some((part) => part.type === "text") && (message.streaming || !pieces.length)) pieces.push(markdownBubble(message.content));
     const stack = el("div", { class: "stack" }, pieces);
     if (message.processing_status === "cancelled") stack.append(el("div", { class: "status stopped", text: "Stopped" }));
+    if (FINISHED.has(message.processing_status) && !message.local) stack.append(replyActions(message));
     li.append(avatar(agentPath), stack);
   }
   return li;
+}
+
+// What a person can do with a message: on their own, Edit and the version arrows; on a finished
+// reply, Regenerate, Copy and the thumbs (a thumb down opens an optional comment). Each control
+// has a `data-focus` key, so the keyboard focus survives the message being drawn again.
+const FINISHED = new Set(["completed", "failed", "cancelled"]);
+const editing = new Map(); // user message id -> { text, saving }
+const copied = new Map(); // reply id -> the timer that hides "Copied"
+const rating = new Map(); // reply id -> { pending: the rating on its way (undefined: none), commentOpen, comment, sending }
+const switching = new Set(); // user message ids whose version is being switched
+
+function userActions(message) {
+  const count = message.version_count ?? 1;
+  const index = message.version_index ?? 1;
+  const busy = switching.has(message.id);
+  return el("div", { class: "actions user-actions" },
+    el("button", { type: "button", class: "action", text: "Edit", "aria-label": "Edit this message", dataset: { focus: `${message.id}:edit`, action: "edit" }, onclick: () => startEdit(message) }),
+    count > 1
+      ? el("span", { class: "versions", role: "group", "aria-label": `Version ${index} of ${count}` },
+        el("button", { type: "button", class: "action", text: "<", "aria-label": "Previous version", disabled: busy || index <= 1, dataset: { focus: `${message.id}:previous`, action: "previous-version" }, onclick: () => void switchVersion(message, -1) }),
+        el("span", { class: "version-label", text: `${index}/${count}` }),
+        el("button", { type: "button", class: "action", text: ">", "aria-label": "Next version", disabled: busy || index >= count, dataset: { focus: `${message.id}:next`, action: "next-version" }, onclick: () => void switchVersion(message, 1) }),
+      )
+      : null,
+  );
+}
+
+function renderEditor(message, editor) {
+  const save = () => void saveEdit(message);
+  const cancel = () => {
+    editing.delete(message.id);
+    scheduleRender();
+    focusSoon(`${message.id}:edit`);
+  };
+  return el("form", { class: "editor", onsubmit: (event) => { event.preventDefault(); save(); } },
+    el("textarea", {
+      rows: String(Math.min(8, Math.max(2, editor.text.split("\n").length))), "aria-label": "Edit your message", disabled: editor.saving,
+      dataset: { focus: `${message.id}:editor` },
+      oninput: (event) => { editor.text = event.target.value; },
+      onkeydown: (event) => {
+        if (event.key === "Escape") { event.preventDefault(); cancel(); }
+        else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); save(); }
+      },
+    }, editor.text),
+    el("div", { class: "editor-buttons" },
+      el("button", { type: "button", class: "secondary", text: "Cancel", disabled: editor.saving, dataset: { focus: `${message.id}:edit-cancel` }, onclick: cancel }),
+      el("button", { type: "submit", class: "primary", text: editor.saving ? "Saving…" : "Save", disabled: editor.saving || !editor.text.trim(), dataset: { focus: `${message.id}:edit-save` } }),
+    ),
+  );
+}
+
+function replyActions(message) {
+  const state = rating.get(message.id);
+  const given = state?.pending !== undefined ? state.pending : message.feedback || null;
+  const thumb = (value, symbol, label) =>
+    el("button", {
+      type: "button", class: `action thumb${given === value ? " on" : ""}`, text: symbol, "aria-label": label, "aria-pressed": String(given === value),
+      title: given === value ? `${label} (click again to withdraw)` : label, disabled: state?.sending,
+      dataset: { focus: `${message.id}:${value}`, action: `thumb-${value}` }, onclick: () => void rate(message, value),
+    });
+  const row = el("div", { class: "actions reply-actions" },
+    message.reply_to
+      ? el("button", { type: "button", class: "action", text: "Regenerate", "aria-label": "Regenerate this reply", dataset: { focus: `${message.id}:regenerate`, action: "regenerate" }, onclick: () => void regenerate(message) })
+      : null,
+    el("button", { type: "button", class: "action", text: copied.has(message.id) ? "Copied" : "Copy", "aria-label": "Copy this reply", dataset: { focus: `${message.id}:copy`, action: "copy" }, onclick: () => void copyReply(message) }),
+    thumb("up", "👍", "Good reply"),
+    thumb("down", "👎", "Bad reply"),
+    el("span", { class: "sr-only", role: "status", text: copied.has(message.id) ? "Copied to the clipboard" : "" }),
+  );
+  if (!state?.commentOpen) return row;
+  const comment = el("form", { class: "feedback-comment", onsubmit: (event) => { event.preventDefault(); void sendComment(message); } },
+    el("input", {
+      type: "text", maxlength: "2000", placeholder: "What was wrong? (optional)", value: state.comment, "aria-label": "What was wrong with this reply (optional)",
+      disabled: state.sending, dataset: { focus: `${message.id}:comment` },
+      oninput: (event) => { state.comment = event.target.value; },
+      onkeydown: (event) => { if (event.key === "Escape") { event.preventDefault(); closeComment(message.id); } },
+    }),
+    el("button", { type: "submit", class: "primary", text: "Send", disabled: state.sending, dataset: { focus: `${message.id}:comment-send` } }),
+    el("button", { type: "button", class: "secondary", text: "Skip", disabled: state.sending, dataset: { focus: `${message.id}:comment-skip` }, onclick: () => closeComment(message.id) }),
+  );
+  return el("div", { class: "reply-tools" }, row, comment);
+}
+
+function actionSignature(message) {
+  const r = rating.get(message.id);
+  const e = editing.get(message.id);
+  return [
+    message.version_index, message.version_count, message.feedback, message.reply_to, switching.has(message.id), copied.has(message.id),
+    e ? [e.saving] : null, r ? [r.pending, r.commentOpen, r.sending] : null,
+  ];
+}
+
+/** Focus the control with this `data-focus` key once the next drawing is done. */
+function focusSoon(key) {
+  requestAnimationFrame(() => setTimeout(() => $("messages").querySelector(`[data-focus="${CSS.escape(key)}"]`)?.focus(), 0));
+}
+
+// The SDK's store methods (docs/sdk.md, "Versions and feedback"). Each answers the server's row or
+// throws its typed error, shown in the banner like the page's other errors (e.g. 409
+// turn_in_progress while a turn runs and the agent refuses a second one).
+async function regenerate(message) {
+  try {
+    await storeMethods(current.conversation).regenerate(message.id);
+  } catch (error) {
+    showBanner(error);
+  }
+}
+
+// STOPGAP until the SDK's store methods are committed: the same bridge row actions through the
+// SDK's transport. Removed once conversation.regenerate() & co. exist.
+function storeMethods(conversation) {
+  if (typeof conversation.regenerate === "function") return conversation;
+  const transport = client.realtime.transport;
+  const action = async (pk, name, body) => {
+    const answer = await transport.request("POST", `models/message/${encodeURIComponent(pk)}/${name}/`, { body: body ?? {} });
+    return answer?.included?.message?.[String(answer.data)] ?? answer;
+  };
+  return {
+    regenerate: (pk) => action(pk, "regenerate"),
+    edit: (pk, content) => action(pk, "edit", { content }),
+    setActiveVersion: (pk) => action(pk, "activate"),
+    feedback: (pk, value, comment) => action(pk, "feedback", comment === undefined ? { rating: value } : { rating: value, comment }),
+    versions: async (pk) => {
+      const row = await client.messages.get(pk);
+      const group = row.reply_to && row.message_type !== "user" ? (await client.messages.get(row.reply_to)) : row;
+      return client.messages.filter({ version_group: group.version_group ?? group.id }).orderBy("timestamp").fetch();
+    },
+  };
+}
+
+function startEdit(message) {
+  editing.set(message.id, { text: message.content, saving: false });
+  scheduleRender();
+  focusSoon(`${message.id}:editor`);
+}
+
+async function saveEdit(message) {
+  const editor = editing.get(message.id);
+  const entry = current;
+  if (!editor || editor.saving || !entry) return;
+  const text = editor.text.trim();
+  if (!text) return;
+  if (text === message.content.trim()) {
+    editing.delete(message.id);
+    scheduleRender();
+    return;
+  }
+  editor.saving = true;
+  scheduleRender();
+  try {
+    await storeMethods(entry.conversation).edit(message.id, text);
+    editing.delete(message.id);
+  } catch (error) {
+    editor.saving = false;
+    showBanner(error);
+  }
+  if (current === entry) scheduleRender();
+}
+
+async function switchVersion(message, step) {
+  const entry = current;
+  switching.add(message.id);
+  scheduleRender();
+  try {
+    const versions = await storeMethods(entry.conversation).versions(message.id);
+    const target = versions.find((v) => v.version_index === (message.version_index ?? 1) + step);
+    if (target) await storeMethods(entry.conversation).setActiveVersion(target.id);
+  } catch (error) {
+    showBanner(error);
+  } finally {
+    switching.delete(message.id);
+    if (current === entry) scheduleRender();
+  }
+}
+
+async function copyReply(message) {
+  const text = message.content;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // No clipboard permission (or not a secure context): the older way.
+    const area = el("textarea", { class: "sr-only", "aria-hidden": "true" }, text);
+    document.body.append(area);
+    area.select();
+    const done = document.execCommand("copy");
+    area.remove();
+    if (!done) {
+      showBanner(new Error("The browser did not let the page copy the reply."));
+      return;
+    }
+  }
+  clearTimeout(copied.get(message.id));
+  copied.set(message.id, setTimeout(() => {
+    copied.delete(message.id);
+    scheduleRender();
+  }, 2000));
+  scheduleRender();
+}
+
+// A thumb: the same one again withdraws the rating; a thumb down is stored at once and opens a
+// comment box (Send stores the comment with it, Skip closes it).
+async function rate(message, value) {
+  const entry = current;
+  const state = rating.get(message.id) ?? { pending: undefined, commentOpen: false, comment: "", sending: false };
+  const given = state.pending !== undefined ? state.pending : message.feedback || null;
+  const next = given === value ? null : value;
+  rating.set(message.id, { ...state, pending: next, commentOpen: next === "down", comment: next === "down" ? state.comment : "", sending: true });
+  scheduleRender();
+  try {
+    await storeMethods(entry.conversation).feedback(message.id, next);
+    rating.get(message.id).sending = false;
+    if (next === "down") focusSoon(`${message.id}:comment`);
+  } catch (error) {
+    rating.delete(message.id);
+    showBanner(error);
+  }
+  if (current === entry) scheduleRender();
+}
+
+async function sendComment(message) {
+  const entry = current;
+  const state = rating.get(message.id);
+  if (!state) return;
+  state.sending = true;
+  scheduleRender();
+  try {
+    await storeMethods(entry.conversation).feedback(message.id, "down", state.comment.trim());
+    state.commentOpen = false;
+    focusSoon(`${message.id}:down`);
+  } catch (error) {
+    showBanner(error);
+  } finally {
+    state.sending = false;
+    if (current === entry) scheduleRender();
+  }
+}
+
+function closeComment(messageId) {
+  const state = rating.get(messageId);
+  if (state) state.commentOpen = false;
+  scheduleRender();
+  focusSoon(`${messageId}:down`);
 }
 
 function stepSignature(step) {
@@ -953,6 +1386,7 @@ function wire() {
     event.target.value = "";
   });
   $("stop").addEventListener("click", () => void stopReply());
+  $("session-search").addEventListener("input", onSearchInput);
   $("banner-close").addEventListener("click", hideBanner);
   $("missing-new").addEventListener("click", () => {
     showWelcome();

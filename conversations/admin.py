@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import SimpleListFilter
 from django.contrib.admin.options import InlineModelAdmin
 from django.db import models
 from django.db.models import QuerySet
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from .constants import FeedbackRating, SessionStatus
 from .files.extraction.tasks import reextract
 from .models import ConversationMessage, ConversationSession, ConversationWidget, File
 from .turns.scheduling import rerun_messages
@@ -93,6 +95,9 @@ class WidgetInline(ShownWhenFilledInline):
 
 @admin.register(ConversationSession)
 class ConversationSessionAdmin(admin.ModelAdmin):
+    """Every conversation, those their owners deleted too (filter by status ``deleted``): they can
+    be restored until ``manage.py purge_conversations`` removes them."""
+
     list_display = ("conversation", "agent_path", "owner", "status", "updated")
     list_display_links = ("conversation",)
     list_select_related = ("user",)
@@ -106,11 +111,35 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         "context_view",
         "active_turn",
         "turn_heartbeat_at",
+        "deleted_at",
     )
     exclude = ("context",)
     raw_id_fields = ("user",)
     date_hierarchy = "created_at"
     inlines = [MessageInline, WidgetInline]
+    actions = ["restore_deleted"]
+
+    def save_model(self, request: HttpRequest, obj: ConversationSession, form: Any, change: bool) -> None:
+        # A status changed here keeps deleted_at true: dated when deleted, cleared otherwise.
+        if obj.status == SessionStatus.DELETED and obj.deleted_at is None:
+            obj.deleted_at = timezone.now()
+        elif obj.status != SessionStatus.DELETED:
+            obj.deleted_at = None
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Restore deleted conversations", permissions=["change"])
+    def restore_deleted(self, request: HttpRequest, queryset: QuerySet[ConversationSession]) -> None:
+        restored = 0
+        # One by one: each save tells the owner's open pages (model_change) it is back.
+        for session in queryset.filter(status=SessionStatus.DELETED):
+            session.status = SessionStatus.ACTIVE
+            session.deleted_at = None
+            session.save(update_fields=["status", "deleted_at", "updated_at"])
+            restored += 1
+        if restored:
+            self.message_user(request, f"{restored} conversation(s) restored.", messages.SUCCESS)
+        else:
+            self.message_user(request, "None of the selected conversations was deleted.", messages.WARNING)
 
     def get_inline_instances(
         self, request: HttpRequest, obj: ConversationSession | None = None
@@ -148,12 +177,32 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         return _pretty_json(obj.context)
 
 
+class FeedbackFilter(SimpleListFilter):
+    """Agent replies by their owner's rating."""
+
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("up", "Rated up"), ("down", "Rated down"), ("rated", "Rated"), ("none", "Not rated")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ConversationMessage]) -> QuerySet[ConversationMessage]:
+        value = self.value()
+        if value in (FeedbackRating.UP, FeedbackRating.DOWN):
+            return queryset.filter(feedback=value)
+        if value == "rated":
+            return queryset.exclude(feedback="")
+        if value == "none":
+            return queryset.filter(message_type="agent", feedback="")
+        return queryset
+
+
 @admin.register(ConversationMessage)
 class ConversationMessageAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "content_preview", "kind", "status", "conversation", "sent")
+    list_display = ("short_id", "content_preview", "kind", "status", "rating", "conversation", "sent")
     list_display_links = ("short_id",)
     list_select_related = ("session",)
-    list_filter = ("message_type", "processing_status", "timestamp")
+    list_filter = ("message_type", "processing_status", FeedbackFilter, "timestamp")
     search_fields = ("id", "content", "session__id")
     raw_id_fields = ("session", "reply_to")
     filter_horizontal = ("files",)
@@ -166,6 +215,10 @@ class ConversationMessageAdmin(admin.ModelAdmin):
         "finished_at",
         "attempts",
         "cancel_requested_at",
+        # The owner's rating is theirs: readable here, never edited.
+        "feedback",
+        "feedback_comment",
+        "feedback_at",
     )
     date_hierarchy = "timestamp"
     actions = ["rerun_failed"]
@@ -192,6 +245,13 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="processing_status")
     def status(self, obj: ConversationMessage) -> str:
         return obj.get_processing_status_display()
+
+    @admin.display(description="rating", ordering="feedback")
+    def rating(self, obj: ConversationMessage) -> str:
+        if not obj.feedback:
+            return "-"
+        label = "\N{THUMBS UP SIGN} up" if obj.feedback == FeedbackRating.UP else "\N{THUMBS DOWN SIGN} down"
+        return _short(f"{label}: {obj.feedback_comment}", TITLE_CHARS) if obj.feedback_comment else label
 
     @admin.display(description="conversation", ordering="session__title")
     def conversation(self, obj: ConversationMessage) -> str:

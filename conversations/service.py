@@ -22,9 +22,11 @@ from .exceptions import (
     FileNotFound,
     InvalidInput,
     InvalidMessage,
+    ObjectNotFound,
     SessionNotActive,
     SessionNotFound,
 )
+from .feedback import rate_reply
 from .internal.jsonsafe import json_problem
 from .models import ConversationMessage, ConversationSession, File
 from .owners import Owner, get_owner, owns
@@ -150,13 +152,18 @@ class ConversationService:
     def get_session(
         session_id: Any, *, user: Any = None, request: HttpRequest | Request | None = None
     ) -> ConversationSession:
-        """The session, checked against the owner that ``user``/``request`` act as (when given)."""
+        """The session, checked against the owner that ``user``/``request`` act as (when given).
+
+        A conversation its owner deleted is missing for them (``SessionNotFound``, 404, as the
+        bridge answers); server code (no user, no request) still gets it."""
         pk = _as_uuid(session_id, SessionNotFound, "Conversation", "session_id")
         try:
             session = ConversationSession.objects.get(pk=pk)
         except ConversationSession.DoesNotExist as exc:
             raise SessionNotFound(f"Conversation {session_id} does not exist.") from exc
         if user is not None or request is not None:
+            if session.status == SessionStatus.DELETED:
+                raise SessionNotFound(f"Conversation {session_id} does not exist.")
             owner = get_owner(request, _check_user(user))
             if not owns(owner, session):
                 raise ConversationPermissionDenied()
@@ -326,3 +333,30 @@ class ConversationService:
             if cls is agent_cls:
                 return path
         return requested
+
+    @staticmethod
+    def give_feedback(
+        message_id: Any,
+        rating: str | None,
+        comment: str = "",
+        *,
+        user: Any = None,
+        request: HttpRequest | Request | None = None,
+    ) -> ConversationMessage:
+        """Rate the agent reply ``message_id``: ``"up"``, ``"down"``, or None to withdraw the
+        rating (and its comment); ``comment`` at most 2,000 characters. Returns the message.
+
+        With ``user``/``request`` only their own replies can be rated: any other message, or one
+        of a deleted conversation, is ``ObjectNotFound`` (404 ``not_found``). A message that is
+        not an agent reply is ``InvalidInput`` with code ``not_an_agent_reply`` (400). The
+        ``message_feedback`` signal is sent once the rating commits (docs/conversations.md)."""
+        pk = _as_uuid(message_id, ObjectNotFound, "Message", "message_id")
+        message = ConversationMessage.objects.select_related("session").filter(pk=pk).first()
+        if message is None:
+            raise ObjectNotFound(f"Message {message_id} does not exist.", field="message_id")
+        acting = _check_user(user)
+        if user is not None or request is not None:
+            owner = get_owner(request, acting)
+            if message.session.status == SessionStatus.DELETED or not owns(owner, message.session):
+                raise ObjectNotFound(f"Message {message_id} does not exist.", field="message_id")
+        return rate_reply(message, rating, comment, user=acting if acting is not None else get_owner(request).user)

@@ -280,7 +280,7 @@ class TestComposition:
         assert exposed.has_permission(request, "read") and exposed.has_permission(request, "create")
         assert not exposed.has_permission(request, "delete") and not exposed.has_permission(request, "update")
         assert list(ExposedSession().get_queryset(request).values_list("pk", flat=True)) == [mine.pk]
-        assert list(ExposedSession().get_queryset(request, "delete")) == []
+        assert list(ExposedSession().get_queryset(request, "create")) == []
         visitor = make_request()
         assert not IsOwner().has_permission(visitor, "create", exposed)
         assert list(ExposedSession().get_queryset(visitor)) == []

@@ -2,15 +2,22 @@
 
 Owners (users, or anonymous visitors by their id) see and act only on their own conversations:
 
-- ``session``: read; rename (``title``) or archive (``status`` = ``archived``). Sessions are
-  started with ``POST start/`` (the agent builds the context), never created here; context,
-  metadata, owner and turn bookkeeping are neither readable nor writable.
+- ``session``: read; rename (``title``), archive (``status`` = ``archived``) or unarchive
+  (``archived`` -> ``active``); delete (soft: ``status`` = ``deleted``, see
+  ``ExposedSession.perform_delete``). Sessions are started with ``POST start/`` (the agent builds
+  the context), never created here; context, metadata, owner and turn bookkeeping are neither
+  readable nor writable. ``search`` finds conversations by title and message text
+  (:mod:`~django_ai.conversations.search`).
 - ``message``: read; create a *user* message (``session``, ``content``, optional ``files``) in an
   active session of theirs. Type and status are forced (``user``, ``pending``); the turn starts
   when the row commits. The row action ``approve`` answers a tool call waiting for approval.
 - ``widget``: read; change ``display_data`` (presentation state), never ``data``.
 - ``file``: read (the extracted text only when asked for with ``fields``); delete their own files
   (the stored file goes once the deletion commits). Uploads go through ``POST files/``.
+
+A deleted conversation (``status`` = ``deleted``) and every row in it are missing for everyone
+here (``get_base_queryset``): 404 on reads, writes and row actions, absent from query answers.
+Staff restore them in the admin until ``manage.py purge_conversations`` removes them.
 
 Each announces every save of its model (``announce_all_saves``: the turn, the admin and the
 bridge alike) on the channels its ``get_change_channels`` names: the conversation's, and for
@@ -25,8 +32,11 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from ..api.throttling import AnonymousAddressThrottle, MessageCreateThrottle, RowActionThrottle
 from ..constants import BridgeAction, BuiltinModel, ErrorCode, MessageType, ProcessingStatus, SessionStatus
@@ -35,9 +45,10 @@ from ..models import ConversationMessage, ConversationSession, ConversationWidge
 from ..owners import get_owner
 from ..realtime.channels import owner_channel, owner_channel_for_session, session_channel
 from ..registry import get_agent
+from ..search import MAX_SEARCH_LENGTH, search_sessions
 from ..service import ConversationService
 from ..turns.approval import MAX_REASON_LENGTH, answer_approval
-from ..turns.policy import apply_concurrency_policy
+from ..turns.policy import apply_concurrency_policy, request_cancel
 from . import feedback as message_feedback
 from . import versions as message_versions
 from .changes import current_operation_id
@@ -64,7 +75,27 @@ __all__ = [
 RANGE = ["gt", "gte", "lt", "lte"]
 
 
+class _SearchField(forms.CharField):
+    """Text only: a number or a boolean is refused instead of being read as its digits."""
+
+    def to_python(self, value: Any) -> Any:
+        if value not in self.empty_values and not isinstance(value, str):
+            raise DjangoValidationError("search must be a string.", code="invalid")
+        return super().to_python(value)
+
+
+class SearchFilter(django_filters.CharFilter):
+    field_class = _SearchField
+
+
 class SessionFilterSet(django_filters.FilterSet):
+    #: ``filter={"search": "words"}``: conversations whose title or active messages match
+    #: (docs/conversations.md, "Search"). One string of at most ``MAX_SEARCH_LENGTH`` characters.
+    search = SearchFilter(method="filter_search", max_length=MAX_SEARCH_LENGTH)
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return search_sessions(queryset, value)
+
     class Meta:
         model = ConversationSession
         fields = {
@@ -131,6 +162,15 @@ class _BuiltinExposed(ExposedModel):
 
     announce_all_saves = True
 
+    #: The path from a row to its conversation ("" for the conversation itself): rows of a
+    #: deleted conversation are left out of every query, read, write and row action.
+    session_path = "session"
+
+    def get_base_queryset(self) -> QuerySet:
+        status = f"{self.session_path}__status" if self.session_path else "status"
+        # exclude(), not filter(status__ne): a file not in a conversation yet (session NULL) stays.
+        return super().get_base_queryset().exclude(**{status: SessionStatus.DELETED})
+
     def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         return [session_channel(instance.session_id)]
 
@@ -138,25 +178,43 @@ class _BuiltinExposed(ExposedModel):
 class ExposedSession(_BuiltinExposed):
     model = ConversationSession
     name = BuiltinModel.SESSION
-    permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE))
+    permission_classes = (IsOwner(), OnlyActions(BridgeAction.READ, BridgeAction.UPDATE, BridgeAction.DELETE))
     read_fields = ("id", "agent_path", "title", "status", "created_at", "updated_at", "last_message_at")
     update_fields = ("title", "status")
     filterset_class = SessionFilterSet
     orderings = ("updated_at", "created_at", "last_message_at", "title")
     default_ordering = ("-updated_at",)
 
-    #: Statuses an owner may set: archiving is allowed, anything else is the server's business.
-    settable_statuses = frozenset({SessionStatus.ARCHIVED})
+    session_path = ""
+
+    #: The status changes an owner may make (from -> to): archive an active conversation, and
+    #: unarchive it. Deleting is ``DELETE models/session/<pk>/``, never an update; anything else
+    #: (``completed``) is the server's business.
+    allowed_status_changes = frozenset(
+        {(SessionStatus.ACTIVE, SessionStatus.ARCHIVED), (SessionStatus.ARCHIVED, SessionStatus.ACTIVE)}
+    )
 
     def validate_write(self, request: Request, action: str, data: dict[str, Any], instance: Any) -> dict[str, Any]:
         status = data.get("status")
-        if status is not None and status != getattr(instance, "status", None) and status not in self.settable_statuses:
+        current = getattr(instance, "status", None)
+        if status is not None and status != current and (current, status) not in self.allowed_status_changes:
             raise FieldNotAllowed(
-                f"A conversation can only be set to {', '.join(sorted(self.settable_statuses))}.",
+                f"A conversation that is {current} cannot be set to {status}: archive an active "
+                "conversation, unarchive (active) an archived one; delete with DELETE.",
                 code=ErrorCode.INVALID_STATUS,
                 field="status",
             )
         return data
+
+    def perform_delete(self, request: Request, instance: Any) -> None:
+        """Soft delete: the conversation becomes ``deleted`` (missing for its owner from now on,
+        restorable in the admin until ``purge_conversations``); its unfinished turns are cancelled.
+        Saved, not deleted: the owner's channel hears an update, and the SDK's list, which
+        re-reads the row, no longer finds it."""
+        request_cancel(instance)
+        instance.status = SessionStatus.DELETED
+        instance.deleted_at = timezone.now()
+        instance.save(update_fields=["status", "deleted_at", "updated_at"])
 
     def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         # The owner's channel carries their list of conversations.

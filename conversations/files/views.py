@@ -117,7 +117,7 @@ class UploadView(BridgeAPIView):
             raise SessionNotFound("The conversation does not exist.", field="session") from exc
         session = ConversationSession.objects.filter(pk=pk).first()
         # Another owner's conversation is reported exactly like a missing one.
-        if session is None or not owns(owner, session):
+        if session is None or session.status == SessionStatus.DELETED or not owns(owner, session):
             raise SessionNotFound("The conversation does not exist.", field="session")
         if session.status != SessionStatus.ACTIVE:
             # As for messages: nothing joins a conversation that is over (its file could never be

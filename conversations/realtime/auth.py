@@ -3,7 +3,8 @@
 - ``private-conversation-session-<uuid>``: the session must be readable by the request through the
   bridge's session permission classes (``bridge.catalog.get_exposed("session").get_queryset``);
   when the session model is not exposed, only its owner (user or anonymous visitor) may read it.
-  A session that does not exist is 404; one the request may not read is 403.
+  A session that does not exist, or that its owner deleted, is 404; one the request may not read
+  is 403.
 - ``private-conversation-owner-...``: only the requester's own owner channel.
 - Anything else, including malformed names: 403.
 """
@@ -14,7 +15,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from ..bridge.catalog import get_exposed
-from ..constants import BridgeAction, BuiltinModel
+from ..constants import BridgeAction, BuiltinModel, SessionStatus
 from ..exceptions import ChannelForbidden, InvalidChannel, SessionNotFound
 from ..models import ConversationSession
 from ..owners import get_owner, owns
@@ -53,10 +54,16 @@ def _check_session(request: Request, session_id: str) -> None:
         row = exposed.get_queryset(request, BridgeAction.READ).filter(pk=session_id).first()
         if row is not None and exposed.has_object_permission(request, BridgeAction.READ, row):
             return
-        if ConversationSession.objects.filter(pk=session_id).exists():
+        # A deleted conversation is missing, even to its owner (the bridge leaves it out too).
+        if ConversationSession.objects.filter(pk=session_id).exclude(status=SessionStatus.DELETED).exists():
             raise ChannelForbidden("You may not read this conversation.")
         raise SessionNotFound()
-    session = ConversationSession.objects.filter(pk=session_id).only("pk", "user_id", "anonymous_id").first()
+    session = (
+        ConversationSession.objects.filter(pk=session_id)
+        .exclude(status=SessionStatus.DELETED)
+        .only("pk", "user_id", "anonymous_id")
+        .first()
+    )
     if session is None:
         raise SessionNotFound()
     if not owns(get_owner(request), session):

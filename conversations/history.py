@@ -143,15 +143,17 @@ def conversation_history(
 
 
 def _rows(session_id: Any, current_id: Any, max_messages: int | None) -> list[dict[str, Any]]:
-    """The user, agent and tool rows up to the current turn, oldest first: one query.
+    """The user, agent and tool rows of the active path up to the current turn, oldest first: one
+    query.
 
     With ``max_messages`` only the newest ``2 * max_messages + 20`` rows are read: each row gives a
     chat message or more, so the turns the bound needs are there (unless most of the window is
     failed turns, which are left out); a turn cut by the window has lost its user message and is
     left out whole.
     """
+    # The active path only: the versions left behind by a regenerate or an edit are not sent.
     rows = ConversationMessage.objects.filter(
-        session_id=session_id, message_type__in=(MessageType.USER, MessageType.AGENT, MessageType.TOOL)
+        session_id=session_id, active=True, message_type__in=(MessageType.USER, MessageType.AGENT, MessageType.TOOL)
     )
     if current_id is not None:
         # Nothing newer than the current message, except what answers it or an older message: a

@@ -66,9 +66,12 @@ def ui_parts(chunks: list[Chunk]) -> list[dict[str, Any]]:
 
 
 def conversation_messages(session: ConversationSession) -> list[dict[str, Any]]:
-    """The conversation as ``UIMessage`` objects, oldest first (three queries)."""
+    """The conversation's active path (docs/versions.md) as ``UIMessage`` objects, oldest first
+    (three queries)."""
     rows = list(
-        ConversationMessage.objects.filter(session=session).prefetch_related("files").order_by("timestamp", "id")
+        ConversationMessage.objects.filter(session=session, active=True)
+        .prefetch_related("files")
+        .order_by("timestamp", "id")
     )
     widgets = {w.message_id: w for w in ConversationWidget.objects.filter(session=session, message__isnull=False)}
     replies: dict[Any, list[ConversationMessage]] = defaultdict(list)

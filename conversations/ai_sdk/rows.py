@@ -98,11 +98,11 @@ def _order(offset: int | None) -> float:
 
 
 def streaming_reply(session_id: Any) -> ConversationMessage | None:
-    """The user message of ``session_id`` whose reply is being written or waits its turn (the
-    oldest, as turns run in order), or None."""
+    """The user message of ``session_id``'s active path whose reply is being written or waits its
+    turn (the oldest, as turns run in order), or None: a version left behind is being stopped."""
     return (
         ConversationMessage.objects.filter(
-            session_id=session_id, message_type=MessageType.USER, processing_status__in=_UNDER_WAY
+            session_id=session_id, active=True, message_type=MessageType.USER, processing_status__in=_UNDER_WAY
         )
         .order_by("timestamp", "id")
         .first()

@@ -21,16 +21,18 @@ from .exceptions import (
     ConversationPermissionDenied,
     FileNotFound,
     InvalidInput,
-    InvalidMessage,
+    MessageNotFound,
     ObjectNotFound,
     SessionNotActive,
     SessionNotFound,
 )
 from .feedback import rate_reply
 from .internal.jsonsafe import json_problem
+from .messages import clean_message_text
 from .models import ConversationMessage, ConversationSession, File
 from .owners import Owner, get_owner, owns
 from .registry import registry
+from .turns import versions
 from .turns.hooks import answered_by_caller
 from .turns.inline import answer_inline
 from .turns.policy import apply_concurrency_policy, request_cancel
@@ -281,18 +283,82 @@ class ConversationService:
         apply_concurrency_policy(session, agent_cls)
 
     @staticmethod
+    def regenerate(
+        message_id: Any, *, user: Any = None, request: HttpRequest | Request | None = None, operation_id: str = ""
+    ) -> ConversationMessage:
+        """Answer a user message again (``message_id``: it, or a row replying to it): a new version
+        of it joins the active path, answered from the Context its turn started from; the earlier
+        reply and what followed stay as an inactive version (docs/versions.md). Returns the new
+        user message, ``pending``: a task answers it, as a message sent through the bridge
+        (``django_ai.conversations.testing.wait_for_turns`` waits for it in tests).
+
+        With ``user``/``request`` only the owner's messages are found (``MessageNotFound``, 404,
+        for any other). ``InvalidInput`` ``not_a_user_message`` (400) for a row that answers no
+        user message; ``SessionNotActive`` (409); ``TurnInProgress`` (409) under the agent's
+        ``reject`` policy while a turn runs. ``operation_id``: a retry with the same id returns
+        the version the first call made."""
+        message, session = ConversationService._owned_message(message_id, user=user, request=request)
+        return versions.regenerate(message.pk, session=session, operation_id=operation_id)
+
+    @staticmethod
+    def edit_message(
+        message_id: Any,
+        content: str,
+        *,
+        files: Iterable[Any] | None = None,
+        user: Any = None,
+        request: HttpRequest | Request | None = None,
+        operation_id: str = "",
+    ) -> ConversationMessage:
+        """A new version of the user message ``message_id`` with the text ``content`` (checked as a
+        new message's) and, when ``files`` is a list, these files instead of the message's own
+        (File rows or ids the caller owns, as ``send_message`` takes them); answered from the
+        Context the original's turn started from. As :meth:`regenerate` otherwise; a row that is
+        not a user message is ``InvalidInput`` ``not_a_user_message``."""
+        text = clean_message_text(content, field="content")
+        message, session = ConversationService._owned_message(message_id, user=user, request=request)
+        file_rows = None
+        if files is not None:
+            file_rows = ConversationService._resolve_files(files, session, user=user, request=request)
+        with transaction.atomic():
+            version = versions.edit(
+                message.pk, content=text, files=file_rows, session=session, operation_id=operation_id
+            )
+            if file_rows:
+                File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
+        return version
+
+    @staticmethod
+    def activate_version(
+        message_id: Any, *, user: Any = None, request: HttpRequest | Request | None = None
+    ) -> ConversationMessage:
+        """Make the version ``message_id`` (a user message, or a row replying to one) the active
+        one: the conversation shows (and the model is sent) that version's path, and its Context
+        becomes the one that path ends with. ``TurnInProgress`` (409) while a turn of the
+        conversation runs. Returns the user message. Owner checks as :meth:`regenerate`."""
+        message, session = ConversationService._owned_message(message_id, user=user, request=request)
+        return versions.activate_version(message.pk, session=session)
+
+    @staticmethod
+    def _owned_message(
+        message_id: Any, *, user: Any, request: HttpRequest | Request | None
+    ) -> tuple[ConversationMessage, ConversationSession]:
+        """The message and its conversation; with ``user``/``request``, only one of their own
+        conversations (a deleted one is missing): else ``MessageNotFound``."""
+        pk = _as_uuid(message_id, MessageNotFound, "Message", "message_id")
+        message = ConversationMessage.objects.select_related("session").filter(pk=pk).first()
+        if message is None:
+            raise MessageNotFound(f"Message {message_id} does not exist.")
+        session = message.session
+        if user is not None or request is not None:
+            owner = get_owner(request, _check_user(user))
+            if session.status == SessionStatus.DELETED or not owns(owner, session):
+                raise MessageNotFound(f"Message {message_id} does not exist.")
+        return message, session
+
+    @staticmethod
     def _clean_message(message: Any) -> str:
-        if not isinstance(message, str):
-            raise InvalidMessage(f"message must be a str, not {type(message).__name__}.", field="message")
-        if not message.strip():
-            raise InvalidMessage("message is empty.", field="message")
-        limit = ai_settings.MAX_MESSAGE_LENGTH
-        if len(message) > limit:
-            raise InvalidMessage(f"message is longer than {limit} characters.", field="message")
-        if "\x00" in message:
-            # PostgreSQL cannot store NUL characters in text.
-            raise InvalidMessage("message contains a NUL character.", field="message")
-        return message
+        return clean_message_text(message)
 
     @staticmethod
     def _resolve_files(

@@ -80,6 +80,27 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Small line icons (no emoji font is needed: a headless or minimal system may have none).
+const ICONS = {
+  up: "M7 10v11H4V10zM7 10l4-7c1.5 0 2.5 1 2.5 2.5V9h5.2a2 2 0 0 1 2 2.3l-1.3 8A2 2 0 0 1 17.4 21H7",
+  down: "M17 14V3h3v11zM17 14l-4 7c-1.5 0-2.5-1-2.5-2.5V15H5.3a2 2 0 0 1-2-2.3l1.3-8A2 2 0 0 1 6.6 3H17",
+  rename: "M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4",
+  archive: "M3 4h18v4H3zM5 8v12h14V8M10 12h4",
+  unarchive: "M3 4h18v4H3zM5 8v12h14V8M12 18v-6M9 15l3-3 3 3",
+  delete: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
+};
+
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "icon");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
 function agentName(path) {
   return agents.find((a) => a.path === path)?.name ?? path ?? "Agent";
 }
@@ -342,12 +363,12 @@ function renderSessions() {
         ));
       } else {
         li.append(el("div", { class: "session-actions" },
-          el("button", { type: "button", class: "icon-button small", "aria-label": `Rename “${title}”`, title: "Rename", text: "✎", disabled: busy, onclick: () => startRename(session), dataset: { focus: `${session.id}:rename` } }),
+          el("button", { type: "button", class: "icon-button small", "aria-label": `Rename “${title}”`, title: "Rename", disabled: busy, onclick: () => startRename(session), dataset: { focus: `${session.id}:rename` } }, icon("rename")),
           el("button", {
             type: "button", class: "icon-button small", "aria-label": `${archived ? "Unarchive" : "Archive"} “${title}”`, title: archived ? "Unarchive" : "Archive",
-            text: archived ? "⤴" : "⤓", disabled: busy, onclick: () => void setArchived(session, !archived), dataset: { focus: `${session.id}:archive`, action: archived ? "unarchive" : "archive" },
-          }),
-          el("button", { type: "button", class: "icon-button small", "aria-label": `Delete “${title}”`, title: "Delete", text: "🗑", disabled: busy, onclick: () => askDelete(session), dataset: { focus: `${session.id}:delete` } }),
+            disabled: busy, onclick: () => void setArchived(session, !archived), dataset: { focus: `${session.id}:archive`, action: archived ? "unarchive" : "archive" },
+          }, icon(archived ? "unarchive" : "archive")),
+          el("button", { type: "button", class: "icon-button small", "aria-label": `Delete “${title}”`, title: "Delete", disabled: busy, onclick: () => askDelete(session), dataset: { focus: `${session.id}:delete` } }, icon("delete")),
         ));
       }
     }
@@ -454,7 +475,7 @@ function followSessions() {
   stopSessions?.();
   const term = searchTerm;
   let query = client.sessions.orderBy("-updated_at").limit(50);
-  if (term) query = typeof query.search === "function" ? query.search(term) : query.filter({ search: term });
+  if (term) query = query.search(term);
   stopSessions = query.live(
     (snapshot) => {
       if (term !== searchTerm) return;
@@ -688,9 +709,8 @@ function renderConversation(state) {
   const seen = new Set();
   const focus = focusedControl(list);
   for (const message of state.messages) {
-    // Tool steps and widgets of a reply are drawn inside it; a row that left the active path
-    // (another version was chosen) is not drawn.
-    if (message.partOf || message.active === false) continue;
+    // Tool steps and widgets of a reply are drawn inside it.
+    if (message.partOf) continue;
     seen.add(message.id);
     const thumbs = rating.get(message.id);
     // A rating on its way shows until the row says the same.
@@ -810,8 +830,8 @@ const rating = new Map(); // reply id -> { pending: the rating on its way (undef
 const switching = new Set(); // user message ids whose version is being switched
 
 function userActions(message) {
-  const count = message.version_count ?? 1;
-  const index = message.version_index ?? 1;
+  const count = message.versionCount;
+  const index = message.versionIndex;
   const busy = switching.has(message.id);
   return el("div", { class: "actions user-actions" },
     el("button", { type: "button", class: "action", text: "Edit", "aria-label": "Edit this message", dataset: { focus: `${message.id}:edit`, action: "edit" }, onclick: () => startEdit(message) }),
@@ -852,19 +872,19 @@ function renderEditor(message, editor) {
 function replyActions(message) {
   const state = rating.get(message.id);
   const given = state?.pending !== undefined ? state.pending : message.feedback || null;
-  const thumb = (value, symbol, label) =>
+  const thumb = (value, label) =>
     el("button", {
-      type: "button", class: `action thumb${given === value ? " on" : ""}`, text: symbol, "aria-label": label, "aria-pressed": String(given === value),
+      type: "button", class: `action thumb${given === value ? " on" : ""}`, "aria-label": label, "aria-pressed": String(given === value),
       title: given === value ? `${label} (click again to withdraw)` : label, disabled: state?.sending,
       dataset: { focus: `${message.id}:${value}`, action: `thumb-${value}` }, onclick: () => void rate(message, value),
-    });
+    }, icon(value));
   const row = el("div", { class: "actions reply-actions" },
     message.reply_to
       ? el("button", { type: "button", class: "action", text: "Regenerate", "aria-label": "Regenerate this reply", dataset: { focus: `${message.id}:regenerate`, action: "regenerate" }, onclick: () => void regenerate(message) })
       : null,
     el("button", { type: "button", class: "action", text: copied.has(message.id) ? "Copied" : "Copy", "aria-label": "Copy this reply", dataset: { focus: `${message.id}:copy`, action: "copy" }, onclick: () => void copyReply(message) }),
-    thumb("up", "👍", "Good reply"),
-    thumb("down", "👎", "Bad reply"),
+    thumb("up", "Good reply"),
+    thumb("down", "Bad reply"),
     el("span", { class: "sr-only", role: "status", text: copied.has(message.id) ? "Copied to the clipboard" : "" }),
   );
   if (!state?.commentOpen) return row;
@@ -885,7 +905,7 @@ function actionSignature(message) {
   const r = rating.get(message.id);
   const e = editing.get(message.id);
   return [
-    message.version_index, message.version_count, message.feedback, message.reply_to, switching.has(message.id), copied.has(message.id),
+    message.versionIndex, message.versionCount, message.feedback, message.reply_to, switching.has(message.id), copied.has(message.id),
     e ? [e.saving] : null, r ? [r.pending, r.commentOpen, r.sending] : null,
   ];
 }
@@ -900,32 +920,10 @@ function focusSoon(key) {
 // turn_in_progress while a turn runs and the agent refuses a second one).
 async function regenerate(message) {
   try {
-    await storeMethods(current.conversation).regenerate(message.id);
+    await current.conversation.regenerate(message.id);
   } catch (error) {
     showBanner(error);
   }
-}
-
-// STOPGAP until the SDK's store methods are committed: the same bridge row actions through the
-// SDK's transport. Removed once conversation.regenerate() & co. exist.
-function storeMethods(conversation) {
-  if (typeof conversation.regenerate === "function") return conversation;
-  const transport = client.realtime.transport;
-  const action = async (pk, name, body) => {
-    const answer = await transport.request("POST", `models/message/${encodeURIComponent(pk)}/${name}/`, { body: body ?? {} });
-    return answer?.included?.message?.[String(answer.data)] ?? answer;
-  };
-  return {
-    regenerate: (pk) => action(pk, "regenerate"),
-    edit: (pk, content) => action(pk, "edit", { content }),
-    setActiveVersion: (pk) => action(pk, "activate"),
-    feedback: (pk, value, comment) => action(pk, "feedback", comment === undefined ? { rating: value } : { rating: value, comment }),
-    versions: async (pk) => {
-      const row = await client.messages.get(pk);
-      const group = row.reply_to && row.message_type !== "user" ? (await client.messages.get(row.reply_to)) : row;
-      return client.messages.filter({ version_group: group.version_group ?? group.id }).orderBy("timestamp").fetch();
-    },
-  };
 }
 
 function startEdit(message) {
@@ -948,7 +946,7 @@ async function saveEdit(message) {
   editor.saving = true;
   scheduleRender();
   try {
-    await storeMethods(entry.conversation).edit(message.id, text);
+    await entry.conversation.edit(message.id, text);
     editing.delete(message.id);
   } catch (error) {
     editor.saving = false;
@@ -962,9 +960,9 @@ async function switchVersion(message, step) {
   switching.add(message.id);
   scheduleRender();
   try {
-    const versions = await storeMethods(entry.conversation).versions(message.id);
-    const target = versions.find((v) => v.version_index === (message.version_index ?? 1) + step);
-    if (target) await storeMethods(entry.conversation).setActiveVersion(target.id);
+    const versions = await entry.conversation.versions(message.id);
+    const target = versions.find((v) => v.version_index === message.versionIndex + step);
+    if (target) await entry.conversation.setActiveVersion(target.id);
   } catch (error) {
     showBanner(error);
   } finally {
@@ -1007,7 +1005,7 @@ async function rate(message, value) {
   rating.set(message.id, { ...state, pending: next, commentOpen: next === "down", comment: next === "down" ? state.comment : "", sending: true });
   scheduleRender();
   try {
-    await storeMethods(entry.conversation).feedback(message.id, next);
+    await entry.conversation.feedback(message.id, next);
     rating.get(message.id).sending = false;
     if (next === "down") focusSoon(`${message.id}:comment`);
   } catch (error) {
@@ -1024,7 +1022,7 @@ async function sendComment(message) {
   state.sending = true;
   scheduleRender();
   try {
-    await storeMethods(entry.conversation).feedback(message.id, "down", state.comment.trim());
+    await entry.conversation.feedback(message.id, "down", state.comment.trim());
     state.commentOpen = false;
     focusSoon(`${message.id}:down`);
   } catch (error) {

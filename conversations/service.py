@@ -22,7 +22,6 @@ from .exceptions import (
     FileNotFound,
     InvalidInput,
     MessageNotFound,
-    ObjectNotFound,
     SessionNotActive,
     SessionNotFound,
 )
@@ -413,16 +412,9 @@ class ConversationService:
         rating (and its comment); ``comment`` at most 2,000 characters. Returns the message.
 
         With ``user``/``request`` only their own replies can be rated: any other message, or one
-        of a deleted conversation, is ``ObjectNotFound`` (404 ``not_found``). A message that is
+        of a deleted conversation, is ``MessageNotFound`` (404 ``not_found``). A message that is
         not an agent reply is ``InvalidInput`` with code ``not_an_agent_reply`` (400). The
         ``message_feedback`` signal is sent once the rating commits (docs/conversations.md)."""
-        pk = _as_uuid(message_id, ObjectNotFound, "Message", "message_id")
-        message = ConversationMessage.objects.select_related("session").filter(pk=pk).first()
-        if message is None:
-            raise ObjectNotFound(f"Message {message_id} does not exist.", field="message_id")
+        message, _ = ConversationService._owned_message(message_id, user=user, request=request)
         acting = _check_user(user)
-        if user is not None or request is not None:
-            owner = get_owner(request, acting)
-            if message.session.status == SessionStatus.DELETED or not owns(owner, message.session):
-                raise ObjectNotFound(f"Message {message_id} does not exist.", field="message_id")
         return rate_reply(message, rating, comment, user=acting if acting is not None else get_owner(request).user)

@@ -13,7 +13,7 @@ from django.test import Client
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import MessageType, SessionStatus
-from django_ai.conversations.exceptions import InvalidInput, ObjectNotFound
+from django_ai.conversations.exceptions import InvalidInput, MessageNotFound
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
@@ -129,7 +129,7 @@ def test_another_owners_reply_is_404(reply):
         response = _feedback(intruder, answer, {"rating": "down"})
         assert response.status_code == 404 and error_codes(response) == ["not_found"]
     assert _stored(answer)["feedback"] == ""
-    with pytest.raises(ObjectNotFound):
+    with pytest.raises(MessageNotFound):
         ConversationService.give_feedback(answer.pk, "down", user=UserFactory())
 
 
@@ -139,7 +139,7 @@ def test_a_reply_in_a_deleted_conversation_is_404(reply):
     session.status = SessionStatus.DELETED
     session.save()
     assert _feedback(reply["api"], reply["answer"], {"rating": "up"}).status_code == 404
-    with pytest.raises(ObjectNotFound):
+    with pytest.raises(MessageNotFound):
         ConversationService.give_feedback(reply["answer"].pk, "up", user=reply["user"])
 
 
@@ -206,7 +206,7 @@ def test_give_feedback_from_python(reply, received, django_capture_on_commit_cal
     with pytest.raises(InvalidInput) as caught:
         ConversationService.give_feedback(answer.pk, "up", "z" * 2001, user=user)
     assert caught.value.field == "comment"
-    with pytest.raises(ObjectNotFound):
+    with pytest.raises(MessageNotFound):
         ConversationService.give_feedback("not-a-uuid", "up", user=user)
     assert _stored(answer)["feedback_comment"] == "Thanks"
 

@@ -199,6 +199,18 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
                 session.context = context
                 fields.append("context")
             elif not on_path:
+                # The message left the active path while its turn ran (a version made meanwhile):
+                # nothing will wait for its approvals; the turn ends as a superseded one.
+                user_message.processing_status = ProcessingStatus.CANCELLED
+                user_message.finished_at = now
+                ConversationMessage.objects.filter(pk=user_message.pk).update(
+                    processing_status=ProcessingStatus.CANCELLED, finished_at=now
+                )
+                agent_message.processing_status = ProcessingStatus.CANCELLED
+                metrics["stopped"] = "superseded"
+                agent_message.metrics = metrics
+                agent_message.save(update_fields=["processing_status", "metrics", "updated_at"])
+                end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
                 _leave_path(state)
             session.last_message_at = now
             session.save(update_fields=fields)
@@ -211,19 +223,23 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
         user_message.refresh_from_db()
         return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None, lease_lost=True)
 
-    publish_status(user_message)
-    publish_status(agent_message)
+    reason = {"reason": "superseded"} if user_message.processing_status == ProcessingStatus.CANCELLED else {}
+    publish_status(user_message, **reason)
+    publish_status(agent_message, **reason)
+    if reason:
+        status = ProcessingStatus.CANCELLED
+    else:
+        # Everything answered already: the message waits for the run that resumes it, not the user.
+        status = ProcessingStatus.AWAITING_APPROVAL if waiting else ProcessingStatus.PENDING
     send_turn_signal(
         turn_finished,
         agent_cls,
         session=session,
         user_message=user_message,
         agent_message=agent_message,
-        status=ProcessingStatus.AWAITING_APPROVAL,
+        status=ProcessingStatus.AWAITING_APPROVAL if status == ProcessingStatus.PENDING else status,
         metrics=metrics,
     )
-    # Everything answered already: the message waits for the run that resumes it, not for the user.
-    status = ProcessingStatus.AWAITING_APPROVAL if waiting else ProcessingStatus.PENDING
     return TurnOutcome(status, state.stream_text, user_message, agent_message)
 
 

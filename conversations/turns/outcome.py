@@ -203,8 +203,9 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
                 # nothing will wait for its approvals; the turn ends as a superseded one.
                 user_message.processing_status = ProcessingStatus.CANCELLED
                 user_message.finished_at = now
+                user_message.context_after = state.context_before  # a stopped turn keeps nothing
                 ConversationMessage.objects.filter(pk=user_message.pk).update(
-                    processing_status=ProcessingStatus.CANCELLED, finished_at=now
+                    processing_status=ProcessingStatus.CANCELLED, finished_at=now, context_after=state.context_before
                 )
                 agent_message.processing_status = ProcessingStatus.CANCELLED
                 metrics["stopped"] = "superseded"

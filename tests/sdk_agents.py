@@ -7,6 +7,9 @@ demo's agents (``agents/``), so that ``./dev demo`` (``backend.settings``) never
 - ``tools-test``: ``ToolsTestAgent``, a declared ``LLMAgent`` on a scripted ``FakeModel``, makes
   tool steps among its text and asks for approval, for the store's parts and approvals
   (frontend_client/test/store-tools.test.ts).
+- ``versions-test``: ``VersionsTestAgent``, stream-test's commands under the ``reject``
+  concurrency policy: a regenerate or edit while its turn runs is refused (409
+  ``turn_in_progress``), for the store's versions (frontend_client/test/store-versions.test.ts).
 
 The demo page lists them only on a server started with the test settings
 (frontend_client/test/helpers/server.ts does).
@@ -57,7 +60,9 @@ class StreamTestAgent(ConversationAgent):
       default ``STREAM_SAVE_INTERVAL`` the row is saved several times in between, at write
       boundaries inside coalesced events;
     - ``fail <n>``: streams ``n`` characters (40 by default), then raises: the turn ends
-      ``failed`` with the generic system message.
+      ``failed`` with the generic system message;
+    - ``hold <seconds>``: streams a dot every 0.1 s for ``seconds`` (10 by default), so the turn
+      is surely running while a test acts; a stop ends it early (the dots so far are kept).
     """
 
     display_name = "Stream test"
@@ -73,6 +78,11 @@ class StreamTestAgent(ConversationAgent):
                 stream.write(mixed_text(count or 40))
                 await asyncio.sleep(0.1)
                 raise RuntimeError("stream-test was asked to fail")
+            elif command == "hold":
+                for _ in range(int((count or 10) * 10)):
+                    # write() raises once a stop (or a superseding version) asked the turn to end.
+                    stream.write(".")
+                    await asyncio.sleep(0.1)
             elif command == "burst":
                 for n in range(count):
                     for k in range(3):
@@ -81,9 +91,19 @@ class StreamTestAgent(ConversationAgent):
                         stream.write(mixed_text(12_000, start=n))
                     await asyncio.sleep(0.02)
             else:
-                stream.write(f"Unknown command {command!r}: say 'long <n>', 'burst <rounds>' or 'fail <n>'.")
+                stream.write(
+                    f"Unknown command {command!r}: say 'long <n>', 'burst <rounds>', 'fail <n>' or 'hold <s>'."
+                )
         await asyncio.sleep(END_PAUSE)
         return stream.content
+
+
+class VersionsTestAgent(StreamTestAgent):
+    """:class:`StreamTestAgent` that refuses a second turn while one runs (``reject``): a message,
+    a regenerate or an edit sent then gets 409 ``turn_in_progress``."""
+
+    display_name = "Versions test"
+    concurrency = "reject"
 
 
 class ToolsTestAgent(LLMAgent):

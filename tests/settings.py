@@ -13,6 +13,7 @@ DJANGO_AI = {
         **DJANGO_AI.get("AGENTS", {}),  # noqa: F405
         "stream-test": "tests.sdk_agents.StreamTestAgent",
         "tools-test": "tests.sdk_agents.ToolsTestAgent",
+        "versions-test": "tests.sdk_agents.VersionsTestAgent",
         "ai-sdk-test": "tests.ai_sdk_agents.AISDKTestAgent",
         "ai-sdk-refund": "tests.ai_sdk_agents.AISDKRefundAgent",
     },

@@ -52,7 +52,7 @@ export class Versions {
     private readonly uploader: Uploader,
   ) {}
 
-  regenerate(messageId: string, options: VersionOptions = {}): Promise<MessageRow> {
+  async regenerate(messageId: string, options: VersionOptions = {}): Promise<MessageRow> {
     checkId(messageId, "regenerate");
     return this.act(messageId, "regenerate", {}, options);
   }
@@ -88,12 +88,12 @@ export class Versions {
     return this.act(messageId, "edit", body, options);
   }
 
-  setActiveVersion(messageId: string, options: VersionOptions = {}): Promise<MessageRow> {
+  async setActiveVersion(messageId: string, options: VersionOptions = {}): Promise<MessageRow> {
     checkId(messageId, "setActiveVersion");
     return this.act(messageId, "activate", {}, options);
   }
 
-  feedback(messageId: string, rating: Rating, comment?: string, options: VersionOptions = {}): Promise<MessageRow> {
+  async feedback(messageId: string, rating: Rating, comment?: string, options: VersionOptions = {}): Promise<MessageRow> {
     checkId(messageId, "feedback");
     if (!RATINGS.has(rating)) {
       throw new UsageError('feedback()\'s rating must be "up", "down" or null.', { code: ErrorCode.INVALID, field: "rating" });

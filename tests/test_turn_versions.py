@@ -396,9 +396,12 @@ def test_rows_that_answer_no_user_message_and_bad_edits_are_refused():
         with pytest.raises(InvalidMessage) as caught:
             versions.edit(a.pk, content=content)
         assert caught.value.field == "content"
-    with pytest.raises(MessageNotFound) as missing:
-        versions.regenerate("8d7f4d5e-0000-4000-8000-000000000000")
-    assert (missing.value.status_code, missing.value.code) == (404, "not_found")
+    for unknown in ("8d7f4d5e-0000-4000-8000-000000000000", "not an id"):
+        with pytest.raises(MessageNotFound) as missing:
+            versions.regenerate(unknown)
+        assert (missing.value.status_code, missing.value.code) == (404, "not_found")
+        with pytest.raises(MessageNotFound):
+            versions.edit(unknown, content="x")
     assert len(user_messages(session)) == 1
 
 

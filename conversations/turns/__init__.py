@@ -15,7 +15,9 @@ One job per module; imports run down this list, never up (``tests/test_import_gr
 - ``outcome``: recording how a turn ended (completed, failed, cancelled, timed out) or was
   suspended for tool approval, in one transaction. A change to how a turn fails goes here.
 - ``runner``: run one turn, and the queue loop of a conversation (``process_pending``).
-- ``policy``: what a message sent during a turn does (the agent's ``concurrency``) and cancel.
+- ``policy``: what a message sent during a turn does (the agent's ``concurrency``), cancel, and
+  the stop of turns whose message left the active path (``supersede``).
+- ``versions``: the conversation's tree of versions: regenerate, edit, switch, the active path.
 - ``inprocess``: the web process's background threads for a backend that runs tasks in the caller.
 - ``enqueue``: putting a task on the configured backend and queue (turns and file extraction).
 - ``recovery``: the stale-turn sweep (dead workers, lost tasks); ``schedule`` is passed in.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -144,12 +145,16 @@ def _end_context(path: list[Any]) -> dict[str, Any] | None:
     return None
 
 
+def _message(message_id: Any) -> ConversationMessage:
+    try:
+        return ConversationMessage.objects.get(pk=message_id)
+    except (ConversationMessage.DoesNotExist, DjangoValidationError, ValueError, TypeError) as exc:
+        raise MessageNotFound(f"Message {message_id} does not exist.") from exc
+
+
 def _user_message(message_id: Any) -> ConversationMessage:
     """The user message ``message_id`` names: itself, or the one it replies to."""
-    try:
-        row = ConversationMessage.objects.get(pk=message_id)
-    except (ConversationMessage.DoesNotExist, ValueError, TypeError) as exc:
-        raise MessageNotFound(f"Message {message_id} does not exist.") from exc
+    row = _message(message_id)
     if row.message_type == MessageType.USER:
         return row
     if row.reply_to_id is not None:
@@ -277,15 +282,14 @@ def edit(
     """A new version of the user message ``message_id`` with ``content`` (and ``files``: None keeps
     the original's, a list replaces them), answered from the Context the original's turn started
     from. As :func:`regenerate` otherwise."""
-    target = ConversationMessage.objects.filter(pk=message_id).values_list("message_type", flat=True).first()
-    if target is not None and target != MessageType.USER:
+    if _message(message_id).message_type != MessageType.USER:
         raise InvalidInput("Only a user message can be edited.", code=ErrorCode.NOT_A_USER_MESSAGE)
     return _new_version(
         message_id,
         session=session,
         operation_id=operation_id,
         revision=MessageRevision.EDIT,
-        content=clean_message_text(content),
+        content=clean_message_text(content, field="content"),
         files=files,
     )
 

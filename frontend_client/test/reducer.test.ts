@@ -834,6 +834,15 @@ describe("versions: the active path", () => {
     assert.equal(view(rated).messages.find((m) => m.id === "a1")?.feedback, "up");
   });
 
+  test("a conversation deleted elsewhere: the session read finds it missing; the store keeps its messages and says so", () => {
+    const gone = new ConversationClientError("Not found.", { code: "not_found" });
+    const { state, reads } = run(base(), { ...read({}), sessionGone: gone } as StoreAction);
+    assert.equal(state.session, null);
+    assert.equal(state.error, gone);
+    assert.deepEqual(ids(state), ["u1", "a1", "u2", "t2", "a2"]);
+    assert.deepEqual(reads, []);
+  });
+
   test("a stale answer of a version operation (another switch came after it) changes nothing", () => {
     const left = run(base(), read({ messages: [user("u2", 30, { active: false, updated_at: at(200) })] })).state;
     const { state } = run(left, { type: "messageSaved", row: user("u2", 30, { updated_at: at(150) }) });

@@ -324,6 +324,9 @@ describe("conversations", () => {
       stop();
     }
     assert.equal((await c.sessions.filter({ id: found.sessionId }).fetch()).length, 0);
+    // Its open store hears of it and says so (once: a missing conversation is not read again).
+    const gone = await found.waitFor((s) => s.session === null && s.error?.code === "not_found", { timeout: 15_000 });
+    assert.equal(gone.messages.length, 2, "what it showed stays");
     const reply = lastAgent(found.getState())!;
     await assert.rejects(found.regenerate(reply.id), (error: unknown) => isNotFound(error));
     await assert.rejects(found.feedback(reply.id, "up"), (error: unknown) => isNotFound(error));

@@ -10,8 +10,8 @@
  */
 
 import { BuiltinModel } from "../constants.js";
-import { toClientError } from "../errors.js";
-import type { MessageRow } from "../types.js";
+import { isNotFound, toClientError } from "../errors.js";
+import type { MessageRow, SessionRow } from "../types.js";
 import type { StoreHost } from "./host.js";
 import type { RowRead } from "./reducer.js";
 
@@ -79,10 +79,20 @@ export class RowFetcher {
         readMessages(deps, messages),
         widgets.length ? deps.widgets.filter({ id__in: widgets }).limit(widgets.length).fetch() : [],
         files.length ? deps.files.filter({ id__in: files }).limit(files.length).fetch() : [],
-        session ? deps.sessions.get(sessionId) : null,
+        // A conversation deleted (here or elsewhere) is missing for good: said once, not retried.
+        session ? deps.sessions.get(sessionId).catch((error: unknown) => (isNotFound(error) ? error : Promise.reject(error))) : null,
       ]);
       if (this.host.isClosed()) return;
-      this.host.dispatch({ type: "read", session: sessionRow, messages: messageRows, widgets: widgetRows, files: fileRows, asked: messages });
+      const gone = isNotFound(sessionRow) ? sessionRow : null;
+      this.host.dispatch({
+        type: "read",
+        session: gone ? null : (sessionRow as SessionRow | null),
+        messages: messageRows,
+        widgets: widgetRows,
+        files: fileRows,
+        asked: messages,
+        ...(gone ? { sessionGone: gone } : {}),
+      });
     } catch (error) {
       for (const pk of messages) this.wanted.message.add(pk);
       for (const pk of widgets) this.wanted.widget.add(pk);

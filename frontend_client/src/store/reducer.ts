@@ -63,8 +63,17 @@ export type StoreAction =
   /**
    * Rows read because a step asked for them (`reads`). `asked`: the message ids the read asked
    * for; one the store shows that the answer lacks left the active path (or is gone).
+   * `sessionGone`: the session row was asked for and is missing (the conversation was deleted).
    */
-  | { type: "read"; session: SessionRow | null; messages: MessageRow[]; widgets: WidgetRow[]; files: FileRow[]; asked?: readonly string[] }
+  | {
+      type: "read";
+      session: SessionRow | null;
+      messages: MessageRow[];
+      widgets: WidgetRow[];
+      files: FileRow[];
+      asked?: readonly string[];
+      sessionGone?: ConversationClientError;
+    }
   | { type: "connection"; state: ChannelState; error?: ConversationClientError | undefined }
   /** Set (or, with null, clear) the error the state shows. */
   | { type: "error"; error: ConversationClientError | null }
@@ -126,6 +135,11 @@ export function reduce(state: StoreState, action: StoreAction): Step {
       for (const row of action.widgets) mergeWidget(draft, row);
       for (const row of action.files) mergeFile(draft, row);
       if (action.session && isNotOlder(action.session, draft.session)) draft.session = action.session;
+      if (action.sessionGone) {
+        // Deleted (here or in another tab): the store keeps what it shows and says so.
+        draft.session = null;
+        draft.error = action.sessionGone;
+      }
       break;
     }
     case "messageSaved":

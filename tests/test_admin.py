@@ -184,9 +184,9 @@ def test_message_list_shows_a_preview_of_the_content(staff_client):
     long_reply = "Invoices are in Settings, Billing. " * 30
     message = MessageFactory(session=session, message_type="agent", content=long_reply)
     table = result_table(staff_client.get(reverse("admin:django_ai_conversations_conversationmessage_changelist")))
-    assert table.headers == ["Id", "Content", "Type", "Status", "Conversation", "Sent"]
-    [(short_id, preview, kind, status, conversation, sent)] = table.rows
-    assert short_id == str(message.pk)[:8]
+    assert table.headers == ["Id", "Content", "Type", "Status", "Rating", "Conversation", "Sent"]
+    [(short_id, preview, kind, status, rating, conversation, sent)] = table.rows
+    assert short_id == str(message.pk)[:8] and rating == "-"  # not rated
     assert preview.startswith("Invoices are in Settings, Billing.") and preview.endswith("…") and len(preview) <= 80
     assert conversation.startswith("Question about the") and len(conversation) <= 24
 

@@ -240,13 +240,13 @@ class TestMassAssignment:
             {"active_turn": None},
             {"turn_token": ""},
             {"status": "completed"},
-            {"status": "active"},
+            {"status": "deleted"},
             {"status": "bogus"},
         ],
     )
     def test_session_fields_an_owner_may_not_set(self, victim, change):
         session = victim["session"]
-        if change.get("status") == "active":
+        if change.get("status") == "deleted":  # archived -> deleted is refused too (delete is DELETE)
             ConversationSession.objects.filter(pk=session.pk).update(status=SessionStatus.ARCHIVED)
         before = ConversationSession.objects.filter(pk=session.pk).values().get()
         response = user_api(victim["user"]).update("session", session.pk, {"title": "new", **change})

@@ -34,7 +34,7 @@ class TestEndpoints:
         assert message["fields"]["message_type"]["choices"] == ["user", "agent", "system", "widget", "tool"]
         assert message["filters"]["timestamp"] == ["gt", "gte", "lt", "lte"]
         assert "context" not in body["models"]["session"]["fields"]
-        assert body["models"]["session"]["actions"] == ["read", "update"]
+        assert body["models"]["session"]["actions"] == ["read", "update", "delete"]
         assert body["models"]["file"]["actions"] == ["read", "delete"]
         assert {
             "path": "test-agent",

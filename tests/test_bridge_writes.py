@@ -109,7 +109,7 @@ class TestWrites:
         session.refresh_from_db()
         assert (session.title, session.status, session.context) == ("Renamed", "archived", {"tier": "gold"})
         assert any(p["model"] == "session" and p["operation"] == "update" for p in events.of(EventName.MODEL_CHANGE))
-        response = api.update("session", session.pk, {"status": "active"})
+        response = api.update("session", session.pk, {"status": "deleted"})
         assert response.status_code == 400 and error_fields(response) == ["status"]
         response = api.update("session", session.pk, {"title": "x" * 201})
         assert response.status_code == 400 and error_fields(response) == ["title"]
@@ -146,7 +146,6 @@ class TestWrites:
         widget = WidgetFactory(session=session)
         api = user_api(user)
         for response in (
-            api.delete("session", session.pk),
             api.delete("message", message.pk),
             api.update("message", message.pk, {"content": "edited"}),
             api.delete("widget", widget.pk),

@@ -5,7 +5,12 @@ Rows:
 - baseline: ``ConversationMessage.objects.create`` twice in one transaction (the app's post-save
   hooks, which queue ``model_change`` events, run here too);
 - the README's async EchoAgent; the same echo as a sync agent; an async agent that streams its
-  reply in 5 chunks.
+  reply in 5 chunks;
+- a sync agent with a realistic Context of about 2 KB (notes it keeps, one changed per turn): what
+  a Context costs a turn, the snapshots included. Every turn stores the Context it started from
+  and the one it ended with on its user message (``context_before`` / ``context_after``,
+  docs/versions.md), in the UPDATEs that start and end the turn (no query of their own); a
+  second table gives their bytes per turn (the JSON as stored), beside the echo's empty Context.
 
 Each row runs ``--turns`` turns (default 200) in a fresh session, three rounds, interleaved with
 the baseline so drift hits all rows alike; the table shows the median per-turn time of the rounds,
@@ -17,6 +22,7 @@ PostgreSQL. ``--turns=50`` for a quick look; ``--quick``: 10 turns, one round.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import Counter
@@ -24,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import django
+from pydantic import BaseModel
 
 from tests.bench.options import int_option, is_quick
 
@@ -66,6 +73,23 @@ def _run(label: str, turns: int, rounds: int) -> None:
                     stream.write(word + " ")
             return stream.content
 
+    class NotesAgent(ConversationAgent):
+        """Keeps 20 notes of ~90 characters and a counter (a ~2 KB Context); replaces one note a turn."""
+
+        class Context(BaseModel):
+            user_id: int = 0
+            plan: str = ""
+            turns: int = 0
+            notes: list[str] = []
+
+        def get_response(self, message, request=None, **kwargs):
+            self.context.turns += 1
+            notes = list(self.context.notes)
+            notes[self.context.turns % len(notes)] = _note(self.context.turns, message)
+            self.context.notes = notes
+            return f"Noted: {message}"
+
+    register_agent("bench/notes", NotesAgent)
     register_agent("bench/echo", EchoAgent)
     register_agent("bench/sync-echo", SyncEchoAgent)
     register_agent("bench/stream-echo", StreamingEchoAgent)
@@ -87,10 +111,14 @@ def _run(label: str, turns: int, rounds: int) -> None:
         ("send_message, async echo (README)", "bench/echo", service_turn),
         ("send_message, sync echo", "bench/sync-echo", service_turn),
         ("send_message, async, 5 chunks streamed", "bench/stream-echo", service_turn),
+        ("send_message, sync, ~2 KB Context (snapshots)", "bench/notes", service_turn),
     ]
 
     def new_session(path: str | None) -> Any:
-        return ConversationService.create_session(path or "bench/echo")
+        context = None
+        if path == "bench/notes":
+            context = {"user_id": 42, "plan": "pro", "turns": 0, "notes": [_note(n, "start") for n in range(20)]}
+        return ConversationService.create_session(path or "bench/echo", context=context)
 
     # Warm up every path (imports, prepared statements, the realtime backend).
     for _, path, func in rows:
@@ -127,6 +155,26 @@ def _run(label: str, turns: int, rounds: int) -> None:
         kinds = Counter(_kind(sql) for sql in queries[name])
         detail = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
         print(f"| {name} | {per_turn * 1000:.2f} | {per_turn / base:.1f}x | {len(queries[name])} | {detail} |")
+
+    # The snapshots' size: the JSON of context_before + context_after of one turn, as stored.
+    print("\n| agent | Context (bytes of JSON) | context_before + context_after per turn (bytes) |")
+    print("|---|---:|---:|")
+    for name, path in (("sync echo (empty Context)", "bench/sync-echo"), ("~2 KB Context", "bench/notes")):
+        session = new_session(path)
+        for n in range(5):
+            service_turn(session, f"size {n}")
+        snapshots = ConversationMessage.objects.filter(session=session, message_type="user").values_list(
+            "context_before", "context_after"
+        )
+        sizes = [len(json.dumps(before)) + len(json.dumps(after)) for before, after in snapshots]
+        session.refresh_from_db()
+        print(f"| {name} | {len(json.dumps(session.context))} | {statistics.median(sizes):.0f} |")
+
+
+def _note(n: int, message: str) -> str:
+    return f"note {n:03d}: the customer asked about {message!r}; follow up by e-mail, ticket #{1000 + n}."[:90].ljust(
+        90
+    )
 
 
 def _kind(sql: str) -> str:

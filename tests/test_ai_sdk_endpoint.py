@@ -299,7 +299,9 @@ def test_a_signed_in_users_conversation_is_theirs_only(local):
 @pytest.mark.parametrize(
     ("change", "field", "code"),
     [
-        ({"trigger": "regenerate-message"}, "trigger", "invalid_request"),
+        ({"trigger": "resume-stream"}, "trigger", "invalid_request"),
+        ({"trigger": "regenerate-message", "messageId": 5}, "messageId", "invalid_request"),
+        ({"trigger": "regenerate-message", "messages": [{"role": "user", "parts": []}]}, "messages.0.id", None),
         ({"messageId": "x"}, "messageId", "invalid_request"),
         ({"extra": 1}, "extra", "unknown_key"),
         ({"messages": []}, "messages", "invalid_request"),
@@ -438,6 +440,75 @@ def test_a_retried_request_makes_no_second_message(local):
     again = Reader(post(client, data)).all()
     assert text_of(first) == text_of(again) == "You said: hi "
     assert ConversationMessage.objects.filter(session_id=session_id, message_type=MessageType.USER).count() == 1
+
+
+def _regenerate(session_id: str, message_id: str | None, last: dict[str, Any]) -> dict[str, Any]:
+    """What ``regenerate({messageId})`` posts through the documented prepareSendMessagesRequest:
+    the last message left (the user message answered again), the trigger and the messageId."""
+    data = {"id": session_id, "messages": [last], "trigger": "regenerate-message"}
+    if message_id is not None:
+        data["messageId"] = message_id
+    return data
+
+
+def _start_of(chunks: list[Any]) -> dict[str, Any]:
+    return next(c for c in chunks if isinstance(c, dict) and c["type"] == "start")
+
+
+def test_regenerate_streams_a_new_version_of_the_reply_the_assistant_message_names(local):
+    client = Client()
+    session_id = start(client)
+    sent = body(session_id, "hi")
+    first = Reader(post(client, sent)).all()
+    first_reply = _start_of(first)["messageId"]
+    original = ConversationMessage.objects.get(session_id=session_id, message_type=MessageType.USER)
+    chunks = Reader(post(client, _regenerate(session_id, first_reply, sent["messages"][-1]))).all()
+    assert text_of(chunks) == "You said: hi "
+    assert collapse(types(chunks)) == ["start", "text-start", "text-delta", "text-end", "finish", "[DONE]"]
+    started = _start_of(chunks)
+    version = ConversationMessage.objects.get(pk=started["messageMetadata"]["reply_to"])
+    assert version.pk != original.pk and version.version_group == original.pk and version.active
+    assert version.processing_status == ProcessingStatus.COMPLETED
+    new_reply = ConversationMessage.objects.get(pk=started["messageId"])
+    assert new_reply.reply_to_id == version.pk and str(new_reply.pk) != first_reply
+    original.refresh_from_db()
+    assert not original.active
+    assert not ConversationMessage.objects.get(pk=first_reply).active
+
+
+def test_regenerate_without_a_message_id_answers_the_last_message_sent(local):
+    """``regenerate()`` with no argument: the messages end with the user message, named by the
+    client's own id (the operation id it was stored with) or, once loaded from messages/, by ours."""
+    client = Client()
+    session_id = start(client)
+    sent = body(session_id, "hello")
+    Reader(post(client, sent)).all()
+    chunks = Reader(post(client, _regenerate(session_id, None, sent["messages"][-1]))).all()
+    assert text_of(chunks) == "You said: hello "
+    ours = {**sent["messages"][-1], "id": _start_of(chunks)["messageMetadata"]["reply_to"]}
+    again = Reader(post(client, _regenerate(session_id, None, ours))).all()
+    assert text_of(again) == "You said: hello "
+    users = ConversationMessage.objects.filter(session_id=session_id, message_type=MessageType.USER)
+    assert sorted(m.version_index for m in users) == [1, 2, 3]
+    assert [m.version_index for m in users if m.active] == [3]
+
+
+def test_regenerate_of_a_message_not_in_the_conversation_is_404_and_saves_nothing(local):
+    client = Client()
+    session_id = start(client)
+    other_id = start(client)
+    sent = body(other_id, "elsewhere")
+    other_reply = _start_of(Reader(post(client, sent)).all())["messageId"]
+    for message_id in (other_reply, "nothing-like-it", f"{other_reply}-reply"):
+        response = post(client, _regenerate(session_id, message_id, sent["messages"][-1]))
+        assert response.status_code == 404, response.content
+        error = response.json()["errors"][0]
+        assert (error["code"], error["field"]) == ("not_found", "messageId")
+    assert not ConversationMessage.objects.filter(session_id=session_id).exists()
+    # Another visitor cannot regenerate in a conversation not theirs, even naming its rows.
+    response = post(Client(), _regenerate(other_id, other_reply, sent["messages"][-1]))
+    assert response.status_code == 404
+    assert ConversationMessage.objects.filter(session_id=other_id, message_type=MessageType.USER).count() == 1
 
 
 def test_a_finished_stream_leaves_no_watcher_and_no_pending_cancel(local):

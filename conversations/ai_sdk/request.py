@@ -4,6 +4,10 @@ Only the last entry of ``messages`` is read: the new user message, or, after
 ``addToolApprovalResponse``, the assistant message whose tool parts carry the user's answers (then
 ``messageId`` names it). The history the client sends is ignored, so a client cannot rewrite
 earlier turns or put words in the agent's mouth: the conversation's rows are the truth.
+
+``regenerate()`` sends ``trigger: "regenerate-message"`` and ``messageId``, the id of the
+assistant message to answer again (without it, the last message sent names the user message):
+only that id is read, and the reply is regenerated from the rows (``turns.versions``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from typing import Any
 from ..constants import ErrorCode
 from ..exceptions import InvalidMessage, InvalidQuery
 
-__all__ = ["FILE_URL_PREFIX", "ApprovalAnswer", "ApprovalRequest", "ChatRequest", "parse_chat_request"]
+__all__ = [
+    "FILE_URL_PREFIX",
+    "ApprovalAnswer",
+    "ApprovalRequest",
+    "ChatRequest",
+    "RegenerateRequest",
+    "parse_chat_request",
+]
 
 #: A file part's ``url`` naming a file uploaded with ``POST files/``: ``django-ai-file:<file id>``.
 FILE_URL_PREFIX = "django-ai-file:"
@@ -57,18 +68,28 @@ class ApprovalRequest:
     answers: tuple[ApprovalAnswer, ...]
 
 
+@dataclass(frozen=True)
+class RegenerateRequest:
+    """What a POST of ``regenerate()`` asks: answer again the message ``message_id`` names (an
+    id the client holds: an assistant message's, a user message's, or the client's own id of a
+    message it sent)."""
+
+    session_id: str
+    message_id: str
+
+
 def _bad(message: str, *, field: str, code: str = ErrorCode.INVALID_REQUEST) -> InvalidQuery:
     return InvalidQuery(message, code=code, field=field)
 
 
-def parse_chat_request(data: Any) -> ChatRequest | ApprovalRequest:
+def parse_chat_request(data: Any) -> ChatRequest | ApprovalRequest | RegenerateRequest:
     """The request, or a 400 naming what is wrong (``field`` is the body's path to it)."""
     if not isinstance(data, dict):
         raise _bad("The request body must be a JSON object.", field="body", code=ErrorCode.INVALID_BODY)
     for key in data:
         if key not in CHAT_KEYS:
             raise InvalidQuery(
-                f"Unknown key {str(key)[:64]!r}: the chat endpoint takes id, messages and trigger.",
+                f"Unknown key {str(key)[:64]!r}: the chat endpoint takes id, messages, trigger and messageId.",
                 code=ErrorCode.UNKNOWN_KEY,
                 field=str(key)[:64],
             )
@@ -78,10 +99,12 @@ def parse_chat_request(data: Any) -> ChatRequest | ApprovalRequest:
             "id is required: the id of the conversation (start/ returns it).", field="id", code=ErrorCode.REQUIRED
         )
     trigger = data.get("trigger", "submit-message")
+    if trigger == "regenerate-message":
+        return RegenerateRequest(session_id=session_id, message_id=_regenerated_id(data))
     if trigger != "submit-message":
         raise _bad(
-            f"trigger {str(trigger)[:32]!r} is not supported: only new messages are (submit-message); "
-            "a reply cannot be regenerated through this endpoint.",
+            f"trigger {str(trigger)[:32]!r} is not supported: new messages are (submit-message) and "
+            "regenerated replies (regenerate-message).",
             field="trigger",
         )
     messages = data.get("messages")
@@ -133,6 +156,29 @@ def parse_chat_request(data: Any) -> ChatRequest | ApprovalRequest:
         file_ids=tuple(dict.fromkeys(files)),
         client_message_id=client_id if isinstance(client_id, str) and _OPERATION_ID.match(client_id) else None,
     )
+
+
+def _regenerated_id(data: dict[str, Any]) -> str:
+    """The id ``regenerate()`` names: ``messageId``, else the id of the last message sent."""
+    message_id = data.get("messageId")
+    if message_id is not None:
+        if not isinstance(message_id, str) or not message_id:
+            raise _bad("messageId must be the id of the message to regenerate.", field="messageId")
+        return message_id
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad(
+            "regenerate-message needs messageId, or messages ending with the message to answer again.",
+            field="messageId",
+            code=ErrorCode.REQUIRED,
+        )
+    last = messages[-1]
+    last_id = last.get("id") if isinstance(last, dict) else None
+    if not isinstance(last_id, str) or not last_id:
+        raise _bad(
+            "The last message needs its id: the message to answer again.", field=f"messages.{len(messages) - 1}.id"
+        )
+    return last_id
 
 
 def _approval_answers(message: dict[str, Any], where: str, message_id: Any) -> tuple[ApprovalAnswer, ...]:

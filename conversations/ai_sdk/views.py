@@ -5,7 +5,9 @@
   permissions, throttles and the agent's concurrency policy apply; the turn is scheduled as for any
   message), then the reply streams back as UI message chunks until the turn ends. After
   ``addToolApprovalResponse`` the last message is the assistant's: its answers go through the
-  bridge's ``approve`` row action, then the rest of the reply streams.
+  bridge's ``approve`` row action, then the rest of the reply streams. ``regenerate()``
+  (``trigger: "regenerate-message"``) goes through the bridge's ``regenerate`` row action of the
+  message it names, then the new version's reply streams as for a new message.
 - ``GET ai-sdk/chat/<id>/stream/``: the transport's ``reconnectToStream``: the reply still being
   written (its saved rows, then live), or 204 when none is.
 - ``GET ai-sdk/chat/<id>/messages/``: the conversation as ``UIMessage`` objects, for
@@ -37,7 +39,7 @@ from ..realtime.local import LocalBackend, Subscription
 from ..realtime.views import RealtimeEventsView
 from .chunks import CONTENT_TYPE, STREAM_HEADERS
 from .messages import conversation_messages
-from .request import ApprovalRequest, parse_chat_request
+from .request import ApprovalRequest, RegenerateRequest, parse_chat_request
 from .rows import read_reply, streaming_reply
 from .streaming import ReplyStream
 from .translate import ReplyTranslator, WidgetRow
@@ -130,6 +132,8 @@ class ChatView(_ChatBaseView):
         session = self.get_session(request, chat.session_id)
         if isinstance(chat, ApprovalRequest):
             return self.answer_approvals(request, session, chat)
+        if isinstance(chat, RegenerateRequest):
+            return self.regenerate(request, session, chat)
         data: dict[str, Any] = {"session": str(session.pk), "content": chat.text}
         if chat.file_ids:
             data["files"] = list(chat.file_ids)
@@ -184,6 +188,49 @@ class ChatView(_ChatBaseView):
         translator.ended_status = None  # the turn goes on (or the rows say it still waits)
         translator.needs_rows = True
         return self.stream_response(request, self.new_stream(translator, subscription, initial=[]))
+
+    def regenerate(
+        self, request: Request, session: ConversationSession, regenerate: RegenerateRequest
+    ) -> HttpResponseBase:
+        """Answer again the message ``regenerate()`` names (``POST models/message/<id>/regenerate/``:
+        its permission and rules, 409 under a ``reject`` policy while a turn runs...), then stream
+        the new version's reply from its start."""
+        target = regenerated_row(session, regenerate.message_id)
+        subscription = self.subscribe(request, session, replay=False)
+        try:
+            with operation(None):
+                message = get_exposed(BuiltinModel.MESSAGE).run_row_action(request, "regenerate", target, {})
+        except BaseException:
+            if subscription is not None:
+                subscription.broker.unsubscribe(subscription)
+            raise
+        translator = ReplyTranslator(user_message_id=str(message.pk), session_id=str(session.pk))
+        return self.stream_response(request, self.new_stream(translator, subscription, initial=[]))
+
+
+#: The id ``messages/`` gives a reply that has no agent message (a failure notice only).
+_REPLY_SUFFIX = "-reply"
+
+
+def regenerated_row(session: ConversationSession, client_id: str) -> str:
+    """The pk of the row of ``session`` that ``client_id`` names: a message's id (the assistant
+    messages the stream and ``messages/`` show carry their agent message's id, user messages from
+    ``messages/`` theirs), ``<user message id>-reply`` (a reply without an agent message), or the
+    client's own id of a user message it sent (kept as its operation id). ObjectNotFound else."""
+    rows = ConversationMessage.objects.filter(session=session)
+    try:
+        found = rows.filter(pk=uuid.UUID(client_id.removesuffix(_REPLY_SUFFIX))).values_list("pk", flat=True).first()
+    except ValueError:
+        found = None
+    if found is None:
+        found = (
+            rows.filter(message_type=MessageType.USER, client_operation_id=client_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+    if found is None:
+        raise ObjectNotFound(f"No message with id {client_id:.64} in this conversation.", field="messageId")
+    return str(found)  # as a URL carries it
 
 
 def _uuids(values: list[str]) -> list[uuid.UUID]:

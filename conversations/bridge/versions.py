@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..constants import BridgeAction, ErrorCode, MessageType
-from ..exceptions import InvalidInput, InvalidMessage
-from ..service import ConversationService
+from ..exceptions import InvalidInput
+from ..messages import clean_message_text
 from ..turns import versions
 from .changes import current_operation_id
 from .serialization import validate_write_data
@@ -60,10 +60,7 @@ def edit_action(exposed: ExposedModel, request: Request, instance: Any, data: di
         body["files"] = data["files"]
     # The create's validation: the content a string, the files readable by the caller, their count.
     validated = validate_write_data(exposed, request, BridgeAction.CREATE, body, instance=None)
-    try:
-        content = ConversationService._clean_message(validated.get("content", data["content"]))
-    except InvalidMessage as exc:
-        raise InvalidMessage(exc.message.replace("message", "content", 1), field="content") from exc
+    content = clean_message_text(validated.get("content", data["content"]), field="content")
     files = list(validated["files"]) if "files" in data else None
     message = versions.edit(instance.pk, content=content, files=files, operation_id=_operation_id())
     for row in files or ():
@@ -78,4 +75,4 @@ def edit_action(exposed: ExposedModel, request: Request, instance: Any, data: di
 def activate_action(exposed: ExposedModel, request: Request, instance: Any, data: dict[str, Any]) -> Any:
     """``POST models/message/<pk>/activate/`` (no body keys): make the version ``pk`` names (a
     user message, or a row replying to one) the active one; the user message."""
-    return versions.activate_version(instance.pk)
+    return versions.activate_version(instance.pk, operation_id=_operation_id())

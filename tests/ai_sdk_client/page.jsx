@@ -40,7 +40,7 @@ const transport = new DefaultChatTransport({
   api: `${API}ai-sdk/chat`,
   headers: () => ({ "X-CSRFToken": csrfToken() }),
   // The server ignores earlier messages (its rows are the truth): send only the new one. The trigger
-  // and messageId go too: a regenerate() is then refused (400), not taken for a retry of the message.
+  // and messageId go too: a regenerate() then answers the reply messageId names again.
   prepareSendMessagesRequest: ({ id, messages, trigger, messageId }) => ({
     body: { id, messages: messages.slice(-1), trigger, messageId },
   }),

@@ -160,3 +160,39 @@ def test_snapshots_add_no_query_to_a_turn():
     assert len(starts) == 1 and '"started_at"' in starts[0]
     assert len(ends) == 1 and '"finished_at"' in ends[0]
     assert len(first.captured_queries) == 18  # as before snapshots (docs/benchmarks.md)
+
+
+class SelfSupersedingAgent(ConversationAgent):
+    """Adds 10 to its count; on "supersede me" it first makes another version of its own message
+    (as a user would from another tab while it runs): "fail", whose turn fails."""
+
+    class Context(BaseModel):
+        count: int = 0
+
+    def get_response(self, message, request=None, **kwargs):
+        state = current_turn.get()
+        if message == "fail":
+            raise RuntimeError("asked to fail")
+        self.context.count += 10
+        if message == "supersede me":
+            user_message = self.message
+            state.call_db(lambda: versions.edit(user_message.pk, content="fail"))
+        return f"count {self.context.count}"
+
+
+def test_a_turn_whose_message_left_the_path_does_not_store_its_context():
+    register_agent("self-superseding", SelfSupersedingAgent)
+    session = ConversationService.create_session("self-superseding")
+    ConversationService.send_message(session.pk, "first")
+    ConversationService.send_message(session.pk, "supersede me")
+    first, old, new = user_messages(session)
+    wait_until(lambda: status_of(new) == ProcessingStatus.FAILED, 10)
+    old.refresh_from_db()
+    # Completed before it noticed, or stopped: either way off the path with its rows, and the
+    # conversation keeps the new path's Context (the edit's, which its failed turn left as it was).
+    assert old.processing_status in {ProcessingStatus.COMPLETED, ProcessingStatus.CANCELLED}
+    assert not old.active
+    assert not ConversationMessage.objects.filter(reply_to=old, active=True).exists()
+    session.refresh_from_db()
+    assert session.context == {"count": 10}
+    assert [m.content for m in user_messages(session, active=True)] == ["first", "fail"]

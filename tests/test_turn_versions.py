@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from django_ai.conversations.ai_sdk.messages import conversation_messages
 from django_ai.conversations.constants import (
     ErrorCode,
     EventName,
@@ -237,6 +238,20 @@ def test_history_sends_the_active_path_only():
     _answered(versions.edit(b.pk, content="x"))
     sent = conversation_history(session.pk)
     assert [m["content"] for m in sent] == ["a", "#1 a", "x", "#2 x"]
+
+
+def test_the_ai_sdk_messages_are_the_active_path_only():
+    session = conversation("tally", "a", "b")
+    a, b = user_messages(session)
+    _answered(versions.regenerate(b.pk))
+    _answered(versions.edit(a.pk, content="x"))
+    texts = [
+        (m["role"], part["text"])
+        for m in conversation_messages(session)
+        for part in m["parts"]
+        if part["type"] == "text"
+    ]
+    assert texts == [("user", "x"), ("assistant", "#1 x")]
 
 
 def test_a_running_turn_of_a_message_that_leaves_the_path_is_stopped_as_superseded(events):

@@ -43,4 +43,4 @@ def test_the_ai_packages_transport_reads_our_stream(kind, tmp_path):
         report = f"{result.stdout}\n{result.stderr}\n--- server log ---\n{server.log_tail()}"
         assert result.returncode == 0, report
         # Every test of the file ran (none skipped or filtered out).
-        assert "# pass 7" in result.stdout and "# fail 0" in result.stdout, report
+        assert "# pass 8" in result.stdout and "# fail 0" in result.stdout, report

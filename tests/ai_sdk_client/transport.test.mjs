@@ -223,3 +223,38 @@ test("useChat's Chat answers a tool approval with addToolApprovalResponse", { ti
   assert.equal(agent.content, text(reply));
   assert.equal(text(reply), "Let me see. The tool answered: Refunded 5.");
 });
+
+test("useChat's Chat regenerates a reply: a new version of the message, answered again", { timeout: TIMEOUT }, async () => {
+  const conversation = await startConversation();
+  // The transport of docs/ai-sdk.md: only the last message, with the trigger and messageId.
+  const transport = new DefaultChatTransport({
+    api: `${API}ai-sdk/chat`,
+    headers: conversation.headers,
+    prepareSendMessagesRequest: ({ id, messages, trigger, messageId }) => ({
+      body: { id, messages: messages.slice(-1), trigger, messageId },
+    }),
+  });
+  const chat = new Chat({ id: conversation.id, transport });
+  await chat.sendMessage({ text: "once more" });
+  assert.equal(chat.status, "ready", String(chat.error));
+  const first = chat.messages.at(-1);
+
+  await chat.regenerate({ messageId: first.id });
+  assert.equal(chat.status, "ready", String(chat.error));
+  assert.equal(chat.messages.length, 2, "the old reply was replaced by the new one");
+  const second = chat.messages.at(-1);
+  assert.notEqual(second.id, first.id);
+  assert.equal(text(second), "You said: once more ");
+  // The conversation's active path is the new version and its reply; the first is kept, inactive.
+  let rows = await messages(conversation);
+  assert.deepEqual(rows.map((r) => [r.message_type, r.version_index]), [["user", 2], ["agent", 1]]);
+  assert.equal(rows[1].id, second.id);
+
+  // Without a messageId: the last message sent (the user's, by the client's own id) is answered again.
+  await chat.regenerate();
+  assert.equal(chat.status, "ready", String(chat.error));
+  rows = await messages(conversation);
+  assert.equal(rows[0].version_count, 3);
+  assert.equal(chat.messages.at(-1).id, rows[1].id);
+  assert.equal(text(chat.messages.at(-1)), "You said: once more ");
+});

@@ -796,10 +796,9 @@ function renderMessage(message, state) {
       ));
     } else if (message.local) {
       stack.append(el("div", { class: "status", text: "Sending…" }));
-    } else if (!editor) {
-      stack.append(userActions(message));
     }
-    li.append(stack);
+    // The actions sit under the message, outside its stack (the stack is what the message shows).
+    li.append(el("div", { class: "body" }, stack, !message.sendError && !message.local && !editor ? userActions(message) : null));
   } else if (type === "widget") {
     li.append(avatar(agentPath), renderWidget(message, state));
   } else if (type === "tool") {
@@ -814,8 +813,7 @@ function renderMessage(message, state) {
     if (!message.parts.some((part) => part.type === "text") && (message.streaming || !pieces.length)) pieces.push(markdownBubble(message.content));
     const stack = el("div", { class: "stack" }, pieces);
     if (message.processing_status === "cancelled") stack.append(el("div", { class: "status stopped", text: "Stopped" }));
-    if (FINISHED.has(message.processing_status) && !message.local) stack.append(replyActions(message));
-    li.append(avatar(agentPath), stack);
+    li.append(avatar(agentPath), el("div", { class: "body" }, stack, FINISHED.has(message.processing_status) ? replyActions(message) : null));
   }
   return li;
 }

@@ -8,7 +8,8 @@
  * the Context that turn started from (the same turn number, not one more); the arrows go back to
  * 1/2 (the first reply again) and forth. Edit an earlier message: the later turns leave the
  * thread, the new answer comes from the notes as they were before it, the arrows bring the old
- * path back. Copy puts the reply's text on the clipboard and says "Copied"; the thumbs are stored
+ * path back. Switching while a reply is written is refused (409 turn_in_progress, said in the
+ * banner) and works once it is stopped. Copy puts the reply's text on the clipboard and says "Copied"; the thumbs are stored
  * (read back through the bridge), a second click withdraws, a thumb down takes a comment.
  * A screenshot of a regenerated reply ("2/2") goes to artifacts/demo-versions.png.
  */
@@ -220,6 +221,39 @@ describe("message versions on the demo page", () => {
     // Sending now goes on from that path (its Context: two notes).
     await say(page, "What do you remember?");
     await waitForThread(page, [...before, "user:What do you remember?", `agent:You asked me to remember: milk bread ${TURN(3, 2)}`]);
+    assert.deepEqual(errors, []);
+  });
+
+  test("switching versions while a reply is written is refused in the banner (409); after Stop it works", async () => {
+    const old = page.url();
+    await page.click(`#agent-list button[data-agent="writer"]`);
+    await page.waitForFunction((before) => location.href !== before && /#\/c\/[0-9a-f-]{36}$/.test(location.hash), old);
+    await page.waitForSelector("#connection[data-state='subscribed']");
+    await page.fill("#input", "A story about a lighthouse keeper");
+    await page.press("#input", "Enter");
+    await page.waitForSelector(".message.agent.streaming");
+    await page.click("#stop");
+    const first = page.locator(".message.agent.cancelled");
+    await first.locator(".status.stopped").waitFor();
+    const firstId = (await first.getAttribute("data-id")) as string;
+
+    // A stopped reply can be answered again: the new version streams.
+    await first.getByRole("button", { name: "Regenerate this reply" }).click();
+    await page.waitForSelector(`.message.agent.streaming:not([data-id="${firstId}"])`);
+    const asked = userMessage(page, "A story about a lighthouse keeper");
+    await asked.locator(".version-label >> text=2/2").waitFor();
+    await asked.getByRole("button", { name: "Previous version" }).click();
+    await page.waitForSelector("#banner:not([hidden]) >> text=switch versions once it ends");
+    assert.equal(await page.getAttribute("#banner", "data-kind"), "error");
+    assert.equal(await asked.locator(".version-label").innerText(), "2/2", "nothing switched");
+    await page.click("#banner-close");
+
+    await page.click("#stop");
+    await page.waitForSelector(`.message.agent.cancelled:not([data-id="${firstId}"]) .status.stopped`);
+    await asked.getByRole("button", { name: "Previous version" }).click();
+    await asked.locator(".version-label >> text=1/2").waitFor();
+    await page.waitForSelector(`.message.agent[data-id="${firstId}"]`);
+    assert.equal(await page.locator(".message.agent").count(), 1);
     assert.deepEqual(errors, []);
   });
 

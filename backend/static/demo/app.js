@@ -21,6 +21,16 @@
 //   the order the agent made them. A step awaiting approval has Approve / Reject buttons; they come
 //   from the step's row, so a reload shows them again. Tool and widget messages that are parts of
 //   a reply are not drawn on their own (`partOf`).
+// - Versions: the thread is the store's snapshot, which is the conversation's active path; Edit,
+//   Regenerate and the "< k/n >" arrows only call the store (`edit`, `regenerate`, `versions` +
+//   `setActiveVersion`) and the path that comes back is drawn. The arrows sit on the user message
+//   (a version is a version of it; a regenerated reply is the answer to its second version).
+// - What is typed in an editor, a rename or a feedback comment lives in page state (`editing`,
+//   `renaming`, `rating`), not in the DOM: a redraw (a snapshot, a streaming word) rebuilds the
+//   node, and the control that had the keyboard focus gets it back by its `data-focus` key.
+// - The sidebar's search asks the server (`sessions.search()`, titles and message text) once
+//   typing pauses; each new term replaces the live query, and an answer for an older term is
+//   dropped.
 
 const config = JSON.parse(document.getElementById("demo-config").textContent);
 const $ = (id) => document.getElementById(id);

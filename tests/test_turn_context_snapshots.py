@@ -196,3 +196,16 @@ def test_a_turn_whose_message_left_the_path_does_not_store_its_context():
     session.refresh_from_db()
     assert session.context == {"count": 10}
     assert [m.content for m in user_messages(session, active=True)] == ["first", "fail"]
+
+
+def test_the_end_of_a_turn_still_announces_the_user_message(events):
+    # The end's UPDATE of the user message (guarded by its place on the active path) replaced a
+    # save(): clients and the project's post_save receivers hear of it as before.
+    session = conversation("tally", "a")
+    (message,) = user_messages(session)
+    updates = [
+        p
+        for p in events.of("model_change")
+        if p["model"] == "message" and p["operation"] == "update" and str(message.pk) in p["pks"]
+    ]
+    assert updates

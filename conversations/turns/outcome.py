@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
@@ -124,20 +125,30 @@ def _steps_to_wait_for(user_message: ConversationMessage) -> bool:
 def _record_user_message(state: TurnState, now: Any, **values: Any) -> bool:
     """Write the turn's end on its user message; whether the message is still on the active path.
 
-    One UPDATE on the normal path. A message that left the path while its turn ran (a version
-    made or chosen elsewhere: ``turns.versions``) is updated all the same, by a second one; the
-    caller then leaves the conversation's Context alone and takes the turn's rows off the path.
+    One UPDATE on the normal path, and the ``post_save`` a ``save()`` sends. A message that left
+    the path while its turn ran (a version made meanwhile: ``turns.versions``) is updated all the
+    same, by a second one; the caller then leaves the conversation's Context alone and takes the
+    turn's rows off the path.
     """
     user_message = state.user_message
     rows = ConversationMessage.objects.filter(pk=user_message.pk)
     user_message.updated_at = now
     for name, value in values.items():
         setattr(user_message, name, value)
-    if rows.filter(active=True).update(updated_at=now, **values):
-        return True
-    rows.update(updated_at=now, **values)
-    user_message.active = False
-    return False
+    on_path = bool(rows.filter(active=True).update(updated_at=now, **values))
+    if not on_path:
+        rows.update(updated_at=now, **values)
+        user_message.active = False
+    # What the save() this replaces sent: the bridge's model_change and any receiver of the project.
+    post_save.send(
+        sender=ConversationMessage,
+        instance=user_message,
+        created=False,
+        update_fields=frozenset([*values, "updated_at"]),
+        raw=False,
+        using=db_alias(),
+    )
+    return on_path
 
 
 def _leave_path(state: TurnState) -> None:

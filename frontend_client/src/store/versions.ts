@@ -4,10 +4,11 @@
  * models/message/<pk>/<action>/`), and the versions of a user message (one query on its
  * `version_group`).
  *
- * Regenerate and edit start a turn, so each carries an `X-Operation-Id` as a send does: the server
- * answers a repeated request with the version the first one made. An answer lost to the network
- * (the server may have made the version) is asked for once more under the same id, so it is never
- * made twice; a caller that retries later passes the `operationId` of the first call.
+ * Each request carries an `X-Operation-Id` as a send does; regenerate and edit start a turn, and
+ * the server answers a repeated one with the version the first made. An answer lost to the network
+ * (the server may have done it) is asked for once more under the same id, so a version is never
+ * made twice (switching or rating again is harmless); a caller that retries later passes the
+ * `operationId` of the first call.
  *
  * The row the server answers with goes to the reducer at once (`messageSaved`): a new or chosen
  * version takes the place of the one the store showed; the rows that joined the path come with

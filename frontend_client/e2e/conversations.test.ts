@@ -3,7 +3,7 @@
  * by playwright-core) against the demo backend: rename inline (Enter saves, Escape cancels),
  * archive and unarchive (an archived conversation takes no message until unarchived), delete
  * after a confirmation (Cancel keeps it; once deleted it is gone from the list, its link says it
- * does not exist, the bridge answers 404), and the search box, which filters the list through the
+ * does not exist, the bridge answers 404; another tab showing it says so too), and the search box, which filters the list through the
  * server's `search` filter on titles and message text.
  */
 
@@ -151,6 +151,25 @@ describe("managing conversations on the demo page", () => {
     await page.reload();
     await page.waitForSelector("#missing:not([hidden])");
     assert.equal(await item(page, id).count(), 0);
+    assert.deepEqual(errors, []);
+  });
+
+  test("a conversation deleted in another tab leaves that tab's list, and its screen says it doesn't exist", async () => {
+    const id = await conversationWith(page, "open in two tabs");
+    const other = await page.context().newPage();
+    try {
+      other.on("pageerror", (error) => errors.push(error.message));
+      await other.goto(`${server.origin}/#/c/${id}`);
+      await other.waitForSelector(".message.agent.completed >> text=You said: open in two tabs");
+      await other.waitForSelector("#connection[data-state='subscribed']");
+      await item(page, id).getByRole("button", { name: "Delete “open in two tabs”" }).click();
+      await item(page, id).getByRole("button", { name: "Delete", exact: true }).click();
+      await item(other, id).waitFor({ state: "detached" });
+      await other.waitForSelector("#missing:not([hidden])");
+      assert.equal(await other.isVisible("#composer"), false);
+    } finally {
+      await other.close();
+    }
     assert.deepEqual(errors, []);
   });
 

@@ -489,13 +489,26 @@ function followSessions() {
   stopSessions = query.live(
     (snapshot) => {
       if (term !== searchTerm) return;
+      const open = current?.sessionId;
+      const left = open && !term && sessions.some((s) => s.id === open) && !snapshot.rows.some((s) => s.id === open);
       sessions = snapshot.rows;
+      // The open conversation left the list: deleted elsewhere (another tab), or only pushed out
+      // of its first 50. The server tells which.
+      if (left) void checkStillThere(open);
       // What the list shows now (the tests wait for it).
       $("session-list").dataset.search = term;
       renderSessions();
     },
     { onError: (error) => showBanner(error) },
   );
+}
+
+async function checkStillThere(sessionId) {
+  try {
+    await client.sessions.get(sessionId);
+  } catch (error) {
+    if (current?.sessionId === sessionId && isNotTheirs(error)) showMissing();
+  }
 }
 
 function onSearchInput() {

@@ -158,7 +158,7 @@ class TestEdit:
         chat.say("a")
         b = chat.say("b")
         chat.say("c")
-        file = FileFactory(user=chat.user, session=None)
+        file = FileFactory(user=chat.user, session=None, text="notes")
         row = _row(chat.action(b, "edit", {"content": "B!", "files": [str(file.pk)]}))
         assert (row["content"], row["revision"], row["version_group"], row["version_index"]) == ("B!", "edit", b, 2)
         assert row["files"] == [str(file.pk)]
@@ -168,7 +168,7 @@ class TestEdit:
         assert file.session_id == chat.session.pk  # an upload joins the conversation, as with a create
 
     def test_without_files_the_edit_keeps_the_messages_own(self, chat):
-        file = FileFactory(user=chat.user, session=chat.session)
+        file = FileFactory(user=chat.user, session=chat.session, text="notes")
         response = chat.committed(
             lambda: chat.api.create(
                 "message", {"session": str(chat.session.pk), "content": "a", "files": [str(file.pk)]}
@@ -309,6 +309,14 @@ class TestAccess:
                 response = chat.action(b, name, body, api=api)
                 assert response.status_code == 404, (name, response.json())
                 assert error_codes(response) == ["not_found"]
+        assert ConversationMessage.objects.filter(session=chat.session, message_type=MessageType.USER).count() == 1
+
+    def test_a_deleted_conversations_messages_are_not_found(self, chat):
+        b = chat.say("b")
+        ConversationSession.objects.filter(pk=chat.session.pk).update(status=SessionStatus.DELETED)
+        for name, body in (("regenerate", {}), ("edit", {"content": "x"}), ("activate", {})):
+            response = chat.action(b, name, body)
+            assert response.status_code == 404 and error_codes(response) == ["not_found"], name
         assert ConversationMessage.objects.filter(session=chat.session, message_type=MessageType.USER).count() == 1
 
     def test_a_visitors_own_conversation_answers_them(self, chat):

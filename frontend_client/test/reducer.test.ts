@@ -834,6 +834,17 @@ describe("versions: the active path", () => {
     assert.equal(view(rated).messages.find((m) => m.id === "a1")?.feedback, "up");
   });
 
+  test("a full read that lacks a reply still streaming reads its row: off the path, it goes", () => {
+    const streaming = run(base(), read({ messages: [user("u3", 80, { processing_status: "processing" }), reply("a3", "u3", 85, { processing_status: "streaming" })] })).state;
+    // The path changed while the channel was down: the read of the active path lacks u3 and a3.
+    const sync = run(streaming, synced(streaming, { messages: [user("u1", 10), reply("a1", "u1", 20), user("u2", 30), step("t2", "u2", 35), reply("a2", "u2", 40)] }));
+    assert.deepEqual(ids(sync.state), ["u1", "a1", "u2", "t2", "a2", "a3"], "a live stream stays until its row says otherwise");
+    assert.deepEqual(sync.reads, [{ model: "message", pk: "a3", delay: 0 }]);
+    const { state } = run(sync.state, read({ messages: [reply("a3", "u3", 85, { processing_status: "cancelled", active: false, updated_at: at(95) })] }));
+    assert.deepEqual(ids(state), ["u1", "a1", "u2", "t2", "a2"]);
+    assert.equal(view(state).busy, false);
+  });
+
   test("a conversation deleted elsewhere: the session read finds it missing; the store keeps its messages and says so", () => {
     const gone = new ConversationClientError("Not found.", { code: "not_found" });
     const { state, reads } = run(base(), { ...read({}), sessionGone: gone } as StoreAction);

@@ -723,9 +723,14 @@ function applySync(draft: Draft, action: Extract<StoreAction, { type: "synced" }
   const seen = new Set(action.messages.map((m) => m.id));
   for (const [id, row] of draft.rows) {
     // Rows that arrived while the read ran (from a refetch) are newer than it: they stay.
-    if (action.known.has(id) && !seen.has(id) && !row.local && !row.placeholder && row.processing_status !== ProcessingStatus.STREAMING) {
+    if (!action.known.has(id) || seen.has(id) || row.local || row.placeholder) continue;
+    if (row.processing_status !== ProcessingStatus.STREAMING) {
       draft.rows.delete(id);
       draft.dropStream(id);
+    } else {
+      // A live stream the read of the active path lacks: its reply may have left the path while
+      // the channel was down (a version made in another tab). Its row says (read by id).
+      draft.read(BuiltinModel.MESSAGE, id, 0);
     }
   }
   for (const row of action.messages) mergeMessage(draft, row);

@@ -487,7 +487,9 @@ def test_models_section(quick_start):
 
     assert [m.content for m in message] == ["Hello! How can I help you today?"]
     assert File.objects.count() == 0
-    assert [c[0] for c in ConversationSession._meta.get_field("status").choices] == ["active", "completed", "archived"]
+    statuses = [c[0] for c in ConversationSession._meta.get_field("status").choices]
+    # The README's three, and soft-deleted conversations (docs/conversations.md).
+    assert statuses == ["active", "completed", "archived", "deleted"]
     message_types = [c[0] for c in ConversationMessage._meta.get_field("message_type").choices]
     # The README's four, and the tool steps of issue 13 (docs/tools.md, "Tool steps").
     assert message_types == ["user", "agent", "system", "widget", "tool"]

@@ -184,7 +184,7 @@ describe("managing conversations on the demo page", () => {
     await page.waitForSelector("#no-sessions >> text=No conversation matches “xylophone-unheard-of”.");
     // Cleared: the whole list again.
     const all = await listFor(page, "");
-    assert.ok(all.includes(zebra) && all.includes(violin) && all.length > 2, `${all.length} conversations`);
+    assert.ok(all.includes(zebra) && all.includes(violin), `${all.length} conversations`);
     assert.deepEqual(errors, []);
   });
 });

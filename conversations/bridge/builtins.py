@@ -122,7 +122,7 @@ class MessageFilterSet(django_filters.FilterSet):
             "timestamp": RANGE,
             "updated_at": RANGE,
             # Versions (docs/versions.md): list queries see the active path unless they name
-            # ``active``, ``version_group`` or ``id`` (ExposedMessage.get_base_queryset).
+            # ``active``, ``version_group`` or ``id`` (ExposedMessage.filter_queryset).
             "active": ["exact"],
             "version_group": ["exact", "in"],
             "parent": ["exact", "isnull"],

@@ -26,6 +26,7 @@ from django_ai.conversations.exceptions import (
     InvalidInput,
     InvalidMessage,
     MessageNotFound,
+    OperationIdReused,
     SessionNotActive,
     TurnInProgress,
 )
@@ -373,7 +374,7 @@ def test_messages_sent_since_the_last_version_change_join_the_tree_at_the_next_o
     assert [text for _, text in path_texts(session) if not text.startswith("#")] == ["a", "b", "c"]
 
 
-def test_an_operation_id_makes_a_retried_regenerate_return_the_version_it_made():
+def test_an_operation_id_makes_a_retried_regenerate_or_edit_return_the_version_it_made():
     session = conversation("tally", "a")
     (a,) = user_messages(session)
     first = versions.regenerate(a.pk, operation_id="op-1")
@@ -381,7 +382,12 @@ def test_an_operation_id_makes_a_retried_regenerate_return_the_version_it_made()
     assert again.pk == first.pk
     assert ConversationMessage.objects.filter(session=session, message_type=MessageType.USER).count() == 2
     edited = versions.edit(a.pk, content="x", operation_id="op-2")
-    assert versions.edit(a.pk, content="other text", operation_id="op-2").pk == edited.pk
+    assert versions.edit(a.pk, content="x", operation_id="op-2").pk == edited.pk
+    # The same id for another request (other text, another kind of version) is a client bug: 409.
+    with pytest.raises(OperationIdReused):
+        versions.edit(a.pk, content="other text", operation_id="op-2")
+    with pytest.raises(OperationIdReused):
+        versions.regenerate(a.pk, operation_id="op-2")
     _answered(edited)
     assert _versions(a)[-1].version_count == 3
 

@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..constants import ErrorCode, MessageRevision, MessageType, ProcessingStatus, SessionStatus
-from ..exceptions import InvalidInput, MessageNotFound, SessionNotActive, TurnInProgress
+from ..exceptions import InvalidInput, MessageNotFound, OperationIdReused, SessionNotActive, TurnInProgress
 from ..messages import clean_message_text
 from ..models import ConversationMessage, ConversationSession
 from ..registry import registry
@@ -204,6 +204,18 @@ def _new_version(
                 session=session, message_type=MessageType.USER, client_operation_id=operation_id
             ).first()
             if done is not None:
+                # The same request again: the same message, the same kind of version, the same
+                # text. Anything else under this id is a client bug, refused as a create's is.
+                same = (
+                    (done.version_group or done.pk) == (target.version_group or target.pk)
+                    and done.revision == revision
+                    and (content is None or done.content == content)
+                )
+                if not same:
+                    raise OperationIdReused(
+                        "This X-Operation-Id was already used for another change in this conversation; "
+                        "use a new id for a new request.",
+                    )
                 return done
         if session.status != SessionStatus.ACTIVE:
             raise SessionNotActive(f"Conversation {session.pk} is {session.status}; start a new one to continue.")

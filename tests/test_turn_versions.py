@@ -144,6 +144,19 @@ def test_regenerating_again_adds_versions_and_keeps_index_and_count_right_on_eve
     assert _context(session)["count"] == 2
 
 
+def test_regenerating_a_message_off_the_path_brings_its_path_back_and_its_context():
+    session = conversation("tally", "a", "b")
+    a, b = user_messages(session)
+    _answered(versions.edit(a.pk, content="x"))  # b is now below an inactive version of a
+    assert _context(session) == {"count": 1, "seen": ["x"]}
+
+    version = versions.regenerate(b.pk)
+    assert version.active
+    assert reply_to(_answered(version)).content == "#2 b"
+    assert [text for _, text in path_texts(session)] == ["a", "#1 a", "b", "#2 b"]
+    assert _context(session) == {"count": 2, "seen": ["a", "b"]}
+
+
 def test_editing_an_earlier_message_answers_the_new_text_from_that_turns_context():
     session = conversation("tally", "a", "b", "c")
     a, b, c = user_messages(session)

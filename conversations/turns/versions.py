@@ -181,6 +181,21 @@ def _lock(session_id: Any) -> ConversationSession:
     return rows.get()
 
 
+def _choose(session: ConversationSession, pk: Any, now: datetime) -> None:
+    """Make the user message ``pk`` and the messages above it the most recently chosen among
+    their siblings (``selected_at``), so the path runs through it: a version of a message off the
+    path brings its own path back."""
+    parents = dict(
+        ConversationMessage.objects.filter(session=session, message_type=MessageType.USER).values_list(
+            "pk", "parent_id"
+        )
+    )
+    chain = [pk]
+    while parents.get(chain[-1]) is not None and parents[chain[-1]] not in chain:
+        chain.append(parents[chain[-1]])
+    ConversationMessage.objects.filter(pk__in=chain).update(selected_at=now, updated_at=now)
+
+
 def _new_version(
     message_id: Any,
     *,
@@ -264,6 +279,9 @@ def _new_version(
             through.objects.bulk_create(
                 [through(conversationmessage_id=version.pk, file_id=pk) for pk in dict.fromkeys(file_ids)]
             )
+        if target.parent_id is not None and not target.active:
+            # A version of a message off the path: the messages above it join the path with it.
+            _choose(session, target.parent_id, now)
         recompute_path(session, operation_id=operation_id, also_changed=sibling_pks)
         if context_before is not None:
             session.context = context_before
@@ -326,18 +344,7 @@ def activate_version(
         if running or locked.active_turn is not None:
             raise TurnInProgress("A reply is being written in this conversation: switch versions once it ends.")
         materialize_parents(locked.pk)
-        # The version, and the messages above it (a version of a message off the path brings its
-        # own path back): each the most recently chosen among its siblings.
-        parents = dict(
-            ConversationMessage.objects.filter(session=locked, message_type=MessageType.USER).values_list(
-                "pk", "parent_id"
-            )
-        )
-        chain = [target.pk]
-        while parents.get(chain[-1]) is not None and parents[chain[-1]] not in chain:
-            chain.append(parents[chain[-1]])
-        now = timezone.now()
-        ConversationMessage.objects.filter(pk__in=chain).update(selected_at=now, updated_at=now)
+        _choose(locked, target.pk, timezone.now())
         change = recompute_path(locked, with_context=True, operation_id=operation_id)
         if change.end_context is not None:
             locked.context = change.end_context

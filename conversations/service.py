@@ -381,11 +381,14 @@ class ConversationService:
         for item in files:
             pk = item.pk if isinstance(item, File) else _as_uuid(item, FileNotFound, "File", "files")
             try:
-                row = File.objects.get(pk=pk)
+                row = File.objects.select_related("session").get(pk=pk)
             except (File.DoesNotExist, DjangoValidationError) as exc:
                 raise FileNotFound(f"File {pk} does not exist.", field="files") from exc
             mine = owns(owner, row) if owner.is_known else False
             if not mine and row.session_id != session.pk:
+                raise FileNotFound(f"File {pk} does not exist.", field="files")
+            if row.session is not None and row.session.status == SessionStatus.DELETED:
+                # A file of a conversation its owner deleted is missing, as on the bridge.
                 raise FileNotFound(f"File {pk} does not exist.", field="files")
             rows.append(row)
         return rows

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from django_ai.conversations import ConversationAgent
 from django_ai.conversations.constants import EventName, MessageType, ProcessingStatus, SessionStatus
-from django_ai.conversations.exceptions import SessionNotActive, SessionNotFound
+from django_ai.conversations.exceptions import FileNotFound, SessionNotActive, SessionNotFound
 from django_ai.conversations.models import ConversationMessage, ConversationSession, ConversationWidget, File
 from django_ai.conversations.realtime import reset_backend
 from django_ai.conversations.realtime.channels import owner_channel, session_channel
@@ -242,6 +242,21 @@ def test_a_deleted_conversation_is_404_for_the_python_api(alice):
     with pytest.raises(SessionNotActive):
         ConversationService.send_message(session.pk, "hello")
     assert ConversationMessage.objects.filter(session=session, content="hello").count() == 0
+
+
+@pytest.mark.django_db
+def test_a_deleted_conversations_file_cannot_be_attached_elsewhere_through_the_python_api(alice):
+    user, api = alice
+    deleted, _, _, _, upload = _conversation(user)
+    other = SessionFactory(user=user, agent_path="test-agent")
+    ConversationSession.objects.filter(pk=deleted.pk).update(status=SessionStatus.DELETED, deleted_at=timezone.now())
+    # As on the bridge, where the file is missing too.
+    created = api.create("message", {"session": str(other.pk), "content": "see", "files": [str(upload.pk)]})
+    assert created.status_code == 400 and error_fields(created) == ["files"], created.json()
+    with pytest.raises(FileNotFound) as caught:
+        ConversationService.send_message(other.pk, "see the menu", files=[upload.pk], user=user)
+    assert caught.value.status_code == 404
+    assert not ConversationMessage.objects.filter(session=other).exists()
 
 
 @pytest.mark.django_db

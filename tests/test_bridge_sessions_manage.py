@@ -439,6 +439,37 @@ def test_purge_removes_conversations_deleted_long_ago_with_their_files_bytes(
 
 
 @pytest.mark.django_db
+def test_purge_keeps_a_file_that_a_message_of_another_conversation_names(
+    alice, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path
+    user, api = alice
+    old, _, _, _, shared = _conversation(user, title="old")
+    kept = SessionFactory(user=user, title="kept", agent_path="test-agent")
+    also = MessageFactory(session=kept, content="the same menu")
+    also.files.set([shared])
+    ConversationSession.objects.filter(pk=old.pk).update(
+        status=SessionStatus.DELETED, deleted_at=timezone.now() - datetime.timedelta(days=40)
+    )
+
+    out = StringIO()
+    call_command("purge_conversations", "--dry-run", stdout=out)
+    assert "1 conversations, 3 messages, 1 widgets, 0 files" in out.getvalue()
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_conversations", stdout=out)
+    assert "Purged 1 conversations, 3 messages, 1 widgets, 0 files" in out.getvalue()
+    assert not ConversationSession.objects.filter(pk=old.pk).exists()
+    # The other conversation's message still has it, bytes included, and its owner reads it there.
+    assert list(also.files.all()) == [shared]
+    shared.refresh_from_db()
+    assert shared.session_id == kept.pk and os.path.exists(shared.file.path)
+    assert [row["id"] for row in rows(api.query("file", {"filter": {"session": str(kept.pk)}}), "file")] == [
+        str(shared.pk)
+    ]
+
+
+@pytest.mark.django_db
 def test_purge_uses_the_retention_setting_and_refuses_negative_days(fresh_bridge, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path
     old, _ = _deleted_days_ago(UserFactory(), 10, "ten days")

@@ -19,6 +19,15 @@ from ...models import ConversationMessage, ConversationSession, ConversationWidg
 BATCH_SIZE = 200
 
 
+def _used_elsewhere(pks: list[Any]) -> dict[Any, Any]:
+    """The files of the conversations ``pks`` that a message of another conversation names, each
+    with one of those conversations."""
+    links = ConversationMessage.files.through.objects.filter(file__session__in=pks).exclude(
+        conversationmessage__session__in=pks
+    )
+    return dict(links.values_list("file_id", "conversationmessage__session_id"))
+
+
 class Command(BaseCommand):
     help = (
         "Delete for good the conversations deleted (by their owner) more than --days days ago "
@@ -49,7 +58,7 @@ class Command(BaseCommand):
             "conversations": len(pks),
             "messages": ConversationMessage.objects.filter(session__in=pks).count(),
             "widgets": ConversationWidget.objects.filter(session__in=pks).count(),
-            "files": File.objects.filter(session__in=pks).count(),
+            "files": File.objects.filter(session__in=pks).exclude(pk__in=_used_elsewhere(pks)).count(),
         }
         summary = ", ".join(f"{count} {name}" for name, count in counts.items())
         if dry_run:
@@ -67,6 +76,10 @@ class Command(BaseCommand):
                 .filter(pk__in=pks, status=SessionStatus.DELETED, deleted_at__lt=cutoff)
                 .values_list("pk", flat=True)
             )
+            # A file that a message of another conversation also names (a message may name any
+            # file of its owner) stays: it moves to that conversation instead.
+            for file_pk, session_pk in _used_elsewhere(locked).items():
+                File.objects.filter(pk=file_pk).update(session_id=session_pk)
             files = File.objects.filter(session__in=locked)
             stored = [(row.file.storage, str(row.file.name)) for row in files.only("pk", "file") if row.file.name]
             # Files point to their conversation with SET_NULL: deleted first, or they would stay

@@ -383,6 +383,16 @@ class TestRetries:
         assert ConversationMessage.objects.filter(version_group=b).count() == 2
         assert ConversationMessage.objects.filter(reply_to_id=first["id"], message_type=MessageType.AGENT).count() == 1
 
+    def test_the_same_operation_id_for_other_files_is_refused(self, chat):
+        mine = FileFactory(user=chat.user, session=chat.session, text="notes")
+        b = chat.say("b")
+        first = _row(chat.action(b, "edit", {"content": "B", "files": [str(mine.pk)]}, HTTP_X_OPERATION_ID="op-2"))
+        again = _row(chat.action(b, "edit", {"content": "B", "files": [str(mine.pk)]}, HTTP_X_OPERATION_ID="op-2"))
+        assert again["id"] == first["id"]
+        other = chat.action(b, "edit", {"content": "B", "files": []}, HTTP_X_OPERATION_ID="op-2")
+        assert other.status_code == 409 and error_codes(other) == ["operation_id_reused"]
+        assert ConversationMessage.objects.filter(version_group=b).count() == 2
+
 
 class TestEvents:
     def test_clients_hear_of_every_row_the_change_touched(self, chat, events):

@@ -208,6 +208,7 @@ def _new_version(
     target = _user_message(message_id)
     if session is not None and session.pk != target.session_id:
         raise MessageNotFound(f"Message {message_id} is not a message of conversation {session.pk}.")
+    new_files = None if files is None else [getattr(f, "pk", f) for f in files]
     with transaction.atomic():
         locked = _lock(target.session_id)
         if session is not None:
@@ -220,11 +221,16 @@ def _new_version(
             ).first()
             if done is not None:
                 # The same request again: the same message, the same kind of version, the same
-                # text. Anything else under this id is a client bug, refused as a create's is.
+                # text and files. Anything else under this id is a client bug, refused as a
+                # create's is.
                 same = (
                     (done.version_group or done.pk) == (target.version_group or target.pk)
                     and done.revision == revision
                     and (content is None or done.content == content)
+                    and (
+                        new_files is None
+                        or {str(pk) for pk in new_files} == {str(pk) for pk in done.files.values_list("pk", flat=True)}
+                    )
                 )
                 if not same:
                     raise OperationIdReused(
@@ -267,14 +273,14 @@ def _new_version(
         # post_save (turns.hooks) schedules the conversation's turn when this commits.
         version.save()
         through = ConversationMessage.files.through
-        if files is None:
+        if new_files is None:
             file_ids = list(
                 through.objects.filter(conversationmessage_id=target.pk)
                 .order_by("pk")
                 .values_list("file_id", flat=True)
             )
         else:
-            file_ids = [getattr(f, "pk", f) for f in files]
+            file_ids = new_files
         if file_ids:
             through.objects.bulk_create(
                 [through(conversationmessage_id=version.pk, file_id=pk) for pk in dict.fromkeys(file_ids)]

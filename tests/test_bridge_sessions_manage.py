@@ -220,6 +220,25 @@ def test_a_deleted_conversation_is_404_on_every_bridge_path(alice):
     assert response.status_code == 404 and error_codes(response) == ["session_not_found"]
 
 
+@pytest.mark.django_db
+def test_a_file_another_conversation_also_names_stays_readable_there_after_a_delete(alice):
+    user, api = alice
+    deleted, question, _, _, shared = _conversation(user)
+    question.files.set([shared])
+    kept = SessionFactory(user=user, title="Kept", agent_path="test-agent")
+    also = MessageFactory(session=kept, content="the same menu")
+    also.files.set([shared])
+    assert api.delete("session", deleted.pk).status_code == 204
+
+    shared.refresh_from_db()
+    assert shared.session_id == kept.pk
+    found = rows(api.query("file", {"filter": {"session": str(kept.pk)}}), "file")
+    assert [row["id"] for row in found] == [str(shared.pk)]
+    # The deleted conversation's own message still names it, and is still missing.
+    assert list(question.files.all()) == [shared]
+    assert rows(api.query("message", {"filter": {"id": str(question.pk)}}), "message") == []
+
+
 def _upload(name: str):
     return SimpleUploadedFile(name, b"some notes\n", content_type="text/plain")
 

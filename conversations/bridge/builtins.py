@@ -215,6 +215,17 @@ class ExposedSession(_BuiltinExposed):
         instance.status = SessionStatus.DELETED
         instance.deleted_at = timezone.now()
         instance.save(update_fields=["status", "deleted_at", "updated_at"])
+        # A file of this conversation that a message of another one (not deleted) also names (a
+        # message may name any file of its owner) stays readable there: it moves to that one.
+        links = (
+            ConversationMessage.files.through.objects.filter(file__session=instance)
+            .exclude(conversationmessage__session=instance)
+            .exclude(conversationmessage__session__status=SessionStatus.DELETED)
+        )
+        for file_pk, session_pk in dict(links.values_list("file_id", "conversationmessage__session_id")).items():
+            row = File.objects.get(pk=file_pk)
+            row.session_id = session_pk
+            row.save(update_fields=["session", "updated_at"])  # its model_change reaches that conversation
 
     def get_change_channels(self, request: Request | None, instance: Any) -> list[str]:
         # The owner's channel carries their list of conversations.

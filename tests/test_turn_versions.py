@@ -415,6 +415,29 @@ def test_regenerating_a_message_whose_turn_never_ran_answers_it_from_the_previou
     assert reply_to(_answered(version)).content == "#2 b"
 
 
+def test_editing_a_first_message_that_never_ran_answers_it_from_the_context_the_conversation_began_with():
+    session = ConversationService.create_session("tally")
+    never = waiting_message(session, "a")  # stopped before its turn started
+    ConversationService.cancel_turn(session.pk)
+    ConversationService.send_message(session.pk, "b")
+    assert _context(session) == {"count": 1, "seen": ["b"]}
+
+    version = versions.edit(never.pk, content="x")
+    assert version.context_before == {"count": 0, "seen": []}
+    assert reply_to(_answered(version)).content == "#1 x"
+    assert _context(session) == {"count": 1, "seen": ["x"]}
+
+
+def test_a_version_below_a_message_still_waiting_starts_from_what_that_message_leaves():
+    session = conversation("tally", "a")
+    b = waiting_message(session, "b")
+    c = waiting_message(session, "c")
+    version = versions.regenerate(c.pk)  # b has not run yet: its turn changes the Context first
+    assert version.context_before is None
+    assert reply_to(_answered(version)).content == "#3 c"
+    assert reply_to(_answered(b)).content == "#2 b"
+
+
 def test_rows_that_answer_no_user_message_and_bad_edits_are_refused():
     session = conversation("tally", "a")
     (a,) = user_messages(session)

@@ -196,6 +196,42 @@ def _choose(session: ConversationSession, pk: Any, now: datetime) -> None:
     ConversationMessage.objects.filter(pk__in=chain).update(selected_at=now, updated_at=now)
 
 
+def _starting_context(target: ConversationMessage) -> dict[str, Any] | None:
+    """The ``context_before`` of a new version of ``target``: the Context its turn started from;
+    for a message that never ran, the one the message before it ended with. Messages that never
+    ran changed nothing: the walk goes up past them, and above them all it is the Context the
+    conversation began with, the one its first turn that ran started from. None (the turn starts
+    from the conversation's Context as it is then) when a message above has not ended yet (its end
+    sets that Context), or ran before snapshots existed."""
+    if target.context_before is not None:
+        return target.context_before
+    unfinished = {ProcessingStatus.PENDING, ProcessingStatus.PROCESSING, ProcessingStatus.AWAITING_APPROVAL}
+    parent_id, seen = target.parent_id, set()
+    while parent_id is not None and parent_id not in seen:
+        seen.add(parent_id)
+        row = (
+            ConversationMessage.objects.filter(pk=parent_id)
+            .values_list("parent_id", "attempts", "processing_status", "context_before", "context_after")
+            .first()
+        )
+        if row is None:
+            return None
+        parent_id, attempts, status, before, after = row
+        if after is not None:
+            return after
+        if status in unfinished:
+            return None  # it runs, or will: its end sets the conversation's Context
+        if attempts:
+            return before  # it ended without its Context kept (crash recovery): its start
+    first_run = (
+        ConversationMessage.objects.filter(session_id=target.session_id, message_type=MessageType.USER, attempts__gt=0)
+        .order_by("timestamp", "id")
+        .values_list("context_before", flat=True)
+        .first()
+    )
+    return first_run
+
+
 def _new_version(
     message_id: Any,
     *,
@@ -250,11 +286,7 @@ def _new_version(
         now = timezone.now()
         ConversationMessage.objects.filter(pk=group, version_group__isnull=True).update(version_group=group)
         siblings.update(version_count=count, updated_at=now)
-        context_before = target.context_before
-        if context_before is None and target.parent_id is not None:
-            context_before = (
-                ConversationMessage.objects.filter(pk=target.parent_id).values_list("context_after", flat=True).first()
-            )
+        context_before = _starting_context(target)
         version = ConversationMessage(
             session=session,
             message_type=MessageType.USER,

@@ -38,6 +38,7 @@ from django_ai.conversations.testing.factories import (
     UserFactory,
     WidgetFactory,
 )
+from django_ai.conversations.turns.runner import process_pending
 
 from .bridge_support import API, ai, error_codes, error_fields, fresh_bridge, rows, user_api  # noqa: F401
 from .turns_support import IMMEDIATE, SlowStreamAgent, ai_settings, post, reply_to, status_of
@@ -354,6 +355,19 @@ def test_deleting_cancels_the_running_turn_and_the_waiting_messages():
         session.refresh_from_db()
         # The turn's end did not bring the conversation back.
         assert session.status == SessionStatus.DELETED and session.turn_token == ""
+
+
+@pytest.mark.django_db
+def test_a_message_left_waiting_in_a_deleted_conversation_never_starts(alice):
+    # A message sent at the moment its conversation is deleted can commit after the delete's
+    # cancel: its turn, when it comes, finds the conversation deleted and does not run the agent.
+    user, _ = alice
+    session = SessionFactory(user=user, agent_path="test-agent")
+    waiting = MessageFactory(session=session, content="hello?", processing_status=ProcessingStatus.PENDING)
+    ConversationSession.objects.filter(pk=session.pk).update(status=SessionStatus.DELETED, deleted_at=timezone.now())
+    process_pending(session.pk)
+    assert status_of(waiting) == ProcessingStatus.CANCELLED
+    assert list(ConversationMessage.objects.filter(session=session).values_list("pk", flat=True)) == [waiting.pk]
 
 
 # Restore (admin), purge

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ..agent import ConversationAgent
 from ..conf import ai_settings
-from ..constants import ErrorCode, MessageType, ProcessingStatus
+from ..constants import ErrorCode, MessageType, ProcessingStatus, SessionStatus
 from ..exceptions import AgentNotFound, TurnCancelled
 from ..models import ConversationMessage, ConversationSession
 from ..realtime import get_backend
@@ -63,6 +63,14 @@ def run_turn(
     """
     session = ConversationSession.objects.get(pk=user_message.session_id)
     now = timezone.now()
+    if session.status == SessionStatus.DELETED:
+        # Its owner deleted the conversation (a message sent at that moment can commit after the
+        # delete's cancel): the agent is not run, the message ends cancelled.
+        ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
+            processing_status=ProcessingStatus.CANCELLED, finished_at=now, updated_at=now
+        )
+        user_message.refresh_from_db()
+        return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
     # The Context the turn starts from: a version made by regenerate or edit (turns.versions)
     # starts from the one its original started from, filled in when it was made; any other turn
     # (a new message, a resume after approval, a rerun) from the conversation's. A turn's first

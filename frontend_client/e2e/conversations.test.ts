@@ -108,18 +108,24 @@ describe("managing conversations on the demo page", () => {
     assert.deepEqual(errors, []);
   });
 
-  test("archive: the conversation takes no message until unarchived", async () => {
+  test("archive: the conversation takes no message, and offers no Edit or Regenerate, until unarchived", async () => {
     const id = await conversationWith(page, "to be archived");
     await item(page, id).getByRole("button", { name: "Archive “to be archived”" }).click();
     await page.waitForSelector(`#session-list li.archived[data-session="${id}"][data-status="archived"]`);
     assert.equal((await readSession(page, id))?.status, "archived");
     await page.waitForSelector("#archived:not([hidden])");
     assert.equal(await page.isDisabled("#input"), true);
+    // Edit and Regenerate would be refused (409 session_not_active): not offered; the thumbs stay.
+    await page.locator('.message.user button[data-action="edit"]').waitFor({ state: "detached" });
+    await page.locator('.message.agent button[data-action="regenerate"]').waitFor({ state: "detached" });
+    await page.locator('.message.agent button[data-action="thumb-up"]').waitFor();
 
     await page.click("#unarchive");
     await page.waitForSelector(`#session-list li[data-session="${id}"][data-status="active"]`);
     await page.waitForSelector("#archived", { state: "hidden" });
     assert.equal(await page.isDisabled("#input"), false);
+    await page.locator('.message.user button[data-action="edit"]').waitFor();
+    await page.locator('.message.agent button[data-action="regenerate"]').waitFor();
     await page.fill("#input", "back again");
     await page.press("#input", "Enter");
     await page.waitForSelector(".message.agent.completed >> text=You said: back again");

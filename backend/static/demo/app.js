@@ -439,6 +439,8 @@ async function setArchived(session, archived) {
   } finally {
     sessionBusy.delete(session.id);
     renderSessions();
+    // The open conversation's Edit and Regenerate follow (shown only while it is active).
+    if (current?.sessionId === session.id) scheduleRender();
     focusSession(session.id, "archive");
   }
 }
@@ -467,9 +469,15 @@ async function deleteSession(session) {
 }
 
 // The open conversation, archived: nothing can be sent to it until it is unarchived.
+// Whether the open conversation is archived (the live list says first, else the store's row).
+function isArchived() {
+  const session = current ? sessions.find((s) => s.id === current.sessionId) : null;
+  return (session?.status ?? current?.conversation.getState().session?.status) === "archived";
+}
+
 function renderArchivedNotice() {
   const session = current ? sessions.find((s) => s.id === current.sessionId) : null;
-  const archived = (session?.status ?? current?.conversation.getState().session?.status) === "archived";
+  const archived = isArchived();
   $("archived").hidden = !archived || $("app").dataset.screen !== "conversation";
   $("input").disabled = archived;
   if (archived && session) $("unarchive").onclick = () => void setArchived(session, false);
@@ -731,6 +739,7 @@ function renderConversation(state) {
   const wanted = [];
   const seen = new Set();
   const focus = focusedControl(list);
+  const archived = isArchived();
   for (const message of state.messages) {
     // Tool steps and widgets of a reply are drawn inside it.
     if (message.partOf) continue;
@@ -742,10 +751,11 @@ function renderConversation(state) {
       message.content, message.processing_status, message.local, message.sendError?.code, message.widget?.display_data,
       message.widget?.data, message.attachments.map((f) => [f.id, f.extraction_status]), message.files.map((id) => state.files[id]?.extraction_status),
       state.busy, message.step && stepSignature(message.step), message.parts.map(partSignature), actionSignature(message),
+      archived,
     ]);
     let cached = rendered.get(message.id);
     if (!cached || cached.signature !== signature) {
-      const node = renderMessage(message, state);
+      const node = renderMessage(message, state, archived);
       if (cached) node.classList.add("settled");
       cached = { node, signature };
       rendered.set(message.id, cached);
@@ -800,7 +810,7 @@ function placeInOrder(list, nodes) {
   }
 }
 
-function renderMessage(message, state) {
+function renderMessage(message, state, archived) {
   const type = message.message_type;
   const classes = ["message", type, message.processing_status, message.streaming && "streaming", message.local && "local", message.sendError && "failed"];
   const li = el("li", { class: classes.filter(Boolean).join(" "), dataset: { id: message.id, type, status: message.processing_status } });
@@ -821,7 +831,7 @@ function renderMessage(message, state) {
       stack.append(el("div", { class: "status", text: "Sending…" }));
     }
     // The actions sit under the message, outside its stack (the stack is what the message shows).
-    li.append(el("div", { class: "body" }, stack, !message.sendError && !message.local && !editor ? userActions(message) : null));
+    li.append(el("div", { class: "body" }, stack, !message.sendError && !message.local && !editor ? userActions(message, state, archived) : null));
   } else if (type === "widget") {
     li.append(avatar(agentPath), renderWidget(message, state));
   } else if (type === "tool") {
@@ -836,28 +846,33 @@ function renderMessage(message, state) {
     if (!message.parts.some((part) => part.type === "text") && (message.streaming || !pieces.length)) pieces.push(markdownBubble(message.content));
     const stack = el("div", { class: "stack" }, pieces);
     if (message.processing_status === "cancelled") stack.append(el("div", { class: "status stopped", text: "Stopped" }));
-    li.append(avatar(agentPath), el("div", { class: "body" }, stack, FINISHED.has(message.processing_status) ? replyActions(message) : null));
+    li.append(avatar(agentPath), el("div", { class: "body" }, stack, FINISHED.has(message.processing_status) ? replyActions(message, archived) : null));
   }
   return li;
 }
 
 // What a person can do with a message: on their own, Edit and the version arrows; on a finished
 // reply, Regenerate, Copy and the thumbs (a thumb down opens an optional comment). Each control
-// has a `data-focus` key, so the keyboard focus survives the message being drawn again.
+// has a `data-focus` key, so the keyboard focus survives the message being drawn again. No button
+// shows that the server would refuse every time: Edit and Regenerate only while the conversation
+// is active (an archived one is answered 409 session_not_active), the arrows are off while a reply
+// is being written (switching then is answered 409 turn_in_progress).
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
 const editing = new Map(); // user message id -> { text, saving }
 const copied = new Map(); // reply id -> the timer that hides "Copied"
 const rating = new Map(); // reply id -> { pending: the rating on its way (undefined: none), commentOpen, comment, sending }
 const switching = new Set(); // user message ids whose version is being switched
 
-function userActions(message) {
+function userActions(message, state, archived) {
   const count = message.versionCount;
   const index = message.versionIndex;
-  const busy = switching.has(message.id);
+  const busy = switching.has(message.id) || state.busy;
   return el("div", { class: "actions user-actions" },
-    el("button", { type: "button", class: "action", text: "Edit", "aria-label": "Edit this message", dataset: { focus: `${message.id}:edit`, action: "edit" }, onclick: () => startEdit(message) }),
+    archived
+      ? null
+      : el("button", { type: "button", class: "action", text: "Edit", "aria-label": "Edit this message", dataset: { focus: `${message.id}:edit`, action: "edit" }, onclick: () => startEdit(message) }),
     count > 1
-      ? el("span", { class: "versions", role: "group", "aria-label": `Version ${index} of ${count}` },
+      ? el("span", { class: "versions", role: "group", "aria-label": `Version ${index} of ${count}`, title: state.busy ? "Switch versions once the reply ends" : undefined },
         el("button", { type: "button", class: "action", text: "<", "aria-label": "Previous version", disabled: busy || index <= 1, dataset: { focus: `${message.id}:previous`, action: "previous-version" }, onclick: () => void switchVersion(message, -1) }),
         el("span", { class: "version-label", text: `${index}/${count}` }),
         el("button", { type: "button", class: "action", text: ">", "aria-label": "Next version", disabled: busy || index >= count, dataset: { focus: `${message.id}:next`, action: "next-version" }, onclick: () => void switchVersion(message, 1) }),
@@ -890,7 +905,7 @@ function renderEditor(message, editor) {
   );
 }
 
-function replyActions(message) {
+function replyActions(message, archived) {
   const state = rating.get(message.id);
   const given = state?.pending !== undefined ? state.pending : message.feedback || null;
   const thumb = (value, label) =>
@@ -900,7 +915,7 @@ function replyActions(message) {
       dataset: { focus: `${message.id}:${value}`, action: `thumb-${value}` }, onclick: () => void rate(message, value),
     }, icon(value));
   const row = el("div", { class: "actions reply-actions" },
-    message.reply_to
+    message.reply_to && !archived
       ? el("button", { type: "button", class: "action", text: "Regenerate", "aria-label": "Regenerate this reply", dataset: { focus: `${message.id}:regenerate`, action: "regenerate" }, onclick: () => void regenerate(message) })
       : null,
     el("button", { type: "button", class: "action", text: copied.has(message.id) ? "Copied" : "Copy", "aria-label": "Copy this reply", dataset: { focus: `${message.id}:copy`, action: "copy" }, onclick: () => void copyReply(message) }),

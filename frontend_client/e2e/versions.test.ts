@@ -183,6 +183,27 @@ describe("message versions on the demo page", () => {
     await page.screenshot({ path: join(ARTIFACTS, "demo-versions.png") });
   });
 
+  test("a double click on Regenerate makes one new version, not two", async () => {
+    await openNotes(page);
+    const first = await say(page, "Remember: tea");
+    const asked = userMessage(page, "Remember: tea");
+    await page.locator(`.message.agent[data-id="${first}"] button[data-action="regenerate"]`).dblclick();
+    await asked.locator(".version-label >> text=/\\d\\/[23]/").waitFor();
+    const answered = [`user:Remember: tea`, `agent:Noted: “tea”. tea ${TURN(1, 1)}`];
+    await waitForThread(page, answered);
+    // Every request of the clicks has been answered once the turn they started is over.
+    const askedId = (await asked.getAttribute("data-id")) as string;
+    const group = (await readRow(page, askedId)).version_group as string;
+    type Messages = { filter(f: object): { fetch(): Promise<MessageRow[]> } };
+    const versions = await page.evaluate(
+      (g) => (window as unknown as { demo: { client: { messages: Messages } } }).demo.client.messages.filter({ version_group: g }).fetch(),
+      group,
+    );
+    assert.equal(versions.length, 2, `versions made: ${versions.map((v) => v.revision).join(", ")}`);
+    assert.equal(await asked.locator(".version-label").innerText(), "2/2");
+    assert.deepEqual(errors, []);
+  });
+
   test("Edit an earlier message: the later turns leave, the new answer starts from the notes before it; the arrows bring the old path back", async () => {
     await openNotes(page);
     await say(page, "Remember: milk");

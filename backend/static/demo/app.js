@@ -862,6 +862,7 @@ const editing = new Map(); // user message id -> { text, saving }
 const copied = new Map(); // reply id -> the timer that hides "Copied"
 const rating = new Map(); // reply id -> { pending: the rating on its way (undefined: none), commentOpen, comment, sending }
 const switching = new Set(); // user message ids whose version is being switched
+const regenerating = new Set(); // reply ids whose Regenerate is on its way (a second click makes no second version)
 
 function userActions(message, state, archived) {
   const count = message.versionCount;
@@ -916,7 +917,7 @@ function replyActions(message, archived) {
     }, icon(value));
   const row = el("div", { class: "actions reply-actions" },
     message.reply_to && !archived
-      ? el("button", { type: "button", class: "action", text: "Regenerate", "aria-label": "Regenerate this reply", dataset: { focus: `${message.id}:regenerate`, action: "regenerate" }, onclick: () => void regenerate(message) })
+      ? el("button", { type: "button", class: "action", text: "Regenerate", "aria-label": "Regenerate this reply", disabled: regenerating.has(message.id), dataset: { focus: `${message.id}:regenerate`, action: "regenerate" }, onclick: () => void regenerate(message) })
       : null,
     el("button", { type: "button", class: "action", text: copied.has(message.id) ? "Copied" : "Copy", "aria-label": "Copy this reply", dataset: { focus: `${message.id}:copy`, action: "copy" }, onclick: () => void copyReply(message) }),
     thumb("up", "Good reply"),
@@ -942,6 +943,7 @@ function actionSignature(message) {
   const e = editing.get(message.id);
   return [
     message.versionIndex, message.versionCount, message.feedback, message.reply_to, switching.has(message.id), copied.has(message.id),
+    regenerating.has(message.id),
     e ? [e.saving] : null, r ? [r.pending, r.commentOpen, r.sending] : null,
   ];
 }
@@ -955,10 +957,17 @@ function focusSoon(key) {
 // throws its typed error, shown in the banner like the page's other errors (e.g. 409
 // turn_in_progress while a turn runs and the agent refuses a second one).
 async function regenerate(message) {
+  const entry = current;
+  if (regenerating.has(message.id)) return;
+  regenerating.add(message.id);
+  scheduleRender();
   try {
-    await current.conversation.regenerate(message.id);
+    await entry.conversation.regenerate(message.id);
   } catch (error) {
     showBanner(error);
+  } finally {
+    regenerating.delete(message.id);
+    if (current === entry) scheduleRender();
   }
 }
 

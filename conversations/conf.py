@@ -95,6 +95,15 @@ DEFAULTS: dict[str, Any] = {
     # Days a conversation its owner deleted stays restorable in the admin before
     # ``manage.py purge_conversations`` removes it for good (docs/conversations.md).
     "DELETED_CONVERSATION_RETENTION_DAYS": 30,
+    # Observability (docs/observability.md). Traces and metrics through OpenTelemetry when the
+    # 'otel' extra is installed; False turns them off. Tool call arguments go on tool spans only
+    # when TELEMETRY_TOOL_ARGUMENTS is True (never the values injected from the Context).
+    "TELEMETRY_ENABLED": True,
+    "TELEMETRY_TOOL_ARGUMENTS": False,
+    # Prices per million tokens by model name, in USD: {"gpt-4o": {"input": 2.5, "output": 10}}.
+    # A model not listed is priced from litellm's bundled price list when litellm is loaded
+    # (never downloaded); else its turns have no cost.
+    "MODEL_COSTS": {},
     # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",

@@ -59,6 +59,11 @@ class ConversationSession(models.Model):
     last_message_at = models.DateTimeField(_("last message at"), null=True, blank=True)
     #: When the owner deleted it (``status`` ``deleted``); None otherwise. docs/conversations.md.
     deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+    # What the conversation's turns cost so far (docs/observability.md): sums of what agents
+    # reported (``report_usage``), added in each turn's own transaction.
+    prompt_tokens = models.PositiveBigIntegerField(_("prompt tokens"), default=0, editable=False)
+    completion_tokens = models.PositiveBigIntegerField(_("completion tokens"), default=0, editable=False)
+    cost = models.DecimalField(_("cost (USD)"), max_digits=16, decimal_places=8, default=0, editable=False)
     # The turn lease: the user message whose turn runs now, and when its worker last reported.
     # A turn holds the lease instead of a database lock, so no transaction stays open while the
     # agent thinks; a lease whose heartbeat is older than STALE_TURN_TIMEOUT is recovered.

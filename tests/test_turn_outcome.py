@@ -200,7 +200,8 @@ def test_a_base_exception_from_the_agent_fails_the_turn_and_frees_the_conversati
     assert signals.calls[1][2] == "AgentAbort"
     user = ConversationMessage.objects.get(pk=result["user_message_id"])
     assert user.processing_status == ProcessingStatus.FAILED
-    assert user.replies.get(message_type=MessageType.SYSTEM).metadata == {"code": "agent_error"}
+    notice = user.replies.get(message_type=MessageType.SYSTEM)
+    assert notice.metadata == {"code": "agent_error", "error_id": notice.metadata["error_id"]}
     assert "gave up" in caplog.text
     session.refresh_from_db()
     assert session.turn_token == "" and session.active_turn is None

@@ -85,7 +85,7 @@ def test_stale_turn_is_failed_with_a_notice_signals_and_events(events):
     assert partial.processing_status == ProcessingStatus.FAILED
     assert partial.content == "work" and partial.metadata["interrupted"] is True
     notice = reply_to(message, MessageType.SYSTEM)
-    assert notice.metadata == {"code": "turn_interrupted", "attempts": 1}
+    assert notice.metadata == {"code": "turn_interrupted", "attempts": 1, "error_id": notice.metadata["error_id"]}
     session.refresh_from_db()
     assert (session.turn_token, session.active_turn) == ("", None)
     assert received == [("failed", TurnInterrupted), ("finished", "failed")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["FIELDS", "JsonLinesFormatter", "TurnContextFilter", "current_ids", "log_context"]
+__all__ = ["FIELDS", "JsonLinesFormatter", "TurnContextFilter", "current_ids", "log_context", "new_error_id"]
 
 #: The ids every record gets from :class:`TurnContextFilter`.
 FIELDS = ("conversation_id", "message_id", "file_id")
@@ -81,3 +82,9 @@ class JsonLinesFormatter(logging.Formatter):
         elif record.exc_text:
             line["exc_info"] = record.exc_text
         return json.dumps(line, ensure_ascii=False)
+
+
+def new_error_id() -> str:
+    """A short random id for one failure: logged with it (``extra={"error_id": ...}``) and stored
+    where an operator finds it (the failed turn's system notice), to find the log line again."""
+    return secrets.token_hex(6)

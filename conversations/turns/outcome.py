@@ -22,6 +22,7 @@ from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
 from ..exceptions import ContextValidationError, TurnCancelled
 from ..models import ConversationMessage
 from ..signals import turn_failed, turn_finished
+from ..telemetry.logs import new_error_id
 from .lease import db_alias, renew_lease
 from .notify import generic_error_text, logger, publish_status, send_path_change, send_turn_signal
 from .state import TurnState
@@ -75,21 +76,33 @@ def conclude(
     if isinstance(error, TurnCancelled):
         metrics["stopped"] = error.reason
         if error.reason == "timeout":
-            logger.warning("Turn for message %s timed out after %s s", user_message.pk, timeout)
+            # The failure's log line and its notice share an error_id (the admin's operations view).
+            error_id = new_error_id()
+            logger.warning(
+                "Turn for message %s timed out after %s s (error_id %s)",
+                user_message.pk,
+                timeout,
+                error_id,
+                extra={"error_id": error_id},
+            )
             return stopped(
                 status=ProcessingStatus.FAILED,
                 notice=("The agent took too long to answer and was stopped.", ErrorCode.TURN_TIMEOUT),
+                error_id=error_id,
             )
         return stopped(status=ProcessingStatus.CANCELLED)
+    error_id = new_error_id()
     logger.error(
-        "Agent %s failed to answer message %s of session %s",
+        "Agent %s failed to answer message %s of session %s (error_id %s)",
         session.agent_path,
         user_message.pk,
         session.pk,
+        error_id,
         exc_info=(type(error), error, error.__traceback__),
+        extra={"error_id": error_id},
     )
     code = ErrorCode.INVALID_CONTEXT if isinstance(error, ContextValidationError) else ErrorCode.AGENT_ERROR
-    return stopped(status=ProcessingStatus.FAILED, notice=(generic_error_text(error), code))
+    return stopped(status=ProcessingStatus.FAILED, notice=(generic_error_text(error), code), error_id=error_id)
 
 
 class _LeaseLost(Exception):
@@ -266,10 +279,12 @@ def finish(
     error: BaseException | None = None,
     notice: tuple[str, str] | None = None,
     save_context: bool = False,
+    error_id: str = "",
 ) -> TurnOutcome:
     """Record the turn's end in one transaction, if the lease is still this turn's.
 
-    ``notice`` is the ``(text, code)`` of the system message that tells the user why it failed.
+    ``notice`` is the ``(text, code)`` of the system message that tells the user why it failed;
+    ``error_id`` (of the failure's log line) goes into its ``metadata``, which clients do not read.
     """
     session, user_message = state.session, state.user_message
     now = timezone.now()
@@ -309,7 +324,7 @@ def finish(
                     message_type=MessageType.SYSTEM,
                     content=notice[0],
                     reply_to=user_message,
-                    metadata={"code": str(notice[1])},
+                    metadata={"code": str(notice[1]), **({"error_id": error_id} if error_id else {})},
                     metrics={} if agent_message is not None else metrics,
                 )
             if not on_path:

@@ -36,6 +36,7 @@ from ..exceptions import AgentNotFound, TurnInterrupted
 from ..models import ConversationMessage
 from ..registry import registry
 from ..signals import turn_failed, turn_finished
+from ..telemetry.logs import new_error_id
 from .lease import release_lease, stale_leases, take_over_lease
 from .notify import generic_error_text, logger, publish_status, send_turn_signal
 from .steps import end_open_steps, expire_approvals
@@ -168,21 +169,38 @@ def _recover_message(message_id: Any, action: str) -> RecoveredTurn | None:
         # Tool calls the dead worker left running or waiting for an approval end with its turn.
         end_open_steps([message.pk], status=ProcessingStatus.CANCELLED)
         notice = None
+        error_id = ""
         if message.cancel_requested_at is not None:
             outcome, message.processing_status = CANCELLED, ProcessingStatus.CANCELLED
         elif action == "retry" and message.attempts < int(ai_settings.MAX_TURN_ATTEMPTS):
             outcome, message.processing_status = RETRIED, ProcessingStatus.PENDING
         else:
             outcome, message.processing_status = FAILED, ProcessingStatus.FAILED
+            error_id = new_error_id()
             notice = ConversationMessage.objects.create(
                 session=message.session,
                 message_type=MessageType.SYSTEM,
                 content=generic_error_text(),
                 reply_to=message,
-                metadata={"code": str(TurnInterrupted.default_code), "attempts": message.attempts},
+                metadata={
+                    "code": str(TurnInterrupted.default_code),
+                    "attempts": message.attempts,
+                    "error_id": error_id,
+                },
             )
         message.finished_at = None if outcome == RETRIED else now
         message.save(update_fields=["processing_status", "finished_at", "updated_at"])
+    if notice is not None:
+        # The failure's own log line, with the error_id its notice keeps (the admin's operations view).
+        logger.error(
+            "The worker answering message %s of conversation %s stopped sending heartbeats (after %s "
+            "attempt(s)); the turn is failed (error_id %s)",
+            message.pk,
+            message.session_id,
+            message.attempts,
+            error_id,
+            extra={"error_id": error_id, "conversation_id": str(message.session_id), "message_id": str(message.pk)},
+        )
     publish_status(message, reason="interrupted")
     for agent_message in partial:
         publish_status(agent_message, reason="interrupted")

@@ -125,6 +125,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(_check_types())
     errors.extend(_check_components())
     errors.extend(_check_throttle_rates(user))
+    errors.extend(_check_log_link_template())
     return errors
 
 
@@ -253,3 +254,29 @@ def _check_throttle_rates(user: dict[str, Any]) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+def _check_log_link_template() -> list[checks.CheckMessage]:
+    """E030 for a LOG_LINK_TEMPLATE that is not None nor a str naming ``{error_id}`` (the only
+    field it is formatted with)."""
+    template = ai_settings.raw("LOG_LINK_TEMPLATE")
+    if template is None:
+        return []
+    problem = ""
+    if not isinstance(template, str) or "{error_id}" not in template:
+        problem = "it must be a str containing '{error_id}'"
+    else:
+        try:
+            template.format(error_id="0")
+        except (KeyError, IndexError, ValueError) as exc:
+            problem = f"it cannot be formatted with error_id alone ({type(exc).__name__}: {exc})"
+    if not problem:
+        return []
+    return [
+        checks.Error(
+            f"DJANGO_AI['LOG_LINK_TEMPLATE'] is {template!r}; {problem}.",
+            hint="Use e.g. 'https://logs.example.com/?q={error_id}' (write other braces as '{{' and '}}'), "
+            "or None to show error ids without a link.",
+            id="django_ai.E030",
+        )
+    ]

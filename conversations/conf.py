@@ -104,6 +104,9 @@ DEFAULTS: dict[str, Any] = {
     # A model not listed is priced from litellm's bundled price list when litellm is loaded
     # (never downloaded); else its turns have no cost.
     "MODEL_COSTS": {},
+    # The admin's operations view links a failed turn's error_id to its log line with this
+    # template, e.g. "https://logs.example.com/?q={error_id}"; None shows the id alone.
+    "LOG_LINK_TEMPLATE": None,
     # Turns (docs/turns.md). The alias in settings.TASKS and the queue that turn tasks go to.
     "TASK_BACKEND": "default",
     "TASK_QUEUE": "default",

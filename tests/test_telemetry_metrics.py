@@ -1,0 +1,244 @@
+"""The app's OpenTelemetry metrics (docs/observability.md, "Metrics"): each instrument with its
+name, unit and bounded attributes, read back from the real SDK (an InMemoryMetricReader on the
+global MeterProvider, tests/telemetry_support.py); and end to end: real turns, a model's token
+usage and cost, an extraction, a realtime flush, an SSE client coming and going.
+
+The reader collects with delta temporality: a test sums the points it reads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from django_ai.conversations import telemetry
+from django_ai.conversations.telemetry import metrics as telemetry_metrics
+from tests.telemetry_support import MetricPoint, Recorded, recording
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def recorded():
+    with recording() as recorded:
+        yield recorded
+
+
+def only(points: list[MetricPoint]) -> MetricPoint:
+    assert len(points) == 1, points
+    return points[0]
+
+
+def summed(points: list[MetricPoint]) -> float:
+    return sum(p.value or 0 for p in points)
+
+
+# --- each record_* function -------------------------------------------------------------------
+
+
+def test_a_turn_counts_by_agent_and_outcome_and_records_its_times_in_seconds(recorded: Recorded):
+    telemetry.record_turn(agent="support", outcome="completed", duration_s=1.5, queue_wait_s=0.25)
+
+    turn = only(recorded.metric("django_ai.turns"))
+    assert (turn.value, turn.unit) == (1, "{turn}")
+    assert turn.attributes == {"django_ai.agent": "support", "django_ai.turn.outcome": "completed"}
+    duration = only(recorded.metric("django_ai.turn.duration"))
+    assert (duration.count, duration.total, duration.unit) == (1, 1.5, "s")
+    assert duration.attributes == turn.attributes
+    wait = only(recorded.metric("django_ai.turn.queue_wait"))
+    assert (wait.count, wait.total, wait.unit) == (1, 0.25, "s")
+    assert wait.attributes == {"django_ai.agent": "support"}
+
+
+def test_a_turn_without_its_times_is_only_counted(recorded: Recorded):
+    telemetry.record_turn(agent="support", outcome="failed", duration_s=None, queue_wait_s=None)
+    telemetry.record_turn(agent="support", outcome="failed", duration_s=None, queue_wait_s=None)
+
+    assert only(recorded.metric("django_ai.turns")).value == 2
+    assert recorded.metric("django_ai.turn.duration") == []
+    assert recorded.metric("django_ai.turn.queue_wait") == []
+
+
+def test_a_queue_wait_below_zero_from_clocks_that_disagree_is_recorded_as_zero(recorded: Recorded):
+    telemetry.record_turn(agent="support", outcome="completed", duration_s=0.1, queue_wait_s=-0.3)
+    assert only(recorded.metric("django_ai.turn.queue_wait")).total == 0
+
+
+def test_time_to_first_chunk(recorded: Recorded):
+    telemetry.record_first_chunk(agent="writer", seconds=0.042)
+
+    point = only(recorded.metric("django_ai.turn.time_to_first_chunk"))
+    assert (point.count, point.total, point.unit) == (1, 0.042, "s")
+    assert point.attributes == {"django_ai.agent": "writer"}
+
+
+def test_tokens_by_model_and_type_and_the_cost(recorded: Recorded):
+    telemetry.record_tokens(agent="shop", model="gpt-4o", prompt_tokens=120, completion_tokens=30, cost=0.0006)
+
+    tokens = recorded.metric("gen_ai.client.token.usage")
+    by_type = {p.attributes["gen_ai.token.type"]: p for p in tokens}
+    assert set(by_type) == {"input", "output"}
+    assert (by_type["input"].count, by_type["input"].total) == (1, 120)
+    assert (by_type["output"].count, by_type["output"].total) == (1, 30)
+    assert by_type["input"].unit == "{token}"
+    assert by_type["output"].attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.token.type": "output",
+        "django_ai.agent": "shop",
+    }
+    cost = only(recorded.metric("django_ai.cost"))
+    assert cost.value == pytest.approx(0.0006) and cost.unit == "USD"
+    assert cost.attributes == {"django_ai.agent": "shop", "gen_ai.request.model": "gpt-4o"}
+
+
+def test_no_cost_point_when_the_cost_is_unknown_and_no_token_point_for_none_used(recorded: Recorded):
+    telemetry.record_tokens(agent="shop", model="local-llm", prompt_tokens=50, completion_tokens=0, cost=None)
+
+    [point] = recorded.metric("gen_ai.client.token.usage")
+    assert point.attributes["gen_ai.token.type"] == "input"
+    assert recorded.metric("django_ai.cost") == []
+
+
+def test_an_extraction_by_extractor_content_type_family_and_outcome(recorded: Recorded):
+    telemetry.record_extraction(
+        extractor="TikaExtractor",
+        content_type="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        seconds=2.5,
+        outcome="done",
+    )
+    telemetry.record_extraction(extractor="PlainTextExtractor", content_type="text/csv", seconds=0.01, outcome="done")
+
+    points = {p.attributes["django_ai.file.content_type"]: p for p in recorded.metric("django_ai.extraction.duration")}
+    assert set(points) == {"document", "text"}
+    assert points["document"].attributes == {
+        "django_ai.extractor": "TikaExtractor",
+        "django_ai.file.content_type": "document",
+        "django_ai.extraction.outcome": "done",
+    }
+    assert (points["document"].count, points["document"].total, points["document"].unit) == (1, 2.5, "s")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "family"),
+    [
+        ("application/pdf", "pdf"),
+        ("text/plain; charset=utf-8", "text"),
+        ("text/markdown", "text"),
+        ("application/json", "text"),
+        ("application/msword", "document"),
+        ("application/rtf", "document"),
+        ("application/vnd.oasis.opendocument.text", "document"),
+        ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "spreadsheet"),
+        ("application/vnd.openxmlformats-officedocument.presentationml.presentation", "presentation"),
+        ("IMAGE/PNG", "image"),
+        ("audio/mpeg", "audio"),
+        ("video/mp4", "video"),
+        ("application/zip", "other"),
+        ("application/x-made-up-by-a-client-12345", "other"),
+        ("", "other"),
+    ],
+)
+def test_content_type_families(content_type: str, family: str):
+    assert telemetry_metrics.content_type_family(content_type) == family
+
+
+def test_a_realtime_flush_counts_events_and_requests_by_backend(recorded: Recorded):
+    telemetry.record_realtime_flush(backend="PusherBackend", events=12, requests=2, seconds=0.03)
+    telemetry.record_realtime_flush(backend="PusherBackend", events=3, requests=1, seconds=0.01)
+
+    events = only(recorded.metric("django_ai.realtime.events"))
+    requests = only(recorded.metric("django_ai.realtime.requests"))
+    assert (events.value, events.unit, requests.value, requests.unit) == (15, "{event}", 3, "{request}")
+    assert events.attributes == requests.attributes == {"django_ai.realtime.backend": "PusherBackend"}
+    flush = only(recorded.metric("django_ai.realtime.flush.duration"))
+    assert (flush.count, flush.total) == (2, pytest.approx(0.04))
+
+
+def test_sse_clients_go_up_and_back_down(recorded: Recorded):
+    telemetry.sse_clients_changed(+1)
+    telemetry.sse_clients_changed(+1)
+    assert summed(recorded.metric("django_ai.sse.clients")) == 2
+    telemetry.sse_clients_changed(-1)
+    telemetry.sse_clients_changed(-1)
+    points = recorded.metric("django_ai.sse.clients")
+    assert summed(points) == 0
+    assert {p.unit for p in points} == {"{client}"} and all(p.attributes == {} for p in points)
+
+
+def test_labels_are_bounded(recorded: Recorded):
+    telemetry.record_tokens(agent="", model="m" * 1000, prompt_tokens=1, completion_tokens=0, cost=None)
+    point = only(recorded.metric("gen_ai.client.token.usage"))
+    assert point.attributes["django_ai.agent"] == "unknown"
+    assert point.attributes["gen_ai.request.model"] == "m" * 128
+
+
+def test_histograms_have_bucket_boundaries_for_their_ranges(recorded: Recorded):
+    telemetry.record_turn(agent="support", outcome="completed", duration_s=200, queue_wait_s=None)
+    telemetry.record_tokens(agent="support", model="gpt-4o", prompt_tokens=3000, completion_tokens=0, cost=None)
+
+    bounds = {}
+    data = recorded.reader.get_metrics_data()
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            assert scope.scope.name == "django_ai.conversations"
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    if hasattr(point, "explicit_bounds"):
+                        bounds[metric.name] = tuple(point.explicit_bounds)
+    assert bounds["django_ai.turn.duration"][-1] == 600  # minutes-long turns, not the SDK's default 10 s
+    assert bounds["gen_ai.client.token.usage"][:4] == (1, 4, 16, 64)
+
+
+def test_telemetry_off_records_nothing(recorded: Recorded):
+    with override_settings(DJANGO_AI={"TELEMETRY_ENABLED": False}):
+        telemetry.reset()
+        assert telemetry.enabled() is False
+        telemetry.record_turn(agent="support", outcome="completed", duration_s=1, queue_wait_s=1)
+        telemetry.record_tokens(agent="support", model="gpt-4o", prompt_tokens=1, completion_tokens=1, cost=1)
+        telemetry.sse_clients_changed(1)
+    telemetry.reset()
+    assert recorded.metrics() == []
+
+
+def test_instruments_made_before_the_application_sets_its_provider_record_into_it():
+    """The app creates its instruments at the first record, which may come before the application
+    configures the SDK (e.g. a turn in a worker that sets its provider later): the API's proxy
+    meter must hand them to the provider once set. A process of its own: the global provider is
+    set once per process."""
+    script = textwrap.dedent(
+        """
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from django_ai.conversations.telemetry import metrics as app_metrics
+
+        app_metrics.record_turn(agent="early", outcome="completed", duration_s=1.0, queue_wait_s=None)
+        reader = InMemoryMetricReader()
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        app_metrics.record_turn(agent="late", outcome="completed", duration_s=2.0, queue_wait_s=None)
+        for resource in reader.get_metrics_data().resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        print(scope.scope.name, metric.name, point.attributes["django_ai.agent"])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = set(done.stdout.split("\n")) - {""}
+    # What was recorded before the provider existed is gone (no provider to hold it); all after is kept.
+    assert lines == {
+        "django_ai.conversations django_ai.turns late",
+        "django_ai.conversations django_ai.turn.duration late",
+    }

@@ -20,6 +20,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from .. import telemetry
 from ..conf import ai_settings
 from ..internal.tasks_compat import ImmediateBackend, InvalidTask, InvalidTaskBackend, Task
 from .inprocess import in_process_runner
@@ -94,10 +95,14 @@ def enqueue_task(task: Task, *args: Any, queue_name: str | None = None, **kwargs
 
 def enqueue_session(task: Task, session_id: Any) -> Any:
     """Enqueue the turn ``task`` for a conversation; run here, it answers every waiting message
-    (``drain``) since nothing would enqueue the next one."""
+    (``drain``) since nothing would enqueue the next one. The task gets the current trace context
+    (``trace``, when telemetry is on), so the turn continues the trace of the request that saved
+    the message, in a worker or on this process's threads alike."""
     configured = _configured(task, None)
     mode = _mode(configured)
+    carrier = telemetry.trace_carrier()
+    traced = {"trace": carrier} if carrier else {}
     if mode == IN_PROCESS:
-        _submit(configured, str(session_id))
+        _submit(configured, str(session_id), **traced)
         return None
-    return configured.enqueue(str(session_id), drain=mode == INLINE)
+    return configured.enqueue(str(session_id), drain=mode == INLINE, **traced)

@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import AsyncToSync
 from django.db import connections, transaction
 
+from .. import telemetry
 from ..conf import ai_settings
 from ..constants import ExtractionStatus
 from ..exceptions import TurnCancelled
 from ..models import ConversationMessage, File
 from .lease import db_alias, renew_lease
 from .notify import logger
-from .state import CANCEL_REASON, TurnExecutor, TurnState, current_turn
+from .state import CANCEL_REASON, TurnExecutor, TurnState, TurnSuspended, current_turn
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -68,10 +69,26 @@ def call_agent(agent: Any, state: TurnState, message: str, request: HttpRequest 
         reset = current_turn.set(state)
         try:
             _wait_for_files(agent, state)
-            return agent.get_response(message, request=request)
+            return _in_agent_span(agent, state, lambda: agent.get_response(message, request=request))
         finally:
             current_turn.reset(reset)
     return _run_in_helper_thread(agent, state, message, request, token)
+
+
+def _in_agent_span(agent: Any, state: TurnState, run: Callable[[], Any]) -> Any:
+    """``run()`` (the agent's get_response) as the span ``django_ai.agent``. A suspension for tool
+    approval or a cancel is no failure of the agent: the span says so without an error status."""
+    attributes = {"django_ai.agent": state.session.agent_path, "django_ai.agent.class": type(agent).__qualname__}
+    with telemetry.span("django_ai.agent", attributes) as span:
+        try:
+            return run()
+        except (TurnSuspended, TurnCancelled) as exc:
+            span.set(**{"django_ai.agent.stopped": "suspended" if isinstance(exc, TurnSuspended) else "cancelled"})
+            stopped = exc
+        except BaseException as exc:
+            span.error(exc)
+            raise
+    raise stopped
 
 
 def _wait_for_files(agent: Any, state: TurnState) -> None:
@@ -79,7 +96,12 @@ def _wait_for_files(agent: Any, state: TurnState) -> None:
     # cancel requests and the timeout while extraction finishes.
     timeout = type(agent).file_wait_timeout
     timeout = float(ai_settings.FILE_WAIT_TIMEOUT if timeout is None else timeout)
-    waited = wait_for_attached_files(state, agent.files, timeout)
+    if timeout <= 0 or not any(f.extraction_status in _EXTRACTING for f in agent.files):
+        return
+    with telemetry.span("django_ai.file_wait", {"django_ai.files.count": len(agent.files)}) as span:
+        waited = wait_for_attached_files(state, agent.files, timeout)
+        still = sum(1 for f in agent.files if f.extraction_status in _EXTRACTING)
+        span.set(**{"django_ai.file_wait.ms": int(waited * 1000), "django_ai.files.still_extracting": still})
     if waited:
         state.file_wait_ms = int(waited * 1000)
 
@@ -168,14 +190,22 @@ def _run_in_helper_thread(
         finally:
             AsyncToSync.loop_thread_executors.pop(loop, None)
 
+    def run_agent() -> Any:
+        if is_async:
+            return asyncio.run(run_async())
+        return agent.get_response(message, request=request)
+
+    # The helper thread starts from a fresh context (below): the trace (as a W3C carrier) and the
+    # ids of the log lines are carried to it explicitly, nothing else of the caller's.
+    carrier = telemetry.trace_carrier()
+    log_ids = {"conversation_id": str(state.session.pk), "message_id": str(state.user_message.pk)}
+
     def target() -> None:
         current_turn.set(state)
         try:
-            _wait_for_files(agent, state)
-            if is_async:
-                result["value"] = asyncio.run(run_async())
-            else:
-                result["value"] = agent.get_response(message, request=request)
+            with telemetry.continued_from(carrier), telemetry.log_context(**log_ids):
+                _wait_for_files(agent, state)
+                result["value"] = _in_agent_span(agent, state, run_agent)
         except BaseException as exc:  # noqa: BLE001 - re-raised on the turn's thread
             result["error"] = exc
         finally:

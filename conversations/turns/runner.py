@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import F
 from django.utils import timezone
 
+from .. import telemetry
 from ..agent import ConversationAgent
 from ..conf import ai_settings
 from ..constants import ErrorCode, MessageType, ProcessingStatus, SessionStatus
@@ -59,9 +60,58 @@ def run_turn(
 ) -> TurnOutcome:
     """Answer ``user_message``; the caller holds the session's lease ``token``.
 
-    Never raises for agent failures: the outcome says what happened and the rows record it.
+    Never raises for agent failures: the outcome says what happened and the rows record it. The
+    turn is the span ``django_ai.turn`` (a child of the current trace context: the request's, or
+    the one the turn's task carried), and every log line within it carries the conversation and
+    message ids (docs/observability.md).
     """
+    ids = {"conversation_id": str(user_message.session_id), "message_id": str(user_message.pk)}
+    attributes = {"django_ai.conversation.id": ids["conversation_id"], "django_ai.message.id": ids["message_id"]}
+    with telemetry.log_context(**ids), telemetry.span("django_ai.turn", attributes) as turn_span:
+        outcome = _run_turn(user_message, token=token, request=request, turn_span=turn_span)
+        turn_span.set(
+            **{"django_ai.turn.outcome": str(outcome.status), "django_ai.turn.lease_lost": outcome.lease_lost or None}
+        )
+        if outcome.status == ProcessingStatus.FAILED and outcome.exception is not None:
+            turn_span.error(outcome.exception)
+        return outcome
+
+
+def _ended(turn_span: telemetry.SpanHandle, agent: str, outcome: TurnOutcome, metrics: dict[str, Any]) -> TurnOutcome:
+    """Put the numbers of an ended turn on its span and on the turn metrics."""
+    queue_wait_ms, total_ms, first_chunk_ms = (
+        metrics.get("queue_wait_ms"),
+        metrics.get("total_ms"),
+        metrics.get("first_chunk_ms"),
+    )
+    turn_span.set(
+        **{
+            "django_ai.turn.total_ms": total_ms,
+            "django_ai.turn.first_chunk_ms": first_chunk_ms,
+            "django_ai.turn.chunks": metrics.get("chunks"),
+            "django_ai.turn.file_wait_ms": metrics.get("file_wait_ms"),
+        }
+    )
+    telemetry.record_turn(
+        agent=agent,
+        outcome=str(outcome.status),
+        duration_s=None if total_ms is None else total_ms / 1000,
+        queue_wait_s=None if queue_wait_ms is None else queue_wait_ms / 1000,
+    )
+    if first_chunk_ms is not None:
+        telemetry.record_first_chunk(agent=agent, seconds=first_chunk_ms / 1000)
+    return outcome
+
+
+def _run_turn(
+    user_message: ConversationMessage,
+    *,
+    token: str,
+    request: HttpRequest | Request | None,
+    turn_span: telemetry.SpanHandle,
+) -> TurnOutcome:
     session = ConversationSession.objects.get(pk=user_message.session_id)
+    turn_span.set(**{"django_ai.agent": session.agent_path, "django_ai.owner.kind": _owner_kind(session)})
     now = timezone.now()
     if session.status == SessionStatus.DELETED:
         # Its owner deleted the conversation (a message sent at that moment can commit after the
@@ -101,6 +151,13 @@ def run_turn(
     user_message.processing_status = ProcessingStatus.PROCESSING
     user_message.started_at = now
     user_message.attempts = (user_message.attempts or 0) + 1
+    turn_span.set(
+        **{
+            "django_ai.turn.queue_wait_ms": queue_wait_ms,
+            "django_ai.turn.attempt": user_message.attempts,
+            "django_ai.turn.resumed": suspended is not None,
+        }
+    )
     publish_status(user_message)
     if suspended is not None:
         publish_status(suspended)
@@ -128,16 +185,18 @@ def run_turn(
         logger.error("Cannot answer message %s: %s", user_message.pk, exc)
         # Paired with the turn_finished below, as for every turn (receivers count turns in flight).
         send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
-        return finish(
+        failed_metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
+        failed = finish(
             state,
             token,
             ConversationAgent,
             status=ProcessingStatus.FAILED,
             text="",
-            metrics={"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts},
+            metrics=failed_metrics,
             error=exc,
             notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
         )
+        return _ended(turn_span, session.agent_path, failed, failed_metrics)
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
     if timeout:
         state.deadline = state.started + float(timeout)
@@ -237,13 +296,20 @@ def run_turn(
         metrics["resumed"] = True
     if suspension is not None:
         try:
-            return suspend(state, token, agent_cls, metrics=metrics)
+            return _ended(turn_span, session.agent_path, suspend(state, token, agent_cls, metrics=metrics), metrics)
         except NothingToWaitFor as exc:
             error = exc
     outcome = conclude(state, token, agent_cls, response=response, error=error, metrics=metrics, timeout=timeout)
+    _ended(turn_span, session.agent_path, outcome, metrics)
     if reraise is not None:
         raise reraise  # recorded as failed; the process is stopping
     return outcome
+
+
+def _owner_kind(session: ConversationSession) -> str:
+    if session.user_id is not None:
+        return "user"
+    return "anonymous" if session.anonymous_id else "none"
 
 
 def _suspended_reply(user_message: ConversationMessage) -> ConversationMessage | None:

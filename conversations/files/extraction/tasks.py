@@ -17,6 +17,7 @@ from typing import Any
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
+from ... import telemetry
 from ...conf import ai_settings
 from ...constants import ErrorCode, ExtractionStatus
 from ...internal.tasks_compat import task
@@ -176,8 +177,16 @@ def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> F
     if claimed is None:
         return File.objects.filter(pk=file_id).first()
     file, run = claimed
+    attributes = {"django_ai.file.id": str(file.pk), "django_ai.file.content_type": file.content_type or None}
+    with telemetry.span("django_ai.extraction", attributes) as span:
+        return _extract(file, run, extractor, span)
+
+
+def _extract(file: File, run: str, extractor: TextExtractor | None, span: telemetry.SpanHandle) -> File | None:
+    """The claimed ``file``'s extraction, its outcome stored; on the span and the metrics too."""
     started = time.monotonic()
     about = {"extractor": "", "extractor_version": ""}
+    outcome_code = "extraction_failed"  # an unexpected error, until the extractor answers
     try:
         extractor = extractor or get_extractor()
         about["extractor"] = getattr(extractor, "name", type(extractor).__name__)[:100]
@@ -196,7 +205,12 @@ def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> F
                 "extracted_text_truncated": False,
                 "facts": {"error_code": exc.code},
             }
+            outcome_code = str(exc.code)
+            span.error(exc, code=outcome_code)
         else:
+            outcome_code = "done"
+            pages = (result.metadata or {}).get("pages")
+            span.set(**{"django_ai.extraction.pages": pages if isinstance(pages, int) else None})
             text = _tidy(result.text)
             outcome = {
                 "extraction_status": ExtractionStatus.DONE,
@@ -214,7 +228,23 @@ def run_extraction(file_id: Any, *, extractor: TextExtractor | None = None) -> F
         # must not leave the file 'processing', with turns waiting for it.
         logger.exception("Extraction of file %s failed with an unexpected error", file.pk)
         _record_failure(file.pk, run, **about, extraction_duration_ms=int((time.monotonic() - started) * 1000))
+        outcome_code = "extraction_failed"  # the outcome was read, then storing it failed
         raise
+    finally:
+        seconds = time.monotonic() - started
+        span.set(
+            **{
+                "django_ai.extraction.extractor": about["extractor"] or None,
+                "django_ai.extraction.outcome": outcome_code,
+                "django_ai.extraction.duration_ms": int(seconds * 1000),
+            }
+        )
+        telemetry.record_extraction(
+            extractor=about["extractor"] or "none",
+            content_type=file.content_type or "",
+            seconds=seconds,
+            outcome=outcome_code,
+        )
 
 
 def _queue_name() -> str:
@@ -224,28 +254,32 @@ def _queue_name() -> str:
 # Declared on the configured backend and queue: Django validates a task against them when it is
 # declared (a backend limited to QUEUES=["files"] would refuse the "default" queue).
 @task(backend=str(ai_settings.TASK_BACKEND), queue_name=_queue_name())
-def extract_file_task(file_id: str) -> dict[str, Any]:
-    """Background task: extract the text of one File (see :func:`run_extraction`)."""
-    file = run_extraction(file_id)
+def extract_file_task(file_id: str, trace: dict[str, str] | None = None) -> dict[str, Any]:
+    """Background task: extract the text of one File (see :func:`run_extraction`). ``trace`` is
+    the trace context of the upload that scheduled it (absent from tasks queued before it was)."""
+    with telemetry.continued_from(trace), telemetry.log_context(file_id=file_id):
+        file = run_extraction(file_id)
     if file is None:
         return {"file_id": file_id, "status": "missing"}
     return {"file_id": file_id, "status": file.extraction_status}
 
 
-def _enqueue(file_id: str) -> None:
+def _enqueue(file_id: str, carrier: dict[str, str]) -> None:
     queue = _queue_name()
     try:
         # With an in-process backend this runs on the process's background threads, so an upload
         # answers at once instead of waiting for Tika and OCR.
-        enqueue_task(extract_file_task, file_id, queue_name=queue)
+        enqueue_task(extract_file_task, file_id, queue_name=queue, **({"trace": carrier} if carrier else {}))
     except Exception:
         # The File stays pending; `manage.py reextract_files --pending` enqueues it again.
         logger.exception("Could not enqueue text extraction for file %s", file_id)
 
 
 def schedule_extraction(file_id: Any) -> None:
-    """Enqueue extraction of File ``file_id`` when the current transaction commits."""
-    transaction.on_commit(lambda: _enqueue(str(file_id)))
+    """Enqueue extraction of File ``file_id`` when the current transaction commits; the task
+    continues the current trace (the upload's)."""
+    carrier = telemetry.trace_carrier()
+    transaction.on_commit(lambda: _enqueue(str(file_id), carrier))
 
 
 def reset_for_reextraction(file: File) -> File:

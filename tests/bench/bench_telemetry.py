@@ -1,0 +1,211 @@
+"""What telemetry costs a turn: the same turns through ``ConversationService.send_message`` with
+telemetry off, with the OpenTelemetry API only, and with the SDK recording.
+
+Modes:
+- off: ``DJANGO_AI["TELEMETRY_ENABLED"] = False`` (each facade call is one boolean check);
+- API only: telemetry on, no SDK configured: the API's no-op (proxy) providers, what an
+  application that installs the ``otel`` extra but exports nothing pays;
+- SDK: a global TracerProvider exporting every span through a ``BatchSpanProcessor`` (as a
+  deployment exports) to an ``InMemorySpanExporter``, and a MeterProvider read by an
+  ``InMemoryMetricReader``; both emptied after each round.
+
+OpenTelemetry sets a global provider once per process, so the SDK rows come last: first off and
+API only alternate for ``rounds`` rounds, then the SDK is set and off and SDK alternate. Each
+mode's ratio is to the "off" rounds of its own phase, so drift of the machine between the phases
+does not count as telemetry's cost. Rows: the README's async echo, and an async agent that streams
+5 chunks (first-chunk metric, more realtime events). The SDK rows also show what one turn
+produced (spans, metric points), so the table shows it measured telemetry doing its work.
+
+``./dev bench telemetry`` (SQLite file database; ``DATABASE_URL=...`` for PostgreSQL);
+``--turns=N`` (default 200) per round, 3 rounds; ``--quick``: 10 turns, one round.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import django
+
+from tests.bench.options import Skipped, int_option, is_quick
+
+
+def main(argv: list[str]) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        raise Skipped("the OpenTelemetry SDK is not installed (pip install opentelemetry-sdk)")
+    django.setup()
+    from tests.bench.db import bench_database
+
+    quick = is_quick(argv)
+    turns = int_option(argv, "turns", 10 if quick else 200)
+    rounds = 1 if quick else 3
+    with bench_database() as label:
+        _run(label, turns, rounds)
+
+
+def _run(label: str, turns: int, rounds: int) -> None:
+    import platform
+
+    from django.test import override_settings
+    from opentelemetry import metrics, trace
+
+    from django_ai.conversations import ConversationAgent, telemetry
+    from django_ai.conversations.context import ResponseStream
+    from django_ai.conversations.registry import register_agent
+    from django_ai.conversations.service import ConversationService
+
+    class EchoAgent(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            return f"You said: {message}"
+
+    class StreamingEchoAgent(ConversationAgent):
+        async def get_response(self, message, request=None, **kwargs):
+            with ResponseStream() as stream:
+                for word in f"You said: {message} !".split():
+                    stream.write(word + " ")
+            return stream.content
+
+    register_agent("bench/telemetry-echo", EchoAgent)
+    register_agent("bench/telemetry-stream", StreamingEchoAgent)
+    agents = [("async echo (README)", "bench/telemetry-echo"), ("async, 5 chunks streamed", "bench/telemetry-stream")]
+
+    if type(trace.get_tracer_provider()).__name__ != "ProxyTracerProvider" or (
+        type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+    ):
+        raise Skipped("an OpenTelemetry SDK is already configured in this process (OTEL_PYTHON_*_PROVIDER?)")
+
+    off = override_settings(DJANGO_AI=_django_ai_off())
+
+    def turn_runner(path: str) -> Callable[[int], None]:
+        session = ConversationService.create_session(path)
+
+        def run(n: int) -> None:
+            result = ConversationService.send_message(session.pk, f"message {n}")
+            if result["status"] != "success":
+                raise RuntimeError(f"benchmark turn failed: {result}")
+
+        return run
+
+    def measure(path: str, telemetry_off: bool) -> float:
+        if telemetry_off:
+            off.enable()
+        telemetry.reset()
+        try:
+            run = turn_runner(path)
+            started = time.perf_counter()
+            for n in range(turns):
+                run(n)
+            return (time.perf_counter() - started) / turns
+        finally:
+            if telemetry_off:
+                off.disable()
+            telemetry.reset()
+
+    def warm_up() -> None:
+        for _, path in agents:
+            for telemetry_off in (True, False):
+                if telemetry_off:
+                    off.enable()
+                telemetry.reset()
+                try:
+                    run = turn_runner(path)
+                    for n in range(5):
+                        run(n)
+                finally:
+                    if telemetry_off:
+                        off.disable()
+                    telemetry.reset()
+
+    timings: dict[tuple[str, str], list[float]] = {}
+
+    def phase(mode: str, after_round: Callable[[], None] | None = None) -> None:
+        warm_up()
+        for _ in range(rounds):
+            for _, path in agents:
+                timings.setdefault((f"off ({mode} phase)", path), []).append(measure(path, True))
+                timings.setdefault((mode, path), []).append(measure(path, False))
+                if after_round:
+                    after_round()
+
+    phase("API only")
+
+    exporter, reader = _install_sdk()
+    phase("SDK", after_round=lambda: (_flush_spans(), exporter.clear(), reader.get_metrics_data()))
+
+    # What one turn of each agent produces with the SDK on.
+    produced: dict[str, tuple[int, int]] = {}
+    telemetry.reset()
+    for _, path in agents:
+        _flush_spans()
+        exporter.clear()
+        reader.get_metrics_data()
+        turn_runner(path)(0)
+        _flush_spans()
+        spans = len(exporter.get_finished_spans())
+        produced[path] = (spans, _count_points(reader.get_metrics_data()))
+
+    print(
+        f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
+        f"{turns} turns x {rounds} rounds per row\n"
+    )
+    print(
+        "| agent | off | API only | ratio | off (SDK phase) | SDK | ratio | one turn with the SDK |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|"
+    )
+    for name, path in agents:
+        cells = [name]
+        for mode in ("API only", "SDK"):
+            base = statistics.median(timings[(f"off ({mode} phase)", path)])
+            per_turn = statistics.median(timings[(mode, path)])
+            cells += [f"{base * 1000:.2f}", f"{per_turn * 1000:.2f}", f"{per_turn / base:.2f}x"]
+        spans, points = produced[path]
+        cells.append(f"{spans} spans, {points} metric points")
+        print("| " + " | ".join(cells) + " |")
+    print("\n(ms per turn, median of the rounds; each ratio is to the off rounds of the same phase)")
+
+
+def _django_ai_off() -> dict[str, Any]:
+    from django.conf import settings
+
+    return {**getattr(settings, "DJANGO_AI", {}), "TELEMETRY_ENABLED": False}
+
+
+def _install_sdk() -> tuple[Any, Any]:
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(tracer_provider)
+    # Delta temporality: a collection holds what the turns since the previous one recorded.
+    delta = AggregationTemporality.DELTA
+    reader = InMemoryMetricReader(preferred_temporality={Counter: delta, UpDownCounter: delta, Histogram: delta})
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return exporter, reader
+
+
+def _flush_spans() -> None:
+    from opentelemetry import trace
+
+    provider: Any = trace.get_tracer_provider()
+    provider.force_flush()
+
+
+def _count_points(data: Any) -> int:
+    if data is None:
+        return 0
+    return sum(
+        len(metric.data.data_points)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    )

@@ -17,8 +17,16 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from django_ai.conversations import telemetry
+from django_ai.conversations import ConversationAgent, telemetry
+from django_ai.conversations.constants import ErrorCode, ExtractionStatus
+from django_ai.conversations.context import ResponseStream
+from django_ai.conversations.files.extraction import PlainTextExtractor
+from django_ai.conversations.files.extraction.tasks import run_extraction
+from django_ai.conversations.models import File
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.service import ConversationService
 from django_ai.conversations.telemetry import metrics as telemetry_metrics
+from django_ai.conversations.testing import FileFactory
 from tests.telemetry_support import MetricPoint, Recorded, recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,3 +250,89 @@ def test_instruments_made_before_the_application_sets_its_provider_record_into_i
         "django_ai.conversations django_ai.turns late",
         "django_ai.conversations django_ai.turn.duration late",
     }
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+class EchoAgent(ConversationAgent):
+    async def get_response(self, message, request=None, **kwargs):
+        return f"You said: {message}"
+
+
+class StreamingAgent(ConversationAgent):
+    async def get_response(self, message, request=None, **kwargs):
+        with ResponseStream() as stream:
+            for word in ("one ", "two ", "three"):
+                stream.write(word)
+        return stream.content
+
+
+class BrokenAgent(ConversationAgent):
+    def get_response(self, message, request=None, **kwargs):
+        raise RuntimeError("the agent's own failure")
+
+
+def of_agent(points: list[MetricPoint], agent: str) -> list[MetricPoint]:
+    return [p for p in points if p.attributes.get("django_ai.agent") == agent]
+
+
+def send(agent_path: str, text: str) -> dict:
+    session = ConversationService.create_session(agent_path)
+    return ConversationService.send_message(session.pk, text)
+
+
+@pytest.mark.django_db
+def test_a_real_turn_of_an_echo_agent_moves_the_turn_metrics(recorded: Recorded):
+    register_agent("metrics-echo", EchoAgent)
+    assert send("metrics-echo", "hello")["status"] == "success"
+
+    turn = only(of_agent(recorded.metric("django_ai.turns"), "metrics-echo"))
+    assert turn.value == 1 and turn.attributes["django_ai.turn.outcome"] == "completed"
+    duration = only(of_agent(recorded.metric("django_ai.turn.duration"), "metrics-echo"))
+    assert duration.count == 1 and duration.total is not None and duration.total >= 0
+    wait = only(of_agent(recorded.metric("django_ai.turn.queue_wait"), "metrics-echo"))
+    assert wait.count == 1
+    # An echo streams nothing: no first chunk.
+    assert of_agent(recorded.metric("django_ai.turn.time_to_first_chunk"), "metrics-echo") == []
+
+
+@pytest.mark.django_db
+def test_a_streaming_agent_records_its_time_to_first_chunk(recorded: Recorded):
+    register_agent("metrics-stream", StreamingAgent)
+    assert send("metrics-stream", "count")["status"] == "success"
+    assert send("metrics-stream", "again")["status"] == "success"
+
+    first = only(of_agent(recorded.metric("django_ai.turn.time_to_first_chunk"), "metrics-stream"))
+    assert first.count == 2 and first.unit == "s"
+    assert only(of_agent(recorded.metric("django_ai.turns"), "metrics-stream")).value == 2
+    assert only(of_agent(recorded.metric("django_ai.turn.duration"), "metrics-stream")).count == 2
+
+
+@pytest.mark.django_db
+def test_a_failed_turn_counts_as_failed_and_carries_no_error_text(recorded: Recorded):
+    register_agent("metrics-broken", BrokenAgent)
+    send("metrics-broken", "hello")
+
+    turn = only(of_agent(recorded.metric("django_ai.turns"), "metrics-broken"))
+    assert turn.attributes == {"django_ai.agent": "metrics-broken", "django_ai.turn.outcome": "failed"}
+    for point in recorded.metrics():
+        assert not any("own failure" in str(value) for value in point.attributes.values())
+
+
+@pytest.mark.django_db
+def test_an_extraction_moves_the_extraction_duration(recorded: Recorded, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    text = FileFactory(content=b"Opening hours: 9 to 5.\n", filename="hours.txt", content_type="text/plain")
+    pdf = FileFactory(content=b"%PDF-1.4 not really\n", filename="report.pdf", content_type="application/pdf")
+    run_extraction(text.pk, extractor=PlainTextExtractor())
+    run_extraction(pdf.pk, extractor=PlainTextExtractor())
+    assert File.objects.get(pk=text.pk).extraction_status == ExtractionStatus.DONE
+
+    points = recorded.metric("django_ai.extraction.duration")
+    by_family = {p.attributes["django_ai.file.content_type"]: p for p in points}
+    assert set(by_family) == {"text", "pdf"}
+    assert by_family["text"].attributes["django_ai.extraction.outcome"] == "done"
+    assert by_family["text"].attributes["django_ai.extractor"] == PlainTextExtractor.name
+    assert by_family["pdf"].attributes["django_ai.extraction.outcome"] == ErrorCode.UNSUPPORTED
+    assert by_family["text"].count == by_family["pdf"].count == 1

@@ -17,10 +17,12 @@ from django.contrib.admin.options import InlineModelAdmin
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import URLPattern
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from .admin_ops import operations_urls
 from .constants import FeedbackRating, SessionStatus
 from .files.extraction.tasks import reextract
 from .models import ConversationMessage, ConversationSession, ConversationWidget, File
@@ -140,6 +142,11 @@ class ConversationSessionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{restored} conversation(s) restored.", messages.SUCCESS)
         else:
             self.message_user(request, "None of the selected conversations was deleted.", messages.WARNING)
+
+    def get_urls(self) -> list[URLPattern]:
+        # The operations view (admin_ops.py) lives under this admin's URLs; its change list
+        # template links to it.
+        return [*operations_urls(self.admin_site), *super().get_urls()]
 
     def get_inline_instances(
         self, request: HttpRequest, obj: ConversationSession | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from .. import telemetry
 from ..constants import EventName
 from ..context import ResponseStream, report_usage
 from ..realtime import publish
@@ -33,6 +34,8 @@ class CompletionResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    #: The model that answered, as the response names it (None when it does not).
+    model: str | None = None
 
     def as_message(self) -> dict[str, Any]:
         """The ``{"role": "assistant", ...}`` message to append to the model's messages."""
@@ -100,6 +103,7 @@ async def _chunks(response: Any) -> AsyncIterator[Any]:
         yield {
             "choices": [{"delta": delta, "finish_reason": _get(choices[0], "finish_reason")}],
             "usage": _get(response, "usage"),
+            "model": _get(response, "model"),
         }
     elif hasattr(response, "__iter__"):
         for chunk in response:
@@ -137,7 +141,7 @@ async def stream_completion(
 ) -> CompletionResult:
     """Call the model once, streaming: its text goes to ``stream`` (which opens with the first
     text, so tool calls made before any text show above the answer), its tool calls are
-    collected, and its usage is added to the turn (``report_usage``).
+    collected, and its usage is added to the turn (``report_usage``, under the model's name).
 
     ``model`` is what :func:`completion_function` takes; ``tools`` are tool definitions
     (``tool_schemas(...)``); ``kwargs`` go to ``acompletion`` (``temperature``...); for a litellm
@@ -145,8 +149,36 @@ async def stream_completion(
     ``kwargs`` say otherwise, so the stream reports its usage. Inside a turn,
     ``tool_call_start`` is sent when a call first shows in the stream (``round`` is its round),
     and the turn's cancel is checked between chunks (``TurnCancelled``).
+
+    The call is the span ``chat <model>`` (OpenTelemetry's GenAI conventions: the model asked and
+    the one that answered, the tokens, the finish reason; never the messages or the text).
     """
     name, acompletion = completion_function(model)
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": name, "django_ai.llm.round": round}
+    with telemetry.span(f"chat {name}" if name else "chat", attributes) as span:
+        result = await _stream_completion(name, acompletion, model, messages, tools, stream, round, kwargs)
+        span.set(
+            **{
+                "gen_ai.response.model": result.model,
+                "gen_ai.usage.input_tokens": result.usage.get("prompt_tokens"),
+                "gen_ai.usage.output_tokens": result.usage.get("completion_tokens"),
+                "gen_ai.response.finish_reasons": [result.finish_reason] if result.finish_reason else None,
+                "django_ai.llm.tool_calls": len(result.tool_calls),
+            }
+        )
+        return result
+
+
+async def _stream_completion(
+    name: str | None,
+    acompletion: Completion,
+    model: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    stream: ResponseStream | None,
+    round: int,
+    kwargs: dict[str, Any],
+) -> CompletionResult:
     state = current_turn.get()
     if state is not None:
         state.raise_if_cancelled()
@@ -165,6 +197,8 @@ async def stream_completion(
         if state is not None:
             state.raise_if_cancelled()
         usage = _get(chunk, "usage") or usage
+        answered_by = _get(chunk, "model")
+        result.model = answered_by if isinstance(answered_by, str) and answered_by else result.model
         choices = _get(chunk, "choices") or ()
         if not choices:
             continue
@@ -201,5 +235,5 @@ async def stream_completion(
     result.tool_calls = collector.calls
     result.usage = _usage_numbers(usage)
     if state is not None and result.usage:
-        report_usage(**result.usage)
+        report_usage(**result.usage, model=name)
     return result

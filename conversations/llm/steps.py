@@ -40,13 +40,14 @@ import pydantic_core
 from django.db import connections
 from django.utils import timezone
 
+from .. import telemetry
 from ..conf import ai_settings
 from ..constants import ApprovalStatus, ErrorCode, EventName, ProcessingStatus
 from ..exceptions import NoActiveConversation
 from ..realtime import publish
 from ..realtime.coalescer import utf16_len
 from ..tools.approval import needs_approval
-from ..tools.dispatch import PreparedToolCall, prepare_tool_call
+from ..tools.dispatch import PreparedToolCall, prepare_tool_call, tool_span_attributes
 from ..tools.errors import ToolCallError
 from ..turns.state import TurnState, TurnSuspended, current_turn
 
@@ -294,7 +295,20 @@ def _in_thread(prepared: PreparedToolCall) -> asyncio.Future[Any]:
 async def _run(step: _Step, tool_timeout: float | None) -> None:
     prepared = step.prepared
     assert prepared is not None
+    # The span of the call (its arguments only with TELEMETRY_TOOL_ARGUMENTS: the model's, as
+    # sent); a failure is marked with its code and the exception's type, never a text or result.
+    attributes = {**tool_span_attributes(prepared), "django_ai.tool.round": step.round}
+    with telemetry.span(f"execute_tool {step.name}", attributes) as span:
+        failure = await _run_step(step, prepared, tool_timeout)
+        if failure is not None and step.error is not None:
+            span.error(failure, code=step.error["code"])
+        span.set(**{"django_ai.tool.status": str(step.status)})
+
+
+async def _run_step(step: _Step, prepared: PreparedToolCall, tool_timeout: float | None) -> BaseException | None:
+    """Run the call and fill in ``step``; the exception that failed it, if one did."""
     started = time.monotonic()
+    failure: BaseException | None = None
     limit = asyncio.timeout(tool_timeout)  # None: no limit
     try:
         async with limit:
@@ -302,15 +316,18 @@ async def _run(step: _Step, tool_timeout: float | None) -> None:
                 value = await prepared.call()
             else:
                 value = await _in_thread(prepared)
-    except TimeoutError:
+    except TimeoutError as exc:
+        failure = exc
         if limit.expired():
             step.fail(ErrorCode.TOOL_TIMEOUT, f"The tool did not finish within {tool_timeout or 0:g} seconds.")
         else:  # raised by the tool itself
             logger.exception("Tool %s failed (call %s); the model is told it failed", step.name, step.call_id)
             step.fail(ErrorCode.TOOL_ERROR, GENERIC_FAILURE)
     except ToolError as exc:
+        failure = exc
         step.fail(ErrorCode.TOOL_ERROR, str(exc) or GENERIC_FAILURE)
-    except Exception:
+    except Exception as exc:
+        failure = exc
         logger.exception("Tool %s failed (call %s); the model is told it failed", step.name, step.call_id)
         step.fail(ErrorCode.TOOL_ERROR, GENERIC_FAILURE)
     else:
@@ -318,13 +335,15 @@ async def _run(step: _Step, tool_timeout: float | None) -> None:
             safe = _records().text_safe  # no NUL: PostgreSQL cannot store it, in the row nor in jsonb
             step.result = safe(pydantic_core.to_jsonable_python(value))
             step.content = safe(value) if isinstance(value, str) else json.dumps(step.result)
-        except (pydantic_core.PydanticSerializationError, TypeError, ValueError):
+        except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+            failure = exc
             logger.error("Tool %s returned %s, which cannot be sent as JSON", step.name, type(value).__name__)
             step.result = None
             step.fail(ErrorCode.TOOL_ERROR, "The tool returned a value that cannot be sent to the model as JSON.")
         else:
             step.status = ProcessingStatus.COMPLETED
     step.duration_ms = int((time.monotonic() - started) * 1000)
+    return failure
 
 
 async def _run_all(state: TurnState, steps: list[_Step], tool_timeout: float | None) -> None:

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .. import telemetry
 from .base import BaseRealtimeBackend
 from .coalescer import Coalescer, FlushMarker, OutgoingEvent
 
@@ -169,12 +170,31 @@ class EventSender:
                 inflight.set()
 
     def _deliver(self, events: list[OutgoingEvent]) -> None:
+        # Every backend that queues (Pusher, the local SSE broker) delivers here: one span and one
+        # metric record per batch, its retries included.
+        attributes = {"django_ai.realtime.backend": self.name, "django_ai.realtime.events": len(events)}
+        started, requests, sent = time.monotonic(), self.requests, self.events_sent
+        with telemetry.span("django_ai.realtime.flush", attributes) as span:
+            failure = self._deliver_batch(events)
+            if failure is not None:
+                span.error(failure)
+            span.set(**{"django_ai.realtime.requests": self.requests - requests})
+        telemetry.record_realtime_flush(
+            backend=self.name,
+            events=self.events_sent - sent,
+            requests=self.requests - requests,
+            seconds=time.monotonic() - started,
+        )
+
+    def _deliver_batch(self, events: list[OutgoingEvent]) -> Exception | None:
+        """Deliver ``events`` (retried while the transport is healthy); the error that made it give
+        up on them, or None once delivered."""
         attempts = 1 if self._failing else 1 + self.retries
         for attempt in range(attempts):
             self.requests += 1
             try:
                 self.deliver(events)
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
                 if attempt + 1 < attempts:
                     time.sleep(self.retry_delay * (attempt + 1))
@@ -193,7 +213,7 @@ class EventSender:
                     logger.debug("Realtime delivery through the %s backend still failing", self.name, exc_info=True)
                 if not self._closing:
                     time.sleep(self.outage_backoff)
-                return
+                return exc
             else:
                 self.events_sent += len(events)
                 if self._failing:
@@ -203,7 +223,8 @@ class EventSender:
                         self.name,
                         self.lost - self._lost_before_outage,
                     )
-                return
+                return None
+        return None
 
 
 class QueuedBackend(BaseRealtimeBackend):

@@ -26,6 +26,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
+from .. import telemetry
 from ..api.parsing import StrictJSONParser
 from ..api.throttling import client_address
 from ..api.views import BaseAPIView
@@ -145,17 +146,23 @@ class RealtimeEventsView(RealtimeView):
 
 class EventStreamResponse(StreamingHttpResponse):
     """A ``text/event-stream`` response that ends its subscription when the server closes it,
-    so the stream's place under its holders is freed even if the stream never started."""
+    so the stream's place under its holders is freed even if the stream never started. The
+    ``django_ai.sse.clients`` metric counts it from here until then."""
 
     def __init__(self, content: Any, *, subscription: Subscription):
         super().__init__(content, content_type="text/event-stream; charset=utf-8")
         self.subscription = subscription
+        self._counted = True
+        telemetry.sse_clients_changed(+1)
 
     def close(self) -> None:
         try:
             super().close()
         finally:
             self.subscription.broker.unsubscribe(self.subscription)
+            if self._counted:
+                self._counted = False
+                telemetry.sse_clients_changed(-1)
 
 
 class RealtimeConfigView(RealtimeView):

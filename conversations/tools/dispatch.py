@@ -14,11 +14,19 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from pydantic import ValidationError
 
+from .. import telemetry
+from ..conf import ai_settings
 from .calls import ToolCall
 from .errors import ToolCallError
 from .schema import named_tools, spec_of
 
-__all__ = ["PreparedToolCall", "adispatch_tool_call", "dispatch_tool_call", "prepare_tool_call"]
+__all__ = [
+    "PreparedToolCall",
+    "adispatch_tool_call",
+    "dispatch_tool_call",
+    "prepare_tool_call",
+    "tool_span_attributes",
+]
 
 _P = inspect.Parameter
 
@@ -206,9 +214,8 @@ def dispatch_tool_call(
                 f"Tool {request.name!r} is async and an event loop runs in this thread: "
                 "use 'await adispatch_tool_call(...)'."
             )
-        result = async_to_sync(func)(*args, **kwargs)
-    else:
-        result = func(*args, **kwargs)
+    with telemetry.span(f"execute_tool {request.name}", _attributes(request.name, request.call_id, request.arguments)):
+        result = async_to_sync(func)(*args, **kwargs) if _is_async(func) else func(*args, **kwargs)
     return ToolCall(
         name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments
     )
@@ -228,10 +235,11 @@ async def adispatch_tool_call(
     elsewhere through ``sync_to_async``.
     """
     func, request, args, kwargs, values = _prepare(tools, call, arguments, call_id)
-    if _is_async(func):
-        result = await func(*args, **kwargs)
-    else:
-        result = await _run_sync(func, args, kwargs)
+    with telemetry.span(f"execute_tool {request.name}", _attributes(request.name, request.call_id, request.arguments)):
+        if _is_async(func):
+            result = await func(*args, **kwargs)
+        else:
+            result = await _run_sync(func, args, kwargs)
     return ToolCall(
         name=request.name, arguments=values, result=result, id=request.call_id, raw_arguments=request.arguments
     )
@@ -247,6 +255,24 @@ async def _run_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str,
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, state.call_db, lambda: func(*args, **kwargs))
     return await sync_to_async(func, thread_sensitive=True)(*args, **kwargs)
+
+
+def tool_span_attributes(prepared: PreparedToolCall) -> dict[str, Any]:
+    """The attributes of a tool call's span (``execute_tool <name>``): OpenTelemetry's GenAI
+    names; the arguments the model sent (never values injected from the Context) only with
+    ``TELEMETRY_TOOL_ARGUMENTS``."""
+    return _attributes(prepared.name, prepared.call_id, prepared.raw_arguments)
+
+
+def _attributes(name: str, call_id: str | None, raw_arguments: dict[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.call.id": call_id,
+    }
+    if ai_settings.TELEMETRY_TOOL_ARGUMENTS:
+        attributes["gen_ai.tool.call.arguments"] = json.dumps(raw_arguments, default=str, ensure_ascii=False)
+    return attributes
 
 
 def _is_async(func: Callable[..., Any]) -> bool:

@@ -83,13 +83,13 @@ def _create() -> _Instruments:
         turn_duration=meter.create_histogram(
             "django_ai.turn.duration",
             unit="s",
-            description="Time from a turn's start (the lease taken) to its recorded end.",
+            description="Time a turn's agent took, from the turn's start to the end of get_response.",
             explicit_bucket_boundaries_advisory=_TURN_BUCKETS,
         ),
         queue_wait=meter.create_histogram(
             "django_ai.turn.queue_wait",
             unit="s",
-            description="Time a user message waited, from its save to the start of the turn answering it.",
+            description="Time a user message waited, from its save to the start of its turn.",
             explicit_bucket_boundaries_advisory=_TURN_BUCKETS,
         ),
         first_chunk=meter.create_histogram(

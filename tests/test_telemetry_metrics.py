@@ -12,9 +12,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.core.asgi import get_asgi_application
 from django.test import override_settings
 
 from django_ai.conversations import ConversationAgent, telemetry
@@ -23,10 +25,15 @@ from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.files.extraction import PlainTextExtractor
 from django_ai.conversations.files.extraction.tasks import run_extraction
 from django_ai.conversations.models import File
+from django_ai.conversations.owners import new_anonymous_id
+from django_ai.conversations.realtime import get_backend, reset_backend
+from django_ai.conversations.realtime.channels import session_channel
+from django_ai.conversations.realtime.local import LocalBackend
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.telemetry import metrics as telemetry_metrics
-from django_ai.conversations.testing import FileFactory
+from django_ai.conversations.testing import FileFactory, wait_until
+from tests.realtime_server.harness import SSEReader, UvicornThread
 from tests.telemetry_support import MetricPoint, Recorded, recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,3 +343,73 @@ def test_an_extraction_moves_the_extraction_duration(recorded: Recorded, setting
     assert by_family["text"].attributes["django_ai.extractor"] == PlainTextExtractor.name
     assert by_family["pdf"].attributes["django_ai.extraction.outcome"] == ErrorCode.UNSUPPORTED
     assert by_family["text"].count == by_family["pdf"].count == 1
+
+
+@contextmanager
+def local_backend():
+    with override_settings(
+        DJANGO_AI={
+            "REALTIME_BACKEND": "django_ai.conversations.realtime.local.LocalBackend",
+            "SSE_HEARTBEAT_INTERVAL": 0.2,
+            "STREAM_COALESCE_WINDOW": 0.02,
+        }
+    ):
+        reset_backend()
+        backend = get_backend()
+        assert isinstance(backend, LocalBackend)
+        try:
+            yield backend
+        finally:
+            reset_backend()
+
+
+def of_backend(points: list[MetricPoint], backend: str) -> list[MetricPoint]:
+    return [p for p in points if p.attributes.get("django_ai.realtime.backend") == backend]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_realtime_flush_counts_the_events_the_local_backend_delivered(recorded: Recorded):
+    register_agent("metrics-stream", StreamingAgent)
+    with local_backend() as backend:
+        session = ConversationService.create_session("metrics-stream")
+        assert ConversationService.send_message(session.pk, "count")["status"] == "success"
+        assert backend.flush(timeout=10) is not False
+
+        def published() -> int:
+            return sum(len(items) for items in backend.broker._history.values())
+
+        def counted() -> float:
+            return summed(of_backend(recorded.metric("django_ai.realtime.events"), "local"))
+
+        # Each event the broker got was delivered by the sender, which records after the batch.
+        wait_until(lambda: published() > 0 and counted() == published(), timeout=10)
+        requests = summed(of_backend(recorded.metric("django_ai.realtime.requests"), "local"))
+        assert 1 <= requests <= counted()
+        flushes = of_backend(recorded.metric("django_ai.realtime.flush.duration"), "local")
+        assert sum(p.count or 0 for p in flushes) == requests  # one delivery per batch, none retried here
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("server", ["wsgi", "asgi"])
+def test_an_sse_client_connecting_and_leaving_moves_sse_clients_back_to_zero(recorded: Recorded, live_server, server):
+    with local_backend():
+        visitor = new_anonymous_id()
+        session = ConversationService.create_session("support", anonymous_id=visitor)
+
+        def clients() -> float:
+            return summed(recorded.metric("django_ai.sse.clients"))
+
+        with UvicornThread(get_asgi_application()) as asgi_server:
+            base = live_server.url if server == "wsgi" else asgi_server.url
+            reader = SSEReader(
+                base,
+                f"/api/conversations/realtime/events/?channel={session_channel(session.pk)}",
+                headers={"X-Conversation-Anonymous-Id": visitor},
+            )
+            try:
+                assert reader.status == 200, reader.body
+                wait_until(lambda: clients() == 1, timeout=10, message="the open stream counted")
+            finally:
+                reader.close()
+            # The server notices the client left at its next write (a heartbeat at the latest).
+            wait_until(lambda: clients() == 0, timeout=10, message="the closed stream uncounted")

@@ -74,14 +74,14 @@ def operations_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
     if request.method == "POST":
         _act(request)
         return HttpResponseRedirect(request.path)
+    # One query each, ROWS + 1 rows at most (the last one only tells that there are more).
+    lists = {"running": _running(), "stale": _stale(), "failed": _failed(), "stuck": _stuck()}
     context = {
         **site.each_context(request),
         "title": "Operations",
-        "rows": ROWS,
-        "running": _running(),
-        "stale": _stale(),
-        "failed": _failed(),
-        "stuck": _stuck(),
+        **{name: rows[:ROWS] for name, rows in lists.items()},
+        # A list with more rows than it shows says so.
+        "more": {name: len(rows) > ROWS for name, rows in lists.items()},
         "stale_after": ai_settings.STALE_TURN_TIMEOUT,
         "stuck_after": _stuck_after(),
         "may": {action: user.has_perm(permission) for action, permission in _PERMISSIONS.items()},
@@ -109,8 +109,9 @@ def _running() -> list[dict[str, Any]]:
         )
         .exclude(session__turn_token="")
         .select_related("session")
+        .only("id", "started_at", "session__id", "session__agent_path", "session__turn_heartbeat_at")
         .order_by("started_at")
-    )[:ROWS]
+    )[: ROWS + 1]
     return [
         {
             "message": row,
@@ -124,9 +125,11 @@ def _running() -> list[dict[str, Any]]:
 def _stale() -> list[dict[str, Any]]:
     """Leases whose heartbeat is older than STALE_TURN_TIMEOUT (or missing): what the sweep recovers."""
     stale = Q(turn_heartbeat_at__lt=stale_before(ai_settings.STALE_TURN_TIMEOUT)) | Q(turn_heartbeat_at__isnull=True)
-    rows = _with_db_now(ConversationSession.objects.exclude(turn_token="").filter(stale)).order_by(
-        F("turn_heartbeat_at").asc(nulls_first=True)
-    )[:ROWS]
+    rows = (
+        _with_db_now(ConversationSession.objects.exclude(turn_token="").filter(stale))
+        .only("id", "agent_path", "active_turn", "turn_heartbeat_at")
+        .order_by(F("turn_heartbeat_at").asc(nulls_first=True))
+    )[: ROWS + 1]
     return [{"session": row, "heartbeat_age": _age(row.db_now, row.turn_heartbeat_at)} for row in rows]
 
 
@@ -139,8 +142,19 @@ def _failed() -> list[dict[str, Any]]:
             timestamp__gte=timezone.now() - FAILED_WINDOW,
         )
         .select_related("session", "reply_to")
+        # Not the rows' JSON (Context snapshots) nor the user's text: what the list shows.
+        .only(
+            "id",
+            "timestamp",
+            "content",
+            "metadata",
+            "session__id",
+            "session__agent_path",
+            "reply_to__id",
+            "reply_to__processing_status",
+        )
         .order_by("-timestamp")
-    )[:ROWS]
+    )[: ROWS + 1]
     template = ai_settings.LOG_LINK_TEMPLATE
     failed = []
     for notice in rows:
@@ -169,10 +183,14 @@ def _stuck_after() -> int:
 def _stuck() -> list[dict[str, Any]]:
     """Files pending or being extracted for longer than EXTRACTION_TIMEOUT plus a margin."""
     now = timezone.now()
-    rows = File.objects.filter(
-        extraction_status__in=[ExtractionStatus.PENDING, ExtractionStatus.PROCESSING],
-        updated_at__lt=now - timedelta(seconds=_stuck_after()),
-    ).order_by("updated_at")[:ROWS]
+    rows = (
+        File.objects.filter(
+            extraction_status__in=[ExtractionStatus.PENDING, ExtractionStatus.PROCESSING],
+            updated_at__lt=now - timedelta(seconds=_stuck_after()),
+        )
+        .only("id", "filename", "content_type", "extraction_status", "updated_at", "session_id")
+        .order_by("updated_at")
+    )[: ROWS + 1]
     return [{"file": row, "age": _age(now, row.updated_at)} for row in rows]
 
 

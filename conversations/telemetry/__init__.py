@@ -48,8 +48,15 @@ def enabled() -> bool:
     :func:`reset` decides again, for tests that change the setting)."""
     global _enabled
     if _enabled is None:
-        _enabled = bool(ai_settings.TELEMETRY_ENABLED) and importlib.util.find_spec("opentelemetry") is not None
+        _enabled = bool(ai_settings.TELEMETRY_ENABLED) and _installed()
     return _enabled
+
+
+def _installed() -> bool:
+    try:
+        return importlib.util.find_spec("opentelemetry") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it, a broken install: absent
+        return False
 
 
 def reset() -> None:

@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import SimpleListFilter
 from django.contrib.admin.options import InlineModelAdmin
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.urls import URLPattern
 from django.utils import timezone
@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from .admin_ops import operations_urls
+from .admin_usage import CostFilter, OwnerKindFilter, format_cost, format_tokens, usage_urls
 from .constants import FeedbackRating, SessionStatus
 from .files.extraction.tasks import reextract
 from .models import ConversationMessage, ConversationSession, ConversationWidget, File
@@ -100,10 +101,10 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     """Every conversation, those their owners deleted too (filter by status ``deleted``): they can
     be restored until ``manage.py purge_conversations`` removes them."""
 
-    list_display = ("conversation", "agent_path", "owner", "status", "updated")
+    list_display = ("conversation", "agent_path", "owner", "status", "tokens", "cost_usd", "updated")
     list_display_links = ("conversation",)
     list_select_related = ("user",)
-    list_filter = ("status", "agent_path", "created_at")
+    list_filter = ("status", "agent_path", OwnerKindFilter, CostFilter, "created_at")
     search_fields = ("id", "title", "agent_path", "user__username", "user__email", "messages__content")
     readonly_fields = (
         "id",
@@ -114,6 +115,9 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         "active_turn",
         "turn_heartbeat_at",
         "deleted_at",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
     )
     exclude = ("context",)
     raw_id_fields = ("user",)
@@ -146,7 +150,7 @@ class ConversationSessionAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         # The operations view (admin_ops.py) lives under this admin's URLs; its change list
         # template links to it.
-        return [*operations_urls(self.admin_site), *super().get_urls()]
+        return [*operations_urls(self.admin_site), *usage_urls(self), *super().get_urls()]
 
     def get_inline_instances(
         self, request: HttpRequest, obj: ConversationSession | None = None
@@ -174,6 +178,19 @@ class ConversationSessionAdmin(admin.ModelAdmin):
         if obj.user_id:
             return _short(str(obj.user), OWNER_CHARS)
         return "anonymous" if obj.anonymous_id else "-"
+
+    @admin.display(description="tokens", ordering=F("prompt_tokens") + F("completion_tokens"))
+    def tokens(self, obj: ConversationSession) -> str:
+        return format_html(
+            '<span title="{} prompt, {} completion">{}</span>',
+            obj.prompt_tokens,
+            obj.completion_tokens,
+            format_tokens(obj.prompt_tokens + obj.completion_tokens),
+        )
+
+    @admin.display(description="cost", ordering="cost")
+    def cost_usd(self, obj: ConversationSession) -> str:
+        return format_cost(obj.cost)
 
     @admin.display(description="updated", ordering="updated_at")
     def updated(self, obj: ConversationSession) -> str:

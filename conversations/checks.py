@@ -126,6 +126,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(_check_components())
     errors.extend(_check_throttle_rates(user))
     errors.extend(_check_log_link_template())
+    errors.extend(_check_telemetry())
     return errors
 
 
@@ -280,3 +281,55 @@ def _check_log_link_template() -> list[checks.CheckMessage]:
             id="django_ai.E030",
         )
     ]
+
+
+def _check_telemetry() -> list[checks.CheckMessage]:
+    """E031 for a MODEL_COSTS that is not ``{model: {"input": n, "output": n}}`` with prices
+    (USD per million tokens) of 0 or more; E032 for a TELEMETRY_* flag that is not a bool."""
+    errors: list[checks.CheckMessage] = []
+    example = '{"gpt-4o": {"input": 2.5, "output": 10}}'
+    costs = ai_settings.raw("MODEL_COSTS")
+    if not isinstance(costs, dict):
+        errors.append(
+            checks.Error(
+                f"DJANGO_AI['MODEL_COSTS'] must be a dict of model name -> prices, not {type(costs).__name__}.",
+                hint=f"e.g. DJANGO_AI['MODEL_COSTS'] = {example} (USD per million tokens), or remove it.",
+                id="django_ai.E031",
+            )
+        )
+        costs = {}
+    for model, prices in costs.items():
+        problem = _price_problem(prices)
+        if not isinstance(model, str) or not model:
+            problem = "its key must be a model name (a non-empty str)"
+        if problem:
+            errors.append(
+                checks.Error(
+                    f"DJANGO_AI['MODEL_COSTS'][{model!r}] is {prices!r}: {problem}.",
+                    hint=f"Give each model its prices in USD per million tokens, e.g. {example}.",
+                    id="django_ai.E031",
+                )
+            )
+    for key in ("TELEMETRY_ENABLED", "TELEMETRY_TOOL_ARGUMENTS"):
+        value = ai_settings.raw(key)
+        if not isinstance(value, bool):
+            errors.append(
+                checks.Error(
+                    f"DJANGO_AI['{key}'] is {value!r}; it must be True or False.",
+                    hint=f"Set it to True or False, or remove it (default {DEFAULTS[key]!r}).",
+                    id="django_ai.E032",
+                )
+            )
+    return errors
+
+
+def _price_problem(prices: Any) -> str:
+    if not isinstance(prices, dict):
+        return 'it must be a dict {"input": <price>, "output": <price>}'
+    if set(prices) != {"input", "output"}:
+        return f'its keys must be "input" and "output", not {sorted(map(str, prices))}'
+    for side in ("input", "output"):
+        value = prices[side]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            return f"{side!r} must be a number of 0 or more (USD per million tokens), not {value!r}"
+    return ""

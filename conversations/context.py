@@ -28,6 +28,7 @@ from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, Widget
 from .internal.jsonsafe import json_problem
 from .realtime import get_backend, publish
 from .realtime.coalescer import utf16_len
+from .telemetry.cost import UNKNOWN_MODEL
 from .turns.state import TurnState, current_turn
 
 logger = logging.getLogger("django_ai.conversations.realtime")
@@ -359,19 +360,57 @@ def current_text_offset() -> int:
     return utf16_len(_require_turn("current_text_offset()").stream_text)
 
 
-def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, **other: Any) -> None:
+#: What is kept of a usage by model: the tokens that are priced, and a cost the agent reported.
+PRICED_KEYS = ("prompt_tokens", "completion_tokens", "cost")
+#: The largest value one call may report of each (tokens; USD): the turn's end adds them to the
+#: session's columns, and a value they cannot hold would fail the transaction recording the reply.
+USAGE_LIMITS = {"prompt_tokens": 10**12, "completion_tokens": 10**12, "cost": 10**6}
+MODEL_NAME_CHARS = 200
+
+
+def report_usage(*, prompt_tokens: int = 0, completion_tokens: int = 0, model: str | None = None, **other: Any) -> None:
     """Add token counts (or costs) for this turn; they are summed into the agent message's ``metrics``.
 
     Takes an LLM client's usage object as it dumps itself, e.g. ``report_usage(**usage.model_dump())``:
     ``None`` values are skipped and nested dicts are flattened to dotted keys
-    (``prompt_tokens_details.cached_tokens``). Anything but numbers is refused with ``InvalidInput``.
+    (``prompt_tokens_details.cached_tokens``). Anything but numbers is refused with ``InvalidInput``,
+    and so are ``prompt_tokens``, ``completion_tokens`` or ``cost`` below 0 or absurdly large.
+
+    ``model`` names the model the tokens belong to (the declared tool loop passes it); without
+    it they count under the agent's ``model`` attribute (a model name, or an object whose
+    ``model`` is one), else under ``"unknown"``. At the turn's end each model's tokens are priced
+    (``telemetry.cost``) unless a ``cost`` (USD) was reported for that model: it wins.
     """
     state = _require_turn("report_usage()")
+    if model is not None and (not isinstance(model, str) or len(model) > MODEL_NAME_CHARS):
+        raise InvalidInput(
+            f"report_usage() takes the model's name as a str of at most {MODEL_NAME_CHARS} characters; "
+            f"model={model!r} is not one.",
+            field="model",
+        )
     counts: dict[str, int | float] = {}
     _usage_numbers(counts, "", {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, **other})
+    # A cost of 0 reported is a price (a free model), unlike tokens of 0.
+    priced = {key: counts[key] for key in PRICED_KEYS if counts.get(key) or (key == "cost" and key in counts)}
+    for key, value in priced.items():
+        if not 0 <= value <= USAGE_LIMITS[key]:
+            raise InvalidInput(
+                f"report_usage() takes {key} from 0 to {USAGE_LIMITS[key]:,}; {key}={value!r} is not.", field=key
+            )
     for key, value in counts.items():
         if value:
             state.usage[key] = state.usage.get(key, 0) + value
+    if priced:
+        per_model = state.model_usage.setdefault(model or _agent_model(state), {})
+        for key, value in priced.items():
+            per_model[key] = per_model.get(key, 0) + value
+
+
+def _agent_model(state: TurnState) -> str:
+    model = getattr(state.agent, "model", None)
+    if not isinstance(model, str):
+        model = getattr(model, "model", None)  # e.g. FakeModel("...") declared as the model
+    return model if isinstance(model, str) and model else UNKNOWN_MODEL
 
 
 def _usage_numbers(into: dict[str, int | float], prefix: str, values: dict[Any, Any]) -> None:

@@ -163,10 +163,11 @@ def test_session_list_fits_a_laptop_screen(staff_client):
     session = SessionFactory(user=owner, agent_path="support", title=LONG_TITLE)
     untitled = SessionFactory(agent_path="writer", title="")
     table = result_table(staff_client.get(reverse("admin:django_ai_conversations_conversationsession_changelist")))
-    # Five short columns, one date in a compact form.
-    assert table.headers == ["Conversation", "Agent path", "Owner", "Status", "Updated"]
+    # Seven short columns, one date in a compact form.
+    assert table.headers == ["Conversation", "Agent path", "Owner", "Status", "Tokens", "Cost", "Updated"]
     rows = {row[1]: row for row in table.rows}
-    title, agent, who, status, updated = rows["support"]
+    title, agent, who, status, tokens, cost, updated = rows["support"]
+    assert (tokens, cost) == ("0", "-")
     assert len(title) <= 40 + 9 and title.startswith("Question about the invoice") and "…" in title
     assert title.endswith(str(session.pk)[:8]) and str(session.pk) not in title
     assert len(who) <= 20 and who.startswith("a-rather-long")

@@ -217,7 +217,7 @@ def test_report_usage_takes_an_llm_usage_dump_and_refuses_what_is_not_a_number()
         async def get_response(self, message, request=None, **kwargs):
             report_usage(**usage)
             report_usage(**usage)
-            for bad in ({"model": "gpt"}, {"total_tokens": True}, {"cost": float("nan")}, {"details": {"x": "1"}}):
+            for bad in ({"model": 4}, {"total_tokens": True}, {"cost": float("nan")}, {"details": {"x": "1"}}):
                 try:
                     report_usage(**bad)
                 except InvalidInput as exc:

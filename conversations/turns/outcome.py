@@ -14,15 +14,17 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.models.signals import post_save
 from django.utils import timezone
 
+from .. import telemetry
 from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
 from ..exceptions import ContextValidationError, TurnCancelled
 from ..models import ConversationMessage
 from ..signals import turn_failed, turn_finished
 from ..telemetry.logs import new_error_id
+from ..usage import ModelUsage, merge_models, models_metrics, parse_models, price_usage, total
 from .lease import db_alias, renew_lease
 from .notify import generic_error_text, logger, publish_status, send_path_change, send_turn_signal
 from .state import TurnState
@@ -177,6 +179,51 @@ def _leave_path(state: TurnState) -> None:
     send_path_change(state.session.pk, pks)
 
 
+def _run_usage(state: TurnState, metrics: dict[str, Any]) -> dict[str, ModelUsage]:
+    """This run's usage by model, priced (``usage.price_usage``); ``metrics`` get the whole
+    reply's (``models``, ``cost``): a resumed reply's earlier runs are in the ``models`` its
+    suspension recorded on the agent message."""
+    run = price_usage(state.model_usage)
+    earlier: dict[str, ModelUsage] = {}
+    if state.resumed and state.agent_message is not None:
+        earlier = parse_models((state.agent_message.metrics or {}).get("models"))
+    metrics.update(models_metrics(merge_models(earlier, run)))
+    return run
+
+
+def _save_session(session: Any, fields: list[str], run: dict[str, ModelUsage]) -> None:
+    """``session.save(update_fields=fields)``, the run's usage added to the session's sums in the
+    same UPDATE (F() expressions: no read, no query of its own). The sums are then left unloaded
+    on the instance (deferred): reading one loads the stored value, and a later ``save()`` of the
+    instance cannot write an old value back."""
+    if not run:
+        session.save(update_fields=fields)
+        return
+    sums = total(run)
+    session.prompt_tokens = F("prompt_tokens") + sums.prompt_tokens
+    session.completion_tokens = F("completion_tokens") + sums.completion_tokens
+    grown = ["prompt_tokens", "completion_tokens"]
+    if sums.cost is not None:
+        session.cost = F("cost") + sums.cost
+        grown.append("cost")
+    try:
+        session.save(update_fields=[*fields, *grown])
+    finally:
+        for name in grown:
+            session.__dict__.pop(name, None)
+
+
+def _record_tokens(agent: str, run: dict[str, ModelUsage]) -> None:
+    for model, usage in run.items():
+        telemetry.record_tokens(
+            agent=agent,
+            model=model,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost=None if usage.cost is None else float(usage.cost),
+        )
+
+
 def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, Any]) -> TurnOutcome:
     """Record a turn the agent suspended (``TurnSuspended``): some tool calls wait for approval.
 
@@ -193,6 +240,7 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
     session, user_message = state.session, state.user_message
     now = timezone.now()
     agent_message = state.agent_message
+    run_usage = _run_usage(state, metrics)
     try:
         with transaction.atomic(using=db_alias()):
             if not renew_lease(session.pk, token):
@@ -238,7 +286,7 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
                 end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
                 _leave_path(state)
             session.last_message_at = now
-            session.save(update_fields=fields)
+            _save_session(session, fields, run_usage)
     except _LeaseLost:
         logger.warning(
             "The turn of message %s lost its lease before it could record its suspension for approval; "
@@ -248,6 +296,7 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
         user_message.refresh_from_db()
         return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None, lease_lost=True)
 
+    _record_tokens(session.agent_path, run_usage)
     reason = {"reason": "superseded"} if user_message.processing_status == ProcessingStatus.CANCELLED else {}
     publish_status(user_message, **reason)
     publish_status(agent_message, **reason)
@@ -290,6 +339,7 @@ def finish(
     now = timezone.now()
     agent_message = state.agent_message
     error_message: ConversationMessage | None = None
+    run_usage = _run_usage(state, metrics)
     try:
         with transaction.atomic(using=db_alias()):
             # Taking the row (UPDATE) also serializes this with a takeover by crash recovery.
@@ -334,7 +384,7 @@ def finish(
                 session.context = context
                 fields.append("context")
             session.last_message_at = now
-            session.save(update_fields=fields)
+            _save_session(session, fields, run_usage)
     except _LeaseLost:
         logger.warning(
             "The turn of message %s lost its lease (its worker stalled longer than STALE_TURN_TIMEOUT); "
@@ -346,6 +396,7 @@ def finish(
             ProcessingStatus(user_message.processing_status), "", user_message, None, None, error, lease_lost=True
         )
 
+    _record_tokens(session.agent_path, run_usage)
     reason = {"reason": error.reason} if isinstance(error, TurnCancelled) else {}
     publish_status(user_message, **reason)
     if agent_message is not None:

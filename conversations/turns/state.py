@@ -75,6 +75,11 @@ class TurnState:
     cancel_reason: str | None = None
     widgets: list[Any] = field(default_factory=list)
     usage: dict[str, int | float] = field(default_factory=dict)
+    #: This run's usage by model (``report_usage(model=...)``): ``{model: {"prompt_tokens": ...,
+    #: "completion_tokens": ..., "cost": ...}}``, ``cost`` only when the agent reported one. Unlike
+    #: ``usage`` (the reply's totals, earlier runs of a resumed reply included), only this run's:
+    #: ``turns.outcome`` adds it to the session's sums, and to the reply's earlier runs' by model.
+    model_usage: dict[str, dict[str, int | float]] = field(default_factory=dict)
     #: True when this run continues a reply that was suspended for tool approval (:class:`TurnSuspended`):
     #: ``agent_message`` is then that reply's row and ``streamed`` its text so far.
     resumed: bool = False

@@ -322,3 +322,17 @@ def test_log_link_template_is_checked(template, errors):
     with ai_settings(LOG_LINK_TEMPLATE=template):
         found = [e for e in check_settings() if e.id == "django_ai.E030"]
     assert len(found) == errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_whose_agent_is_not_registered_has_an_error_id_too(staff, caplog):
+    caplog.set_level(logging.ERROR, logger="django_ai.conversations.turns")
+    session = SessionFactory(agent_path="not-registered-here")
+    message = MessageFactory(session=session, content="hello?", processing_status=ProcessingStatus.PENDING)
+    wait_until(lambda: status_of(message) == ProcessingStatus.FAILED)
+    notice = ConversationMessage.objects.get(reply_to=message, message_type=MessageType.SYSTEM)
+    assert notice.metadata["code"] == "agent_not_found"
+    assert [r.levelno for r in caplog.records if getattr(r, "error_id", None) == notice.metadata["error_id"]] == [
+        logging.ERROR
+    ]
+    assert notice.metadata["error_id"] in "".join(_rows(_page(staff), "failed-turn"))

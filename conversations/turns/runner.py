@@ -182,7 +182,10 @@ def _run_turn(
         agent_cls = registry.get(session.agent_path)
     except AgentNotFound as exc:
         # E.g. the agent is registered in the web process but not in the worker's.
-        logger.error("Cannot answer message %s: %s", user_message.pk, exc)
+        error_id = telemetry.logs.new_error_id()  # on the log record and the notice (operations view)
+        logger.error(
+            "Cannot answer message %s: %s (error_id %s)", user_message.pk, exc, error_id, extra={"error_id": error_id}
+        )
         # Paired with the turn_finished below, as for every turn (receivers count turns in flight).
         send_turn_signal(turn_started, ConversationAgent, session=session, user_message=user_message)
         failed_metrics = {"queue_wait_ms": queue_wait_ms, "attempt": user_message.attempts}
@@ -195,6 +198,7 @@ def _run_turn(
             metrics=failed_metrics,
             error=exc,
             notice=(generic_error_text(exc), ErrorCode.AGENT_NOT_FOUND),
+            error_id=error_id,
         )
         return _ended(turn_span, session.agent_path, failed, failed_metrics)
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT

@@ -31,6 +31,7 @@ from django_ai.conversations.exceptions import InvalidInput
 from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.service import ConversationService
+from django_ai.conversations.signals import turn_finished
 from django_ai.conversations.telemetry.cost import cost_of
 from django_ai.conversations.testing import FakeModel, FakeReply, FakeToolCall, MessageFactory, SessionFactory
 from django_ai.conversations.testing.factories import UserFactory
@@ -267,12 +268,30 @@ def test_session_sums_count_every_run_once_failed_and_resumed_turns_included():
         "completion_tokens": 20,
         "cost": float(usd(200, 20)),
     }
-    # The session instance a turn used does not keep a stale sum: a full save writes none back.
-    stale = ConversationSession.objects.get(pk=session.pk)
-    ConversationSession.objects.filter(pk=session.pk).update(prompt_tokens=1)
-    stale.title = "renamed"
-    stale.save(update_fields=["title", "updated_at"])
-    assert sums(session)[0] == 1
+
+
+def test_the_session_instance_a_turn_used_reads_the_stored_sums_and_cannot_write_old_ones_back():
+    used = []
+
+    def on_finished(sender, session, **kwargs):
+        used.append(session)
+
+    session = reporting()
+    turn_finished.connect(on_finished)
+    try:
+        with ai_settings(MODEL_COSTS={"house-model": {"input": 1, "output": 1}}):
+            ConversationService.send_message(session.id, "one")
+            ConversationService.send_message(session.id, "two")
+    finally:
+        turn_finished.disconnect(on_finished)
+    instance = used[-1]
+    assert (instance.prompt_tokens, instance.completion_tokens, instance.cost) == (2000, 200, Decimal("0.0022"))
+    # A sum changed since (another turn), then a full save of the instance: nothing old written back.
+    ConversationSession.objects.filter(pk=session.pk).update(prompt_tokens=5000)
+    used[0].title = "renamed"
+    used[0].save()
+    assert sums(session) == (5000, 200, Decimal("0.0022"))
+    assert ConversationSession.objects.get(pk=session.pk).title == "renamed"
 
 
 def test_the_sums_go_with_the_update_a_turn_makes_anyway():

@@ -10,14 +10,17 @@ Modes:
   ``InMemoryMetricReader``; both emptied after each round.
 
 OpenTelemetry sets a global provider once per process, so the SDK rows come last: first off and
-API only alternate for ``rounds`` rounds, then the SDK is set and off and SDK alternate. Each
-mode's ratio is to the "off" rounds of its own phase, so drift of the machine between the phases
-does not count as telemetry's cost. Rows: the README's async echo, and an async agent that streams
-5 chunks (first-chunk metric, more realtime events). The SDK rows also show what one turn
-produced (spans, metric points), so the table shows it measured telemetry doing its work.
+API only alternate for ``rounds`` rounds, then the SDK is set and off and SDK alternate (which
+runs first changes each round). Each round gives the ratio of a mode's time to that of the off run
+just beside it; the table shows the median of those ratios (and of the milliseconds added), so
+drift of a loaded machine within and between the phases does not count as telemetry's cost.
+
+Rows: the README's async echo, and an async agent that streams 5 chunks (the first-chunk metric).
+The last column shows what one turn produced with the SDK (spans, metric points): the table
+measured telemetry doing its work.
 
 ``./dev bench telemetry`` (SQLite file database; ``DATABASE_URL=...`` for PostgreSQL);
-``--turns=N`` (default 200) per round, 3 rounds; ``--quick``: 10 turns, one round.
+``--turns=N`` per round (default 50), ``--rounds=N`` (default 10); ``--quick``: 10 turns, one round.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def main(argv: list[str]) -> None:
     from tests.bench.db import bench_database
 
     quick = is_quick(argv)
-    turns = int_option(argv, "turns", 10 if quick else 200)
-    rounds = 1 if quick else 3
+    turns = int_option(argv, "turns", 10 if quick else 50)
+    rounds = int_option(argv, "rounds", 1 if quick else 10)
     with bench_database() as label:
         _run(label, turns, rounds)
 
@@ -124,10 +127,13 @@ def _run(label: str, turns: int, rounds: int) -> None:
 
     def phase(mode: str, after_round: Callable[[], None] | None = None) -> None:
         warm_up()
-        for _ in range(rounds):
+        for n in range(rounds):
             for _, path in agents:
-                timings.setdefault((f"off ({mode} phase)", path), []).append(measure(path, True))
-                timings.setdefault((mode, path), []).append(measure(path, False))
+                # Off and on run back to back, in turns first, so that a change of the machine's
+                # load hits both alike; each round gives one ratio.
+                for telemetry_off in (True, False) if n % 2 == 0 else (False, True):
+                    key = (f"off ({mode} phase)", path) if telemetry_off else (mode, path)
+                    timings.setdefault(key, []).append(measure(path, telemetry_off))
                 if after_round:
                     after_round()
 
@@ -153,19 +159,28 @@ def _run(label: str, turns: int, rounds: int) -> None:
         f"{turns} turns x {rounds} rounds per row\n"
     )
     print(
-        "| agent | off | API only | ratio | off (SDK phase) | SDK | ratio | one turn with the SDK |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---|"
+        "| agent | off | API only | ratio | added | off (SDK phase) | SDK | ratio | added | one turn with the SDK |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for name, path in agents:
         cells = [name]
         for mode in ("API only", "SDK"):
-            base = statistics.median(timings[(f"off ({mode} phase)", path)])
-            per_turn = statistics.median(timings[(mode, path)])
-            cells += [f"{base * 1000:.2f}", f"{per_turn * 1000:.2f}", f"{per_turn / base:.2f}x"]
+            offs, ons = timings[(f"off ({mode} phase)", path)], timings[(mode, path)]
+            ratio = statistics.median(on / off for on, off in zip(ons, offs, strict=True))
+            added = statistics.median(on - off for on, off in zip(ons, offs, strict=True))
+            cells += [
+                f"{statistics.median(offs) * 1000:.2f}",
+                f"{statistics.median(ons) * 1000:.2f}",
+                f"{ratio:.2f}x",
+                f"{added * 1000:+.2f}",
+            ]
         spans, points = produced[path]
         cells.append(f"{spans} spans, {points} metric points")
         print("| " + " | ".join(cells) + " |")
-    print("\n(ms per turn, median of the rounds; each ratio is to the off rounds of the same phase)")
+    print(
+        "\n(ms per turn, median of the rounds; ratio and added ms: the median over the rounds of the"
+        " mode's time against that of the off run beside it)"
+    )
 
 
 def _django_ai_off() -> dict[str, Any]:

@@ -12,6 +12,7 @@ say what the whole reply took.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,11 @@ from django.utils import timezone
 from .constants import MessageType
 from .models import ConversationMessage, ConversationSession
 from .telemetry.cost import QUANTUM, cost_of
+
+logger = logging.getLogger("django_ai.conversations.usage")
+
+#: The most one run of a turn may cost (USD) for its cost to be counted.
+MAX_RUN_COST = Decimal(1_000_000)
 
 __all__ = [
     "ModelUsage",
@@ -74,12 +80,23 @@ def _cost(value: Any) -> Decimal | None:
 
 def price_usage(model_usage: Mapping[str, Mapping[str, Any]]) -> dict[str, ModelUsage]:
     """A run's usage by model (``TurnState.model_usage``), priced: a cost the agent reported for a
-    model wins; else ``telemetry.cost.cost_of`` (MODEL_COSTS, litellm's list); else None."""
+    model wins; else ``telemetry.cost.cost_of`` (MODEL_COSTS, litellm's list); else None. A cost
+    over MAX_RUN_COST (a price off by millions) counts as unknown, with a warning: the session's
+    column could not hold it, and the turn must still be recorded."""
     priced = {}
     for model, numbers in model_usage.items():
         usage = ModelUsage(_tokens(numbers.get("prompt_tokens")), _tokens(numbers.get("completion_tokens")))
         reported = _cost(numbers.get("cost"))
         usage.cost = reported if reported is not None else cost_of(model, usage.prompt_tokens, usage.completion_tokens)
+        if usage.cost is not None and usage.cost > MAX_RUN_COST:
+            logger.warning(
+                "The tokens of model %r in one turn would cost %s USD, more than %s: the cost is left unknown. "
+                "Check its prices in DJANGO_AI['MODEL_COSTS'] (USD per million tokens).",
+                model,
+                usage.cost,
+                MAX_RUN_COST,
+            )
+            usage.cost = None
         priced[model] = usage
     return priced
 

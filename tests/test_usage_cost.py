@@ -180,6 +180,17 @@ def test_an_agent_reported_cost_wins_over_the_computed_one():
     assert sums(session) == (3000, 300, Decimal("0.5011"))
 
 
+def test_a_price_off_by_millions_leaves_the_cost_unknown_and_the_turn_recorded(caplog):
+    session = reporting()
+    with ai_settings(MODEL_COSTS={"house-model": {"input": 10**12, "output": 0}}):  # 10^9 USD a turn
+        result = ConversationService.send_message(session.id, "hello")
+    assert result["status"] == "success"
+    metrics = reply_of(result["user_message_id"]).metrics
+    assert metrics["models"]["house-model"]["cost"] is None and "cost" not in metrics
+    assert sums(session) == (1000, 100, Decimal(0))
+    assert any("MODEL_COSTS" in record.getMessage() for record in caplog.records)
+
+
 def test_a_usage_without_a_model_counts_under_the_agents_model_else_unknown():
     session = reporting()
     result = ConversationService.send_message(session.id, "hello")

@@ -14,7 +14,7 @@ Amounts are ``Decimal`` rounded to 8 places, the precision of the session's ``co
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from ..conf import ai_settings
@@ -80,4 +80,6 @@ def cost_of(model: str, prompt_tokens: int | float, completion_tokens: int | flo
     if prices is None:
         return None
     prompt, completion = _decimal(prompt_tokens) or Decimal(0), _decimal(completion_tokens) or Decimal(0)
-    return (prices[0] * prompt + prices[1] * completion).quantize(QUANTUM)
+    with localcontext() as exact:
+        exact.prec = 60  # the default 28 digits cannot quantize a huge product to 8 places
+        return (prices[0] * prompt + prices[1] * completion).quantize(QUANTUM)

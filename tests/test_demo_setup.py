@@ -46,5 +46,5 @@ def test_the_demo_has_its_own_agents_and_the_sdk_tests_have_theirs():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['echo', 'files', 'sales', 'support', 'writer']"
+    assert done.stdout.strip() == "['echo', 'files', 'notes', 'sales', 'support', 'writer']"
     assert registry.get("stream-test") is StreamTestAgent

@@ -30,7 +30,7 @@ from django_ai.conversations.realtime import reset_backend
 from django_ai.conversations.realtime.channels import owner_channel, session_channel
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
-from django_ai.conversations.testing import isolated_registry, wait_for_turns, wait_until
+from django_ai.conversations.testing import capture_events, isolated_registry, wait_for_turns, wait_until
 from django_ai.conversations.testing.factories import (
     FileFactory,
     MessageFactory,
@@ -452,8 +452,11 @@ def test_purge_removes_conversations_deleted_long_ago_with_their_files_bytes(
     assert ConversationSession.objects.filter(pk=old.pk).exists() and (tmp_path / old_file.file.name).exists()
 
     out = StringIO()
-    with django_capture_on_commit_callbacks(execute=True):  # the bytes go once the rows are committed
+    # The bytes go once the rows are committed; and no model_change goes out for rows nobody can
+    # see (one per purged message, widget and file would only load the realtime backend).
+    with capture_events() as events, django_capture_on_commit_callbacks(execute=True):
         call_command("purge_conversations", stdout=out)
+    assert events.of(EventName.MODEL_CHANGE) == []
     assert "Purged 1 conversations, 3 messages, 1 widgets, 1 files" in out.getvalue()
     assert not ConversationSession.objects.filter(pk=old.pk).exists()
     assert not ConversationMessage.objects.filter(session_id=old.pk).exists()

@@ -9,6 +9,9 @@ it chooses. :func:`connect` runs once, from the app's ``ready()``.
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import models
@@ -17,7 +20,21 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from ..constants import ModelOperation
 from .catalog import exposed_models
 
-__all__ = ["announce_instance", "announce_saved", "connect"]
+__all__ = ["announce_instance", "announce_saved", "announcements_paused", "connect"]
+
+_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("django_ai_announcements_paused", default=False)
+
+
+@contextmanager
+def announcements_paused() -> Iterator[None]:
+    """Within the block, saves and deletes send no ``model_change``: for bulk work on rows no client
+    can see any more (``purge_conversations`` deleting conversations their owners deleted), which
+    would otherwise queue one event per row."""
+    token = _paused.set(True)
+    try:
+        yield
+    finally:
+        _paused.reset(token)
 
 
 def announce_instance(instance: models.Model, operation: ModelOperation | str) -> None:
@@ -29,7 +46,9 @@ def announce_instance(instance: models.Model, operation: ModelOperation | str) -
 
 def announce_saved(instance: models.Model, operation: ModelOperation) -> None:
     """What a model signal sends: ``model_change`` from the registrations of the saved model that
-    announce all saves."""
+    announce all saves (none within :func:`announcements_paused`)."""
+    if _paused.get():
+        return
     for exposed in exposed_models.serving(type(instance)):
         if exposed.announce_all_saves:
             exposed.announce_change(None, operation, instance, instance.pk)

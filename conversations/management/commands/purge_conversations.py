@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
+from ...bridge.model_signals import announcements_paused
 from ...conf import ai_settings
 from ...constants import SessionStatus
 from ...models import ConversationMessage, ConversationSession, ConversationWidget, File
@@ -84,8 +85,12 @@ class Command(BaseCommand):
             stored = [(row.file.storage, str(row.file.name)) for row in files.only("pk", "file") if row.file.name]
             # Files point to their conversation with SET_NULL: deleted first, or they would stay
             # as the owner's loose uploads.
-            files.delete()
-            ConversationSession.objects.filter(pk__in=locked).delete()
+            # Nobody sees these rows any more (a deleted conversation is 404 to its owner): one
+            # model_change per deleted message, widget and file would only load the realtime
+            # backend.
+            with announcements_paused():
+                files.delete()
+                ConversationSession.objects.filter(pk__in=locked).delete()
             for storage, name in stored:
                 # The bytes go only once the rows are gone for good.
                 transaction.on_commit(partial(storage.delete, name), robust=True)

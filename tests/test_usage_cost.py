@@ -18,6 +18,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.checks import run_checks
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -526,22 +527,21 @@ def test_usage_report_counts_real_turns_and_refuses_a_bad_window():
     session = reporting()
     with ai_settings(MODEL_COSTS={"house-model": {"input": 1, "output": 1}}):
         ConversationService.send_message(session.id, "hello")
+        assert ConversationService.send_message(session.id, "fail")["status"] == "error"  # its notice counts
     data = json.loads(run(json=True))
     assert data["rows"] == [
         {
             "agent": "reporting",
             "model": "house-model",
-            "turns": 1,
-            "prompt_tokens": 1000,
-            "completion_tokens": 100,
-            "cost": 0.0011,
+            "turns": 2,
+            "prompt_tokens": 2000,
+            "completion_tokens": 200,
+            "cost": 0.0022,
         }
     ]
-    assert "No turn ended" in run(days=0.0001) or "reporting" in run(days=0.0001)
-    from django.core.management.base import CommandError
-
-    with pytest.raises(CommandError, match="--days"):
-        run(days=0)
+    for days in (0, -1, 10_000):
+        with pytest.raises(CommandError, match="--days"):
+            run(days=days)
 
 
 # Checks.

@@ -11,6 +11,7 @@ tests run only there (``DATABASE_URL``), the substring tests only elsewhere.
 from __future__ import annotations
 
 import datetime
+import importlib
 import uuid
 
 import pytest
@@ -233,3 +234,32 @@ def test_postgresql_uses_the_gin_index(alice):
     plan = queryset.explain()
     assert "convmsg_content_search" in plan, plan
     assert [s.title for s in queryset] == ["s7"]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_the_index_a_large_table_had_built_beforehand():
+    """docs/conversations.md's CREATE INDEX CONCURRENTLY (run as documented, outside a
+    transaction) makes the very index the migration would: the migration then keeps it."""
+    from pathlib import Path
+
+    from django.apps import apps
+
+    module = importlib.import_module("django_ai.conversations.migrations.0004_message_search_index")
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "conversations.md").read_text()
+    documented = docs.split("```sql\n", 1)[1].split("```", 1)[0]
+    assert "CONCURRENTLY" in documented
+
+    def definitions() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'convmsg_content_search'")
+            return [row[0] for row in cursor.fetchall()]
+
+    (made_by_migration,) = definitions()
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX convmsg_content_search")
+        cursor.execute(documented)
+    assert definitions() == [made_by_migration]  # the same expression: the planner uses it alike
+    with connection.schema_editor() as editor:
+        module.create_index(apps, editor)  # finds it, and neither fails nor makes a second one
+    assert definitions() == [made_by_migration]

@@ -24,8 +24,18 @@ def _index() -> Any:
 
 
 def create_index(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.add_index(apps.get_model("django_ai_conversations", "ConversationMessage"), _index())
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    model = apps.get_model("django_ai_conversations", "ConversationMessage")
+    with schema_editor.connection.cursor() as cursor:
+        # Made beforehand with CREATE INDEX CONCURRENTLY (docs/conversations.md, "Search"), so that
+        # a large table is not locked against writes while it is built: kept as it is.
+        cursor.execute(
+            "SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s", [model._meta.db_table, INDEX_NAME]
+        )
+        if cursor.fetchone():
+            return
+    schema_editor.add_index(model, _index())
 
 
 def drop_index(apps: Any, schema_editor: Any) -> None:

@@ -17,7 +17,9 @@ drift of a loaded machine within and between the phases does not count as teleme
 
 Rows: the README's async echo, and an async agent that streams 5 chunks (the first-chunk metric).
 The last column shows what one turn produced with the SDK (spans, metric points): the table
-measured telemetry doing its work.
+measured telemetry doing its work. A second table times the facade calls of one turn alone (the
+spans, the log context, the records), in microseconds: the turn's own time varies by more than
+telemetry costs on a loaded machine.
 
 ``./dev bench telemetry`` (SQLite file database; ``DATABASE_URL=...`` for PostgreSQL);
 ``--turns=N`` per round (default 50), ``--rounds=N`` (default 10); ``--quick``: 10 turns, one round.
@@ -137,10 +139,33 @@ def _run(label: str, turns: int, rounds: int) -> None:
                 if after_round:
                     after_round()
 
+    calls_per_mode = max(turns * rounds * 10, 1000)
+
+    def calls_alone(telemetry_off: bool) -> float:
+        if telemetry_off:
+            off.enable()
+        telemetry.reset()
+        try:
+            for _ in range(100):
+                _one_turns_calls(telemetry)
+            started = time.perf_counter()
+            for _ in range(calls_per_mode):
+                _one_turns_calls(telemetry)
+            return (time.perf_counter() - started) / calls_per_mode
+        finally:
+            if telemetry_off:
+                off.disable()
+            telemetry.reset()
+
     phase("API only")
+    alone = {"off": calls_alone(True), "API only": calls_alone(False)}
 
     exporter, reader = _install_sdk()
     phase("SDK", after_round=lambda: (_flush_spans(), exporter.clear(), reader.get_metrics_data()))
+    alone["SDK"] = calls_alone(False)
+    _flush_spans()
+    exporter.clear()
+    reader.get_metrics_data()
 
     # What one turn of each agent produces with the SDK on.
     produced: dict[str, tuple[int, int]] = {}
@@ -181,6 +206,27 @@ def _run(label: str, turns: int, rounds: int) -> None:
         "\n(ms per turn, median of the rounds; ratio and added ms: the median over the rounds of the"
         " mode's time against that of the off run beside it)"
     )
+    print(
+        f"\nThe telemetry calls of one turn alone (two spans, the log context, two records), {calls_per_mode} times:\n"
+    )
+    print("| telemetry | µs per turn |\n|---|---:|")
+    for mode, seconds in alone.items():
+        print(f"| {mode} | {seconds * 1e6:.1f} |")
+
+
+def _one_turns_calls(telemetry: Any) -> None:
+    """The facade calls a turn of an agent that streams makes (turns/runner.py, turns/execution.py),
+    without the turn: what telemetry itself costs, free of the database's and the threads' noise."""
+    carrier = telemetry.trace_carrier()
+    ids = {"conversation_id": "3f1c", "message_id": "9a2b"}
+    with telemetry.log_context(**ids), telemetry.span("django_ai.turn", {"django_ai.message.id": "9a2b"}) as turn:
+        turn.set(**{"django_ai.agent": "bench/echo", "django_ai.owner.kind": "anonymous"})
+        with telemetry.continued_from(carrier), telemetry.log_context(**ids):
+            with telemetry.span("django_ai.agent", {"django_ai.agent": "bench/echo"}):
+                pass
+        turn.set(**{"django_ai.turn.outcome": "completed", "django_ai.turn.total_ms": 12})
+        telemetry.record_turn(agent="bench/echo", outcome="completed", duration_s=0.012, queue_wait_s=0.002)
+        telemetry.record_first_chunk(agent="bench/echo", seconds=0.004)
 
 
 def _django_ai_off() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from django_ai.conversations.constants import ErrorCode, ExtractionStatus
 from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.files.extraction import PlainTextExtractor
 from django_ai.conversations.files.extraction.tasks import run_extraction
+from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.models import File
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.realtime import get_backend, reset_backend
@@ -32,7 +33,7 @@ from django_ai.conversations.realtime.local import LocalBackend
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.telemetry import metrics as telemetry_metrics
-from django_ai.conversations.testing import FileFactory, wait_until
+from django_ai.conversations.testing import FakeModel, FakeReply, FakeToolCall, FileFactory, wait_until
 from tests.realtime_server.harness import SSEReader, UvicornThread
 from tests.telemetry_support import MetricPoint, Recorded, recording
 
@@ -413,3 +414,53 @@ def test_an_sse_client_connecting_and_leaving_moves_sse_clients_back_to_zero(rec
                 reader.close()
             # The server notices the client left at its next write (a heartbeat at the latest).
             wait_until(lambda: clients() == 0, timeout=10, message="the closed stream uncounted")
+
+
+class Pinging(LLMAgent):
+    tools = ["ping"]
+
+    def ping(self) -> str:
+        """Ping."""
+        return "pong"
+
+
+def two_rounds(model_name: str) -> FakeModel:
+    """A model call that asks for a tool, then one that answers: the turn's usage is their sum."""
+    return FakeModel(
+        model=model_name,
+        replies=[
+            FakeReply(tool_calls=[FakeToolCall("ping")], usage={"prompt_tokens": 10, "completion_tokens": 3}),
+            FakeReply(text="pong it is", usage={"prompt_tokens": 20, "completion_tokens": 4}),
+        ],
+    )
+
+
+def tokens_by_type(recorded: Recorded, agent: str) -> dict[str, MetricPoint]:
+    points = of_agent(recorded.metric("gen_ai.client.token.usage"), agent)
+    return {p.attributes["gen_ai.token.type"]: p for p in points}
+
+
+@pytest.mark.django_db
+def test_an_llm_turn_records_its_tokens_by_model_and_no_cost_for_a_model_without_a_price(recorded: Recorded):
+    agent = type("MetricsUnpriced", (Pinging,), {"model": two_rounds("metrics-unpriced-model")})
+    register_agent("metrics-llm", agent)
+    assert send("metrics-llm", "ping")["status"] == "success"
+
+    tokens = tokens_by_type(recorded, "metrics-llm")
+    assert (tokens["input"].count, tokens["input"].total) == (1, 30)  # one record per turn and model
+    assert (tokens["output"].count, tokens["output"].total) == (1, 7)
+    assert tokens["input"].attributes["gen_ai.request.model"] == "metrics-unpriced-model"
+    assert of_agent(recorded.metric("django_ai.cost"), "metrics-llm") == []
+
+
+@pytest.mark.django_db
+def test_an_llm_turn_of_a_model_priced_in_model_costs_moves_the_cost(recorded: Recorded):
+    agent = type("MetricsPriced", (Pinging,), {"model": two_rounds("metrics-priced-model")})
+    register_agent("metrics-llm", agent)
+    with override_settings(DJANGO_AI={"MODEL_COSTS": {"metrics-priced-model": {"input": 2.5, "output": 10}}}):
+        assert send("metrics-llm", "ping")["status"] == "success"
+
+    assert tokens_by_type(recorded, "metrics-llm")["input"].total == 30
+    cost = only(of_agent(recorded.metric("django_ai.cost"), "metrics-llm"))
+    assert cost.value == pytest.approx((30 * 2.5 + 7 * 10) / 1_000_000)
+    assert cost.attributes == {"django_ai.agent": "metrics-llm", "gen_ai.request.model": "metrics-priced-model"}

@@ -70,6 +70,9 @@ class EventSender:
         }
         self._setup()
         _live_senders.add(self)
+        # Telemetry decided (OpenTelemetry loaded, when on) here, in the caller, rather than on
+        # the sender thread at the first delivery, which would wait for it.
+        telemetry.enabled()
 
     def _setup(self) -> None:
         self._cond = threading.Condition(threading.Lock())

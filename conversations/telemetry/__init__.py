@@ -49,6 +49,10 @@ def enabled() -> bool:
     global _enabled
     if _enabled is None:
         _enabled = bool(ai_settings.TELEMETRY_ENABLED) and _installed()
+        if _enabled:
+            # Loaded with the decision, not by the first span, which may be on a path that must
+            # not wait (the realtime sender's first delivery).
+            _implementation()
     return _enabled
 
 

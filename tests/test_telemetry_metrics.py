@@ -212,6 +212,21 @@ def test_histograms_have_bucket_boundaries_for_their_ranges(recorded: Recorded):
     assert bounds["gen_ai.client.token.usage"][:4] == (1, 4, 16, 64)
 
 
+def test_an_api_without_bucket_advice_gets_histograms_with_its_default_buckets():
+    from opentelemetry.metrics import NoOpHistogram, NoOpMeter
+
+    class MeterBeforeTheAdvice(NoOpMeter):  # create_histogram as older opentelemetry-api had it
+        def create_histogram(self, name, unit="", description=""):  # type: ignore[override]
+            self.made = (name, unit, description)
+            return NoOpHistogram(name, unit=unit, description=description)
+
+    meter = MeterBeforeTheAdvice("old")
+    histogram = telemetry_metrics._histogram(
+        meter, "django_ai.turn.duration", unit="s", description="d", buckets=(1.0,)
+    )
+    assert isinstance(histogram, NoOpHistogram) and meter.made == ("django_ai.turn.duration", "s", "d")
+
+
 def test_telemetry_off_records_nothing(recorded: Recorded):
     with override_settings(DJANGO_AI={"TELEMETRY_ENABLED": False}):
         telemetry.reset()

@@ -74,44 +74,58 @@ def _version() -> str:
         return ""
 
 
+def _histogram(
+    meter: otel_metrics.Meter, name: str, *, unit: str, description: str, buckets: tuple[float, ...]
+) -> otel_metrics.Histogram:
+    try:
+        return meter.create_histogram(name, unit, description, explicit_bucket_boundaries_advisory=buckets)
+    except TypeError:  # an API older than the advice (or a meter of an SDK without it): its defaults
+        return meter.create_histogram(name, unit, description)
+
+
 def _create() -> _Instruments:
     meter = otel_metrics.get_meter(SCOPE, _version())
     return _Instruments(
         turns=meter.create_counter(
             "django_ai.turns", unit="{turn}", description="Turns that ended, by agent and outcome."
         ),
-        turn_duration=meter.create_histogram(
+        turn_duration=_histogram(
+            meter,
             "django_ai.turn.duration",
             unit="s",
             description="Time a turn's agent took, from the turn's start to the end of get_response.",
-            explicit_bucket_boundaries_advisory=_TURN_BUCKETS,
+            buckets=_TURN_BUCKETS,
         ),
-        queue_wait=meter.create_histogram(
+        queue_wait=_histogram(
+            meter,
             "django_ai.turn.queue_wait",
             unit="s",
             description="Time a user message waited, from its save to the start of its turn.",
-            explicit_bucket_boundaries_advisory=_TURN_BUCKETS,
+            buckets=_TURN_BUCKETS,
         ),
-        first_chunk=meter.create_histogram(
+        first_chunk=_histogram(
+            meter,
             "django_ai.turn.time_to_first_chunk",
             unit="s",
             description="Time from a turn's start to the first chunk of its streamed reply.",
-            explicit_bucket_boundaries_advisory=_SHORT_BUCKETS,
+            buckets=_SHORT_BUCKETS,
         ),
-        token_usage=meter.create_histogram(
+        token_usage=_histogram(
+            meter,
             "gen_ai.client.token.usage",
             unit="{token}",
             description="Tokens a turn used, per model and token type (input, output).",
-            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+            buckets=_TOKEN_BUCKETS,
         ),
         cost=meter.create_counter(
             "django_ai.cost", unit="USD", description="What the turns cost, by agent and model, when known."
         ),
-        extraction_duration=meter.create_histogram(
+        extraction_duration=_histogram(
+            meter,
             "django_ai.extraction.duration",
             unit="s",
             description="Time a file's text extraction took, by extractor, content type family and outcome.",
-            explicit_bucket_boundaries_advisory=_EXTRACTION_BUCKETS,
+            buckets=_EXTRACTION_BUCKETS,
         ),
         realtime_events=meter.create_counter(
             "django_ai.realtime.events", unit="{event}", description="Realtime events sent, by backend."
@@ -121,11 +135,12 @@ def _create() -> _Instruments:
             unit="{request}",
             description="Requests (or publishes) that sent the realtime events, by backend.",
         ),
-        realtime_flush_duration=meter.create_histogram(
+        realtime_flush_duration=_histogram(
+            meter,
             "django_ai.realtime.flush.duration",
             unit="s",
             description="Time one flush of the realtime sender took, by backend.",
-            explicit_bucket_boundaries_advisory=_FLUSH_BUCKETS,
+            buckets=_FLUSH_BUCKETS,
         ),
         sse_clients=meter.create_up_down_counter(
             "django_ai.sse.clients", unit="{client}", description="SSE clients connected to this process."

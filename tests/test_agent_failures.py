@@ -5,6 +5,7 @@ last good turn, and replies or contexts that cannot be stored fail the turn, not
 from __future__ import annotations
 
 import logging
+from unittest.mock import ANY
 
 import pytest
 from django.test import override_settings
@@ -54,7 +55,7 @@ def test_agent_that_raises(caplog, events):
     system = ConversationMessage.objects.get(session=session, message_type=MessageType.SYSTEM)
     assert system.content == GENERIC and system.reply_to_id == user_message.pk
     assert "hunter2" not in system.content and "RuntimeError" not in system.content
-    assert system.metadata == {"code": "agent_error"}
+    assert system.metadata == {"code": "agent_error", "error_id": ANY}
     partial = ConversationMessage.objects.get(reply_to=user_message, message_type=MessageType.AGENT)
     assert partial.processing_status == ProcessingStatus.FAILED and partial.content == "partial "
     # Details are in the log, with the traceback.
@@ -135,7 +136,7 @@ def test_context_that_cannot_be_stored_fails_the_turn():
     session, results = run_agent(Storing, "plain", "with NUL inside", "plain again")
     assert [r["status"] for r in results] == ["success", "error", "success"]
     assert session.context == {"note": "plain again"}
-    assert session.messages.get(message_type="system").metadata == {"code": "invalid_context"}
+    assert session.messages.get(message_type="system").metadata == {"code": "invalid_context", "error_id": ANY}
 
 
 @pytest.mark.django_db
@@ -151,7 +152,7 @@ def test_stored_context_that_no_longer_fits_fails_with_invalid_context_code():
     session = ConversationSession.objects.create(agent_path="under-test", context={"user_id": "not a number"})
     result = ConversationService.send_message(session.id, "hi")
     assert result["status"] == "error"
-    assert session.messages.get(message_type="system").metadata == {"code": "invalid_context"}
+    assert session.messages.get(message_type="system").metadata == {"code": "invalid_context", "error_id": ANY}
     session.refresh_from_db()
     assert session.context == {"user_id": "not a number"}
 

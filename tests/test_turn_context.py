@@ -6,6 +6,8 @@ Real parts: the database; ``start_conversation`` and ``ConversationService`` as 
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import pytest
 from django.db.models import JSONField, Value
 from pydantic import BaseModel, Field
@@ -125,7 +127,10 @@ def test_an_agent_that_sets_its_context_to_none_fails_and_keeps_the_stored_conte
     assert results == ["success", "error", "success"]
     session.refresh_from_db()
     assert session.context == {"count": 5}
-    assert session.messages.get(message_type=MessageType.SYSTEM).metadata == {"code": "invalid_context"}
+    assert session.messages.get(message_type=MessageType.SYSTEM).metadata == {
+        "code": "invalid_context",
+        "error_id": ANY,
+    }
 
 
 @pytest.mark.django_db

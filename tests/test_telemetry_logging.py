@@ -244,11 +244,18 @@ def test_records_of_a_task_run_turn_and_of_its_tools_carry_its_ids(collect):
     tool_rows = ConversationMessage.objects.filter(reply_to=message, message_type=MessageType.TOOL)
     assert tool_rows.count() == 2
 
-    # A second conversation's turn at the same time has its own ids.
+    # Another conversation's turn, run by the task too, has its own ids; the runner's record of
+    # its failure carries them.
     other = SessionFactory(agent_path="logging")
-    other_message = MessageFactory(session=other, content="hi", processing_status=ProcessingStatus.PENDING)
-    wait_until(lambda: ConversationMessage.objects.get(pk=other_message.pk).processing_status == "completed")
-    assert collect.ids("agent: answering") == [(str(other.pk), str(other_message.pk), "")]
+    other_message = MessageFactory(session=other, content="fail", processing_status=ProcessingStatus.PENDING)
+    wait_until(lambda: ConversationMessage.objects.get(pk=other_message.pk).processing_status == "failed")
+    wait_for_turns()
+    other_ids = (str(other.pk), str(other_message.pk), "")
+    assert collect.ids("agent: answering") == [other_ids]
+    assert collect.ids("agent: from its own thread") == [other_ids]
+    (failure,) = [r for r in collect.records if getattr(r, "error_id", "")]
+    assert (failure.conversation_id, failure.message_id, failure.file_id) == other_ids
+    assert failure.name == "django_ai.conversations.turns"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -41,13 +41,30 @@ _lock = threading.Lock()
 _installed: tuple[InMemorySpanExporter, InMemoryMetricReader] | None = None
 
 
+# In a forked child the SDK's providers detect the process's resource again, on a thread pool.
+# The test process forks after starting Tika's JVM (tests/test_files_extraction.py), and there
+# that detection hangs the child for good (an isinstance check reaches JPype's classes, whose JVM
+# did not survive the fork, while holding the GIL). The test providers keep their resource in a
+# child; their locks are made anew, as the SDK's own fork handlers do.
+class _TracerProvider(TracerProvider):
+    def _handle_fork(self) -> None:
+        self._tracers_lock = threading.Lock()
+
+
+class _MeterProvider(MeterProvider):
+    def _handle_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._meter_lock = threading.Lock()
+        type(self)._all_metric_readers_lock = threading.Lock()
+
+
 def install() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     """Set the global providers (once per process) and answer their exporter and reader."""
     global _installed
     with _lock:
         if _installed is None:
             exporter = InMemorySpanExporter()
-            tracer_provider = TracerProvider()
+            tracer_provider = _TracerProvider()
             tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
             trace.set_tracer_provider(tracer_provider)
             # Delta temporality: each collection holds what was recorded since the previous one, so a
@@ -59,7 +76,7 @@ def install() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
                     Histogram: AggregationTemporality.DELTA,
                 }
             )
-            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+            metrics.set_meter_provider(_MeterProvider(metric_readers=[reader]))
             _installed = (exporter, reader)
         return _installed
 

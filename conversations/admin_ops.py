@@ -180,14 +180,19 @@ def _stuck_after() -> int:
     return int(ai_settings.EXTRACTION_TIMEOUT) + EXTRACTION_MARGIN
 
 
+def _stuck_files(now: Any = None) -> QuerySet[File]:
+    """Files pending or being extracted for longer than EXTRACTION_TIMEOUT plus a margin."""
+    return File.objects.filter(
+        extraction_status__in=[ExtractionStatus.PENDING, ExtractionStatus.PROCESSING],
+        updated_at__lt=(now or timezone.now()) - timedelta(seconds=_stuck_after()),
+    )
+
+
 def _stuck() -> list[dict[str, Any]]:
     """Files pending or being extracted for longer than EXTRACTION_TIMEOUT plus a margin."""
     now = timezone.now()
     rows = (
-        File.objects.filter(
-            extraction_status__in=[ExtractionStatus.PENDING, ExtractionStatus.PROCESSING],
-            updated_at__lt=now - timedelta(seconds=_stuck_after()),
-        )
+        _stuck_files(now)
         .only("id", "filename", "content_type", "extraction_status", "updated_at", "session_id")
         .order_by("updated_at")
     )[: ROWS + 1]
@@ -232,10 +237,10 @@ def _act(request: HttpRequest) -> None:
         else:
             messages.warning(request, "None of the selected messages is still failed: nothing to re-run.")
         return
-    count = reextract(
-        File.objects.filter(pk__in=ids, extraction_status__in=[ExtractionStatus.PENDING, ExtractionStatus.PROCESSING])
-    )
+    # Only files still stuck (as the list shows them): not one a worker is extracting now, e.g.
+    # the one a first click of the button just queued again.
+    count = reextract(_stuck_files().filter(pk__in=ids))
     if count:
         messages.success(request, f"Text extraction of {count} file(s) was queued again.")
     else:
-        messages.warning(request, "None of the selected files is still waiting for its text: nothing to do.")
+        messages.warning(request, "None of the selected files is still stuck in extraction: nothing to do.")

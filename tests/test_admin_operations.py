@@ -215,8 +215,20 @@ def test_reextract_action_extracts_stuck_files_again(staff, settings, tmp_path):
         wait_until(lambda: File.objects.get(pk=stuck.pk).extraction_status == ExtractionStatus.DONE)
     assert File.objects.get(pk=stuck.pk).text == "Hello from a test file."
     response = staff.post(URL, {"action": "reextract", "ids": [str(stuck.pk)]}, follow=True)
-    assert "None of the selected files is still waiting for its text" in response.content.decode()
+    assert "None of the selected files is still stuck in extraction" in response.content.decode()
     assert "No file is stuck in extraction." in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reextract_action_leaves_a_file_that_is_not_stuck_alone(staff, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    # Being extracted for 5 s (e.g. queued again by a first click of the button a moment ago).
+    busy = _stuck_file(ExtractionStatus.PROCESSING, age=5)
+    before = File.objects.get(pk=busy.pk).updated_at
+    response = staff.post(URL, {"action": "reextract", "ids": [str(busy.pk)]}, follow=True)
+    assert "None of the selected files is still stuck in extraction: nothing to do." in response.content.decode()
+    after = File.objects.get(pk=busy.pk)
+    assert (after.extraction_status, after.updated_at) == (ExtractionStatus.PROCESSING, before)
 
 
 @pytest.mark.django_db(transaction=True)

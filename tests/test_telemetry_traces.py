@@ -20,7 +20,7 @@ from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.models import ConversationMessage
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.testing import FakeModel, FakeReply, FakeToolCall, FileFactory, UserFactory, wait_for_turns
-from django_ai.conversations.tools import dispatch_tool_call
+from django_ai.conversations.tools import adispatch_tool_call, dispatch_tool_call
 from tests.bridge_support import user_api
 from tests.telemetry_support import all_attribute_values, recording
 
@@ -234,6 +234,40 @@ def test_hand_written_tool_dispatch_is_one_span_per_call(telemetry_spans):
     assert span.parent.span_id == outer.context.span_id
     assert span.attributes["gen_ai.tool.call.id"] == "w1"
     assert not [v for v in all_attribute_values([span]) if RESULT in v or "Oslo" in v]
+
+
+def within_a_span_of_its_own(city: str) -> str:
+    """A sync tool whose own work is a span (as an instrumented HTTP client or ORM makes one)."""
+    with trace.get_tracer("tests").start_as_current_span("the tool's own work"):
+        return f"{RESULT} in {city}"
+
+
+@pytest.mark.parametrize("kind", ["sync agent", "async agent"])
+def test_what_a_hand_dispatched_sync_tool_does_is_within_its_span(telemetry_spans, kind):
+    # An async agent's sync tool runs on the turn's thread: its context must go with it there.
+    if kind == "sync agent":
+
+        class Dispatching(ConversationAgent):
+            def get_response(self, message, request=None, **kwargs):
+                return dispatch_tool_call(
+                    [within_a_span_of_its_own], "within_a_span_of_its_own", {"city": "Oslo"}
+                ).result
+
+    else:
+
+        class Dispatching(ConversationAgent):  # type: ignore[no-redef]
+            async def get_response(self, message, request=None, **kwargs):
+                call = await adispatch_tool_call(
+                    [within_a_span_of_its_own], "within_a_span_of_its_own", {"city": "Oslo"}
+                )
+                return call.result
+
+    register_agent("under-test", Dispatching)
+    session = ConversationService.create_session("under-test")
+    assert ConversationService.send_message(session.id, "go")["status"] == "success"
+    agent, tool = telemetry_spans.span("django_ai.agent"), telemetry_spans.span("execute_tool within_a_span_of_its_own")
+    assert tool.parent.span_id == agent.context.span_id
+    assert telemetry_spans.span("the tool's own work").parent.span_id == tool.context.span_id
 
 
 @pytest.mark.django_db(transaction=True)

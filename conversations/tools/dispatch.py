@@ -4,6 +4,7 @@ parameters (:mod:`.schema`), and the tool called, sync or async."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import threading
@@ -253,7 +254,10 @@ async def _run_sync(func: Callable[..., Any], args: list[Any], kwargs: dict[str,
     state = current_turn.get()
     if state is not None and threading.current_thread() is not state.owner_thread:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, state.call_db, lambda: func(*args, **kwargs))
+        # The caller's context goes with the call (run_in_executor does not carry it): what the
+        # tool does is within its execute_tool span, as a sync tool of the model loop is.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(None, state.call_db, lambda: context.run(func, *args, **kwargs))
     return await sync_to_async(func, thread_sensitive=True)(*args, **kwargs)
 
 

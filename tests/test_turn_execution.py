@@ -220,3 +220,23 @@ def test_an_agent_that_raises_while_being_cancelled_ends_cancelled(agent, caplog
     assert [c[0] for c in signals.calls] == ["started", "finished"]
     assert signals.calls[1][2] == "cancelled"
     assert "raised while being stopped" in caplog.text
+
+
+def test_the_turn_stops_serving_database_calls_once_the_agent_thread_says_it_finished():
+    """The agent's thread wakes the turn's thread as its last act, while it is still alive: the
+    turn's thread must then stop at once (the thread's own word), not wait out another poll
+    interval until the thread is seen dead (it waited up to 100 ms per turn under load)."""
+    from django_ai.conversations.turns.execution import _Watcher
+
+    release = threading.Event()
+    ending = threading.Thread(target=release.wait, daemon=True)  # alive until released
+    ending.start()
+    finished = threading.Event()
+    try:
+        watcher = _Watcher(object(), "token", ending, {}, finished)  # type: ignore[arg-type]
+        assert not watcher.done()
+        finished.set()
+        assert ending.is_alive() and watcher.done()
+    finally:
+        release.set()
+        ending.join()

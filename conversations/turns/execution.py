@@ -200,6 +200,8 @@ def _run_in_helper_thread(
     carrier = telemetry.trace_carrier()
     log_ids = {"conversation_id": str(state.session.pk), "message_id": str(state.user_message.pk)}
 
+    finished = threading.Event()
+
     def target() -> None:
         current_turn.set(state)
         try:
@@ -211,6 +213,9 @@ def _run_in_helper_thread(
         finally:
             # A sync agent's own ORM calls opened this thread's connections.
             connections.close_all()
+            # Said before the wake: the turn's thread may see the wake while this thread is still
+            # alive (ending), and must not wait out another poll interval for it.
+            finished.set()
             state.wake()
 
     # A fresh context: nothing of the caller's asgiref state (executors of an outer async_to_sync,
@@ -222,7 +227,7 @@ def _run_in_helper_thread(
         name=f"django-ai-agent-{str(state.user_message.pk)[:8]}",
         daemon=True,
     )
-    watcher = _Watcher(state, token, thread, control)
+    watcher = _Watcher(state, token, thread, control, finished)
     thread.start()
     state.serve_db_calls(until=watcher.done, tick=watcher.tick)
     if watcher.abandoned:
@@ -244,10 +249,18 @@ def _run_in_helper_thread(
 class _Watcher:
     """Runs on the turn's thread between database calls: heartbeats, cancel requests, timeout."""
 
-    def __init__(self, state: TurnState, token: str, thread: threading.Thread, control: dict[str, Any]):
+    def __init__(
+        self,
+        state: TurnState,
+        token: str,
+        thread: threading.Thread,
+        control: dict[str, Any],
+        finished: threading.Event,
+    ):
         self.state = state
         self.token = token
         self.thread = thread
+        self.finished = finished
         self.control = control
         self.heartbeat_interval = float(ai_settings.TURN_HEARTBEAT_INTERVAL)
         now = time.monotonic()
@@ -283,4 +296,4 @@ class _Watcher:
             self.abandoned = True
 
     def done(self) -> bool:
-        return self.abandoned or not self.thread.is_alive()
+        return self.abandoned or self.finished.is_set() or not self.thread.is_alive()

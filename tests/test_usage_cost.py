@@ -192,6 +192,15 @@ def test_a_price_off_by_millions_leaves_the_cost_unknown_and_the_turn_recorded(c
     assert any("MODEL_COSTS" in record.getMessage() for record in caplog.records)
 
 
+def test_a_sessions_cost_saturates_at_what_its_column_holds_and_its_turns_are_still_recorded():
+    session = reporting()
+    ConversationSession.objects.filter(pk=session.pk).update(cost=Decimal("99999999.5"))
+    result = ConversationService.send_message(session.id, "cost=900000")
+    assert result["status"] == "success"  # the UPDATE recording the turn did not overflow the column
+    assert reply_of(result["user_message_id"]).metrics["cost"] == 900000
+    assert sums(session) == (1000, 100, Decimal(99_999_999))
+
+
 def test_a_usage_without_a_model_counts_under_the_agents_model_else_unknown():
     session = reporting()
     result = ConversationService.send_message(session.id, "hello")

@@ -10,11 +10,13 @@ signals go out. A change to how a turn fails (its notice, its error code, its st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, DecimalField, F, Q, Value
+from django.db.models.functions import Least
 from django.db.models.signals import post_save
 from django.utils import timezone
 
@@ -191,6 +193,11 @@ def _run_usage(state: TurnState, metrics: dict[str, Any]) -> dict[str, ModelUsag
     return run
 
 
+#: The most a session's ``cost`` column holds (USD, whole: exact as SQLite's REAL too).
+MAX_SESSION_COST = Decimal(99_999_999)
+COST_FIELD = DecimalField(max_digits=16, decimal_places=8)
+
+
 def _save_session(session: Any, fields: list[str], run: dict[str, ModelUsage]) -> None:
     """``session.save(update_fields=fields)``, the run's usage added to the session's sums in the
     same UPDATE (F() expressions: no read, no query of its own). The sums are then left unloaded
@@ -204,7 +211,9 @@ def _save_session(session: Any, fields: list[str], run: dict[str, ModelUsage]) -
     session.completion_tokens = F("completion_tokens") + sums.completion_tokens
     grown = ["prompt_tokens", "completion_tokens"]
     if sums.cost is not None:
-        session.cost = F("cost") + sums.cost
+        # Saturates at the column's largest value (max_digits 16, 8 places): a sum it could not
+        # hold would fail the UPDATE that records the turn, and every later turn of the session.
+        session.cost = Least(F("cost") + sums.cost, Value(MAX_SESSION_COST), output_field=COST_FIELD)
         grown.append("cost")
     try:
         session.save(update_fields=[*fields, *grown])

@@ -8,6 +8,7 @@ file's. The documented ``LOGGING`` example is run as it is, in a process of its 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -212,6 +213,33 @@ def test_json_lines_formatter_writes_one_object_with_the_ids_error_id_and_traceb
     assert data["time"].endswith("+00:00")
     plain = json.loads(formatter.format(_record()))
     assert set(plain) == {"time", "level", "logger", "message"}
+
+
+def test_json_lines_formatter_writes_any_message_the_stack_and_text_a_utf8_stream_takes():
+    formatter = JsonLinesFormatter()
+    record = logging.LogRecord("django_ai.x", logging.INFO, __file__, 1, {"not": "a str"}, None, None)
+    assert json.loads(formatter.format(record))["message"] == "{'not': 'a str'}"
+    record = logging.LogRecord("django_ai.x", logging.INFO, __file__, 1, "héllo ✓ %s", ("名前",), None)
+    line = formatter.format(record)
+    assert "héllo ✓ 名前" in line and json.loads(line)["message"] == "héllo ✓ 名前"  # as is, not escaped
+    # A lone surrogate (an undecodable file name, say): escaped, so a UTF-8 stream takes the line.
+    record = logging.LogRecord("django_ai.x", logging.INFO, __file__, 1, "file %s", ("a\udc80.txt",), None)
+    line = formatter.format(record)
+    line.encode("utf-8")
+    assert json.loads(line)["message"] == "file a\udc80.txt"
+    # A record logged with stack_info=True keeps its stack.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("django_ai.tests.json_stack")
+    logger.addHandler(handler)
+    try:
+        logger.warning("where am I", stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+    data = json.loads(stream.getvalue())
+    assert data["stack_info"].startswith("Stack (most recent call last):")
+    assert "test_json_lines_formatter_writes_any_message" in data["stack_info"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -63,8 +63,9 @@ class TurnContextFilter(logging.Filter):
 
 class JsonLinesFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, the ids of
-    :class:`TurnContextFilter`, ``error_id`` when the record has one, and the traceback as
-    ``exc_info`` text when there is one."""
+    :class:`TurnContextFilter`, ``error_id`` when the record has one, the traceback as
+    ``exc_info`` text and the stack as ``stack_info`` text when there is one. Non-ASCII text is
+    written as is (UTF-8), escaped only when it could not be encoded (a lone surrogate)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -81,7 +82,16 @@ class JsonLinesFormatter(logging.Formatter):
             line["exc_info"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["exc_info"] = record.exc_text
-        return json.dumps(line, ensure_ascii=False)
+        if record.stack_info:
+            line["stack_info"] = self.formatStack(record.stack_info)
+        text = json.dumps(line, ensure_ascii=False)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # A lone surrogate (e.g. an undecodable file name): escaped, or the stream refuses the line.
+                text = json.dumps(line)
+        return text
 
 
 def new_error_id() -> str:

@@ -269,7 +269,7 @@ def _check_log_link_template() -> list[checks.CheckMessage]:
     else:
         try:
             template.format(error_id="0")
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             problem = f"it cannot be formatted with error_id alone ({type(exc).__name__}: {exc})"
     if not problem:
         return []

@@ -327,6 +327,7 @@ def test_the_page_makes_a_fixed_number_of_queries_and_lists_at_most_rows_each(st
         ("https://logs.example.com/", 1),
         ("https://logs.example.com/?q={error_id}&t={time}", 1),
         ("https://logs.example.com/?q={error_id}{", 1),
+        ("https://logs.example.com/?q={error_id}&n={error_id.nothing}", 1),  # AttributeError
         (42, 1),
     ],
 )

@@ -305,3 +305,17 @@ def test_telemetry_off_records_nothing(telemetry_spans, settings):
     assert ConversationService.send_message(session.id, MESSAGE)["response"] == "Checking. All done."
     assert telemetry_spans.spans() == []
     assert telemetry_spans.metrics() == []
+
+
+def test_telemetry_off_a_span_or_continued_trace_makes_no_object_per_call(settings):
+    # Off, each call is the check of a boolean: the same stateless context manager every time.
+    settings.DJANGO_AI = {**settings.DJANGO_AI, "TELEMETRY_ENABLED": False}
+    telemetry.reset()
+    assert telemetry.span("django_ai.turn", {"x": 1}) is telemetry.span("chat gpt")
+    assert telemetry.continued_from({"traceparent": "00-x"}) is telemetry.continued_from(None)
+    with telemetry.span("django_ai.agent") as outer, telemetry.span("django_ai.agent") as inner:
+        assert outer is inner
+        outer.set(x=1)
+        outer.error(RuntimeError("x"))
+    with telemetry.continued_from({"traceparent": "00-x"}), telemetry.continued_from({"traceparent": "00-x"}):
+        pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from ..conf import ai_settings
@@ -40,6 +40,10 @@ __all__ = [
 
 
 _NOOP = SpanHandle()
+# Telemetry off, span() and continued_from() hand out these (reusable: they hold no state) rather
+# than make a context manager per call.
+_NO_SPAN = nullcontext(_NOOP)
+_NO_CONTEXT = nullcontext()
 _enabled: bool | None = None
 
 
@@ -69,16 +73,13 @@ def reset() -> None:
     _enabled = None
 
 
-@contextmanager
-def span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[SpanHandle]:
+def span(name: str, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[SpanHandle]:
     """A span named ``name`` (``django_ai.turn``, ``django_ai.agent``, ``chat <model>``,
     ``execute_tool <name>``, ``django_ai.file_wait``, ``django_ai.extraction``,
     ``django_ai.realtime.flush``), child of the current one."""
     if not enabled():
-        yield _NOOP
-        return
-    with _tracing().span(name, attributes) as handle:
-        yield handle
+        return _NO_SPAN
+    return _tracing().span(name, attributes)
 
 
 def trace_carrier() -> dict[str, str]:
@@ -87,14 +88,11 @@ def trace_carrier() -> dict[str, str]:
     return _tracing().trace_carrier() if enabled() else {}
 
 
-@contextmanager
-def continued_from(carrier: Mapping[str, str] | None) -> Iterator[None]:
+def continued_from(carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
     """Make the trace context stored in ``carrier`` the current one within the block."""
     if not enabled() or not carrier:
-        yield
-        return
-    with _tracing().continued_from(carrier):
-        yield
+        return _NO_CONTEXT
+    return _tracing().continued_from(carrier)
 
 
 @contextmanager

@@ -204,7 +204,9 @@ def usage_by_agent_and_model(since: datetime, until: datetime | None = None) -> 
     """Totals by agent and model of the turns that ended from ``since`` to ``until`` (default now),
     read from their replies' ``metrics`` (the agent message's, or the notice's of a turn that failed
     without one). A user message answered more than once (the admin's re-run of a failed one)
-    counts by its latest run only: the reply whose ``metrics["attempt"]`` is the message's."""
+    counts as one turn, that of its latest run (the reply whose ``metrics["attempt"]`` is the
+    message's); the tokens and cost of its earlier runs count too (they were spent, and the
+    session's sums have them)."""
     until = until or timezone.now()
     replies: Iterable[tuple[str, Any, Any]] = (
         ConversationMessage.objects.filter(
@@ -220,13 +222,16 @@ def usage_by_agent_and_model(since: datetime, until: datetime | None = None) -> 
     rows: dict[tuple[str, str | None], UsageRow] = {}
     turns, everything = 0, ModelUsage()
     for agent, attempts, metrics in replies:
-        if not isinstance(metrics, dict) or metrics.get("attempt", attempts) != attempts:
+        if not isinstance(metrics, dict):
             continue
-        turns += 1
+        latest = metrics.get("attempt", attempts) == attempts
         models = _turn_models(metrics)
+        if not latest and not models:
+            continue
+        turns += latest
         for model, usage in models.items() or [(None, ModelUsage())]:
             row = rows.setdefault((agent, model), UsageRow(agent, model))
-            row.turns += 1
+            row.turns += latest
             row.usage.add(usage)
             everything.add(usage)
     ordered = sorted(rows.values(), key=lambda row: (row.agent, row.model is None, row.model or ""))

@@ -39,6 +39,7 @@ from django_ai.conversations.testing.factories import UserFactory
 from django_ai.conversations.tools import requires_approval
 from django_ai.conversations.turns.approval import answer_approval
 from django_ai.conversations.turns.runner import process_pending
+from django_ai.conversations.turns.scheduling import rerun_messages
 from django_ai.conversations.usage import usage_by_owner
 
 from .turns_support import ai_settings
@@ -507,9 +508,8 @@ def test_usage_report_prints_the_last_days_totals_by_agent_and_model():
         kind=MessageType.SYSTEM,
         metrics={"attempt": 1, "models": {"gpt-4o": {"prompt_tokens": 7, "completion_tokens": 0, "cost": 0.5}}},
     )
-    # Not counted: ended two days ago; an earlier run of a message answered again.
+    # Not counted: ended two days ago.
     turn(shop, finished_ago=timedelta(days=2), metrics=both)
-    turn(helper, finished_ago=timedelta(hours=1), attempts=2, kind=MessageType.SYSTEM, metrics={"attempt": 1, **both})
 
     data = json.loads(run(json=True))
     assert [
@@ -551,6 +551,31 @@ def test_usage_report_counts_real_turns_and_refuses_a_bad_window():
     for days in (0, -1, 10_000):
         with pytest.raises(CommandError, match="--days"):
             run(days=days)
+
+
+def test_usage_report_counts_a_rerun_message_once_with_the_tokens_of_all_its_runs_as_the_session_does():
+    session = reporting()
+    with ai_settings(MODEL_COSTS={"house-model": {"input": 1, "output": 1}}):
+        ConversationService.send_message(session.id, "hello")
+        failed = ConversationService.send_message(session.id, "fail")  # its tokens were spent
+        message = ConversationMessage.objects.get(pk=failed["user_message_id"])
+        message.content = "works now"
+        message.save(update_fields=["content"])
+        assert rerun_messages([message]) == [message]  # the admin's re-run
+        process_pending(session.pk)
+    assert ConversationMessage.objects.get(pk=message.pk).processing_status == ProcessingStatus.COMPLETED
+    data = json.loads(run(json=True))
+    assert data["rows"] == [
+        {
+            "agent": "reporting",
+            "model": "house-model",
+            "turns": 2,  # the re-run message once
+            "prompt_tokens": 3000,  # its failed run's 1000 too
+            "completion_tokens": 300,
+            "cost": 0.0033,
+        }
+    ]
+    assert sums(session) == (3000, 300, Decimal("0.0033"))
 
 
 # Checks.

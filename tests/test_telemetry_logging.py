@@ -16,17 +16,19 @@ import sys
 import textwrap
 import threading
 from contextvars import copy_context
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from django_ai.conversations.agent import ConversationAgent
 from django_ai.conversations.constants import ExtractionStatus, MessageType, ProcessingStatus
 from django_ai.conversations.files.extraction.base import ExtractionResult, TextExtractor
 from django_ai.conversations.files.extraction.tasks import schedule_extraction
 from django_ai.conversations.llm import LLMAgent
-from django_ai.conversations.models import ConversationMessage, File
+from django_ai.conversations.models import ConversationMessage, ConversationSession, File
 from django_ai.conversations.service import ConversationService
 from django_ai.conversations.telemetry import log_context
 from django_ai.conversations.telemetry.logs import JsonLinesFormatter, TurnContextFilter, current_ids
@@ -41,6 +43,7 @@ from django_ai.conversations.testing import (
     wait_for_turns,
     wait_until,
 )
+from django_ai.conversations.turns.sweeps import recover_now
 
 from .turns_support import AGENTS, IMMEDIATE, ai_settings
 
@@ -284,6 +287,21 @@ def test_records_of_a_task_run_turn_and_of_its_tools_carry_its_ids(collect):
     (failure,) = [r for r in collect.records if getattr(r, "error_id", "")]
     assert (failure.conversation_id, failure.message_id, failure.file_id) == other_ids
     assert failure.name == "django_ai.conversations.turns"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_of_the_stale_turn_sweep_carry_the_recovered_turns_ids(collect):
+    session = SessionFactory(agent_path="logging")
+    message = MessageFactory(session=session, processing_status=ProcessingStatus.PROCESSING, attempts=1)
+    ConversationSession.objects.filter(pk=session.pk).update(
+        turn_token="dead-worker", active_turn=message.pk, turn_heartbeat_at=timezone.now() - timedelta(hours=1)
+    )
+    with ai_settings(STALE_TURN_ACTION="fail"):
+        [done] = recover_now()
+    assert (done.message_id, done.action) == (message.pk, "failed")
+    ids = (str(session.pk), str(message.pk), "")
+    assert collect.ids("The worker answering message") == [ids]
+    assert collect.ids("Recovered the turn of message") == [ids]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -140,8 +140,17 @@ def recover_stale_turns(
         except Exception:  # noqa: BLE001 - the next sweep tries again
             logger.exception("Recovery could not enqueue the turn of conversation %s", session_id)
     for item in done:
+        # The ids as fields too (the sweep runs outside any turn's log_context); an expired
+        # approval's message_id is its tool step's, not a user message's.
+        ids = {"conversation_id": str(item.session_id)}
+        if item.action != EXPIRED:
+            ids["message_id"] = str(item.message_id)
         logger.warning(
-            "Recovered the turn of message %s (conversation %s): %s", item.message_id, item.session_id, item.action
+            "Recovered the turn of message %s (conversation %s): %s",
+            item.message_id,
+            item.session_id,
+            item.action,
+            extra=ids,
         )
     return done
 

@@ -7,6 +7,7 @@ bridge's, the extraction's and the turns' in their own packages.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
@@ -330,6 +331,9 @@ def _price_problem(prices: Any) -> str:
         return f'its keys must be "input" and "output", not {sorted(map(str, prices))}'
     for side in ("input", "output"):
         value = prices[side]
+        if isinstance(value, Decimal):
+            # Priced as given (telemetry.cost); a NaN cannot even be compared.
+            value = float(value) if value.is_finite() else float("nan")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             return f"{side!r} must be a number of 0 or more (USD per million tokens), not {value!r}"
     return ""

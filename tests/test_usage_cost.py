@@ -588,6 +588,14 @@ def ours(**values) -> set[tuple[str, str]]:
 
 def test_checks_name_a_bad_model_costs_entry_and_a_telemetry_flag_that_is_not_a_bool():
     assert ours(MODEL_COSTS={"gpt-4o": {"input": 2.5, "output": 10}, "free": {"input": 0, "output": 0}}) == set()
+    # Decimal prices are prices too (cost_of takes them as they are); a Decimal NaN or negative is not.
+    assert ours(MODEL_COSTS={"exact": {"input": Decimal("2.5"), "output": Decimal(10)}}) == set()
+    with ai_settings(MODEL_COSTS={"exact": {"input": Decimal("2.5"), "output": Decimal(10)}}):
+        assert cost_of("exact", 400, 100) == Decimal("0.002")
+    assert (
+        len(ours(MODEL_COSTS={"a": {"input": Decimal("NaN"), "output": 1}, "b": {"input": Decimal(-1), "output": 1}}))
+        == 2
+    )
     assert {id for id, _ in ours(MODEL_COSTS=[("gpt-4o", 1)])} == {"django_ai.E031"}
     bad = {
         "no-output": {"input": 1},

@@ -8,6 +8,7 @@ The reader collects with delta temporality: a test sums the points it reads.
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from django_ai.conversations.llm import LLMAgent
 from django_ai.conversations.models import File
 from django_ai.conversations.owners import new_anonymous_id
 from django_ai.conversations.realtime import get_backend, reset_backend
+from django_ai.conversations.realtime import views as realtime_views
 from django_ai.conversations.realtime.channels import session_channel
 from django_ai.conversations.realtime.local import LocalBackend
 from django_ai.conversations.registry import register_agent
@@ -429,6 +431,35 @@ def test_an_sse_client_connecting_and_leaving_moves_sse_clients_back_to_zero(rec
                 reader.close()
             # The server notices the client left at its next write (a heartbeat at the latest).
             wait_until(lambda: clients() == 0, timeout=10, message="the closed stream uncounted")
+
+
+def test_a_stream_response_dropped_unclosed_is_uncounted_and_unsubscribed(recorded: Recorded):
+    """Under ASGI, a client that leaves while the events view runs makes Django drop the view's
+    response without closing it (seen with a view held past the disconnect): its count on
+    django_ai.sse.clients and its place under the stream limits must still end."""
+    with local_backend() as backend:
+        subscription = backend.broker.subscribe(["probe-channel"], limits={"visitor:anon-x": 1})
+        response = realtime_views.EventStreamResponse(iter(()), subscription=subscription)
+        assert summed(recorded.metric("django_ai.sse.clients")) == 1
+        del response
+        gc.collect()
+        wait_until(
+            lambda: summed(recorded.metric("django_ai.sse.clients")) == 0 and backend.broker.subscriber_count() == 0,
+            timeout=10,
+            message="the dropped stream ended",
+        )
+        # Closed, then collected: counted down once.
+        closed = realtime_views.EventStreamResponse(
+            iter(()), subscription=backend.broker.subscribe(["probe-channel"], limits={"visitor:anon-x": 1})
+        )
+        dropped = closed._dropped
+        closed.close()
+        closed.close()
+        del closed
+        gc.collect()
+        assert not dropped.alive  # closed: nothing left to run when collected
+        assert summed(recorded.metric("django_ai.sse.clients")) == 0
+        assert backend.broker.subscriber_count() == 0
 
 
 class Pinging(LLMAgent):

@@ -15,6 +15,8 @@ app's envelope ``{"errors": [{"code", "message", "field"?}]}`` (:mod:`django_ai.
 from __future__ import annotations
 
 import re
+import threading
+import weakref
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -145,24 +147,37 @@ class RealtimeEventsView(RealtimeView):
 
 
 class EventStreamResponse(StreamingHttpResponse):
-    """A ``text/event-stream`` response that ends its subscription when the server closes it,
-    so the stream's place under its holders is freed even if the stream never started. The
+    """A ``text/event-stream`` response that ends its subscription when the server closes it (or
+    drops it unclosed), so the stream's place under its holders is freed even if the stream never
+    started. The
     ``django_ai.sse.clients`` metric counts it from here until then."""
 
     def __init__(self, content: Any, *, subscription: Subscription):
         super().__init__(content, content_type="text/event-stream; charset=utf-8")
         self.subscription = subscription
-        self._counted = True
         telemetry.sse_clients_changed(+1)
+        # A response collected unclosed ends its stream too: under ASGI, a client that leaves
+        # while the view runs makes Django drop the view's response without closing it.
+        self._dropped = weakref.finalize(self, _end_dropped_stream, subscription)
+        self._dropped.atexit = False
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            self.subscription.broker.unsubscribe(self.subscription)
-            if self._counted:
-                self._counted = False
-                telemetry.sse_clients_changed(-1)
+            if self._dropped.detach() is not None:  # the first close
+                _end_stream(self.subscription)
+
+
+def _end_stream(subscription: Subscription) -> None:
+    subscription.broker.unsubscribe(subscription)
+    telemetry.sse_clients_changed(-1)
+
+
+def _end_dropped_stream(subscription: Subscription) -> None:
+    # On a thread of its own: the garbage collector may run this while this thread holds the
+    # broker's lock (or the metrics SDK's), which unsubscribe would wait for forever.
+    threading.Thread(target=_end_stream, args=(subscription,), name="django-ai-sse-dropped", daemon=True).start()
 
 
 class RealtimeConfigView(RealtimeView):

@@ -180,10 +180,11 @@ describe(`React ${version} bindings`, () => {
       await waitUntil(() => titles() === "alpha one,alpha two", () => `the new session (rows: ${titles()})`);
       assert.equal(counting.opened(notASession), openedBefore, "an equal queryset started the live result again");
 
-      // refetch() reads now.
+      // refetch() reads now. At least one read: a refetch of the live result's own (an event
+      // of the new conversation's last save, batched 40 ms) may run beside it.
       const beforeRefetch = queries;
       await latest!.refetch();
-      assert.equal(queries, beforeRefetch + 1);
+      assert.ok(queries >= beforeRefetch + 1, `refetch() read nothing (${queries - beforeRefetch} reads)`);
 
       // Another query: the old live result stops, the new one starts.
       setSearch("beta");

@@ -60,35 +60,6 @@ def current_session() -> Any:
     return _require_turn("current_session()").session
 
 
-def _ensure_agent_message(state: TurnState) -> Any:
-    if state.agent_message is None:
-        from .models import ConversationMessage  # not at import: see the module docstring
-
-        def create() -> ConversationMessage:
-            return ConversationMessage.objects.create(
-                session=state.session,
-                message_type=MessageType.AGENT,
-                processing_status=ProcessingStatus.STREAMING,
-                reply_to=state.user_message,
-            )
-
-        state.agent_message = state.call_db(create)
-    return state.agent_message
-
-
-def _persist_stream(state: TurnState) -> None:
-    if state.agent_message is None or state.persisted_sequence == state.sequence:
-        return
-    from .models import ConversationMessage  # not at import: see the module docstring
-
-    pk, text, seq = state.agent_message.pk, state.stream_text, state.sequence
-    state.call_db(lambda: ConversationMessage.objects.filter(pk=pk).update(content=text, stream_sequence=seq))
-    state.agent_message.content = text
-    state.agent_message.stream_sequence = seq
-    state.persisted_sequence = seq
-    state.last_persist = time.monotonic()
-
-
 class ResponseStream:
     """Stream the reply in chunks; each ``write()`` is sent as ``text_chunk`` text.
 
@@ -120,7 +91,7 @@ class ResponseStream:
         state.raise_if_cancelled()
         self._state = state
         already_streaming = state.agent_message is not None
-        message = _ensure_agent_message(state)
+        message = state.ensure_agent_message()
         if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
             publish(
                 EventName.STREAM_START,
@@ -152,12 +123,12 @@ class ResponseStream:
         publish(
             EventName.TEXT_CHUNK,
             session_id=state.session.pk,
-            message_id=_ensure_agent_message(state).pk,
+            message_id=state.ensure_agent_message().pk,
             sequence=state.sequence,
             text=text,
         )
         if time.monotonic() - state.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:
-            _persist_stream(state)
+            state.persist_stream(time.monotonic())
 
     def end(self) -> None:
         """Finish this stream: save the text so far and send ``stream_end``."""
@@ -166,11 +137,11 @@ class ResponseStream:
             return
         self._ended = True
         state = self._state
-        _persist_stream(state)
+        state.persist_stream(time.monotonic())
         publish(
             EventName.STREAM_END,
             session_id=state.session.pk,
-            message_id=_ensure_agent_message(state).pk,
+            message_id=state.ensure_agent_message().pk,
             sequence=state.sequence,
         )
         try:

@@ -22,6 +22,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..constants import MessageType, ProcessingStatus
 from ..exceptions import TurnCancelled
 
 if TYPE_CHECKING:
@@ -100,6 +101,36 @@ class TurnState:
     @property
     def stream_text(self) -> str:
         return "".join(self.streamed)
+
+    def ensure_agent_message(self) -> ConversationMessage:
+        """The reply's row, created (status ``streaming``) the first time a helper needs it."""
+        if self.agent_message is None:
+            from ..models import ConversationMessage  # not at import: agent modules load this early
+
+            def create() -> ConversationMessage:
+                return ConversationMessage.objects.create(
+                    session=self.session,
+                    message_type=MessageType.AGENT,
+                    processing_status=ProcessingStatus.STREAMING,
+                    reply_to=self.user_message,
+                )
+
+            self.agent_message = self.call_db(create)
+        return self.agent_message
+
+    def persist_stream(self, now: float) -> None:
+        """Save the streamed text so far on the reply's row (nothing when it is already saved);
+        ``now`` (the caller's ``time.monotonic()``) becomes ``last_persist``."""
+        if self.agent_message is None or self.persisted_sequence == self.sequence:
+            return
+        from ..models import ConversationMessage  # not at import: agent modules load this early
+
+        pk, text, seq = self.agent_message.pk, self.stream_text, self.sequence
+        self.call_db(lambda: ConversationMessage.objects.filter(pk=pk).update(content=text, stream_sequence=seq))
+        self.agent_message.content = text
+        self.agent_message.stream_sequence = seq
+        self.persisted_sequence = seq
+        self.last_persist = now
 
     def cancel(self, reason: str = "cancelled") -> None:
         if self.cancel_reason is None:

@@ -22,7 +22,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from .conf import ai_settings
 from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatus
 from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, WidgetNotFound
 from .internal.jsonsafe import json_problem
@@ -127,8 +126,7 @@ class ResponseStream:
             sequence=state.sequence,
             text=text,
         )
-        if time.monotonic() - state.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:
-            state.persist_stream(time.monotonic())
+        state.stream_written(time.monotonic())
 
     def end(self) -> None:
         """Finish this stream: save the text so far and send ``stream_end``."""
@@ -137,7 +135,7 @@ class ResponseStream:
             return
         self._ended = True
         state = self._state
-        state.persist_stream(time.monotonic())
+        state.stream_ended(time.monotonic())
         publish(
             EventName.STREAM_END,
             session_id=state.session.pk,

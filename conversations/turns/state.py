@@ -22,6 +22,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..conf import ai_settings
 from ..constants import MessageType, ProcessingStatus
 from ..exceptions import TurnCancelled
 
@@ -131,6 +132,16 @@ class TurnState:
         self.agent_message.stream_sequence = seq
         self.persisted_sequence = seq
         self.last_persist = now
+
+    def stream_written(self, now: float) -> None:
+        """A ``ResponseStream.write()`` added text: save it when ``STREAM_SAVE_INTERVAL`` has passed
+        since the last save (``now``: the caller's ``time.monotonic()``)."""
+        if now - self.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:
+            self.persist_stream(now)
+
+    def stream_ended(self, now: float) -> None:
+        """A ``ResponseStream`` ended: its text so far is saved."""
+        self.persist_stream(now)
 
     def cancel(self, reason: str = "cancelled") -> None:
         if self.cancel_reason is None:

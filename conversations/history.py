@@ -149,7 +149,9 @@ def _rows(session_id: Any, current_id: Any, max_messages: int | None) -> list[di
     With ``max_messages`` only the newest ``2 * max_messages + 20`` rows are read: each row gives a
     chat message or more, so the turns the bound needs are there (unless most of the window is
     failed turns, which are left out); a turn cut by the window has lost its user message and is
-    left out whole.
+    left out whole. The current turn is always kept, so when its own rows overflow the window (a
+    resumed reply with many tool steps) a second query reads that turn alone: nothing older would
+    fit the bound beside it.
     """
     # The active path only: the versions left behind by a regenerate or an edit are not sent.
     rows = ConversationMessage.objects.filter(
@@ -162,7 +164,11 @@ def _rows(session_id: Any, current_id: Any, max_messages: int | None) -> list[di
         rows = rows.filter(Q(timestamp__lte=Subquery(current)) | Q(reply_to__timestamp__lte=Subquery(current)))
     if max_messages is None:
         return list(rows.order_by("timestamp", "id").values(*_FIELDS))
-    newest = list(rows.order_by("-timestamp", "-id").values(*_FIELDS)[: 2 * max_messages + 20])
+    window = 2 * max_messages + 20
+    newest = list(rows.order_by("-timestamp", "-id").values(*_FIELDS)[:window])
+    if current_id is not None and len(newest) == window and all(row["id"] != current_id for row in newest):
+        current_turn_rows = rows.filter(Q(pk=current_id) | Q(reply_to_id=current_id))
+        return list(current_turn_rows.order_by("timestamp", "id").values(*_FIELDS))
     newest.reverse()
     return newest
 

@@ -352,6 +352,25 @@ def test_a_bounded_history_reads_a_window_with_the_same_result():
         assert conversation_history(c.session.pk, current_id=current.pk, max_messages=bound) == trimmed(bound), bound
 
 
+def test_a_current_turn_longer_than_the_window_is_still_sent_whole(django_assert_num_queries):
+    """A resumed reply whose tool steps alone overflow the bounded window (2 x 5 + 20 rows): the
+    current message and its steps are sent (before, the window had cut the current message away
+    and the model was sent nothing); the older turn does not fit the bound beside it."""
+    c = Conversation()
+    turn(c, "q0", "a0")
+    current = c.user("now", ProcessingStatus.PROCESSING)
+    c.agent(current, "Working. ", ProcessingStatus.STREAMING)
+    for r in range(3):
+        for i in range(10):
+            c.step(current, "t", {"i": i}, f"r{r}{i}", round=r, index=i, offset=9)
+    full = c.history(current)
+    assert full[:2] == [{"role": "user", "content": "q0"}, {"role": "assistant", "content": "a0"}]
+    with django_assert_num_queries(2):  # the window, then the current turn alone
+        bounded = c.history(current, max_messages=5)
+    assert bounded == full[2:]
+    assert bounded[0] == {"role": "user", "content": "now"} and len(bounded) == 1 + 3 * (1 + 10)
+
+
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_sync_and_async_agents_read_it_alike_during_their_turn(kind):
     from tests.helpers import run_agent

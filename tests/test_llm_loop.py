@@ -6,6 +6,7 @@ cancel during a tool, and the declaration's checks. Real turns (``send_message``
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -404,6 +405,48 @@ def test_litellm_mock_response_drives_the_loop(monkeypatch):
     session = start(Mocked)
     result = send(session, "hi")
     assert result["status"] == "success" and result["response"] == "Hello from litellm's mock."
+
+
+def test_litellm_mock_response_with_tool_calls_drives_a_tool_round(monkeypatch):
+    """litellm's own mock again (no network), with tools: a ``mock_response`` that is a
+    ``ModelResponse`` holding text and two tool calls, which litellm streams as a provider's chunks,
+    then a text answer. The calls run as steps of the reply and the model's answer follows them."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    litellm = pytest.importorskip("litellm")
+    calls = [
+        {"id": f"call_{key}", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"key": key})}}
+        for key in ("a", "b")
+    ]
+    message = {"role": "assistant", "content": "Looking. ", "tool_calls": calls}
+    scripted = [
+        litellm.ModelResponse(
+            model="gpt-4o-mini", choices=[{"index": 0, "finish_reason": "tool_calls", "message": message}]
+        ),
+        "Found both.",
+    ]
+
+    class Mocked(LLMAgent):
+        model = "gpt-4o-mini"
+        tools = ["lookup"]
+
+        def lookup(self, key: str) -> str:
+            """Look up."""
+            return f"{key}!"
+
+        def get_completion_kwargs(self) -> dict:
+            return {"mock_response": scripted.pop(0)}  # one mocked answer per model call
+
+    session = start(Mocked)
+    result = send(session, "find a and b")
+    assert result["status"] == "success" and result["response"] == "Looking. Found both."
+    assert scripted == []  # the model was called twice: the tool round, then the answer
+    steps = steps_of(session)
+    assert [(s.component_data["call_id"], s.component_data["arguments"], s.content) for s in steps] == [
+        ("call_a", {"key": "a"}, "a!"),
+        ("call_b", {"key": "b"}, "b!"),
+    ]
+    assert {s.processing_status for s in steps} == {ProcessingStatus.COMPLETED}
+    assert [s.component_data["text_offset"] for s in steps] == [len("Looking. ")] * 2
 
 
 @pytest.mark.parametrize(

@@ -548,6 +548,49 @@ def test_the_reject_policy_refuses_a_message_during_a_turn_with_409(local):
     assert ConversationMessage.objects.filter(session_id=session_id, message_type=MessageType.USER).count() == 1
 
 
+def _with_ai_settings(**values: Any) -> Any:
+    """override_settings adding ``values`` to the DJANGO_AI in force (the Local backend's)."""
+    from django.conf import settings
+
+    return override_settings(DJANGO_AI={**settings.DJANGO_AI, **values})
+
+
+def test_messages_count_under_the_message_models_create_throttle_as_on_the_bridge(local):
+    """The endpoint's message is a message create: the bridge's ``message_create`` rate counts the
+    messages sent through ``models/message/`` and through the AI SDK endpoint together."""
+    user = UserFactory()
+    client = Client()
+    client.force_login(user)
+    session_id = start(client)
+    with _with_ai_settings(THROTTLE_RATES={"message_create": "2/min"}):
+        created = client.post(
+            API + "models/message/", {"session": session_id, "content": "one"}, content_type="application/json"
+        )
+        assert created.status_code == 201, created.content
+        wait_for_turns(15)
+        assert text_of(Reader(post(client, body(session_id, "two"))).all()) == "You said: two "
+        refused = post(client, body(session_id, "three"))
+        assert refused.status_code == 429
+        assert [e["code"] for e in refused.json()["errors"]] == ["throttled"]
+        assert int(refused["Retry-After"]) > 0
+    sent = ConversationMessage.objects.filter(session_id=session_id, message_type=MessageType.USER)
+    assert sorted(sent.values_list("content", flat=True)) == ["one", "two"]
+
+
+def test_a_project_that_refuses_message_creates_refuses_the_endpoints_message_too(local):
+    """``DJANGO_AI['BRIDGE_PERMISSION_CLASSES']`` apply to the endpoint's message as to the bridge's
+    own create: a read-only bridge lets the conversation be read (its messages/) but sends nothing."""
+    client = Client()
+    session_id = start(client)
+    with _with_ai_settings(BRIDGE_PERMISSION_CLASSES=["django_ai.conversations.bridge.permissions.ReadOnly"]):
+        refused = post(client, body(session_id, "hi"))
+        assert refused.status_code == 403, refused.content
+        assert refused.json()["errors"][0]["code"] == "permission_denied"
+        assert client.get(f"{CHAT}{session_id}/messages/").json()["messages"] == []
+    assert not ConversationMessage.objects.filter(session_id=session_id).exists()
+    assert text_of(Reader(post(client, body(session_id, "hi"))).all()) == "You said: hi "
+
+
 def test_without_the_local_backend_a_resume_reads_the_rows(fast, settings):
     settings.DJANGO_AI = {**getattr(settings, "DJANGO_AI", {}), "STREAM_SAVE_INTERVAL": 0.05}
     client = Client()

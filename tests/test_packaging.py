@@ -23,6 +23,7 @@ the SDK's typed API against the installed package, and node runs the Node build.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -348,6 +349,48 @@ export function follow(render: (text: string) => void): () => void {
 console.log(JSON.stringify({ createClient: typeof createClient, follow: typeof follow, paid: typeof paid.fetch }));
 """
 
+# A React component on the React binding, rendered on a server (no window: nothing is fetched;
+# useConversation is null there, useLive gives its first state). No JSX: plain tsc settings.
+CONSUMER_REACT = """
+import { createClient, type SessionRow } from "django-ai-first-client";
+import { ClientProvider, useClient, useConversation, useLive } from "django-ai-first-client/react";
+import type { ConversationView } from "django-ai-first-client/react";
+import { createElement } from "react";
+import { renderToString } from "react-dom/server";
+
+function Chat({ id }: { id: string }) {
+  const chat: ConversationView | null = useConversation(id);
+  const { rows, loading } = useLive<SessionRow>(useClient().sessions.orderBy("-updated_at"));
+  const titles: string[] = rows.map((row) => row.title);
+  return createElement("p", null, `${chat?.phase ?? "none"} ${loading ? "loading" : titles.join(",")}`);
+}
+
+const client = createClient({ baseUrl: "http://127.0.0.1:9/api/conversations/", realtime: "none" });
+console.log(renderToString(createElement(ClientProvider, { client }, createElement(Chat, { id: "some-id" }))));
+"""
+
+# The same with the Vue binding's composables and Vue's server renderer.
+CONSUMER_VUE = """
+import { createClient, type SessionRow } from "django-ai-first-client";
+import { provideClient, useConversation, useLive } from "django-ai-first-client/vue";
+import { createSSRApp, defineComponent, h, ref } from "vue";
+import { renderToString } from "vue/server-renderer";
+
+const client = createClient({ baseUrl: "http://127.0.0.1:9/api/conversations/", realtime: "none" });
+const app = createSSRApp(
+  defineComponent({
+    setup() {
+      provideClient(client);
+      const id = ref<string | null>("some-id");
+      const chat = useConversation(id);
+      const { rows, loading } = useLive<SessionRow>(() => client.sessions.orderBy("-updated_at"));
+      return () => h("p", `${chat.value?.phase ?? "none"} ${loading.value} ${rows.value.length}`);
+    },
+  }),
+);
+console.log(await renderToString(app));
+"""
+
 # A page of the Vite project that uses the one-file browser bundle (pusher-js inside).
 CONSUMER_PAGE = """
 import { createClient } from "django-ai-first-client/browser";
@@ -427,3 +470,57 @@ def test_the_npm_tarball_installs_into_a_typescript_project(tmp_path):
         "follow": "function",
         "paid": "function",
     }
+    _check_framework_bindings(project, files)
+
+
+# The packages a React or Vue project installs beside the SDK (its optional peer dependencies, and
+# Node's types, which vue/server-renderer's name): linked from frontend_client/node_modules, where
+# ./dev setup put them (nothing is downloaded).
+FRAMEWORK_PACKAGES = ("react", "react-dom", "@types/react", "@types/react-dom", "vue", "@types/node")
+# An import of a framework, or of the bindings' own folders, in a compiled module of the core.
+FRAMEWORK_IMPORT = re.compile(
+    r"""(?:from|import)\s*\(?\s*["'](?:react|react-dom|vue|@vue/[^"']+|[./]+(?:react|vue|bindings)/[^"']*)["']"""
+)
+
+
+def _check_framework_bindings(project: Path, files: set[str]) -> None:
+    """The ``./react`` and ``./vue`` subpath exports (docs/frameworks.md) as a React or Vue project
+    gets them from the tarball: shipped with their types, type-checked in the Vite and the Node
+    ESM configurations, and rendered on a server by the project's own React and Vue (one copy of
+    each: the provider's client reaches the hooks). The core's modules import neither framework
+    nor the bindings, so ``import "django-ai-first-client"`` works without React or Vue."""
+    assert {
+        "dist/react/index.js",
+        "dist/react/index.d.ts",
+        "dist/vue/index.js",
+        "dist/vue/index.d.ts",
+        "dist/bindings/frame.js",
+    } <= files
+    installed = project / "node_modules" / "django-ai-first-client"
+    package = json.loads((installed / "package.json").read_text())
+    assert package["peerDependenciesMeta"]["react"] == {"optional": True}
+    assert package["peerDependenciesMeta"]["vue"] == {"optional": True}
+    core = [
+        path
+        for path in (installed / "dist").rglob("*.js")
+        if path.relative_to(installed / "dist").parts[0] not in {"react", "vue", "bindings", "browser"}
+    ]
+    assert core and [str(p) for p in core if FRAMEWORK_IMPORT.search(p.read_text())] == []
+
+    for name in FRAMEWORK_PACKAGES:
+        link = project / "node_modules" / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(CLIENT / "node_modules" / name, target_is_directory=True)
+    (project / "react.ts").write_text(CONSUMER_REACT)
+    (project / "vue.ts").write_text(CONSUMER_VUE)
+    for config in ("tsconfig.json", "tsconfig.node.json"):
+        settings = json.loads((project / config).read_text())
+        settings["include"] = [*settings["include"], "react.ts", "vue.ts"]
+        settings["compilerOptions"]["types"] = ["node"]
+        (project / config).write_text(json.dumps(settings))
+    _run(["node", str(TSC), "-p", "tsconfig.json"], cwd=project)
+    _run(["node", str(TSC), "-p", "tsconfig.node.json"], cwd=project)
+    react = _run(["node", "out/react.js"], cwd=project, timeout=60)
+    assert react.strip().splitlines()[-1] == "<p>none loading</p>"
+    vue = _run(["node", "out/vue.js"], cwd=project, timeout=60)
+    assert vue.strip().splitlines()[-1] == "<p>none true 0</p>"

@@ -104,19 +104,28 @@ def main(argv: list[str]) -> None:
     from tests.bench.db import bench_database
     from tests.realtime_server.harness import Soketi
 
+    logs = option(argv, "logs", "")
     with bench_database() as label, Soketi() as soketi, tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        _run(argv, label, soketi, Path(tmp))
+        directory = Path(logs or tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        _run(argv, label, soketi, directory)
 
 
 class Deployment:
     """The web and worker processes, all on this machine's loopback, sharing one settings JSON."""
 
-    def __init__(self, *, soketi: Any, directory: Path, interval: float, chunks: int, pause_ms: float):
+    def __init__(
+        self, *, soketi: Any, directory: Path, interval: float, chunks: int, pause_ms: float, web_conn_max_age: int
+    ):
         from django.db import connection
 
         database = {k: v for k, v in connection.settings_dict.items() if k != "TEST"}
-        # docs/deployment.md's PostgreSQL settings: connections kept between requests and tasks.
+        # docs/deployment.md's PostgreSQL settings: connections kept between tasks. Not between
+        # requests under ASGI: each request runs its sync code in a thread of its own, so a kept
+        # connection is one more per request until it ages out (--web-conn-max-age=60 shows it:
+        # PostgreSQL's 100 connections run out within seconds).
         database.update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
+        self.web_conn_max_age = web_conn_max_age
         self.django_ai = {
             "PUSHER": soketi.pusher_settings,
             "AGENTS": {AGENT: "tests.bench.bench_load.LoadAgent"},
@@ -125,9 +134,10 @@ class Deployment:
             "STALE_TURN_TIMEOUT": 5,
             "TURN_RECOVERY_INTERVAL": 1.0,
             "STALE_TURN_ACTION": "retry",
-            # Every simulated visitor comes from 127.0.0.1: the per-address bound would count
-            # them all as one machine. The per-visitor rates stay.
-            "THROTTLE_RATES": {"anonymous_address": None},
+            # Every simulated visitor comes from 127.0.0.1: the per-address bounds (all anonymous
+            # writes; a first start/, which has no visitor id yet) would count them all as one
+            # machine. The per-visitor rate of messages stays.
+            "THROTTLE_RATES": {"anonymous_address": None, "session_start": None},
         }
         self.settings = {
             "DATABASES": {"default": database},
@@ -151,6 +161,9 @@ class Deployment:
 
     def _env(self, *, worker: bool) -> dict[str, str]:
         values = dict(self.settings)
+        if not worker:
+            database = {**self.settings["DATABASES"]["default"], "CONN_MAX_AGE": self.web_conn_max_age}
+            values["DATABASES"] = {"default": database}
         if worker:  # docs/deployment.md, Crash recovery: the workers' settings say they are workers
             values["DJANGO_AI"] = {**self.django_ai, "TURN_RECOVERY_LOOP": True}
         return {**self.env, "BENCH_LOAD_SETTINGS": json.dumps(values, default=str)}
@@ -210,6 +223,14 @@ class Deployment:
                 process.wait(5)
 
 
+def _connections() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
 def _busy_turn(worker_id: str) -> str | None:
     """A conversation whose reply the worker ``worker_id`` is streaming now, or None."""
     from django_tasks_db.models import DBTaskResult
@@ -244,7 +265,14 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
     interval = float(option(argv, "interval", "0.1"))
     kill_at = None if "--no-kill" in argv else float(option(argv, "kill-at", "0.4"))
     total = conversations * messages
-    deployment = Deployment(soketi=soketi, directory=directory, interval=interval, chunks=chunks, pause_ms=pause_ms)
+    deployment = Deployment(
+        soketi=soketi,
+        directory=directory,
+        interval=interval,
+        chunks=chunks,
+        pause_ms=pause_ms,
+        web_conn_max_age=int_option(argv, "web-conn-max-age", 0),
+    )
     load_before = os.getloadavg()
     print(
         f"{label}; Python {platform.python_version()}, Django {django.get_version()}; {os.cpu_count()} CPUs, "
@@ -256,6 +284,7 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
         flush=True,
     )
     kill: dict[str, Any] = {}
+    connections_peak = 0
     try:
         webs = [deployment.start_web(), deployment.start_web()]
         deployment.start_worker()
@@ -282,6 +311,7 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
             if time.monotonic() > deadline:
                 client.kill()
                 raise AssertionError("the visitors did not finish in time")
+            connections_peak = max(connections_peak, _connections())
             if kill_at is not None and not kill:
                 answered = ConversationMessage.objects.filter(
                     message_type=MessageType.USER, processing_status=ProcessingStatus.COMPLETED
@@ -304,6 +334,7 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
         lines = [json.loads(line) for line in output_path.read_text().splitlines() if line.strip()]
     finally:
         deployment.stop()
+    print(f"\nPostgreSQL connections to the benchmark's database, most seen at once: {connections_peak}")
     _report(lines, conversations, messages, chunks, kill, kill_at is not None, load_after)
 
 

@@ -125,6 +125,9 @@ def conversation_history(
     for name, bound in (("max_messages", max_messages), ("max_tokens", max_tokens)):
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 0):
             raise ValueError(f"history({name}=...) takes a number >= 0 or None, not {bound!r}.")
+    if current_id is not None:
+        # The rows' ids are UUIDs: a str id (from a URL, a task's arguments) must compare equal.
+        current_id = ConversationMessage._meta.get_field("id").to_python(current_id)
     rows = _rows(session_id, current_id, max_messages)
     turns = _group(rows, current_id, include_failed)
     files = _file_texts([t.user["id"] for t in turns if t.user is not None]) if include_files else {}

@@ -111,6 +111,21 @@ def test_turns_in_order_ending_with_the_current_message():
     ]
 
 
+def test_the_current_message_may_be_named_by_its_id_as_a_str():
+    """conversation_history() given the id as text (from a URL, a task's arguments): before, no row
+    compared equal to it and the current message was left out."""
+    from django_ai.conversations.history import conversation_history
+
+    c = Conversation()
+    turn(c, "Hi", "Hello!")
+    current = c.user("And now?", ProcessingStatus.PROCESSING)
+    c.save()
+    expected = conversation_history(c.session.pk, current_id=current.pk)
+    assert expected[-1] == {"role": "user", "content": "And now?"}
+    assert conversation_history(c.session.pk, current_id=str(current.pk)) == expected
+    assert conversation_history(c.session.pk, current_id=str(current.pk), max_messages=0) == expected[-1:]
+
+
 def test_system_notices_widgets_and_newer_messages_are_not_sent():
     c = Conversation()
     first = turn(c, "Book a call", "Pick a time above.")

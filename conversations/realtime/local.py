@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -74,6 +75,9 @@ class Subscription:
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._async_ready: asyncio.Event | None = None
+        # A wake-up of the reader's loop is on its way: the next pushes need not send another
+        # (each call_soon_threadsafe writes to the loop's self-pipe).
+        self._waking = False
 
     def push(self, item: StoredEvent) -> None:
         with self._lock:
@@ -99,11 +103,19 @@ class Subscription:
 
     def _notify(self) -> None:
         self._ready.set()
-        if self._loop is not None and self._async_ready is not None:
+        if self._loop is not None and not self._waking:
+            self._waking = True
             try:
-                self._loop.call_soon_threadsafe(self._async_ready.set)
+                self._loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # the reader's loop is gone: nothing to wake
                 pass
+
+    def _wake(self) -> None:
+        # Cleared before the event is set: a push that still saw it set appended its item first,
+        # so the reader woken here drains it.
+        self._waking = False
+        if self._async_ready is not None:
+            self._async_ready.set()
 
     def drain(self) -> list[StoredEvent]:
         """The events queued since the last call."""
@@ -269,6 +281,17 @@ class Broker:
 #: Sent first on every stream: the reconnection delay for EventSource, and a comment.
 STREAM_PREAMBLE = "retry: 2000\n: connected\n\n"
 HEARTBEAT = ": ping\n\n"
+#: An idle stream's heartbeat comes after between this share of the interval and the whole of it.
+HEARTBEAT_JITTER = 0.25
+
+
+def heartbeat_delay(interval: float) -> float:
+    """The idle time before a stream's next heartbeat: at most ``interval`` (proxies' read
+    timeouts are set above it), at least ``1 - HEARTBEAT_JITTER`` of it, drawn anew for each
+    wait. Streams opened together (clients reconnecting after a restart) or fed together (a burst
+    of events) would otherwise send their heartbeats in the same instant, thousands of writes at
+    once every interval; drawn, they drift apart."""
+    return interval * random.uniform(1 - HEARTBEAT_JITTER, 1.0)  # spreading load, not a secret
 
 
 def sse_frames(subscription: Subscription, *, heartbeat: float) -> Iterator[str]:
@@ -285,13 +308,13 @@ def sse_frames(subscription: Subscription, *, heartbeat: float) -> Iterator[str]
                 yield "".join(item.frame for item in items)
             if subscription.closed:
                 return
-            if not items and not subscription.wait(heartbeat):
+            if not items and not subscription.wait(heartbeat_delay(heartbeat)):
                 yield HEARTBEAT
     finally:
         subscription.broker.unsubscribe(subscription)
 
 
-async def sse_frames_async(subscription: Subscription, *, heartbeat: float) -> AsyncIterator[str]:
+async def sse_frames_async(subscription: Subscription, *, heartbeat: float) -> AsyncGenerator[str]:
     """The same stream for ASGI servers: waits on the event loop, holds no thread."""
     try:
         yield STREAM_PREAMBLE
@@ -301,7 +324,7 @@ async def sse_frames_async(subscription: Subscription, *, heartbeat: float) -> A
                 yield "".join(item.frame for item in items)
             if subscription.closed:
                 return
-            if not items and not await subscription.wait_async(heartbeat):
+            if not items and not await subscription.wait_async(heartbeat_delay(heartbeat)):
                 yield HEARTBEAT
     finally:
         subscription.broker.unsubscribe(subscription)

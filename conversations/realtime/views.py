@@ -17,8 +17,11 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connections
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
@@ -117,14 +120,17 @@ class RealtimeEventsView(RealtimeView):
             channels, last_event_id=last_event_id, limits=self.get_stream_limits(request)
         )
         if _is_asgi(request):
-            content: Any = sse_frames_async(subscription, heartbeat=backend.heartbeat)
+            content: Any = _without_request_thread(sse_frames_async(subscription, heartbeat=backend.heartbeat))
         else:
             content = sse_frames(subscription, heartbeat=backend.heartbeat)
-            # The stream may stay open for hours: give the database connection back now rather
-            # than holding it idle (it is reopened if this thread needs it again).
-            for connection in connections.all(initialized_only=True):
-                if not connection.in_atomic_block:
-                    connection.close()
+        # The stream may stay open for hours: give the database connection back now rather than
+        # holding it idle (it is reopened if this thread needs it again). Under ASGI too: the
+        # request's thread, which opened it, lives as long as the request unless released below,
+        # and closed only at the stream's end (one connection per open stream; PostgreSQL's
+        # max_connections is 100 by default).
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:
+                connection.close()
         response = EventStreamResponse(content, subscription=subscription)
         response["Cache-Control"] = "no-cache, no-transform"
         response["X-Accel-Buffering"] = "no"
@@ -206,6 +212,34 @@ def _url(request: Request, name: str) -> str | None:
         return reverse(f"{namespace}:{name}" if namespace else name)
     except NoReverseMatch:
         return None
+
+
+async def _without_request_thread(frames: AsyncGenerator[str]) -> AsyncGenerator[str]:
+    """``frames``, after letting the request's thread go.
+
+    Under ASGI, Django runs a request's sync code (this view, sync middleware) on a thread of the
+    request's own (asgiref's ``ThreadSensitiveContext``: one single-thread executor per request),
+    and that thread lives until the response is closed: one idle thread per open stream, 2,000
+    threads for 2,000 clients. Once the stream starts, the view and the middleware are done with
+    it: its executor is shut down here (its thread ends; ``shutdown(wait=False)``, the event loop
+    does not wait for it). Sync code the request still runs afterwards (the response's
+    ``close()``) gets a fresh thread of its own, which Django ends with the request as before.
+    An executor given to the context by its creator (asgiref's ``executor=``) is theirs and
+    stays.
+    """
+    _release_request_thread()
+    async with aclosing(frames):
+        async for frame in frames:
+            yield frame
+
+
+def _release_request_thread() -> None:
+    context = SyncToAsync.thread_sensitive_context.get(None)
+    if context is None or getattr(context, "_executor", None) is not None:
+        return
+    executor = SyncToAsync.context_to_thread_executor.pop(context, None)
+    if executor is not None:
+        executor.shutdown(wait=False)
 
 
 def _is_asgi(request: Request) -> bool:

@@ -1,0 +1,84 @@
+"""The web process of the many-clients benchmark (``tests/bench/bench_clients.py``), run as
+``uvicorn tests.bench.clients_app:application`` in a process of its own.
+
+The demo's ASGI application (``backend.asgi``, its realtime backend chosen by
+``DJANGO_AI_SETTINGS_JSON``) on the benchmark's throw-away database (``BENCH_CLIENTS_DB_NAME``),
+plus two benchmark-only paths answered before Django:
+
+- ``GET /bench/stats``: the process's RSS, open file descriptors, asyncio tasks, threads and the
+  Local broker's subscriptions (JSON);
+- ``POST /bench/turns`` with ``{"sessions": [...], "message": "..."}``: starts one real turn per
+  session (``ConversationService.send_message``, each on a thread, as a task worker runs them) and
+  answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from typing import Any
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+
+from django.conf import settings
+
+settings.DATABASES["default"]["NAME"] = os.environ["BENCH_CLIENTS_DB_NAME"]
+
+from django.db import connection  # noqa: E402
+
+from backend.asgi import application as django_application  # noqa: E402
+from django_ai.conversations.realtime import get_backend  # noqa: E402
+from django_ai.conversations.realtime.local import LocalBackend  # noqa: E402
+from django_ai.conversations.service import ConversationService  # noqa: E402
+from tests.bench.bench_clients import register_streamer  # noqa: E402
+
+register_streamer()
+
+
+def _stats() -> dict[str, Any]:
+    with open("/proc/self/status") as status:
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    backend = get_backend()
+    return {
+        "rss_kb": rss,
+        "fds": len(os.listdir("/proc/self/fd")),
+        "tasks": len(asyncio.all_tasks()),
+        "threads": threading.active_count(),
+        "subscriptions": backend.broker.subscriber_count() if isinstance(backend, LocalBackend) else None,
+    }
+
+
+def _turn(session_id: str, message: str) -> None:
+    try:
+        ConversationService.send_message(session_id=session_id, message=message)
+    finally:
+        connection.close()
+
+
+def _start_turns(body: dict[str, Any]) -> dict[str, Any]:
+    for session_id in body["sessions"]:
+        threading.Thread(target=_turn, args=(session_id, body["message"]), daemon=True).start()
+    return {"started": len(body["sessions"])}
+
+
+async def _answer(send: Any, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http" and scope["path"] == "/bench/stats":
+        await _answer(send, _stats())
+    elif scope["type"] == "http" and scope["path"] == "/bench/turns":
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await _answer(send, _start_turns(json.loads(raw)))
+    else:
+        await django_application(scope, receive, send)

@@ -25,7 +25,8 @@ from django.db.models import Q
 from .constants import EventName, ExtractionStatus, MessageType, ProcessingStatus
 from .exceptions import FileNotFound, InvalidInput, NoActiveConversation, WidgetNotFound
 from .internal.jsonsafe import json_problem
-from .realtime import get_backend, publish
+from .realtime import get_backend, publish, publish_text
+from .realtime.channels import session_channel
 from .realtime.coalescer import utf16_len
 from .telemetry.cost import UNKNOWN_MODEL
 from .turns.state import TurnState, current_turn
@@ -63,8 +64,9 @@ class ResponseStream:
     """Stream the reply in chunks; each ``write()`` is sent as ``text_chunk`` text.
 
     ``with ResponseStream() as stream: stream.write("...")``, then ``return stream.content``.
-    ``write()`` never waits for the network: the realtime sender coalesces writes and splits long
-    text into events that carry their ``offset`` in the streamed text. The agent message row exists
+    ``write()`` never waits for the network and builds no event: it appends the text to the
+    stream's buffer in the realtime sender, which turns each coalescing window's writes into one
+    event (``id``, ``timestamp``, ``offset`` in the streamed text) and splits long text. The agent message row exists
     from the first chunk (status ``streaming``) and its text is saved every
     ``STREAM_SAVE_INTERVAL`` seconds, so a client that joins late reads the row and applies only
     the text past it (docs/protocol.md, "Resuming a stream"). A cancelled or timed-out turn stops
@@ -75,6 +77,9 @@ class ResponseStream:
         self._parts: list[str] = []
         self._state: TurnState | None = None
         self._ended = False
+        # Where the chunks go and their payload's fixed part, set by start(): write() builds neither.
+        self._channel = ""
+        self._template: dict[str, str] = {}
 
     def __enter__(self) -> ResponseStream:
         self.start()
@@ -91,6 +96,8 @@ class ResponseStream:
         self._state = state
         already_streaming = state.agent_message is not None
         message = state.ensure_agent_message()
+        self._channel = session_channel(state.session.pk)
+        self._template = {"session_id": str(state.session.pk), "message_id": str(message.pk)}
         if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
             publish(
                 EventName.STREAM_START,
@@ -103,30 +110,35 @@ class ResponseStream:
 
     def write(self, text: Any) -> None:
         """Append ``text`` to the reply and send it as a chunk."""
-        if self._state is None:
-            self.start()
         state = self._state
-        assert state is not None
+        if state is None:
+            state = self.start()._state
+            assert state is not None
         if self._ended:
             raise RuntimeError("This ResponseStream has ended; start a new one to write more.")
-        state.raise_if_cancelled()
+        now = time.monotonic()
+        # raise_if_cancelled() decides; asked only when one of its reasons may hold (a cancel, a
+        # poll to make, the deadline reached), so that a write costs a few microseconds.
+        if (
+            state.cancel_reason is not None
+            or state.poll is not None
+            or (state.deadline is not None and now > state.deadline)
+        ):
+            state.raise_if_cancelled()
         # NUL cannot be stored in PostgreSQL text; it has no place in a chat reply either.
-        text = "" if text is None else str(text).replace("\x00", "\ufffd")
+        if type(text) is not str:
+            text = "" if text is None else str(text)
+        if "\x00" in text:
+            text = text.replace("\x00", "\ufffd")
         if not text:
             return
         self._parts.append(text)
         state.streamed.append(text)
         state.sequence += 1
         if state.first_chunk is None:
-            state.first_chunk = time.monotonic()
-        publish(
-            EventName.TEXT_CHUNK,
-            session_id=state.session.pk,
-            message_id=state.ensure_agent_message().pk,
-            sequence=state.sequence,
-            text=text,
-        )
-        state.stream_written(time.monotonic())
+            state.first_chunk = now
+        publish_text(self._channel, self._template, state.sequence, text)
+        state.stream_written(now)
 
     def end(self) -> None:
         """Finish this stream: save the text so far and send ``stream_end``."""

@@ -11,7 +11,7 @@ from ..constants import EventName
 from ..internal.cache import on_settings_reload
 from .base import BaseRealtimeBackend
 from .channels import owner_channel, session_channel
-from .events import build_event
+from .events import TEXT_CHUNK, build_event
 
 __all__ = [
     "BaseRealtimeBackend",
@@ -19,6 +19,7 @@ __all__ = [
     "get_backend",
     "owner_channel",
     "publish",
+    "publish_text",
     "reset_backend",
     "session_channel",
 ]
@@ -63,24 +64,48 @@ _failing: str | None = None
 def publish(name: EventName | str, /, *, session_id: Any, channel: str | None = None, **data: Any) -> dict[str, Any]:
     """Build an event and hand it to the backend. Never raises: failures are logged, once per
     distinct failure until sending works again."""
-    global _failing
     payload = build_event(name, session_id=session_id, **data)
     target = channel or session_channel(session_id)
     try:
         get_backend().send(target, str(EventName(name)), payload)
-    except Exception as exc:
-        failure = f"{type(exc).__name__}: {exc}"
-        if failure != _failing:
-            _failing = failure
-            logger.exception(
-                "Could not send the %s event on %s; the same failure is not logged again until sending works.",
-                name,
-                target,
-            )
-        else:
-            logger.debug("Could not send the %s event on %s: %s", name, target, failure)
+    except Exception as exc:  # noqa: BLE001 - logged by _report_failure
+        _report_failure(str(name), target, exc)
     else:
         if _failing is not None:
-            _failing = None
-            logger.warning("Realtime events can be sent again.")
+            _report_recovery()
     return payload
+
+
+def publish_text(channel: str, template: dict[str, Any], sequence: int, text: str) -> None:
+    """Hand one streamed write to the backend (``BaseRealtimeBackend.send_text``): what
+    ``ResponseStream.write()`` calls for every chunk. ``template`` is the stream's fixed part of
+    the payload (``session_id``, ``message_id``), built once per stream. Never raises, as
+    :func:`publish`."""
+    try:
+        (_backend or get_backend()).send_text(channel, template, sequence, text)
+    except Exception as exc:  # noqa: BLE001 - logged by _report_failure
+        _report_failure(TEXT_CHUNK, channel, exc)
+    else:
+        if _failing is not None:
+            _report_recovery()
+
+
+def _report_failure(name: str, target: str, exc: Exception) -> None:
+    global _failing
+    failure = f"{type(exc).__name__}: {exc}"
+    if failure != _failing:
+        _failing = failure
+        logger.error(
+            "Could not send the %s event on %s; the same failure is not logged again until sending works.",
+            name,
+            target,
+            exc_info=exc,
+        )
+    else:
+        logger.debug("Could not send the %s event on %s: %s", name, target, failure)
+
+
+def _report_recovery() -> None:
+    global _failing
+    _failing = None
+    logger.warning("Realtime events can be sent again.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .events import TEXT_CHUNK, build_event
+
 if TYPE_CHECKING:
     from rest_framework.request import Request
 
@@ -32,6 +34,16 @@ class BaseRealtimeBackend:
     def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
         """Queue or deliver ``payload`` as ``event`` on ``channel``."""
         raise NotImplementedError("Realtime backends must implement send(channel, event, payload).")
+
+    def send_text(self, channel: str, template: dict[str, Any], sequence: int, text: str) -> None:
+        """Queue or deliver one streamed write: ``text`` as write number ``sequence`` of the stream
+        whose fixed payload is ``template`` (``session_id``, ``message_id``: one dict per stream).
+
+        The default sends every write as its own ``text_chunk`` event with an ``id`` and a
+        ``timestamp`` (the Memory backend records them so). A backend that coalesces overrides it
+        to keep only the text and build one event per window (:class:`~.sender.QueuedBackend`).
+        """
+        self.send(channel, TEXT_CHUNK, build_event(TEXT_CHUNK, **template, sequence=sequence, text=text))
 
     def flush(self, timeout: float | None = None) -> None:
         """Deliver everything queued so far (called at stream end and at shutdown)."""

@@ -23,6 +23,7 @@ __all__ = ["check_realtime"]
 #: Numeric options of the built-in backends: (lowest, highest, whether None means "no limit").
 NUMERIC_OPTIONS: dict[str, tuple[float, float, bool]] = {
     "COALESCE_WINDOW": (0, 5, False),
+    "BATCH_WAIT": (0, 1, False),
     "MAX_PENDING": (1, 10**9, False),
     "HEARTBEAT_INTERVAL": (0.1, 3600, False),
     "HISTORY_SIZE": (0, 10**6, False),

@@ -8,8 +8,18 @@
   once (its channel sent no text within the window); later ones wait until the window since the
   last text event has passed, or until anything else is queued behind them (``stream_end``, a
   widget, a flush marker);
-- a run is turned into wire events only when the sender takes it, so a slow server makes runs longer
-  (more coalescing) instead of making the queue longer;
+- with ``align``, windows are one grid of ticks (multiples of the window on the clock) shared by
+  every channel: a busy channel's run is due at the next tick after its last text event, so the
+  runs of many streams fall due together and fill batches. A channel is idle (its next write
+  leaves at once) only when it sent no text for two windows: one that skipped a tick still waits
+  for the next one;
+- with ``linger``, events due at once (anything but a window's text: a leading write, a widget,
+  ``stream_start``...) wait up to ``linger`` seconds for more to fill a batch, unless a batch is
+  already full, a window's text is due, or a flush is pending (Nagle's trade: a few milliseconds
+  for several events per request);
+- writes reach the queue as bare text (:meth:`Coalescer.add_text`: no event, no id, no timestamp):
+  a run is turned into wire events only when the sender takes it, so a slow server makes runs
+  longer (more coalescing) instead of making the queue longer;
 - a run's text is split into several events when one would exceed ``max_event_bytes`` (Pusher
   accepts 10 KB per event): text is never dropped because it is long;
 - every ``text_chunk`` that leaves gets ``offset`` (where its text starts in the message's streamed
@@ -23,6 +33,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from bisect import bisect_right
 from collections import OrderedDict, deque
@@ -30,12 +41,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..constants import EventName
-from .events import event_timestamp, new_event_id
+from .events import TEXT_CHUNK, event_timestamp, new_event_id
 
 __all__ = ["Coalescer", "FlushMarker", "OutgoingEvent", "encoded_size", "split_text", "utf16_len"]
-
-TEXT_CHUNK = str(EventName.TEXT_CHUNK)
 
 
 def utf16_len(text: str) -> int:
@@ -108,6 +116,8 @@ class _Event:
     channel: str
     event: str
     payload: dict[str, Any]
+    #: When it was queued (it is due from then on; ``linger`` counts from here).
+    since: float = float("-inf")
 
 
 @dataclass
@@ -127,9 +137,16 @@ class _Run:
     sequence: int
     texts: list[str] = field(default_factory=list)
     sequences: list[int] = field(default_factory=list)
+    #: Due at once (its channel was idle) rather than at a window's end: it may linger.
+    leading: bool = False
+    #: When it was queued.
+    since: float = float("-inf")
 
 
 _Item = _Event | _Marker | _Run
+
+#: The fields of a ``text_chunk`` payload that belong to one write, not to its stream.
+_RUN_FIELDS = frozenset({"id", "timestamp", "text", "sequence", "first_sequence", "offset"})
 
 
 class Coalescer:
@@ -138,6 +155,7 @@ class Coalescer:
 
     ``max_pending`` bounds the number of queued items (runs count as one): when it is reached the
     oldest item is dropped and counted in :attr:`dropped` (only in an outage, when nothing drains).
+    ``align`` and ``linger`` (off by default) make batches fuller; see the module docstring.
     """
 
     def __init__(
@@ -148,6 +166,8 @@ class Coalescer:
         max_event_bytes: int | None = None,
         max_pending: int = 10_000,
         max_tracked_messages: int = 10_000,
+        align: bool = False,
+        linger: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ):
         if max_batch < 1:
@@ -157,13 +177,18 @@ class Coalescer:
         self.max_event_bytes = max_event_bytes
         self.max_pending = int(max_pending)
         self.max_tracked_messages = int(max_tracked_messages)
+        self.align = bool(align) and self.window > 0
+        self.linger = float(linger)
         self.clock = clock
         self._channels: OrderedDict[str, deque[_Item]] = OrderedDict()
         self._count = 0
+        self._markers = 0
         # Per message: UTF-16 units sent so far (the next chunk's offset). Bounded, oldest first out.
         self._offsets: OrderedDict[str, int] = OrderedDict()
         # Per channel: when its last text event left (recent ones only), for the leading edge.
         self._text_sent: OrderedDict[str, float] = OrderedDict()
+        # How long a channel that sent text stays busy (its next run waits for a window).
+        self._busy_for = 2 * self.window if self.align else self.window
         #: Items dropped because ``max_pending`` was reached.
         self.dropped = 0
 
@@ -171,46 +196,69 @@ class Coalescer:
         return self._count
 
     def add(self, channel: str, event: str, payload: dict[str, Any]) -> bool:
-        """Queue one event; True when the sender should wake up (something new may be due)."""
-        queue = self._channels.get(channel)
+        """Queue one event; True when the sender should wake up (something new may be due).
+
+        A ``text_chunk`` payload with an int ``sequence`` joins the text of its message
+        (:meth:`add_text`); its ``id`` and ``timestamp`` are replaced when the run leaves."""
         if event == TEXT_CHUNK and isinstance(payload.get("sequence"), int):
-            message_id = str(payload.get("message_id"))
-            text = payload.get("text") or ""
-            sequence = payload["sequence"]
-            if queue:
-                last = queue[-1]
-                if isinstance(last, _Run) and last.message_id == message_id and sequence == last.sequence + 1:
-                    last.texts.append(text)
-                    last.sequences.append(sequence)
-                    last.sequence = sequence
-                    return False
-            template = {k: v for k, v in payload.items() if k not in ("text", "sequence", "first_sequence", "offset")}
-            item: _Item = _Run(
-                channel=channel,
-                message_id=message_id,
-                template=template,
-                ready_at=self._ready_at(channel),
-                first_sequence=sequence,
-                sequence=sequence,
-                texts=[text],
-                sequences=[sequence],
-            )
-        else:
-            item = _Event(channel, event, payload)
-        self._push(channel, queue, item)
+            template = {k: v for k, v in payload.items() if k not in _RUN_FIELDS}
+            return self.add_text(channel, template, payload["sequence"], payload.get("text") or "")
+        self._push(channel, self._channels.get(channel), _Event(channel, event, payload, self.clock()))
         return True
 
-    def _ready_at(self, channel: str) -> float:
-        """A run is due at once when its channel sent no text within the window (the first write
-        of a burst leaves immediately), else when the window since that text has passed."""
+    def add_text(self, channel: str, template: dict[str, Any], sequence: int, text: str) -> bool:
+        """Queue write ``sequence`` of the message ``template["message_id"]``: appended to the run
+        waiting at the tail of ``channel`` when it continues it (the common case: a list append),
+        else a new run. ``template`` is the payload's fixed part, copied into every event the run
+        becomes. True when the sender should wake up."""
+        queue = self._channels.get(channel)
+        if queue:
+            last = queue[-1]
+            if (
+                type(last) is _Run
+                and sequence == last.sequence + 1
+                and (last.template is template or last.message_id == str(template.get("message_id")))
+            ):
+                last.texts.append(text)
+                last.sequences.append(sequence)
+                last.sequence = sequence
+                return False
         now = self.clock()
+        ready_at, leading = self._ready_at(channel, now)
+        run = _Run(
+            channel=channel,
+            message_id=str(template.get("message_id")),
+            template=template,
+            ready_at=ready_at,
+            first_sequence=sequence,
+            sequence=sequence,
+            texts=[text],
+            sequences=[sequence],
+            leading=leading,
+            since=now,
+        )
+        self._push(channel, queue, run)
+        return True
+
+    def _ready_at(self, channel: str, now: float) -> tuple[float, bool]:
+        """When a new run of ``channel`` is due, and whether it leads a burst. Due at once when its
+        channel sent no text lately (the first write of a burst leaves immediately), else when the
+        window since that text has passed (aligned: at the next tick of the shared grid)."""
         while self._text_sent:
             oldest, at = next(iter(self._text_sent.items()))
-            if at > now - self.window:
+            if at > now - self._busy_for:
                 break
             del self._text_sent[oldest]
         last = self._text_sent.get(channel)
-        return now if last is None else last + self.window
+        if last is None:
+            return now, True
+        if not self.align:
+            return last + self.window, False
+        tick = self._tick_after(last)
+        return (tick if tick > now else self._tick_after(now)), False
+
+    def _tick_after(self, at: float) -> float:
+        return (math.floor(at / self.window) + 1) * self.window
 
     def add_marker(self, marker_factory: Callable[[int], FlushMarker]) -> FlushMarker:
         """Queue a flush marker behind the current tail of every channel."""
@@ -219,6 +267,7 @@ class Coalescer:
         for channel in channels:
             self._channels[channel].append(_Marker(marker))
             self._count += 1
+            self._markers += 1
         return marker
 
     def _push(self, channel: str, queue: deque[_Item] | None, item: _Item) -> None:
@@ -248,12 +297,49 @@ class Coalescer:
     def next_deadline(self) -> float | None:
         """When the next item becomes due (a clock value), or None when nothing is queued."""
         deadline: float | None = None
+        waiting: float | None = None  # the earliest run that is not due yet
         for queue in self._channels.values():
             head = queue[0]
             due = head.ready_at if isinstance(head, _Run) and len(queue) == 1 else float("-inf")
             if deadline is None or due < deadline:
                 deadline = due
+            if due != float("-inf") and (waiting is None or due < waiting):
+                waiting = due
+        if self.linger > 0 and deadline is not None:
+            now = self.clock()
+            if deadline <= now:
+                held = self._held_until(now)
+                if held is not None:
+                    return held if waiting is None or waiting <= now else min(held, waiting)
         return deadline
+
+    def _held_until(self, now: float) -> float | None:
+        """While only lingering events are due and fewer than a batch: when they must leave.
+        None when what is due leaves now."""
+        if self._markers:
+            return None
+        due = 0
+        oldest = float("inf")
+        for queue in self._channels.values():
+            count = len(queue)
+            tail = queue[-1]
+            if isinstance(tail, _Run) and now < tail.ready_at:
+                count -= 1  # the run still gathering its window
+            if not count:
+                continue
+            due += count
+            head = queue[0]
+            if isinstance(head, _Run) and head.ready_at <= now:
+                if not head.leading:
+                    return None  # a window's text is due: it leaves now, with whatever else is due
+                oldest = min(oldest, head.ready_at)
+            else:
+                # An event, or a run made due by what was queued behind it: lingers from then.
+                item = head if isinstance(head, _Event) else queue[1]
+                oldest = min(oldest, item.since if isinstance(item, _Event | _Run) else now)
+        if due >= self.max_batch or oldest + self.linger <= now:
+            return None
+        return oldest + self.linger
 
     def take(self) -> tuple[list[OutgoingEvent], list[FlushMarker]]:
         """Up to ``max_batch`` due events, in per-channel order, and the flush markers passed on
@@ -261,6 +347,8 @@ class Coalescer:
         now = self.clock()
         out: list[OutgoingEvent] = []
         markers: list[FlushMarker] = []
+        if self.linger > 0 and self._held_until(now) is not None:
+            return out, markers
         while len(out) < self.max_batch:
             progressed = False
             for channel in list(self._channels):
@@ -270,6 +358,7 @@ class Coalescer:
                 while queue and isinstance(queue[0], _Marker):
                     markers.append(queue.popleft().marker)  # type: ignore[union-attr]
                     self._count -= 1
+                    self._markers -= 1
                     progressed = True
                 if queue and not (isinstance(queue[0], _Run) and len(queue) == 1 and now < queue[0].ready_at):
                     head = queue.popleft()
@@ -306,16 +395,11 @@ class Coalescer:
         text = "".join(run.texts)
         offset = self._advance(run.message_id, utf16_len(text))
 
+        timestamp = event_timestamp()
+
         def event(piece: str, start: int, first: int, last: int) -> OutgoingEvent:
-            payload = dict(run.template)
-            payload.update(
-                id=new_event_id(),
-                timestamp=event_timestamp(),
-                first_sequence=first,
-                sequence=last,
-                offset=start,
-                text=piece,
-            )
+            payload = {"id": new_event_id(), **run.template, "timestamp": timestamp}
+            payload.update(first_sequence=first, sequence=last, offset=start, text=piece)
             return OutgoingEvent(run.channel, TEXT_CHUNK, payload)
 
         if self.max_event_bytes is None:

@@ -9,7 +9,10 @@ from typing import Any
 
 from ..constants import EventName
 
-__all__ = ["ENVELOPE_FIELDS", "build_event", "event_timestamp", "new_event_id", "truncated_event"]
+__all__ = ["ENVELOPE_FIELDS", "TEXT_CHUNK", "build_event", "event_timestamp", "new_event_id", "truncated_event"]
+
+#: The name of a streamed write's event, as a plain ``str`` (compared on the write path).
+TEXT_CHUNK = str(EventName.TEXT_CHUNK)
 
 
 def new_event_id() -> str:
@@ -23,6 +26,8 @@ def event_timestamp() -> str:
 
 
 def build_event(name: EventName | str, /, *, session_id: Any, **data: Any) -> dict[str, Any]:
+    """The payload of event ``name``: ``id``, ``session_id`` and ``timestamp``, then ``data``
+    (UUIDs as strings)."""
     EventName(name)  # unknown names are a programming error
     payload: dict[str, Any] = {
         "id": new_event_id(),

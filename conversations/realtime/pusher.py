@@ -11,11 +11,15 @@ Options (``DJANGO_AI["REALTIME"] = {"BACKEND": "django_ai.conversations.realtime
   browsers connect when it differs from where the server sends, e.g. behind a proxy),
   ``MAX_EVENT_BYTES`` (default 10240, Pusher's limit) and ``BATCH_SIZE`` (default 10, Pusher's limit);
 - the sender's: ``COALESCE_WINDOW`` (seconds over which the chunks of a message are gathered,
-  default 0.05) and ``MAX_PENDING`` (events held while the server is slow or down, default 10000).
+  default 0.025), ``BATCH_WAIT`` (seconds an event due at once may wait for others to fill its
+  request, default 0.002) and ``MAX_PENDING`` (events held while the server is slow or down,
+  default 10000).
 
 Events leave through the coalescing sender thread (:mod:`.sender`): one ``trigger_batch`` request
-carries up to ``BATCH_SIZE`` events. Long text is split to fit ``MAX_EVENT_BYTES``; any other event
-that does not fit goes out trimmed, with ``"truncated": true`` (docs/protocol.md).
+carries up to ``BATCH_SIZE`` events. The windows of all streams are aligned on one grid of ticks,
+so that the text of many busy streams falls due together and fills whole batches. Long text is
+split to fit ``MAX_EVENT_BYTES``; any other event that does not fit goes out trimmed, with
+``"truncated": true`` (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ class PusherBackend(QueuedBackend):
         "WS_PORT": None,
         "MAX_EVENT_BYTES": MAX_EVENT_BYTES,
         "BATCH_SIZE": MAX_BATCH,
-        "COALESCE_WINDOW": 0.05,
+        "COALESCE_WINDOW": 0.025,
+        "BATCH_WAIT": 0.002,
         "MAX_PENDING": 10_000,
     }
 
@@ -100,6 +105,8 @@ class PusherBackend(QueuedBackend):
             max_batch=int(self.options.get("BATCH_SIZE") or MAX_BATCH),
             max_event_bytes=self.max_event_bytes,
             max_pending=int(self.options["MAX_PENDING"]),
+            align=True,
+            linger=float(self.options["BATCH_WAIT"] or 0),
         )
 
     @property

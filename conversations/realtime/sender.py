@@ -1,6 +1,8 @@
 """The per-process sender thread: agent code queues events, a daemon thread delivers them.
 
-``send()`` costs the agent a lock and an append (no I/O, no JSON). The thread takes due events from
+``send()`` costs the agent a lock and an append (no I/O, no JSON); ``send_text()``, what a streamed
+write calls, not even an event: its text joins the message's waiting run, and the run becomes an
+event (``id``, ``timestamp``, ``offset``) once, when the thread takes it. The thread takes due events from
 a :class:`~.coalescer.Coalescer` and hands them, at most ``max_batch`` at a time, to the backend's
 ``deliver`` function. While a delivery is slow, new chunks of a message join the run waiting in
 the queue, so the queue holds longer runs instead of more items.
@@ -53,6 +55,8 @@ class EventSender:
         max_batch: int = 10,
         max_event_bytes: int | None = None,
         max_pending: int = 10_000,
+        align: bool = False,
+        linger: float = 0.0,
         retries: int = 1,
         retry_delay: float = 0.1,
         outage_backoff: float = 0.5,
@@ -67,6 +71,8 @@ class EventSender:
             "max_batch": max_batch,
             "max_event_bytes": max_event_bytes,
             "max_pending": max_pending,
+            "align": align,
+            "linger": linger,
         }
         self._setup()
         _live_senders.add(self)
@@ -75,7 +81,8 @@ class EventSender:
         telemetry.enabled()
 
     def _setup(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._queue = Coalescer(**self._config)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -113,10 +120,27 @@ class EventSender:
                 raise RuntimeError(f"The {self.name} realtime sender is closed.")
             wake = self._queue.add(channel, event, payload)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=f"django-ai-realtime-{self.name}", daemon=True)
-                self._thread.start()
+                self._start()
             elif wake:
                 self._cond.notify()
+
+    def send_text(self, channel: str, template: dict[str, Any], sequence: int, text: str) -> None:
+        """Queue one streamed write (see :meth:`.coalescer.Coalescer.add_text`); returns at once.
+
+        The hot path of ``ResponseStream.write()``: no ``getpid()`` here (a forked child is set up
+        afresh by the ``register_at_fork`` hook below)."""
+        with self._lock:
+            if self._closing:
+                raise RuntimeError(f"The {self.name} realtime sender is closed.")
+            if self._queue.add_text(channel, template, sequence, text):
+                if self._thread is None:
+                    self._start()
+                else:
+                    self._cond.notify()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"django-ai-realtime-{self.name}", daemon=True)
+        self._thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far without waiting for the window, and wait up to
@@ -239,11 +263,22 @@ class QueuedBackend(BaseRealtimeBackend):
     def send(self, channel: str, event: str, payload: dict[str, Any]) -> None:
         self.sender.send(channel, event, payload)
 
+    def send_text(self, channel: str, template: dict[str, Any], sequence: int, text: str) -> None:
+        self.sender.send_text(channel, template, sequence, text)
+
     def flush(self, timeout: float | None = None) -> None:
         self.sender.flush(timeout)
 
     def close(self) -> None:
         self.sender.close()
+
+
+def _reset_after_fork() -> None:
+    for sender in list(_live_senders):
+        sender._setup()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 @atexit.register

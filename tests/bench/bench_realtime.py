@@ -31,6 +31,7 @@ from typing import Any
 
 import django
 
+from django_ai.conversations.realtime.base import BaseRealtimeBackend
 from django_ai.conversations.realtime.pusher import PusherBackend
 from tests.bench.options import Skipped, int_option, is_quick
 
@@ -50,6 +51,9 @@ class NaivePusherBackend(PusherBackend):
         with self._lock:
             self.requests += 1
         self.client.trigger(channel, event, payload)
+
+    # Every write as its own full event (id, timestamp), sent through send() above.
+    send_text = BaseRealtimeBackend.send_text
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -18,12 +18,13 @@ class ConversationsConfig(AppConfig):
         from .realtime import sync
         from .registry import registry
         from .turns import checks as _turn_checks  # noqa: F401
-        from .turns import hooks, sweeps
+        from .turns import hooks, sweeps, wakeup
 
         sqlite.connect()  # SQLite transactions wait for the write lock (BEGIN IMMEDIATE)
         sync.connect()
         hooks.connect()  # enqueue turns on commit
         sweeps.connect()  # a web process whose turns run in-process sweeps from its first request
+        wakeup.connect()  # PostgreSQL: NOTIFY the task workers when django-tasks-db stores a task
         sweeps.autostart()  # TURN_RECOVERY_LOOP (task workers): sweep at start and periodically
 
         registry.load_from_settings()

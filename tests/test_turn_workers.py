@@ -1,5 +1,6 @@
 """Real task worker processes against the test database: django-tasks-db's ``manage.py
-db_worker``, and django-rq's ``manage.py rqworker`` with django-tasks-rq's job class.
+db_worker`` and this app's ``manage.py ai_db_worker`` (tests/test_turn_worker_wakeup.py has what
+only the latter does), and django-rq's ``manage.py rqworker`` with django-tasks-rq's job class.
 
 The test process saves messages (the backend stores the turn task on commit); the worker
 subprocess picks the task up, runs the agent and writes the answer. Transactional tests: the
@@ -50,14 +51,19 @@ def db_worker_settings():
         yield
 
 
+# django-tasks-db's db_worker, and this app's ai_db_worker (the same worker, woken by NOTIFY).
+DB_WORKERS = pytest.mark.parametrize("kind", ["db", "ai_db"])
+
+
 @needs_db_worker
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("db_worker_settings")
-def test_worker_answers_a_message_saved_by_another_process():
+@DB_WORKERS
+def test_worker_answers_a_message_saved_by_another_process(kind):
     from django_tasks_db.models import DBTaskResult
 
-    with task_worker() as start:
+    with task_worker(kind=kind) as start:
         worker = start()
         session = ConversationService.create_session("quick-echo")
         message = post(session, "hi from the web process")
@@ -74,10 +80,11 @@ def test_worker_answers_a_message_saved_by_another_process():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("db_worker_settings")
-def test_killed_worker_leaves_nothing_stuck():
+@DB_WORKERS
+def test_killed_worker_leaves_nothing_stuck(kind):
     """SIGKILL the worker mid-turn; a worker started afterwards finds the stale lease (no
     heartbeat for STALE_TURN_TIMEOUT) at start-up and answers the message again."""
-    with task_worker() as start:
+    with task_worker(kind=kind) as start:
         first = start()
         session = ConversationService.create_session("slow")
         message = post(session, "slow 30")

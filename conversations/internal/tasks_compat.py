@@ -10,6 +10,7 @@ try:
     from django.tasks.backends.immediate import ImmediateBackend
     from django.tasks.base import Task, TaskResult, TaskResultStatus
     from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
+    from django.tasks.signals import task_enqueued
 except ImportError:  # Django 5.2
     # mypy checks against Django 6's django.tasks (the stubs follow the newest Django): the
     # backport's classes are other classes of the same shape, which it would call a redefinition.
@@ -21,6 +22,7 @@ except ImportError:  # Django 5.2
         # The backport names them with an "Error" suffix.
         from django_tasks.exceptions import InvalidTaskBackendError as InvalidTaskBackend
         from django_tasks.exceptions import InvalidTaskError as InvalidTask
+        from django_tasks.signals import task_enqueued
 
 __all__ = [
     "ImmediateBackend",
@@ -32,4 +34,5 @@ __all__ = [
     "default_task_backend",
     "task",
     "task_backends",
+    "task_enqueued",
 ]

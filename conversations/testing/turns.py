@@ -112,6 +112,7 @@ class TaskWorker:
 _KINDS = {
     # kind: (apps the worker needs, the line that says it is polling)
     "db": (["django_tasks_db"], "Starting worker"),
+    "ai_db": (["django_tasks_db"], "Starting worker"),
     "rq": (["django_rq", "django_tasks_rq"], "Listening on"),
 }
 
@@ -154,17 +155,20 @@ def task_worker(
     queue: str = "*",
     interval: float = 0.05,
     start: bool = True,
+    args: list[str] | None = None,
 ) -> Iterator[Callable[[], TaskWorker]]:
     """Run task workers in subprocesses against the current (test) database.
 
     ``kind="db"``: django-tasks-db's ``db_worker`` (the test overrides ``TASKS`` to a
-    ``django_tasks_db.DatabaseBackend``); ``kind="rq"``: django-rq's ``rqworker`` with
+    ``django_tasks_db.DatabaseBackend``); ``kind="ai_db"``: this app's ``ai_db_worker`` (the same
+    worker, woken by PostgreSQL's NOTIFY and keeping its connection); ``kind="rq"``: django-rq's ``rqworker`` with
     django-tasks-rq's job class, on ``queue`` (the test overrides ``TASKS`` to a
     ``django_tasks_rq.RQBackend`` and sets ``RQ_QUEUES``).
 
     Yields a factory: each call starts one more worker (``TaskWorker``). The workers use this
     process's settings (``DATABASES`` pointing at the test database, ``TASKS``, ``RQ_QUEUES``,
-    ``DJANGO_AI`` updated with ``django_ai``). The test must be transactional
+    ``DJANGO_AI`` updated with ``django_ai``); ``args`` are added to each worker's command line
+    (e.g. ``["--no-wakeup"]``). The test must be transactional
     (``@pytest.mark.django_db(transaction=True)``): a worker only sees committed rows. Agents
     must be importable by the worker: register them through ``DJANGO_AI['AGENTS']`` too. Every
     worker is stopped when the block ends.
@@ -186,12 +190,12 @@ def task_worker(
 
         def make() -> TaskWorker:
             n = len(workers) + 1
-            if kind == "db":
-                args = [
+            if kind in ("db", "ai_db"):
+                command = [
                     sys.executable,
                     "-m",
                     "django",
-                    "db_worker",
+                    "db_worker" if kind == "db" else "ai_db_worker",
                     "--backend",
                     backend,
                     "--queue-name",
@@ -204,9 +208,10 @@ def task_worker(
                     f"test-worker-{n}-{uuid.uuid4().hex[:8]}",
                     "--verbosity",
                     "1",
+                    *(args or []),
                 ]
             else:
-                args = [
+                command = [
                     sys.executable,
                     "-m",
                     "django",
@@ -217,10 +222,11 @@ def task_worker(
                     f"test-worker-{n}-{uuid.uuid4().hex[:8]}",
                     "--verbosity",
                     "1",
+                    *(args or []),
                     queue,
                 ]
             worker = TaskWorker(
-                args=args, env=env, log_path=directory / f"worker-{n}.log", cwd=cwd, ready_line=_KINDS[kind][1]
+                args=command, env=env, log_path=directory / f"worker-{n}.log", cwd=cwd, ready_line=_KINDS[kind][1]
             )
             workers.append(worker)
             return worker.start() if start else worker

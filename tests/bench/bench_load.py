@@ -101,6 +101,8 @@ def main(argv: list[str]) -> None:
         raise Skipped("django-tasks-db is not installed: pip install 'django-ai-first[worker]'")
     if connection.vendor != "postgresql":
         raise Skipped("needs PostgreSQL (DATABASE_URL): several processes write at once")
+    if int_option(argv, "web-pool", 16) and importlib.util.find_spec("psycopg_pool") is None:
+        raise Skipped("psycopg's connection pool is not installed: pip install 'django-ai-first[postgres]'")
     from tests.bench.db import bench_database
     from tests.realtime_server.harness import Soketi
 
@@ -115,17 +117,31 @@ class Deployment:
     """The web and worker processes, all on this machine's loopback, sharing one settings JSON."""
 
     def __init__(
-        self, *, soketi: Any, directory: Path, interval: float, chunks: int, pause_ms: float, web_conn_max_age: int
+        self,
+        *,
+        soketi: Any,
+        directory: Path,
+        interval: float,
+        chunks: int,
+        pause_ms: float,
+        web_conn_max_age: int,
+        web_pool: int,
     ):
         from django.db import connection
 
         database = {k: v for k, v in connection.settings_dict.items() if k != "TEST"}
-        # docs/deployment.md's PostgreSQL settings: connections kept between tasks. Not between
-        # requests under ASGI: each request runs its sync code in a thread of its own, so a kept
-        # connection is one more per request until it ages out (--web-conn-max-age=60 shows it:
-        # PostgreSQL's 100 connections run out within seconds).
+        # docs/deployment.md's PostgreSQL settings for the workers: connections kept between tasks.
         database.update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
-        self.web_conn_max_age = web_conn_max_age
+        # The web processes: under ASGI each request runs its sync code in a thread of its own,
+        # with a connection of its own. Kept connections pile up, one per request until they age
+        # out (--web-conn-max-age=60 --web-pool=0: PostgreSQL's 100 connections run out within
+        # seconds), and without them every request in flight still holds one: 200 visitors at
+        # once are more than PostgreSQL's 100 (--web-pool=0). Django's connection pool
+        # (psycopg_pool) bounds them; a request waits for a free connection.
+        self.web_database = {**database, "CONN_MAX_AGE": web_conn_max_age}
+        if web_pool:
+            options = {**database.get("OPTIONS", {}), "pool": {"min_size": 2, "max_size": web_pool, "timeout": 60}}
+            self.web_database.update(CONN_MAX_AGE=0, OPTIONS=options)
         self.django_ai = {
             "PUSHER": soketi.pusher_settings,
             "AGENTS": {AGENT: "tests.bench.bench_load.LoadAgent"},
@@ -162,8 +178,7 @@ class Deployment:
     def _env(self, *, worker: bool) -> dict[str, str]:
         values = dict(self.settings)
         if not worker:
-            database = {**self.settings["DATABASES"]["default"], "CONN_MAX_AGE": self.web_conn_max_age}
-            values["DATABASES"] = {"default": database}
+            values["DATABASES"] = {"default": self.web_database}
         if worker:  # docs/deployment.md, Crash recovery: the workers' settings say they are workers
             values["DJANGO_AI"] = {**self.django_ai, "TURN_RECOVERY_LOOP": True}
         return {**self.env, "BENCH_LOAD_SETTINGS": json.dumps(values, default=str)}
@@ -264,6 +279,8 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
     pause_ms = float(option(argv, "pause-ms", "10"))
     interval = float(option(argv, "interval", "0.1"))
     kill_at = None if "--no-kill" in argv else float(option(argv, "kill-at", "0.4"))
+    web_pool = int_option(argv, "web-pool", 16)
+    think_ms = int_option(argv, "think-ms", 0)
     total = conversations * messages
     deployment = Deployment(
         soketi=soketi,
@@ -272,14 +289,18 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
         chunks=chunks,
         pause_ms=pause_ms,
         web_conn_max_age=int_option(argv, "web-conn-max-age", 0),
+        web_pool=web_pool,
     )
     load_before = os.getloadavg()
     print(
         f"{label}; Python {platform.python_version()}, Django {django.get_version()}; {os.cpu_count()} CPUs, "
         f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} before the run\n"
-        f"2 uvicorn web processes, 2 db_worker (--interval {interval}), soketi, pusher-js (Node); "
+        f"2 uvicorn web processes ("
+        + (f"a pool of at most {web_pool} connections each" if web_pool else "no connection pool")
+        + f"), 2 db_worker (--interval {interval}), soketi, pusher-js (Node); "
         f"{conversations} conversations x {messages} messages = {total} turns; "
         f"agent streams {chunks} writes {pause_ms:g} ms apart; "
+        + (f"visitors wait ~{think_ms} ms before their next message; " if think_ms else "")
         + (f"a worker SIGKILLed after {kill_at:.0%} of the turns" if kill_at is not None else "no kill"),
         flush=True,
     )
@@ -299,6 +320,7 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
             "conversations": conversations,
             "messages": messages,
             "timeoutMs": 120_000,
+            "thinkMs": think_ms,
         }
         output_path = directory / "client.jsonl"
         with open(output_path, "wb") as output, open(directory / "client.err", "wb") as errors:

@@ -3,7 +3,9 @@
 //   node load_client.mjs '<json config>'
 //
 // Config: {key, host, port (soketi), webUrls: [base URL of each web process], prefix (where the
-// API is mounted, e.g. "/api/conversations/"), agent, conversations, messages, timeoutMs}.
+// API is mounted, e.g. "/api/conversations/"), agent, conversations, messages, timeoutMs, thinkMs
+// (how long a visitor reads before its next message: 0.5 to 1.5 times this, fixed per visitor
+// and message)}.
 //
 // Each visitor does what a browser tab does through the HTTP API: POST start/, one pusher-js
 // connection subscribed to its conversation's channel (authorised by realtime/auth/), then its
@@ -28,6 +30,7 @@ const Pusher = PusherModule.default || PusherModule;
 const config = JSON.parse(process.argv[2]);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
 let turn = 0;
@@ -183,6 +186,7 @@ class Visitor {
       out({ type: "sent", client: this.index, n, message_id: messageId, sent_ms: sent, created_ms: now() });
       const status = await this.waitAnswered(messageId);
       out({ type: "done", client: this.index, n, message_id: messageId, status, done_ms: now() });
+      if (config.thinkMs && n < config.messages) await sleep(config.thinkMs * (0.5 + ((this.index * 7919 + n * 104729) % 1000) / 1000));
     }
   }
 

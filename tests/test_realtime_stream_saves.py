@@ -91,10 +91,11 @@ def test_the_streaming_row_is_saved_at_most_once_per_interval_and_at_the_end(clo
     writes = TickingStreamer.writes
 
     # The clock is read after each write; write n happens at 1000 + n * STEP (the last two after
-    # the pause). Saved: the first write (nothing saved yet), every write one interval after the
-    # last save, and the end of the stream.
+    # the pause). Saved: every write one interval after the last save, and the end of the stream.
+    # The first write is not saved on its own: the row, created empty when the stream started,
+    # counts as saved then, so the interval runs from the first write (the row is never more than
+    # an interval behind the writes, as before; issue 16 dropped that UPDATE from every turn).
     assert [(seq, content) for _, content, seq in saves.saves] == [
-        (1, "".join(writes[:1])),
         (5, "".join(writes[:5])),
         (9, "".join(writes[:9])),
         (11, "".join(writes[:11])),  # after the pause: due at once
@@ -112,11 +113,22 @@ def test_the_streaming_row_is_saved_at_most_once_per_interval_and_at_the_end(clo
     assert [c["sequence"] for c in events.of(EventName.TEXT_CHUNK)] == list(range(1, 13))  # every write was sent
 
 
-def test_an_interval_longer_than_the_stream_saves_only_the_first_write_and_the_end(clock):
+def test_an_interval_longer_than_the_stream_saves_only_the_end(clock):
     register_agent("ticking", TickingStreamer)
     session = ConversationService.create_session("ticking", anonymous_id=new_anonymous_id())
     saves = RowSaves(clock)
     with override_settings(DJANGO_AI={"STREAM_SAVE_INTERVAL": 60}), capture_events():
         with connection.execute_wrapper(saves):
             ConversationService.send_message(session_id=session.pk, message="go")
-    assert [seq for _, _, seq in saves.saves] == [1, 12]
+    assert [seq for _, _, seq in saves.saves] == [12]
+
+
+def test_an_interval_of_zero_saves_every_write(clock):
+    register_agent("ticking", TickingStreamer)
+    session = ConversationService.create_session("ticking", anonymous_id=new_anonymous_id())
+    saves = RowSaves(clock)
+    with override_settings(DJANGO_AI={"STREAM_SAVE_INTERVAL": 0}), capture_events():
+        with connection.execute_wrapper(saves):
+            ConversationService.send_message(session_id=session.pk, message="go")
+    # Every write, the first included; the end of the stream has nothing new to save.
+    assert [seq for _, _, seq in saves.saves] == list(range(1, 13))

@@ -159,7 +159,7 @@ def test_snapshots_add_no_query_to_a_turn():
     ends = [sql for sql in updates if '"context_after"' in sql]
     assert len(starts) == 1 and '"started_at"' in starts[0]
     assert len(ends) == 1 and '"finished_at"' in ends[0]
-    assert len(first.captured_queries) == 18  # as before snapshots (docs/benchmarks.md)
+    assert len(first.captured_queries) == 10  # a README echo turn (docs/benchmarks.md, tests/test_turn_queries.py)
 
 
 class SelfSupersedingAgent(ConversationAgent):

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from ..conf import ai_settings
 from ..constants import MessageType, ProcessingStatus
-from ..models import ConversationMessage, ConversationSession
+from ..models import ConversationMessage, ConversationSession, File
 from ..registry import registry
-from .lease import acquire_lease
+from .lease import acquire_lease, claim_lease, release_lease
+from .notify import logger
 from .outcome import TurnOutcome
-from .runner import process_pending
+from .runner import next_pending, process_pending, run_turn
 from .scheduling import schedule_session
 
 if TYPE_CHECKING:
@@ -24,7 +25,11 @@ __all__ = ["answer_inline"]
 
 
 def answer_inline(
-    session: ConversationSession, user_message: ConversationMessage, request: HttpRequest | Request | None
+    session: ConversationSession,
+    user_message: ConversationMessage,
+    request: HttpRequest | Request | None,
+    *,
+    files: list[File] | None = None,
 ) -> TurnOutcome | None:
     """Answer ``user_message`` here, after the messages waiting before it; its outcome, or None
     when it was still not answered after the turn timeout plus ``STALE_TURN_TIMEOUT``.
@@ -34,7 +39,28 @@ def answer_inline(
     message queued behind a turn suspended for tool approval is not waited for: its outcome is
     ``pending`` (a task answers it once that turn ends), as a suspended turn's own outcome is
     ``awaiting_approval``.
+
+    ``session`` is the row as the caller read it (before saving the message) and ``files`` the
+    message's attached files when the caller knows them (``[]``: none): when the message is next in
+    line and the session unchanged since (``lease.claim_lease``), the turn starts with neither
+    read again.
     """
+    token = claim_lease(user_message, session_updated_at=session.updated_at)
+    if token is not None:
+        try:
+            outcome = run_turn(user_message, token=token, request=request, session=session, files=files)
+        except BaseException:
+            # As process_pending: never leave the conversation leased until STALE_TURN_TIMEOUT.
+            try:
+                release_lease(session.pk, token)
+            except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
+                logger.exception("Could not release the lease of conversation %s", session.pk)
+            raise
+        # The turn released the lease when it recorded its end; messages that arrived meanwhile
+        # were left to it: they go to a task.
+        if not outcome.lease_lost and next_pending(session.pk) is not None:
+            schedule_session(session.pk)
+        return outcome
     agent_cls = registry.get(session.agent_path)
     timeout = agent_cls.turn_timeout if agent_cls.turn_timeout is not None else ai_settings.TURN_TIMEOUT
     deadline = time.monotonic() + float(timeout or 300) + float(ai_settings.STALE_TURN_TIMEOUT)

@@ -16,14 +16,16 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import router
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Q, Value
+from django.db.models import DateTimeField, DurationField, Exists, ExpressionWrapper, OuterRef, Q, Value
 from django.db.models.functions import Now
 
 from ..conf import ai_settings
-from ..models import ConversationSession
+from ..constants import MessageType, ProcessingStatus
+from ..models import ConversationMessage, ConversationSession
 
 __all__ = [
     "acquire_lease",
+    "claim_lease",
     "db_alias",
     "move_lease",
     "release_lease",
@@ -62,6 +64,36 @@ def acquire_lease(session_id: Any, message_id: Any) -> str | None:
     return token if taken else None
 
 
+def claim_lease(message: ConversationMessage, *, session_updated_at: Any = None) -> str | None:
+    """Take the lease for ``message`` when it is next in line: the lease is free (or stale) and
+    no user message of the conversation before it (``timestamp``, then ``id``, the order of
+    ``runner.next_pending``) waits for its turn or for a tool call's approval. With
+    ``session_updated_at``, also only while the session row is unchanged since the caller read it
+    (``updated_at``: every save of a turn's end, of a version's Context, of a delete writes it).
+
+    One UPDATE, as :func:`acquire_lease`; the caller then needs no re-read of the queue (nor of
+    the session). None when any condition fails: a busy lease, an older message first, a changed
+    session; the caller falls back to :func:`acquire_lease` and reads what it needs under it.
+    """
+    token = uuid.uuid4().hex
+    before = Q(timestamp__lt=message.timestamp) | Q(timestamp=message.timestamp, pk__lt=message.pk)
+    waiting_before = ConversationMessage.objects.filter(
+        before,
+        session_id=OuterRef("pk"),
+        message_type=MessageType.USER,
+        processing_status__in=[ProcessingStatus.PENDING, ProcessingStatus.AWAITING_APPROVAL],
+    )
+    rows = (
+        ConversationSession.objects.filter(pk=message.session_id)
+        .filter(Q(turn_token="") | _stale(ai_settings.STALE_TURN_TIMEOUT))
+        .filter(~Exists(waiting_before))
+    )
+    if session_updated_at is not None:
+        rows = rows.filter(updated_at=session_updated_at)
+    taken = rows.update(turn_token=token, active_turn=message.pk, turn_heartbeat_at=Now())
+    return token if taken else None
+
+
 def renew_lease(session_id: Any, token: str) -> bool:
     """Heartbeat: False when the lease is no longer ``token``'s."""
     return bool(ConversationSession.objects.filter(pk=session_id, turn_token=token).update(turn_heartbeat_at=Now()))
@@ -74,6 +106,11 @@ def move_lease(session_id: Any, token: str, message_id: Any) -> bool:
             active_turn=message_id, turn_heartbeat_at=Now()
         )
     )
+
+
+#: The lease's columns as a released lease has them (``release_lease``; a turn's end writes them
+#: in the UPDATE of the session that records it, ``turns.outcome``).
+RELEASED: dict[str, Any] = {"turn_token": "", "active_turn": None, "turn_heartbeat_at": None}
 
 
 def release_lease(session_id: Any, token: str) -> None:

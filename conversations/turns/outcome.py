@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, DecimalField, F, Q, Value
+from django.db.models import Count, DecimalField, Exists, F, Q, Value
 from django.db.models.functions import Least
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -23,11 +23,11 @@ from django.utils import timezone
 from .. import telemetry
 from ..constants import ApprovalStatus, ErrorCode, MessageType, ProcessingStatus
 from ..exceptions import ContextValidationError, TurnCancelled
-from ..models import ConversationMessage
+from ..models import ConversationMessage, ConversationSession
 from ..signals import turn_failed, turn_finished
 from ..telemetry.logs import new_error_id
 from ..usage import ModelUsage, merge_models, models_metrics, parse_models, price_usage, total
-from .lease import db_alias, renew_lease
+from .lease import RELEASED, db_alias, renew_lease
 from .notify import generic_error_text, logger, publish_status, send_path_change, send_turn_signal
 from .state import TurnState
 from .steps import end_open_steps
@@ -198,28 +198,58 @@ MAX_SESSION_COST = Decimal(99_999_999)
 COST_FIELD = DecimalField(max_digits=16, decimal_places=8)
 
 
-def _save_session(session: Any, fields: list[str], run: dict[str, ModelUsage]) -> None:
-    """``session.save(update_fields=fields)``, the run's usage added to the session's sums in the
-    same UPDATE (F() expressions: no read, no query of its own). The sums are then left unloaded
-    on the instance (deferred): reading one loads the stored value, and a later ``save()`` of the
-    instance cannot write an old value back."""
-    if not run:
-        session.save(update_fields=fields)
-        return
-    sums = total(run)
-    session.prompt_tokens = F("prompt_tokens") + sums.prompt_tokens
-    session.completion_tokens = F("completion_tokens") + sums.completion_tokens
-    grown = ["prompt_tokens", "completion_tokens"]
-    if sums.cost is not None:
-        # Saturates at the column's largest value (max_digits 16, 8 places): a sum it could not
-        # hold would fail the UPDATE that records the turn, and every later turn of the session.
-        session.cost = Least(F("cost") + sums.cost, Value(MAX_SESSION_COST), output_field=COST_FIELD)
-        grown.append("cost")
-    try:
-        session.save(update_fields=[*fields, *grown])
-    finally:
-        for name in grown:
-            session.__dict__.pop(name, None)
+def _record_session(
+    state: TurnState,
+    now: Any,
+    run: dict[str, ModelUsage],
+    *,
+    token: str | None,
+    context: Any = None,
+    on_path: bool = False,
+) -> bool:
+    """The turn's end on the session row, with the lease released, in one UPDATE: ``last_message_at``,
+    ``updated_at``, the run's usage added to the sums (F() expressions: no read), the new Context
+    when ``context`` is not None. ``token``: only while the lease is still this turn's (None: the
+    caller holds it, checked in this transaction). ``on_path``: only while the user message is on
+    the conversation's active path. Returns whether the row was written.
+
+    Then ``post_save`` is sent as ``session.save(update_fields=...)`` would (the bridge's
+    ``model_change``), and the instance holds the new values; the sums are left unloaded
+    (deferred): reading one loads the stored value, a later ``save()`` cannot write an old one back.
+    """
+    session = state.session
+    values: dict[str, Any] = {"last_message_at": now, "updated_at": now}
+    if context is not None:
+        values["context"] = context
+    grown: dict[str, Any] = {}
+    if run:
+        sums = total(run)
+        grown["prompt_tokens"] = F("prompt_tokens") + sums.prompt_tokens
+        grown["completion_tokens"] = F("completion_tokens") + sums.completion_tokens
+        if sums.cost is not None:
+            # Saturates at the column's largest value (max_digits 16, 8 places): a sum it could not
+            # hold would fail the UPDATE that records the turn, and every later turn of the session.
+            grown["cost"] = Least(F("cost") + sums.cost, Value(MAX_SESSION_COST), output_field=COST_FIELD)
+    rows = ConversationSession.objects.filter(pk=session.pk)
+    if token is not None:
+        rows = rows.filter(turn_token=token)
+    if on_path:
+        rows = rows.filter(Exists(ConversationMessage.objects.filter(pk=state.user_message.pk, active=True)))
+    if not rows.update(**values, **grown, **RELEASED):
+        return False
+    for name, value in {**values, **RELEASED}.items():
+        setattr(session, name, value)
+    for name in grown:
+        session.__dict__.pop(name, None)
+    post_save.send(
+        sender=ConversationSession,
+        instance=session,
+        created=False,
+        update_fields=frozenset([*values, *grown]),
+        raw=False,
+        using=db_alias(),
+    )
+    return True
 
 
 def _record_tokens(agent: str, run: dict[str, ModelUsage]) -> None:
@@ -275,11 +305,7 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
                 processing_status=user_message.processing_status,
                 context_after=state.context_before if context is None else context,
             )
-            fields = ["last_message_at", "updated_at"]
-            if context is not None and on_path:
-                session.context = context
-                fields.append("context")
-            elif not on_path:
+            if not on_path:
                 # The message left the active path while its turn ran (a version made meanwhile):
                 # nothing will wait for its approvals; the turn ends as a superseded one.
                 user_message.processing_status = ProcessingStatus.CANCELLED
@@ -294,8 +320,8 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
                 agent_message.save(update_fields=["processing_status", "metrics", "updated_at"])
                 end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
                 _leave_path(state)
-            session.last_message_at = now
-            _save_session(session, fields, run_usage)
+            # The lease is released with it (checked by the renewal above, in this transaction).
+            _record_session(state, now, run_usage, token=None, context=context if on_path else None)
     except _LeaseLost:
         logger.warning(
             "The turn of message %s lost its lease before it could record its suspension for approval; "
@@ -326,6 +352,88 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
     return TurnOutcome(status, state.stream_text, user_message, agent_message)
 
 
+class _PathMoved(Exception):
+    """The user message left the active path between the session's UPDATE and its own."""
+
+
+def _record_end(
+    state: TurnState,
+    token: str,
+    now: Any,
+    run_usage: dict[str, ModelUsage],
+    status: ProcessingStatus,
+    text: str,
+    metrics: dict[str, Any],
+    context: Any,
+    notice: tuple[str, str] | None,
+    error_id: str,
+    *,
+    careful: bool,
+) -> tuple[ConversationMessage | None, ConversationMessage | None]:
+    """The transaction of :func:`finish`: the agent message and the notice, the user message's end,
+    the session (its Context, usage, the lease released). Returns (agent message, notice).
+
+    The session's row is written first, so this transaction takes the locks in the order the
+    concurrency policy and the version operations take them (session, then its messages) and
+    cannot deadlock with them. Its UPDATE checks the lease (``turn_token``: crash recovery takes
+    it over with a compare-and-set on the same row) and, when the Context is saved, that the user
+    message is still on the active path. When that UPDATE matches nothing, the lease is checked on
+    its own (lost: nothing is written) and the message's place on the path is read under the
+    session's row lock before the session is written (``careful``, also the retry when a version
+    operation committed while this UPDATE waited for the row: PostgreSQL's subquery then read the
+    path from before it, which the user message's own UPDATE tells).
+    """
+    session, user_message = state.session, state.user_message
+    with transaction.atomic(using=db_alias()):
+        session_done = False
+        if context is None:
+            if not _record_session(state, now, run_usage, token=token):
+                raise _LeaseLost
+            session_done = True
+        elif not careful:
+            session_done = _record_session(state, now, run_usage, token=token, context=context, on_path=True)
+        if not session_done and not renew_lease(session.pk, token):
+            raise _LeaseLost
+        agent_message = state.agent_message
+        if agent_message is None and status == ProcessingStatus.COMPLETED:
+            agent_message = ConversationMessage(session=session, message_type=MessageType.AGENT, reply_to=user_message)
+        if agent_message is not None:
+            agent_message.content = text
+            agent_message.processing_status = status
+            agent_message.stream_sequence = state.sequence
+            agent_message.metrics = metrics
+            agent_message.save()
+        user_message.processing_status = status
+        user_message.finished_at = now
+        on_path = _record_user_message(
+            state,
+            now,
+            processing_status=status,
+            finished_at=now,
+            context_after=state.context_before if context is None else context,
+        )
+        if context is not None and session_done and not on_path:
+            raise _PathMoved  # rolled back; recorded again, carefully
+        if status != ProcessingStatus.COMPLETED:
+            # Tool calls of the reply still running or waiting for an approval end with it.
+            end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
+        error_message: ConversationMessage | None = None
+        if notice is not None:
+            error_message = ConversationMessage.objects.create(
+                session=session,
+                message_type=MessageType.SYSTEM,
+                content=notice[0],
+                reply_to=user_message,
+                metadata={"code": str(notice[1]), **({"error_id": error_id} if error_id else {})},
+                metrics={} if agent_message is not None else metrics,
+            )
+        if not on_path:
+            _leave_path(state)
+        if not session_done:
+            _record_session(state, now, run_usage, token=None, context=context if on_path else None)
+    return agent_message, error_message
+
+
 def finish(
     state: TurnState,
     token: str,
@@ -346,54 +454,19 @@ def finish(
     """
     session, user_message = state.session, state.user_message
     now = timezone.now()
-    agent_message = state.agent_message
-    error_message: ConversationMessage | None = None
     run_usage = _run_usage(state, metrics)
+    context = state.agent.context.model_dump(mode="json") if save_context and state.agent is not None else None
+    context_before = session.context
     try:
-        with transaction.atomic(using=db_alias()):
-            # Taking the row (UPDATE) also serializes this with a takeover by crash recovery.
-            if not renew_lease(session.pk, token):
-                raise _LeaseLost
-            if agent_message is None and status == ProcessingStatus.COMPLETED:
-                agent_message = ConversationMessage(
-                    session=session, message_type=MessageType.AGENT, reply_to=user_message
-                )
-            if agent_message is not None:
-                agent_message.content = text
-                agent_message.processing_status = status
-                agent_message.stream_sequence = state.sequence
-                agent_message.metrics = metrics
-                agent_message.save()
-            user_message.processing_status = status
-            user_message.finished_at = now
-            context = state.agent.context.model_dump(mode="json") if save_context and state.agent is not None else None
-            on_path = _record_user_message(
-                state,
-                now,
-                processing_status=status,
-                finished_at=now,
-                context_after=state.context_before if context is None else context,
+        try:
+            agent_message, error_message = _record_end(
+                state, token, now, run_usage, status, text, metrics, context, notice, error_id, careful=False
             )
-            if status != ProcessingStatus.COMPLETED:
-                # Tool calls of the reply still running or waiting for an approval end with it.
-                end_open_steps([user_message.pk], status=ProcessingStatus.CANCELLED)
-            if notice is not None:
-                error_message = ConversationMessage.objects.create(
-                    session=session,
-                    message_type=MessageType.SYSTEM,
-                    content=notice[0],
-                    reply_to=user_message,
-                    metadata={"code": str(notice[1]), **({"error_id": error_id} if error_id else {})},
-                    metrics={} if agent_message is not None else metrics,
-                )
-            if not on_path:
-                _leave_path(state)
-            fields = ["last_message_at", "updated_at"]
-            if context is not None and on_path:
-                session.context = context
-                fields.append("context")
-            session.last_message_at = now
-            _save_session(session, fields, run_usage)
+        except _PathMoved:
+            session.context = context_before  # the rolled-back UPDATE's, on the instance
+            agent_message, error_message = _record_end(
+                state, token, now, run_usage, status, text, metrics, context, notice, error_id, careful=True
+            )
     except _LeaseLost:
         logger.warning(
             "The turn of message %s lost its lease (its worker stalled longer than STALE_TURN_TIMEOUT); "

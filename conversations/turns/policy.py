@@ -22,7 +22,7 @@ from .notify import publish_status
 from .state import CANCEL_REASON
 from .steps import end_open_steps
 
-__all__ = ["apply_concurrency_policy", "request_cancel", "supersede"]
+__all__ = ["apply_concurrency_policy", "policy_locks", "request_cancel", "supersede"]
 
 
 #: Statuses of a user message whose turn has not ended: waiting for its turn, being answered, or
@@ -104,6 +104,13 @@ def _stop(pks: list[Any], *, reason: str) -> list[Any]:
         transaction.on_commit(partial(publish_status, message, reason=reason))
     end_open_steps([m.pk for m in ended], status=ProcessingStatus.CANCELLED)
     return pks
+
+
+def policy_locks(agent_cls: Any) -> bool:
+    """Whether :func:`apply_concurrency_policy` does anything for ``agent_cls``: ``reject`` and
+    ``interrupt`` lock the session's row; ``enqueue`` (the default) neither locks nor reads."""
+    policy = ConcurrencyPolicy(agent_cls.concurrency or ai_settings.DEFAULT_CONCURRENCY_POLICY)
+    return policy != ConcurrencyPolicy.ENQUEUE
 
 
 def apply_concurrency_policy(session: ConversationSession, agent_cls: Any) -> None:

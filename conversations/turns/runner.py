@@ -23,12 +23,12 @@ from ..agent import ConversationAgent
 from ..conf import ai_settings
 from ..constants import ErrorCode, MessageType, ProcessingStatus, SessionStatus
 from ..exceptions import AgentNotFound, TurnCancelled
-from ..models import ConversationMessage, ConversationSession
+from ..models import ConversationMessage, ConversationSession, File
 from ..realtime import get_backend
 from ..registry import registry
 from ..signals import turn_started
 from .execution import call_agent
-from .lease import acquire_lease, move_lease, release_lease
+from .lease import acquire_lease, claim_lease, move_lease, release_lease
 from .notify import generic_error_text, logger, publish_status, send_turn_signal
 from .outcome import USAGE_BEFORE_RESUME, NothingToWaitFor, TurnOutcome, conclude, finish, suspend
 from .state import TurnState, TurnSuspended
@@ -56,9 +56,20 @@ def _ms(start: float, end: float | None) -> int | None:
 
 
 def run_turn(
-    user_message: ConversationMessage, *, token: str, request: HttpRequest | Request | None = None
+    user_message: ConversationMessage,
+    *,
+    token: str,
+    request: HttpRequest | Request | None = None,
+    session: ConversationSession | None = None,
+    files: list[File] | None = None,
 ) -> TurnOutcome:
-    """Answer ``user_message``; the caller holds the session's lease ``token``.
+    """Answer ``user_message``; the caller holds the session's lease ``token``, and the turn
+    releases it: in the transaction that records its end, or at once when the message does not
+    start (unless the lease was lost: then it is crash recovery's).
+
+    ``session``: the conversation's row, when the caller read it under the lease or knows it is
+    unchanged since (``lease.claim_lease``); read here otherwise. ``files``: the message's
+    attached files in their order, when the caller knows them (``[]``: none); read here otherwise.
 
     Never raises for agent failures: the outcome says what happened and the rows record it. The
     turn is the span ``django_ai.turn`` (a child of the current trace context: the request's, or
@@ -68,7 +79,9 @@ def run_turn(
     ids = {"conversation_id": str(user_message.session_id), "message_id": str(user_message.pk)}
     attributes = {"django_ai.conversation.id": ids["conversation_id"], "django_ai.message.id": ids["message_id"]}
     with telemetry.log_context(**ids), telemetry.span("django_ai.turn", attributes) as turn_span:
-        outcome = _run_turn(user_message, token=token, request=request, turn_span=turn_span)
+        outcome = _run_turn(
+            user_message, token=token, request=request, turn_span=turn_span, session=session, files=files
+        )
         turn_span.set(
             **{"django_ai.turn.outcome": str(outcome.status), "django_ai.turn.lease_lost": outcome.lease_lost or None}
         )
@@ -109,8 +122,11 @@ def _run_turn(
     token: str,
     request: HttpRequest | Request | None,
     turn_span: telemetry.SpanHandle,
+    session: ConversationSession | None,
+    files: list[File] | None,
 ) -> TurnOutcome:
-    session = ConversationSession.objects.get(pk=user_message.session_id)
+    if session is None:
+        session = ConversationSession.objects.get(pk=user_message.session_id)
     turn_span.set(**{"django_ai.agent": session.agent_path, "django_ai.owner.kind": _owner_kind(session)})
     now = timezone.now()
     if session.status == SessionStatus.DELETED:
@@ -119,6 +135,7 @@ def _run_turn(
         ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
             processing_status=ProcessingStatus.CANCELLED, finished_at=now, updated_at=now
         )
+        release_lease(session.pk, token)
         user_message.refresh_from_db()
         return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
     # The Context the turn starts from: a version made by regenerate or edit (turns.versions)
@@ -141,6 +158,7 @@ def _run_turn(
         **snapshot,
     )
     if not started:
+        release_lease(session.pk, token)
         user_message.refresh_from_db()
         return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
     # A message that ran before may be a reply suspended for tool approval: one query, only then.
@@ -162,13 +180,14 @@ def _run_turn(
     if suspended is not None:
         publish_status(suspended)
 
-    # In the order they were attached (the through table's pk), not File's default ordering.
-    files = [
-        link.file
-        for link in ConversationMessage.files.through.objects.filter(conversationmessage_id=user_message.pk)
-        .select_related("file")
-        .order_by("pk")
-    ]
+    if files is None:
+        # In the order they were attached (the through table's pk), not File's default ordering.
+        files = [
+            link.file
+            for link in ConversationMessage.files.through.objects.filter(conversationmessage_id=user_message.pk)
+            .select_related("file")
+            .order_by("pk")
+        ]
     if snapshot:
         user_message.context_before = start_context
     state = TurnState(
@@ -390,11 +409,15 @@ def process_pending(
                     continue
             return done
         if token is None:
-            token = acquire_lease(session_id, message.pk)
+            # Next in line: the lease is taken for it without reading the queue again.
+            token = claim_lease(message)
             if token is None:
-                return done
+                token = acquire_lease(session_id, message.pk)
+                if token is None:
+                    return done
+                leased_for = message.pk
+                continue  # re-read the queue under the lease
             leased_for = message.pk
-            continue  # re-read the queue under the lease
         if message.pk != leased_for and not move_lease(session_id, token, message.pk):
             return done  # the lease was taken over: its new holder carries on
         leased_for = None
@@ -408,10 +431,12 @@ def process_pending(
             except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
                 logger.exception("Could not release the lease of conversation %s", session_id)
             raise
+        # The turn released the lease (in the transaction that recorded it): a message committed
+        # while it was held is found by the next look at the queue, which runs after that commit.
+        token = None
         outcomes.append(outcome)
         if outcome.lease_lost:
             return done
         if (until is not None and message.pk == until) or (max_turns is not None and len(outcomes) >= max_turns):
-            release_lease(session_id, token)
             done.still_waiting = next_pending(session_id) is not None
             return done

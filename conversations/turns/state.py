@@ -70,7 +70,9 @@ class TurnState:
     streamed: list[str] = field(default_factory=list)
     sequence: int = 0
     persisted_sequence: int = 0
-    last_persist: float = 0.0
+    #: When the reply's row last got the streamed text (the caller's ``time.monotonic()``); None
+    #: until the first write, whose time stands for the row's creation (see ``stream_written``).
+    last_persist: float | None = None
     started: float = field(default_factory=time.monotonic)
     first_chunk: float | None = None
     deadline: float | None = None
@@ -135,8 +137,16 @@ class TurnState:
 
     def stream_written(self, now: float) -> None:
         """A ``ResponseStream.write()`` added text: save it when ``STREAM_SAVE_INTERVAL`` has passed
-        since the last save (``now``: the caller's ``time.monotonic()``)."""
-        if now - self.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:
+        since the last save (``now``: the caller's ``time.monotonic()``).
+
+        The first write of the turn saves nothing: the row holds everything written before it
+        (created empty at the stream's start, or a resumed reply's text), so the row is at most
+        one interval behind from there, as after any save. (Until issue 16 the first write was
+        saved at once: one UPDATE per streamed turn that bought a late joiner only the first
+        chunk, which the saved row may lack for up to an interval like any other.)"""
+        if self.last_persist is None:
+            self.last_persist = now
+        if now - self.last_persist >= ai_settings.STREAM_SAVE_INTERVAL:  # 0: every write
             self.persist_stream(now)
 
     def stream_ended(self, now: float) -> None:

@@ -156,3 +156,43 @@ def test_a_session_changed_since_it_was_read_is_read_again_under_the_lease():
     session.refresh_from_db()
     assert session.context == {"count": 101}
     assert (session.turn_token, session.active_turn) == ("", None)
+
+
+def test_a_path_change_the_session_update_did_not_see_records_the_end_again():
+    # The session's UPDATE that ends a turn saves the Context only while the user message is on
+    # the active path (a subquery). On PostgreSQL a version operation that commits while that
+    # UPDATE waits for the row is not seen by its subquery, but is by the user message's own
+    # UPDATE right after: the turn then rolls its transaction back and records the end again,
+    # reading the path under the session's row lock. Here the message leaves the path right after
+    # the session's UPDATE, inside the transaction (so the rollback brings it back): the end is
+    # recorded once, by the second attempt, and consistently.
+    register_agent("queries/counting", Counting)
+    session = ConversationService.create_session("queries/counting")
+    table = ConversationSession._meta.db_table
+    seen: list[str] = []
+
+    def leave_path_once(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith(f'UPDATE "{table}"') and '"last_message_at"' in sql:
+            seen.append("end, if on the path" if "EXISTS" in sql else "end")
+            if len(seen) == 1:
+                ConversationMessage.objects.filter(session=session, message_type="user").update(active=False)
+        elif sql.startswith(f'UPDATE "{table}" SET "turn_heartbeat_at"'):
+            seen.append("lease checked")
+        return result
+
+    with connection.execute_wrapper(leave_path_once):
+        result = ConversationService.send_message(session.pk, "one")
+    # The first attempt, rolled back; the second: the lease checked on its own, then the session.
+    assert seen == ["end, if on the path", "lease checked", "end"]
+    assert result["response"] == "count 1"
+    session.refresh_from_db()
+    assert session.context == {"count": 1}
+    assert (session.turn_token, session.active_turn) == ("", None)
+    message = ConversationMessage.objects.get(pk=result["user_message_id"])
+    assert (message.processing_status, message.active, message.context_after) == (
+        ProcessingStatus.COMPLETED,
+        True,
+        {"count": 1},
+    )
+    assert ConversationMessage.objects.filter(reply_to=message).count() == 1

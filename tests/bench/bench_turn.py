@@ -156,6 +156,12 @@ def _run(label: str, turns: int, rounds: int) -> None:
         detail = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
         print(f"| {name} | {per_turn * 1000:.2f} | {per_turn / base:.1f}x | {len(queries[name])} | {detail} |")
 
+    # What each statement of the README echo turn is (docs/benchmarks.md's table per query).
+    print("\n| # | statement of one README echo turn |")
+    print("|---:|---|")
+    for n, sql in enumerate(queries[rows[1][0]], 1):
+        print(f"| {n} | {_describe(sql)} |")
+
     # The snapshots' size: the JSON of context_before + context_after of one turn, as stored.
     print("\n| agent | Context (bytes of JSON) | context_before + context_after per turn (bytes) |")
     print("|---|---:|---:|")
@@ -175,6 +181,23 @@ def _note(n: int, message: str) -> str:
     return f"note {n:03d}: the customer asked about {message!r}; follow up by e-mail, ticket #{1000 + n}."[:90].ljust(
         90
     )
+
+
+def _describe(sql: str) -> str:
+    """``UPDATE conversationsession SET turn_token, active_turn``: the verb, the table, the columns
+    written (for a SELECT only the table), without values."""
+    import re
+
+    verb = _kind(sql)
+    if verb == "transaction":
+        return sql.split(None, 1)[0].upper()
+    table = re.search(r'(?:FROM|INTO|UPDATE)\s+"?(\w+)"?', sql)
+    name = table.group(1).removeprefix("django_ai_conversations_") if table else "?"
+    if verb == "UPDATE":
+        head = sql.split(" WHERE ")[0].split(" SET ", 1)[-1]
+        columns = [c.split("=")[0].strip().strip('"`') for c in re.split(r',\s*(?=["`]?\w+["`]?\s*=)', head)]
+        return f"UPDATE {name} SET {', '.join(columns)}"
+    return f"{verb} {name}"
 
 
 def _kind(sql: str) -> str:

@@ -1,5 +1,6 @@
-"""A multi-process deployment under load, on loopback: 2 uvicorn web processes, 2 ``db_worker``
-processes, soketi and PostgreSQL, with simulated visitors in Node (``load_client.mjs``).
+"""A multi-process deployment under load, on loopback: 2 uvicorn web processes, 2 task workers
+(``ai_db_worker`` as docs/deployment.md runs them; ``--worker=db_worker`` for django-tasks-db's
+own), soketi and PostgreSQL, with simulated visitors in Node (``load_client.mjs``).
 
 ``--conversations`` visitors (default 200) each start a conversation through ``start/`` and send
 ``--messages`` messages (default 5) through the bridge (``POST models/message/``), one after the
@@ -56,6 +57,7 @@ from django_ai.conversations.context import ResponseStream
 from tests.bench.options import Skipped, int_option, is_quick, option
 
 AGENT = "bench/load-stream"
+LONG_LEASE = 300.0  # STALE_TURN_TIMEOUT of the run beside: longer than any wait in the queue
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WRITE = re.compile(r"w(\d+)@([\d.]+) ")
@@ -107,10 +109,41 @@ def main(argv: list[str]) -> None:
     from tests.realtime_server.harness import Soketi
 
     logs = option(argv, "logs", "")
-    with bench_database() as label, Soketi() as soketi, tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        directory = Path(logs or tmp)
-        directory.mkdir(parents=True, exist_ok=True)
-        _run(argv, label, soketi, directory)
+    stale = float(option(argv, "stale", "3" if is_quick(argv) else "5"))
+    kill_at = None if "--no-kill" in argv else float(option(argv, "kill-at", "0.4"))
+    runs = [(f"lease {stale:g} s" + (", a worker killed" if kill_at is not None else ""), stale, kill_at)]
+    if not is_quick(argv) and "--one" not in argv:
+        runs.append((f"lease {LONG_LEASE:g} s (longer than the backlog), no kill", LONG_LEASE, None))
+    summaries: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for index, (name, run_stale, run_kill_at) in enumerate(runs):
+        print(f"\n### {name}\n", flush=True)
+        with (
+            bench_database() as label,
+            Soketi() as soketi,
+            tempfile.TemporaryDirectory(prefix="bench-load-") as tmp,
+        ):
+            directory = Path(logs or tmp) / str(index + 1)
+            directory.mkdir(parents=True, exist_ok=True)
+            summary, problems = _run(argv, label, soketi, directory, stale=run_stale, kill_at=run_kill_at)
+        summaries.append({"name": name, **summary})
+        if problems:
+            failed.append(f"{name}: {len(problems)} problem(s)")
+    if len(summaries) > 1:
+        print("\n### side by side\n")
+        print(
+            "| run | turns/s | tasks per turn | queue p50 ms | p95 | receipt p50 ms | p95 | p99 "
+            "| POST -> stream_end p50 ms | p95 | load average |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in summaries:
+            print(
+                f"| {r['name']} | {r['turns_per_s']:.1f} | {r['tasks_per_turn']:.2f} | {r['queue'][0]:.0f} "
+                f"| {r['queue'][1]:.0f} | {r['receipt'][0]:.0f} | {r['receipt'][1]:.0f} | {r['receipt'][2]:.0f} "
+                f"| {r['to_end'][0]:.0f} | {r['to_end'][1]:.0f} | {r['load']} |"
+            )
+    if failed:
+        raise AssertionError("lost, duplicated or incomplete turns (PROBLEM lines above): " + "; ".join(failed))
 
 
 class Deployment:
@@ -126,6 +159,8 @@ class Deployment:
         pause_ms: float,
         web_conn_max_age: int,
         web_pool: int,
+        stale: float,
+        command: str,
     ):
         from django.db import connection
 
@@ -147,7 +182,7 @@ class Deployment:
             "AGENTS": {AGENT: "tests.bench.bench_load.LoadAgent"},
             # A short lease, so that the killed worker's turn is recovered within seconds.
             "TURN_HEARTBEAT_INTERVAL": 1.0,
-            "STALE_TURN_TIMEOUT": 5,
+            "STALE_TURN_TIMEOUT": stale,
             "TURN_RECOVERY_INTERVAL": 1.0,
             "STALE_TURN_ACTION": "retry",
             # Every simulated visitor comes from 127.0.0.1: the per-address bounds (all anonymous
@@ -162,6 +197,7 @@ class Deployment:
         }
         self.directory = directory
         self.interval = interval
+        self.command = command
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.bench.load_settings",
@@ -214,7 +250,7 @@ class Deployment:
         from django_ai.conversations.testing import TaskWorker
 
         n = len(self.workers) + 1
-        args = [sys.executable, "-m", "django", "db_worker", "--queue-name", "default"]
+        args = [sys.executable, "-m", "django", self.command, "--queue-name", "default"]
         args += ["--interval", str(self.interval), "--worker-id", f"load-worker-{n}"]
         args += ["--no-startup-delay", "--no-reload", "--verbosity", "1"]
         worker = TaskWorker(
@@ -266,7 +302,9 @@ def _busy_turn(worker_id: str) -> str | None:
     return None
 
 
-def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
+def _run(
+    argv: list[str], label: str, soketi: Any, directory: Path, *, stale: float, kill_at: float | None
+) -> tuple[dict[str, Any], list[str]]:
     import platform
 
     from django_ai.conversations.constants import MessageType, ProcessingStatus
@@ -277,8 +315,9 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
     messages = int_option(argv, "messages", 2 if quick else 5)
     chunks = int_option(argv, "chunks", 10)
     pause_ms = float(option(argv, "pause-ms", "10"))
-    interval = float(option(argv, "interval", "0.1"))
-    kill_at = None if "--no-kill" in argv else float(option(argv, "kill-at", "0.4"))
+    command = option(argv, "worker", "ai_db_worker")
+    # docs/deployment.md: ai_db_worker is woken by NOTIFY, --interval is only its fallback poll.
+    interval = float(option(argv, "interval", "1" if command == "ai_db_worker" else "0.1"))
     web_pool = int_option(argv, "web-pool", 16)
     think_ms = int_option(argv, "think-ms", 0)
     total = conversations * messages
@@ -290,6 +329,8 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
         pause_ms=pause_ms,
         web_conn_max_age=int_option(argv, "web-conn-max-age", 0),
         web_pool=web_pool,
+        stale=stale,
+        command=command,
     )
     load_before = os.getloadavg()
     print(
@@ -297,11 +338,12 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
         f"load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f} before the run\n"
         f"2 uvicorn web processes ("
         + (f"a pool of at most {web_pool} connections each" if web_pool else "no connection pool")
-        + f"), 2 db_worker (--interval {interval}), soketi, pusher-js (Node); "
+        + f"), 2 {command} (--interval {interval:g}), soketi, pusher-js (Node); "
         f"{conversations} conversations x {messages} messages = {total} turns; "
         f"agent streams {chunks} writes {pause_ms:g} ms apart; "
         + (f"visitors wait ~{think_ms} ms before their next message; " if think_ms else "")
-        + (f"a worker SIGKILLed after {kill_at:.0%} of the turns" if kill_at is not None else "no kill"),
+        + (f"a worker SIGKILLed after {kill_at:.0%} of the turns" if kill_at is not None else "no kill")
+        + f"; STALE_TURN_TIMEOUT {stale:g} s",
         flush=True,
     )
     kill: dict[str, Any] = {}
@@ -357,7 +399,7 @@ def _run(argv: list[str], label: str, soketi: Any, directory: Path) -> None:
     finally:
         deployment.stop()
     print(f"\nPostgreSQL connections to the benchmark's database, most seen at once: {connections_peak}")
-    _report(lines, conversations, messages, chunks, kill, kill_at is not None, load_after)
+    return _report(lines, conversations, messages, chunks, kill, kill_at is not None, load_before, load_after)
 
 
 def _report(
@@ -367,8 +409,9 @@ def _report(
     chunks: int,
     kill: dict[str, Any],
     killed: bool,
+    load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
-) -> None:
+) -> tuple[dict[str, Any], list[str]]:
     from django_tasks_db.models import DBTaskResult
 
     from django_ai.conversations.constants import MessageType, ProcessingStatus
@@ -530,6 +573,7 @@ def _report(
     seconds = (last_done - first_sent) / 1000 or float("nan")
     tasks = DBTaskResult.objects.count()
     retries = sum(1 for u in users.values() if u["attempts"] > 1)
+    resent = Counter(line["path"] for line in by_type["retry"])
 
     print()
     print(
@@ -537,6 +581,8 @@ def _report(
         f"{tasks} tasks for {total} turns ({tasks / max(total, 1):.2f} per turn); "
         f"load average after the run {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
     )
+    if resent:
+        print(f"requests sent again after the server had closed their kept-alive connection: {dict(resent)}")
     if kill:
         print(
             f"{kill['worker']} SIGKILLed mid-stream: {len(interrupted)} reply interrupted and answered again "
@@ -560,8 +606,17 @@ def _report(
     if problems:
         for problem in problems[:40]:
             print(f"PROBLEM: {problem}")
-        raise AssertionError(f"{len(problems)} problem(s): lost, duplicated or incomplete turns (above)")
-    print(
-        f"checked: {total} messages each completed once with one complete reply ({chunks} writes, no gap, "
-        f"stream_end once, text = row), {len(receipt)} writes received, no event twice"
-    )
+    else:
+        print(
+            f"checked: {total} messages each completed once with one complete reply ({chunks} writes, no gap, "
+            f"stream_end once, text = row), {len(receipt)} writes received, no event twice"
+        )
+    summary = {
+        "turns_per_s": len(done) / seconds,
+        "tasks_per_turn": tasks / max(total, 1),
+        "queue": [_pct(queue, q) for q in (50, 95, 99)],
+        "receipt": [_pct(receipt, q) for q in (50, 95, 99)],
+        "to_end": [_pct(to_end, q) for q in (50, 95, 99)],
+        "load": f"{load_before[0]:.1f} -> {load_after[0]:.1f}",
+    }
+    return summary, problems

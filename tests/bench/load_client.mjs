@@ -18,7 +18,8 @@
 // Prints one JSON object per line: {type: "started", client, session_id, web, ms},
 // {type: "subscribed", client}, {type: "sent", client, n, message_id, sent_ms, created_ms},
 // {type: "event", client, event, data, received_ms}, {type: "done", client, n, message_id,
-// status, done_ms}, {type: "error", client, error}; then {type: "finished"} and exit 0.
+// status, done_ms}, {type: "retry", client, path, error} (a request sent again after a dropped
+// connection), {type: "error", client, error}; then {type: "finished"} and exit 0.
 import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 
@@ -32,6 +33,21 @@ const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+// A request on a kept-alive connection that the server closed meanwhile fails before the server
+// saw it (uvicorn closes idle connections after 5 s; visitors wait longer than that for a reply).
+// Browsers send such a request again; so do these visitors, once per failure, and say so. A
+// message create carries its X-Operation-Id, so even one the server did store is not stored twice.
+async function fetchRetried(client, path, url, init) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (error) {
+      if (attempt >= 3) throw new Error(`${error}: ${error?.cause ?? ""}`);
+      out({ type: "retry", client, path, error: `${error}: ${error?.cause?.code ?? error?.cause ?? ""}` });
+    }
+  }
+}
 
 let turn = 0;
 const nextWeb = () => config.webUrls[turn++ % config.webUrls.length];
@@ -70,7 +86,7 @@ class Visitor {
 
   async post(path, body, extraHeaders = {}) {
     const web = nextWeb();
-    const response = await fetch(web + config.prefix + path, {
+    const response = await fetchRetried(this.index, path, web + config.prefix + path, {
       method: "POST",
       headers: { ...this.headers(true), ...extraHeaders },
       body: JSON.stringify(body),
@@ -92,7 +108,7 @@ class Visitor {
   authorize = async ({ socketId, channelName }, callback) => {
     try {
       const web = nextWeb();
-      const response = await fetch(web + config.prefix + "realtime/auth/", {
+      const response = await fetchRetried(this.index, "realtime/auth/", web + config.prefix + "realtime/auth/", {
         method: "POST",
         headers: { ...this.headers(true), "Content-Type": "application/x-www-form-urlencoded" },
         body: new URLSearchParams({ socket_id: socketId, channel_name: channelName }).toString(),

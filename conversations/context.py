@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -77,9 +78,11 @@ class ResponseStream:
         self._parts: list[str] = []
         self._state: TurnState | None = None
         self._ended = False
-        # Where the chunks go and their payload's fixed part, set by start(): write() builds neither.
+        # Where the chunks go, their payload's fixed part and the backend's sink for them, set by
+        # start(): write() builds none of them.
         self._channel = ""
         self._template: dict[str, str] = {}
+        self._sink: Callable[[int, str], None] | None = None
 
     def __enter__(self) -> ResponseStream:
         self.start()
@@ -98,6 +101,10 @@ class ResponseStream:
         message = state.ensure_agent_message()
         self._channel = session_channel(state.session.pk)
         self._template = {"session_id": str(state.session.pk), "message_id": str(message.pk)}
+        try:
+            self._sink = get_backend().text_sink(self._channel, self._template)
+        except Exception:  # noqa: BLE001 - the writes go through publish_text, which reports it
+            self._sink = None
         if not already_streaming or message.processing_status != ProcessingStatus.STREAMING:
             publish(
                 EventName.STREAM_START,
@@ -137,7 +144,15 @@ class ResponseStream:
         state.sequence += 1
         if state.first_chunk is None:
             state.first_chunk = now
-        publish_text(self._channel, self._template, state.sequence, text)
+        sink = self._sink
+        if sink is None:
+            publish_text(self._channel, self._template, state.sequence, text)
+        else:
+            try:
+                sink(state.sequence, text)
+            except Exception:  # noqa: BLE001 - e.g. the backend was replaced: publish_text reports failures
+                self._sink = None
+                publish_text(self._channel, self._template, state.sequence, text)
         state.stream_written(now)
 
     def end(self) -> None:

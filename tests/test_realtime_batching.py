@@ -8,9 +8,16 @@ test_realtime_coalescer/_sender: nothing here depends on how fast the machine is
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
+from django_ai.conversations import ConversationAgent
+from django_ai.conversations.context import ResponseStream
+from django_ai.conversations.owners import new_anonymous_id
+from django_ai.conversations.realtime import get_backend, reset_backend
 from django_ai.conversations.realtime.coalescer import Coalescer, FlushMarker, OutgoingEvent
-from django_ai.conversations.realtime.sender import EventSender
+from django_ai.conversations.realtime.sender import EventSender, QueuedBackend
+from django_ai.conversations.registry import register_agent
+from django_ai.conversations.service import ConversationService
 from tests.test_realtime_sender import Transport
 
 WINDOW = 0.25  # exact in binary floating point, so the ticks below are exact too
@@ -167,3 +174,44 @@ def test_the_sender_sends_streamed_writes_in_full_batches():
         assert sorted(e.payload["text"] for e in transport.events) == sorted(f"w{n}" for n in range(25))
     finally:
         sender.close()
+
+
+DELIVERED: list[OutgoingEvent] = []
+
+
+class RecordingBackend(QueuedBackend):
+    """A queued backend whose transport is a list (the sender thread is real)."""
+
+    name = "recording"
+
+    def __init__(self, *, options: dict | None = None):
+        super().__init__(options=options)
+        self.sender = EventSender(deliver=DELIVERED.extend, name=self.name, window=0.0)
+
+
+class ReplacesItsBackend(ConversationAgent):
+    async def get_response(self, message, request=None, **kwargs):
+        with ResponseStream() as stream:
+            stream.write("before ")
+            reset_backend()  # settings changed mid-stream: the stream's sink now refuses writes
+            stream.write("after")
+        return stream.content
+
+
+@pytest.mark.django_db
+def test_a_stream_whose_backend_was_replaced_writes_through_the_new_one():
+    DELIVERED.clear()
+    register_agent("replaces-its-backend", ReplacesItsBackend)
+    config = {"REALTIME": {"BACKEND": "tests.test_realtime_batching.RecordingBackend", "OPTIONS": {}}}
+    with override_settings(DJANGO_AI=config):
+        reset_backend()
+        session = ConversationService.create_session("replaces-its-backend", anonymous_id=new_anonymous_id())
+        result = ConversationService.send_message(session_id=session.pk, message="go")
+        get_backend().flush(timeout=10)
+    reset_backend()
+    assert result["status"] == "success"
+    chunks = [
+        e.payload for e in DELIVERED if e.event == "text_chunk" and e.payload["message_id"] == result["message_id"]
+    ]
+    assert "".join(p["text"] for p in chunks) == "before after"
+    assert [p["sequence"] for p in chunks] == [1, 2]

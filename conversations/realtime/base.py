@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .events import TEXT_CHUNK, build_event
@@ -44,6 +46,13 @@ class BaseRealtimeBackend:
         to keep only the text and build one event per window (:class:`~.sender.QueuedBackend`).
         """
         self.send(channel, TEXT_CHUNK, build_event(TEXT_CHUNK, **template, sequence=sequence, text=text))
+
+    def text_sink(self, channel: str, template: dict[str, Any]) -> Callable[[int, str], None]:
+        """What ``ResponseStream.write()`` calls for each write of one stream, as
+        ``sink(sequence, text)``: built once, when the stream starts. The default is
+        :meth:`send_text` with the stream's ``channel`` and ``template`` bound. It may raise; the
+        stream then falls back to ``publish_text``, which reports failures."""
+        return partial(self.send_text, channel, template)
 
     def flush(self, timeout: float | None = None) -> None:
         """Deliver everything queued so far (called at stream end and at shutdown)."""

@@ -1,26 +1,33 @@
 """Turns in the background: turns per second and queue latency (message saved -> turn started)
 with the in-process backend (Django's ImmediateBackend, IN_PROCESS_TURN_THREADS background
-threads) and with the worker backend (django-tasks-db, real ``db_worker`` processes), against
-the baseline of answering inline (``ConversationService.send_message``, no queue).
+threads) and with the worker backend (django-tasks-db: real ``db_worker`` processes, and this
+app's ``ai_db_worker``, woken by NOTIFY and keeping its connection), against the baseline of
+answering inline (``ConversationService.send_message``, no queue).
 
 Table 1, throughput: ``--messages`` (default 200) messages, one per conversation, all saved at
 once through the ORM (as the bridge saves them); the clock stops when the last one is answered.
 Best of 2 rounds per row (the machine may be shared).
-Table 2, latency as load grows: bursts where 1, 10 and 100 conversations each get one message at
+Table 2, a single message to an idle worker (``--interval 0.1``): 20 messages, one at a time, each
+after a random pause of 0.15 to 0.35 s (so the message lands anywhere in a polling worker's sleep).
+Table 3, latency as load grows: bursts where 1, 10 and 100 conversations each get one message at
 the same moment; per-message latency percentiles.
+Table 4, where a worker's time goes: each step of a task, timed in this process with the code the
+worker runs (medians of 50), beside the inline turn.
 
 Queue latency is ``started_at - timestamp`` of each user message: from the moment the message was
 saved to the moment a turn started answering it (task enqueue, pickup, lease, status update).
 
 ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/test DJANGO_TEST_DB_NAME=bench_tasks ./dev bench tasks``
-(the figures in docs/benchmarks.md); without DATABASE_URL it runs on a SQLite file.
-``--messages=60`` for a quick look. ``--quick``: 10 messages, one round, one configuration of each
-backend (in-process, one db_worker) and bursts of 1 and 3 conversations.
+(the figures in docs/benchmarks.md); without DATABASE_URL it runs on a SQLite file (no NOTIFY:
+``ai_db_worker`` polls there). ``--messages=60`` for a quick look. ``--quick``: 10 messages, one
+round, one configuration of each backend, 3 single messages, bursts of 1 and 3 conversations.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import random
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,10 +36,12 @@ from typing import Any
 import django
 
 from django_ai.conversations import ConversationAgent
-from tests.bench.options import Skipped, int_option, is_quick
+from tests.bench.options import Skipped, int_option, is_quick, option
 
 AGENT = "bench/echo"
 WORKER_INTERVAL = 0.1  # db_worker --interval: how long an idle worker sleeps between polls
+SINGLES = 20  # table 2: single messages to an idle worker
+STEPS = 50  # table 4: tasks timed per step
 
 
 class EchoAgent(ConversationAgent):
@@ -41,6 +50,9 @@ class EchoAgent(ConversationAgent):
     async def get_response(self, message, request=None, **kwargs):
         return f"You said: {message}"
 
+
+# The tables --parts=... may choose (all by default): on a busy machine, measure one at a time.
+PARTS = ("throughput", "singles", "bursts", "steps")
 
 # Burst sizes (conversations that get a message at the same moment) and the rounds of each.
 BURSTS = {1: 20, 10: 4, 100: 1}
@@ -55,8 +67,11 @@ def main(argv: list[str]) -> None:
         raise Skipped("django-tasks-db is not installed: pip install 'django-ai-first[worker]'")
     quick = is_quick(argv)
     messages = int_option(argv, "messages", 10 if quick else 200)
+    parts = set(option(argv, "parts", ",".join(PARTS)).split(","))
+    if not parts <= set(PARTS):
+        raise SystemExit(f"--parts takes some of {','.join(PARTS)}")
     with bench_database() as label:
-        _run(label, messages, quick=quick)
+        _run(label, messages, quick=quick, parts=parts)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -64,7 +79,24 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _run(label: str, total: int, *, quick: bool = False) -> None:
+# (name, kind, workers, CONN_MAX_AGE in the settings, extra arguments) of the worker rows.
+WORKER_ROWS = (
+    ("db_worker x1", "db", 1, 0, []),
+    ("db_worker x1, CONN_MAX_AGE=60", "db", 1, 60, []),
+    ("ai_db_worker x1", "ai_db", 1, 0, []),
+    ("db_worker x2, CONN_MAX_AGE=60", "db", 2, 60, []),
+    ("ai_db_worker x2", "ai_db", 2, 0, []),
+)
+QUICK_WORKER_ROWS = (("db_worker x1", "db", 1, 0, []), ("ai_db_worker x1", "ai_db", 1, 0, []))
+# Table 2: a single message to one idle worker.
+SINGLE_ROWS = (
+    ("db_worker x1", "db", 1, 0, []),
+    ("ai_db_worker x1 --no-wakeup (polls)", "ai_db", 1, 0, ["--no-wakeup"]),
+    ("ai_db_worker x1", "ai_db", 1, 0, []),
+)
+
+
+def _run(label: str, total: int, *, quick: bool, parts: set[str]) -> None:
     import platform
 
     from django.conf import settings
@@ -82,47 +114,95 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
 
     bursts_of = QUICK_BURSTS if quick else BURSTS
     rounds = 1 if quick else 2
-    # (workers, CONN_MAX_AGE) of the db_worker rows; bursts are measured on the last one.
-    worker_rows = ((1, 60),) if quick else ((1, 0), (2, 0), (2, 60))
+    worker_rows = QUICK_WORKER_ROWS if quick else WORKER_ROWS
+    singles = 3 if quick else SINGLES
+    steps = 5 if quick else STEPS
 
     print(
         f"{label}; Python {platform.python_version()}, Django {django.get_version()}; "
-        f"{total} messages, one per conversation; echo agent; db_worker --interval {WORKER_INTERVAL}\n"
+        f"{total} messages, one per conversation; echo agent; workers --interval {WORKER_INTERVAL}; "
+        f"load average before: {_loadavg()}\n"
     )
 
     rows: list[tuple[str, dict[str, float]]] = []
+    single_rows: list[tuple[str, dict[str, float]]] = []
     bursts: list[tuple[str, int, dict[str, float]]] = []
+    step_times: dict[str, float] = {}
+    throughput = "throughput" in parts
     with override_settings(DJANGO_AI=ai):
         from django_ai.conversations.registry import register_agent
 
         register_agent(AGENT, EchoAgent)
-        rows.append(("inline send_message (baseline, no queue)", _best(_inline, total, rounds)))
+        if throughput:
+            rows.append(("inline send_message (baseline, no queue)", _best(_inline, total, rounds)))
         with override_settings(TASKS=immediate):
             task_backends["default"]
-            if not quick:
+            if throughput and not quick:
                 rows.append(("in-process: ImmediateBackend + 4 threads", _best(_queued, total, rounds)))
             with _conn_max_age(60):
                 name = "in-process, 4 threads, CONN_MAX_AGE=60"
-                rows.append((name, _best(_queued, total, rounds)))
-                for conversations, burst_rounds in bursts_of.items():
-                    bursts.append((name, conversations, _bursts(conversations, burst_rounds)))
+                if throughput:
+                    rows.append((name, _best(_queued, total, rounds)))
+                if "singles" in parts:
+                    single_rows.append((name, _singles(singles)))
+                if "bursts" in parts:
+                    for conversations, burst_rounds in bursts_of.items():
+                        bursts.append((name, conversations, _bursts(conversations, burst_rounds)))
                 in_process_runner().stop(10)  # closes the threads' kept connections
         with override_settings(TASKS=database):
-            for index, (workers, max_age) in enumerate(worker_rows):
-                with _workers(task_worker, workers, max_age):
-                    name = f"db_worker x{workers}" + (f", CONN_MAX_AGE={max_age}" if max_age else "")
-                    rows.append((name, _best(_queued, total, rounds)))
-                    if index == len(worker_rows) - 1:
+            for index, (name, kind, workers, max_age, args) in enumerate(worker_rows):
+                last = index == len(worker_rows) - 1
+                if not throughput and not (last and "bursts" in parts):
+                    continue
+                with _workers(task_worker, kind, workers, max_age, args):
+                    if throughput:
+                        rows.append((name, _best(_queued, total, rounds)))
+                    if last and "bursts" in parts:
                         for conversations, burst_rounds in bursts_of.items():
                             bursts.append((name, conversations, _bursts(conversations, burst_rounds)))
+            if "singles" in parts:
+                for name, kind, workers, max_age, args in SINGLE_ROWS[:: 2 if quick else 1]:
+                    with _workers(task_worker, kind, workers, max_age, args):
+                        single_rows.append((name, _singles(singles)))
+            if "steps" in parts:
+                step_times = _steps(steps)
+        if throughput:
+            rows.append(("inline send_message (again, after the workers)", _best(_inline, total, rounds)))
 
+    if rows:
+        _print_throughput(rows)
+    if single_rows:
+        print(f"A single message to an idle worker (--interval {WORKER_INTERVAL}), {singles} messages one at a time:\n")
+        print(
+            "| backend | queue latency p50 ms | p95 ms | max ms | saved -> task stored, median ms "
+            "| -> task claimed | -> turn started |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, r in single_rows:
+            split = " | ".join(_ms(r[k]) for k in ("enqueue", "pickup", "start"))
+            print(f"| {name} | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | {split} |")
+        print()
+    if bursts:
+        _print_bursts(bursts)
+    if step_times:
+        _print_steps(step_times, steps)
+    print(f"\nload average after: {_loadavg()}")
+
+
+def _print_throughput(rows: list[tuple[str, dict[str, float]]]) -> None:
     base = rows[0][1]["turns_per_s"]
-    print("| backend | turns/s | ratio to inline | queue latency p50 ms | p95 ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| backend | turns/s | ratio to inline | ms per turn | queue latency p50 ms | p95 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, r in rows:
         latency = (f"{r['p50']:.0f} | {r['p95']:.0f}") if "p50" in r else "- | -"
-        print(f"| {name} | {r['turns_per_s']:.1f} | {r['turns_per_s'] / base:.2f}x | {latency} |")
+        print(
+            f"| {name} | {r['turns_per_s']:.1f} | {r['turns_per_s'] / base:.2f}x | {1000 / r['turns_per_s']:.1f} "
+            f"| {latency} |"
+        )
     print()
+
+
+def _print_bursts(bursts: list[tuple[str, int, dict[str, float]]]) -> None:
     print(
         "| backend | conversations active at once | messages | latency p50 ms | p95 ms | max ms "
         "| p50 ratio to 1 conversation |"
@@ -136,6 +216,15 @@ def _run(label: str, total: int, *, quick: bool = False) -> None:
             f"| {name} | {conversations} | {r['n']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
             f"{r['p50'] / max(single[name], 0.5):.1f}x |"
         )
+    print()
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 @contextmanager
@@ -153,8 +242,13 @@ def _conn_max_age(seconds: int) -> Iterator[None]:
 
 
 @contextmanager
-def _workers(task_worker: Callable[..., Any], count: int, conn_max_age: int) -> Iterator[None]:
-    with _conn_max_age(conn_max_age), task_worker(interval=WORKER_INTERVAL, queue="default") as start:
+def _workers(
+    task_worker: Callable[..., Any], kind: str, count: int, conn_max_age: int, args: list[str]
+) -> Iterator[None]:
+    with (
+        _conn_max_age(conn_max_age),
+        task_worker(kind=kind, interval=WORKER_INTERVAL, queue="default", args=args) as start,
+    ):
         for _ in range(count):
             start()
         yield
@@ -230,3 +324,122 @@ def _bursts(conversations: int, rounds: int) -> dict[str, float]:
         "p95": _percentile(latencies, 0.95),
         "max": max(latencies),
     }
+
+
+def _singles(count: int) -> dict[str, float]:
+    """One message at a time to an idle backend, each after a random pause (a polling worker's
+    sleep is then caught anywhere in its interval). With a worker, the latency is split at the
+    task row's times: saved -> task stored (``enqueued_at``), -> claimed (``started_at``), -> turn
+    started (the message's ``started_at``)."""
+    from django_ai.conversations.internal.tasks_compat import task_backends
+    from django_ai.conversations.models import ConversationMessage
+
+    stored = "django_tasks_db" in type(task_backends["default"]).__module__
+    latencies: list[float] = []
+    parts: dict[str, list[float]] = {"enqueue": [], "pickup": [], "start": []}
+    for _ in range(count):
+        time.sleep(random.uniform(1.5 * WORKER_INTERVAL, 3.5 * WORKER_INTERVAL))
+        session = _sessions(1)[0]
+        ids = [_post(session, "hello").pk]
+        _wait_answered(ids)
+        latencies += _latencies(ids)
+        if stored:
+            from django_tasks_db.models import DBTaskResult
+
+            task = DBTaskResult.objects.filter(args_kwargs__args__0=str(session.pk)).earliest("enqueued_at")
+            message = ConversationMessage.objects.get(pk=ids[0])
+            assert task.started_at is not None and message.started_at is not None
+            parts["enqueue"].append((task.enqueued_at - message.timestamp).total_seconds())
+            parts["pickup"].append((task.started_at - task.enqueued_at).total_seconds())
+            parts["start"].append((message.started_at - task.started_at).total_seconds())
+    result = {"p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95), "max": max(latencies)}
+    result.update({k: _median_ms(v) if v else float("nan") for k, v in parts.items()})
+    return result
+
+
+def _median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def _steps(count: int) -> dict[str, float]:
+    """Each step a worker takes for a turn, timed here with the code it runs (medians, ms)."""
+    from django.db import close_old_connections, connection
+    from django_tasks_db.models import DBTaskResult
+    from django_tasks_db.utils import exclusive_transaction
+
+    from django_ai.conversations.models import ConversationMessage
+    from django_ai.conversations.service import ConversationService
+    from django_ai.conversations.turns.hooks import answered_by_caller
+    from django_ai.conversations.turns.scheduling import turn_task
+
+    times: dict[str, list[float]] = {
+        k: [] for k in ("connect", "enqueue", "notify", "claim", "lookup", "body", "result", "inline")
+    }
+    for session in _sessions(count):
+        started = time.perf_counter()
+        ConversationService.send_message(session.pk, "hello")
+        times["inline"].append(time.perf_counter() - started)
+    sessions = _sessions(count)
+    task = turn_task()
+    for session in sessions:
+        with answered_by_caller():  # the task is enqueued below, timed
+            ConversationMessage.objects.create(
+                session=session, message_type="user", content="hello", processing_status="pending"
+            )
+        started = time.perf_counter()
+        task.enqueue(str(session.pk))  # INSERT (+ NOTIFY on PostgreSQL)
+        times["enqueue"].append(time.perf_counter() - started)
+    if connection.vendor == "postgresql":
+        for _ in range(count):
+            started = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify('django_ai_bench', '')")
+            times["notify"].append(time.perf_counter() - started)
+    ready = DBTaskResult.objects.ready().filter(backend_name="default")
+    for _ in range(count):
+        connection.close()  # CONN_MAX_AGE=0: every task opens a connection
+        started = time.perf_counter()
+        connection.ensure_connection()
+        times["connect"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        with exclusive_transaction(ready.db):
+            db_result = ready.get_locked()
+            assert db_result is not None
+            db_result.claim("bench")
+        claimed = time.perf_counter()
+        db_task, task_result = db_result.task, db_result.task_result
+        looked_up = time.perf_counter()
+        value = db_task.call(*task_result.args, **task_result.kwargs)
+        ran = time.perf_counter()
+        db_result.set_successful(value)
+        done = time.perf_counter()
+        close_old_connections()
+        times["claim"].append(claimed - started)
+        times["lookup"].append(looked_up - claimed)
+        times["body"].append(ran - looked_up)
+        times["result"].append(done - ran)
+    return {k: _median_ms(v) if v else float("nan") for k, v in times.items()}
+
+
+def _print_steps(t: dict[str, float], count: int) -> None:
+    poll = WORKER_INTERVAL * 1000 / 2
+    print(f"Where a worker's time goes (medians of {count} tasks, ms; measured in this process):\n")
+    print("| step | ms | db_worker (CONN_MAX_AGE=0) | ai_db_worker |")
+    print("|---|---:|---|---|")
+    lines = (
+        ("inline turn (send_message: the baseline's whole turn)", t["inline"], "-", "-"),
+        ("turn task body (answer_pending: lease, turn, next look)", t["body"], "yes", "yes"),
+        ("enqueue: INSERT of the task row (web process, after the commit)", t["enqueue"], "yes", "yes"),
+        ("  of which NOTIFY (PostgreSQL)", t["notify"], "no", "yes"),
+        ("new database connection per task", t["connect"], "yes", "no (kept)"),
+        ("claim: SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT", t["claim"], "yes", "yes"),
+        ("task lookup (import, validation, TaskResult)", t["lookup"], "yes", "yes"),
+        ("result: UPDATE of the task row", t["result"], "yes", "yes"),
+        (f"idle worker's poll sleep (average, --interval {WORKER_INTERVAL})", poll, "yes", "no (NOTIFY)"),
+    )
+    for name, ms, old, new in lines:
+        print(f"| {name} | {_ms(ms, 2)} | {old} | {new} |")
+
+
+def _ms(value: float, places: int = 1) -> str:
+    return "-" if value != value else f"{value:.{places}f}"  # NaN: not measured here

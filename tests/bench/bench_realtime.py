@@ -18,7 +18,8 @@ Part 2, load: ``--streams`` concurrent turns (default 50), each writing a chunk 
 stream is checked for sequence and offset gaps and its text compared with the saved row.
 
 ``./dev bench realtime`` (SQLite file database; set DATABASE_URL for PostgreSQL). ``--quick``: 50
-writes, one round, 3 streams for 2 s.
+writes, one round, 3 streams for 2 s. ``--save-interval=S`` sets ``STREAM_SAVE_INTERVAL`` for the
+run (default: the setting's default), to see what the row saves cost the writes.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import django
 
 from django_ai.conversations.realtime.base import BaseRealtimeBackend
 from django_ai.conversations.realtime.pusher import PusherBackend
-from tests.bench.options import Skipped, int_option, is_quick
+from tests.bench.options import Skipped, int_option, is_quick, option
 
 
 class NaivePusherBackend(PusherBackend):
@@ -98,6 +99,8 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
     rounds = int_option(argv, "rounds", 1 if quick else 3)
     streams = int_option(argv, "streams", 3 if quick else 50)
     seconds = int_option(argv, "seconds", 2 if quick else 30)
+    save_interval = option(argv, "save-interval", "")
+    extra: dict[str, Any] = {"STREAM_SAVE_INTERVAL": float(save_interval)} if save_interval else {}
     log: dict[str, dict[int, tuple[float, int]]] = {}  # message id -> sequence -> (wall ms, write ns)
     log_lock = threading.Lock()
 
@@ -140,10 +143,12 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
         f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; soketi 1.6 + pusher-js 8 on 127.0.0.1"
     )
+    if extra:
+        print(f"settings for this run: {extra}")
     results: dict[str, dict[str, list[float]]] = {}
     for round_ in range(rounds):
         for kind in ("coalescing sender", "naive sync trigger"):
-            stats = _single_stream(kind, soketi, web, log, log_lock)
+            stats = _single_stream(kind, soketi, web, log, log_lock, extra)
             bucket = results.setdefault(kind, {"cost": [], "latency": [], "requests": [], "events": []})
             for key, values in stats.items():
                 bucket[key].extend(values)
@@ -173,16 +178,16 @@ def _run(argv: list[str], label: str, soketi: Any, web: Any) -> None:
         f"{_pct(ours['latency'], 50) / _pct(naive['latency'], 50):.2f}x, "
         f"p95 {_pct(ours['latency'], 95) / _pct(naive['latency'], 95):.2f}x"
     )
-    _load(streams, seconds, soketi, web, log, log_lock)
+    _load(streams, seconds, soketi, web, log, log_lock, extra)
 
 
-def _configure(kind: str, soketi: Any) -> Any:
+def _configure(kind: str, soketi: Any, extra: dict[str, Any]) -> Any:
     from django.test.utils import override_settings
 
     from django_ai.conversations.realtime import reset_backend
 
     options = dict(soketi.pusher_settings)
-    config: dict[str, Any] = {"PUSHER": options}
+    config: dict[str, Any] = {"PUSHER": options, **extra}
     if kind == "naive sync trigger":
         config["REALTIME_BACKEND"] = "tests.bench.bench_realtime.NaivePusherBackend"
     override = override_settings(DJANGO_AI=config)
@@ -195,14 +200,16 @@ def _requests(backend: Any) -> int:
     return backend.requests if isinstance(backend, NaivePusherBackend) else backend.sender.requests
 
 
-def _single_stream(kind: str, soketi: Any, web: Any, log: dict, log_lock: threading.Lock) -> dict[str, list[float]]:
+def _single_stream(
+    kind: str, soketi: Any, web: Any, log: dict, log_lock: threading.Lock, extra: dict[str, Any]
+) -> dict[str, list[float]]:
     from django_ai.conversations.owners import new_anonymous_id
     from django_ai.conversations.realtime import get_backend, reset_backend
     from django_ai.conversations.realtime.channels import session_channel
     from django_ai.conversations.service import ConversationService
     from tests.realtime_server.harness import NodeSubscriber
 
-    override = _configure(kind, soketi)
+    override = _configure(kind, soketi, extra)
     try:
         visitor = new_anonymous_id()
         session = ConversationService.create_session("bench-paced", anonymous_id=visitor)
@@ -263,7 +270,9 @@ def _check_stream(chunks: list[dict], writes: int) -> str:
     return "".join(parts)
 
 
-def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock: threading.Lock) -> None:
+def _load(
+    streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock: threading.Lock, extra: dict[str, Any]
+) -> None:
     from django_ai.conversations.models import ConversationMessage
     from django_ai.conversations.owners import new_anonymous_id
     from django_ai.conversations.realtime import get_backend, reset_backend
@@ -272,7 +281,7 @@ def _load(streams: int, seconds: int, soketi: Any, web: Any, log: dict, log_lock
     from tests.realtime_server.harness import NodeSubscriber
 
     visitor = new_anonymous_id()  # one visitor owning all the conversations: one subscriber process
-    override = _configure("coalescing sender", soketi)
+    override = _configure("coalescing sender", soketi, extra)
     try:
         sessions = [ConversationService.create_session("bench-load", anonymous_id=visitor) for _ in range(streams)]
         channels = [session_channel(s.pk) for s in sessions]

@@ -37,6 +37,13 @@ from tests.bench.bench_clients import register_streamer  # noqa: E402
 register_streamer()
 
 
+SENDER_FIGURES = ("requests", "events_sent", "failures", "dropped", "lost", "pending")
+
+
+def _value(figure: Any) -> Any:
+    return figure() if callable(figure) else figure
+
+
 def _stats() -> dict[str, Any]:
     with open("/proc/self/status") as status:
         rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
@@ -47,6 +54,7 @@ def _stats() -> dict[str, Any]:
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
         "subscriptions": backend.broker.subscriber_count() if isinstance(backend, LocalBackend) else None,
+        "sender": {key: _value(getattr(backend.sender, key, None)) for key in SENDER_FIGURES},
     }
 
 

@@ -9,6 +9,7 @@ generous wait that ends well before its next poll.
 from __future__ import annotations
 
 import importlib.util
+from uuid import UUID
 
 import pytest
 from django.db import connection
@@ -163,3 +164,49 @@ def test_the_worker_keeps_connections_that_requests_would_close():
         assert settings_dict["CONN_MAX_AGE"] == 0
     finally:
         settings_dict["CONN_MAX_AGE"] = saved
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("worker_settings")
+def test_the_one_statement_claim_takes_what_db_workers_query_would():
+    """ai_db_worker's claim on PostgreSQL (one UPDATE ... RETURNING): ready tasks of its backend
+    and queues, highest priority first then oldest, each once, written as db_worker writes it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tasks_db.models import DBTaskResult
+
+    from django_ai.conversations.management.commands.ai_db_worker import WakingWorker
+    from django_ai.conversations.turns.tasks import answer_pending
+
+    def enqueue(name: str, **using) -> str:
+        return answer_pending.using(backend="default", **using).enqueue(name).id
+
+    old = enqueue("old")
+    later = enqueue("later", run_after=timezone.now() + timedelta(hours=1))  # not ready yet
+    other_queue = enqueue("other queue", queue_name="turns")
+    urgent = enqueue("urgent", priority=10)
+    new = enqueue("new")
+    worker = WakingWorker(
+        listener=TaskListener(backend="default", queues=["default"], enabled=False),
+        queue_names=["default"],
+        interval=1,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="claimer",
+        excluded_queue_names=[],
+    )
+    claimed = []
+    while (task := worker._claim()[0]) is not None:
+        claimed.append(task)
+    assert [str(t.id) for t in claimed] == [urgent, old, new]
+    assert [t.args_kwargs["args"] for t in claimed] == [["urgent"], ["old"], ["new"]]
+    for task in DBTaskResult.objects.filter(pk__in=[urgent, old, new]):
+        assert (task.status, task.worker_ids) == ("RUNNING", ["claimer"]) and task.started_at is not None
+    assert set(DBTaskResult.objects.filter(status="READY").values_list("pk", flat=True)) == {
+        UUID(later),
+        UUID(other_queue),
+    }

@@ -2,8 +2,8 @@
 stored and keeping its database connection between tasks.
 
 The same options and the same task runs as ``db_worker`` (this command reuses its arguments, its
-claim and its ``run_task``: a task is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED``, runs once,
-and its result row is written as ``db_worker`` writes it). Two things differ, both measured in
+query for the next task and its ``run_task``: a task is claimed under ``FOR UPDATE SKIP LOCKED``,
+runs once, and its rows are written as ``db_worker`` writes them). What differs, measured in
 docs/benchmarks.md ("Turns in the background"):
 
 - an idle worker does not sleep ``--interval`` seconds: on PostgreSQL it waits for the
@@ -14,7 +14,9 @@ docs/benchmarks.md ("Turns in the background"):
 - ``CONN_MAX_AGE = 0`` (Django's default, meant for requests) would open a new database connection
   for every task: the worker keeps its connections ``--conn-max-age`` seconds (600 by default when
   the setting is 0; a value set in DATABASES is kept). A connection found broken is replaced, as
-  after a request.
+  after a request;
+- on PostgreSQL the claim is one ``UPDATE ... RETURNING`` statement instead of a transaction of
+  four round trips.
 
 A database error while looking for a task (the database restarting) is logged and the worker
 tries again after ``--interval``, where ``db_worker`` exits.
@@ -31,7 +33,10 @@ from typing import Any
 
 from django.core.management.base import CommandError
 from django.db import DatabaseError, OperationalError, close_old_connections, connections
+from django.db.models import QuerySet
+from django.utils import timezone
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
+from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
@@ -41,6 +46,9 @@ from ...turns.wakeup import TaskListener
 
 # The worker's own lines go where db_worker's go (its --verbosity configures this logger).
 logger = logging.getLogger("django_tasks_db")
+
+# The fields a claim writes (DBTaskResult.claim()).
+_CLAIMED = ("status", "started_at", "worker_ids")
 
 #: Seconds a worker keeps a database connection when DATABASES says 0 (a new one per task).
 DEFAULT_CONN_MAX_AGE = 600
@@ -101,6 +109,8 @@ class WakingWorker(Worker):
             tasks = tasks.filter(queue_name__in=self.queue_names)
         if self.excluded_queue_names:
             tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
+        if connections[tasks.db].vendor == "postgresql":
+            return self._claim_in_one_statement(tasks), True
         try:
             with exclusive_transaction(tasks.db):
                 db_task_result = tasks.get_locked()
@@ -111,6 +121,28 @@ class WakingWorker(Worker):
                 return None, False
             raise
         return db_task_result, True
+
+    def _claim_in_one_statement(self, tasks: QuerySet[DBTaskResult]) -> DBTaskResult | None:
+        """PostgreSQL: the claim ``db_worker`` makes in a transaction (BEGIN, SELECT ... FOR UPDATE
+        SKIP LOCKED, UPDATE, COMMIT: four round trips) as one ``UPDATE ... RETURNING``. The same
+        row is taken (the first ready one in the table's ordering that no other worker holds) and
+        written the same way (RUNNING, started_at, this worker's id appended)."""
+        meta = DBTaskResult._meta
+        quote = connections[tasks.db].ops.quote_name
+        # The ordering and the filters of db_worker's query, compiled by Django; the lock is
+        # spelled here (Django compiles FOR UPDATE only inside a transaction).
+        first, params = tasks.values("pk")[:1].query.get_compiler(using=tasks.db).as_sql()
+        table, pk = quote(meta.db_table), quote(str(meta.pk.column))
+        status, started_at, worker_ids = (quote(str(meta.get_field(f).column)) for f in _CLAIMED)
+        columns = ", ".join(quote(str(field.column)) for field in meta.concrete_fields)
+        sql = (
+            f"UPDATE {table} SET {status} = %s, {started_at} = %s, "
+            f"{worker_ids} = {worker_ids} || jsonb_build_array(%s) "
+            f"WHERE {pk} = ({first} FOR UPDATE SKIP LOCKED) AND {status} = %s RETURNING {columns}"
+        )
+        running, ready = TaskResultStatus.RUNNING.value, TaskResultStatus.READY.value
+        values = [running, timezone.now(), self.worker_id, *params, ready]
+        return next(iter(DBTaskResult.objects.using(tasks.db).raw(sql, values)), None)
 
 
 def _conn_max_age(value: str) -> int:

@@ -367,19 +367,32 @@ def _steps(count: int) -> dict[str, float]:
     from django_tasks_db.models import DBTaskResult
     from django_tasks_db.utils import exclusive_transaction
 
+    from django_ai.conversations.management.commands.ai_db_worker import WakingWorker
     from django_ai.conversations.models import ConversationMessage
     from django_ai.conversations.service import ConversationService
     from django_ai.conversations.turns.hooks import answered_by_caller
     from django_ai.conversations.turns.scheduling import turn_task
+    from django_ai.conversations.turns.wakeup import TaskListener
 
     times: dict[str, list[float]] = {
-        k: [] for k in ("connect", "enqueue", "notify", "claim", "lookup", "body", "result", "inline")
+        k: [] for k in ("connect", "enqueue", "notify", "claim", "claim1", "lookup", "body", "result", "inline")
     }
+    worker = WakingWorker(
+        listener=TaskListener(backend="default", queues=["*"], enabled=False),
+        queue_names=["*"],
+        interval=WORKER_INTERVAL,
+        batch=False,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="bench",
+        excluded_queue_names=[],
+    )
     for session in _sessions(count):
         started = time.perf_counter()
         ConversationService.send_message(session.pk, "hello")
         times["inline"].append(time.perf_counter() - started)
-    sessions = _sessions(count)
+    sessions = _sessions(2 * count)  # half claimed as db_worker does, half as ai_db_worker does
     task = turn_task()
     for session in sessions:
         with answered_by_caller():  # the task is enqueued below, timed
@@ -396,16 +409,20 @@ def _steps(count: int) -> dict[str, float]:
                 cursor.execute("SELECT pg_notify('django_ai_bench', '')")
             times["notify"].append(time.perf_counter() - started)
     ready = DBTaskResult.objects.ready().filter(backend_name="default")
-    for _ in range(count):
+    for index in range(2 * count):
         connection.close()  # CONN_MAX_AGE=0: every task opens a connection
         started = time.perf_counter()
         connection.ensure_connection()
         times["connect"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        with exclusive_transaction(ready.db):
-            db_result = ready.get_locked()
+        if index < count:
+            with exclusive_transaction(ready.db):
+                db_result = ready.get_locked()
+                assert db_result is not None
+                db_result.claim("bench")
+        else:
+            db_result = worker._claim()[0]
             assert db_result is not None
-            db_result.claim("bench")
         claimed = time.perf_counter()
         db_task, task_result = db_result.task, db_result.task_result
         looked_up = time.perf_counter()
@@ -414,7 +431,7 @@ def _steps(count: int) -> dict[str, float]:
         db_result.set_successful(value)
         done = time.perf_counter()
         close_old_connections()
-        times["claim"].append(claimed - started)
+        times["claim" if index < count else "claim1"].append(claimed - started)
         times["lookup"].append(looked_up - claimed)
         times["body"].append(ran - looked_up)
         times["result"].append(done - ran)
@@ -432,7 +449,8 @@ def _print_steps(t: dict[str, float], count: int) -> None:
         ("enqueue: INSERT of the task row (web process, after the commit)", t["enqueue"], "yes", "yes"),
         ("  of which NOTIFY (PostgreSQL)", t["notify"], "no", "yes"),
         ("new database connection per task", t["connect"], "yes", "no (kept)"),
-        ("claim: SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT", t["claim"], "yes", "yes"),
+        ("claim: BEGIN, SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT", t["claim"], "yes", "SQLite"),
+        ("claim, ai_db_worker on PostgreSQL: one UPDATE ... RETURNING", t["claim1"], "no", "PostgreSQL"),
         ("task lookup (import, validation, TaskResult)", t["lookup"], "yes", "yes"),
         ("result: UPDATE of the task row", t["result"], "yes", "yes"),
         (f"idle worker's poll sleep (average, --interval {WORKER_INTERVAL})", poll, "yes", "no (NOTIFY)"),

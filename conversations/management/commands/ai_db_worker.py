@@ -132,9 +132,10 @@ class WakingWorker(Worker):
         # The ordering and the filters of db_worker's query, compiled by Django; the lock is
         # spelled here (Django compiles FOR UPDATE only inside a transaction).
         first, params = tasks.values("pk")[:1].query.get_compiler(using=tasks.db).as_sql()
+        column = {field.name: quote(str(field.column)) for field in meta.concrete_fields}
         table, pk = quote(meta.db_table), quote(str(meta.pk.column))
-        status, started_at, worker_ids = (quote(str(meta.get_field(f).column)) for f in _CLAIMED)
-        columns = ", ".join(quote(str(field.column)) for field in meta.concrete_fields)
+        status, started_at, worker_ids = (column[name] for name in _CLAIMED)
+        columns = ", ".join(column.values())
         sql = (
             f"UPDATE {table} SET {status} = %s, {started_at} = %s, "
             f"{worker_ids} = {worker_ids} || jsonb_build_array(%s) "

@@ -12,15 +12,17 @@
    write-to-receipt latency (the coalescing window included) and event-to-receipt latency (from
    the event's ``timestamp``, i.e. from when the sender built it: the broker and the stream).
    Baselines in the same run: one client with one stream, and ``--streams`` clients all streaming
-   (no idle clients beside them); the process's RSS with no client (after the baselines) against
-   ``--clients`` idle ones.
+   with no idle client beside them, alternating with the full count over ``--rounds`` rounds
+   (default 2); the process's RSS with no client (after the first baseline) against ``--clients``
+   idle ones.
 2. **soketi**: the same conversations and turns with the Pusher backend, read by ``--clients``
    pusher-js clients (``tests/realtime_server/many_clients.mjs``, one WebSocket each, one Node
    process), authorised through ``realtime/auth/`` of the same uvicorn process; memory is soketi's
    RSS. Skipped when Node, soketi or pusher-js is missing.
 
 ``python -m tests.bench clients`` (``--clients=N``, ``--streams=N``, ``--chunks=N``,
-``--heartbeat=S``, ``--sse=0`` or ``--soketi=0`` to leave a part out). ``--quick``: 20 clients, 5 streams, 20 chunks.
+``--heartbeat=S``, ``--rounds=N``, ``--sse=0`` or ``--soketi=0`` to leave a part out).
+``--quick``: 20 clients, 5 streams, 20 chunks, one round.
 SQLite file database unless ``DATABASE_URL`` is set.
 """
 
@@ -206,6 +208,7 @@ def main(argv: list[str]) -> None:
         "streams": int_option(argv, "streams", 5 if quick else 100),
         "chunks": int_option(argv, "chunks", 20 if quick else 100),
         "heartbeat": float(option(argv, "heartbeat", "2" if quick else "15")),
+        "rounds": int_option(argv, "rounds", 1 if quick else 2),
     }
     sizes["streams"] = min(sizes["streams"], sizes["clients"])
     with bench_database() as label:
@@ -362,12 +365,15 @@ async def _connect(web: WebProcess, clients: list[Client], receipts: Receipts) -
     return readers, time.monotonic() - started
 
 
-async def _stream(web: WebProcess, readers: list[SSEClient], chunks: int) -> None:
+async def _stream(web: WebProcess, readers: list[SSEClient], chunks: int) -> float:
+    """Stream a turn to each reader; the web process's CPU use meanwhile (1.0: one core)."""
+    before, started = (await asyncio.to_thread(web.stats))["cpu_seconds"], time.monotonic()
     await asyncio.to_thread(web.start_turns, [r.client for r in readers], chunks)
     try:
         await asyncio.wait_for(asyncio.gather(*(r.ended.wait() for r in readers)), 120 + chunks * 0.05)
     except TimeoutError:
         pass  # reported: the streams not complete
+    return ((await asyncio.to_thread(web.stats))["cpu_seconds"] - before) / (time.monotonic() - started)
 
 
 async def _close(web: WebProcess, readers: list[SSEClient]) -> dict[str, Any]:
@@ -376,18 +382,19 @@ async def _close(web: WebProcess, readers: list[SSEClient]) -> dict[str, Any]:
     return await asyncio.to_thread(web.wait_subscriptions, 0)
 
 
-def _phase_row(name: str, receipts: Receipts, clients: list[Client], chunks: int) -> str:
+def _phase_row(name: str, receipts: Receipts, clients: list[Client], chunks: int, cpu: float | None = None) -> str:
     complete = sum(1 for c in clients if receipts.stamps.get(c.index) == chunks and c.index in receipts.ended)
     w, e = receipts.write_latency, receipts.event_latency
     return (
         f"| {name} | {complete}/{len(clients)} | {len(w):,} | {_pct(w, 50):.1f} | {_pct(w, 95):.1f} | "
-        f"{_pct(w, 99):.1f} | {_pct(e, 50):.1f} | {_pct(e, 95):.1f} | {_pct(e, 99):.1f} |"
+        f"{_pct(w, 99):.1f} | {_pct(e, 50):.1f} | {_pct(e, 95):.1f} | {_pct(e, 99):.1f} | "
+        f"{'' if cpu is None else f'{cpu:.2f}'} |"
     )
 
 
 LATENCY_HEADER = (
     "| clients open, streaming | streams complete | chunks | write→receipt p50 ms | p95 | p99 "
-    "| event→receipt p50 ms | p95 | p99 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| event→receipt p50 ms | p95 | p99 | web process CPU (cores) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -400,29 +407,48 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
     await _stream(web, readers, chunks)
     await _close(web, readers)
     rows.append(_phase_row("1, 1 (baseline)", one, clients[:1], chunks))
-    # Baseline 2: only the streaming clients.
-    step = max(1, n // streams)
-    streaming = clients[::step][:streams]
-    few = Receipts()
-    readers, _ = await _connect(web, streaming, few)
-    await _stream(web, readers, chunks)
-    await _close(web, readers)
-    rows.append(_phase_row(f"{streams}, {streams} (baseline)", few, streaming, chunks))
     # No client: the memory baseline (after the same code paths ran).
     empty = await asyncio.to_thread(web.wait_subscriptions, 0)
-    # Every client, idle, then streams to some of them.
-    many = Receipts()
-    readers, connect_seconds = await _connect(web, clients, many)
-    await asyncio.sleep(2)
-    idle = await asyncio.to_thread(web.stats)
-    idle_started = time.time() * 1000
-    await asyncio.sleep(sizes["heartbeat"] * 1.5)
-    idle_ended = time.time() * 1000
-    loaded = await asyncio.to_thread(web.stats)
-    await _stream(web, readers[::step][:streams], chunks)
-    rows.append(_phase_row(f"{n:,}, {streams}", many, streaming, chunks))
-    lost = sum(1 for r in readers if r.closed.is_set())
-    after = await _close(web, readers)
+    # The streaming clients stay connected; the idle ones come and go, so that the rounds with and
+    # without them alternate under the same load from other jobs.
+    step = max(1, n // streams)
+    streaming = clients[::step][:streams]
+    chosen = {c.index for c in streaming}
+    others = [c for c in clients if c.index not in chosen]
+    few, many = Receipts(), Receipts()
+    active, _ = await _connect(web, streaming, few)
+    connect_seconds, lost = [], 0
+    cpu: dict[str, list[float]] = {"few": [], "many": []}
+    for round_ in range(sizes["rounds"]):
+        for reader in active:
+            reader.receipts, reader.ended = few, asyncio.Event()
+        cpu["few"].append(await _stream(web, active, chunks))
+        if round_ == 0:
+            # The memory baseline: the streaming clients alone, after their first turns ran.
+            await asyncio.sleep(2)
+            warm = await asyncio.to_thread(web.stats)
+        idle_readers, seconds = await _connect(web, others, many)
+        connect_seconds.append(seconds)
+        await asyncio.sleep(2)
+        if round_ == 0:
+            idle = await asyncio.to_thread(web.stats)
+            idle_started = time.time() * 1000
+            await asyncio.sleep(sizes["heartbeat"] * 1.5)
+            idle_ended = time.time() * 1000
+            readers = active + idle_readers
+        for reader in active:
+            reader.receipts, reader.ended = many, asyncio.Event()
+        cpu["many"].append(await _stream(web, active, chunks))
+        if round_ == 0:
+            loaded = await asyncio.to_thread(web.stats)
+        lost += sum(1 for r in active + idle_readers if r.closed.is_set())
+        for reader in idle_readers:
+            reader.close()
+        await asyncio.to_thread(web.wait_subscriptions, len(active))
+    few_cpu, many_cpu = sum(cpu["few"]) / len(cpu["few"]), sum(cpu["many"]) / len(cpu["many"])
+    rows.append(_phase_row(f"{streams}, {streams} (baseline)", few, streaming, chunks * sizes["rounds"], few_cpu))
+    rows.append(_phase_row(f"{n:,}, {streams}", many, streaming, chunks * sizes["rounds"], many_cpu))
+    after = await _close(web, active)
 
     beats = sorted(t for r in readers for t in r.heartbeats if idle_started <= t < idle_ended)
     window = idle_ended - idle_started
@@ -433,7 +459,11 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
     mean = len(beats) / (window / 100) if window else 0
 
     print(f"\n### Local backend (SSE) under uvicorn, one process, heartbeat {sizes['heartbeat']} s\n")
-    print(f"{n:,} clients connected in {connect_seconds:.1f} s; {lost} stream(s) ended by the server while open.")
+    print(
+        f"{sizes['rounds']} rounds, alternating {streams} clients alone and {n:,} (figures pooled); the "
+        f"{n - len(streaming):,} idle clients connected in {', '.join(f'{s:.1f}' for s in connect_seconds)} s; "
+        f"{lost} stream(s) ended by the server while open."
+    )
     print(f"load average after the run: {_loadavg()}\n")
     print(LATENCY_HEADER)
     print("\n".join(rows))
@@ -441,16 +471,20 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
     print("| process | RSS MB | file descriptors | asyncio tasks | threads | subscriptions |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, s in (
-        ("no client (baseline)", empty),
+        ("no client (after one stream)", empty),
+        (f"{len(streaming)} clients, after their streams (baseline)", warm),
         (f"{n:,} idle clients", idle),
-        (f"{n:,} clients, streaming", loaded),
+        (f"{n:,} clients, after the streams", loaded),
         ("all closed", after),
     ):
         print(
             f"| {name} | {s['rss_kb'] / 1024:.1f} | {s['fds']} | {s['tasks']} | {s['threads']} | {s['subscriptions']} |"
         )
-    per_client = (idle["rss_kb"] - empty["rss_kb"]) / n
-    print(f"\nmemory per idle client: {per_client:.1f} KB (RSS delta / clients)")
+    per_client = (idle["rss_kb"] - warm["rss_kb"]) / len(others)
+    print(
+        f"\nmemory per idle client: {per_client:.1f} KB (RSS delta / clients, {len(others):,} idle clients "
+        f"beside the {len(streaming)} of the baseline)"
+    )
     print(
         f"heartbeats over {window / 1000:.1f} s idle: {len(beats):,}; busiest 100 ms: {busiest} "
         f"({busiest / mean if mean else 0:.1f}x the mean {mean:.1f})"

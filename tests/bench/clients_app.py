@@ -50,6 +50,7 @@ def _stats() -> dict[str, Any]:
     backend = get_backend()
     return {
         "rss_kb": rss,
+        "cpu_seconds": sum(os.times()[:2]),
         "fds": len(os.listdir("/proc/self/fd")),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),

@@ -361,7 +361,9 @@ def _run(
             "agent": AGENT,
             "conversations": conversations,
             "messages": messages,
-            "timeoutMs": 120_000,
+            # A visitor gives up on a reply after 10 minutes: a slow reply is not a lost one, and a
+            # saturated queue can make one wait minutes (the run still reports the wait).
+            "timeoutMs": 600_000,
             "thinkMs": think_ms,
         }
         output_path = directory / "client.jsonl"
@@ -370,7 +372,7 @@ def _run(
                 ["node", str(HERE / "load_client.mjs"), json.dumps(config)], cwd=HERE, stdout=output, stderr=errors
             )
         started = time.monotonic()
-        deadline = started + 120 + total * 2
+        deadline = started + 900 + total * 2
         while client.poll() is None:
             if time.monotonic() > deadline:
                 client.kill()

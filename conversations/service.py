@@ -33,7 +33,7 @@ from .owners import Owner, get_owner, owns
 from .registry import registry
 from .turns import versions
 from .turns.hooks import answered_by_caller
-from .turns.inline import answer_inline
+from .turns.inline import answer_inline, answer_new_message
 from .turns.policy import apply_concurrency_policy, policy_locks, request_cancel
 
 if TYPE_CHECKING:
@@ -190,22 +190,22 @@ class ConversationService:
         agent_cls = registry.get(session.agent_path)
         file_rows = ConversationService._resolve_files(files, session, user=user, request=request)
 
-        user_message = ConversationMessage(
-            session=session,
-            message_type=MessageType.USER,
-            content=text,
-            processing_status=ProcessingStatus.PENDING,
-        )
         if not file_rows and not policy_locks(agent_cls):
-            # One INSERT, committed on its own: the default policy (enqueue) locks nothing.
-            with answered_by_caller():  # answered below, inline: no turn task for it
-                user_message.save()
+            # The default policy (enqueue) locks nothing: no transaction around the message's
+            # INSERT, which starts the turn when the conversation is idle (turns/inline.py).
+            user_message, outcome = answer_new_message(session, text, request)
         else:
+            user_message = ConversationMessage(
+                session=session,
+                message_type=MessageType.USER,
+                content=text,
+                processing_status=ProcessingStatus.PENDING,
+            )
             with transaction.atomic():
                 # In the transaction that saves the message: the policy holds the session's row
                 # lock until the commit, so two messages sent at once are checked one after the other.
                 apply_concurrency_policy(session, agent_cls)
-                with answered_by_caller():
+                with answered_by_caller():  # answered below, inline: no turn task for it
                     user_message.save()
                 if file_rows:
                     # One link per file in the caller's order (files.set() would lose the order):
@@ -215,9 +215,8 @@ class ConversationService:
                         [through(conversationmessage=user_message, file=f) for f in dict.fromkeys(file_rows)]
                     )
                     File.objects.filter(pk__in=[f.pk for f in file_rows], session__isnull=True).update(session=session)
-
-        # Without files the turn need not read them (with files: read back in their saved order).
-        outcome = answer_inline(session, user_message, request, files=None if file_rows else [])
+            # Without files the turn need not read them (with files: read back in their saved order).
+            outcome = answer_inline(session, user_message, request, files=None if file_rows else [])
         result: SendMessageResult = {
             "status": "success",
             "response": outcome.response if outcome else "",

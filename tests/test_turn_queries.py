@@ -2,14 +2,14 @@
 ("Turn overhead", the table per query). Query counts are deterministic: a change that adds one to
 every turn shows here, on SQLite and on PostgreSQL alike.
 
-A README echo turn through ``ConversationService.send_message`` is 10 statements: the session read
-(owner check), the user message's INSERT, the lease taken for it (one UPDATE that also checks that
-no older message waits and that the session is unchanged since it was read), the user message
-marked ``processing``, then one transaction (BEGIN, the session's UPDATE: Context, lease check and
-release; the reply's INSERT; the user message's end; COMMIT), and the look at the queue for
-messages that arrived meanwhile. A stream of 5 chunks adds 2: the reply's row created at the
-stream's start and its text saved at the stream's end (the turn's end then UPDATEs that row
-instead of INSERTing one).
+A README echo turn through ``ConversationService.send_message`` in an idle conversation is 9
+statements (18 before issue 16): the session read (owner check), the lease claimed for the new
+message (one UPDATE that also checks that no message waits and that the session is unchanged
+since it was read), the user message's INSERT, already ``processing``, then one transaction
+(BEGIN, the session's UPDATE: Context, lease check and release; the reply's INSERT; the user
+message's end; COMMIT), and the look at the queue for messages that arrived meanwhile. A stream
+of 5 chunks adds 2: the reply's row created at the stream's start and its text saved at the
+stream's end (the turn's end then UPDATEs that row instead of INSERTing one).
 """
 
 from __future__ import annotations
@@ -70,14 +70,13 @@ def second_turn(path: str) -> tuple[list[str], dict]:
 
 
 @pytest.mark.parametrize("agent", [AsyncEcho, SyncEcho], ids=["async", "sync"])
-def test_an_echo_turn_is_10_statements(agent):
+def test_an_echo_turn_is_9_statements(agent):
     register_agent("queries/echo", agent)
     statements, result = second_turn("queries/echo")
     assert [kind(sql) for sql in statements] == [
         "SELECT",  # the session: owner, status, agent, Context
-        "INSERT",  # the user message, committed on its own
-        "UPDATE",  # the lease, taken for this message
-        "UPDATE",  # the user message: processing (clients and crash recovery see it)
+        "UPDATE",  # the lease, claimed for the new message
+        "INSERT",  # the user message, processing (clients and crash recovery see it), committed
         "transaction",
         "UPDATE",  # the session: Context, usage, the lease checked and released
         "INSERT",  # the reply
@@ -89,15 +88,22 @@ def test_an_echo_turn_is_10_statements(agent):
     session = ConversationSession.objects.get(pk=result["session_id"])
     assert (session.turn_token, session.active_turn, session.turn_heartbeat_at) == ("", None, None)
     message = ConversationMessage.objects.get(pk=result["user_message_id"])
-    assert message.processing_status == ProcessingStatus.COMPLETED
+    # Saved processing (the INSERT started the turn), then completed.
+    assert (message.processing_status, message.attempts, message.context_before, message.context_after) == (
+        ProcessingStatus.COMPLETED,
+        1,
+        {},
+        {},
+    )
+    assert message.started_at is not None and message.finished_at >= message.started_at
 
 
-def test_a_turn_streaming_5_chunks_is_12_statements():
+def test_a_turn_streaming_5_chunks_is_11_statements():
     register_agent("queries/stream", FiveChunks)
     statements, result = second_turn("queries/stream")
     kinds = [kind(sql) for sql in statements]
-    assert len(statements) == 12, kinds
-    assert Counter(kinds) == {"UPDATE": 6, "SELECT": 2, "INSERT": 2, "transaction": 2}
+    assert len(statements) == 11, kinds
+    assert Counter(kinds) == {"UPDATE": 5, "SELECT": 2, "INSERT": 2, "transaction": 2}
     reply = ConversationMessage.objects.get(pk=result["message_id"])
     assert (reply.content, reply.stream_sequence, reply.processing_status) == (
         "You said: second ! ",
@@ -134,22 +140,22 @@ class Counting(ConversationAgent):
 
 
 def test_a_session_changed_since_it_was_read_is_read_again_under_the_lease():
-    # send_message reads the session before saving the message; the lease is then taken only while
+    # send_message reads the session before it takes the lease; the lease is then claimed only while
     # the row is unchanged (its updated_at), or the turn would start from a Context another turn
     # (or a version) replaced meanwhile and write its own over it. Here the Context changes right
-    # after the message's INSERT, as another turn's end would: the turn starts from the new one.
+    # after that read, as another turn's end would: the turn starts from the new one.
     register_agent("queries/counting", Counting)
     session = ConversationService.create_session("queries/counting")
     changed = []
 
-    def change_after_insert(execute, sql, params, many, context):
+    def change_after_read(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if not changed and sql.startswith("INSERT") and ConversationMessage._meta.db_table in sql:
+        if not changed and sql.startswith("SELECT") and f'FROM "{ConversationSession._meta.db_table}"' in sql:
             changed.append(True)
             ConversationSession.objects.filter(pk=session.pk).update(context={"count": 100}, updated_at=timezone.now())
         return result
 
-    with connection.execute_wrapper(change_after_insert):
+    with connection.execute_wrapper(change_after_read):
         result = ConversationService.send_message(session.pk, "one")
     assert changed
     assert result["response"] == "count 101"

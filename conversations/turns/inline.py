@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from django.utils import timezone
+
 from ..conf import ai_settings
 from ..constants import MessageType, ProcessingStatus
 from ..models import ConversationMessage, ConversationSession, File
 from ..registry import registry
+from .hooks import answered_by_caller
 from .lease import acquire_lease, claim_lease, release_lease
 from .notify import logger
 from .outcome import TurnOutcome
@@ -21,7 +24,55 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 
-__all__ = ["answer_inline"]
+__all__ = ["answer_inline", "answer_new_message"]
+
+
+def answer_new_message(
+    session: ConversationSession, text: str, request: HttpRequest | Request | None
+) -> tuple[ConversationMessage, TurnOutcome | None]:
+    """Save ``text`` as the user's message and answer it here; (the message, its outcome as
+    :func:`answer_inline` returns it). For a message without files whose agent's concurrency
+    policy locks nothing (``enqueue``): ``send_message`` checked the rest.
+
+    When the conversation is idle (no turn holds the lease, no message waits) and its row is
+    unchanged since the caller read it (``session``), the lease is claimed for the message before
+    it exists, and the message is saved already ``processing`` (its ``started_at``, ``attempts``,
+    ``context_before``): one INSERT instead of an INSERT and the UPDATE that starts the turn.
+    Clients see it ``processing`` from its first ``model_change`` (and the turn's
+    ``message_status``). A crash between the two leaves a lease naming no message: crash
+    recovery takes it over when it is stale, as any other. Otherwise the message is saved
+    ``pending`` and answered as any other (:func:`answer_inline`).
+    """
+    user_message = ConversationMessage(
+        session=session, message_type=MessageType.USER, content=text, processing_status=ProcessingStatus.PENDING
+    )
+    token = claim_lease(user_message, session_updated_at=session.updated_at)
+    if token is None:
+        with answered_by_caller():  # answered below, inline: no turn task for it
+            user_message.save()
+        return user_message, answer_inline(session, user_message, request, files=[], claim=False)
+    try:
+        user_message.processing_status = ProcessingStatus.PROCESSING
+        user_message.started_at = timezone.now()
+        user_message.attempts = 1
+        user_message.context_before = {} if session.context is None else session.context
+        with answered_by_caller():
+            user_message.save(force_insert=True)
+        outcome = run_turn(user_message, token=token, request=request, session=session, files=[], started=True)
+    except BaseException:
+        _release_after_error(session, token)
+        raise
+    if not outcome.lease_lost and next_pending(session.pk) is not None:
+        schedule_session(session.pk)
+    return user_message, outcome
+
+
+def _release_after_error(session: ConversationSession, token: str) -> None:
+    # As process_pending: never leave the conversation leased until STALE_TURN_TIMEOUT.
+    try:
+        release_lease(session.pk, token)
+    except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
+        logger.exception("Could not release the lease of conversation %s", session.pk)
 
 
 def answer_inline(
@@ -30,6 +81,7 @@ def answer_inline(
     request: HttpRequest | Request | None,
     *,
     files: list[File] | None = None,
+    claim: bool = True,
 ) -> TurnOutcome | None:
     """Answer ``user_message`` here, after the messages waiting before it; its outcome, or None
     when it was still not answered after the turn timeout plus ``STALE_TURN_TIMEOUT``.
@@ -43,18 +95,14 @@ def answer_inline(
     ``session`` is the row as the caller read it (before saving the message) and ``files`` the
     message's attached files when the caller knows them (``[]``: none): when the message is next in
     line and the session unchanged since (``lease.claim_lease``), the turn starts with neither
-    read again.
+    read again. ``claim=False``: the caller tried that already.
     """
-    token = claim_lease(user_message, session_updated_at=session.updated_at)
+    token = claim_lease(user_message, session_updated_at=session.updated_at) if claim else None
     if token is not None:
         try:
             outcome = run_turn(user_message, token=token, request=request, session=session, files=files)
         except BaseException:
-            # As process_pending: never leave the conversation leased until STALE_TURN_TIMEOUT.
-            try:
-                release_lease(session.pk, token)
-            except Exception:  # noqa: BLE001 - the original error matters more; recovery cleans up
-                logger.exception("Could not release the lease of conversation %s", session.pk)
+            _release_after_error(session, token)
             raise
         # The turn released the lease when it recorded its end; messages that arrived meanwhile
         # were left to it: they go to a task.

@@ -62,6 +62,7 @@ def run_turn(
     request: HttpRequest | Request | None = None,
     session: ConversationSession | None = None,
     files: list[File] | None = None,
+    started: bool = False,
 ) -> TurnOutcome:
     """Answer ``user_message``; the caller holds the session's lease ``token``, and the turn
     releases it: in the transaction that records its end, or at once when the message does not
@@ -70,6 +71,8 @@ def run_turn(
     ``session``: the conversation's row, when the caller read it under the lease or knows it is
     unchanged since (``lease.claim_lease``); read here otherwise. ``files``: the message's
     attached files in their order, when the caller knows them (``[]``: none); read here otherwise.
+    ``started``: the caller saved the message ``processing`` already (``started_at``, ``attempts``
+    1, ``context_before``: ``inline.answer_new_message``), so no UPDATE starts it.
 
     Never raises for agent failures: the outcome says what happened and the rows record it. The
     turn is the span ``django_ai.turn`` (a child of the current trace context: the request's, or
@@ -80,7 +83,13 @@ def run_turn(
     attributes = {"django_ai.conversation.id": ids["conversation_id"], "django_ai.message.id": ids["message_id"]}
     with telemetry.log_context(**ids), telemetry.span("django_ai.turn", attributes) as turn_span:
         outcome = _run_turn(
-            user_message, token=token, request=request, turn_span=turn_span, session=session, files=files
+            user_message,
+            token=token,
+            request=request,
+            turn_span=turn_span,
+            session=session,
+            files=files,
+            already_started=started,
         )
         turn_span.set(
             **{"django_ai.turn.outcome": str(outcome.status), "django_ai.turn.lease_lost": outcome.lease_lost or None}
@@ -124,12 +133,13 @@ def _run_turn(
     turn_span: telemetry.SpanHandle,
     session: ConversationSession | None,
     files: list[File] | None,
+    already_started: bool,
 ) -> TurnOutcome:
     if session is None:
         session = ConversationSession.objects.get(pk=user_message.session_id)
     turn_span.set(**{"django_ai.agent": session.agent_path, "django_ai.owner.kind": _owner_kind(session)})
-    now = timezone.now()
-    if session.status == SessionStatus.DELETED:
+    now = user_message.started_at if already_started and user_message.started_at else timezone.now()
+    if session.status == SessionStatus.DELETED and not already_started:
         # Its owner deleted the conversation (a message sent at that moment can commit after the
         # delete's cancel): the agent is not run, the message ends cancelled.
         ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
@@ -143,32 +153,36 @@ def _run_turn(
     # (a new message, a resume after approval, a rerun) from the conversation's. A turn's first
     # run records it, in the UPDATE that starts the turn (no query of its own).
     snapshot: dict[str, Any] = {}
-    if user_message.context_before is not None and not user_message.attempts:
+    ran_before = bool(user_message.attempts) and not already_started
+    if already_started or (user_message.context_before is not None and not user_message.attempts):
         start_context = user_message.context_before
     else:
         start_context = {} if session.context is None else session.context
         if user_message.context_before is None:
             snapshot["context_before"] = start_context
-    # Only a message still waiting starts: a cancel may have reached it since it was picked.
-    started = ConversationMessage.objects.filter(pk=user_message.pk, processing_status=ProcessingStatus.PENDING).update(
-        processing_status=ProcessingStatus.PROCESSING,
-        started_at=now,
-        attempts=F("attempts") + 1,
-        updated_at=now,
-        **snapshot,
-    )
-    if not started:
-        release_lease(session.pk, token)
-        user_message.refresh_from_db()
-        return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
+    if not already_started:
+        # Only a message still waiting starts: a cancel may have reached it since it was picked.
+        updated = ConversationMessage.objects.filter(
+            pk=user_message.pk, processing_status=ProcessingStatus.PENDING
+        ).update(
+            processing_status=ProcessingStatus.PROCESSING,
+            started_at=now,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+            **snapshot,
+        )
+        if not updated:
+            release_lease(session.pk, token)
+            user_message.refresh_from_db()
+            return TurnOutcome(ProcessingStatus(user_message.processing_status), "", user_message, None)
+        user_message.attempts = (user_message.attempts or 0) + 1
     # A message that ran before may be a reply suspended for tool approval: one query, only then.
-    suspended = _suspended_reply(user_message) if user_message.attempts else None
+    suspended = _suspended_reply(user_message) if ran_before else None
     # A resumed turn waited in the queue since its last answer (the save that made it pending).
     queued_since = user_message.updated_at if suspended is not None else user_message.timestamp
     queue_wait_ms = max(int((now - queued_since).total_seconds() * 1000), 0)
     user_message.processing_status = ProcessingStatus.PROCESSING
     user_message.started_at = now
-    user_message.attempts = (user_message.attempts or 0) + 1
     turn_span.set(
         **{
             "django_ai.turn.queue_wait_ms": queue_wait_ms,

@@ -559,13 +559,15 @@ def _report(
     ]
     recovered_ids = {str(pk) for pk in recovered}
     reply_of = {str(pk): str(answers[0]["pk"]) for pk, answers in completed_replies.items() if answers}
-    to_first, to_end, create_ms, recovery_ms = [], [], [], []
+    to_first, to_end, create_ms, recovery_ms, after_kill_ms = [], [], [], [], []
     for line in sent.values():
         create_ms.append(line["created_ms"] - line["sent_ms"])
         reply = reply_of.get(str(line["message_id"]))
         if reply in first_chunk and reply in stream_end_at:
             if line["message_id"] in recovered_ids:
                 recovery_ms.append(stream_end_at[reply] - line["sent_ms"])
+                if kill:
+                    after_kill_ms.append(stream_end_at[reply] - kill["at"])
                 continue
             to_first.append(first_chunk[reply] - line["sent_ms"])
             to_end.append(stream_end_at[reply] - line["sent_ms"])
@@ -590,6 +592,8 @@ def _report(
             f"{kill['worker']} SIGKILLed mid-stream: {len(interrupted)} reply interrupted and answered again "
             f"({retries} messages started more than once); sent -> recovered reply ended: "
             + ", ".join(f"{ms / 1000:.1f} s" for ms in sorted(recovery_ms))
+            + "; kill -> recovered reply ended: "
+            + ", ".join(f"{ms / 1000:.1f} s" for ms in sorted(after_kill_ms))
         )
     print()
     print("| latency (ms) | n | p50 | p95 | p99 | max |")

@@ -55,6 +55,7 @@ class NaivePusherBackend(PusherBackend):
 
     # Every write as its own full event (id, timestamp), sent through send() above.
     send_text = BaseRealtimeBackend.send_text
+    text_sink = BaseRealtimeBackend.text_sink
 
 
 def _pct(values: list[float], q: float) -> float:

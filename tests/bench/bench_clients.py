@@ -21,7 +21,9 @@
    RSS. Skipped when Node, soketi or pusher-js is missing.
 
 ``python -m tests.bench clients`` (``--clients=N``, ``--streams=N``, ``--chunks=N``,
-``--heartbeat=S``, ``--rounds=N``, ``--sse=0`` or ``--soketi=0`` to leave a part out).
+``--heartbeat=S``, ``--rounds=N``, ``--sse=0`` or ``--soketi=0`` to leave a part out,
+``--source=publish`` for streams published by one thread of the web process through the backend's
+sending path instead of real turns: the delivery alone, without the turns' work).
 ``--quick``: 20 clients, 5 streams, 20 chunks, one round.
 SQLite file database unless ``DATABASE_URL`` is set.
 """
@@ -209,6 +211,7 @@ def main(argv: list[str]) -> None:
         "chunks": int_option(argv, "chunks", 20 if quick else 100),
         "heartbeat": float(option(argv, "heartbeat", "2" if quick else "15")),
         "rounds": int_option(argv, "rounds", 1 if quick else 2),
+        "source": option(argv, "source", "turns"),
     }
     sizes["streams"] = min(sizes["streams"], sizes["clients"])
     with bench_database() as label:
@@ -322,9 +325,11 @@ class WebProcess:
         with urllib.request.urlopen(self.base + "/bench/stats", timeout=30) as response:
             return json.loads(response.read())
 
+    source = "turns"
+
     def start_turns(self, clients: list[Client], chunks: int) -> None:
         body = json.dumps({"sessions": [c.session_id for c in clients], "message": f"{chunks} 0.02"}).encode()
-        request = urllib.request.Request(self.base + "/bench/turns", data=body, method="POST")
+        request = urllib.request.Request(f"{self.base}/bench/{self.source}", data=body, method="POST")
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
 
@@ -348,6 +353,7 @@ def _sse_part(db_name: str, clients: list[Client], sizes: dict[str, Any]) -> Non
         }
     }
     with web_process(db_name, realtime) as web:
+        web.source = sizes["source"]
         asyncio.run(_sse_run(web, clients, sizes))
 
 
@@ -458,7 +464,10 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
     busiest = max(buckets.values(), default=0)
     mean = len(beats) / (window / 100) if window else 0
 
-    print(f"\n### Local backend (SSE) under uvicorn, one process, heartbeat {sizes['heartbeat']} s\n")
+    print(
+        f"\n### Local backend (SSE) under uvicorn ({empty['server']}), one process, "
+        f"heartbeat {sizes['heartbeat']} s, streams from {sizes['source']}\n"
+    )
     print(
         f"{sizes['rounds']} rounds, alternating {streams} clients alone and {n:,} (figures pooled); the "
         f"{n - len(streaming):,} idle clients connected in {', '.join(f'{s:.1f}' for s in connect_seconds)} s; "
@@ -587,6 +596,7 @@ def _soketi_part(db_name: str, clients: list[Client], sizes: dict[str, Any]) -> 
             }
         }
         with web_process(db_name, realtime) as web:
+            web.source = sizes["source"]
             _soketi_run(soketi, web, clients, sizes)
 
 

@@ -7,17 +7,23 @@ plus two benchmark-only paths answered before Django:
 
 - ``GET /bench/stats``: the process's RSS, open file descriptors, asyncio tasks, threads and the
   Local broker's subscriptions (JSON);
-- ``POST /bench/turns`` with ``{"sessions": [...], "message": "..."}``: starts one real turn per
-  session (``ConversationService.send_message``, each on a thread, as a task worker runs them) and
-  answers at once.
+- ``POST /bench/turns`` with ``{"sessions": [...], "message": "<chunks> <pause>"}``: starts one
+  real turn per session (``ConversationService.send_message``, each on a thread, as a task worker
+  runs them) and answers at once;
+- ``POST /bench/publish``, the same body: no turn, one thread publishes what those turns' streams
+  would (``publish_text`` every ``pause`` seconds for each session, then ``stream_end``), through
+  the backend's real sending path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import threading
+import time
+import uuid
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
@@ -29,7 +35,9 @@ settings.DATABASES["default"]["NAME"] = os.environ["BENCH_CLIENTS_DB_NAME"]
 from django.db import connection  # noqa: E402
 
 from backend.asgi import application as django_application  # noqa: E402
-from django_ai.conversations.realtime import get_backend  # noqa: E402
+from django_ai.conversations.constants import EventName  # noqa: E402
+from django_ai.conversations.realtime import get_backend, publish, publish_text  # noqa: E402
+from django_ai.conversations.realtime.channels import session_channel  # noqa: E402
 from django_ai.conversations.realtime.local import LocalBackend  # noqa: E402
 from django_ai.conversations.service import ConversationService  # noqa: E402
 from tests.bench.bench_clients import register_streamer  # noqa: E402
@@ -51,6 +59,8 @@ def _stats() -> dict[str, Any]:
     return {
         "rss_kb": rss,
         "cpu_seconds": sum(os.times()[:2]),
+        "server": f"{type(asyncio.get_running_loop()).__module__} loop, "
+        f"{'httptools' if importlib.util.find_spec('httptools') else 'h11'} HTTP parser",
         "fds": len(os.listdir("/proc/self/fd")),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
@@ -72,6 +82,23 @@ def _start_turns(body: dict[str, Any]) -> dict[str, Any]:
     return {"started": len(body["sessions"])}
 
 
+def _publish(sessions: list[str], chunks: int, pause: float) -> None:
+    templates = {sid: {"session_id": sid, "message_id": str(uuid.uuid4())} for sid in sessions}
+    for sequence in range(1, chunks + 1):
+        for sid, template in templates.items():
+            publish_text(session_channel(sid), template, sequence, f"@{time.time() * 1000:.2f} ")
+        time.sleep(pause)
+    for sid, template in templates.items():
+        publish(EventName.STREAM_END, session_id=sid, message_id=template["message_id"], sequence=chunks)
+
+
+def _start_publishing(body: dict[str, Any]) -> dict[str, Any]:
+    chunks, pause = body["message"].split()
+    args = (body["sessions"], int(chunks), float(pause))
+    threading.Thread(target=_publish, args=args, daemon=True).start()
+    return {"started": len(body["sessions"])}
+
+
 async def _answer(send: Any, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
@@ -81,13 +108,14 @@ async def _answer(send: Any, payload: dict[str, Any]) -> None:
 async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"] == "/bench/stats":
         await _answer(send, _stats())
-    elif scope["type"] == "http" and scope["path"] == "/bench/turns":
+    elif scope["type"] == "http" and scope["path"] in ("/bench/turns", "/bench/publish"):
         raw = b""
         while True:
             message = await receive()
             raw += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        await _answer(send, _start_turns(json.loads(raw)))
+        start = _start_turns if scope["path"] == "/bench/turns" else _start_publishing
+        await _answer(send, start(json.loads(raw)))
     else:
         await django_application(scope, receive, send)

@@ -67,8 +67,8 @@ class ResponseStream:
     ``with ResponseStream() as stream: stream.write("...")``, then ``return stream.content``.
     ``write()`` never waits for the network and builds no event: it appends the text to the
     stream's buffer in the realtime sender, which turns each coalescing window's writes into one
-    event (``id``, ``timestamp``, ``offset`` in the streamed text) and splits long text. The agent message row exists
-    from the first chunk (status ``streaming``) and its text is saved every
+    event (``id``, ``timestamp``, ``offset`` in the streamed text) and splits long text. The agent
+    message row exists from the first chunk (status ``streaming``) and its text is saved every
     ``STREAM_SAVE_INTERVAL`` seconds, so a client that joins late reads the row and applies only
     the text past it (docs/protocol.md, "Resuming a stream"). A cancelled or timed-out turn stops
     at the next ``write()``.

@@ -371,15 +371,21 @@ async def _connect(web: WebProcess, clients: list[Client], receipts: Receipts) -
     return readers, time.monotonic() - started
 
 
-async def _stream(web: WebProcess, readers: list[SSEClient], chunks: int) -> float:
-    """Stream a turn to each reader; the web process's CPU use meanwhile (1.0: one core)."""
-    before, started = (await asyncio.to_thread(web.stats))["cpu_seconds"], time.monotonic()
+async def _stream(web: WebProcess, readers: list[SSEClient], chunks: int) -> tuple[float, float, float]:
+    """Stream a turn to each reader; meanwhile, the CPU used by the web process and by this one
+    (1.0: one core), and the share of the time the web process spent collecting garbage."""
+    before, mine, started = await asyncio.to_thread(web.stats), sum(os.times()[:2]), time.monotonic()
     await asyncio.to_thread(web.start_turns, [r.client for r in readers], chunks)
     try:
         await asyncio.wait_for(asyncio.gather(*(r.ended.wait() for r in readers)), 120 + chunks * 0.05)
     except TimeoutError:
         pass  # reported: the streams not complete
-    return ((await asyncio.to_thread(web.stats))["cpu_seconds"] - before) / (time.monotonic() - started)
+    after, elapsed = await asyncio.to_thread(web.stats), time.monotonic() - started
+    return (
+        (after["cpu_seconds"] - before["cpu_seconds"]) / elapsed,
+        (sum(os.times()[:2]) - mine) / elapsed,
+        (after["gc_seconds"] - before["gc_seconds"]) / elapsed,
+    )
 
 
 async def _close(web: WebProcess, readers: list[SSEClient]) -> dict[str, Any]:
@@ -388,19 +394,21 @@ async def _close(web: WebProcess, readers: list[SSEClient]) -> dict[str, Any]:
     return await asyncio.to_thread(web.wait_subscriptions, 0)
 
 
-def _phase_row(name: str, receipts: Receipts, clients: list[Client], chunks: int, cpu: float | None = None) -> str:
+def _phase_row(name: str, receipts: Receipts, clients: list[Client], chunks: int, cpu: tuple[float, ...] = ()) -> str:
     complete = sum(1 for c in clients if receipts.stamps.get(c.index) == chunks and c.index in receipts.ended)
     w, e = receipts.write_latency, receipts.event_latency
     return (
         f"| {name} | {complete}/{len(clients)} | {len(w):,} | {_pct(w, 50):.1f} | {_pct(w, 95):.1f} | "
         f"{_pct(w, 99):.1f} | {_pct(e, 50):.1f} | {_pct(e, 95):.1f} | {_pct(e, 99):.1f} | "
-        f"{'' if cpu is None else f'{cpu:.2f}'} |"
+        + (" | ".join(f"{c:.2f}" for c in cpu) if cpu else " |  | ")
+        + " |"
     )
 
 
 LATENCY_HEADER = (
     "| clients open, streaming | streams complete | chunks | write→receipt p50 ms | p95 | p99 "
-    "| event→receipt p50 ms | p95 | p99 | web process CPU (cores) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| event→receipt p50 ms | p95 | p99 | web process CPU (cores) | load generator CPU | web process GC share |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -424,7 +432,7 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
     few, many = Receipts(), Receipts()
     active, _ = await _connect(web, streaming, few)
     connect_seconds, lost = [], 0
-    cpu: dict[str, list[float]] = {"few": [], "many": []}
+    cpu: dict[str, list[tuple[float, float, float]]] = {"few": [], "many": []}
     for round_ in range(sizes["rounds"]):
         for reader in active:
             reader.receipts, reader.ended = few, asyncio.Event()
@@ -451,7 +459,7 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
         for reader in idle_readers:
             reader.close()
         await asyncio.to_thread(web.wait_subscriptions, len(active))
-    few_cpu, many_cpu = sum(cpu["few"]) / len(cpu["few"]), sum(cpu["many"]) / len(cpu["many"])
+    few_cpu, many_cpu = (tuple(sum(column) / len(column) for column in zip(*cpu[k], strict=True)) for k in cpu)
     rows.append(_phase_row(f"{streams}, {streams} (baseline)", few, streaming, chunks * sizes["rounds"], few_cpu))
     rows.append(_phase_row(f"{n:,}, {streams}", many, streaming, chunks * sizes["rounds"], many_cpu))
     after = await _close(web, active)

@@ -18,6 +18,7 @@ plus two benchmark-only paths answered before Django:
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import json
 import os
@@ -45,6 +46,19 @@ from tests.bench.bench_clients import register_streamer  # noqa: E402
 register_streamer()
 
 
+#: Seconds spent in the cyclic garbage collector so far, and when the running collection started.
+_gc = {"seconds": 0.0, "started": 0.0}
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc["started"] = time.perf_counter()
+    else:
+        _gc["seconds"] += time.perf_counter() - _gc["started"]
+
+
+gc.callbacks.append(_time_gc)
+
 SENDER_FIGURES = ("requests", "events_sent", "failures", "dropped", "lost", "pending")
 
 
@@ -59,6 +73,7 @@ def _stats() -> dict[str, Any]:
     return {
         "rss_kb": rss,
         "cpu_seconds": sum(os.times()[:2]),
+        "gc_seconds": _gc["seconds"],
         "server": f"{type(asyncio.get_running_loop()).__module__} loop, "
         f"{'httptools' if importlib.util.find_spec('httptools') else 'h11'} HTTP parser",
         "fds": len(os.listdir("/proc/self/fd")),

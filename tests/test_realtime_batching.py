@@ -215,3 +215,35 @@ def test_a_stream_whose_backend_was_replaced_writes_through_the_new_one():
     ]
     assert "".join(p["text"] for p in chunks) == "before after"
     assert [p["sequence"] for p in chunks] == [1, 2]
+
+
+def test_many_flushes_while_the_server_is_slow_drop_nothing():
+    """Every ending stream flushes (``flush(timeout=0)``): with 100 streams ending while a request
+    hangs, each flush used to add a marker to every channel, and the markers counted against
+    ``max_pending``, so events were dropped though only 100 were queued."""
+    queue, clock = make(max_pending=150, window=60)
+    released: list[int] = []
+    for n in range(100):
+        queue.add(channel(n), "widget", {"n": n})
+    for n in range(100):
+        queue.add_marker(lambda count, n=n: FlushMarker(count, lambda: released.append(n)))
+    assert queue.dropped == 0 and len(queue) == 200  # 100 events, one marker item behind each
+    events: list[OutgoingEvent] = []
+    while len(queue):
+        batch, markers = queue.take()
+        events.extend(batch)
+        for marker in markers:
+            marker.release()
+    assert sorted(e.payload["n"] for e in events) == list(range(100))
+    assert sorted(released) == list(range(100))  # every flush was released, once
+
+
+def test_a_full_queue_still_drops_the_oldest_event_with_markers_queued():
+    queue, _ = make(max_pending=2, window=60)
+    queue.add(channel(1), "widget", {"n": 1})
+    queue.add_marker(lambda count: FlushMarker(count, lambda: None))
+    queue.add(channel(1), "widget", {"n": 2})
+    queue.add(channel(1), "widget", {"n": 3})
+    assert queue.dropped == 1
+    events, markers = queue.take()
+    assert [e.payload["n"] for e in events] == [2, 3] and len(markers) == 1

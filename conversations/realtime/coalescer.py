@@ -122,7 +122,10 @@ class _Event:
 
 @dataclass
 class _Marker:
-    marker: FlushMarker
+    """Where flushes wait on one channel: the flushes made while nothing was queued on the
+    channel after the previous one share it, so markers never outnumber the events."""
+
+    markers: list[FlushMarker]
 
 
 @dataclass
@@ -261,13 +264,19 @@ class Coalescer:
         return (math.floor(at / self.window) + 1) * self.window
 
     def add_marker(self, marker_factory: Callable[[int], FlushMarker]) -> FlushMarker:
-        """Queue a flush marker behind the current tail of every channel."""
+        """Queue a flush marker behind the current tail of every channel (joining the marker at
+        the tail, when there is one: many streams ending at once flush many times)."""
         channels = list(self._channels)
         marker = marker_factory(len(channels))
         for channel in channels:
-            self._channels[channel].append(_Marker(marker))
-            self._count += 1
-            self._markers += 1
+            queue = self._channels[channel]
+            tail = queue[-1]
+            if isinstance(tail, _Marker):
+                tail.markers.append(marker)
+            else:
+                queue.append(_Marker([marker]))
+                self._count += 1
+                self._markers += 1
         return marker
 
     def _push(self, channel: str, queue: deque[_Item] | None, item: _Item) -> None:
@@ -275,7 +284,9 @@ class Coalescer:
             queue = self._channels[channel] = deque()
         queue.append(item)
         self._count += 1
-        while self._count > self.max_pending:
+        # Flush markers do not count: they free nothing by being dropped, and are bounded by
+        # the events (at most one after each).
+        while self._count - self._markers > self.max_pending:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
@@ -356,7 +367,7 @@ class Coalescer:
                     break
                 queue = self._channels[channel]
                 while queue and isinstance(queue[0], _Marker):
-                    markers.append(queue.popleft().marker)  # type: ignore[union-attr]
+                    markers.extend(queue.popleft().markers)  # type: ignore[union-attr]
                     self._count -= 1
                     self._markers -= 1
                     progressed = True

@@ -170,7 +170,7 @@ class ResponseStream:
             sequence=state.sequence,
         )
         try:
-            get_backend().flush(timeout=0)
+            get_backend().flush_channel(self._channel, timeout=0)
         except Exception:
             logger.exception("Flushing realtime events at stream end failed")
 

@@ -218,7 +218,7 @@ def test_a_stream_whose_backend_was_replaced_writes_through_the_new_one():
 
 
 def test_many_flushes_while_the_server_is_slow_drop_nothing():
-    """Every ending stream flushes (``flush(timeout=0)``): with 100 streams ending while a request
+    """Every ending stream flushed everything (``flush(timeout=0)``): with 100 streams ending while a request
     hangs, each flush used to add a marker to every channel, and the markers counted against
     ``max_pending``, so events were dropped though only 100 were queued."""
     queue, clock = make(max_pending=150, window=60)
@@ -247,3 +247,19 @@ def test_a_full_queue_still_drops_the_oldest_event_with_markers_queued():
     assert queue.dropped == 1
     events, markers = queue.take()
     assert [e.payload["n"] for e in events] == [2, 3] and len(markers) == 1
+
+
+def test_a_stream_end_flushes_its_own_channel_only():
+    transport = Transport()
+    sender = EventSender(deliver=transport, name="test", window=60, align=True)
+    try:
+        for n in (1, 2):
+            sender.send_text(channel(n), stream(n), 1, "first")  # idle channels: these leave at once
+        assert sender.flush(timeout=10)
+        for n in (1, 2):
+            sender.send_text(channel(n), stream(n), 2, "second")  # these wait for the 60 s window
+        assert sender.flush(timeout=10, channel=channel(1))
+        assert sorted(texts(transport.events)) == [(channel(1), "first"), (channel(1), "second"), (channel(2), "first")]
+        assert sender.pending() == 1  # channel 2's run still gathers its window
+    finally:
+        sender.close()

@@ -57,6 +57,11 @@ class BaseRealtimeBackend:
     def flush(self, timeout: float | None = None) -> None:
         """Deliver everything queued so far (called at stream end and at shutdown)."""
 
+    def flush_channel(self, channel: str, timeout: float | None = None) -> None:
+        """Deliver what is queued on ``channel`` (called at stream end: the other streams' text
+        keeps its windows). The default flushes everything."""
+        self.flush(timeout)
+
     def close(self) -> None:
         """Release connections and threads; the backend may be rebuilt afterwards."""
         self.flush()

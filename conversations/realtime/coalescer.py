@@ -263,10 +263,11 @@ class Coalescer:
     def _tick_after(self, at: float) -> float:
         return (math.floor(at / self.window) + 1) * self.window
 
-    def add_marker(self, marker_factory: Callable[[int], FlushMarker]) -> FlushMarker:
-        """Queue a flush marker behind the current tail of every channel (joining the marker at
-        the tail, when there is one: many streams ending at once flush many times)."""
-        channels = list(self._channels)
+    def add_marker(self, marker_factory: Callable[[int], FlushMarker], channel: str | None = None) -> FlushMarker:
+        """Queue a flush marker behind the current tail of every channel, or of ``channel`` only
+        (joining the marker at the tail, when there is one: many streams ending at once flush many
+        times)."""
+        channels = list(self._channels) if channel is None else [channel] if channel in self._channels else []
         marker = marker_factory(len(channels))
         for channel in channels:
             queue = self._channels[channel]

@@ -143,17 +143,17 @@ class EventSender:
         self._thread = threading.Thread(target=self._run, name=f"django-ai-realtime-{self.name}", daemon=True)
         self._thread.start()
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued so far without waiting for the window, and wait up to
-        ``timeout`` seconds (None: no limit, 0: do not wait) until it has been delivered or given
-        up on. True when it was."""
+    def flush(self, timeout: float | None = None, *, channel: str | None = None) -> bool:
+        """Send everything queued so far (on ``channel`` only, when given) without waiting for the
+        window, and wait up to ``timeout`` seconds (None: no limit, 0: do not wait) until it has
+        been delivered or given up on. True when it was."""
         if self._pid != os.getpid():
             return True
         done = threading.Event()
         with self._cond:
             if self._thread is None:
                 return True
-            self._queue.add_marker(lambda count: FlushMarker(count, done.set))
+            self._queue.add_marker(lambda count: FlushMarker(count, done.set), channel)
             inflight = self._inflight
             self._cond.notify()
         if timeout == 0:
@@ -273,6 +273,9 @@ class QueuedBackend(BaseRealtimeBackend):
 
     def flush(self, timeout: float | None = None) -> None:
         self.sender.flush(timeout)
+
+    def flush_channel(self, channel: str, timeout: float | None = None) -> None:
+        self.sender.flush(timeout, channel=channel)
 
     def close(self) -> None:
         self.sender.close()

@@ -1,10 +1,10 @@
 """The per-process sender thread: agent code queues events, a daemon thread delivers them.
 
-``send()`` costs the agent a lock and an append (no I/O, no JSON); ``send_text()``, what a streamed
-write calls, not even an event: its text joins the message's waiting run, and the run becomes an
-event (``id``, ``timestamp``, ``offset``) once, when the thread takes it. The thread takes due events from
-a :class:`~.coalescer.Coalescer` and hands them, at most ``max_batch`` at a time, to the backend's
-``deliver`` function. While a delivery is slow, new chunks of a message join the run waiting in
+``send()`` costs the agent a lock and an append (no I/O, no JSON); ``send_text()``, what a
+streamed write calls, not even an event: its text joins the message's waiting run, and the run
+becomes an event (``id``, ``timestamp``, ``offset``) once, when the thread takes it. The thread
+takes due events from a :class:`~.coalescer.Coalescer` and hands them, at most ``max_batch`` at a
+time, to the backend's ``deliver`` function. While a delivery is slow, new chunks of a message join the run waiting in
 the queue, so the queue holds longer runs instead of more items.
 
 Failures never reach agent code: the first failed delivery of an outage is logged with its
@@ -45,6 +45,8 @@ class EventSender:
     ``deliver(events)`` sends up to ``max_batch`` events (one HTTP request for Pusher) and raises on
     failure. ``retries`` extra attempts are made while the transport is healthy; during an outage
     each batch is tried once, ``outage_backoff`` seconds apart, so the queue coalesces meanwhile.
+    ``align`` and ``linger`` fill batches (see :mod:`.coalescer`): a transport that charges per
+    request (Pusher) turns them on.
     """
 
     def __init__(

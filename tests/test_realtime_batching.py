@@ -263,3 +263,25 @@ def test_a_stream_end_flushes_its_own_channel_only():
         assert sender.pending() == 1  # channel 2's run still gathers its window
     finally:
         sender.close()
+
+
+def test_streamed_writes_and_other_events_keep_their_order_on_a_channel():
+    transport = Transport()
+    sender = EventSender(deliver=transport, name="test", window=60, align=True, linger=60)
+    try:
+        sender.send_text(channel(1), stream(1), 1, "a")
+        sender.send_text(channel(1), stream(1), 2, "b")
+        sender.send(channel(1), "widget", {"n": 1})  # a widget shown between two writes
+        sender.send_text(channel(1), stream(1), 3, "c")
+        sender.send(channel(1), "stream_end", {"message_id": "m1", "sequence": 3})
+        assert sender.flush(timeout=10)
+        assert [(e.event, e.payload.get("text", e.payload.get("n"))) for e in transport.events] == [
+            ("text_chunk", "ab"),
+            ("widget", 1),
+            ("text_chunk", "c"),
+            ("stream_end", None),
+        ]
+        chunks = [e.payload for e in transport.events if e.event == "text_chunk"]
+        assert [(p["first_sequence"], p["sequence"], p["offset"]) for p in chunks] == [(1, 2, 0), (3, 3, 2)]
+    finally:
+        sender.close()

@@ -11,8 +11,9 @@
   Started on a request, not in ``ready()``: ``migrate`` and the other management commands load the
   apps too and must not start threads.
 - The turn task sweeps at its start, at most once per ``TURN_RECOVERY_INTERVAL`` per process
-  (``recovery.maybe_recover``), unless the process runs the loop above (:func:`loop_running`: a
-  sweep would only delay the turn it starts), and ``manage.py recover_turns`` on demand.
+  (``recovery.maybe_recover``), unless the process is configured to run the loop above
+  (``TURN_RECOVERY_LOOP``: a sweep would only delay the turn it starts), and
+  ``manage.py recover_turns`` on demand.
 """
 
 from __future__ import annotations
@@ -31,15 +32,7 @@ from .notify import logger
 from .recovery import RecoveredTurn, recover_stale_turns
 from .scheduling import schedule_session, turns_run_in_process
 
-__all__ = [
-    "WEB_RECOVERY_UID",
-    "autostart",
-    "connect",
-    "loop_running",
-    "recover_from_web_process",
-    "recover_now",
-    "start_recovery_loop",
-]
+__all__ = ["WEB_RECOVERY_UID", "autostart", "connect", "recover_from_web_process", "recover_now", "start_recovery_loop"]
 
 #: dispatch_uid of :func:`recover_from_web_process` on ``request_started``.
 WEB_RECOVERY_UID = "django_ai_recover_from_web_process"
@@ -59,12 +52,6 @@ def start_recovery_loop(interval: float | None = None) -> threading.Thread | Non
     seconds (``TURN_RECOVERY_INTERVAL``). Call it from a custom worker's entry point, or set
     ``DJANGO_AI["TURN_RECOVERY_LOOP"]`` in the workers' settings."""
     return _start_loop(interval, lambda: True)
-
-
-def loop_running() -> bool:
-    """Whether this process's recovery loop thread is sweeping."""
-    thread = _loop_thread
-    return thread is not None and thread.is_alive()
 
 
 def _start_loop(interval: float | None, should_sweep: Callable[[], bool]) -> threading.Thread:

@@ -15,7 +15,6 @@ from ..internal.tasks_compat import task
 from .enqueue import enqueue_session
 from .recovery import maybe_recover
 from .runner import process_pending
-from .sweeps import loop_running
 
 __all__ = ["answer_pending"]
 
@@ -37,7 +36,7 @@ def answer_pending(session_id: str, drain: bool = False, trace: dict[str, str] |
     older release, or with telemetry off) start their own. The next task it enqueues does not
     carry it: the messages still waiting came with requests of their own.
     """
-    if not loop_running():  # a process with the recovery loop (a worker) sweeps on that thread
+    if not ai_settings.TURN_RECOVERY_LOOP:  # a worker with the loop (turns.sweeps) sweeps on that thread
         maybe_recover(schedule=_schedule)
     with telemetry.continued_from(trace):
         processed = process_pending(session_id, max_turns=None if drain else 1)

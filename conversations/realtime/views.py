@@ -124,10 +124,9 @@ class RealtimeEventsView(RealtimeView):
         else:
             content = sse_frames(subscription, heartbeat=backend.heartbeat)
         # The stream may stay open for hours: give the database connection back now rather than
-        # holding it idle (it is reopened if this thread needs it again). Under ASGI too: the
-        # request's thread, which opened it, lives as long as the request unless released below,
-        # and closed only at the stream's end (one connection per open stream; PostgreSQL's
-        # max_connections is 100 by default).
+        # holding it idle (it is reopened if this thread needs it again). Under ASGI too: Django
+        # closes a request's connections when its response is closed, at the stream's end, which
+        # held one idle connection per open stream (PostgreSQL's max_connections is 100 by default).
         for connection in connections.all(initialized_only=True):
             if not connection.in_atomic_block:
                 connection.close()

@@ -13,24 +13,33 @@ clock time, so pusher-js can time every write's receipt.
 
 When ``--kill-at`` of the turns (default 0.4) are answered, a worker that is streaming a reply is
 SIGKILLed, and started again a second later (systemd's ``Restart=always``). The run uses a short
-lease (``TURN_HEARTBEAT_INTERVAL`` 1 s, ``STALE_TURN_TIMEOUT`` 5 s, sweep every second,
-``STALE_TURN_ACTION = "retry"``): the sweep fails the half-streamed reply and answers the message
-again.
+lease (``TURN_HEARTBEAT_INTERVAL`` 1 s, ``STALE_TURN_TIMEOUT`` ``--stale`` = 5 s, 3 s with
+``--quick``, sweep every second, ``STALE_TURN_ACTION = "retry"``): the sweep fails the
+half-streamed reply and answers the message again. Beside it (full size, unless ``--one``), the
+same load runs on a fresh database with a lease longer than any wait in the queue and no kill,
+and the two are printed side by side: a short lease also makes recovery enqueue again every
+message that waited longer than it (docs/benchmarks.md, "Multi-process load").
 
-Measured: turns per second (first message sent to last reply ended), queue latency (message
-saved -> its turn started, from the rows), a write's receipt latency in pusher-js, a reply's
-latency as the visitor sees it (POST -> first chunk, POST -> end of stream), HTTP latencies.
+Measured: turns per second (first message sent to last reply ended), tasks per turn, queue
+latency (message saved -> its turn started, from the rows), a write's receipt latency in
+pusher-js, a reply's latency as the visitor sees it (POST -> first chunk, POST -> end of stream),
+HTTP latencies, the PostgreSQL connections open at once.
 
-Checked, and the run fails (AssertionError, exit 1) when anything is off: every conversation has
-exactly its messages, every message completed with exactly one completed reply whose text holds
-every write in order, every visitor received each of its messages' ``completed`` status exactly
-once, every completed reply's stream (sequences and offsets without a gap, ``stream_end`` once)
-and its text equal to the saved row, no event twice, the interrupted reply's received chunks a
-gapless prefix, and at least one turn interrupted by the kill and answered again.
+Checked, and the command fails (AssertionError, exit 1) when anything is off: every conversation
+has exactly its messages, every message completed with exactly one completed reply whose text
+holds every write in order, every visitor received each of its messages' ``completed`` status
+exactly once, every completed reply's stream (sequences and offsets without a gap,
+``stream_end`` once) and its text equal to the saved row, no event twice, the interrupted reply's
+received chunks a prefix of its text without a gap, and at least one turn interrupted by the kill
+and answered again.
 
 ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/test DJANGO_TEST_DB_NAME=bench_load
 ./dev bench load`` (PostgreSQL only: several processes write at once). ``--quick``: 10
-conversations x 2 messages, the kill included. ``--no-kill`` runs without it.
+conversations x 2 messages, the kill included. Options: ``--no-kill``; ``--think-ms=N`` (visitors
+read before their next message); ``--worker=db_worker`` (``--interval`` 0.1; ``ai_db_worker``'s
+is 1); ``--web-pool=N`` (the web processes' connection pool, 16; 0: none) and
+``--web-conn-max-age=N`` (without a pool); ``--logs=DIR`` keeps the processes' logs and the
+visitors' JSON lines.
 """
 
 from __future__ import annotations
@@ -282,22 +291,24 @@ def _connections() -> int:
         return int(cursor.fetchone()[0])
 
 
+def _streaming(session_id: Any) -> bool:
+    """Whether a reply of the conversation is being streamed (or was, by a worker now dead)."""
+    from django_ai.conversations.constants import MessageType, ProcessingStatus
+    from django_ai.conversations.models import ConversationMessage
+
+    return ConversationMessage.objects.filter(
+        session_id=session_id, message_type=MessageType.AGENT, processing_status=ProcessingStatus.STREAMING
+    ).exists()
+
+
 def _busy_turn(worker_id: str) -> str | None:
     """A conversation whose reply the worker ``worker_id`` is streaming now, or None."""
     from django_tasks_db.models import DBTaskResult
 
-    from django_ai.conversations.constants import MessageType, ProcessingStatus
-    from django_ai.conversations.models import ConversationMessage
-
     running = DBTaskResult.objects.filter(status="RUNNING", worker_ids__contains=[worker_id])
     for args_kwargs in running.values_list("args_kwargs", flat=True):
         session_id = (args_kwargs.get("args") or [None])[0] or args_kwargs.get("kwargs", {}).get("session_id")
-        if (
-            session_id
-            and ConversationMessage.objects.filter(
-                session_id=session_id, message_type=MessageType.AGENT, processing_status=ProcessingStatus.STREAMING
-            ).exists()
-        ):
+        if session_id and _streaming(session_id):
             return str(session_id)
     return None
 
@@ -383,12 +394,18 @@ def _run(
                     message_type=MessageType.USER, processing_status=ProcessingStatus.COMPLETED
                 ).count()
                 if answered >= kill_at * total:
-                    victim, victim_id = deployment.workers[0], deployment.worker_ids[0]
+                    index = next(i for i, worker in enumerate(deployment.workers) if worker.alive())
+                    victim, victim_id = deployment.workers[index], deployment.worker_ids[index]
                     session_id = _busy_turn(victim_id)
                     if session_id is not None:
                         victim.kill()  # SIGKILL: no cleanup, as in a crash
-                        kill.update(at=time.time() * 1000, session_id=session_id, worker=victim_id)
-                        print(f"SIGKILLed {victim_id} while it streamed a reply of {session_id}", flush=True)
+                        if _streaming(session_id):  # else the turn ended just before: kill again later
+                            kill.update(at=time.time() * 1000, session_id=session_id, worker=victim_id)
+                        print(
+                            f"SIGKILLed {victim_id} while it streamed a reply of {session_id}"
+                            + ("" if kill else " (it ended first: another kill follows)"),
+                            flush=True,
+                        )
                         time.sleep(1.0)  # systemd's Restart=always (RestartSec= 100 ms, plus start-up)
                         deployment.start_worker()
                         continue

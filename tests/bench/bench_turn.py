@@ -12,9 +12,11 @@ Rows:
   docs/versions.md), in the UPDATEs that start and end the turn (no query of their own); a
   second table gives their bytes per turn (the JSON as stored), beside the echo's empty Context.
 
-Each row runs ``--turns`` turns (default 200) in a fresh session, three rounds, interleaved with
-the baseline so drift hits all rows alike; the table shows the median per-turn time of the rounds,
-the ratio to the baseline and the SQL queries of one turn (CaptureQueriesContext).
+Each row runs ``--turns`` turns (default 200) in a fresh session per round, three rounds; the rows
+are interleaved turn by turn (a baseline save, one turn of each agent, again), so that the load of
+a shared machine hits all rows alike; the table shows the median of each row's single turns, its
+ratio to the baseline's and the SQL queries of one turn (CaptureQueriesContext), then the
+statements of one README echo turn.
 
 ``./dev bench turn`` (SQLite file database); ``DATABASE_URL=postgres://... ./dev bench turn`` for
 PostgreSQL. ``--turns=50`` for a quick look; ``--quick``: 10 turns, one round.
@@ -126,14 +128,17 @@ def _run(label: str, turns: int, rounds: int) -> None:
         for n in range(5):
             func(session, f"warm-up {n}")
 
+    # Turn by turn, the rows in turn (a baseline save, then one turn of each agent, again and
+    # again): the load of a shared machine changes within seconds, and interleaving single turns
+    # exposes every row to the same load. Each row's figure is the median of its single turns.
     timings: dict[str, list[float]] = {name: [] for name, _, _ in rows}
     for _ in range(rounds):
-        for name, path, func in rows:
-            session = new_session(path)
-            started = time.perf_counter()
-            for n in range(turns):
+        sessions = [new_session(path) for _, path, _ in rows]
+        for n in range(turns):
+            for (name, _, func), session in zip(rows, sessions, strict=True):
+                started = time.perf_counter()
                 func(session, f"message {n}")
-            timings[name].append((time.perf_counter() - started) / turns)
+                timings[name].append(time.perf_counter() - started)
 
     queries: dict[str, list[str]] = {}
     for name, path, func in rows:
@@ -146,9 +151,9 @@ def _run(label: str, turns: int, rounds: int) -> None:
     base = statistics.median(timings[rows[0][0]])
     print(
         f"database: {label}; Python {platform.python_version()}; Django {django.get_version()}; "
-        f"{turns} turns x {rounds} rounds per row\n"
+        f"{turns} turns x {rounds} rounds per row, interleaved turn by turn\n"
     )
-    print("| turn | ms/turn (median of rounds) | ratio to baseline | SQL queries/turn | of which |")
+    print("| turn | ms/turn (median of single turns) | ratio to baseline | SQL queries/turn | of which |")
     print("|---|---:|---:|---:|---|")
     for name, _, _ in rows:
         per_turn = statistics.median(timings[name])

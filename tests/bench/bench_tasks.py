@@ -19,7 +19,8 @@ Queue latency is ``started_at - timestamp`` of each user message: from the momen
 saved to the moment a turn started answering it (task enqueue, pickup, lease, status update).
 
 ``DATABASE_URL=postgres://postgres@127.0.0.1:5432/test DJANGO_TEST_DB_NAME=bench_tasks ./dev bench tasks``
-(the figures in docs/benchmarks.md); without DATABASE_URL it runs on a SQLite file (no NOTIFY:
+(the figures in docs/benchmarks.md); ``--parts=throughput,singles,bursts,steps`` runs some tables,
+``--only=x1`` only the worker rows whose name contains it; without DATABASE_URL it runs on a SQLite file (no NOTIFY:
 ``ai_db_worker`` polls there). ``--messages=60`` for a quick look. ``--quick``: 10 messages, one
 round, one configuration of each backend, 3 single messages, bursts of 1 and 3 conversations.
 """
@@ -71,8 +72,9 @@ def main(argv: list[str]) -> None:
     parts = set(option(argv, "parts", ",".join(PARTS)).split(","))
     if not parts <= set(PARTS):
         raise SystemExit(f"--parts takes some of {','.join(PARTS)}")
+    only = option(argv, "only", "")
     with bench_database() as label:
-        _run(label, messages, quick=quick, parts=parts)
+        _run(label, messages, quick=quick, parts=parts, only=only)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -97,7 +99,7 @@ SINGLE_ROWS = (
 )
 
 
-def _run(label: str, total: int, *, quick: bool, parts: set[str]) -> None:
+def _run(label: str, total: int, *, quick: bool, parts: set[str], only: str = "") -> None:
     import platform
 
     from django.conf import settings
@@ -116,6 +118,8 @@ def _run(label: str, total: int, *, quick: bool, parts: set[str]) -> None:
     bursts_of = QUICK_BURSTS if quick else BURSTS
     rounds = 1 if quick else 2
     worker_rows = QUICK_WORKER_ROWS if quick else WORKER_ROWS
+    if only:  # --only=x1: the worker rows whose name contains it, and no in-process row
+        worker_rows = tuple(row for row in worker_rows if only in row[0])
     singles = 3 if quick else SINGLES
     steps = 5 if quick else STEPS
 
@@ -138,11 +142,11 @@ def _run(label: str, total: int, *, quick: bool, parts: set[str]) -> None:
             rows.append(("inline send_message (baseline, no queue)", _best(_inline, total, rounds)))
         with override_settings(TASKS=immediate):
             task_backends["default"]
-            if throughput and not quick:
+            if throughput and not quick and not only:
                 rows.append(("in-process: ImmediateBackend + 4 threads", _beside_inline(_queued, total, rounds)))
             with _conn_max_age(60):
                 name = "in-process, 4 threads, CONN_MAX_AGE=60"
-                if throughput:
+                if throughput and not only:
                     rows.append((name, _beside_inline(_queued, total, rounds)))
                 if "singles" in parts:
                     single_rows.append((name, _singles(singles)))
@@ -308,7 +312,7 @@ def _wait_answered(ids: list[Any], timeout: float = 120.0) -> None:
     while ConversationMessage.objects.filter(pk__in=ids, processing_status="completed").count() < len(ids):
         if time.monotonic() > deadline:
             raise RuntimeError(f"turns not answered within {timeout} s")
-        time.sleep(0.01)
+        time.sleep(0.01 if len(ids) < 20 else 0.05)  # a long wait looks less often: it competes for CPU
 
 
 def _latencies(ids: list[Any]) -> list[float]:

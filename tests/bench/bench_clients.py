@@ -209,7 +209,9 @@ def main(argv: list[str]) -> None:
         "clients": int_option(argv, "clients", 20 if quick else 2000),
         "streams": int_option(argv, "streams", 5 if quick else 100),
         "chunks": int_option(argv, "chunks", 20 if quick else 100),
-        "heartbeat": float(option(argv, "heartbeat", "2" if quick else "15")),
+        "heartbeat": float(option(argv, "heartbeat", "0.5" if quick else "15")),
+        # Seconds for the process to settle before its memory is read.
+        "settle": 0.2 if quick else 2.0,
         "rounds": int_option(argv, "rounds", 1 if quick else 2),
         "source": option(argv, "source", "turns"),
     }
@@ -439,11 +441,11 @@ async def _sse_run(web: WebProcess, clients: list[Client], sizes: dict[str, Any]
         cpu["few"].append(await _stream(web, active, chunks))
         if round_ == 0:
             # The memory baseline: the streaming clients alone, after their first turns ran.
-            await asyncio.sleep(2)
+            await asyncio.sleep(sizes["settle"])
             warm = await asyncio.to_thread(web.stats)
         idle_readers, seconds = await _connect(web, others, many)
         connect_seconds.append(seconds)
-        await asyncio.sleep(2)
+        await asyncio.sleep(sizes["settle"])
         if round_ == 0:
             idle = await asyncio.to_thread(web.stats)
             idle_started = time.time() * 1000

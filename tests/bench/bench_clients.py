@@ -25,7 +25,8 @@
 ``--source=publish`` for streams published by one thread of the web process through the backend's
 sending path instead of real turns: the delivery alone, without the turns' work).
 ``--quick``: 20 clients, 5 streams, 20 chunks, one round.
-SQLite file database unless ``DATABASE_URL`` is set.
+SQLite file database unless ``DATABASE_URL`` is set. ``BENCH_CLIENTS_GC=off`` in the environment
+runs the web process without the cyclic garbage collector, to see what it costs.
 """
 
 from __future__ import annotations
@@ -266,6 +267,7 @@ def web_process(db_name: str, realtime: dict[str, Any]) -> Iterator[WebProcess]:
         "DJANGO_SETTINGS_MODULE": "backend.settings",
         "BENCH_CLIENTS_DB_NAME": db_name,
         "DJANGO_AI_SETTINGS_JSON": json.dumps(realtime),
+        "BENCH_CLIENTS_GC": os.environ.get("BENCH_CLIENTS_GC", "on"),
         "PYTHONUNBUFFERED": "1",
     }
     log = tempfile.NamedTemporaryFile(prefix="bench-clients-", suffix=".log", delete=False)  # noqa: SIM115

@@ -58,6 +58,8 @@ def _time_gc(phase: str, info: dict[str, Any]) -> None:
 
 
 gc.callbacks.append(_time_gc)
+if os.environ.get("BENCH_CLIENTS_GC") == "off":  # to compare: no cyclic collection at all
+    gc.disable()
 
 SENDER_FIGURES = ("requests", "events_sent", "failures", "dropped", "lost", "pending")
 

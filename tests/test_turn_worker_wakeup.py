@@ -180,8 +180,9 @@ def test_the_one_statement_claim_takes_what_db_workers_query_would():
     from django_ai.conversations.management.commands.ai_db_worker import WakingWorker
     from django_ai.conversations.turns.tasks import answer_pending
 
-    def enqueue(name: str, **using) -> str:
-        return answer_pending.using(backend="default", **using).enqueue(name).id
+    def enqueue(name: str, queue_name: str = "default", **using) -> str:
+        # The queue named: the task keeps the TASK_QUEUE it was declared with (another test's).
+        return answer_pending.using(backend="default", queue_name=queue_name, **using).enqueue(name).id
 
     old = enqueue("old")
     later = enqueue("later", run_after=timezone.now() + timedelta(hours=1))  # not ready yet

@@ -39,6 +39,17 @@ def _busy(session: ConversationSession) -> Any:
     )
 
 
+def _locked(rows: Any) -> Any:
+    """``rows.select_for_update()``, as ``FOR NO KEY UPDATE`` where the database has it
+    (PostgreSQL): it serialises with other lockers and with UPDATEs as ``FOR UPDATE`` does, but
+    not with the key-share locks of foreign-key checks. An INSERT of a reply row (the stream's
+    start) checks its ``reply_to`` (the user message) before its ``session``: with ``FOR UPDATE``
+    here, an interrupt (session, then its messages) and that INSERT (message, then session) could
+    deadlock."""
+    connection = transaction.get_connection(rows.db)
+    return rows.select_for_update(no_key=connection.features.has_select_for_no_key_update)
+
+
 def request_cancel(session: ConversationSession) -> list[Any]:
     """Ask the session's running turn to stop and cancel its waiting messages; their ids.
 
@@ -46,7 +57,7 @@ def request_cancel(session: ConversationSession) -> list[Any]:
     agent message and its steps still waiting (or approved but not run) ``cancelled``.
     """
     with transaction.atomic():
-        pks = list(_busy(session).select_for_update().values_list("pk", flat=True))
+        pks = list(_locked(_busy(session)).values_list("pk", flat=True))
         return _stop(pks, reason="cancelled")
 
 
@@ -61,7 +72,7 @@ def supersede(pks: list[Any]) -> list[Any]:
         busy = ConversationMessage.objects.filter(
             pk__in=pks, message_type=MessageType.USER, processing_status__in=_UNFINISHED
         )
-        return _stop(list(busy.select_for_update().values_list("pk", flat=True)), reason="superseded")
+        return _stop(list(_locked(busy).values_list("pk", flat=True)), reason="superseded")
 
 
 def _stop(pks: list[Any], *, reason: str) -> list[Any]:
@@ -144,7 +155,7 @@ def _lock_session(session: ConversationSession) -> None:
     rows = ConversationSession.objects.using(using).filter(pk=session.pk)
     if connection.features.has_select_for_update:
         # A short lock: turns hold the session through its lease (turn_token), not a lock.
-        list(rows.select_for_update().values_list("pk", flat=True))
+        list(_locked(rows).values_list("pk", flat=True))
     else:
         # SQLite has no row locks; a write takes the database's write lock until the commit
         # (with transaction_mode "IMMEDIATE" BEGIN has taken it already). The other posters

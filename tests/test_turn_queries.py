@@ -10,6 +10,11 @@ since it was read), the user message's INSERT, already ``processing``, then one 
 message's end; COMMIT), and the look at the queue for messages that arrived meanwhile. A stream
 of 5 chunks adds 2: the reply's row created at the stream's start and its text saved at the
 stream's end (the turn's end then UPDATEs that row instead of INSERTing one).
+
+Statements that come by the clock (the lease's heartbeat, the look for a cancel request every
+0.5 s of an async agent's turn, a streamed reply's save every ``STREAM_SAVE_INTERVAL``) are left
+out by setting their intervals to an hour: a turn stalled half a second on a busy CI machine
+would otherwise add one.
 """
 
 from __future__ import annotations
@@ -28,9 +33,21 @@ from django_ai.conversations.context import ResponseStream
 from django_ai.conversations.models import ConversationMessage, ConversationSession
 from django_ai.conversations.registry import register_agent
 from django_ai.conversations.service import ConversationService
+from django_ai.conversations.turns import execution
 from django_ai.conversations.turns.hooks import answered_by_caller
 
+from .turns_support import ai_settings
+
 pytestmark = pytest.mark.django_db
+
+HOUR = 3600.0
+
+
+@pytest.fixture(autouse=True)
+def _no_statements_by_the_clock(monkeypatch):
+    monkeypatch.setattr(execution, "CANCEL_POLL_INTERVAL", HOUR)
+    with ai_settings(TURN_HEARTBEAT_INTERVAL=HOUR, STREAM_SAVE_INTERVAL=HOUR):
+        yield
 
 
 class AsyncEcho(ConversationAgent):

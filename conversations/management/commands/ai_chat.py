@@ -85,6 +85,8 @@ class Command(BaseCommand):
         self._stop_asked = False
         self._leave = False
         self._turn_user: Any = None
+        #: The last write shown of each streamed message (its ``sequence``).
+        self._shown: dict[str, int] = {}
         agent_path = options["agent_path"]
         try:
             agent_cls = registry.get(agent_path)
@@ -106,7 +108,30 @@ class Command(BaseCommand):
                 self._on_event(event, payload)
             original_send(channel, event, payload)
 
+        original_send_text = backend.send_text
+        original_text_sink = backend.text_sink
+
+        def tee_text(channel: str, template: dict[str, Any], sequence: int, text: str) -> None:
+            if channel == session_channel(self.session.pk):
+                self._on_event(EventName.TEXT_CHUNK, {**template, "sequence": sequence, "text": text})
+            original_send_text(channel, template, sequence, text)
+
+        def tee_sink(channel: str, template: dict[str, Any]) -> Callable[[int, str], None]:
+            # A stream's writes reach a coalescing backend through its text sink, not send():
+            # the terminal shows each write as it comes.
+            sink = original_text_sink(channel, template)
+            if channel != session_channel(self.session.pk):
+                return sink
+
+            def write(sequence: int, text: str) -> None:
+                self._on_event(EventName.TEXT_CHUNK, {**template, "sequence": sequence, "text": text})
+                sink(sequence, text)
+
+            return write
+
         backend.send = tee  # type: ignore[method-assign]
+        backend.send_text = tee_text  # type: ignore[method-assign]
+        backend.text_sink = tee_sink  # type: ignore[method-assign]
         restore_interrupts = self._catch_interrupts()
         try:
             if options["message"]:
@@ -127,7 +152,9 @@ class Command(BaseCommand):
             self.stdout.write("")
         finally:
             restore_interrupts()
-            del backend.send  # back to the class's method
+            del backend.send  # back to the class's methods
+            del backend.send_text
+            del backend.text_sink
 
     def _catch_interrupts(self) -> Callable[[], object]:
         """Route Ctrl-C through :meth:`_interrupted`; returns what puts the previous handler back.
@@ -238,6 +265,13 @@ class Command(BaseCommand):
         # Called from the agent's thread as it writes: print at once.
         with self._lock:
             if event == EventName.TEXT_CHUNK:
+                # A write may reach the terminal by two of the tees (a backend's text sink calls
+                # its send_text, whose default calls send): shown once, by its sequence.
+                key, sequence = str(payload.get("message_id")), payload.get("sequence")
+                if isinstance(sequence, int):
+                    if sequence <= self._shown.get(key, 0):
+                        return
+                    self._shown[key] = sequence
                 self._start_reply()
                 self._streamed = True
                 self._wrapper.feed(payload.get("text", ""))

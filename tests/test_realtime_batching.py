@@ -251,9 +251,8 @@ def test_a_full_queue_still_drops_the_oldest_event_with_markers_queued():
 
 def test_a_stream_end_flushes_its_own_channel_only():
     transport = Transport()
-    sender = EventSender(
-        deliver=transport, name="test", window=60, align=False
-    )  # not aligned: a 60 s grid tick could fall between the writes
+    # Not aligned: a tick of a 60 s grid could fall between the writes.
+    sender = EventSender(deliver=transport, name="test", window=60, align=False)
     try:
         for n in (1, 2):
             sender.send_text(channel(n), stream(n), 1, "first")  # idle channels: these leave at once

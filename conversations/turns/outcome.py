@@ -273,8 +273,8 @@ def suspend(state: TurnState, token: str, agent_cls: Any, *, metrics: dict[str, 
     waiting step (``turns.approval``) locks it too, so whichever commits second sees the other. If
     every step was answered before this commits, the user message goes back to ``pending``
     instead, and the runner's loop resumes it at once (the outcome's status is then ``pending``,
-    else ``awaiting_approval``). No worker or thread waits: the caller
-    releases the lease (``next_pending`` starts nothing newer while a turn of the session awaits).
+    else ``awaiting_approval``). No worker or thread waits: the lease is released in the same
+    transaction (``next_pending`` starts nothing newer while a turn of the session awaits).
     """
     session, user_message = state.session, state.user_message
     now = timezone.now()

@@ -52,6 +52,7 @@ from typing import Any
 import django
 
 from tests.bench.options import int_option, is_quick, option
+from tests.servers import Server
 
 AGENT = "bench-clients"
 EVENTS = "/api/conversations/realtime/events/"
@@ -312,18 +313,9 @@ def web_process(db_name: str, realtime: dict[str, Any]) -> Iterator[WebProcess]:
         Path(log.name).unlink(missing_ok=True)
 
 
-@dataclass
-class WebProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+class WebProcess(Server):
+    """The benchmark's uvicorn process (``tests/bench/clients_app.py``): a started server, with
+    the app's own ``/bench/`` endpoints."""
 
     def stats(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + "/bench/stats", timeout=30) as response:
